@@ -1,0 +1,195 @@
+"""`python -m harness …` (also `gpuci …`): parses, calls one function, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import ExitCode, GpuciError, UsageError
+from harness.platforms import PLATFORM_NAMES
+from harness.units import format_size, parse_size
+from harness.vram import BACKEND_NAMES
+
+
+def _common_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
+    parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
+    parser.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], help="default: the platform's")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--vram-timeout", type=float, default=60.0, help="seconds to wait for VRAM release")
+    parser.add_argument("--quiet", action="store_true", help="do not echo the workload's output")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an area's steps on a platform (what nox sessions and CI run)")
+    run.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
+    run.add_argument("--area", required=True)
+    run.add_argument("--step", help="run only the step with this label")
+    run.add_argument("--no-container", action="store_true", help="run on the host, under the same supervisor")
+    run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
+    run.add_argument("--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image")
+    run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
+    _common_run_options(run)
+    run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
+
+    sup = sub.add_parser("supervise", help="run any command under the supervisor")
+    sup.add_argument("--image", help="run in this image instead of on the host")
+    sup.add_argument("--platform", default="cpu", choices=PLATFORM_NAMES)
+    sup.add_argument("--num-gpus", type=int, default=None, help="GPUs to watch (default: 1 with a backend)")
+    sup.add_argument("--timeout", type=float, help="seconds before the command is stopped")
+    _common_run_options(sup)
+    sup.add_argument("cmd", nargs=argparse.REMAINDER, help="after --: the command")
+
+    image = sub.add_parser("image", help="images: content tags, builds, the air-gapped base")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    boot = image_sub.add_parser("bootstrap", help="build the base image from Debian packages (no registry)")
+    boot.add_argument("--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"))
+    boot.add_argument("--ca-bundle", type=Path)
+    boot.add_argument("--from-tarball", type=Path, help="packages from `--make-tarball` (fully offline)")
+    boot.add_argument("--make-tarball", type=Path, help="only download the packages into this tarball")
+    for name, text in (("ensure", "build the platform's image if its tag is missing"), ("tag", "print the tag")):
+        p = image_sub.add_parser(name, help=text)
+        p.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
+        p.add_argument("--base-image")
+        p.add_argument("--ca-bundle", type=Path)
+        p.add_argument("--root", type=Path, default=Path.cwd())
+
+    sim = sub.add_parser("simgpu", help="simulated GPUs for machines with none")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    init = sim_sub.add_parser("init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)")
+    init.add_argument("--count", type=int, default=2)
+    init.add_argument("--total", default="16GiB")
+    hold = sim_sub.add_parser("hold", help="hold device memory until killed")
+    hold.add_argument("size")
+    hold.add_argument("--device", type=int, default=0)
+    hold.add_argument("--release-lag", type=float, default=0.0, help="seconds memory stays used after death")
+
+    gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
+    gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(_dispatch(args))
+    except GpuciError as exc:
+        print(f"gpuci: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("gpuci: interrupted", file=sys.stderr)
+        return int(ExitCode.TESTS_FAILED)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "supervise":
+        return _supervise(args)
+    if args.command == "image":
+        return _image(args)
+    if args.command == "simgpu":
+        return _simgpu(args)
+    return _gpus(args)
+
+
+def _options(args: argparse.Namespace, platform: str, **extra: object):  # type: ignore[no-untyped-def]
+    from harness.runs import RunOptions
+
+    return RunOptions(
+        root=args.root.resolve(),
+        platform=platform,
+        report_dir=args.report_dir,
+        vram_backend=None if args.vram_backend == "auto" else args.vram_backend,
+        grace_s=args.grace,
+        vram_timeout_s=args.vram_timeout,
+        echo=not args.quiet,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.runs import execute_step
+
+    options = _options(
+        args, args.platform, pytest_args=tuple(args.pytest_args), container=not args.no_container,
+        base_image=args.base_image, ca_bundle=args.ca_bundle, pass_env=tuple(args.env),
+    )  # fmt: skip
+    return execute_step(options, args.area, args.step)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from harness.runs import execute_command
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise UsageError("supervise needs a command after --, e.g. `python -m harness supervise -- pytest -x`.")
+    num_gpus = args.num_gpus
+    if num_gpus is None:
+        num_gpus = 1 if args.vram_backend else 0
+    return execute_command(_options(args, args.platform), cmd, args.image, num_gpus, args.timeout)
+
+
+def _image(args: argparse.Namespace) -> int:
+    from harness import airgap, images
+    from harness.engine import connect
+
+    if args.image_command == "bootstrap":
+        if args.make_tarball:
+            airgap.make_packages_tarball(args.make_tarball, args.mirror)
+            print(args.make_tarball)
+            return 0
+        recipe = airgap.BaseRecipe(ca_bundle=args.ca_bundle)
+        print(airgap.bootstrap_base(connect(), recipe, args.mirror, args.from_tarball))
+        return 0
+    recipe = images.recipe_for(args.root.resolve(), args.platform, args.base_image, args.ca_bundle)
+    if args.image_command == "tag":
+        print(recipe.tag)
+        return 0
+    ensured = images.ensure(connect(), recipe, args.root.resolve())
+    print(ensured.tag)
+    return 0
+
+
+def _simgpu(args: argparse.Namespace) -> int:
+    from harness.vram import sim
+
+    if args.sim_command == "init":
+        directory = sim.default_directory()
+        for device in sim.init(directory, args.count, parse_size(args.total)):
+            print(f"{device.index}  {device.id}  {format_size(device.total_bytes)}  ({directory})")
+        return 0
+    try:
+        held = sim.hold(parse_size(args.size), args.device, args.release_lag)
+    except sim.OutOfMemory as exc:
+        raise GpuciError(str(exc)) from None
+    print(f"holding {format_size(held.bytes)} on simulated GPU {args.device} (pid {os.getpid()})", flush=True)
+    # Die by the signal, like a real workload: the lock goes with the process, and the lag applies.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        time.sleep(3600)
+
+
+def _gpus(args: argparse.Namespace) -> int:
+    from harness.vram import open_backend
+    from harness.vram.release import describe_holders
+
+    backend = open_backend(args.vram_backend)
+    try:
+        print(f"backend: {backend.name}")
+        for device in backend.devices():
+            used = backend.used_bytes(device)
+            print(f"[{device.index}] {device.name}  {device.id}  {format_size(used)} / {format_size(device.total_bytes)}")
+            for holder in describe_holders(backend, [device]):
+                size = "?" if holder.used_bytes is None else format_size(holder.used_bytes)
+                print(f"      pid {holder.pid:>7}  {size:>10}  {holder.command[:100]}")
+    finally:
+        backend.close()
+    return 0

@@ -1,0 +1,152 @@
+"""Run a `RunSpec` through the Docker SDK: init process, labels, streamed and bounded logs."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import DeviceRequest, LogConfig, Mount
+
+from harness.errors import InfrastructureError
+from harness.logs import DEFAULT_LOG_CAP, LogPump
+from harness.redact import Redactor
+
+WORKSPACE = "/workspace"
+REPORT_MOUNT = "/gpuci/report"
+LABEL_PREFIX = "gpuci."
+# Bounds what a flooding workload costs in Docker's own json log.
+DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class NvidiaRequest:
+    """Docker's GPU device request (`--gpus device=UUID`)."""
+
+    device_ids: tuple[str, ...]
+    driver: str = "nvidia"
+    capabilities: tuple[str, ...] = ("gpu", "utility", "compute")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    image: str
+    command: tuple[str, ...]
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[BindMount, ...] = ()
+    working_dir: str = WORKSPACE
+    labels: dict[str, str] = field(default_factory=dict)
+    # Device nodes as "host:container:permissions", e.g. AMD's /dev/kfd.
+    devices: tuple[str, ...] = ()
+    gpu_requests: tuple[NvidiaRequest, ...] = ()
+    group_add: tuple[str, ...] = ()
+    user: str | None = None
+    shm_size: str = "1g"
+
+    def to_report(self, redactor: Redactor) -> dict[str, Any]:
+        data = asdict(self)
+        data["env"] = redactor.env(self.env)
+        data["command"] = [redactor.text(part) for part in self.command]
+        return data
+
+
+class ContainerWorkload:
+    """One container's life: create, start, wait, signal, remove."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        spec: RunSpec,
+        log_path: Path,
+        redactor: Redactor,
+        log_cap: int = DEFAULT_LOG_CAP,
+        echo: bool = True,
+    ) -> None:
+        self.client, self.spec = client, spec
+        self.container: Any = None
+        self.pump = LogPump(log_path, log_cap, redactor, sys.stdout.buffer if echo else None)
+
+    def start(self) -> None:
+        spec = self.spec
+        try:
+            self.container = self.client.containers.create(
+                spec.image,
+                list(spec.command),
+                name=spec.name,
+                environment=spec.env,
+                mounts=[Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts],
+                working_dir=spec.working_dir,
+                labels=spec.labels,
+                devices=list(spec.devices),
+                device_requests=[
+                    DeviceRequest(driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)])
+                    for r in spec.gpu_requests
+                ],
+                group_add=list(spec.group_add),
+                user=spec.user,
+                shm_size=spec.shm_size,
+                # PID 1 ignores SIGTERM unless it installs a handler: an init forwards it.
+                init=True,
+                log_config=LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
+            )
+            self.container.start()
+        except docker.errors.ImageNotFound:
+            self.remove()
+            raise InfrastructureError(f"image {spec.image} is missing from the Docker Engine.") from None
+        except docker.errors.APIError as exc:
+            self.remove()
+            raise InfrastructureError(f"starting container {spec.name} failed: {exc.explanation or exc}") from None
+        self.pump.start(self.container.logs(stream=True, follow=True))
+
+    def wait(self) -> int:
+        """Block until the container exits; its exit code."""
+        result = self.container.wait()
+        return int(result.get("StatusCode", -1))
+
+    def signal(self, signum: int) -> None:
+        try:
+            self.container.kill(signal=signal.Signals(signum).name)
+        except docker.errors.APIError:
+            pass  # already exited: nothing to signal
+
+    def host_pids(self) -> set[int]:
+        """Host PIDs of the container's processes (empty once it has stopped)."""
+        try:
+            top = self.container.top(ps_args="-o pid")
+        except docker.errors.APIError:
+            return set()
+        return {int(row[0]) for row in top.get("Processes") or [] if row and row[0].isdigit()}
+
+    def remove(self) -> bool:
+        """Remove the container (force) once its log stream has ended; True when it is gone."""
+        self.pump.join(timeout=30)
+        if self.container is None:
+            try:
+                self.container = self.client.containers.get(self.spec.name)
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError:
+                return False
+        try:
+            self.container.remove(force=True)
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError:
+            return False
+        return True
+
+
+def list_run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}run-id={run_id}"}))

@@ -1,0 +1,47 @@
+"""Typed errors and the exit codes every entry point maps them to (DESIGN.md)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    PASSED = 0
+    TESTS_FAILED = 1
+    USAGE = 2
+    TEARDOWN_FAILED = 3
+    INFRASTRUCTURE = 75
+
+
+class GpuciError(Exception):
+    """An error with a one-paragraph message meant for people, and an exit code."""
+
+    exit_code: ExitCode = ExitCode.INFRASTRUCTURE
+
+
+class UsageError(GpuciError):
+    exit_code = ExitCode.USAGE
+
+
+class DeclarationError(UsageError):
+    """A test-area declaration is malformed; the message names file and line."""
+
+    def __init__(self, path: object, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line else f"{path}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class InfrastructureError(GpuciError):
+    """Docker down, image build failed, GPU busy: the pipeline retries these."""
+
+    exit_code = ExitCode.INFRASTRUCTURE
+
+
+class DockerUnavailable(InfrastructureError):
+    pass
+
+
+class ImageBuildError(InfrastructureError):
+    pass

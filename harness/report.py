@@ -1,0 +1,70 @@
+"""The run report: `report.json` is the source of truth; `latest` points at the newest run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+RUNS_DIR = Path(".gpuci") / "runs"
+SCHEMA_VERSION = 1
+
+
+def new_run_id(session: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{stamp}-{session}-{secrets.token_hex(3)}"
+
+
+def run_directory(root: Path, run_id: str, report_dir: Path | None) -> Path:
+    directory = report_dir if report_dir else Path(root) / RUNS_DIR / run_id
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def host_facts() -> dict[str, Any]:
+    return {"hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+def write_report(directory: Path, report: dict[str, Any], root: Path | None = None) -> Path:
+    """Write report.json atomically; point `.gpuci/runs/latest` at it when it lives there."""
+    path = directory / "report.json"
+    tmp = directory / ".report.json.tmp"
+    tmp.write_text(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2, sort_keys=False, default=str))
+    tmp.replace(path)
+    if root is not None:
+        runs = Path(root) / RUNS_DIR
+        runs.mkdir(parents=True, exist_ok=True)
+        latest = runs / "latest"
+        link = runs / f".latest.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        os.symlink(os.path.relpath(directory.resolve(), runs.resolve()), link)
+        link.replace(latest)
+    return path
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

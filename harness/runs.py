@@ -1,0 +1,323 @@
+"""One run, start to report: image, run spec, supervised workload, report.
+
+`execute_step` serves `python -m harness run` (what nox sessions and Buildkite steps call);
+`execute_command` serves `python -m harness supervise` (any command, host or container).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import images
+from harness.areas import Step, find_area, session_name
+from harness.console import say
+from harness.container import REPORT_MOUNT, WORKSPACE, BindMount, ContainerWorkload, RunSpec
+from harness.devices import container_devices
+from harness.engine import connect
+from harness.errors import ExitCode, GpuciError, InfrastructureError, UsageError
+from harness.host import HostWorkload
+from harness.platforms import get_platform
+from harness.redact import Redactor
+from harness.report import git_state, host_facts, new_run_id, run_directory, write_report
+from harness.supervisor import StopPolicy, Supervised, VramWatch, Workload, supervise
+from harness.vram import open_backend
+from harness.vram import sim as simgpu
+from harness.vram.release import DEFAULT_TOLERANCE
+
+SIM_MOUNT = "/gpuci/simgpu"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    root: Path
+    platform: str
+    pytest_args: tuple[str, ...] = ()
+    container: bool = True
+    report_dir: Path | None = None
+    vram_backend: str | None = None
+    grace_s: float = 5.0
+    vram_timeout_s: float = 60.0
+    vram_tolerance: int = DEFAULT_TOLERANCE
+    base_image: str | None = None
+    ca_bundle: Path | None = None
+    # Host variables passed through by name (secrets included, which reports never show).
+    pass_env: tuple[str, ...] = ()
+    echo: bool = True
+
+
+@dataclass
+class RunContext:
+    """What a run has gathered so far, so a failure at any point still writes a report."""
+
+    run_id: str
+    directory: Path
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _stop_policy(grace_s: float) -> StopPolicy:
+    """Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
+    agent_grace = float(os.environ.get("BUILDKITE_CANCEL_GRACE_PERIOD", "0") or 0)
+    if agent_grace > 0:
+        grace_s = min(grace_s, max(0.5, agent_grace * 0.4))
+        return StopPolicy(grace_s=grace_s, kill_wait_s=max(1.0, agent_grace * 0.3))
+    return StopPolicy(grace_s=grace_s)
+
+
+def _vram_watch(options: RunOptions, num_gpus: int) -> VramWatch | None:
+    if num_gpus == 0:
+        return None
+    platform = get_platform(options.platform)
+    name = options.vram_backend or platform.vram_backend
+    if name == "sim":
+        simgpu.init(simgpu.default_directory())
+    backend = open_backend(name)
+    devices = backend.devices()[:num_gpus]
+    if len(devices) < num_gpus:
+        backend.close()
+        raise InfrastructureError(
+            f"the step needs {num_gpus} GPU(s) and the {backend.name} backend sees {len(devices)}."
+        )
+    return VramWatch(backend, devices, options.vram_timeout_s, options.vram_tolerance)
+
+
+def _outcome(sup: Supervised, soft_fail: bool = False) -> tuple[str, ExitCode]:
+    if sup.teardown_failed:
+        return "teardown-failed", ExitCode.TEARDOWN_FAILED
+    if sup.stop_reason == "timeout":
+        return "timeout", ExitCode.TESTS_FAILED
+    if sup.stop_reason != "exited":
+        return "cancelled", ExitCode.TESTS_FAILED
+    if sup.exit_code == 0:
+        return "passed", ExitCode.PASSED
+    return "failed", ExitCode.TESTS_FAILED
+
+
+def _supervised_report(sup: Supervised, watch: VramWatch | None) -> dict[str, Any]:
+    release = sup.release
+    return {
+        "exit_code": sup.exit_code,
+        "stop_reason": sup.stop_reason,
+        "signals_sent": sup.signals_sent,
+        "timings": {k: round(v, 6) for k, v in sup.timings.items()},
+        "budget": {
+            "seconds": sup.budget_s,
+            "stop_seconds": None if sup.stop_s is None else round(sup.stop_s, 6),
+            "margin_seconds": None if sup.budget_margin_s is None else round(sup.budget_margin_s, 6),
+            "within": None if sup.budget_margin_s is None else sup.budget_margin_s >= 0,
+        },
+        "vram": None
+        if watch is None or release is None
+        else {
+            "backend": watch.backend.name,
+            "devices": [d.id for d in watch.devices],
+            "baseline_bytes": sup.baseline,
+            "final_bytes": release.final_used,
+            "tolerance_bytes": release.tolerance_bytes,
+            "released": release.released,
+            "wait_seconds": round(release.seconds, 6),
+            "polls": release.polls,
+            "holders": [vars(h) for h in release.holders],
+            "killed_holders": [vars(h) for h in sup.killed_holders],
+        },
+        "removed": sup.removed,
+    }
+
+
+def _finish(ctx: RunContext, root: Path, report_dir: Path | None, started: float, code: ExitCode) -> ExitCode:
+    ctx.report["gpuci_exit_code"] = int(code)
+    ctx.report["timings"] = {**ctx.report.get("timings", {}), "total_s": round(time.monotonic() - started, 6)}
+    ctx.report["finished_at"] = time.time()
+    path = write_report(ctx.directory, ctx.report, None if report_dir else root)
+    say(f"{ctx.report.get('outcome', '?')}: report {path}")
+    return code
+
+
+def _supervise_into(
+    ctx: RunContext, workload: Workload, options: RunOptions, watch: VramWatch | None, timeout_s: float | None,
+    budget_s: float, soft_fail: bool = False,
+) -> ExitCode:
+    try:
+        sup = supervise(workload, timeout_s=timeout_s, budget_s=budget_s, stop=_stop_policy(options.grace_s), vram=watch)
+    finally:
+        if watch:
+            watch.backend.close()
+    ctx.report.update(_supervised_report(sup, watch))
+    ctx.report["timings"] = {**ctx.report.get("timings", {}), **ctx.report.pop("timings")}
+    leftovers = getattr(workload, "leftovers", [])
+    if leftovers:
+        ctx.report["leftover_pids"] = leftovers
+        ctx.report["survivor_pids"] = getattr(workload, "survivors", [])
+    outcome, code = _outcome(sup, soft_fail)
+    ctx.report["outcome"] = outcome
+    ctx.report["soft_fail"] = soft_fail
+    return code
+
+
+def _container_env(step_env: dict[str, str], options: RunOptions, run_id: str, extra: dict[str, str]) -> dict[str, str]:
+    addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", "-p", "no:cacheprovider", *options.pytest_args]
+    env = {
+        "HOME": "/tmp",
+        "PYTHONPATH": WORKSPACE,
+        "GPUCI_RUN_ID": run_id,
+        "GPUCI_PLATFORM": options.platform,
+        "GPUCI_REPORT_DIR": REPORT_MOUNT,
+        "GPUCI_IN_CONTAINER": "1",
+        "PYTEST_ADDOPTS": shlex.join(addopts),
+        **extra,
+        **step_env,
+    }
+    for name in options.pass_env:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def execute_step(options: RunOptions, area_name: str, step_label: str | None) -> ExitCode:
+    """Run one step, or every non-optional step of the area on the platform, each as its own run."""
+    area = find_area(options.root, area_name)
+    steps = [area.step(step_label, options.platform)] if step_label else [
+        s for s in area.steps_for(options.platform) if not s.optional
+    ]
+    if not steps:
+        raise UsageError(f"area {area.name!r} has no step that runs on {options.platform} ({area.path}).")
+    worst = ExitCode.PASSED
+    for step in steps:
+        code = _execute_one(options, area.name, step)
+        worst = max(worst, code, key=_severity)
+    return worst
+
+
+def _severity(code: ExitCode) -> int:
+    return [ExitCode.PASSED, ExitCode.TESTS_FAILED, ExitCode.TEARDOWN_FAILED, ExitCode.USAGE,
+            ExitCode.INFRASTRUCTURE].index(code)  # fmt: skip
+
+
+def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
+    started = time.monotonic()
+    session = session_name(options.platform, area)
+    run_id = new_run_id(session)
+    directory = run_directory(options.root, run_id, options.report_dir)
+    platform = get_platform(options.platform)
+    redactor = Redactor(os.environ, step.env)
+    say(f"{session} · step {step.label!r} · run {run_id}")
+    ctx = RunContext(run_id, directory, {
+        "run_id": run_id, "session": session, "area": area, "step": step.label, "platform": options.platform,
+        "started_at": time.time(), "git": git_state(options.root), "host": host_facts(),
+        "mode": "container" if options.container else "host", "report_dir": str(directory),
+    })  # fmt: skip
+    try:
+        watch = _vram_watch(options, step.num_gpus)
+        timeout_s = step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None
+        budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
+        workload = (
+            _step_container(options, step, run_id, area, directory, redactor, watch, ctx)
+            if options.container
+            else _step_host(options, step, run_id, directory, redactor, watch, ctx)
+        )
+        code = _supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
+        junit = directory / "junit.xml"
+        ctx.report["junit"] = str(junit) if junit.exists() else None
+        ctx.report["log"] = str(directory / "output.log")
+    except GpuciError as exc:
+        ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
+        ctx.report["error"] = str(exc)
+        _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
+        raise
+    return _finish(ctx, options.root, options.report_dir, started, code)
+
+
+def _step_container(
+    options: RunOptions, step: Step, run_id: str, area: str, directory: Path, redactor: Redactor,
+    watch: VramWatch | None, ctx: RunContext,
+) -> ContainerWorkload:
+    client = connect()
+    recipe = images.recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
+    image = images.ensure(client, recipe, options.root)
+    ctx.report["image"] = {"tag": image.tag, "id": image.id, "built": image.built,
+                           "content_hash": image.content_hash, "base_image": recipe.build_args.get("BASE_IMAGE")}  # fmt: skip
+    ctx.report["timings"] = {"image_ensure_s": round(image.seconds, 6)}
+    mounts = [BindMount(str(options.root.resolve()), WORKSPACE), BindMount(str(directory.resolve()), REPORT_MOUNT)]
+    extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label}
+    if watch and watch.backend.name == "sim":
+        mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
+        extra_env[simgpu.ENV] = SIM_MOUNT
+    devices = container_devices(options.platform, watch.devices if watch else [])
+    workdir = step.working_dir or WORKSPACE
+    spec = RunSpec(
+        image=image.tag,
+        command=("bash", "-ec", "\n".join(step.commands)),
+        name=f"gpuci-{run_id}",
+        env={**_container_env(step.env, options, run_id, extra_env), **devices.env},
+        mounts=tuple(mounts),
+        working_dir=workdir if workdir.startswith("/") else f"{WORKSPACE}/{workdir}",
+        labels={"gpuci.run-id": run_id, "gpuci.area": area, "gpuci.step": step.label,
+                "gpuci.platform": options.platform, "gpuci.supervisor-pid": str(os.getpid()),
+                "gpuci.host": host_facts()["hostname"]},  # fmt: skip
+        devices=devices.nodes,
+        gpu_requests=devices.requests,
+        group_add=devices.groups,
+        user=f"{os.getuid()}:{os.getgid()}",
+    )
+    ctx.report["spec"] = spec.to_report(redactor)
+    return ContainerWorkload(client, spec, directory / "output.log", redactor, echo=options.echo)
+
+
+def _step_host(
+    options: RunOptions, step: Step, run_id: str, directory: Path, redactor: Redactor, watch: VramWatch | None,
+    ctx: RunContext,
+) -> HostWorkload:
+    addopts = [f"--junitxml={directory.resolve()}/junit.xml", "-p", "no:cacheprovider", *options.pytest_args]
+    env = {**os.environ, **step.env, "GPUCI_RUN_ID": run_id, "GPUCI_PLATFORM": options.platform,
+           "GPUCI_REPORT_DIR": str(directory.resolve()), "PYTEST_ADDOPTS": shlex.join(addopts),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
+    if watch and watch.backend.name == "sim":
+        env[simgpu.ENV] = str(simgpu.default_directory())
+    cwd = Path(step.working_dir) if step.working_dir and Path(step.working_dir).is_absolute() else (
+        options.root / (step.working_dir or "."))
+    command = ["bash", "-ec", "\n".join(step.commands)]
+    ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": str(cwd),
+                          "env": redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))})}
+    return HostWorkload(command, env, cwd, directory / "output.log", redactor, echo=options.echo)
+
+
+def execute_command(
+    options: RunOptions, command: list[str], image: str | None, num_gpus: int, timeout_s: float | None
+) -> ExitCode:
+    """`python -m harness supervise`: any command, on the host or in `image`, under the supervisor."""
+    started = time.monotonic()
+    run_id = new_run_id("supervise")
+    directory = run_directory(options.root, run_id, options.report_dir)
+    redactor = Redactor(os.environ)
+    platform = get_platform(options.platform)
+    ctx = RunContext(run_id, directory, {
+        "run_id": run_id, "session": "supervise", "platform": options.platform, "started_at": time.time(),
+        "git": git_state(options.root), "host": host_facts(), "mode": "container" if image else "host",
+        "report_dir": str(directory),
+    })  # fmt: skip
+    try:
+        watch = _vram_watch(options, num_gpus)
+        workload: Workload
+        if image:
+            spec = RunSpec(image=image, command=tuple(command), name=f"gpuci-{run_id}",
+                           labels={"gpuci.run-id": run_id, "gpuci.supervisor-pid": str(os.getpid())},
+                           user=f"{os.getuid()}:{os.getgid()}")  # fmt: skip
+            ctx.report["spec"] = spec.to_report(redactor)
+            workload = ContainerWorkload(connect(), spec, directory / "output.log", redactor, echo=options.echo)
+        else:
+            env = dict(os.environ)
+            if watch and watch.backend.name == "sim":
+                env[simgpu.ENV] = str(simgpu.default_directory())
+            ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": os.getcwd()}
+            workload = HostWorkload(command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo)
+        code = _supervise_into(ctx, workload, options, watch, timeout_s, platform.shutdown_budget_s)
+    except GpuciError as exc:
+        ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
+        ctx.report["error"] = str(exc)
+        _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
+        raise
+    return _finish(ctx, options.root, options.report_dir, started, code)

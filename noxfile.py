@@ -1,0 +1,91 @@
+# /// script
+# dependencies = ["nox>=2024.4.15", "docker>=7.0,<8", "PyYAML>=6.0,<7", "psutil>=5.9,<8", "nvidia-ml-py>=12.535"]
+# ///
+"""gpuci's sessions: `<platform>_<area>` for every declared test area, plus the project's own.
+
+Needs nothing but nox: the script block above makes nox install gpuci's dependencies into
+its own environment on first use. An area session is nothing but
+`python -m harness run --platform P --area A [--step LABEL] -- PYTEST_ARGS`, the same command
+a Buildkite step runs. `nox -s cpu_sampler -- --step "sampler (cpu)" -k topk` selects a step.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from harness.areas import load_areas, session_name  # noqa: E402
+from harness.errors import DeclarationError  # noqa: E402
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["cpu_sampler"]
+
+
+def _harness_args(posargs: list[str]) -> tuple[list[str], list[str]]:
+    """Leading harness options (--step LABEL, --no-container) out of posargs; the rest go to pytest."""
+    harness, rest = [], list(posargs)
+    while rest and rest[0] in ("--step", "--no-container", "--report-dir", "--vram-backend", "--base-image"):
+        flag = rest.pop(0)
+        harness.append(flag)
+        if flag != "--no-container" and rest:
+            harness.append(rest.pop(0))
+    return harness, rest
+
+
+def _register_area_session(platform: str, area: str) -> None:
+    def session(s: nox.Session) -> None:
+        harness, pytest_args = _harness_args(s.posargs)
+        s.run(
+            sys.executable, "-m", "harness", "run", "--platform", platform, "--area", area, *harness,
+            "--", *pytest_args, external=True, env={"PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+
+    session.__doc__ = f"Run the {area} area on {platform}."
+    nox.session(name=session_name(platform, area), venv_backend="none", tags=[platform, area])(session)
+
+
+def _register_areas() -> None:
+    try:
+        areas = load_areas(ROOT)
+    except DeclarationError as exc:
+        print(f"gpuci: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    taken: dict[str, str] = {}
+    for area in areas:
+        for platform in area.platforms:
+            name = session_name(platform, area.name)
+            # nox silently keeps the last of two sessions with one name: refuse instead.
+            if name in taken or name in STATIC_SESSIONS:
+                print(f"gpuci: error: {area.path}: session {name!r} is declared twice "
+                      f"(also by {taken.get(name, 'noxfile.py')}); rename the area.", file=sys.stderr)  # fmt: skip
+                raise SystemExit(2)
+            taken[name] = str(area.path)
+            _register_area_session(platform, area.name)
+
+
+STATIC_SESSIONS = ("tests", "lint")
+
+
+@nox.session(venv_backend="venv")
+def tests(session: nox.Session) -> None:
+    """The harness's own test suite (needs a Docker Engine; builds and runs real containers)."""
+    session.install("-e", ".[test]")
+    workers = os.environ.get("GPUCI_TEST_WORKERS", "2")
+    session.run("pytest", "-n", workers, "--durations=15", *session.posargs)
+
+
+@nox.session(venv_backend="venv")
+def lint(session: nox.Session) -> None:
+    """ruff over the project."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+_register_areas()
