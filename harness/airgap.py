@@ -23,6 +23,7 @@ import docker.errors
 
 from harness.console import say
 from harness.errors import ImageBuildError, UsageError
+from harness.locks import host_lock
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "tini", "ca-certificates", "procps")
@@ -97,11 +98,17 @@ def bootstrap_base(
 ) -> str:
     """Build and import the base image unless its tag exists; return the tag."""
     recipe = recipe or BaseRecipe()
-    try:
-        client.images.get(recipe.tag)
-        return recipe.tag
-    except docker.errors.ImageNotFound:
-        pass
+    with host_lock(f"build-{recipe.tag}"):
+        try:
+            client.images.get(recipe.tag)
+            return recipe.tag
+        except docker.errors.ImageNotFound:
+            pass
+        _bootstrap(client, recipe, mirror, packages_tarball)
+    return recipe.tag
+
+
+def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, packages_tarball: Path | None) -> None:
     tool = _debootstrap()
     say(f"building base image {recipe.tag} from Debian {recipe.suite} packages (about a minute)")
     with tempfile.TemporaryDirectory(prefix="gpuci-rootfs-", dir=_scratch()) as work:
@@ -133,7 +140,6 @@ def bootstrap_base(
             )
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"docker import of the base image failed: {exc.explanation or exc}") from None
-    return recipe.tag
 
 
 def _scratch() -> str | None:
@@ -157,7 +163,7 @@ def fill_wheelhouse(requirements: Path, wheelhouse: Path, ca_bundle: Path | None
         return
     machine = platform.machine()
     targets = [f"--platform=manylinux2014_{machine}", f"--platform=manylinux_2_17_{machine}",
-               "--python-version=3.9", "--implementation=cp"]  # fmt: skip
+               "--python-version=3.10", "--implementation=cp"]  # fmt: skip
     cert = ["--cert", str(ca_bundle)] if ca_bundle else []
     say(f"downloading wheels for the image into {wheelhouse}")
     online = subprocess.run([*base, *targets, *cert], capture_output=True, text=True)

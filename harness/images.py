@@ -22,6 +22,7 @@ import docker.errors
 from harness.airgap import BaseRecipe, bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.console import say
 from harness.errors import ImageBuildError, UsageError
+from harness.locks import host_lock
 from harness.platforms import get_platform
 
 CONTAINERS_DIR = Path("containers")
@@ -101,6 +102,17 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
     image_id = _existing(client, tag)
     if image_id:
         return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
+    # Two sessions missing the same tag build it once: the second waits and finds it.
+    with host_lock(f"build-{tag}"):
+        image_id = _existing(client, tag)
+        if image_id:
+            return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
+        return _build_missing(client, recipe, root, tag, content_hash, started)
+
+
+def _build_missing(
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, tag: str, content_hash: str, started: float
+) -> EnsuredImage:
     if recipe.local_base:
         bootstrap_base(client, BaseRecipe(ca_bundle=recipe.ca_bundle))
     wheelhouse = wheelhouse_dir(Path(root))

@@ -146,8 +146,9 @@ def _supervise_into(
     finally:
         if watch:
             watch.backend.close()
-    ctx.report.update(_supervised_report(sup, watch))
-    ctx.report["timings"] = {**ctx.report.get("timings", {}), **ctx.report.pop("timings")}
+    supervised = _supervised_report(sup, watch)
+    ctx.report["timings"] = {**ctx.report.get("timings", {}), **supervised.pop("timings")}
+    ctx.report.update(supervised)
     leftovers = getattr(workload, "leftovers", [])
     if leftovers:
         ctx.report["leftover_pids"] = leftovers
