@@ -127,8 +127,8 @@ def _unwrap(node: _Node) -> Any:
     return node.value
 
 
-def _suggest(key: str, known: frozenset[str]) -> str | None:
-    match = difflib.get_close_matches(key, sorted(known), n=1, cutoff=TYPO_CUTOFF)
+def _suggest(key: str, known: frozenset[str], cutoff: float = TYPO_CUTOFF) -> str | None:
+    match = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
     return match[0] if match else None
 
 
@@ -176,7 +176,7 @@ def _platforms(reader: _Reader, default: tuple[str, ...]) -> tuple[str, ...]:
     platforms = reader.string_list("platforms")
     for name in platforms:
         if name not in PLATFORM_NAMES:
-            hint = _suggest(name, frozenset(PLATFORM_NAMES))
+            hint = _suggest(name, frozenset(PLATFORM_NAMES), cutoff=0.5)
             extra = f"; did you mean {hint!r}?" if hint else f"; known: {', '.join(PLATFORM_NAMES)}."
             raise reader.fail("platforms", f"unknown platform {name!r}{extra}")
     return platforms

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-container", action="store_true", help="run on the host, under the same supervisor")
     run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
     run.add_argument("--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image")
+    run.add_argument("--timeout", type=float, help="seconds before the step is stopped (default: its own)")
     run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
     _common_run_options(run)
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
 
     options = _options(
         args, args.platform, pytest_args=tuple(args.pytest_args), container=not args.no_container,
-        base_image=args.base_image, ca_bundle=args.ca_bundle, pass_env=tuple(args.env),
+        base_image=args.base_image, ca_bundle=args.ca_bundle, pass_env=tuple(args.env), timeout_s=args.timeout,
     )  # fmt: skip
     return execute_step(options, args.area, args.step)
 

@@ -48,6 +48,8 @@ class RunOptions:
     # Host variables passed through by name (secrets included, which reports never show).
     pass_env: tuple[str, ...] = ()
     echo: bool = True
+    # Overrides the step's timeout_in_minutes.
+    timeout_s: float | None = None
 
 
 @dataclass
@@ -213,7 +215,7 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
     })  # fmt: skip
     try:
         watch = _vram_watch(options, step.num_gpus)
-        timeout_s = step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None
+        timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
         budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
         workload = (
             _step_container(options, step, run_id, area, directory, redactor, watch, ctx)

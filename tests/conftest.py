@@ -1,0 +1,82 @@
+"""Shared fixtures: the real Docker Engine, the cpu image, throwaway projects and simulated GPUs.
+
+The example area under tests/areas runs inside gpuci's images, where this file is loaded too:
+so Docker and the harness's image code are imported inside fixtures only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """The real engine. No skip when it is missing: tests that need Docker must fail loudly."""
+    from harness.engine import connect
+
+    return connect()
+
+
+@pytest.fixture(scope="session")
+def cpu_image(docker_client: Any) -> Any:
+    from harness import images
+
+    return images.ensure(docker_client, images.recipe_for(ROOT, "cpu"), ROOT)
+
+
+@pytest.fixture
+def sim_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private set of simulated GPUs: 2 devices of 8 GiB."""
+    from harness.vram import sim
+
+    directory = tmp_path / "simgpu"
+    sim.init(directory, count=2, total_bytes=8 * 1024**3)
+    monkeypatch.setenv(sim.ENV, str(directory))
+    return directory
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[[str, str], Path]:
+    """A project root with one area file and gpuci's own image recipes (same tags, no rebuild)."""
+
+    def make(area_yaml: str, name: str = "demo") -> Path:
+        root = tmp_path / "project"
+        (root / ".buildkite" / "test_areas").mkdir(parents=True, exist_ok=True)
+        (root / ".buildkite" / "test_areas" / f"{name}.yaml").write_text(area_yaml)
+        if not (root / "containers").exists():
+            shutil.copytree(ROOT / "containers", root / "containers")
+            (root / "harness").symlink_to(ROOT / "harness")
+        return root
+
+    return make
+
+
+def harness_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness", *args]
+
+
+def harness_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+    # The suite's own wheelhouse is reused by every project a test makes.
+    env.setdefault("GPUCI_WHEELHOUSE", str(ROOT / ".gpuci" / "wheelhouse"))
+    return env
+
+
+@pytest.fixture
+def run_harness() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    def run(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            harness_cmd(*args), cwd=cwd, env=harness_env(**env), capture_output=True, text=True, timeout=timeout
+        )
+
+    yield run

@@ -1,0 +1,127 @@
+"""End to end through the real Docker Engine: `python -m harness run` on the cpu platform."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.conftest import ROOT, harness_cmd, harness_env
+
+AREA = """\
+group: demo
+platforms: [cpu]
+steps:
+  - label: pass
+    commands: ["python3 -c 'import sys; print(\\"hello from\\", sys.version_info[:2])'", "echo token=$API_TOKEN"]
+    env: {API_TOKEN: hunter2-secret-value}
+  - label: fail
+    optional: true
+    commands: ["echo failing; exit 3"]
+  - label: sleep
+    optional: true
+    commands: ["echo started; sleep 300"]
+"""
+
+
+def report_of(root: Path) -> dict:
+    return json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+
+
+def containers_of(client: docker.DockerClient, pid: int) -> list:
+    return client.containers.list(all=True, filters={"label": f"gpuci.supervisor-pid={pid}"})
+
+
+def test_a_passing_step_writes_its_report(make_project, run_harness, cpu_image, docker_client) -> None:
+    root = make_project(AREA)
+    done = run_harness("run", "--platform", "cpu", "--area", "demo", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "hello from (3, 11)" in done.stdout
+    report = report_of(root)
+    assert report["outcome"] == "passed" and report["gpuci_exit_code"] == 0
+    assert report["image"]["tag"] == cpu_image.tag and report["image"]["built"] is False
+    assert report["spec"]["labels"]["gpuci.run-id"] == report["run_id"]
+    for phase in ("image_ensure_s", "start_s", "run_s", "remove_s", "total_s"):
+        assert report["timings"][phase] >= 0
+    assert report["vram"]["released"] is True
+    # The secret reaches the workload but neither the report nor the log.
+    text = (root / ".gpuci" / "runs" / "latest" / "report.json").read_text()
+    log = (root / ".gpuci" / "runs" / "latest" / "output.log").read_text()
+    assert "hunter2-secret-value" not in text + log + done.stdout
+    assert "token=[redacted]" in log
+    assert containers_of(docker_client, int(report["host"]["pid"])) == []
+
+
+def test_a_failing_step_exits_1(make_project, run_harness, cpu_image) -> None:
+    root = make_project(AREA)
+    done = run_harness("run", "--platform", "cpu", "--area", "demo", "--step", "fail", "--root", str(root))
+    assert done.returncode == 1, done.stderr
+    assert report_of(root)["outcome"] == "failed" and report_of(root)["exit_code"] == 3
+
+
+def test_a_step_past_its_timeout_is_stopped(make_project, run_harness, cpu_image, docker_client) -> None:
+    root = make_project(AREA)
+    done = run_harness("run", "--platform", "cpu", "--area", "demo", "--step", "sleep", "--timeout", "2",
+                       "--root", str(root))  # fmt: skip
+    report = report_of(root)
+    assert done.returncode == 1, done.stderr
+    assert report["outcome"] == "timeout" and report["signals_sent"] == ["SIGTERM"]
+    # The init forwards SIGTERM: the container stops well inside the grace, with no SIGKILL.
+    assert report["timings"]["exited_s"] < 3
+    assert containers_of(docker_client, report["host"]["pid"]) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cancel_leaves_no_container(make_project, cpu_image, docker_client, signum) -> None:
+    """As the Buildkite agent cancels (SIGTERM to the process group) or a developer hits Ctrl-C."""
+    root = make_project(AREA)
+    proc = subprocess.Popen(
+        harness_cmd("run", "--platform", "cpu", "--area", "demo", "--step", "sleep", "--root", str(root)),
+        env=harness_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not [c for c in containers_of(docker_client, proc.pid) if c.status == "running"]:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    cancelled = time.monotonic()
+    os.killpg(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - cancelled
+    report = report_of(root)
+    assert proc.returncode == 1, err
+    assert report["outcome"] == "cancelled" and report["stop_reason"] == signal.Signals(signum).name
+    assert containers_of(docker_client, proc.pid) == []
+    # Inside the agent's default 10 s cancel grace, report included.
+    assert took < 10
+
+
+def test_a_missing_docker_engine_exits_75(make_project, run_harness) -> None:
+    root = make_project(AREA)
+    done = run_harness("run", "--platform", "cpu", "--area", "demo", "--root", str(root),
+                       DOCKER_HOST="unix:///nonexistent/docker.sock")  # fmt: skip
+    assert done.returncode == 75
+    assert "cannot reach the Docker Engine" in done.stderr and "Traceback" not in done.stderr
+    assert report_of(root)["outcome"] == "infrastructure"
+
+
+def test_a_typo_in_a_declaration_exits_2_naming_file_and_line(make_project, run_harness) -> None:
+    root = make_project("group: g\nsteps:\n  - label: a\n    comands: [pytest]\n")
+    done = run_harness("run", "--platform", "cpu", "--area", "demo", "--root", str(root))
+    assert done.returncode == 2
+    assert "demo.yaml:4" in done.stderr and "did you mean 'commands'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_pytest_args_reach_pytest_in_the_container(run_harness, cpu_image, tmp_path) -> None:
+    """The example area itself, with `-k topk` as `nox -s cpu_sampler -- -k topk` passes it."""
+    done = run_harness("run", "--platform", "cpu", "--area", "sampler", "--report-dir", str(tmp_path), "--",
+                       "-k", "topk", cwd=ROOT, GPUCI_SIM_GPUS=str(tmp_path / "sim"))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed, 4 deselected" in done.stdout
+    assert "test_topk_only_samples_the_k_best" in (tmp_path / "junit.xml").read_text()
