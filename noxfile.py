@@ -1,10 +1,9 @@
-# /// script
-# dependencies = ["nox>=2024.4.15", "docker>=7.0,<8", "PyYAML>=6.0,<7", "psutil>=5.9,<8", "nvidia-ml-py>=12.535"]
-# ///
 """gpuci's sessions: `<platform>_<area>` for every declared test area, plus the project's own.
 
-Needs nothing but nox: the script block above makes nox install gpuci's dependencies into
-its own environment on first use. An area session is nothing but
+Needs nothing but nox: where gpuci's dependencies are missing, the first run makes one
+environment for them (.nox/_gpuci) and nox re-runs itself there; later runs go straight in
+(nox's own script mode would re-run pip on every call, a second or more each time). An area
+session is nothing but
 `python -m harness run --platform P --area A [--step LABEL] -- PYTEST_ARGS`, the same command
 a Buildkite step runs. `nox -s cpu_sampler -- --step "sampler (cpu)" -k topk` selects a step.
 """
@@ -12,12 +11,40 @@ a Buildkite step runs. `nox -s cpu_sampler -- --step "sampler (cpu)" -k topk` se
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).resolve().parent
+DEPENDENCIES = ["nox>=2024.4.15", "docker>=7.0,<8", "PyYAML>=6.0,<7", "psutil>=5.9,<8", "nvidia-ml-py>=12.535"]
+
+
+def _ensure_dependencies() -> None:
+    try:
+        import docker  # noqa: F401
+        import psutil  # noqa: F401
+        import yaml  # noqa: F401
+
+        return
+    except ImportError:
+        if os.environ.get("GPUCI_NOX_REEXEC"):
+            raise
+    env = ROOT / ".nox" / "_gpuci"
+    python = env / "bin" / "python"
+    stamp = env / "gpuci-dependencies.txt"
+    wanted = "\n".join(DEPENDENCIES)
+    if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
+        print("gpuci: installing gpuci's dependencies into .nox/_gpuci (once)", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *DEPENDENCIES], check=True)
+        stamp.write_text(wanted)
+    os.environ["GPUCI_NOX_REEXEC"] = "1"
+    os.execv(str(python), [str(python), "-m", "nox", "-f", str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+_ensure_dependencies()
 sys.path.insert(0, str(ROOT))
 
 from harness.areas import load_areas, session_name  # noqa: E402
