@@ -13,12 +13,13 @@ import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
 from harness.errors import InfrastructureError
+from harness.devices import NvidiaRequest
 from harness.logs import DEFAULT_LOG_CAP, LogPump
 from harness.redact import Redactor
 
+LABEL_PREFIX = "gpuci."
 WORKSPACE = "/workspace"
 REPORT_MOUNT = "/gpuci/report"
-LABEL_PREFIX = "gpuci."
 # Bounds what a flooding workload costs in Docker's own json log.
 DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
 
@@ -28,15 +29,6 @@ class BindMount:
     source: str
     target: str
     read_only: bool = False
-
-
-@dataclass(frozen=True)
-class NvidiaRequest:
-    """Docker's GPU device request (`--gpus device=UUID`)."""
-
-    device_ids: tuple[str, ...]
-    driver: str = "nvidia"
-    capabilities: tuple[str, ...] = ("gpu", "utility", "compute")
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,17 @@ import grp
 import os
 from dataclasses import dataclass, field
 
-from harness.container import NvidiaRequest
 from harness.platforms import get_platform
 from harness.vram.base import Device
+
+
+@dataclass(frozen=True)
+class NvidiaRequest:
+    """Docker's GPU device request (`--gpus device=UUID`)."""
+
+    device_ids: tuple[str, ...]
+    driver: str = "nvidia"
+    capabilities: tuple[str, ...] = ("gpu", "utility", "compute")
 
 
 @dataclass(frozen=True)

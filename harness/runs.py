@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import images
-from harness.areas import Step, find_area, session_name
+from typing import TYPE_CHECKING
+
 from harness.console import say
-from harness.container import REPORT_MOUNT, WORKSPACE, BindMount, ContainerWorkload, RunSpec
-from harness.devices import container_devices
-from harness.engine import connect
 from harness.errors import ExitCode, GpuciError, InfrastructureError, UsageError
 from harness.host import HostWorkload
 from harness.platforms import get_platform
@@ -29,7 +26,13 @@ from harness.vram import open_backend
 from harness.vram import sim as simgpu
 from harness.vram.release import DEFAULT_TOLERANCE
 
+if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
+    from harness.areas import Step
+    from harness.container import ContainerWorkload
+
 SIM_MOUNT = "/gpuci/simgpu"
+WORKSPACE = "/workspace"  # = harness.container.WORKSPACE, kept here so host mode needs no Docker SDK
+REPORT_MOUNT = "/gpuci/report"  # = harness.container.REPORT_MOUNT
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,8 @@ def _container_env(step_env: dict[str, str], options: RunOptions, run_id: str, e
 
 def execute_step(options: RunOptions, area_name: str, step_label: str | None) -> ExitCode:
     """Run one step, or every non-optional step of the area on the platform, each as its own run."""
+    from harness.areas import find_area
+
     area = find_area(options.root, area_name)
     steps = [area.step(step_label, options.platform)] if step_label else [
         s for s in area.steps_for(options.platform) if not s.optional
@@ -201,6 +206,8 @@ def _severity(code: ExitCode) -> int:
 
 
 def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
+    from harness.areas import session_name
+
     started = time.monotonic()
     session = session_name(options.platform, area)
     run_id = new_run_id(session)
@@ -238,6 +245,11 @@ def _step_container(
     options: RunOptions, step: Step, run_id: str, area: str, directory: Path, redactor: Redactor,
     watch: VramWatch | None, ctx: RunContext,
 ) -> ContainerWorkload:
+    from harness import images
+    from harness.container import BindMount, ContainerWorkload, RunSpec
+    from harness.devices import container_devices
+    from harness.engine import connect
+
     client = connect()
     recipe = images.recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
     image = images.ensure(client, recipe, options.root)
@@ -306,6 +318,9 @@ def execute_command(
         watch = _vram_watch(options, num_gpus)
         workload: Workload
         if image:
+            from harness.container import ContainerWorkload, RunSpec
+            from harness.engine import connect
+
             spec = RunSpec(image=image, command=tuple(command), name=f"gpuci-{run_id}",
                            labels={"gpuci.run-id": run_id, "gpuci.supervisor-pid": str(os.getpid())},
                            user=f"{os.getuid()}:{os.getgid()}")  # fmt: skip

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from harness.vram.base import Device, VramBackend
+from harness.vram.release import ReleaseResult, wait_for_release
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -127,3 +130,52 @@ def terminate_tree(root: int, grace: float, kill_wait: float = 5.0) -> TreeResul
     except psutil.NoSuchProcess:
         tree = [p.pid for p in descendants(root)]
     return terminate(tree, grace, kill_wait)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Used bytes per device, and when they were read (before a server started)."""
+
+    taken_at: float
+    used: dict[str, int]
+
+
+def earliest_baseline(baselines: Iterable[Baseline | None]) -> Baseline | None:
+    """The baseline read first. A baseline of 0 bytes is a baseline: only a missing one is skipped."""
+    present = [b for b in baselines if b is not None]
+    return min(present, key=lambda b: b.taken_at) if present else None
+
+
+@dataclass
+class ManyResult:
+    trees: TreeResult
+    exit_seconds: float
+    release: ReleaseResult | None
+    baseline: Baseline | None
+
+
+def shutdown_many(
+    roots: list[int],
+    grace: float,
+    baselines: Iterable[Baseline | None] = (),
+    backend: VramBackend | None = None,
+    devices: list[Device] | None = None,
+    vram_timeout: float = 60.0,
+) -> ManyResult:
+    """Terminate several servers' trees in parallel, then one VRAM wait against the earliest baseline.
+
+    Waiting per server, in turn, made each wait see the others' memory; one wait after all
+    have exited costs the slowest server's time, not the sum.
+    """
+    started = time.monotonic()
+    tree: list[int] = []
+    for root in roots:  # every tree listed while whole, before anything is signalled
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree += [root, *(p.pid for p in psutil.Process(root).children(recursive=True))]
+    trees = terminate(tree, grace)
+    exit_seconds = time.monotonic() - started
+    baseline = earliest_baseline(baselines)
+    release = None
+    if backend is not None and devices and baseline is not None:
+        release = wait_for_release(backend, devices, baseline.used, vram_timeout)
+    return ManyResult(trees, exit_seconds, release, baseline)
