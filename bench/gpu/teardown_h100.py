@@ -145,12 +145,23 @@ def query_cost(backend: NvmlBackend) -> dict:
     return {"used_bytes_query_us": round(used * 1e6, 2), "holders_query_us": round(holders * 1e6, 2)}
 
 
+def start_holders(count: int, args: list[str], new_session: bool = False) -> list[subprocess.Popen]:
+    """Start holders in parallel; return once each has said that it holds its memory."""
+    procs = [
+        subprocess.Popen([*HOLDER, *args], stdout=subprocess.PIPE, text=True, start_new_session=new_session)
+        for _ in range(count)
+    ]
+    for proc in procs:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if "holds" not in line:
+            raise RuntimeError(f"holder {proc.pid} did not start: {line!r}")
+    return procs
+
+
 def release_latency(backend: NvmlBackend, count: int = 10, gib: float = 2.0) -> dict:
     """SIGKILL holders one by one; time from exit (pidfd) to NVML showing memory back."""
     device = backend.devices()[0]
-    base = backend.used_bytes(device)
-    procs = [subprocess.Popen([*HOLDER, "--gib", str(gib)], stdout=subprocess.DEVNULL) for _ in range(count)]
-    wait_used_at_least(backend, device, base + int(count * gib * GIB * 0.95))
+    procs = start_holders(count, ["--gib", str(gib)])
     samples = []
     for proc in procs:
         before = backend.used_bytes(device)
@@ -162,6 +173,8 @@ def release_latency(backend: NvmlBackend, count: int = 10, gib: float = 2.0) -> 
         polls = 0
         while backend.used_bytes(device) > before - int(gib * GIB * 0.95):
             polls += 1
+            if time.perf_counter() - exited > 30:
+                raise TimeoutError("memory of a killed holder never came back")
         noticed = time.perf_counter()
         proc.wait()
         samples.append({"exit_to_noticed_ms": round((noticed - exited) * 1e3, 3), "polls": polls})
@@ -172,12 +185,7 @@ def release_latency(backend: NvmlBackend, count: int = 10, gib: float = 2.0) -> 
 def start_servers(n: int, backend: NvmlBackend, gib: float, delay: float) -> tuple[list[subprocess.Popen], Baseline]:
     device = backend.devices()[0]
     baseline = Baseline(time.time(), take_baseline(backend, [device]))
-    procs = [
-        subprocess.Popen([*HOLDER, "--gib", str(gib), "--shutdown-delay", str(delay)], stdout=subprocess.DEVNULL,
-                         start_new_session=True)
-        for _ in range(n)
-    ]  # fmt: skip
-    wait_used_at_least(backend, device, baseline.used[device.id] + int(n * gib * GIB * 0.95))
+    procs = start_holders(n, ["--gib", str(gib), "--shutdown-delay", str(delay)], new_session=True)
     return procs, baseline
 
 
@@ -189,6 +197,8 @@ def shutdown_comparison(backend: NvmlBackend, n: int = 8, gib: float = 4.0, dela
         t = time.perf_counter()
         many = shutdown_many([p.pid for p in procs], grace=5, baselines=[baseline], backend=backend, devices=[device])
         results[label + "_s"] = round(time.perf_counter() - t, 4)
+        results[label + "_exit_s"] = round(many.exit_seconds, 4)
+        results[label + "_vram_wait_s"] = round(many.release.seconds, 4) if many.release else None
         results[label + "_released"] = bool(many.release and many.release.released)
         for p in procs:
             p.wait()
@@ -231,12 +241,17 @@ def main() -> None:
     backend = NvmlBackend()
     device = backend.devices()[0]
     log(f"device: {device}")
+    previous = json.loads(out.read_text()) if out.exists() else {}
     report: dict[str, Any] = {
         "machine": {"gpu": device.name, "total_bytes": device.total_bytes, "host": platform.node(),
                     "python": platform.python_version(), "memory_info_v2": backend._memory_v2},  # fmt: skip
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     def section(name: str, fn: Any) -> None:
+        done = previous.get(name)
+        if done and not (isinstance(done, dict) and "error" in done):
+            report[name] = done  # measured by an earlier call: kept, not re-run
+            return
         try:
             report[name] = fn()
         except Exception as exc:  # one broken section must not lose the others' figures
@@ -257,6 +272,7 @@ def main() -> None:
     section("supervisor_overhead", lambda: supervisor_overhead(backend))
     section("release_latency", lambda: release_latency(backend))
     section("shutdown_many", lambda: shutdown_comparison(backend))
+    section("shutdown_many_slow_engines", lambda: shutdown_comparison(backend, delay=2.0))
     log(f"wrote {out}")
     backend.close()
 
