@@ -54,8 +54,10 @@ def make_project(tmp_path: Path) -> Callable[[str, str], Path]:
         (root / ".buildkite" / "test_areas").mkdir(parents=True, exist_ok=True)
         (root / ".buildkite" / "test_areas" / f"{name}.yaml").write_text(area_yaml)
         if not (root / "containers").exists():
+            # Copies, not links: inside a container only the project directory is mounted.
             shutil.copytree(ROOT / "containers", root / "containers")
-            (root / "harness").symlink_to(ROOT / "harness")
+            shutil.copytree(ROOT / "harness", root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy(ROOT / "tests" / "fixtures" / "misbehave.py", root / "misbehave.py")
         return root
 
     return make

@@ -1,0 +1,63 @@
+"""Misbehaving workloads, in real containers and in host mode, on simulated GPUs.
+
+Each run must leave nothing running, write its report with the right outcome and have VRAM
+back at its baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import psutil
+import pytest
+
+from harness.vram import sim
+
+MODES = ["ignore-sigterm", "setsid-escapee", "double-fork-daemon", "zombies", "flood", "release-lag", "instant"]
+AREA = "group: misbehave\nplatforms: [cpu]\nsteps:\n" + "".join(
+    f"  - label: {mode}\n    optional: true\n    commands: [python3 misbehave.py {mode}]\n" for mode in MODES
+)
+# mode -> (exit code, outcome)
+EXPECTED = {"ignore-sigterm": (1, "timeout")}
+
+
+def leftovers(run_id: str) -> list[psutil.Process]:
+    """Live processes of this run, found by the run id in their environment (host or container)."""
+    found = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get("GPUCI_RUN_ID") == run_id:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("where", ["container", "host"])
+def test_misbehaving_workload_is_torn_down(
+    mode, where, make_project, run_harness, sim_gpus, cpu_image, docker_client, tmp_path
+) -> None:
+    root = make_project(AREA, name="misbehave")
+    report_dir = tmp_path / "report"
+    args = ["run", "--platform", "cpu", "--area", "misbehave", "--step", mode, "--root", str(root),
+            "--report-dir", str(report_dir), "--grace", "1", "--timeout", "3", "--quiet"]  # fmt: skip
+    if where == "host":
+        args.append("--no-container")
+    done = run_harness(*args, GPUCI_SIM_GPUS=str(sim_gpus))
+    report = json.loads((report_dir / "report.json").read_text())
+    code, outcome = EXPECTED.get(mode, (0, "passed"))
+    assert (done.returncode, report["outcome"]) == (code, outcome), done.stderr
+    assert report["vram"]["released"] is True
+    backend = sim.SimBackend(sim_gpus)
+    assert backend.used_bytes(backend.devices()[0]) == 0
+    assert leftovers(report["run_id"]) == []
+    assert docker_client.containers.list(all=True, filters={"label": f"gpuci.run-id={report['run_id']}"}) == []
+    if mode == "release-lag":
+        assert report["vram"]["wait_seconds"] > 1.0  # waited for the lagging release, not past it
+    if mode == "flood":
+        log = report_dir / "output.log"
+        assert 1024**2 < log.stat().st_size < 65 * 1024**2
+        if where == "host":  # in a container Docker's own rotation may drop output before our cap does
+            assert "log capped" in log.read_text()[-300:]
+    if mode in ("setsid-escapee", "double-fork-daemon") and where == "host":
+        assert report["leftover_pids"] and report["survivor_pids"] == []
