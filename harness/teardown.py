@@ -109,7 +109,10 @@ def send(pids: Iterable[int], signum: int) -> list[int]:
 
 
 def terminate(pids: Iterable[int], grace: float, kill_wait: float = 5.0) -> TreeResult:
-    """SIGTERM to all, wait up to `grace`, SIGKILL to survivors, wait, reap."""
+    """SIGTERM to all, wait up to `grace`, SIGKILL to survivors, wait.
+
+    Zombies are left to their parents (a Popen must collect its own child's status); callers
+    that adopted orphans as subreaper reap them with `reap_zombies`."""
     started = time.monotonic()
     pids = list(dict.fromkeys(pids))
     result = TreeResult(signalled=send(pids, signal.SIGTERM))
@@ -117,7 +120,6 @@ def terminate(pids: Iterable[int], grace: float, kill_wait: float = 5.0) -> Tree
     if left:
         result.killed = send(left, signal.SIGKILL)
         left = wait_exited(left, kill_wait)
-    reap_zombies(pids)
     result.survivors = sorted(left)
     result.seconds = time.monotonic() - started
     return result
