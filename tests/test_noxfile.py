@@ -1,0 +1,48 @@
+"""The noxfile lists and names sessions from the declarations, and refuses bad ones clearly."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def nox(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nox", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def project(tmp_path: Path, areas: dict[str, str]) -> Path:
+    shutil.copy(ROOT / "noxfile.py", tmp_path / "noxfile.py")
+    shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / ".buildkite" / "test_areas").mkdir(parents=True)
+    for name, text in areas.items():
+        (tmp_path / ".buildkite" / "test_areas" / name).write_text(text)
+    return tmp_path
+
+
+def test_sessions_are_listed_per_platform_and_area() -> None:
+    done = nox("-l")
+    assert done.returncode == 0, done.stderr
+    for name in ("cpu_sampler", "cuda_sampler", "rocm_sampler", "tests"):
+        assert f" {name} " in done.stdout
+    rocm = nox("-l", "-t", "rocm")
+    selected = [line.split()[1] for line in rocm.stdout.splitlines() if line.startswith("* ")]
+    assert selected == ["rocm_sampler"]
+
+
+def test_a_typo_stops_nox_with_file_and_line(tmp_path: Path) -> None:
+    root = project(tmp_path, {"engine.yaml": "steps:\n  - label: a\n    comands: [x]\n"})
+    done = nox("-l", cwd=root)
+    assert done.returncode == 2
+    assert "engine.yaml:3" in done.stderr and "did you mean 'commands'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_area_named_like_a_session_of_the_noxfile_is_refused(tmp_path: Path) -> None:
+    root = project(tmp_path, {"a.yaml": "platforms: [cpu]\nsteps: [{label: a, commands: [x]}]\n"})
+    (root / ".buildkite" / "test_areas" / "a.yml").write_text("platforms: [cpu]\nsteps: [{label: b, commands: [y]}]\n")
+    done = nox("-l", cwd=root)
+    assert done.returncode == 2 and "collide" in done.stderr
