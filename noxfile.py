@@ -10,7 +10,10 @@ a Buildkite step runs. `nox -s cpu_sampler -- --step "sampler (cpu)" -k topk` se
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -18,19 +21,21 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-DEPENDENCIES = ["nox>=2024.4.15", "docker>=7.0,<8", "PyYAML>=6.0,<7", "psutil>=5.9,<8", "nvidia-ml-py>=12.535"]
+DEPENDENCIES = [
+    "nox>=2024.4.15",
+    "docker>=7.0,<8",
+    "PyYAML>=6.0,<7",
+    "psutil>=5.9,<8",
+    "nvidia-ml-py>=12.535",
+]
 
 
 def _ensure_dependencies() -> None:
-    try:
-        import docker  # noqa: F401
-        import psutil  # noqa: F401
-        import yaml  # noqa: F401
-
+    # find_spec looks without importing: Docker's SDK alone takes 0.1 s to import.
+    if all(importlib.util.find_spec(name) for name in ("docker", "psutil", "yaml")):
         return
-    except ImportError:
-        if os.environ.get("GPUCI_NOX_REEXEC"):
-            raise
+    if os.environ.get("GPUCI_NOX_REEXEC"):
+        raise SystemExit("gpuci: error: .nox/_gpuci lacks gpuci's dependencies; delete it and run again.")
     env = ROOT / ".nox" / "_gpuci"
     python = env / "bin" / "python"
     stamp = env / "gpuci-dependencies.txt"
@@ -67,11 +72,32 @@ def _harness_args(posargs: list[str]) -> tuple[list[str], list[str]]:
 
 def _register_area_session(platform: str, area: str) -> None:
     def session(s: nox.Session) -> None:
+        from harness.cli import main
+
+        # nox's logging shows every library's debug lines; the Docker SDK's HTTP calls are noise.
+        for noisy in ("urllib3", "docker"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         harness, pytest_args = _harness_args(s.posargs)
-        s.run(
-            sys.executable, "-m", "harness", "run", "--platform", platform, "--area", area, *harness,
-            "--", *pytest_args, external=True, env={"PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+        argv = [
+            "run",
+            "--platform",
+            platform,
+            "--area",
+            area,
+            "--root",
+            str(ROOT),
+            *harness,
+            "--",
+            *pytest_args,
+        ]
+        # The very function behind `python -m harness run …`, called in-process: one Python start less.
+        s.log("python -m harness " + shlex.join(argv))
+        code = main(argv)
+        if code:
+            s.error(
+                f"python -m harness run exited {code} "
+                "(1 tests failed, 2 usage, 3 teardown failed, 75 infrastructure)"
+            )
 
     session.__doc__ = f"Run the {area} area on {platform}."
     nox.session(name=session_name(platform, area), venv_backend="none", tags=[platform, area])(session)
@@ -89,14 +115,17 @@ def _register_areas() -> None:
             name = session_name(platform, area.name)
             # nox silently keeps the last of two sessions with one name: refuse instead.
             if name in taken or name in STATIC_SESSIONS:
-                print(f"gpuci: error: {area.path}: session {name!r} is declared twice "
-                      f"(also by {taken.get(name, 'noxfile.py')}); rename the area.", file=sys.stderr)  # fmt: skip
+                print(
+                    f"gpuci: error: {area.path}: session {name!r} is declared twice "
+                    f"(also by {taken.get(name, 'noxfile.py')}); rename the area.",
+                    file=sys.stderr,
+                )
                 raise SystemExit(2)
             taken[name] = str(area.path)
             _register_area_session(platform, area.name)
 
 
-STATIC_SESSIONS = ("tests", "lint")
+STATIC_SESSIONS = ("tests", "lint", "bench")
 
 
 @nox.session(venv_backend="venv")
@@ -105,6 +134,13 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     workers = os.environ.get("GPUCI_TEST_WORKERS", "2")
     session.run("pytest", "-n", workers, "--durations=15", *session.posargs)
+
+
+@nox.session(venv_backend="venv")
+def bench(session: nox.Session) -> None:
+    """Speed figures against their baselines: bench/results/cpu.json (needs Docker)."""
+    session.install("-e", ".")
+    session.run("python", "bench/cpu_bench.py", *session.posargs)
 
 
 @nox.session(venv_backend="venv")

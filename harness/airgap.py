@@ -79,15 +79,24 @@ def _debootstrap() -> str:
     return tool
 
 
-def make_packages_tarball(output: Path, mirror: str = DEFAULT_MIRROR, recipe: BaseRecipe | None = None) -> None:
+def make_packages_tarball(
+    output: Path, mirror: str = DEFAULT_MIRROR, recipe: BaseRecipe | None = None
+) -> None:
     """On a connected machine: download the base's Debian packages into one tarball."""
     recipe = recipe or BaseRecipe()
     with tempfile.TemporaryDirectory(prefix="gpuci-debs-") as work:
         _run(
-            [_debootstrap(), "--variant=minbase", f"--include={','.join(recipe.packages)}",
-             f"--make-tarball={output.resolve()}", recipe.suite, work, mirror],
+            [
+                _debootstrap(),
+                "--variant=minbase",
+                f"--include={','.join(recipe.packages)}",
+                f"--make-tarball={output.resolve()}",
+                recipe.suite,
+                work,
+                mirror,
+            ],
             "downloading Debian packages",
-        )  # fmt: skip
+        )
 
 
 def bootstrap_base(
@@ -108,17 +117,26 @@ def bootstrap_base(
     return recipe.tag
 
 
-def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, packages_tarball: Path | None) -> None:
+def _bootstrap(
+    client: docker.DockerClient, recipe: BaseRecipe, mirror: str, packages_tarball: Path | None
+) -> None:
     tool = _debootstrap()
     say(f"building base image {recipe.tag} from Debian {recipe.suite} packages (about a minute)")
     with tempfile.TemporaryDirectory(prefix="gpuci-rootfs-", dir=_scratch()) as work:
         rootfs = Path(work) / "rootfs"
         source = [f"--unpack-tarball={packages_tarball.resolve()}"] if packages_tarball else []
         _run(
-            [tool, "--variant=minbase", f"--include={','.join(recipe.packages)}", *source,
-             recipe.suite, str(rootfs), mirror],
+            [
+                tool,
+                "--variant=minbase",
+                f"--include={','.join(recipe.packages)}",
+                *source,
+                recipe.suite,
+                str(rootfs),
+                mirror,
+            ],
             "debootstrap",
-        )  # fmt: skip
+        )
         if recipe.ca_bundle:
             extra = rootfs / "usr/local/share/ca-certificates/gpuci-extra.crt"
             shutil.copyfile(recipe.ca_bundle, extra)
@@ -128,7 +146,10 @@ def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, pac
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             shutil.rmtree(rootfs / junk, ignore_errors=True)
         tarball = Path(work) / "rootfs.tar"
-        _run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], "packing the root filesystem")
+        _run(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."],
+            "packing the root filesystem",
+        )
         say(f"importing {tarball.stat().st_size // 2**20} MiB into the Docker Engine")
         repository, tag = recipe.tag.split(":")
         try:
@@ -136,10 +157,12 @@ def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, pac
                 str(tarball),
                 repository=repository,
                 tag=tag,
-                changes=['ENV LANG=C.UTF-8', 'CMD ["/bin/bash"]', "LABEL gpuci.base=" + recipe.tag],
+                changes=["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]', "LABEL gpuci.base=" + recipe.tag],
             )
         except docker.errors.APIError as exc:
-            raise ImageBuildError(f"docker import of the base image failed: {exc.explanation or exc}") from None
+            raise ImageBuildError(
+                f"docker import of the base image failed: {exc.explanation or exc}"
+            ) from None
 
 
 def _scratch() -> str | None:
@@ -154,16 +177,32 @@ def wheelhouse_dir(root: Path) -> Path:
 def fill_wheelhouse(requirements: Path, wheelhouse: Path, ca_bundle: Path | None = None) -> None:
     """Make sure every pinned wheel is in `wheelhouse`: offline first, then from the index."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    base = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--no-deps", "--only-binary=:all:", "-r", str(requirements), "-d", str(wheelhouse)]  # fmt: skip
+    base = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-r",
+        str(requirements),
+        "-d",
+        str(wheelhouse),
+    ]
     offline = subprocess.run(
         [*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True
     )
     if offline.returncode == 0:
         return
     machine = platform.machine()
-    targets = [f"--platform=manylinux2014_{machine}", f"--platform=manylinux_2_17_{machine}",
-               "--python-version=3.10", "--implementation=cp"]  # fmt: skip
+    targets = [
+        f"--platform=manylinux2014_{machine}",
+        f"--platform=manylinux_2_17_{machine}",
+        "--python-version=3.10",
+        "--implementation=cp",
+    ]
     cert = ["--cert", str(ca_bundle)] if ca_bundle else []
     say(f"downloading wheels for the image into {wheelhouse}")
     online = subprocess.run([*base, *targets, *cert], capture_output=True, text=True)

@@ -278,9 +278,7 @@ def load_area(path: Path) -> Area:
     steps_node = top.value.get("steps")
     if steps_node is None or not isinstance(steps_node.value.value, list) or not steps_node.value.value:
         raise reader.fail("steps", "needs a non-empty list under 'steps'.")
-    steps = tuple(
-        _step(path, item, i, area_platforms) for i, item in enumerate(steps_node.value.value)
-    )
+    steps = tuple(_step(path, item, i, area_platforms) for i, item in enumerate(steps_node.value.value))
     seen: dict[tuple[str, str], Step] = {}
     for step in steps:
         for platform in step.platforms:
@@ -319,9 +317,7 @@ def find_area(root: Path, name: str) -> Area:
         if area.name == name:
             return area
     known = ", ".join(a.name for a in areas) or "none"
-    raise DeclarationError(
-        Path(root) / AREAS_DIR, None, f"has no area {name!r} (known areas: {known})."
-    )
+    raise DeclarationError(Path(root) / AREAS_DIR, None, f"has no area {name!r} (known areas: {known}).")
 
 
 def session_name(platform: str, area: str) -> str:

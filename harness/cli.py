@@ -16,8 +16,12 @@ from harness.vram import BACKEND_NAMES
 
 
 def _common_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
-    parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
+    parser.add_argument(
+        "--root", type=Path, default=Path.cwd(), help="project root (default: current directory)"
+    )
+    parser.add_argument(
+        "--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>"
+    )
     parser.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], help="default: the platform's")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
     parser.add_argument("--vram-timeout", type=float, default=60.0, help="seconds to wait for VRAM release")
@@ -25,7 +29,9 @@ def _common_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
+    parser = argparse.ArgumentParser(
+        prog="gpuci", description="Containerized CI harness for GPU test suites."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an area's steps on a platform (what nox sessions and CI run)")
@@ -36,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
     run.add_argument("--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image")
     run.add_argument("--timeout", type=float, help="seconds before the step is stopped (default: its own)")
-    run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
+    run.add_argument(
+        "--env", action="append", default=[], metavar="NAME", help="pass a host variable through"
+    )
     _common_run_options(run)
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
 
@@ -51,11 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="images: content tags, builds, the air-gapped base")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     boot = image_sub.add_parser("bootstrap", help="build the base image from Debian packages (no registry)")
-    boot.add_argument("--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"))
+    boot.add_argument(
+        "--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    )
     boot.add_argument("--ca-bundle", type=Path)
     boot.add_argument("--from-tarball", type=Path, help="packages from `--make-tarball` (fully offline)")
     boot.add_argument("--make-tarball", type=Path, help="only download the packages into this tarball")
-    for name, text in (("ensure", "build the platform's image if its tag is missing"), ("tag", "print the tag")):
+    for name, text in (
+        ("ensure", "build the platform's image if its tag is missing"),
+        ("tag", "print the tag"),
+    ):
         p = image_sub.add_parser(name, help=text)
         p.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
         p.add_argument("--base-image")
@@ -64,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simgpu", help="simulated GPUs for machines with none")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    init = sim_sub.add_parser("init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)")
+    init = sim_sub.add_parser(
+        "init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)"
+    )
     init.add_argument("--count", type=int, default=2)
     init.add_argument("--total", default="16GiB")
     hold = sim_sub.add_parser("hold", help="hold device memory until killed")
@@ -120,9 +135,15 @@ def _run(args: argparse.Namespace) -> int:
     from harness.runs import execute_step
 
     options = _options(
-        args, args.platform, pytest_args=tuple(args.pytest_args), container=not args.no_container,
-        base_image=args.base_image, ca_bundle=args.ca_bundle, pass_env=tuple(args.env), timeout_s=args.timeout,
-    )  # fmt: skip
+        args,
+        args.platform,
+        pytest_args=tuple(args.pytest_args),
+        container=not args.no_container,
+        base_image=args.base_image,
+        ca_bundle=args.ca_bundle,
+        pass_env=tuple(args.env),
+        timeout_s=args.timeout,
+    )
     return execute_step(options, args.area, args.step)
 
 
@@ -131,7 +152,9 @@ def _supervise(args: argparse.Namespace) -> int:
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        raise UsageError("supervise needs a command after --, e.g. `python -m harness supervise -- pytest -x`.")
+        raise UsageError(
+            "supervise needs a command after --, e.g. `python -m harness supervise -- pytest -x`."
+        )
     num_gpus = args.num_gpus
     if num_gpus is None:
         num_gpus = 1 if args.vram_backend else 0
@@ -187,7 +210,10 @@ def _gpus(args: argparse.Namespace) -> int:
         print(f"backend: {backend.name}")
         for device in backend.devices():
             used = backend.used_bytes(device)
-            print(f"[{device.index}] {device.name}  {device.id}  {format_size(used)} / {format_size(device.total_bytes)}")
+            print(
+                f"[{device.index}] {device.name}  {device.id}  "
+                f"{format_size(used)} / {format_size(device.total_bytes)}"
+            )
             for holder in describe_holders(backend, [device]):
                 size = "?" if holder.used_bytes is None else format_size(holder.used_bytes)
                 print(f"      pid {holder.pid:>7}  {size:>10}  {holder.command[:100]}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from dataclasses import asdict, dataclass, field
@@ -12,8 +13,8 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
-from harness.errors import InfrastructureError
 from harness.devices import NvidiaRequest
+from harness.errors import InfrastructureError
 from harness.logs import DEFAULT_LOG_CAP, LogPump
 from harness.redact import Redactor
 
@@ -83,7 +84,9 @@ class ContainerWorkload:
                 labels=spec.labels,
                 devices=list(spec.devices),
                 device_requests=[
-                    DeviceRequest(driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)])
+                    DeviceRequest(
+                        driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)]
+                    )
                     for r in spec.gpu_requests
                 ],
                 group_add=list(spec.group_add),
@@ -99,7 +102,9 @@ class ContainerWorkload:
             raise InfrastructureError(f"image {spec.image} is missing from the Docker Engine.") from None
         except docker.errors.APIError as exc:
             self.remove()
-            raise InfrastructureError(f"starting container {spec.name} failed: {exc.explanation or exc}") from None
+            raise InfrastructureError(
+                f"starting container {spec.name} failed: {exc.explanation or exc}"
+            ) from None
         self.pump.start(self.container.logs(stream=True, follow=True))
 
     def wait(self) -> int:
@@ -108,10 +113,8 @@ class ContainerWorkload:
         return int(result.get("StatusCode", -1))
 
     def signal(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(docker.errors.APIError):  # already exited: nothing to signal
             self.container.kill(signal=signal.Signals(signum).name)
-        except docker.errors.APIError:
-            pass  # already exited: nothing to signal
 
     def host_pids(self) -> set[int]:
         """Host PIDs of the container's processes (empty once it has stopped)."""

@@ -47,7 +47,7 @@ def container_devices(platform: str, leased: list[Device]) -> DeviceOptions:
         return DeviceOptions(requests=(NvidiaRequest(tuple(d.id for d in leased)),))
     if kind == "amd" and leased:
         # /dev/kfd plus the render nodes; the leased GPUs are then selected by index.
-        nodes = ["/dev/kfd"] + sorted(glob.glob("/dev/dri/renderD*"))
+        nodes = ["/dev/kfd", *sorted(glob.glob("/dev/dri/renderD*"))]
         return DeviceOptions(
             nodes=tuple(f"{n}:{n}:rwm" for n in nodes if os.path.exists(n)),
             groups=_group_ids(("video", "render")),

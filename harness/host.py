@@ -6,6 +6,7 @@ command leaves behind (setsid escapees, double-forked daemons) is re-parented he
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -40,9 +41,14 @@ class HostWorkload:
         become_subreaper()
         try:
             self.proc = subprocess.Popen(
-                self.command, env=self.env, cwd=self.cwd, start_new_session=True,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                self.command,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
         except OSError as exc:
             from harness.errors import UsageError
 
@@ -59,10 +65,8 @@ class HostWorkload:
         if self.proc is None:
             return
         targets = [p.pid for p in descendants()]
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
         send(targets, signum)
 
     def host_pids(self) -> set[int]:

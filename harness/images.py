@@ -133,13 +133,21 @@ def _build_missing(
     return EnsuredImage(tag, image_id, True, seconds, content_hash)
 
 
-def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, content_hash: str) -> None:
+def _build(
+    client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, content_hash: str
+) -> None:
     labels = {"gpuci.platform": recipe.platform, "gpuci.content-hash": content_hash}
     try:
         stream = client.api.build(
-            path=str(context), tag=tag, buildargs=recipe.build_args, labels=labels,
-            rm=True, forcerm=True, decode=True, pull=False,
-        )  # fmt: skip
+            path=str(context),
+            tag=tag,
+            buildargs=recipe.build_args,
+            labels=labels,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            pull=False,
+        )
         for chunk in stream:
             if "error" in chunk:
                 raise ImageBuildError(

@@ -26,7 +26,7 @@ class LogPump:
             try:
                 for chunk in chunks:
                     self._take(chunk, out)
-            except Exception:  # noqa: BLE001 - the source went away: its output ends here
+            except Exception:
                 pass
             if self._pending:
                 self._emit(self._pending, out)
@@ -67,5 +67,3 @@ class LogPump:
     def join(self, timeout: float) -> None:
         if self.thread:
             self.thread.join(timeout)
-
-

@@ -35,6 +35,4 @@ def get_platform(name: str) -> Platform:
     try:
         return PLATFORMS[name]
     except KeyError:
-        raise UsageError(
-            f"unknown platform {name!r}; gpuci knows {', '.join(PLATFORM_NAMES)}."
-        ) from None
+        raise UsageError(f"unknown platform {name!r}; gpuci knows {', '.join(PLATFORM_NAMES)}.") from None

@@ -11,9 +11,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.console import say
 from harness.errors import ExitCode, GpuciError, InfrastructureError, UsageError
@@ -143,11 +141,18 @@ def _finish(ctx: RunContext, root: Path, report_dir: Path | None, started: float
 
 
 def _supervise_into(
-    ctx: RunContext, workload: Workload, options: RunOptions, watch: VramWatch | None, timeout_s: float | None,
-    budget_s: float, soft_fail: bool = False,
+    ctx: RunContext,
+    workload: Workload,
+    options: RunOptions,
+    watch: VramWatch | None,
+    timeout_s: float | None,
+    budget_s: float,
+    soft_fail: bool = False,
 ) -> ExitCode:
     try:
-        sup = supervise(workload, timeout_s=timeout_s, budget_s=budget_s, stop=_stop_policy(options.grace_s), vram=watch)
+        sup = supervise(
+            workload, timeout_s=timeout_s, budget_s=budget_s, stop=_stop_policy(options.grace_s), vram=watch
+        )
     finally:
         if watch:
             watch.backend.close()
@@ -164,7 +169,9 @@ def _supervise_into(
     return code
 
 
-def _container_env(step_env: dict[str, str], options: RunOptions, run_id: str, extra: dict[str, str]) -> dict[str, str]:
+def _container_env(
+    step_env: dict[str, str], options: RunOptions, run_id: str, extra: dict[str, str]
+) -> dict[str, str]:
     addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", "-p", "no:cacheprovider", *options.pytest_args]
     env = {
         "HOME": "/tmp",
@@ -188,9 +195,11 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
     from harness.areas import find_area
 
     area = find_area(options.root, area_name)
-    steps = [area.step(step_label, options.platform)] if step_label else [
-        s for s in area.steps_for(options.platform) if not s.optional
-    ]
+    steps = (
+        [area.step(step_label, options.platform)]
+        if step_label
+        else [s for s in area.steps_for(options.platform) if not s.optional]
+    )
     if not steps:
         raise UsageError(f"area {area.name!r} has no step that runs on {options.platform} ({area.path}).")
     worst = ExitCode.PASSED
@@ -201,8 +210,13 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
 
 
 def _severity(code: ExitCode) -> int:
-    return [ExitCode.PASSED, ExitCode.TESTS_FAILED, ExitCode.TEARDOWN_FAILED, ExitCode.USAGE,
-            ExitCode.INFRASTRUCTURE].index(code)  # fmt: skip
+    return [
+        ExitCode.PASSED,
+        ExitCode.TESTS_FAILED,
+        ExitCode.TEARDOWN_FAILED,
+        ExitCode.USAGE,
+        ExitCode.INFRASTRUCTURE,
+    ].index(code)
 
 
 def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
@@ -215,11 +229,22 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
     platform = get_platform(options.platform)
     redactor = Redactor(os.environ, step.env)
     say(f"{session} · step {step.label!r} · run {run_id}")
-    ctx = RunContext(run_id, directory, {
-        "run_id": run_id, "session": session, "area": area, "step": step.label, "platform": options.platform,
-        "started_at": time.time(), "git": git_state(options.root), "host": host_facts(),
-        "mode": "container" if options.container else "host", "report_dir": str(directory),
-    })  # fmt: skip
+    ctx = RunContext(
+        run_id,
+        directory,
+        {
+            "run_id": run_id,
+            "session": session,
+            "area": area,
+            "step": step.label,
+            "platform": options.platform,
+            "started_at": time.time(),
+            "git": git_state(options.root),
+            "host": host_facts(),
+            "mode": "container" if options.container else "host",
+            "report_dir": str(directory),
+        },
+    )
     try:
         watch = _vram_watch(options, step.num_gpus)
         timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
@@ -242,8 +267,14 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
 
 
 def _step_container(
-    options: RunOptions, step: Step, run_id: str, area: str, directory: Path, redactor: Redactor,
-    watch: VramWatch | None, ctx: RunContext,
+    options: RunOptions,
+    step: Step,
+    run_id: str,
+    area: str,
+    directory: Path,
+    redactor: Redactor,
+    watch: VramWatch | None,
+    ctx: RunContext,
 ) -> ContainerWorkload:
     from harness import images
     from harness.container import BindMount, ContainerWorkload, RunSpec
@@ -253,10 +284,18 @@ def _step_container(
     client = connect()
     recipe = images.recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
     image = images.ensure(client, recipe, options.root)
-    ctx.report["image"] = {"tag": image.tag, "id": image.id, "built": image.built,
-                           "content_hash": image.content_hash, "base_image": recipe.build_args.get("BASE_IMAGE")}  # fmt: skip
+    ctx.report["image"] = {
+        "tag": image.tag,
+        "id": image.id,
+        "built": image.built,
+        "content_hash": image.content_hash,
+        "base_image": recipe.build_args.get("BASE_IMAGE"),
+    }
     ctx.report["timings"] = {"image_ensure_s": round(image.seconds, 6)}
-    mounts = [BindMount(str(options.root.resolve()), WORKSPACE), BindMount(str(directory.resolve()), REPORT_MOUNT)]
+    mounts = [
+        BindMount(str(options.root.resolve()), WORKSPACE),
+        BindMount(str(directory.resolve()), REPORT_MOUNT),
+    ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label}
     if watch and watch.backend.name == "sim":
         mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
@@ -270,9 +309,14 @@ def _step_container(
         env={**_container_env(step.env, options, run_id, extra_env), **devices.env},
         mounts=tuple(mounts),
         working_dir=workdir if workdir.startswith("/") else f"{WORKSPACE}/{workdir}",
-        labels={"gpuci.run-id": run_id, "gpuci.area": area, "gpuci.step": step.label,
-                "gpuci.platform": options.platform, "gpuci.supervisor-pid": str(os.getpid()),
-                "gpuci.host": host_facts()["hostname"]},  # fmt: skip
+        labels={
+            "gpuci.run-id": run_id,
+            "gpuci.area": area,
+            "gpuci.step": step.label,
+            "gpuci.platform": options.platform,
+            "gpuci.supervisor-pid": str(os.getpid()),
+            "gpuci.host": host_facts()["hostname"],
+        },
         devices=devices.nodes,
         gpu_requests=devices.requests,
         group_add=devices.groups,
@@ -283,20 +327,37 @@ def _step_container(
 
 
 def _step_host(
-    options: RunOptions, step: Step, run_id: str, directory: Path, redactor: Redactor, watch: VramWatch | None,
+    options: RunOptions,
+    step: Step,
+    run_id: str,
+    directory: Path,
+    redactor: Redactor,
+    watch: VramWatch | None,
     ctx: RunContext,
 ) -> HostWorkload:
     addopts = [f"--junitxml={directory.resolve()}/junit.xml", "-p", "no:cacheprovider", *options.pytest_args]
-    env = {**os.environ, **step.env, "GPUCI_RUN_ID": run_id, "GPUCI_PLATFORM": options.platform,
-           "GPUCI_REPORT_DIR": str(directory.resolve()), "PYTEST_ADDOPTS": shlex.join(addopts),
-           "PYTHONPATH": os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p)}  # fmt: skip
+    env = {
+        **os.environ,
+        **step.env,
+        "GPUCI_RUN_ID": run_id,
+        "GPUCI_PLATFORM": options.platform,
+        "GPUCI_REPORT_DIR": str(directory.resolve()),
+        "PYTEST_ADDOPTS": shlex.join(addopts),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
+    }
     if watch and watch.backend.name == "sim":
         env[simgpu.ENV] = str(simgpu.default_directory())
-    cwd = Path(step.working_dir) if step.working_dir and Path(step.working_dir).is_absolute() else (
-        options.root / (step.working_dir or "."))
+    cwd = (
+        Path(step.working_dir)
+        if step.working_dir and Path(step.working_dir).is_absolute()
+        else (options.root / (step.working_dir or "."))
+    )
     command = ["bash", "-ec", "\n".join(step.commands)]
-    ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": str(cwd),
-                          "env": redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))})}
+    ctx.report["spec"] = {
+        "command": [redactor.text(c) for c in command],
+        "cwd": str(cwd),
+        "env": redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),
+    }
     return HostWorkload(command, env, cwd, directory / "output.log", redactor, echo=options.echo)
 
 
@@ -309,11 +370,20 @@ def execute_command(
     directory = run_directory(options.root, run_id, options.report_dir)
     redactor = Redactor(os.environ)
     platform = get_platform(options.platform)
-    ctx = RunContext(run_id, directory, {
-        "run_id": run_id, "session": "supervise", "platform": options.platform, "started_at": time.time(),
-        "git": git_state(options.root), "host": host_facts(), "mode": "container" if image else "host",
-        "report_dir": str(directory),
-    })  # fmt: skip
+    ctx = RunContext(
+        run_id,
+        directory,
+        {
+            "run_id": run_id,
+            "session": "supervise",
+            "platform": options.platform,
+            "started_at": time.time(),
+            "git": git_state(options.root),
+            "host": host_facts(),
+            "mode": "container" if image else "host",
+            "report_dir": str(directory),
+        },
+    )
     try:
         watch = _vram_watch(options, num_gpus)
         workload: Workload
@@ -321,17 +391,25 @@ def execute_command(
             from harness.container import ContainerWorkload, RunSpec
             from harness.engine import connect
 
-            spec = RunSpec(image=image, command=tuple(command), name=f"gpuci-{run_id}",
-                           labels={"gpuci.run-id": run_id, "gpuci.supervisor-pid": str(os.getpid())},
-                           user=f"{os.getuid()}:{os.getgid()}")  # fmt: skip
+            spec = RunSpec(
+                image=image,
+                command=tuple(command),
+                name=f"gpuci-{run_id}",
+                labels={"gpuci.run-id": run_id, "gpuci.supervisor-pid": str(os.getpid())},
+                user=f"{os.getuid()}:{os.getgid()}",
+            )
             ctx.report["spec"] = spec.to_report(redactor)
-            workload = ContainerWorkload(connect(), spec, directory / "output.log", redactor, echo=options.echo)
+            workload = ContainerWorkload(
+                connect(), spec, directory / "output.log", redactor, echo=options.echo
+            )
         else:
             env = dict(os.environ)
             if watch and watch.backend.name == "sim":
                 env[simgpu.ENV] = str(simgpu.default_directory())
             ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": os.getcwd()}
-            workload = HostWorkload(command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo)
+            workload = HostWorkload(
+                command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo
+            )
         code = _supervise_into(ctx, workload, options, watch, timeout_s, platform.shutdown_budget_s)
     except GpuciError as exc:
         ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"

@@ -172,7 +172,9 @@ def supervise(
             t_remove = time.monotonic()
             removed = workload.remove()
             timings["remove_s"] = time.monotonic() - t_remove
-            result = Supervised(wakeups.exit_code, reason, signals_sent, timings, budget_s, baseline, removed=removed)
+            result = Supervised(
+                wakeups.exit_code, reason, signals_sent, timings, budget_s, baseline, removed=removed
+            )
             if vram:
                 _await_release(workload, vram, result, t_stop)
             return result
@@ -200,7 +202,9 @@ def _stop(workload: Workload, wakeups: _Wakeups, stop: StopPolicy, sent: list[st
 
 def _await_release(workload: Workload, vram: VramWatch, result: Supervised, t_stop: float) -> None:
     def progress(elapsed: float, used: dict[str, int]) -> None:
-        over = ", ".join(f"{k}: {format_size(v)} (baseline {format_size(result.baseline[k])})" for k, v in used.items())
+        over = ", ".join(
+            f"{k}: {format_size(v)} (baseline {format_size(result.baseline[k])})" for k, v in used.items()
+        )
         say(f"waiting for VRAM release ({elapsed:.0f}s): {over}")
 
     release = wait_for_release(
@@ -215,7 +219,9 @@ def _await_release(workload: Workload, vram: VramWatch, result: Supervised, t_st
                 os.kill(holder.pid, signal.SIGKILL)
         if mine:
             result.killed_holders = mine
-            again = wait_for_release(vram.backend, vram.devices, result.baseline, vram.timeout_s, vram.tolerance_bytes)
+            again = wait_for_release(
+                vram.backend, vram.devices, result.baseline, vram.timeout_s, vram.tolerance_bytes
+            )
             again.seconds += release.seconds
             again.holders = release.holders
             release = again

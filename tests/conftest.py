@@ -76,9 +76,16 @@ def harness_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def run_harness() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
-    def run(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, cwd: Path = ROOT, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            harness_cmd(*args), cwd=cwd, env=harness_env(**env), capture_output=True, text=True, timeout=timeout
+            harness_cmd(*args),
+            cwd=cwd,
+            env=harness_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     yield run

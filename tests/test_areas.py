@@ -76,14 +76,30 @@ def test_a_misspelt_key_names_file_line_and_the_fix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
-        ("group: g\nsteps:\n  - label: a\n    commands: [x]\n    timeout_in_minutes: soon\n", 5, "must be int"),
-        ("group: g\nsteps:\n  - label: a\n    commands: [x]\n    platforms: [cdua]\n", 5, "did you mean 'cuda'"),
+        (
+            "group: g\nsteps:\n  - label: a\n    commands: [x]\n    timeout_in_minutes: soon\n",
+            5,
+            "must be int",
+        ),
+        (
+            "group: g\nsteps:\n  - label: a\n    commands: [x]\n    platforms: [cdua]\n",
+            5,
+            "did you mean 'cuda'",
+        ),
         ("group: g\nsteps:\n  - label: a\n", 3, "has no 'commands'"),
         ("group: g\nsteps:\n  - commands: [x]\n", 3, "has no 'label'"),
         ("group: g\nsteps: [\n", 3, "not valid YAML"),
         ("group: g\nstesp: []\n", 2, "did you mean 'steps'"),
-        ("group: g\nsteps:\n  - {label: a, commands: [x]}\n  - {label: a, commands: [y]}\n", 4, "labelled 'a'"),
-        ("group: g\nsteps:\n  - label: a\n    commands: [x]\n    shutdown_budget: {cuda: -1}\n", 5, "seconds"),
+        (
+            "group: g\nsteps:\n  - {label: a, commands: [x]}\n  - {label: a, commands: [y]}\n",
+            4,
+            "labelled 'a'",
+        ),
+        (
+            "group: g\nsteps:\n  - label: a\n    commands: [x]\n    shutdown_budget: {cuda: -1}\n",
+            5,
+            "seconds",
+        ),
     ],
 )
 def test_bad_declarations_are_one_clear_error(tmp_path: Path, text: str, line: int, words: str) -> None:
@@ -95,7 +111,10 @@ def test_bad_declarations_are_one_clear_error(tmp_path: Path, text: str, line: i
 
 
 def test_shutdown_budget_overrides_per_platform(tmp_path: Path) -> None:
-    text = "group: g\nplatforms: [cpu, rocm]\nsteps:\n  - label: a\n    commands: [x]\n    shutdown_budget: {rocm: 6}\n"
+    text = (
+        "group: g\nplatforms: [cpu, rocm]\nsteps:\n"
+        "  - label: a\n    commands: [x]\n    shutdown_budget: {rocm: 6}\n"
+    )
     (step,) = load_area(write(tmp_path, text)).steps
     assert step.platforms == ("cpu", "rocm")
     assert step.shutdown_budget == {"rocm": 6.0}

@@ -45,11 +45,14 @@ def test_ensure_of_an_existing_tag_builds_nothing(docker_client, cpu_image) -> N
 
 
 @pytest.mark.parametrize("platform", ["cuda", "rocm"])
-def test_gpu_recipes_build_past_their_base_layer_on_the_local_base(platform, docker_client, cpu_image) -> None:
+def test_gpu_recipes_build_past_their_base_layer_on_the_local_base(
+    platform, docker_client, cpu_image
+) -> None:
     recipe = images.recipe_for(ROOT, platform, base_image="local")
     ensured = images.ensure(docker_client, recipe, ROOT)
-    out = docker_client.containers.run(ensured.tag, ["python3", "-c", "import pytest, xdist, psutil; print('ok')"],
-                                       remove=True)  # fmt: skip
+    out = docker_client.containers.run(
+        ensured.tag, ["python3", "-c", "import pytest, xdist, psutil; print('ok')"], remove=True
+    )
     assert out.strip() == b"ok"
     labels = docker_client.images.get(ensured.tag).labels
     assert labels["gpuci.platform"] == platform and labels["gpuci.content-hash"] == recipe.content_hash()
@@ -60,6 +63,7 @@ def test_a_ca_bundle_reaches_the_image(docker_client, cpu_image, tmp_path: Path)
     bundle.write_text("-----BEGIN CERTIFICATE-----\nZ3BVY2ktdGVzdC1jYQ==\n-----END CERTIFICATE-----\n")
     recipe = images.recipe_for(ROOT, "cpu", base_image=cpu_image.tag, ca_bundle=bundle)
     ensured = images.ensure(docker_client, recipe, ROOT)
-    out = docker_client.containers.run(ensured.tag, ["tail", "-n", "2", "/etc/ssl/certs/ca-certificates.crt"],
-                                       remove=True)  # fmt: skip
+    out = docker_client.containers.run(
+        ensured.tag, ["tail", "-n", "2", "/etc/ssl/certs/ca-certificates.crt"], remove=True
+    )
     assert b"Z3BVY2ktdGVzdC1jYQ==" in out

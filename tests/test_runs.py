@@ -19,7 +19,9 @@ group: demo
 platforms: [cpu]
 steps:
   - label: pass
-    commands: ["python3 -c 'import sys; print(\\"hello from\\", sys.version_info[:2])'", "echo token=$API_TOKEN"]
+    commands:
+      - "python3 -c 'import sys; print(\\"hello from\\", sys.version_info[:2])'"
+      - echo token=$API_TOKEN
     env: {API_TOKEN: hunter2-secret-value}
   - label: fail
     optional: true
@@ -67,8 +69,9 @@ def test_a_failing_step_exits_1(make_project, run_harness, cpu_image) -> None:
 
 def test_a_step_past_its_timeout_is_stopped(make_project, run_harness, cpu_image, docker_client) -> None:
     root = make_project(AREA)
-    done = run_harness("run", "--platform", "cpu", "--area", "demo", "--step", "sleep", "--timeout", "2",
-                       "--root", str(root))  # fmt: skip
+    done = run_harness(
+        "run", "--platform", "cpu", "--area", "demo", "--step", "sleep", "--timeout", "2", "--root", str(root)
+    )
     report = report_of(root)
     assert done.returncode == 1, done.stderr
     assert report["outcome"] == "timeout" and report["signals_sent"] == ["SIGTERM"]
@@ -83,15 +86,19 @@ def test_cancel_leaves_no_container(make_project, cpu_image, docker_client, sign
     root = make_project(AREA)
     proc = subprocess.Popen(
         harness_cmd("run", "--platform", "cpu", "--area", "demo", "--step", "sleep", "--root", str(root)),
-        env=harness_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        env=harness_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not [c for c in containers_of(docker_client, proc.pid) if c.status == "running"]:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.1)
     cancelled = time.monotonic()
     os.killpg(proc.pid, signum)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     took = time.monotonic() - cancelled
     report = report_of(root)
     assert proc.returncode == 1, err
@@ -103,8 +110,16 @@ def test_cancel_leaves_no_container(make_project, cpu_image, docker_client, sign
 
 def test_a_missing_docker_engine_exits_75(make_project, run_harness) -> None:
     root = make_project(AREA)
-    done = run_harness("run", "--platform", "cpu", "--area", "demo", "--root", str(root),
-                       DOCKER_HOST="unix:///nonexistent/docker.sock")  # fmt: skip
+    done = run_harness(
+        "run",
+        "--platform",
+        "cpu",
+        "--area",
+        "demo",
+        "--root",
+        str(root),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+    )
     assert done.returncode == 75
     assert "cannot reach the Docker Engine" in done.stderr and "Traceback" not in done.stderr
     assert report_of(root)["outcome"] == "infrastructure"
@@ -120,8 +135,20 @@ def test_a_typo_in_a_declaration_exits_2_naming_file_and_line(make_project, run_
 
 def test_pytest_args_reach_pytest_in_the_container(run_harness, cpu_image, tmp_path) -> None:
     """The example area itself, with `-k topk` as `nox -s cpu_sampler -- -k topk` passes it."""
-    done = run_harness("run", "--platform", "cpu", "--area", "sampler", "--report-dir", str(tmp_path), "--",
-                       "-k", "topk", cwd=ROOT, GPUCI_SIM_GPUS=str(tmp_path / "sim"))  # fmt: skip
+    done = run_harness(
+        "run",
+        "--platform",
+        "cpu",
+        "--area",
+        "sampler",
+        "--report-dir",
+        str(tmp_path),
+        "--",
+        "-k",
+        "topk",
+        cwd=ROOT,
+        GPUCI_SIM_GPUS=str(tmp_path / "sim"),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed, 4 deselected" in done.stdout
     assert "test_topk_only_samples_the_k_best" in (tmp_path / "junit.xml").read_text()

@@ -7,12 +7,21 @@ back at its baseline.
 from __future__ import annotations
 
 import json
+
 import psutil
 import pytest
 
 from harness.vram import sim
 
-MODES = ["ignore-sigterm", "setsid-escapee", "double-fork-daemon", "zombies", "flood", "release-lag", "instant"]
+MODES = [
+    "ignore-sigterm",
+    "setsid-escapee",
+    "double-fork-daemon",
+    "zombies",
+    "flood",
+    "release-lag",
+    "instant",
+]
 AREA = "group: misbehave\nplatforms: [cpu]\nsteps:\n" + "".join(
     f"  - label: {mode}\n    optional: true\n    commands: [python3 misbehave.py {mode}]\n" for mode in MODES
 )
@@ -39,8 +48,24 @@ def test_misbehaving_workload_is_torn_down(
 ) -> None:
     root = make_project(AREA, name="misbehave")
     report_dir = tmp_path / "report"
-    args = ["run", "--platform", "cpu", "--area", "misbehave", "--step", mode, "--root", str(root),
-            "--report-dir", str(report_dir), "--grace", "1", "--timeout", "3", "--quiet"]  # fmt: skip
+    args = [
+        "run",
+        "--platform",
+        "cpu",
+        "--area",
+        "misbehave",
+        "--step",
+        mode,
+        "--root",
+        str(root),
+        "--report-dir",
+        str(report_dir),
+        "--grace",
+        "1",
+        "--timeout",
+        "3",
+        "--quiet",
+    ]
     if where == "host":
         args.append("--no-container")
     done = run_harness(*args, GPUCI_SIM_GPUS=str(sim_gpus))
@@ -51,7 +76,9 @@ def test_misbehaving_workload_is_torn_down(
     backend = sim.SimBackend(sim_gpus)
     assert backend.used_bytes(backend.devices()[0]) == 0
     assert leftovers(report["run_id"]) == []
-    assert docker_client.containers.list(all=True, filters={"label": f"gpuci.run-id={report['run_id']}"}) == []
+    assert (
+        docker_client.containers.list(all=True, filters={"label": f"gpuci.run-id={report['run_id']}"}) == []
+    )
     if mode == "release-lag":
         assert report["vram"]["wait_seconds"] > 1.0  # waited for the lagging release, not past it
     if mode == "flood":

@@ -27,8 +27,13 @@ time.sleep(60)
 
 
 def start_server(delay: float = 0.0, marks: str = "") -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.replace("DELAY", str(delay))], stdout=subprocess.PIPE,
-                            text=True, start_new_session=True, env={**os.environ, "MARKS": marks})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER.replace("DELAY", str(delay))],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "MARKS": marks},
+    )
     assert proc.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
     return proc
 
@@ -40,12 +45,22 @@ def test_the_whole_tree_is_terminated_not_only_its_root(sim_gpus) -> None:
     result = terminate_tree(server.pid, grace=5)
     server.wait()
     assert result.clean and sorted(result.signalled) == sorted(tree)
-    assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def test_survivors_of_sigterm_get_sigkill() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-                             "print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+            "print('ok', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     proc.stdout.readline()  # type: ignore[union-attr]
     result = terminate_tree(proc.pid, grace=0.5)
     assert proc.wait() == -9
@@ -54,8 +69,9 @@ def test_survivors_of_sigterm_get_sigkill() -> None:
 
 def test_a_setsid_escapee_is_found_through_the_subreaper() -> None:
     assert become_subreaper()
-    proc = subprocess.run([sys.executable, "-c", "import os,time\nif os.fork()==0:\n os.setsid(); time.sleep(60)\n"],
-                          timeout=10)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os,time\nif os.fork()==0:\n os.setsid(); time.sleep(60)\n"], timeout=10
+    )
     assert proc.returncode == 0
     orphans = [p for p in psutil.Process().children() if "time.sleep(60)" in " ".join(p.cmdline())]
     assert len(orphans) == 1  # re-parented to us, not to init
@@ -82,7 +98,9 @@ def test_shutdown_many_terminates_in_parallel_and_waits_once(sim_gpus, tmp_path)
         baselines.append(Baseline(time.time(), {device.id: backend.used_bytes(device)}))
         servers.append(start_server(delay=1.0, marks=str(marks)))
     assert backend.used_bytes(device) == 4 << 30
-    result = shutdown_many([s.pid for s in servers], grace=5, baselines=baselines, backend=backend, devices=[device])
+    result = shutdown_many(
+        [s.pid for s in servers], grace=5, baselines=baselines, backend=backend, devices=[device]
+    )
     for server in servers:
         assert server.wait() == 0
     assert result.baseline is baselines[0] and result.baseline.used[device.id] == 0

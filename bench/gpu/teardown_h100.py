@@ -59,7 +59,9 @@ def cancel_when_holding(backend: NvmlBackend, device: Any, target: int) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
-def supervised(name: str, command: list[str], backend: NvmlBackend, gib: float, cancel: bool, grace: float) -> dict:
+def supervised(
+    name: str, command: list[str], backend: NvmlBackend, gib: float, cancel: bool, grace: float
+) -> dict:
     device = backend.devices()[0]
     baseline = backend.used_bytes(device)
     if cancel:
@@ -67,9 +69,12 @@ def supervised(name: str, command: list[str], backend: NvmlBackend, gib: float, 
     LOGS.mkdir(parents=True, exist_ok=True)
     workload = HostWorkload(command, dict(os.environ), ROOT, LOGS / f"{name}.log", Redactor(), echo=False)
     result = supervise(
-        workload, timeout_s=120, budget_s=2.1, stop=StopPolicy(grace_s=grace),
+        workload,
+        timeout_s=120,
+        budget_s=2.1,
+        stop=StopPolicy(grace_s=grace),
         vram=VramWatch(backend, [device], timeout_s=30),
-    )  # fmt: skip
+    )
     release = result.release
     assert release is not None
     record = {
@@ -104,7 +109,9 @@ def nvml_vs_nvidia_smi(backend: NvmlBackend) -> list[dict]:
         smi = ""
         for query in ("memory.used,memory.total,memory.reserved", "memory.used,memory.total"):
             smi = subprocess.run(
-                ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"], capture_output=True, text=True
+                ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
             ).stdout.strip()
             if smi[:1].isdigit():
                 break
@@ -112,19 +119,23 @@ def nvml_vs_nvidia_smi(backend: NvmlBackend) -> list[dict]:
         used_v2 = backend.used_bytes(device)
         used_v1 = int(backend._nvml.nvmlDeviceGetMemoryInfo(backend._handles[0]).used)
         holders = backend.holders(device)
-        rows.append({
-            "state": state,
-            "nvml_used_v2_bytes": used_v2,
-            "nvml_used_v1_bytes": used_v1,
-            "nvml_total_bytes": device.total_bytes,
-            "nvidia_smi_used_mib": float(fields[0]),
-            "nvidia_smi_total_mib": float(fields[1]),
-            "nvidia_smi_reserved_mib": float(fields[2]) if len(fields) > 2 and fields[2][:1].isdigit() else None,
-            "nvml_used_v2_mib": round(used_v2 / 2**20, 1),
-            "diff_v2_vs_smi_mib": round(used_v2 / 2**20 - float(fields[0]), 1),
-            "holders": [{"pid": h.pid, "used_bytes": h.used_bytes} for h in holders],
-            "holder_is_our_process": bool(proc and any(h.pid == proc.pid for h in holders)),
-        })  # fmt: skip
+        rows.append(
+            {
+                "state": state,
+                "nvml_used_v2_bytes": used_v2,
+                "nvml_used_v1_bytes": used_v1,
+                "nvml_total_bytes": device.total_bytes,
+                "nvidia_smi_used_mib": float(fields[0]),
+                "nvidia_smi_total_mib": float(fields[1]),
+                "nvidia_smi_reserved_mib": float(fields[2])
+                if len(fields) > 2 and fields[2][:1].isdigit()
+                else None,
+                "nvml_used_v2_mib": round(used_v2 / 2**20, 1),
+                "diff_v2_vs_smi_mib": round(used_v2 / 2**20 - float(fields[0]), 1),
+                "holders": [{"pid": h.pid, "used_bytes": h.used_bytes} for h in holders],
+                "holder_is_our_process": bool(proc and any(h.pid == proc.pid for h in holders)),
+            }
+        )
     if proc:
         proc.kill()
         proc.wait()
@@ -182,7 +193,9 @@ def release_latency(backend: NvmlBackend, count: int = 10, gib: float = 2.0) -> 
     return {"samples": samples, "median_ms": statistics.median(values), "max_ms": max(values)}
 
 
-def start_servers(n: int, backend: NvmlBackend, gib: float, delay: float) -> tuple[list[subprocess.Popen], Baseline]:
+def start_servers(
+    n: int, backend: NvmlBackend, gib: float, delay: float
+) -> tuple[list[subprocess.Popen], Baseline]:
     device = backend.devices()[0]
     baseline = Baseline(time.time(), take_baseline(backend, [device]))
     procs = start_holders(n, ["--gib", str(gib), "--shutdown-delay", str(delay)], new_session=True)
@@ -195,7 +208,9 @@ def shutdown_comparison(backend: NvmlBackend, n: int = 8, gib: float = 4.0, dela
     for label, count in (("shutdown_many_1", 1), (f"shutdown_many_{n}", n)):
         procs, baseline = start_servers(count, backend, gib, delay)
         t = time.perf_counter()
-        many = shutdown_many([p.pid for p in procs], grace=5, baselines=[baseline], backend=backend, devices=[device])
+        many = shutdown_many(
+            [p.pid for p in procs], grace=5, baselines=[baseline], backend=backend, devices=[device]
+        )
         results[label + "_s"] = round(time.perf_counter() - t, 4)
         results[label + "_exit_s"] = round(many.exit_seconds, 4)
         results[label + "_vram_wait_s"] = round(many.release.seconds, 4) if many.release else None
@@ -211,7 +226,9 @@ def shutdown_comparison(backend: NvmlBackend, n: int = 8, gib: float = 4.0, dela
     wait_for_release(backend, [device], baseline.used, timeout=30)
     results[f"sequential_{n}_s"] = round(time.perf_counter() - t, 4)
     results["ratio_many_n_over_1"] = round(results[f"shutdown_many_{n}_s"] / results["shutdown_many_1_s"], 3)
-    results["ratio_sequential_over_many"] = round(results[f"sequential_{n}_s"] / results[f"shutdown_many_{n}_s"], 3)
+    results["ratio_sequential_over_many"] = round(
+        results[f"sequential_{n}_s"] / results[f"shutdown_many_{n}_s"], 3
+    )
     log(f"shutdown comparison: {results}")
     return results
 
@@ -221,12 +238,20 @@ def supervisor_overhead(backend: NvmlBackend, runs: int = 20) -> dict:
     device = backend.devices()[0]
     samples = []
     for i in range(runs):
-        workload = HostWorkload(["true"], dict(os.environ), ROOT, LOGS / f"overhead-{i}.log", Redactor(), echo=False)
+        workload = HostWorkload(
+            ["true"], dict(os.environ), ROOT, LOGS / f"overhead-{i}.log", Redactor(), echo=False
+        )
         t = time.perf_counter()
-        result = supervise(workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10))
+        result = supervise(
+            workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10)
+        )
         total = time.perf_counter() - t
-        samples.append({"after_exit_ms": round((result.timings["remove_s"] + result.timings["vram_back_s"]) * 1e3, 3),
-                        "total_minus_run_ms": round((total - result.timings["run_s"]) * 1e3, 3)})  # fmt: skip
+        samples.append(
+            {
+                "after_exit_ms": round((result.timings["remove_s"] + result.timings["vram_back_s"]) * 1e3, 3),
+                "total_minus_run_ms": round((total - result.timings["run_s"]) * 1e3, 3),
+            }
+        )
     return {
         "runs": runs,
         "median_after_exit_ms": statistics.median(s["after_exit_ms"] for s in samples),
@@ -243,10 +268,16 @@ def main() -> None:
     log(f"device: {device}")
     previous = json.loads(out.read_text()) if out.exists() else {}
     report: dict[str, Any] = {
-        "machine": {"gpu": device.name, "total_bytes": device.total_bytes, "host": platform.node(),
-                    "python": platform.python_version(), "memory_info_v2": backend._memory_v2},  # fmt: skip
+        "machine": {
+            "gpu": device.name,
+            "total_bytes": device.total_bytes,
+            "host": platform.node(),
+            "python": platform.python_version(),
+            "memory_info_v2": backend._memory_v2,
+        },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
     def section(name: str, fn: Any) -> None:
         done = previous.get(name)
         if done and not (isinstance(done, dict) and "error" in done):
@@ -262,13 +293,26 @@ def main() -> None:
 
     section("nvml_query_cost", lambda: query_cost(backend))
     section("nvml_vs_nvidia_smi", lambda: nvml_vs_nvidia_smi(backend))
-    section("scenarios", lambda: [
-        supervised("sigterm", [*HOLDER, "--gib", "6"], backend, 6, cancel=True, grace=3),
-        supervised("sigkill_after_grace", [*HOLDER, "--gib", "6", "--ignore-sigterm"], backend, 6, True, grace=1),
-        supervised("setsid_escapee", [*HOLDER, "--gib", "6", "--escape"], backend, 6, cancel=False, grace=3),
-        supervised("pid_namespace_pid1",
-                   ["unshare", "--pid", "--fork", "--mount-proc", *HOLDER, "--gib", "6"], backend, 6, True, grace=1),
-    ])  # fmt: skip
+    section(
+        "scenarios",
+        lambda: [
+            supervised("sigterm", [*HOLDER, "--gib", "6"], backend, 6, cancel=True, grace=3),
+            supervised(
+                "sigkill_after_grace", [*HOLDER, "--gib", "6", "--ignore-sigterm"], backend, 6, True, grace=1
+            ),
+            supervised(
+                "setsid_escapee", [*HOLDER, "--gib", "6", "--escape"], backend, 6, cancel=False, grace=3
+            ),
+            supervised(
+                "pid_namespace_pid1",
+                ["unshare", "--pid", "--fork", "--mount-proc", *HOLDER, "--gib", "6"],
+                backend,
+                6,
+                True,
+                grace=1,
+            ),
+        ],
+    )
     section("supervisor_overhead", lambda: supervisor_overhead(backend))
     section("release_latency", lambda: release_latency(backend))
     section("shutdown_many", lambda: shutdown_comparison(backend))

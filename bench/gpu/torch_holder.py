@@ -46,6 +46,7 @@ def main() -> None:
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     elif args.shutdown_delay:
+
         def slow_exit(*_: object) -> None:
             time.sleep(args.shutdown_delay)
             os._exit(0)

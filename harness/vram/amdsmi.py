@@ -9,6 +9,7 @@ holders' sum is believed instead. Not verified on AMD hardware (none was availab
 
 from __future__ import annotations
 
+import contextlib
 import time
 from types import ModuleType
 from typing import Any
@@ -78,8 +79,10 @@ class AmdSmiBackend:
             return []
         holders = []
         for proc in processes:
-            info = proc if isinstance(proc, dict) else self._smi.amdsmi_get_gpu_process_info(
-                self._handles[device.index], proc
+            info = (
+                proc
+                if isinstance(proc, dict)
+                else self._smi.amdsmi_get_gpu_process_info(self._handles[device.index], proc)
             )
             memory = info.get("memory_usage", {}) or {}
             vram = memory.get("vram_mem", info.get("mem"))
@@ -87,7 +90,5 @@ class AmdSmiBackend:
         return holders
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._smi.amdsmi_shut_down()
-        except Exception:
-            pass

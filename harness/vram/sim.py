@@ -59,8 +59,12 @@ def read_devices(directory: Path) -> list[Device]:
     try:
         entries = json.loads((directory / "devices.json").read_text())
     except FileNotFoundError:
-        raise BackendUnavailable(f"no simulated GPUs in {directory} (run `python -m harness simgpu init`)") from None
-    return [Device(e["index"], e["id"], f"gpuci simulated GPU {e['index']}", e["total_bytes"]) for e in entries]
+        raise BackendUnavailable(
+            f"no simulated GPUs in {directory} (run `python -m harness simgpu init`)"
+        ) from None
+    return [
+        Device(e["index"], e["id"], f"gpuci simulated GPU {e['index']}", e["total_bytes"]) for e in entries
+    ]
 
 
 def _is_locked(path: Path) -> bool | None:
@@ -158,9 +162,7 @@ class Hold:
         self.release()
 
 
-def hold(
-    size: int, device: int = 0, release_lag: float = 0.0, directory: Path | None = None
-) -> Hold:
+def hold(size: int, device: int = 0, release_lag: float = 0.0, directory: Path | None = None) -> Hold:
     """Allocate `size` bytes on a simulated device, or raise OutOfMemory."""
     directory = directory or default_directory()
     devices = {d.index: d for d in init(directory)}
@@ -173,9 +175,7 @@ def hold(
         used = _used(directory, device)
         total = devices[device].total_bytes
         if used + size > total:
-            raise OutOfMemory(
-                f"simulated GPU {device}: cannot hold {size} bytes, {used} of {total} in use"
-            )
+            raise OutOfMemory(f"simulated GPU {device}: cannot hold {size} bytes, {used} of {total} in use")
         name = f"{os.getpid()}-{secrets.token_hex(4)}"
         tmp = gpu_dir / f".{name}.tmp"
         fd = os.open(tmp, os.O_CREAT | os.O_RDWR, 0o644)
@@ -219,4 +219,3 @@ class SimBackend:
 
     def close(self) -> None:
         pass
-

@@ -27,7 +27,7 @@ def fake_nvml(used: int, with_v2: bool = True) -> types.SimpleNamespace:
     @dataclass
     class Proc:
         pid: int
-        usedGpuMemory: int | None  # noqa: N815 - NVML's name
+        usedGpuMemory: int | None  # NVML's own field name
 
     def memory(handle, version=None):  # type: ignore[no-untyped-def]
         if version is not None and not with_v2:
@@ -36,12 +36,16 @@ def fake_nvml(used: int, with_v2: bool = True) -> types.SimpleNamespace:
         return Mem(80 * 1024 * MIB, used if version else used + 480 * MIB)
 
     return types.SimpleNamespace(
-        nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 1,
-        nvmlDeviceGetHandleByIndex=lambda i: f"h{i}", nvmlDeviceGetUUID=lambda h: b"GPU-1234",
-        nvmlDeviceGetName=lambda h: "NVIDIA H100 80GB HBM3", nvmlDeviceGetMemoryInfo=memory,
-        nvmlMemory_v2=0x02000028, nvmlDeviceGetComputeRunningProcesses=lambda h: [Proc(41, 4 * 1024 * MIB),
-                                                                                Proc(42, None)],
-    )  # fmt: skip
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: f"h{i}",
+        nvmlDeviceGetUUID=lambda h: b"GPU-1234",
+        nvmlDeviceGetName=lambda h: "NVIDIA H100 80GB HBM3",
+        nvmlDeviceGetMemoryInfo=memory,
+        nvmlMemory_v2=0x02000028,
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [Proc(41, 4 * 1024 * MIB), Proc(42, None)],
+    )
 
 
 def test_nvml_reads_memory_info_v2_and_holders() -> None:
@@ -103,7 +107,11 @@ def test_amdsmi_reads_bytes_by_pci_bus_id_with_holders() -> None:
     smi = FakeAmdSmi(3 * 1024**3, [{"pid": 7, "memory_usage": {"vram_mem": 3 * 1024**3}}])
     backend = AmdSmiBackend(smi)  # type: ignore[arg-type]
     (device,) = backend.devices()
-    assert (device.id, device.name, device.total_bytes) == ("0000:c1:00.0", "AMD Instinct MI300X", 192 * 1024**3)
+    assert (device.id, device.name, device.total_bytes) == (
+        "0000:c1:00.0",
+        "AMD Instinct MI300X",
+        192 * 1024**3,
+    )
     assert backend.used_bytes(device) == 3 * 1024**3
     assert [(h.pid, h.used_bytes) for h in backend.holders(device)] == [(7, 3 * 1024**3)]
 

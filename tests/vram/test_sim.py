@@ -18,8 +18,10 @@ GIB = 1024**3
 def start_holder(directory: Path, size: str = "1GiB", lag: float = 0.0) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         harness_cmd("simgpu", "hold", size, "--release-lag", str(lag)),
-        env=harness_env(GPUCI_SIM_GPUS=str(directory)), stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=harness_env(GPUCI_SIM_GPUS=str(directory)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert "holding" in proc.stdout.readline()  # type: ignore[union-attr]
     return proc
 
@@ -89,13 +91,18 @@ def test_gpus_lists_devices_and_holders(sim_gpus: Path, run_harness) -> None:
     assert f"pid {proc.pid:>7}" in done.stdout and "simgpu hold 2GiB" in done.stdout
 
 
-def test_a_hold_in_a_container_is_seen_on_the_host_by_host_pid(sim_gpus: Path, cpu_image, docker_client) -> None:
+def test_a_hold_in_a_container_is_seen_on_the_host_by_host_pid(
+    sim_gpus: Path, cpu_image, docker_client
+) -> None:
     root = Path(__file__).resolve().parents[2]
     container = docker_client.containers.run(
-        cpu_image.tag, ["python3", "-m", "harness", "simgpu", "hold", "1GiB"], detach=True, init=True,
+        cpu_image.tag,
+        ["python3", "-m", "harness", "simgpu", "hold", "1GiB"],
+        detach=True,
+        init=True,
         environment={"GPUCI_SIM_GPUS": "/sim", "PYTHONPATH": "/src"},
         volumes={str(sim_gpus): {"bind": "/sim", "mode": "rw"}, str(root): {"bind": "/src", "mode": "ro"}},
-    )  # fmt: skip
+    )
     try:
         backend = sim.SimBackend(sim_gpus)
         device = backend.devices()[0]

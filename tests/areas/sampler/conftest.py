@@ -17,9 +17,15 @@ ENGINE = Path(__file__).with_name("engine.py")
 class Engine:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(ENGINE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])},
-        )  # fmt: skip
+            [sys.executable, str(ENGINE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]),
+            },
+        )
         ready = self.proc.stdout.readline()  # type: ignore[union-attr]
         if not ready:
             raise RuntimeError(f"engine failed to start (exit {self.proc.wait()})")

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sampling import sample  # noqa: E402
+from sampling import sample
 
 RELEASE_LAG_ENV = "SAMPLER_RELEASE_LAG"
 
@@ -23,7 +23,7 @@ def hold_memory(fraction: float) -> tuple[object, str]:
     if platform in ("cuda", "rocm"):
         import torch
 
-        free, total = torch.cuda.mem_get_info()
+        _free, total = torch.cuda.mem_get_info()
         return torch.empty(int(total * fraction), dtype=torch.uint8, device="cuda"), "torch"
     if os.environ.get("GPUCI_SIM_GPUS"):
         from harness.vram import sim
@@ -43,9 +43,12 @@ def main() -> None:
         if request.get("op") == "shutdown":
             break
         token = sample(
-            request["logits"], temperature=request.get("temperature", 1.0), top_k=request.get("top_k"),
-            top_p=request.get("top_p"), seed=request.get("seed", 0),
-        )  # fmt: skip
+            request["logits"],
+            temperature=request.get("temperature", 1.0),
+            top_k=request.get("top_k"),
+            top_p=request.get("top_p"),
+            seed=request.get("seed", 0),
+        )
         print(json.dumps({"token": token}), flush=True)
     del memory
 

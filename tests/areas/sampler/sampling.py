@@ -42,7 +42,11 @@ def top_p_filter(probs: list[float], p: float) -> list[float]:
 
 
 def sample(
-    logits: list[float], *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+    logits: list[float],
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
     seed: int = 0,
 ) -> int:
     if temperature == 0:

@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import Engine  # noqa: E402
-from sampling import greedy, softmax, top_k_filter, top_p_filter  # noqa: E402
+from conftest import Engine
+from sampling import greedy, softmax, top_k_filter, top_p_filter
 
 LOGITS = [0.1, 2.5, -1.0, 2.4, 0.0, 1.0]
 

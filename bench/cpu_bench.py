@@ -1,0 +1,271 @@
+"""Speed figures on a machine with Docker and no GPU: `nox -s bench` writes bench/results/cpu.json.
+
+Each figure is a median of repeated runs, set against its baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness import images  # noqa: E402
+from harness.engine import connect  # noqa: E402
+from harness.host import HostWorkload  # noqa: E402
+from harness.redact import Redactor  # noqa: E402
+from harness.supervisor import VramWatch, supervise  # noqa: E402
+from harness.teardown import Baseline, shutdown_many  # noqa: E402
+from harness.vram import sim  # noqa: E402
+
+REPEATS = int(os.environ.get("GPUCI_BENCH_REPEATS", "7"))
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int = REPEATS) -> float:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def run_overhead(tag: str, env: dict[str, str]) -> dict[str, Any]:
+    """`python -m harness run` on a warm image against a bare `docker run --rm` of the same command."""
+    area_root = Path(tempfile.mkdtemp(prefix="gpuci-bench-"))
+    (area_root / ".buildkite" / "test_areas").mkdir(parents=True)
+    (area_root / ".buildkite" / "test_areas" / "bench.yaml").write_text(
+        "platforms: [cpu]\nsteps:\n  - label: noop\n    commands: ['python3 -c pass']\n"
+    )
+    (area_root / "containers").symlink_to(ROOT / "containers")
+
+    def harness_run() -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "run",
+                "--platform",
+                "cpu",
+                "--area",
+                "bench",
+                "--root",
+                str(area_root),
+                "--quiet",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+
+    def bare() -> None:
+        subprocess.run(
+            ["docker", "run", "--rm", "--init", tag, "bash", "-ec", "python3 -c pass"],
+            check=True,
+            capture_output=True,
+        )
+
+    harness_run()  # warm: the first run creates the simulated GPUs and the runs folder
+    gpuci = median_seconds(harness_run)
+    docker = median_seconds(bare)
+    return {
+        "gpuci_run_s": round(gpuci, 4),
+        "bare_docker_run_s": round(docker, 4),
+        "overhead_s": round(gpuci - docker, 4),
+        "goal_overhead_s": 0.3,
+    }
+
+
+def nox_session_overhead(tag: str, env: dict[str, str], directory: Path) -> dict[str, Any]:
+    """`nox -s cpu_sampler`, whole, against a bare `docker run` of the area's own command."""
+    uid = f"{os.getuid()}:{os.getgid()}"
+
+    def session() -> None:
+        subprocess.run(
+            [sys.executable, "-m", "nox", "-s", "cpu_sampler"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+
+    def bare() -> None:
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--init",
+                "-u",
+                uid,
+                "-v",
+                f"{ROOT}:/workspace",
+                "-w",
+                "/workspace",
+                "-v",
+                f"{directory}:/gpuci/simgpu",
+                "-e",
+                "GPUCI_SIM_GPUS=/gpuci/simgpu",
+                "-e",
+                "PYTHONPATH=/workspace",
+                "-e",
+                "HOME=/tmp",
+                "-e",
+                "GPUCI_PLATFORM=cpu",
+                tag,
+                "bash",
+                "-ec",
+                "pytest -q -p no:cacheprovider tests/areas/sampler",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    session()
+    nox_s = median_seconds(session, repeats=5)
+    docker_s = median_seconds(bare, repeats=5)
+    return {
+        "nox_session_s": round(nox_s, 4),
+        "bare_docker_run_s": round(docker_s, 4),
+        "overhead_s": round(nox_s - docker_s, 4),
+        "goal_overhead_s": 1.0,
+    }
+
+
+def noop_ensure() -> dict[str, Any]:
+    client = connect()
+    recipe = images.recipe_for(ROOT, "cpu")
+    images.ensure(client, recipe, ROOT)
+    builds = 0
+    samples = []
+    for _ in range(REPEATS):
+        result = images.ensure(client, recipe, ROOT)
+        builds += result.built
+        samples.append(result.seconds)
+    return {"median_s": round(statistics.median(samples), 5), "build_calls": builds, "goal_s": 0.2}
+
+
+def teardown_overhead(directory: Path, runs: int = 21) -> dict[str, Any]:
+    backend = sim.SimBackend(directory)
+    device = backend.devices()[0]
+    after_exit = []
+    with tempfile.TemporaryDirectory() as logs:
+        for i in range(runs):
+            workload = HostWorkload(
+                ["true"], dict(os.environ), ROOT, Path(logs) / f"{i}.log", Redactor(), echo=False
+            )
+            result = supervise(
+                workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10)
+            )
+            after_exit.append(result.timings["remove_s"] + result.timings["vram_back_s"])
+    return {"median_ms": round(statistics.median(after_exit) * 1e3, 3), "goal_ms": 10, "runs": runs}
+
+
+def release_noticed(directory: Path, runs: int = 11) -> dict[str, Any]:
+    """Simulated device: the time from a holder's death to the wait seeing its memory gone."""
+    backend = sim.SimBackend(directory)
+    device = backend.devices()[0]
+    samples = []
+    for _ in range(runs):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "simgpu", "hold", "1GiB"],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            text=True,
+        )
+        proc.stdout.readline()  # type: ignore[union-attr]
+        fd = os.pidfd_open(proc.pid)
+        proc.kill()
+        select.select([fd], [], [])
+        died = time.perf_counter()
+        os.close(fd)
+        while backend.used_bytes(device):
+            pass
+        samples.append(time.perf_counter() - died)
+        proc.wait()
+    return {"median_ms": round(statistics.median(samples) * 1e3, 3), "runs": runs}
+
+
+def shutdown_many_ratio(directory: Path, n: int = 8, delay: float = 0.5) -> dict[str, Any]:
+    backend = sim.SimBackend(directory)
+    device = backend.devices()[0]
+    server = (
+        "import os,signal,sys,time\nfrom harness.vram import sim\nh=sim.hold(1<<28,0)\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (time.sleep({delay}), os._exit(0)))\n"
+        "print('ready',flush=True)\ntime.sleep(60)\n"
+    )
+
+    def measure(count: int) -> float:
+        baseline = Baseline(time.time(), {device.id: backend.used_bytes(device)})
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", server],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            for _ in range(count)
+        ]
+        for p in procs:
+            p.stdout.readline()  # type: ignore[union-attr]
+        started = time.perf_counter()
+        shutdown_many([p.pid for p in procs], 5, [baseline], backend, [device])
+        took = time.perf_counter() - started
+        for p in procs:
+            p.wait()
+        return took
+
+    one = statistics.median(measure(1) for _ in range(3))
+    many = statistics.median(measure(n) for _ in range(3))
+    return {
+        "servers": n,
+        "shutdown_delay_s": delay,
+        "one_s": round(one, 4),
+        "many_s": round(many, 4),
+        "ratio": round(many / one, 3),
+        "goal_ratio": 1.2,
+    }
+
+
+def main() -> None:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "cpu.json"
+    with tempfile.TemporaryDirectory(prefix="gpuci-bench-sim-") as simdir:
+        directory = Path(simdir)
+        sim.init(directory, count=1, total_bytes=16 * 1024**3)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), sim.ENV: str(directory)}
+        tag = images.ensure(connect(), images.recipe_for(ROOT, "cpu"), ROOT).tag
+        results = {
+            "machine": {
+                "host": platform.node(),
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "docker": connect().version().get("Version"),
+            },
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "repeats": REPEATS,
+            "noop_image_ensure": noop_ensure(),
+            "run_overhead_vs_bare_docker_run": run_overhead(tag, env),
+            "nox_cpu_sampler_overhead_vs_bare_docker_run": nox_session_overhead(tag, env, directory),
+            "supervisor_teardown_overhead_host_mode": teardown_overhead(directory),
+            "sim_release_noticed": release_noticed(directory),
+            "shutdown_many_sim": shutdown_many_ratio(directory),
+        }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
