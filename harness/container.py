@@ -144,4 +144,5 @@ class ContainerWorkload:
 
 
 def list_run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}run-id={run_id}"}))
+    filters = {"label": f"{LABEL_PREFIX}run-id={run_id}"}
+    return list(client.containers.list(all=True, sparse=True, filters=filters))

@@ -63,7 +63,7 @@ def test_misbehaving_workload_is_torn_down(
         "--grace",
         "1",
         "--timeout",
-        "3",
+        "3" if mode == "ignore-sigterm" else "120",
         "--quiet",
     ]
     if where == "host":
