@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import time
@@ -13,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import lease
 from harness.console import say
+from harness.lease import Lease
 from harness.errors import ExitCode, GpuciError, InfrastructureError, UsageError
 from harness.host import HostWorkload
 from harness.platforms import get_platform
@@ -29,6 +32,8 @@ if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode run
     from harness.container import ContainerWorkload
 
 SIM_MOUNT = "/gpuci/simgpu"
+# gpuci's plugin, loaded by module name: inside images gpuci is on PYTHONPATH, not installed.
+PYTEST_PLUGIN_ARGS = ("-p", "harness.pytest_plugin", "-p", "no:cacheprovider")
 WORKSPACE = "/workspace"  # = harness.container.WORKSPACE, kept here so host mode needs no Docker SDK
 REPORT_MOUNT = "/gpuci/report"  # = harness.container.REPORT_MOUNT
 
@@ -51,6 +56,8 @@ class RunOptions:
     echo: bool = True
     # Overrides the step's timeout_in_minutes.
     timeout_s: float | None = None
+    # How long a run waits for GPUs that another run on this host has leased.
+    lease_timeout_s: float = 600.0
 
 
 @dataclass
@@ -71,21 +78,38 @@ def _stop_policy(grace_s: float) -> StopPolicy:
     return StopPolicy(grace_s=grace_s)
 
 
-def _vram_watch(options: RunOptions, num_gpus: int) -> VramWatch | None:
+def _vram_watch(options: RunOptions, num_gpus: int, owner: str) -> tuple[VramWatch | None, Lease | None]:
+    """The run's GPUs, leased so no other run on this host takes them, and watched for release."""
     if num_gpus == 0:
-        return None
+        return None, None
     platform = get_platform(options.platform)
     name = options.vram_backend or platform.vram_backend
     if name == "sim":
         simgpu.init(simgpu.default_directory())
     backend = open_backend(name)
-    devices = backend.devices()[:num_gpus]
-    if len(devices) < num_gpus:
+    candidates = backend.devices()
+    if len(candidates) < num_gpus:
         backend.close()
         raise InfrastructureError(
-            f"the step needs {num_gpus} GPU(s) and the {backend.name} backend sees {len(devices)}."
+            f"the step needs {num_gpus} GPU(s) and the {backend.name} backend sees {len(candidates)}."
         )
-    return VramWatch(backend, devices, options.vram_timeout_s, options.vram_tolerance)
+    try:
+        held = lease.acquire(candidates, num_gpus, owner, timeout=options.lease_timeout_s)
+    except InfrastructureError:
+        backend.close()
+        raise
+    return VramWatch(backend, held.devices, options.vram_timeout_s, options.vram_tolerance), held
+
+
+def _visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[str, str]:
+    """Pin the workload to the leased GPUs, by the variable its runtime reads before initialising."""
+    if watch is None:
+        return {}
+    positions = ",".join(str(d.index) for d in watch.devices)
+    if watch.backend.name == "sim":
+        return {simgpu.VISIBLE_ENV: positions}
+    variable = get_platform(platform_name).visible_devices_env
+    return {variable: positions} if variable else {}
 
 
 def _outcome(sup: Supervised, soft_fail: bool = False) -> tuple[str, ExitCode]:
@@ -149,13 +173,9 @@ def _supervise_into(
     budget_s: float,
     soft_fail: bool = False,
 ) -> ExitCode:
-    try:
-        sup = supervise(
-            workload, timeout_s=timeout_s, budget_s=budget_s, stop=_stop_policy(options.grace_s), vram=watch
-        )
-    finally:
-        if watch:
-            watch.backend.close()
+    sup = supervise(
+        workload, timeout_s=timeout_s, budget_s=budget_s, stop=_stop_policy(options.grace_s), vram=watch
+    )
     supervised = _supervised_report(sup, watch)
     ctx.report["timings"] = {**ctx.report.get("timings", {}), **supervised.pop("timings")}
     ctx.report.update(supervised)
@@ -169,10 +189,21 @@ def _supervise_into(
     return code
 
 
+def _pytest_records(directory: Path) -> list[dict[str, Any]]:
+    """Per-test teardown and startup records that gpuci's pytest plugin wrote (one file per worker)."""
+    records: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("pytest-records*.json")):
+        try:
+            records.extend(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return records
+
+
 def _container_env(
     step_env: dict[str, str], options: RunOptions, run_id: str, extra: dict[str, str]
 ) -> dict[str, str]:
-    addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", "-p", "no:cacheprovider", *options.pytest_args]
+    addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", *PYTEST_PLUGIN_ARGS, *options.pytest_args]
     env = {
         "HOME": "/tmp",
         "PYTHONPATH": WORKSPACE,
@@ -245,8 +276,10 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
             "report_dir": str(directory),
         },
     )
+    watch, held = None, None
     try:
-        watch = _vram_watch(options, step.num_gpus)
+        watch, held = _vram_watch(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})")
+        ctx.report["lease"] = [d.id for d in held.devices] if held else []
         timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
         budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
         workload = (
@@ -257,13 +290,23 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
         code = _supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
         junit = directory / "junit.xml"
         ctx.report["junit"] = str(junit) if junit.exists() else None
+        ctx.report["tests"] = _pytest_records(directory)
         ctx.report["log"] = str(directory / "output.log")
     except GpuciError as exc:
         ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
         ctx.report["error"] = str(exc)
         _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
         raise
+    finally:
+        _let_go(watch, held)
     return _finish(ctx, options.root, options.report_dir, started, code)
+
+
+def _let_go(watch: VramWatch | None, held: Lease | None) -> None:
+    if watch:
+        watch.backend.close()
+    if held:
+        held.release()
 
 
 def _step_container(
@@ -299,7 +342,8 @@ def _step_container(
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label}
     if watch and watch.backend.name == "sim":
         mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
-        extra_env[simgpu.ENV] = SIM_MOUNT
+        # Simulated devices keep host numbering inside; NVIDIA's runtime renumbers what it passes.
+        extra_env.update({simgpu.ENV: SIM_MOUNT, **_visible_devices_env(options.platform, watch)})
     devices = container_devices(options.platform, watch.devices if watch else [])
     workdir = step.working_dir or WORKSPACE
     spec = RunSpec(
@@ -335,18 +379,20 @@ def _step_host(
     watch: VramWatch | None,
     ctx: RunContext,
 ) -> HostWorkload:
-    addopts = [f"--junitxml={directory.resolve()}/junit.xml", "-p", "no:cacheprovider", *options.pytest_args]
+    addopts = [f"--junitxml={directory.resolve()}/junit.xml", *PYTEST_PLUGIN_ARGS, *options.pytest_args]
     env = {
         **os.environ,
         **step.env,
         "GPUCI_RUN_ID": run_id,
         "GPUCI_PLATFORM": options.platform,
         "GPUCI_REPORT_DIR": str(directory.resolve()),
+        "GPUCI_VRAM_GUARD": "1",
         "PYTEST_ADDOPTS": shlex.join(addopts),
         "PYTHONPATH": os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
     }
     if watch and watch.backend.name == "sim":
         env[simgpu.ENV] = str(simgpu.default_directory())
+    env.update(_visible_devices_env(options.platform, watch))
     cwd = (
         Path(step.working_dir)
         if step.working_dir and Path(step.working_dir).is_absolute()
@@ -384,8 +430,9 @@ def execute_command(
             "report_dir": str(directory),
         },
     )
+    watch, held = None, None
     try:
-        watch = _vram_watch(options, num_gpus)
+        watch, held = _vram_watch(options, num_gpus, f"run {run_id} (pid {os.getpid()})")
         workload: Workload
         if image:
             from harness.container import ContainerWorkload, RunSpec
@@ -406,6 +453,7 @@ def execute_command(
             env = dict(os.environ)
             if watch and watch.backend.name == "sim":
                 env[simgpu.ENV] = str(simgpu.default_directory())
+            env.update(_visible_devices_env(options.platform, watch))
             ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": os.getcwd()}
             workload = HostWorkload(
                 command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo
@@ -416,4 +464,6 @@ def execute_command(
         ctx.report["error"] = str(exc)
         _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
         raise
+    finally:
+        _let_go(watch, held)
     return _finish(ctx, options.root, options.report_dir, started, code)

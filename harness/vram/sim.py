@@ -23,6 +23,8 @@ from pathlib import Path
 from harness.vram.base import BackendUnavailable, Device, Holder
 
 ENV = "GPUCI_SIM_GPUS"
+# Like CUDA_VISIBLE_DEVICES: the devices a process sees, renumbered from 0 in this order.
+VISIBLE_ENV = "GPUCI_SIM_VISIBLE_DEVICES"
 DEFAULT_COUNT = 2
 DEFAULT_TOTAL = 16 * 1024**3
 
@@ -53,6 +55,14 @@ def init(directory: Path, count: int = DEFAULT_COUNT, total_bytes: int = DEFAULT
     for entry in json.loads(table.read_text()):
         (directory / f"gpu{entry['index']}").mkdir(exist_ok=True)
     return read_devices(directory)
+
+
+def visible(devices: list[Device]) -> list[Device]:
+    wanted = os.environ.get(VISIBLE_ENV)
+    if wanted is None:
+        return devices
+    by_index = {d.index: d for d in devices}
+    return [by_index[int(i)] for i in wanted.split(",") if i.strip() and int(i) in by_index]
 
 
 def read_devices(directory: Path) -> list[Device]:
@@ -165,9 +175,11 @@ class Hold:
 def hold(size: int, device: int = 0, release_lag: float = 0.0, directory: Path | None = None) -> Hold:
     """Allocate `size` bytes on a simulated device, or raise OutOfMemory."""
     directory = directory or default_directory()
-    devices = {d.index: d for d in init(directory)}
-    if device not in devices:
-        raise ValueError(f"no simulated GPU {device}; there are {len(devices)}")
+    seen = visible(init(directory))
+    if not 0 <= device < len(seen):
+        raise ValueError(f"no simulated GPU {device}; this process sees {len(seen)}")
+    device = seen[device].index
+    devices = {d.index: d for d in seen}
     gpu_dir = directory / f"gpu{device}"
     alloc_fd = os.open(gpu_dir / ".alloc", os.O_CREAT | os.O_RDWR, 0o666)
     try:
@@ -194,7 +206,7 @@ class SimBackend:
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or default_directory()
-        self._devices = init(self.directory)
+        self._devices = visible(init(self.directory))
 
     def devices(self) -> list[Device]:
         return list(self._devices)

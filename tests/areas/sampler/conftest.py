@@ -14,21 +14,20 @@ import pytest
 ENGINE = Path(__file__).with_name("engine.py")
 
 
+def engine_env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(ENGINE)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]),
-            },
-        )
+            [sys.executable, str(ENGINE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=engine_env(**env),
+        )  # fmt: skip
         ready = self.proc.stdout.readline()  # type: ignore[union-attr]
         if not ready:
-            raise RuntimeError(f"engine failed to start (exit {self.proc.wait()})")
+            raise RuntimeError(f"engine failed to start (exit {self.proc.wait()}): is the GPU still full?")
         self.info = json.loads(ready)
 
     def ask(self, **request: object) -> int:
@@ -45,6 +44,6 @@ class Engine:
 
 @pytest.fixture
 def engine() -> Iterator[Engine]:
-    started = Engine()
+    started = Engine(SAMPLER_RELEASE_LAG="0")
     yield started
     started.shutdown()
