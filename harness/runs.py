@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness import lease
 from harness.console import say
-from harness.lease import Lease
 from harness.errors import ExitCode, GpuciError, InfrastructureError, UsageError
 from harness.host import HostWorkload
+from harness.lease import Lease
 from harness.platforms import get_platform
 from harness.redact import Redactor
 from harness.report import git_state, host_facts, new_run_id, run_directory, write_report

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sampling import sample  # noqa: E402
+from sampling import sample
 
 
 def torch_bytes(fraction: float) -> int:

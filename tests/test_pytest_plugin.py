@@ -1,0 +1,125 @@
+"""gpuci's pytest plugin, run on real test files through pytester, on simulated GPUs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytest_plugins = ["pytester"]
+
+HOLD = """
+import os, subprocess, sys, time
+HOLDER = [sys.executable, "-m", "harness", "simgpu", "hold", "1GiB", "--release-lag", "LAG"]
+
+def start():
+    proc = subprocess.Popen(HOLDER, stdout=subprocess.PIPE, text=True)
+    assert "holding" in proc.stdout.readline()
+    return proc
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, sim_gpus: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("GPUCI_PLATFORM", "cpu")
+    monkeypatch.setenv("GPUCI_REPORT_DIR", str(pytester.path / "report"))
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "harness.pytest_plugin", "-p", "no:cacheprovider", *args)
+
+
+def test_the_guard_waits_for_a_lagging_release_before_the_next_test(project: pytest.Pytester) -> None:
+    """The ROCm incident: the first engine's memory is still counted when the second starts."""
+    project.makepyfile(
+        helpers=HOLD.replace("LAG", "1.5"),
+        test_engines="""
+from helpers import start
+from harness.vram import sim
+
+def test_first():
+    proc = start()
+    proc.terminate(); proc.wait()
+
+def test_second():
+    held = sim.hold(8 << 30, 0)  # the whole device: fails if the first engine's memory is counted
+    held.release()
+""",
+    )
+    assert run(project, "--gpuci-vram-guard").ret == 0
+    records = json.loads((project.path / "report" / "pytest-records.json").read_text())
+    waits = [r for r in records if r["phase"].startswith("vram-wait")]
+    assert waits and waits[0]["seconds"] > 1.0
+    without = run(project, "--gpuci-no-vram-guard")
+    assert without.ret == 1
+    without.stdout.fnmatch_lines(["*OutOfMemory*"])
+
+
+def test_a_leaking_test_fails_its_teardown_naming_the_holder(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        helpers=HOLD.replace("LAG", "0"),
+        test_leak="""
+from helpers import start
+LEAKED = []
+
+def test_leaks():
+    LEAKED.append(start())  # never stopped
+
+def test_next():
+    LEAKED[0].kill(); LEAKED[0].wait()
+""",
+    )
+    result = run(project, "--gpuci-vram-guard", "--gpuci-vram-timeout", "1")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*was not released within 1s*holders: pid *simgpu hold 1GiB*"])
+
+
+def test_shutdown_budget_assertions_state_the_margin(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_budget="""
+import subprocess, sys
+
+SLOW = "import signal, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(3), exit(0))); print(1, flush=True); time.sleep(60)"
+
+def test_slow(gpuci_shutdown_timer):
+    proc = subprocess.Popen([sys.executable, "-c", SLOW], stdout=subprocess.PIPE)
+    proc.stdout.readline()
+    measured = gpuci_shutdown_timer.measure(proc)
+    assert measured.budget == 2.1
+    gpuci_shutdown_timer.assert_within_budget(measured, margin=0.5)
+
+def test_fast(gpuci_shutdown_timer):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gpuci_shutdown_timer.assert_within_budget(gpuci_shutdown_timer.measure(proc))
+""",
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*shutdown after SIGTERM took 3.*s over the cpu budget of 2.10s plus a margin of 0.50s*"]
+    )
+    records = json.loads((project.path / "report" / "pytest-records.json").read_text())
+    assert [r["phase"] for r in records] == ["shutdown", "shutdown"]
+
+
+def test_xdist_workers_get_disjoint_leased_gpus(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_pin="""
+import os, pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_pinned(i, worker_id):
+    open(f"seen-{worker_id}-{i}", "w").write(os.environ["GPUCI_SIM_VISIBLE_DEVICES"])
+""",
+    )
+    assert run(project, "-n", "2", "--gpuci-gpus-per-worker", "1").ret == 0
+    seen: dict[str, set[str]] = {}
+    for path in project.path.glob("seen-*"):
+        seen.setdefault(path.name.split("-")[1], set()).add(path.read_text())
+    assert len(seen) == 2 and all(len(v) == 1 for v in seen.values())
+    assert set.union(*seen.values()) == {"0", "1"}  # each worker its own device
