@@ -84,7 +84,8 @@ def test_shutdown_budget_assertions_state_the_margin(project: pytest.Pytester) -
         test_budget="""
 import subprocess, sys
 
-SLOW = "import signal, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(3), exit(0))); print(1, flush=True); time.sleep(60)"
+SLOW = ("import signal, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(3), exit(0)));"
+        "print(1, flush=True); time.sleep(60)")
 
 def test_slow(gpuci_shutdown_timer):
     proc = subprocess.Popen([sys.executable, "-c", SLOW], stdout=subprocess.PIPE)
