@@ -150,6 +150,7 @@ def _supervised_report(sup: Supervised, watch: VramWatch | None) -> dict[str, An
             "polls": release.polls,
             "holders": [vars(h) for h in release.holders],
             "killed_holders": [vars(h) for h in sup.killed_holders],
+            "baseline_holders": [vars(h) for h in sup.baseline_holders],
         },
         "removed": sup.removed,
     }

@@ -21,7 +21,7 @@ from typing import Protocol
 from harness.console import say
 from harness.units import format_size
 from harness.vram.base import Device, VramBackend
-from harness.vram.release import HolderInfo, ReleaseResult, take_baseline, wait_for_release
+from harness.vram.release import HolderInfo, ReleaseResult, describe_holders, take_baseline, wait_for_release
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -70,6 +70,8 @@ class Supervised:
     baseline: dict[str, int] = field(default_factory=dict)
     release: ReleaseResult | None = None
     killed_holders: list[HolderInfo] = field(default_factory=list)
+    # Processes already holding the leased GPUs when the run began (a dirty baseline).
+    baseline_holders: list[HolderInfo] = field(default_factory=list)
     removed: bool = True
 
     @property
@@ -152,6 +154,7 @@ def supervise(
     try:
         with _stop_signals(wakeups):
             baseline = take_baseline(vram.backend, vram.devices) if vram else {}
+            dirty = _dirty_baseline(vram, baseline) if vram else []
             t0 = time.monotonic()
             try:
                 workload.start()
@@ -175,11 +178,26 @@ def supervise(
             result = Supervised(
                 wakeups.exit_code, reason, signals_sent, timings, budget_s, baseline, removed=removed
             )
+            result.baseline_holders = dirty
             if vram:
                 _await_release(workload, vram, result, t_stop)
             return result
     finally:
         wakeups.close()
+
+
+def _dirty_baseline(vram: VramWatch, baseline: dict[str, int]) -> list[HolderInfo]:
+    """A run compares against what the GPUs held when it began; say so when that was not empty."""
+    if all(used <= vram.tolerance_bytes for used in baseline.values()):
+        return []
+    holders = describe_holders(vram.backend, vram.devices)
+    used = ", ".join(f"{k}: {format_size(v)}" for k, v in baseline.items())
+    names = "; ".join(f"pid {h.pid} {h.command[:60]}" for h in holders) or "no process listed"
+    say(
+        f"warning: the leased GPUs were not empty at the start ({used}; {names}); "
+        "release is judged against that"
+    )
+    return holders
 
 
 def _stop(workload: Workload, wakeups: _Wakeups, stop: StopPolicy, sent: list[str]) -> None:
