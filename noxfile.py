@@ -93,6 +93,9 @@ def _register_area_session(platform: str, area: str) -> None:
         # The very function behind `python -m harness run …`, called in-process: one Python start less.
         s.log("python -m harness " + shlex.join(argv))
         code = main(argv)
+        if code and os.environ.get("BUILDKITE") == "true":
+            # One session per job: the agent retries by exit status (75 yes, 1 never), so keep it.
+            raise SystemExit(code)
         if code:
             s.error(
                 f"python -m harness run exited {code} "

@@ -8,7 +8,7 @@ error with file, line and a suggestion.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,29 @@ STEP_KEYS = frozenset(
         "no_gpu",
         "mirror",
         "depends_on",
+        "num_nodes",
+        "agent_tags",
+        "concurrency",
+        "concurrency_group",
+        "retry",
         # gpuci's own keys
         "platforms",
         "shutdown_budget",
     }
 )
 AREA_KEYS = frozenset({"group", "steps", "platforms", "depends_on"})
+# Keys of `mirror: {amd: {...}}` that override the base step in its ROCm form.
+MIRROR_KEYS = frozenset(
+    {
+        "device",
+        "commands",
+        "timeout_in_minutes",
+        "working_dir",
+        "source_file_dependencies",
+        "soft_fail",
+        "depends_on",
+    }
+)
 # Similarity above which an unknown key is taken for a misspelling rather than a foreign key.
 TYPO_CUTOFF = 0.8
 
@@ -67,7 +84,17 @@ class Step:
     # Per-platform stop budgets in seconds that override the platform's default.
     shutdown_budget: dict[str, float] = field(default_factory=dict)
     key: str | None = None
+    depends_on: tuple[str, ...] = ()
+    concurrency: int | None = None
+    concurrency_group: str | None = None
+    agent_tags: dict[str, str] = field(default_factory=dict)
+    # Per platform, keys that replace the base step's (the ROCm form from `mirror.amd`).
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def on(self, platform: str) -> Step:
+        """This step as it runs on `platform`: the base form with that platform's overrides."""
+        return replace(self, **self.overrides[platform]) if platform in self.overrides else self
 
 
 @dataclass(frozen=True)
@@ -85,7 +112,7 @@ class Area:
         return tuple(p for p in PLATFORM_NAMES if p in seen)
 
     def steps_for(self, platform: str) -> tuple[Step, ...]:
-        return tuple(s for s in self.steps if platform in s.platforms)
+        return tuple(s.on(platform) for s in self.steps if platform in s.platforms)
 
     def step(self, label: str, platform: str) -> Step:
         for step in self.steps_for(platform):
@@ -209,6 +236,28 @@ def _budget(reader: _Reader) -> dict[str, float]:
     return budgets
 
 
+def _mirror_overrides(path: Path, node: _Node) -> dict[str, dict[str, Any]]:
+    """`mirror.amd` read as the step's ROCm form."""
+    mirror = node.value.get("mirror")
+    if mirror is None or not isinstance(mirror.value.value, dict) or "amd" not in mirror.value.value:
+        return {}
+    amd = mirror.value.value["amd"].value
+    if not isinstance(amd.value, dict):
+        raise DeclarationError(path, amd.line, "'mirror.amd' must be a mapping of step keys.")
+    reader = _Reader(path, amd.value, amd.line, "mirror.amd")
+    reader.check_keys(MIRROR_KEYS)
+    overrides: dict[str, Any] = {}
+    for key in ("commands", "source_file_dependencies", "depends_on"):
+        if key in amd.value:
+            overrides[key] = reader.string_list(key)
+    for key, kind in (("device", str), ("working_dir", str), ("timeout_in_minutes", int)):
+        if key in amd.value:
+            overrides[key] = reader.get(key, kind)
+    if "soft_fail" in amd.value:
+        overrides["soft_fail"] = bool(reader.get("soft_fail", (bool, list)))
+    return {"rocm": overrides}
+
+
 def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] | None) -> Step:
     if not isinstance(node.value, dict):
         raise DeclarationError(path, node.line, f"step {index + 1} must be a mapping of keys.")
@@ -252,6 +301,11 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         env={str(k): str(v) for k, v in env.items()},
         shutdown_budget=_budget(reader),
         key=reader.get("key", str, None),
+        depends_on=reader.string_list("depends_on"),
+        concurrency=reader.get("concurrency", int, None),
+        concurrency_group=reader.get("concurrency_group", str, None),
+        agent_tags={str(k): str(v) for k, v in (reader.get("agent_tags", dict, {}) or {}).items()},
+        overrides=_mirror_overrides(path, node),
         extra={k: _unwrap(v.value) for k, v in node.value.items() if k not in STEP_KEYS},
     )
 

@@ -87,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     hold.add_argument("--device", type=int, default=0)
     hold.add_argument("--release-lag", type=float, default=0.0, help="seconds memory stays used after death")
 
+    pipe = sub.add_parser(
+        "pipeline", help="print the Buildkite pipeline (YAML) generated from the declarations"
+    )
+    pipe.add_argument("--root", type=Path, default=Path.cwd())
+    which = pipe.add_mutually_exclusive_group()
+    which.add_argument("--base", help="select steps by the files changed since the merge base with this ref")
+    which.add_argument("--changed-files", type=Path, help="select steps by the files listed here, one a line")
+    which.add_argument("--all", action="store_true", help="every step (default branch, nightly)")
+    pipe.add_argument("--include-optional", action="store_true", help="optional steps run too")
+    pipe.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
+    pipe.add_argument("--default-working-dir", help="working dir of steps without one")
+
     gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
     gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
     return parser
@@ -113,6 +125,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _image(args)
     if args.command == "simgpu":
         return _simgpu(args)
+    if args.command == "pipeline":
+        return _pipeline(args)
     return _gpus(args)
 
 
@@ -180,6 +194,43 @@ def _image(args: argparse.Namespace) -> int:
     ensured = images.ensure(connect(), recipe, args.root.resolve())
     print(ensured.tag)
     return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from harness import buildkite
+    from harness.areas import load_areas
+    from harness.config import load_config
+
+    root = args.root.resolve()
+    config = load_config(root).with_flags(
+        workspace=args.workspace, default_working_dir=args.default_working_dir
+    )
+    changed: tuple[str, ...] | None = None
+    if args.changed_files:
+        try:
+            changed = tuple(
+                line.strip() for line in args.changed_files.read_text().splitlines() if line.strip()
+            )
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.changed_files}: {exc.strerror}.") from None
+    elif args.base:
+        changed = buildkite.changed_files(root, args.base)
+    elif not args.all:
+        changed = _changed_on_this_build(root, config.default_branch)
+    selection = buildkite.Selection(changed, args.include_optional, config.run_all)
+    sys.stdout.write(buildkite.to_yaml(buildkite.generate(load_areas(root), config, selection)))
+    return 0
+
+
+def _changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | None:
+    """In a Buildkite build of a branch: the branch's changes; on the default branch: everything."""
+    from harness import buildkite
+
+    branch = os.environ.get("BUILDKITE_BRANCH")
+    default = os.environ.get("BUILDKITE_PIPELINE_DEFAULT_BRANCH", default_branch)
+    if not branch or branch == default:
+        return None
+    return buildkite.changed_files(root, f"origin/{default}")
 
 
 def _simgpu(args: argparse.Namespace) -> int:

@@ -85,6 +85,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gpuci-vram-backend", default=None, help="nvml, amdsmi, sim or auto")
     group.addoption("--gpuci-gpus-per-worker", type=int, default=0, help="disjoint GPUs per xdist worker")
     group.addoption("--gpuci-records", default=None, help="where to write timing records (JSON)")
+    group.addoption(
+        "--gpuci-shard", default=None, help="I/N: run the I-th of N shares of the tests (0-based)"
+    )
+    group.addoption("--gpuci-durations", default=None, help="JSON {test id: seconds} that balances shards")
 
 
 def _visible_env(platform: str, backend_name: str) -> str:
@@ -125,6 +129,8 @@ def pytest_configure(config: pytest.Config) -> None:
     per_worker = config.getoption("gpuci_gpus_per_worker")
     state = PluginState(platform, guard=bool(guard), guard_timeout=config.getoption("gpuci_vram_timeout"))
     config.stash[_KEY] = state
+    if os.environ.get("GPUCI_REPORT_DIR") or config.getoption("gpuci_records"):
+        config.pluginmanager.register(_DurationRecorder(state), "gpuci-durations")
     is_controller = (
         per_worker and not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", 0)
     )
@@ -155,6 +161,62 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.lease.release()
     if state.backend is not None:
         state.backend.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard = config.getoption("gpuci_shard")
+    if not shard:
+        return
+    try:
+        index, count = (int(part) for part in shard.split("/"))
+        assert 0 <= index < count
+    except (ValueError, AssertionError):
+        raise pytest.UsageError(f"--gpuci-shard {shard!r}: write I/N with 0 <= I < N, e.g. 0/4.") from None
+    durations = _durations(config.getoption("gpuci_durations"))
+    mine = set(shard_of([item.nodeid for item in items], count, durations)[index])
+    keep = [item for item in items if item.nodeid in mine]
+    config.hook.pytest_deselected(items=[item for item in items if item.nodeid not in mine])
+    items[:] = keep
+
+
+def _durations(path: str | None) -> dict[str, float]:
+    if not path:
+        return {}
+    try:
+        return {str(k): float(v) for k, v in json.loads(Path(path).read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def shard_of(test_ids: list[str], count: int, durations: dict[str, float]) -> list[list[str]]:
+    """Split tests into `count` shares: longest first onto the least loaded share when durations
+    are known (unknown tests count as the median), round-robin over sorted ids otherwise. The
+    same inputs always give the same split, so every parallel job agrees without talking."""
+    shares: list[list[str]] = [[] for _ in range(count)]
+    ordered = sorted(test_ids)
+    if not durations:
+        for i, test in enumerate(ordered):
+            shares[i % count].append(test)
+        return shares
+    known = sorted(durations.values())
+    typical = known[len(known) // 2]
+    load = [0.0] * count
+    for test in sorted(ordered, key=lambda t: (-durations.get(t, typical), t)):
+        target = min(range(count), key=lambda i: (load[i], i))
+        shares[target].append(test)
+        load[target] += durations.get(test, typical)
+    return shares
+
+
+class _DurationRecorder:
+    """Each test's own duration, for the trend across runs and for balancing shards."""
+
+    def __init__(self, state: PluginState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.state.records.append(Record(report.nodeid, "call", report.duration))
 
 
 def _records_path(config: pytest.Config) -> Path:

@@ -201,10 +201,39 @@ def _pytest_records(directory: Path) -> list[dict[str, Any]]:
     return records
 
 
+def shard_args(directory: Path, report_dir_inside: str, session: str, root: Path) -> list[str]:
+    """In a Buildkite job of a step with `parallelism`, this job's share of the tests, balanced by
+    the durations of the session's latest earlier report when one is at hand."""
+    count = int(os.environ.get("BUILDKITE_PARALLEL_JOB_COUNT", "0") or 0)
+    if count <= 1:
+        return []
+    index = int(os.environ.get("BUILDKITE_PARALLEL_JOB", "0") or 0)
+    durations = _earlier_durations(root, session)
+    if not durations:
+        return [f"--gpuci-shard={index}/{count}"]
+    (directory / "durations.json").write_text(json.dumps(durations))
+    return [f"--gpuci-shard={index}/{count}", f"--gpuci-durations={report_dir_inside}/durations.json"]
+
+
+def _earlier_durations(root: Path, session: str) -> dict[str, float]:
+    from harness.report import RUNS_DIR
+
+    reports = sorted((Path(root) / RUNS_DIR).glob(f"*-{session}-*/report.json"), reverse=True)
+    for path in reports:
+        try:
+            records = json.loads(path.read_text()).get("tests") or []
+        except (OSError, ValueError):
+            continue
+        durations = {r["test"]: r["seconds"] for r in records if r.get("phase") == "call"}
+        if durations:
+            return durations
+    return {}
+
+
 def _container_env(
-    step_env: dict[str, str], options: RunOptions, run_id: str, extra: dict[str, str]
+    step_env: dict[str, str], options: RunOptions, run_id: str, extra: dict[str, str], shards: list[str]
 ) -> dict[str, str]:
-    addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", *PYTEST_PLUGIN_ARGS, *options.pytest_args]
+    addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", *PYTEST_PLUGIN_ARGS, *shards, *options.pytest_args]
     env = {
         "HOME": "/tmp",
         "PYTHONPATH": WORKSPACE,
@@ -303,6 +332,10 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
     return _finish(ctx, options.root, options.report_dir, started, code)
 
 
+def step_area(ctx: RunContext) -> str:
+    return str(ctx.report.get("area", ""))
+
+
 def _let_go(watch: VramWatch | None, held: Lease | None) -> None:
     if watch:
         watch.backend.close()
@@ -346,12 +379,13 @@ def _step_container(
         # Simulated devices keep host numbering inside; NVIDIA's runtime renumbers what it passes.
         extra_env.update({simgpu.ENV: SIM_MOUNT, **_visible_devices_env(options.platform, watch)})
     devices = container_devices(options.platform, watch.devices if watch else [])
+    shards = shard_args(directory, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
     workdir = step.working_dir or WORKSPACE
     spec = RunSpec(
         image=image.tag,
         command=("bash", "-ec", "\n".join(step.commands)),
         name=f"gpuci-{run_id}",
-        env={**_container_env(step.env, options, run_id, extra_env), **devices.env},
+        env={**_container_env(step.env, options, run_id, extra_env, shards), **devices.env},
         mounts=tuple(mounts),
         working_dir=workdir if workdir.startswith("/") else f"{WORKSPACE}/{workdir}",
         labels={
@@ -380,7 +414,15 @@ def _step_host(
     watch: VramWatch | None,
     ctx: RunContext,
 ) -> HostWorkload:
-    addopts = [f"--junitxml={directory.resolve()}/junit.xml", *PYTEST_PLUGIN_ARGS, *options.pytest_args]
+    shards = shard_args(
+        directory, str(directory.resolve()), f"{options.platform}_{step_area(ctx)}", options.root
+    )
+    addopts = [
+        f"--junitxml={directory.resolve()}/junit.xml",
+        *PYTEST_PLUGIN_ARGS,
+        *shards,
+        *options.pytest_args,
+    ]
     env = {
         **os.environ,
         **step.env,

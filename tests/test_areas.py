@@ -58,7 +58,7 @@ def test_a_foreign_pipeline_file_loads_unchanged(tmp_path: Path) -> None:
     engine, docs = area.steps
     assert engine.platforms == ("cuda", "rocm")
     assert engine.num_gpus == 2
-    assert engine.extra["agent_tags"] == {"queue": "gpu"}
+    assert engine.agent_tags == {"queue": "gpu"}
     assert engine.source_file_dependencies == ("vllm/engine", "!vllm/engine/legacy")
     assert docs.platforms == ("cpu",)
     assert docs.working_dir == "/vllm-workspace/docs"

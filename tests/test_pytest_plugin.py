@@ -105,7 +105,7 @@ def test_fast(gpuci_shutdown_timer):
         ["*shutdown after SIGTERM took 3.*s over the cpu budget of 2.10s plus a margin of 0.50s*"]
     )
     records = json.loads((project.path / "report" / "pytest-records.json").read_text())
-    assert [r["phase"] for r in records] == ["shutdown", "shutdown"]
+    assert [r["phase"] for r in records if r["phase"] != "call"] == ["shutdown", "shutdown"]
 
 
 def test_xdist_workers_get_disjoint_leased_gpus(project: pytest.Pytester) -> None:

@@ -1,0 +1,76 @@
+"""Project configuration: `[tool.gpuci]` in pyproject.toml; every key also a command-line flag.
+
+[tool.gpuci]
+workspace = "/workspace"                  # the checkout's path inside containers
+default_working_dir = "/workspace"        # where steps without working_dir run
+default_branch = "main"
+run_all = ["harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml"]
+[tool.gpuci.queues]                       # Buildkite queue per device class or platform
+h100 = "gpu-h100"
+mi325_1 = "amd-mi325"
+cpu = "cpu"
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_QUEUES = {"cpu": "cpu", "cuda": "gpu", "rocm": "amd"}
+DEFAULT_RUN_ALL = ("harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    workspace: str = "/workspace"
+    default_working_dir: str | None = None
+    default_branch: str = "main"
+    run_all: tuple[str, ...] = DEFAULT_RUN_ALL
+    queues: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_QUEUES))
+
+    @property
+    def working_dir(self) -> str:
+        return self.default_working_dir or self.workspace
+
+    def queue_for(self, device: str | None, platform: str) -> str:
+        if device and device in self.queues:
+            return self.queues[device]
+        return self.queues.get(platform, DEFAULT_QUEUES[platform])
+
+    def with_flags(self, **flags: Any) -> ProjectConfig:
+        """Command-line flags win over pyproject.toml; None means not given."""
+        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+
+def load_config(root: Path) -> ProjectConfig:
+    path = Path(root) / "pyproject.toml"
+    if not path.exists():
+        return ProjectConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: is not valid TOML ({exc}); fix it or remove [tool.gpuci].") from None
+    section = data.get("tool", {}).get("gpuci", {})
+    known = {"workspace", "default_working_dir", "default_branch", "run_all", "queues"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise UsageError(f"{path}: [tool.gpuci] has unknown keys {unknown}; known: {sorted(known)}.")
+    config = ProjectConfig()
+    queues = {**config.queues, **{str(k): str(v) for k, v in section.get("queues", {}).items()}}
+    return replace(
+        config,
+        workspace=str(section.get("workspace", config.workspace)),
+        default_working_dir=section.get("default_working_dir"),
+        default_branch=str(section.get("default_branch", config.default_branch)),
+        run_all=tuple(section.get("run_all", config.run_all)),
+        queues=queues,
+    )
