@@ -243,6 +243,21 @@ def shutdown_many_ratio(directory: Path, n: int = 8, delay: float = 0.5) -> dict
     }
 
 
+def pipeline_generation() -> dict[str, Any]:
+    """`python -m harness pipeline --all` for a synthetic project of 500 steps with AMD mirrors."""
+    sys.path.insert(0, str(ROOT))
+    from tests.test_buildkite import synthetic_project
+
+    with tempfile.TemporaryDirectory(prefix="gpuci-bench-pipeline-") as tmp:
+        root = synthetic_project(Path(tmp))
+        cmd = [sys.executable, "-m", "harness", "pipeline", "--all", "--root", str(root)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        seconds = median_seconds(
+            lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), repeats=5
+        )
+    return {"steps": 500, "median_s": round(seconds, 4), "goal_s": 1.0}
+
+
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "cpu.json"
     with tempfile.TemporaryDirectory(prefix="gpuci-bench-sim-") as simdir:
@@ -265,6 +280,7 @@ def main() -> None:
             "supervisor_teardown_overhead_host_mode": teardown_overhead(directory),
             "sim_release_noticed": release_noticed(directory),
             "shutdown_many_sim": shutdown_many_ratio(directory),
+            "pipeline_generation_500_steps": pipeline_generation(),
         }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -132,17 +132,21 @@ class _Node:
     line: int
 
 
-def _plain(node: yaml.Node) -> _Node:
+# libyaml's parser where PyYAML was built with it: ten times faster on large pipelines.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _plain(node: yaml.Node, scalars: yaml.constructor.SafeConstructor) -> _Node:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         mapping: dict[str, _Node] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            mapping[str(key)] = _Node(_plain(value_node), key_node.start_mark.line + 1)
+            mapping[str(key)] = _Node(_plain(value_node, scalars), key_node.start_mark.line + 1)
         return _Node(mapping, line)
     if isinstance(node, yaml.SequenceNode):
-        return _Node([_plain(item) for item in node.value], line)
-    value = yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+        return _Node([_plain(item, scalars) for item in node.value], line)
+    value = scalars.construct_object(node)  # type: ignore[no-untyped-call]
     return _Node(value, line)
 
 
@@ -314,7 +318,7 @@ def load_area(path: Path) -> Area:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except OSError as exc:
         raise DeclarationError(path, None, f"cannot be read ({exc.strerror}).") from None
     except yaml.MarkedYAMLError as exc:
@@ -322,7 +326,7 @@ def load_area(path: Path) -> Area:
         raise DeclarationError(path, line, f"is not valid YAML: {exc.problem}.") from None
     if root is None:
         raise DeclarationError(path, 1, "is empty; an area needs 'group' and 'steps'.")
-    top = _plain(root)
+    top = _plain(root, yaml.constructor.SafeConstructor())
     if not isinstance(top.value, dict):
         raise DeclarationError(path, top.line, "must be a mapping with 'group' and 'steps'.")
     reader = _Reader(path, top.value, top.line, "area")

@@ -179,4 +179,5 @@ def _drop_unknown_dependencies(groups: list[dict[str, Any]]) -> None:
 def to_yaml(pipeline: dict[str, Any]) -> str:
     import yaml
 
-    return yaml.safe_dump(pipeline, sort_keys=False, width=120)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(pipeline, Dumper=dumper, sort_keys=False, width=120)

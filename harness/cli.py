@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
     run.add_argument("--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image")
     run.add_argument("--timeout", type=float, help="seconds before the step is stopped (default: its own)")
+    run.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
+    run.add_argument("--default-working-dir", help="working dir of steps without one")
     run.add_argument(
         "--env", action="append", default=[], metavar="NAME", help="pass a host variable through"
     )
@@ -146,8 +148,12 @@ def _options(args: argparse.Namespace, platform: str, **extra: object):  # type:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from harness.config import load_config
     from harness.runs import execute_step
 
+    config = load_config(args.root.resolve()).with_flags(
+        workspace=args.workspace, default_working_dir=args.default_working_dir
+    )
     options = _options(
         args,
         args.platform,
@@ -157,6 +163,8 @@ def _run(args: argparse.Namespace) -> int:
         ca_bundle=args.ca_bundle,
         pass_env=tuple(args.env),
         timeout_s=args.timeout,
+        workspace=config.workspace,
+        default_working_dir=config.default_working_dir,
     )
     return execute_step(options, args.area, args.step)
 

@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode run
 SIM_MOUNT = "/gpuci/simgpu"
 # gpuci's plugin, loaded by module name: inside images gpuci is on PYTHONPATH, not installed.
 PYTEST_PLUGIN_ARGS = ("-p", "harness.pytest_plugin", "-p", "no:cacheprovider")
-WORKSPACE = "/workspace"  # = harness.container.WORKSPACE, kept here so host mode needs no Docker SDK
 REPORT_MOUNT = "/gpuci/report"  # = harness.container.REPORT_MOUNT
 
 
@@ -58,6 +57,17 @@ class RunOptions:
     timeout_s: float | None = None
     # How long a run waits for GPUs that another run on this host has leased.
     lease_timeout_s: float = 600.0
+    # The checkout's path inside containers, and where steps without working_dir run
+    # ([tool.gpuci] workspace / default_working_dir).
+    workspace: str = "/workspace"
+    default_working_dir: str | None = None
+
+    def host_path(self, container_path: str | None) -> Path:
+        """A step's working dir on the host: container paths under the workspace map into the checkout."""
+        path = container_path or self.default_working_dir or self.workspace
+        if path == self.workspace or path.startswith(self.workspace.rstrip("/") + "/"):
+            return self.root / path[len(self.workspace) :].lstrip("/")
+        return Path(path) if path.startswith("/") else self.root / path
 
 
 @dataclass
@@ -236,7 +246,7 @@ def _container_env(
     addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", *PYTEST_PLUGIN_ARGS, *shards, *options.pytest_args]
     env = {
         "HOME": "/tmp",
-        "PYTHONPATH": WORKSPACE,
+        "PYTHONPATH": options.workspace,
         "GPUCI_RUN_ID": run_id,
         "GPUCI_PLATFORM": options.platform,
         "GPUCI_REPORT_DIR": REPORT_MOUNT,
@@ -370,7 +380,7 @@ def _step_container(
     }
     ctx.report["timings"] = {"image_ensure_s": round(image.seconds, 6)}
     mounts = [
-        BindMount(str(options.root.resolve()), WORKSPACE),
+        BindMount(str(options.root.resolve()), options.workspace),
         BindMount(str(directory.resolve()), REPORT_MOUNT),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label}
@@ -380,14 +390,14 @@ def _step_container(
         extra_env.update({simgpu.ENV: SIM_MOUNT, **_visible_devices_env(options.platform, watch)})
     devices = container_devices(options.platform, watch.devices if watch else [])
     shards = shard_args(directory, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
-    workdir = step.working_dir or WORKSPACE
+    workdir = step.working_dir or options.default_working_dir or options.workspace
     spec = RunSpec(
         image=image.tag,
         command=("bash", "-ec", "\n".join(step.commands)),
         name=f"gpuci-{run_id}",
         env={**_container_env(step.env, options, run_id, extra_env, shards), **devices.env},
         mounts=tuple(mounts),
-        working_dir=workdir if workdir.startswith("/") else f"{WORKSPACE}/{workdir}",
+        working_dir=workdir if workdir.startswith("/") else f"{options.workspace}/{workdir}",
         labels={
             "gpuci.run-id": run_id,
             "gpuci.area": area,
@@ -436,11 +446,7 @@ def _step_host(
     if watch and watch.backend.name == "sim":
         env[simgpu.ENV] = str(simgpu.default_directory())
     env.update(_visible_devices_env(options.platform, watch))
-    cwd = (
-        Path(step.working_dir)
-        if step.working_dir and Path(step.working_dir).is_absolute()
-        else (options.root / (step.working_dir or "."))
-    )
+    cwd = options.host_path(step.working_dir)
     command = ["bash", "-ec", "\n".join(step.commands)]
     ctx.report["spec"] = {
         "command": [redactor.text(c) for c in command],

@@ -153,3 +153,19 @@ def test_pytest_args_reach_pytest_in_the_container(run_harness, cpu_image, tmp_p
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed, 8 deselected" in done.stdout
     assert "test_topk_only_samples_the_k_best" in (tmp_path / "junit.xml").read_text()
+
+
+def test_a_project_workspace_path_and_working_dir_are_honoured(make_project, run_harness, cpu_image) -> None:
+    """A project whose CI mounts the checkout at /vllm-workspace and runs steps from tests/."""
+    area = (
+        "platforms: [cpu]\nsteps:\n"
+        "  - label: where\n    working_dir: /vllm-workspace/tests\n    commands: [pwd]\n"
+    )
+    root = make_project(area, name="ws")
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text('[tool.gpuci]\nworkspace = "/vllm-workspace"\n')
+    done = run_harness("run", "--platform", "cpu", "--area", "ws", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("/vllm-workspace/tests")
+    host = run_harness("run", "--platform", "cpu", "--area", "ws", "--root", str(root), "--no-container")
+    assert host.returncode == 0 and host.stdout.strip().endswith(f"{root}/tests")
