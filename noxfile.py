@@ -148,10 +148,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(venv_backend="venv")
 def lint(session: nox.Session) -> None:
-    """ruff over the project."""
-    session.install("ruff>=0.6")
+    """ruff over the project, and gpuci's CI-coverage lint over its declarations."""
+    session.install("-e", ".", "ruff>=0.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("python", "-m", "harness", "lint", *session.posargs)
 
 
 _register_areas()

@@ -258,6 +258,41 @@ def pipeline_generation() -> dict[str, Any]:
     return {"steps": 500, "median_s": round(seconds, 4), "goal_s": 1.0}
 
 
+def lint_10k_files() -> dict[str, Any]:
+    """`python -m harness lint` over a tree of 10,000 test files reached by 200 steps."""
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="gpuci-bench-lint-") as tmp:
+        root = Path(tmp)
+        for area in range(200):
+            folder = root / "tests" / f"area{area}"
+            folder.mkdir(parents=True)
+            for i in range(50):
+                (folder / f"test_{i}.py").write_text("def test_x():\n    pass\n")
+        (root / ".buildkite" / "test_areas").mkdir(parents=True)
+        for group in range(10):
+            steps = [
+                {
+                    "label": f"area {a}",
+                    "commands": [
+                        f"cd tests && pytest -v area{a} --ignore=area{a}/test_49.py",
+                        f"pytest area{a}/test_49.py",
+                    ],
+                    "source_file_dependencies": [f"tests/area{a}"],
+                }
+                for a in range(group * 20, group * 20 + 20)
+            ]
+            (root / ".buildkite" / "test_areas" / f"g{group}.yaml").write_text(
+                yaml.safe_dump({"steps": steps})
+            )
+        cmd = [sys.executable, "-m", "harness", "lint", "--root", str(root)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        seconds = median_seconds(
+            lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), repeats=3
+        )
+    return {"test_files": 10000, "steps": 200, "median_s": round(seconds, 3), "goal_s": 5.0}
+
+
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "cpu.json"
     with tempfile.TemporaryDirectory(prefix="gpuci-bench-sim-") as simdir:
@@ -281,6 +316,7 @@ def main() -> None:
             "sim_release_noticed": release_noticed(directory),
             "shutdown_many_sim": shutdown_many_ratio(directory),
             "pipeline_generation_500_steps": pipeline_generation(),
+            "lint_10k_test_files": lint_10k_files(),
         }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

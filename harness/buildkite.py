@@ -149,8 +149,13 @@ def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> 
                 deps = _depends_on(effective, platform, declared)
                 if not selection.runs(effective):
                     why = "optional" if effective.optional else "no changed file touches it"
-                    steps.append({"block": f"Run {step.label} ({platform})?", "key": f"block-{key}"[:100],
-                                  "prompt": f"Skipped: {why}. Unblock to run it."})  # fmt: skip
+                    steps.append(
+                        {
+                            "block": f"Run {step.label} ({platform})?",
+                            "key": f"block-{key}"[:100],
+                            "prompt": f"Skipped: {why}. Unblock to run it.",
+                        }
+                    )
                     deps = [f"block-{key}"[:100], *deps]
                 steps.append(command_step(area, step, platform, config, key, deps))
         if steps:
@@ -181,3 +186,22 @@ def to_yaml(pipeline: dict[str, Any]) -> str:
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return yaml.dump(pipeline, Dumper=dumper, sort_keys=False, width=120)
+
+
+def annotate(body: str, context: str, style: str) -> bool:
+    """A Buildkite annotation, when running in a job with the agent at hand; False otherwise."""
+    import os
+    import shutil
+
+    agent = shutil.which("buildkite-agent")
+    if os.environ.get("BUILDKITE") != "true" or agent is None:
+        return False
+    done = subprocess.run(
+        [agent, "annotate", "--context", context, "--style", style],
+        input=body,
+        text=True,
+        capture_output=True,
+    )
+    if done.returncode != 0:
+        say(f"buildkite-agent annotate failed: {done.stderr.strip()[:200]}")
+    return done.returncode == 0

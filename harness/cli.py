@@ -101,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     pipe.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     pipe.add_argument("--default-working-dir", help="working dir of steps without one")
 
+    lint = sub.add_parser("lint", help="CI-coverage lint: declarations against the tree (no Docker, no GPU)")
+    lint.add_argument("--root", type=Path, default=Path.cwd())
+    lint.add_argument("--format", choices=["text", "json"], default="text")
+    lint.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
+    lint.add_argument("--default-working-dir", help="working dir of steps without one")
+
     gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
     gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
     return parser
@@ -129,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _simgpu(args)
     if args.command == "pipeline":
         return _pipeline(args)
+    if args.command == "lint":
+        return _lint(args)
     return _gpus(args)
 
 
@@ -228,6 +236,27 @@ def _pipeline(args: argparse.Namespace) -> int:
     selection = buildkite.Selection(changed, args.include_optional, config.run_all)
     sys.stdout.write(buildkite.to_yaml(buildkite.generate(load_areas(root), config, selection)))
     return 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from harness import buildkite, lint
+    from harness.areas import load_areas
+    from harness.config import load_config
+
+    root = args.root.resolve()
+    config = load_config(root).with_flags(
+        workspace=args.workspace, default_working_dir=args.default_working_dir
+    )
+    findings, allowed = lint.lint(root, load_areas(root), config)
+    sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
+    if findings:
+        body = (
+            "**gpuci lint**: CI does not run everything it should\n\n```\n"
+            + lint.as_text(findings, allowed)
+            + "```"
+        )
+        buildkite.annotate(body, "gpuci-lint", "error")
+    return int(ExitCode.TESTS_FAILED) if findings else 0
 
 
 def _changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | None:

@@ -78,8 +78,12 @@ _KEY = pytest.StashKey[PluginState]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gpuci")
-    group.addoption("--gpuci-vram-guard", action="store_true", default=None,
-                    help="wait for VRAM back at baseline between tests; fail tests that leak")  # fmt: skip
+    group.addoption(
+        "--gpuci-vram-guard",
+        action="store_true",
+        default=None,
+        help="wait for VRAM back at baseline between tests; fail tests that leak",
+    )
     group.addoption("--gpuci-no-vram-guard", action="store_false", dest="gpuci_vram_guard")
     group.addoption("--gpuci-vram-timeout", type=float, default=60.0, help="seconds to wait for release")
     group.addoption("--gpuci-vram-backend", default=None, help="nvml, amdsmi, sim or auto")
@@ -379,9 +383,13 @@ class ServerPool:
             return 0.0
         started = time.monotonic()
         shutdown_many(
-            [s.pid for s in running], max(s.grace for s in running), [s.baseline for s in running],
-            self.state.backend, self.state.devices or None, max(s.vram_timeout for s in running),
-        )  # fmt: skip
+            [s.pid for s in running],
+            max(s.grace for s in running),
+            [s.baseline for s in running],
+            self.state.backend,
+            self.state.devices or None,
+            max(s.vram_timeout for s in running),
+        )
         for server in running:
             server.proc.wait()  # type: ignore[union-attr]
             server.stop_seconds = time.monotonic() - started

@@ -7,8 +7,19 @@ import json
 
 def test_supervise_runs_any_command_on_the_host(run_harness, sim_gpus, tmp_path) -> None:
     script = "from harness.vram import sim; h = sim.hold(1 << 30, 0); print('held')"
-    done = run_harness("supervise", "--vram-backend", "sim", "--report-dir", str(tmp_path), "--quiet", "--",
-                       "python3", "-c", script, GPUCI_SIM_GPUS=str(sim_gpus))  # fmt: skip
+    done = run_harness(
+        "supervise",
+        "--vram-backend",
+        "sim",
+        "--report-dir",
+        str(tmp_path),
+        "--quiet",
+        "--",
+        "python3",
+        "-c",
+        script,
+        GPUCI_SIM_GPUS=str(sim_gpus),
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["mode"] == "host" and report["outcome"] == "passed"
@@ -17,8 +28,18 @@ def test_supervise_runs_any_command_on_the_host(run_harness, sim_gpus, tmp_path)
 
 
 def test_supervise_runs_a_command_in_an_image(run_harness, cpu_image, tmp_path) -> None:
-    done = run_harness("supervise", "--image", cpu_image.tag, "--report-dir", str(tmp_path), "--quiet", "--",
-                       "sh", "-c", "exit 4")  # fmt: skip
+    done = run_harness(
+        "supervise",
+        "--image",
+        cpu_image.tag,
+        "--report-dir",
+        str(tmp_path),
+        "--quiet",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    )
     assert done.returncode == 1
     report = json.loads((tmp_path / "report.json").read_text())
     assert (report["mode"], report["exit_code"], report["outcome"]) == ("container", 4, "failed")

@@ -22,9 +22,12 @@ def engine_env(**extra: str) -> dict[str, str]:
 class Engine:
     def __init__(self, **env: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(ENGINE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, str(ENGINE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
             env=engine_env(**env),
-        )  # fmt: skip
+        )
         ready = self.proc.stdout.readline()  # type: ignore[union-attr]
         if not ready:
             raise RuntimeError(f"engine failed to start (exit {self.proc.wait()}): is the GPU still full?")

@@ -53,8 +53,10 @@ def hold_memory(fraction: float, lag_setting: str | None) -> tuple[object, str]:
             size = torch_bytes(fraction)
             helper = subprocess.Popen(
                 [sys.executable, __file__, "--linger", str(os.getpid()), str(size), str(lag)],
-                stdout=subprocess.PIPE, text=True, start_new_session=True,
-            )  # fmt: skip
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
             assert helper.stdout and helper.stdout.readline().strip() == "held"
             return helper, "torch+linger"
         return torch.empty(torch_bytes(fraction), dtype=torch.uint8, device="cuda"), "torch"
@@ -78,9 +80,12 @@ def main() -> None:
         if request.get("op") == "shutdown":
             break
         token = sample(
-            request["logits"], temperature=request.get("temperature", 1.0), top_k=request.get("top_k"),
-            top_p=request.get("top_p"), seed=request.get("seed", 0),
-        )  # fmt: skip
+            request["logits"],
+            temperature=request.get("temperature", 1.0),
+            top_k=request.get("top_k"),
+            top_p=request.get("top_p"),
+            seed=request.get("seed", 0),
+        )
         print(json.dumps({"token": token}), flush=True)
     del memory
 
