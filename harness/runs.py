@@ -388,7 +388,14 @@ def _step_container(
         mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
         # Simulated devices keep host numbering inside; NVIDIA's runtime renumbers what it passes.
         extra_env.update({simgpu.ENV: SIM_MOUNT, **_visible_devices_env(options.platform, watch)})
-    devices = container_devices(options.platform, watch.devices if watch else [])
+    # The NVIDIA runtime's GPU request where the engine has it; CDI or raw nodes otherwise.
+    has_runtime = options.platform != "cuda" or "nvidia" in (client.info().get("Runtimes") or {})
+    devices = container_devices(options.platform, watch.devices if watch else [], has_runtime)
+    ctx.report["devices"] = {
+        "route": devices.route,
+        "nodes": list(devices.nodes),
+        "groups": list(devices.groups),
+    }
     shards = shard_args(directory, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
     workdir = step.working_dir or options.default_working_dir or options.workspace
     spec = RunSpec(
