@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     lint.add_argument("--default-working-dir", help="working dir of steps without one")
 
+    reap = sub.add_parser("reap", help="find (and with --yes clean up) what crashed runs left on this host")
+    reap.add_argument(
+        "--yes", action="store_true", help="remove containers, kill holders, delete stale leases"
+    )
+    reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
+
     gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
     gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
     return parser
@@ -137,6 +143,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _pipeline(args)
     if args.command == "lint":
         return _lint(args)
+    if args.command == "reap":
+        return _reap(args)
     return _gpus(args)
 
 
@@ -236,6 +244,43 @@ def _pipeline(args: argparse.Namespace) -> int:
     selection = buildkite.Selection(changed, args.include_optional, config.run_all)
     sys.stdout.write(buildkite.to_yaml(buildkite.generate(load_areas(root), config, selection)))
     return 0
+
+
+def _reap(args: argparse.Namespace) -> int:
+    from harness import reaper
+    from harness.engine import connect
+    from harness.errors import DockerUnavailable
+    from harness.vram import open_backend
+
+    leftovers = []
+    try:
+        client = connect(timeout=30)
+        leftovers += reaper.dead_run_containers(client)
+    except DockerUnavailable:
+        client = None
+        print("gpuci: no Docker Engine here: containers not checked", file=sys.stderr)
+    if args.vram_backend != "none":
+        try:
+            backend = open_backend(args.vram_backend)
+        except GpuciError as exc:
+            print(f"gpuci: GPU holders not checked: {exc}", file=sys.stderr)
+        else:
+            leftovers += reaper.stray_holders(backend)
+            backend.close()
+    leftovers += reaper.stale_leases()
+    for item in leftovers:
+        run = f" (run {item.run_id})" if item.run_id else ""
+        print(f"{item.kind:15} {item.id:14} {item.detail}{run}")
+    if not leftovers:
+        print("nothing left behind")
+    if not args.yes:
+        if any(i.kind != "foreign-holder" for i in leftovers):
+            print("run again with --yes to clean up (foreign holders are only listed, never killed)")
+        return 0
+    problems = reaper.clean(leftovers, client)
+    for problem in problems:
+        print(f"gpuci: could not clean up {problem}", file=sys.stderr)
+    return int(ExitCode.TEARDOWN_FAILED) if problems else 0
 
 
 def _lint(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import fcntl
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.errors import InfrastructureError
 from harness.locks import lock_path
@@ -24,7 +25,11 @@ class Lease:
     _fds: list[int] = field(default_factory=list, repr=False)
 
     def release(self) -> None:
-        for fd in self._fds:
+        # Unlinked while still locked, so no lease file outlives a clean run; a process waiting
+        # on the old file notices it was replaced (see _try_lock) and locks the new one.
+        for device, fd in zip(self.devices, self._fds, strict=True):
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path(f"gpu-{device.id}"))
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds = []
@@ -37,12 +42,20 @@ class Lease:
 
 
 def _try_lock(device: Device, owner: str) -> int | None:
-    fd = os.open(lock_path(f"gpu-{device.id}"), os.O_CREAT | os.O_RDWR, 0o666)
+    path = lock_path(f"gpu-{device.id}")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
+    try:
+        same = os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:  # its holder released and unlinked it between our open and our lock
+        os.close(fd)
+        return _try_lock(device, owner)
     os.ftruncate(fd, 0)
     os.write(fd, owner.encode())
     return fd
@@ -77,3 +90,8 @@ def acquire(candidates: list[Device], count: int, owner: str, timeout: float = 0
                 "Another run is using them; the step is retried."
             )
         time.sleep(0.2)
+
+
+def lease_files() -> list[Path]:
+    """Every GPU lease file on this host (held or not)."""
+    return sorted(lock_path("gpu-x").parent.glob("gpuci-gpu-*.lock"))

@@ -20,6 +20,7 @@ from harness.errors import ExitCode, GpuciError, InfrastructureError, UsageError
 from harness.host import HostWorkload
 from harness.lease import Lease
 from harness.platforms import get_platform
+from harness.reaper import SUPERVISOR_PID_ENV, SUPERVISOR_START_ENV, dead_run_containers, supervisor_identity
 from harness.redact import Redactor
 from harness.report import git_state, host_facts, new_run_id, run_directory, write_report
 from harness.supervisor import StopPolicy, Supervised, VramWatch, Workload, supervise
@@ -200,6 +201,33 @@ def _supervise_into(
     return code
 
 
+def _reap_own_leftovers(client: Any, area: str, platform: str) -> None:
+    """Containers of this session whose supervisor died (a SIGKILLed run); never a live run's."""
+    from harness.reaper import clean
+
+    leftovers = dead_run_containers(client, area, platform)
+    if leftovers:
+        say(f"removing {len(leftovers)} container(s) that crashed runs of this session left behind")
+        for problem in clean(leftovers, client):
+            say(f"could not clean up: {problem}")
+
+
+def run_labels() -> dict[str, str]:
+    """Container labels naming the supervisor, so a reaper can tell a live run from a crashed one."""
+    me = supervisor_identity()
+    return {
+        "gpuci.supervisor-pid": me["pid"],
+        "gpuci.supervisor-start": me["start"],
+        "gpuci.host": me["host"],
+    }
+
+
+def supervisor_env() -> dict[str, str]:
+    """The same, in every workload process's environment (for GPU holders that outlive a run)."""
+    me = supervisor_identity()
+    return {SUPERVISOR_PID_ENV: me["pid"], SUPERVISOR_START_ENV: me["start"]}
+
+
 def _pytest_records(directory: Path) -> list[dict[str, Any]]:
     """Per-test teardown and startup records that gpuci's pytest plugin wrote (one file per worker)."""
     records: list[dict[str, Any]] = []
@@ -251,6 +279,7 @@ def _container_env(
         "GPUCI_PLATFORM": options.platform,
         "GPUCI_REPORT_DIR": REPORT_MOUNT,
         "GPUCI_IN_CONTAINER": "1",
+        **supervisor_env(),
         "PYTEST_ADDOPTS": shlex.join(addopts),
         **extra,
         **step_env,
@@ -369,6 +398,7 @@ def _step_container(
     from harness.engine import connect
 
     client = connect()
+    _reap_own_leftovers(client, area, options.platform)
     recipe = images.recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
     image = images.ensure(client, recipe, options.root)
     ctx.report["image"] = {
@@ -410,8 +440,7 @@ def _step_container(
             "gpuci.area": area,
             "gpuci.step": step.label,
             "gpuci.platform": options.platform,
-            "gpuci.supervisor-pid": str(os.getpid()),
-            "gpuci.host": host_facts()["hostname"],
+            **run_labels(),
         },
         devices=devices.nodes,
         gpu_requests=devices.requests,
@@ -447,6 +476,7 @@ def _step_host(
         "GPUCI_PLATFORM": options.platform,
         "GPUCI_REPORT_DIR": str(directory.resolve()),
         "GPUCI_VRAM_GUARD": "1",
+        **supervisor_env(),
         "PYTEST_ADDOPTS": shlex.join(addopts),
         "PYTHONPATH": os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
     }
@@ -498,7 +528,8 @@ def execute_command(
                 image=image,
                 command=tuple(command),
                 name=f"gpuci-{run_id}",
-                labels={"gpuci.run-id": run_id, "gpuci.supervisor-pid": str(os.getpid())},
+                labels={"gpuci.run-id": run_id, **run_labels()},
+                env=supervisor_env(),
                 user=f"{os.getuid()}:{os.getgid()}",
             )
             ctx.report["spec"] = spec.to_report(redactor)
