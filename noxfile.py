@@ -98,8 +98,7 @@ def _register_area_session(platform: str, area: str) -> None:
             raise SystemExit(code)
         if code:
             s.error(
-                f"python -m harness run exited {code} "
-                "(1 tests failed, 2 usage, 3 teardown failed, 75 infrastructure)"
+                f"python -m harness run exited {code} (1 tests failed, 2 usage, 3 teardown failed, 75 infrastructure)"
             )
 
     session.__doc__ = f"Run the {area} area on {platform}."
@@ -128,7 +127,19 @@ def _register_areas() -> None:
             _register_area_session(platform, area.name)
 
 
-STATIC_SESSIONS = ("tests", "lint", "bench")
+STATIC_SESSIONS = ("tests", "lint", "bench", "repro")
+
+
+@nox.session(venv_backend="none")
+def repro(session: nox.Session) -> None:
+    """Reproduce a run from its report: `nox -s repro -- REPORT [--env NAME] [--shell]`."""
+    from harness.cli import main
+
+    if not session.posargs:
+        session.error("give the report: nox -s repro -- path/or/url/of/report.json")
+    code = main(["repro", "--root", str(ROOT), *session.posargs])
+    if code:
+        session.error(f"python -m harness repro exited {code}")
 
 
 @nox.session(venv_backend="venv")

@@ -130,8 +130,7 @@ def nox_session_overhead(tag: str, env: dict[str, str], directory: Path) -> dict
                 tag,
                 "bash",
                 "-ec",
-                "pytest -q -p no:cacheprovider -p harness.pytest_plugin tests/areas/sampler "
-                "-k 'topk or greedy'",
+                "pytest -q -p no:cacheprovider -p harness.pytest_plugin tests/areas/sampler -k 'topk or greedy'",
             ],
             check=True,
             capture_output=True,
@@ -167,12 +166,8 @@ def teardown_overhead(directory: Path, runs: int = 21) -> dict[str, Any]:
     after_exit = []
     with tempfile.TemporaryDirectory() as logs:
         for i in range(runs):
-            workload = HostWorkload(
-                ["true"], dict(os.environ), ROOT, Path(logs) / f"{i}.log", Redactor(), echo=False
-            )
-            result = supervise(
-                workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10)
-            )
+            workload = HostWorkload(["true"], dict(os.environ), ROOT, Path(logs) / f"{i}.log", Redactor(), echo=False)
+            result = supervise(workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10))
             after_exit.append(result.timings["remove_s"] + result.timings["vram_back_s"])
     return {"median_ms": round(statistics.median(after_exit) * 1e3, 3), "goal_ms": 10, "runs": runs}
 
@@ -252,9 +247,7 @@ def pipeline_generation() -> dict[str, Any]:
         root = synthetic_project(Path(tmp))
         cmd = [sys.executable, "-m", "harness", "pipeline", "--all", "--root", str(root)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        seconds = median_seconds(
-            lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), repeats=5
-        )
+        seconds = median_seconds(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), repeats=5)
     return {"steps": 500, "median_s": round(seconds, 4), "goal_s": 1.0}
 
 
@@ -282,14 +275,10 @@ def lint_10k_files() -> dict[str, Any]:
                 }
                 for a in range(group * 20, group * 20 + 20)
             ]
-            (root / ".buildkite" / "test_areas" / f"g{group}.yaml").write_text(
-                yaml.safe_dump({"steps": steps})
-            )
+            (root / ".buildkite" / "test_areas" / f"g{group}.yaml").write_text(yaml.safe_dump({"steps": steps}))
         cmd = [sys.executable, "-m", "harness", "lint", "--root", str(root)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        seconds = median_seconds(
-            lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), repeats=3
-        )
+        seconds = median_seconds(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True), repeats=3)
     return {"test_files": 10000, "steps": 200, "median_s": round(seconds, 3), "goal_s": 5.0}
 
 

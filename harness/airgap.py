@@ -56,9 +56,7 @@ def _run(cmd: list[str], what: str) -> None:
         tail = [*tail[-19:], line.rstrip()]
         print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
     if proc.wait() != 0:
-        raise ImageBuildError(
-            f"{what} failed (exit {proc.returncode}); its last lines:\n  " + "\n  ".join(tail)
-        )
+        raise ImageBuildError(f"{what} failed (exit {proc.returncode}); its last lines:\n  " + "\n  ".join(tail))
 
 
 def _debootstrap() -> str:
@@ -79,9 +77,7 @@ def _debootstrap() -> str:
     return tool
 
 
-def make_packages_tarball(
-    output: Path, mirror: str = DEFAULT_MIRROR, recipe: BaseRecipe | None = None
-) -> None:
+def make_packages_tarball(output: Path, mirror: str = DEFAULT_MIRROR, recipe: BaseRecipe | None = None) -> None:
     """On a connected machine: download the base's Debian packages into one tarball."""
     recipe = recipe or BaseRecipe()
     with tempfile.TemporaryDirectory(prefix="gpuci-debs-") as work:
@@ -117,9 +113,7 @@ def bootstrap_base(
     return recipe.tag
 
 
-def _bootstrap(
-    client: docker.DockerClient, recipe: BaseRecipe, mirror: str, packages_tarball: Path | None
-) -> None:
+def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, packages_tarball: Path | None) -> None:
     tool = _debootstrap()
     say(f"building base image {recipe.tag} from Debian {recipe.suite} packages (about a minute)")
     with tempfile.TemporaryDirectory(prefix="gpuci-rootfs-", dir=_scratch()) as work:
@@ -160,9 +154,7 @@ def _bootstrap(
                 changes=["ENV LANG=C.UTF-8", 'CMD ["/bin/bash"]', "LABEL gpuci.base=" + recipe.tag],
             )
         except docker.errors.APIError as exc:
-            raise ImageBuildError(
-                f"docker import of the base image failed: {exc.explanation or exc}"
-            ) from None
+            raise ImageBuildError(f"docker import of the base image failed: {exc.explanation or exc}") from None
 
 
 def _scratch() -> str | None:
@@ -191,9 +183,7 @@ def fill_wheelhouse(requirements: Path, wheelhouse: Path, ca_bundle: Path | None
         "-d",
         str(wheelhouse),
     ]
-    offline = subprocess.run(
-        [*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True
-    )
+    offline = subprocess.run([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if offline.returncode == 0:
         return
     machine = platform.machine()

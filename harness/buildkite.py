@@ -91,15 +91,11 @@ def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]
     deps = []
     for dep in step.depends_on:
         # A dependency on a step that also runs on this platform means its form on this platform.
-        deps.append(
-            f"{dep}-{platform}" if platform in keys_by_declared.get(dep, set()) - {"primary"} else dep
-        )
+        deps.append(f"{dep}-{platform}" if platform in keys_by_declared.get(dep, set()) - {"primary"} else dep)
     return deps
 
 
-def command_step(
-    area: Area, step: Step, platform: str, config: ProjectConfig, key: str, deps: list[str]
-) -> dict:
+def command_step(area: Area, step: Step, platform: str, config: ProjectConfig, key: str, deps: list[str]) -> dict:
     effective = step.on(platform)
     agents = {"queue": config.queue_for(effective.device, platform), **effective.agent_tags}
     out: dict[str, Any] = {
@@ -159,9 +155,7 @@ def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> 
                     deps = [f"block-{key}"[:100], *deps]
                 steps.append(command_step(area, step, platform, config, key, deps))
         if steps:
-            groups.append(
-                {"group": area.group, "key": f"area-{_KEY_CHARS.sub('-', area.name)}"[:100], "steps": steps}
-            )
+            groups.append({"group": area.group, "key": f"area-{_KEY_CHARS.sub('-', area.name)}"[:100], "steps": steps})
     _drop_unknown_dependencies(groups)
     return {"steps": groups}
 

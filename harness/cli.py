@@ -16,12 +16,8 @@ from harness.vram import BACKEND_NAMES
 
 
 def _common_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root", type=Path, default=Path.cwd(), help="project root (default: current directory)"
-    )
-    parser.add_argument(
-        "--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>"
-    )
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
+    parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
     parser.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], help="default: the platform's")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
     parser.add_argument("--vram-timeout", type=float, default=60.0, help="seconds to wait for VRAM release")
@@ -29,9 +25,7 @@ def _common_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gpuci", description="Containerized CI harness for GPU test suites."
-    )
+    parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an area's steps on a platform (what nox sessions and CI run)")
@@ -44,9 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="seconds before the step is stopped (default: its own)")
     run.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     run.add_argument("--default-working-dir", help="working dir of steps without one")
-    run.add_argument(
-        "--env", action="append", default=[], metavar="NAME", help="pass a host variable through"
-    )
+    run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
     _common_run_options(run)
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
 
@@ -61,9 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="images: content tags, builds, the air-gapped base")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     boot = image_sub.add_parser("bootstrap", help="build the base image from Debian packages (no registry)")
-    boot.add_argument(
-        "--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-    )
+    boot.add_argument("--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"))
     boot.add_argument("--ca-bundle", type=Path)
     boot.add_argument("--from-tarball", type=Path, help="packages from `--make-tarball` (fully offline)")
     boot.add_argument("--make-tarball", type=Path, help="only download the packages into this tarball")
@@ -79,9 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simgpu", help="simulated GPUs for machines with none")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    init = sim_sub.add_parser(
-        "init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)"
-    )
+    init = sim_sub.add_parser("init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)")
     init.add_argument("--count", type=int, default=2)
     init.add_argument("--total", default="16GiB")
     hold = sim_sub.add_parser("hold", help="hold device memory until killed")
@@ -89,9 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     hold.add_argument("--device", type=int, default=0)
     hold.add_argument("--release-lag", type=float, default=0.0, help="seconds memory stays used after death")
 
-    pipe = sub.add_parser(
-        "pipeline", help="print the Buildkite pipeline (YAML) generated from the declarations"
-    )
+    pipe = sub.add_parser("pipeline", help="print the Buildkite pipeline (YAML) generated from the declarations")
     pipe.add_argument("--root", type=Path, default=Path.cwd())
     which = pipe.add_mutually_exclusive_group()
     which.add_argument("--base", help="select steps by the files changed since the merge base with this ref")
@@ -107,10 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     lint.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     lint.add_argument("--default-working-dir", help="working dir of steps without one")
 
+    rep = sub.add_parser("repro", help="reproduce a run from its report.json (path, folder or URL)")
+    rep.add_argument("report")
+    rep.add_argument("--root", type=Path, default=Path.cwd())
+    rep.add_argument("--env", action="append", default=[], metavar="NAME", help="a secret to take from here")
+    rep.add_argument("--allow-dirty", action="store_true", help="reproduce a run that ran on a dirty tree")
+    rep.add_argument("--shell", action="store_true", help="open a shell in the container instead")
+    rep.add_argument("--quiet", action="store_true")
+
     reap = sub.add_parser("reap", help="find (and with --yes clean up) what crashed runs left on this host")
-    reap.add_argument(
-        "--yes", action="store_true", help="remove containers, kill holders, delete stale leases"
-    )
+    reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
     reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
 
     gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
@@ -145,6 +137,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _lint(args)
     if args.command == "reap":
         return _reap(args)
+    if args.command == "repro":
+        from harness.repro import repro
+
+        return repro(args.root.resolve(), args.report, tuple(args.env), args.allow_dirty, args.shell, not args.quiet)
     return _gpus(args)
 
 
@@ -190,9 +186,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        raise UsageError(
-            "supervise needs a command after --, e.g. `python -m harness supervise -- pytest -x`."
-        )
+        raise UsageError("supervise needs a command after --, e.g. `python -m harness supervise -- pytest -x`.")
     num_gpus = args.num_gpus
     if num_gpus is None:
         num_gpus = 1 if args.vram_backend else 0
@@ -226,15 +220,11 @@ def _pipeline(args: argparse.Namespace) -> int:
     from harness.config import load_config
 
     root = args.root.resolve()
-    config = load_config(root).with_flags(
-        workspace=args.workspace, default_working_dir=args.default_working_dir
-    )
+    config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
     changed: tuple[str, ...] | None = None
     if args.changed_files:
         try:
-            changed = tuple(
-                line.strip() for line in args.changed_files.read_text().splitlines() if line.strip()
-            )
+            changed = tuple(line.strip() for line in args.changed_files.read_text().splitlines() if line.strip())
         except OSError as exc:
             raise UsageError(f"cannot read {args.changed_files}: {exc.strerror}.") from None
     elif args.base:
@@ -289,17 +279,11 @@ def _lint(args: argparse.Namespace) -> int:
     from harness.config import load_config
 
     root = args.root.resolve()
-    config = load_config(root).with_flags(
-        workspace=args.workspace, default_working_dir=args.default_working_dir
-    )
+    config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
     findings, allowed = lint.lint(root, load_areas(root), config)
     sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
     if findings:
-        body = (
-            "**gpuci lint**: CI does not run everything it should\n\n```\n"
-            + lint.as_text(findings, allowed)
-            + "```"
-        )
+        body = "**gpuci lint**: CI does not run everything it should\n\n```\n" + lint.as_text(findings, allowed) + "```"
         buildkite.annotate(body, "gpuci-lint", "error")
     return int(ExitCode.TESTS_FAILED) if findings else 0
 
@@ -344,8 +328,7 @@ def _gpus(args: argparse.Namespace) -> int:
         for device in backend.devices():
             used = backend.used_bytes(device)
             print(
-                f"[{device.index}] {device.name}  {device.id}  "
-                f"{format_size(used)} / {format_size(device.total_bytes)}"
+                f"[{device.index}] {device.name}  {device.id}  {format_size(used)} / {format_size(device.total_bytes)}"
             )
             for holder in describe_holders(backend, [device]):
                 size = "?" if holder.used_bytes is None else format_size(holder.used_bytes)

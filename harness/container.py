@@ -84,9 +84,7 @@ class ContainerWorkload:
                 labels=spec.labels,
                 devices=list(spec.devices),
                 device_requests=[
-                    DeviceRequest(
-                        driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)]
-                    )
+                    DeviceRequest(driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)])
                     for r in spec.gpu_requests
                 ],
                 group_add=list(spec.group_add),
@@ -102,9 +100,7 @@ class ContainerWorkload:
             raise InfrastructureError(f"image {spec.image} is missing from the Docker Engine.") from None
         except docker.errors.APIError as exc:
             self.remove()
-            raise InfrastructureError(
-                f"starting container {spec.name} failed: {exc.explanation or exc}"
-            ) from None
+            raise InfrastructureError(f"starting container {spec.name} failed: {exc.explanation or exc}") from None
         self.pump.start(self.container.logs(stream=True, follow=True))
 
     def wait(self) -> int:
@@ -146,3 +142,33 @@ class ContainerWorkload:
 def list_run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
     filters = {"label": f"{LABEL_PREFIX}run-id={run_id}"}
     return list(client.containers.list(all=True, sparse=True, filters=filters))
+
+
+def docker_run_args(spec: RunSpec, command: list[str]) -> list[str]:
+    """The `docker run` command line equivalent to a RunSpec (for an interactive shell)."""
+    args = ["docker", "run", "--rm", "-it", "--init", "--name", f"{spec.name}-shell", "-w", spec.working_dir]
+    args += ["--shm-size", spec.shm_size]
+    if spec.user:
+        args += ["--user", spec.user]
+    for key, value in spec.env.items():
+        args += ["-e", f"{key}={value}"]
+    for mount in spec.mounts:
+        args += ["-v", f"{mount.source}:{mount.target}{':ro' if mount.read_only else ''}"]
+    for key, value in spec.labels.items():
+        args += ["--label", f"{key}={value}"]
+    for node in spec.devices:
+        args += ["--device", node]
+    for group in spec.group_add:
+        args += ["--group-add", group]
+    for request in spec.gpu_requests:
+        if request.driver == "cdi":
+            args += [arg for name in request.device_ids for arg in ("--device", name)]
+        else:
+            args += ["--gpus", f"device={','.join(request.device_ids)}"]
+    return [*args, spec.image, *command]
+
+
+def interactive_shell(spec: RunSpec) -> int:
+    import subprocess
+
+    return subprocess.call(docker_run_args(spec, ["bash"]))

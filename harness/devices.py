@@ -64,9 +64,7 @@ def _group_ids(names: tuple[str, ...]) -> tuple[str, ...]:
 def _cdi_names(paths: HostPaths) -> set[str]:
     names: set[str] = set()
     for directory in paths.cdi_dirs:
-        for spec in glob.glob(os.path.join(directory, "*.yaml")) + glob.glob(
-            os.path.join(directory, "*.json")
-        ):
+        for spec in glob.glob(os.path.join(directory, "*.yaml")) + glob.glob(os.path.join(directory, "*.json")):
             try:
                 text = Path(spec).read_text()
             except OSError:
@@ -76,9 +74,7 @@ def _cdi_names(paths: HostPaths) -> set[str]:
     return names
 
 
-def nvidia_options(
-    leased: list[Device], has_nvidia_runtime: bool, paths: HostPaths = HostPaths()
-) -> DeviceOptions:
+def nvidia_options(leased: list[Device], has_nvidia_runtime: bool, paths: HostPaths = HostPaths()) -> DeviceOptions:
     if has_nvidia_runtime:
         return DeviceOptions(requests=(NvidiaRequest(tuple(d.id for d in leased)),), route="gpu-request")
     cdi = _cdi_names(paths)
@@ -102,9 +98,7 @@ def amd_render_nodes(leased: list[Device], paths: HostPaths = HostPaths()) -> li
     nodes = []
     for properties in sorted((paths.sys / KFD_TOPOLOGY).glob("*/properties")):
         values = dict(
-            line.split(None, 1)
-            for line in properties.read_text().splitlines()
-            if len(line.split(None, 1)) == 2
+            line.split(None, 1) for line in properties.read_text().splitlines() if len(line.split(None, 1)) == 2
         )
         location, domain = int(values.get("location_id", 0)), int(values.get("domain", 0))
         minor = int(values.get("drm_render_minor", 0))

@@ -69,9 +69,7 @@ class EnsuredImage:
     content_hash: str
 
 
-def recipe_for(
-    root: Path, platform: str, base_image: str | None = None, ca_bundle: Path | None = None
-) -> ImageRecipe:
+def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bundle: Path | None = None) -> ImageRecipe:
     """The recipe of a platform's image. With no base image named, cpu builds on the local
     Debian base (no registry needed) and cuda/rocm on the vendors' images (their Dockerfile
     defaults); GPUCI_BASE_IMAGE or --base-image overrides, e.g. `local` for the Debian base."""
@@ -133,9 +131,7 @@ def _build_missing(
     return EnsuredImage(tag, image_id, True, seconds, content_hash)
 
 
-def _build(
-    client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, content_hash: str
-) -> None:
+def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, content_hash: str) -> None:
     labels = {"gpuci.platform": recipe.platform, "gpuci.content-hash": content_hash}
     try:
         stream = client.api.build(
@@ -150,9 +146,7 @@ def _build(
         )
         for chunk in stream:
             if "error" in chunk:
-                raise ImageBuildError(
-                    f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}"
-                )
+                raise ImageBuildError(f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}")
             text = chunk.get("stream", "")
             if text.strip():
                 sys.stderr.write(f"  {text.rstrip()}\n")

@@ -31,9 +31,7 @@ from harness.config import ProjectConfig
 ALLOW_FILE = Path(".buildkite") / "gpuci-lint-allow.yaml"
 KINDS = ("missing-path", "unrun-test", "unset-gate", "dead-dependency")
 # Set by the CI environment or by gpuci itself, never by a step: not gates a step must set.
-AMBIENT = re.compile(
-    r"^(BUILDKITE.*|CI|HOME|PATH|USER|PWD|TMPDIR|PYTHONPATH|GPUCI_.*|[A-Z]+_VISIBLE_DEVICES)$"
-)
+AMBIENT = re.compile(r"^(BUILDKITE.*|CI|HOME|PATH|USER|PWD|TMPDIR|PYTHONPATH|GPUCI_.*|[A-Z]+_VISIBLE_DEVICES)$")
 SKIP_DIRS = {".git", ".nox", ".gpuci", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
 PYTEST_VALUE_OPTS = {
     "-k",
@@ -156,9 +154,7 @@ def _git_files(root: Path) -> list[str] | None:
         return None
     if done.returncode != 0:
         return None
-    inside = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--show-prefix"], capture_output=True, text=True
-    )
+    inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-prefix"], capture_output=True, text=True)
     prefix = inside.stdout.strip()
     names = [n for n in done.stdout.decode().split("\0") if n]
     return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
@@ -188,12 +184,7 @@ class PytestConfig:
         pyproject = root / "pyproject.toml"
         if pyproject.exists():
             try:
-                ini = (
-                    tomllib.loads(pyproject.read_text())
-                    .get("tool", {})
-                    .get("pytest", {})
-                    .get("ini_options", {})
-                )
+                ini = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {}).get("ini_options", {})
             except tomllib.TOMLDecodeError:
                 ini = {}
         for name in ("pytest.ini", "tox.ini", "setup.cfg"):
@@ -341,9 +332,7 @@ class Resolver:
     def _expand(self, word: str, env: dict[str, str]) -> str:
         return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), m.group(0)), word)
 
-    def _path(
-        self, written: str, cwd: str, env: dict[str, str], reach: Reach, script: bool = False
-    ) -> str | None:
+    def _path(self, written: str, cwd: str, env: dict[str, str], reach: Reach, script: bool = False) -> str | None:
         expanded = self._expand(written, env)
         if "$" in expanded or any(c in expanded for c in "*?["):
             return None  # not resolvable statically; not judged
@@ -364,9 +353,7 @@ class Resolver:
         while i < len(args):
             arg = args[i]
             option, _, inline = arg.partition("=")
-            if option in ("--ignore", "--deselect") or (
-                arg.startswith("--ignore=") or arg.startswith("--deselect=")
-            ):
+            if option in ("--ignore", "--deselect") or (arg.startswith("--ignore=") or arg.startswith("--deselect=")):
                 value = inline if inline else (args[i + 1] if i + 1 < len(args) else "")
                 i += 1 if inline else 2
                 path = self._path(value.split("::")[0], cwd, env, reach)
@@ -399,19 +386,11 @@ class Resolver:
         if pattern is None:
             return []
         static = re.split(r"[*?\[]", pattern)[0].rsplit("/", 1)[0] if "/" in pattern else ""
-        return [
-            f
-            for f in self.tree.under(static)
-            if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(f, pattern + "/*")
-        ]
+        return [f for f in self.tree.under(static) if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(f, pattern + "/*")]
 
-    def _find_xargs(
-        self, find: list[str], rest: list[str], cwd: str, env: dict[str, str], reach: Reach
-    ) -> None:
+    def _find_xargs(self, find: list[str], rest: list[str], cwd: str, env: dict[str, str], reach: Reach) -> None:
         starts = [w for w in find[1:] if not w.startswith("-")][:1] or ["."]
-        pattern = (
-            find[find.index("-name") + 1] if "-name" in find and find.index("-name") + 1 < len(find) else "*"
-        )
+        pattern = find[find.index("-name") + 1] if "-name" in find and find.index("-name") + 1 < len(find) else "*"
         base = self._path(starts[0], cwd, env, reach)
         if base is None:
             return
@@ -559,9 +538,7 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
     for path in pytest_config.test_files(tree):
         if path not in reached:
             findings.append(
-                Finding(
-                    "unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path
-                )
+                Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
     findings.extend(_unset_gates(root, gates_checked))
     allowed = load_allowed(root)
@@ -597,11 +574,7 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step) -> Iterable[Finding]:
             f"source_file_dependencies entry {entry!r} matches no file, so no change ever triggers this step",
             path=path,
             suggestion=(
-                f"did you mean {hint!r} (with its extension)?"
-                if hint
-                else f"moved to {home}?"
-                if home
-                else None
+                f"did you mean {hint!r} (with its extension)?" if hint else f"moved to {home}?" if home else None
             ),
         )
 
@@ -653,9 +626,7 @@ def as_text(findings: list[Finding], allowed: int) -> str:
         step = f" [{f.step}]" if f.step else ""
         hint = f" — {f.suggestion}" if f.suggestion else ""
         lines.append(f"{where}{step} {f.kind}: {f.message}{hint}")
-    lines.append(
-        f"gpuci lint: {len(findings)} finding(s); accept one on purpose in {ALLOW_FILE} with a reason"
-    )
+    lines.append(f"gpuci lint: {len(findings)} finding(s); accept one on purpose in {ALLOW_FILE} with a reason")
     return "\n".join(lines) + "\n"
 
 

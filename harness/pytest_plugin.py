@@ -89,9 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gpuci-vram-backend", default=None, help="nvml, amdsmi, sim or auto")
     group.addoption("--gpuci-gpus-per-worker", type=int, default=0, help="disjoint GPUs per xdist worker")
     group.addoption("--gpuci-records", default=None, help="where to write timing records (JSON)")
-    group.addoption(
-        "--gpuci-shard", default=None, help="I/N: run the I-th of N shares of the tests (0-based)"
-    )
+    group.addoption("--gpuci-shard", default=None, help="I/N: run the I-th of N shares of the tests (0-based)")
     group.addoption("--gpuci-durations", default=None, help="JSON {test id: seconds} that balances shards")
 
 
@@ -135,9 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KEY] = state
     if os.environ.get("GPUCI_REPORT_DIR") or config.getoption("gpuci_records"):
         config.pluginmanager.register(_DurationRecorder(state), "gpuci-durations")
-    is_controller = (
-        per_worker and not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", 0)
-    )
+    is_controller = per_worker and not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", 0)
     if not (guard or per_worker) or is_controller:
         return
     try:
@@ -244,9 +240,7 @@ def _wait_back(state: PluginState) -> tuple[bool, float, list[dict[str, Any]]]:
     if not result.released:
         for device in state.devices:
             baseline[device.id] += _own_bytes(state.backend, device)
-        result = wait_for_release(
-            state.backend, state.devices, baseline, state.guard_timeout, state.tolerance
-        )
+        result = wait_for_release(state.backend, state.devices, baseline, state.guard_timeout, state.tolerance)
     return result.released, result.seconds, [asdict(h) for h in result.holders]
 
 
@@ -261,9 +255,7 @@ def _gpuci_vram_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     if seconds > 0.01:
         state.record("vram-wait-before", seconds, holders=holders)
     if not released:
-        pytest.fail(
-            f"gpuci: GPUs not back at baseline before the test after {seconds:.1f}s; holders: {holders}"
-        )
+        pytest.fail(f"gpuci: GPUs not back at baseline before the test after {seconds:.1f}s; holders: {holders}")
     yield
     released, seconds, holders = _wait_back(state)
     if seconds > 0.01 or not released:
@@ -330,9 +322,7 @@ class ServerProcess:
         deadline = time.monotonic() + self.ready_timeout
         while not self.ready_check():
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server {self.command[0]} exited {self.proc.returncode} before it was ready"
-                )
+                raise RuntimeError(f"server {self.command[0]} exited {self.proc.returncode} before it was ready")
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"server {self.command[0]} not ready within {self.ready_timeout:.0f}s")

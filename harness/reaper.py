@@ -65,9 +65,7 @@ def dead_run_containers(client: Any, area: str | None = None, platform: str | No
             continue
         name = (container.attrs.get("Names") or ["?"])[0]
         state = container.attrs.get("State")
-        found.append(
-            Leftover("container", container.id[:12], labels.get("gpuci.run-id"), f"{name} ({state})")
-        )
+        found.append(Leftover("container", container.id[:12], labels.get("gpuci.run-id"), f"{name} ({state})"))
     return found
 
 
@@ -93,18 +91,12 @@ def stray_holders(backend: VramBackend) -> list[Leftover]:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 command = "?"
             kind = "holder" if run_id else "foreign-holder"
-            found.append(
-                Leftover(kind, str(holder.pid), run_id, f"{device.id}: {holder.used_bytes} bytes, {command}")
-            )
+            found.append(Leftover(kind, str(holder.pid), run_id, f"{device.id}: {holder.used_bytes} bytes, {command}"))
     return found
 
 
 def stale_leases() -> list[Leftover]:
-    return [
-        Leftover("lease-file", str(path), None, "no process holds it")
-        for path in lease_files()
-        if _unheld(path)
-    ]
+    return [Leftover("lease-file", str(path), None, "no process holds it") for path in lease_files() if _unheld(path)]
 
 
 def _unheld(path: Any) -> bool:

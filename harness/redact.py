@@ -19,9 +19,7 @@ class Redactor:
     """Masks the values of secret variables wherever they appear."""
 
     def __init__(self, *environments: Mapping[str, str]) -> None:
-        values = {
-            v for env in environments for k, v in env.items() if is_secret(k) and len(v) >= MIN_SECRET_LEN
-        }
+        values = {v for env in environments for k, v in env.items() if is_secret(k) and len(v) >= MIN_SECRET_LEN}
         # Longest first, so a secret that contains another is masked whole.
         self._values = sorted(values, key=len, reverse=True)
         self._bytes = [v.encode() for v in self._values]

@@ -56,6 +56,9 @@ class RunOptions:
     echo: bool = True
     # Overrides the step's timeout_in_minutes.
     timeout_s: float | None = None
+    # A reproduction: the run id and report it reproduces; `shell` opens a shell instead of the command.
+    repro_of: dict[str, str] | None = None
+    shell: bool = False
     # How long a run waits for GPUs that another run on this host has leased.
     lease_timeout_s: float = 600.0
     # The checkout's path inside containers, and where steps without working_dir run
@@ -185,9 +188,7 @@ def _supervise_into(
     budget_s: float,
     soft_fail: bool = False,
 ) -> ExitCode:
-    sup = supervise(
-        workload, timeout_s=timeout_s, budget_s=budget_s, stop=_stop_policy(options.grace_s), vram=watch
-    )
+    sup = supervise(workload, timeout_s=timeout_s, budget_s=budget_s, stop=_stop_policy(options.grace_s), vram=watch)
     supervised = _supervised_report(sup, watch)
     ctx.report["timings"] = {**ctx.report.get("timings", {}), **supervised.pop("timings")}
     ctx.report.update(supervised)
@@ -343,12 +344,17 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
             "host": host_facts(),
             "mode": "container" if options.container else "host",
             "report_dir": str(directory),
+            "pytest_args": list(options.pytest_args),
+            **({"repro_of": options.repro_of} if options.repro_of else {}),
         },
     )
     watch, held = None, None
     try:
         watch, held = _vram_watch(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})")
         ctx.report["lease"] = [d.id for d in held.devices] if held else []
+        ctx.report["gpus"] = [
+            {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
+        ]
         timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
         budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
         workload = (
@@ -356,6 +362,15 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
             if options.container
             else _step_host(options, step, run_id, directory, redactor, watch, ctx)
         )
+        if options.shell:
+            from harness.container import interactive_shell
+
+            if not options.container:
+                raise UsageError("--shell opens a shell in the run's container; drop --no-container.")
+            say("opening a shell in the run's container (exit it to end the run)")
+            code = ExitCode.PASSED if interactive_shell(workload.spec) == 0 else ExitCode.TESTS_FAILED
+            ctx.report["outcome"] = "shell"
+            return _finish(ctx, options.root, options.report_dir, started, code)
         code = _supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
         junit = directory / "junit.xml"
         ctx.report["junit"] = str(junit) if junit.exists() else None
@@ -460,9 +475,7 @@ def _step_host(
     watch: VramWatch | None,
     ctx: RunContext,
 ) -> HostWorkload:
-    shards = shard_args(
-        directory, str(directory.resolve()), f"{options.platform}_{step_area(ctx)}", options.root
-    )
+    shards = shard_args(directory, str(directory.resolve()), f"{options.platform}_{step_area(ctx)}", options.root)
     addopts = [
         f"--junitxml={directory.resolve()}/junit.xml",
         *PYTEST_PLUGIN_ARGS,
@@ -533,18 +546,14 @@ def execute_command(
                 user=f"{os.getuid()}:{os.getgid()}",
             )
             ctx.report["spec"] = spec.to_report(redactor)
-            workload = ContainerWorkload(
-                connect(), spec, directory / "output.log", redactor, echo=options.echo
-            )
+            workload = ContainerWorkload(connect(), spec, directory / "output.log", redactor, echo=options.echo)
         else:
             env = dict(os.environ)
             if watch and watch.backend.name == "sim":
                 env[simgpu.ENV] = str(simgpu.default_directory())
             env.update(_visible_devices_env(options.platform, watch))
             ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": os.getcwd()}
-            workload = HostWorkload(
-                command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo
-            )
+            workload = HostWorkload(command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo)
         code = _supervise_into(ctx, workload, options, watch, timeout_s, platform.shutdown_budget_s)
     except GpuciError as exc:
         ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"

@@ -175,9 +175,7 @@ def supervise(
             t_remove = time.monotonic()
             removed = workload.remove()
             timings["remove_s"] = time.monotonic() - t_remove
-            result = Supervised(
-                wakeups.exit_code, reason, signals_sent, timings, budget_s, baseline, removed=removed
-            )
+            result = Supervised(wakeups.exit_code, reason, signals_sent, timings, budget_s, baseline, removed=removed)
             result.baseline_holders = dirty
             if vram:
                 _await_release(workload, vram, result, t_stop)
@@ -193,10 +191,7 @@ def _dirty_baseline(vram: VramWatch, baseline: dict[str, int]) -> list[HolderInf
     holders = describe_holders(vram.backend, vram.devices)
     used = ", ".join(f"{k}: {format_size(v)}" for k, v in baseline.items())
     names = "; ".join(f"pid {h.pid} {h.command[:60]}" for h in holders) or "no process listed"
-    say(
-        f"warning: the leased GPUs were not empty at the start ({used}; {names}); "
-        "release is judged against that"
-    )
+    say(f"warning: the leased GPUs were not empty at the start ({used}; {names}); release is judged against that")
     return holders
 
 
@@ -220,9 +215,7 @@ def _stop(workload: Workload, wakeups: _Wakeups, stop: StopPolicy, sent: list[st
 
 def _await_release(workload: Workload, vram: VramWatch, result: Supervised, t_stop: float) -> None:
     def progress(elapsed: float, used: dict[str, int]) -> None:
-        over = ", ".join(
-            f"{k}: {format_size(v)} (baseline {format_size(result.baseline[k])})" for k, v in used.items()
-        )
+        over = ", ".join(f"{k}: {format_size(v)} (baseline {format_size(result.baseline[k])})" for k, v in used.items())
         say(f"waiting for VRAM release ({elapsed:.0f}s): {over}")
 
     release = wait_for_release(
@@ -237,9 +230,7 @@ def _await_release(workload: Workload, vram: VramWatch, result: Supervised, t_st
                 os.kill(holder.pid, signal.SIGKILL)
         if mine:
             result.killed_holders = mine
-            again = wait_for_release(
-                vram.backend, vram.devices, result.baseline, vram.timeout_s, vram.tolerance_bytes
-            )
+            again = wait_for_release(vram.backend, vram.devices, result.baseline, vram.timeout_s, vram.tolerance_bytes)
             again.seconds += release.seconds
             again.holders = release.holders
             release = again

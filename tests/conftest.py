@@ -76,9 +76,7 @@ def harness_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def run_harness() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
-    def run(
-        *args: str, cwd: Path = ROOT, timeout: float = 300, **env: str
-    ) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, cwd: Path = ROOT, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             harness_cmd(*args),
             cwd=cwd,

@@ -111,10 +111,7 @@ def test_bad_declarations_are_one_clear_error(tmp_path: Path, text: str, line: i
 
 
 def test_shutdown_budget_overrides_per_platform(tmp_path: Path) -> None:
-    text = (
-        "group: g\nplatforms: [cpu, rocm]\nsteps:\n"
-        "  - label: a\n    commands: [x]\n    shutdown_budget: {rocm: 6}\n"
-    )
+    text = "group: g\nplatforms: [cpu, rocm]\nsteps:\n  - label: a\n    commands: [x]\n    shutdown_budget: {rocm: 6}\n"
     (step,) = load_area(write(tmp_path, text)).steps
     assert step.platforms == ("cpu", "rocm")
     assert step.shutdown_budget == {"rocm": 6.0}

@@ -50,9 +50,7 @@ def synthetic_project(root: Path, areas: int = 25, steps_per_area: int = 20) -> 
                 "concurrency": 1 if s % 7 == 0 else None,
                 "concurrency_group": f"area{a}-serial" if s % 7 == 0 else None,
                 "optional": s == 19,
-                "mirror": {
-                    "amd": {"device": "mi325_1", "commands": [f"pytest -v tests/area{a}/test_{s}.py"]}
-                },
+                "mirror": {"amd": {"device": "mi325_1", "commands": [f"pytest -v tests/area{a}/test_{s}.py"]}},
             }
             for s in range(steps_per_area)
         ]
@@ -97,9 +95,7 @@ def test_a_change_selects_only_the_steps_it_touches(tmp_path: Path) -> None:
     pipeline = generate(areas, ProjectConfig(run_all=()), Selection(("tests/area1/test_2.py",)))
     validate(pipeline)
     commands = [s for s in all_steps(pipeline) if "command" in s]
-    running = [
-        s["label"] for s in commands if not any(d.startswith("block-") for d in s.get("depends_on", []))
-    ]
+    running = [s["label"] for s in commands if not any(d.startswith("block-") for d in s.get("depends_on", []))]
     assert running == ["Area 1 step 2 (cuda)", "Area 1 step 2 (rocm)"]
     blocks = [s for s in all_steps(pipeline) if "block" in s]
     assert len(blocks) == len(commands) - 2  # the rest wait for someone to unblock them

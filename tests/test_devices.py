@@ -61,9 +61,7 @@ def test_nvidia_without_runtime_or_cdi_uses_raw_nodes(fake_host, cpu_image, dock
     options = container_devices("cuda", gpu, has_nvidia_runtime=False, paths=fake_host)
     assert options.route == "raw-nodes"
     assert [n.split(":")[1] for n in options.nodes] == ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia1"]
-    out = docker_client.containers.run(
-        cpu_image.tag, ["ls", "/dev"], devices=list(options.nodes), remove=True
-    )
+    out = docker_client.containers.run(cpu_image.tag, ["ls", "/dev"], devices=list(options.nodes), remove=True)
     assert b"nvidia1" in out and b"nvidia0" not in out
 
 

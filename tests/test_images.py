@@ -45,9 +45,7 @@ def test_ensure_of_an_existing_tag_builds_nothing(docker_client, cpu_image) -> N
 
 
 @pytest.mark.parametrize("platform", ["cuda", "rocm"])
-def test_gpu_recipes_build_past_their_base_layer_on_the_local_base(
-    platform, docker_client, cpu_image
-) -> None:
+def test_gpu_recipes_build_past_their_base_layer_on_the_local_base(platform, docker_client, cpu_image) -> None:
     recipe = images.recipe_for(ROOT, platform, base_image="local")
     ensured = images.ensure(docker_client, recipe, ROOT)
     out = docker_client.containers.run(

@@ -29,9 +29,7 @@ def project(tmp_path: Path, steps: list[dict], files: dict[str, str], pytest_ini
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     (tmp_path / ".buildkite" / "test_areas").mkdir(parents=True, exist_ok=True)
-    (tmp_path / ".buildkite" / "test_areas" / "ci.yaml").write_text(
-        yaml.safe_dump({"group": "CI", "steps": steps})
-    )
+    (tmp_path / ".buildkite" / "test_areas" / "ci.yaml").write_text(yaml.safe_dump({"group": "CI", "steps": steps}))
     if pytest_ini:
         (tmp_path / "pytest.ini").write_text(pytest_ini)
     return tmp_path

@@ -11,9 +11,7 @@ from tests.conftest import ROOT
 
 
 def nox(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nox", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "nox", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def project(tmp_path: Path, areas: dict[str, str]) -> Path:
@@ -45,8 +43,6 @@ def test_a_typo_stops_nox_with_file_and_line(tmp_path: Path) -> None:
 
 def test_an_area_named_like_a_session_of_the_noxfile_is_refused(tmp_path: Path) -> None:
     root = project(tmp_path, {"a.yaml": "platforms: [cpu]\nsteps: [{label: a, commands: [x]}]\n"})
-    (root / ".buildkite" / "test_areas" / "a.yml").write_text(
-        "platforms: [cpu]\nsteps: [{label: b, commands: [y]}]\n"
-    )
+    (root / ".buildkite" / "test_areas" / "a.yml").write_text("platforms: [cpu]\nsteps: [{label: b, commands: [y]}]\n")
     done = nox("-l", cwd=root)
     assert done.returncode == 2 and "collide" in done.stderr

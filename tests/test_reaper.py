@@ -50,9 +50,7 @@ def test_reap_removes_the_container_of_a_killed_supervisor(
     assert backend.used_bytes(backend.devices()[0]) == 0
 
 
-def test_reap_kills_a_dead_runs_gpu_holder_and_spares_foreign_ones(
-    make_project, sim_gpus, run_harness
-) -> None:
+def test_reap_kills_a_dead_runs_gpu_holder_and_spares_foreign_ones(make_project, sim_gpus, run_harness) -> None:
     root = make_project(AREA, name="reap")
     run_id = start_and_kill_supervisor(root, sim_gpus, None, "--no-container")
     foreign = subprocess.Popen(
@@ -93,7 +91,4 @@ def test_a_new_run_removes_its_sessions_crashed_container_first(
         GPUCI_SIM_GPUS=str(sim_gpus),
     )
     assert "crashed runs of this session left behind" in done.stderr
-    assert (
-        docker_client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={crashed}"})
-        == []
-    )
+    assert docker_client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={crashed}"}) == []

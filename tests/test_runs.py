@@ -157,10 +157,7 @@ def test_pytest_args_reach_pytest_in_the_container(run_harness, cpu_image, tmp_p
 
 def test_a_project_workspace_path_and_working_dir_are_honoured(make_project, run_harness, cpu_image) -> None:
     """A project whose CI mounts the checkout at /vllm-workspace and runs steps from tests/."""
-    area = (
-        "platforms: [cpu]\nsteps:\n"
-        "  - label: where\n    working_dir: /vllm-workspace/tests\n    commands: [pwd]\n"
-    )
+    area = "platforms: [cpu]\nsteps:\n  - label: where\n    working_dir: /vllm-workspace/tests\n    commands: [pwd]\n"
     root = make_project(area, name="ws")
     (root / "tests").mkdir()
     (root / "pyproject.toml").write_text('[tool.gpuci]\nworkspace = "/vllm-workspace"\n')

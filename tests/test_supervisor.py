@@ -76,9 +76,7 @@ def test_misbehaving_workload_is_torn_down(
     backend = sim.SimBackend(sim_gpus)
     assert backend.used_bytes(backend.devices()[0]) == 0
     assert leftovers(report["run_id"]) == []
-    assert (
-        docker_client.containers.list(all=True, filters={"label": f"gpuci.run-id={report['run_id']}"}) == []
-    )
+    assert docker_client.containers.list(all=True, filters={"label": f"gpuci.run-id={report['run_id']}"}) == []
     if mode == "release-lag":
         assert report["vram"]["wait_seconds"] > 1.0  # waited for the lagging release, not past it
     if mode == "flood":

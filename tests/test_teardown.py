@@ -45,9 +45,7 @@ def test_the_whole_tree_is_terminated_not_only_its_root(sim_gpus) -> None:
     result = terminate_tree(server.pid, grace=5)
     server.wait()
     assert result.clean and sorted(result.signalled) == sorted(tree)
-    assert not [
-        p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-    ]
+    assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
 def test_survivors_of_sigterm_get_sigkill() -> None:
@@ -55,8 +53,7 @@ def test_survivors_of_sigterm_get_sigkill() -> None:
         [
             sys.executable,
             "-c",
-            "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-            "print('ok', flush=True); time.sleep(60)",
+            "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN);print('ok', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -98,9 +95,7 @@ def test_shutdown_many_terminates_in_parallel_and_waits_once(sim_gpus, tmp_path)
         baselines.append(Baseline(time.time(), {device.id: backend.used_bytes(device)}))
         servers.append(start_server(delay=1.0, marks=str(marks)))
     assert backend.used_bytes(device) == 4 << 30
-    result = shutdown_many(
-        [s.pid for s in servers], grace=5, baselines=baselines, backend=backend, devices=[device]
-    )
+    result = shutdown_many([s.pid for s in servers], grace=5, baselines=baselines, backend=backend, devices=[device])
     for server in servers:
         assert server.wait() == 0
     assert result.baseline is baselines[0] and result.baseline.used[device.id] == 0

@@ -59,9 +59,7 @@ def cancel_when_holding(backend: NvmlBackend, device: Any, target: int) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
-def supervised(
-    name: str, command: list[str], backend: NvmlBackend, gib: float, cancel: bool, grace: float
-) -> dict:
+def supervised(name: str, command: list[str], backend: NvmlBackend, gib: float, cancel: bool, grace: float) -> dict:
     device = backend.devices()[0]
     baseline = backend.used_bytes(device)
     if cancel:
@@ -127,9 +125,7 @@ def nvml_vs_nvidia_smi(backend: NvmlBackend) -> list[dict]:
                 "nvml_total_bytes": device.total_bytes,
                 "nvidia_smi_used_mib": float(fields[0]),
                 "nvidia_smi_total_mib": float(fields[1]),
-                "nvidia_smi_reserved_mib": float(fields[2])
-                if len(fields) > 2 and fields[2][:1].isdigit()
-                else None,
+                "nvidia_smi_reserved_mib": float(fields[2]) if len(fields) > 2 and fields[2][:1].isdigit() else None,
                 "nvml_used_v2_mib": round(used_v2 / 2**20, 1),
                 "diff_v2_vs_smi_mib": round(used_v2 / 2**20 - float(fields[0]), 1),
                 "holders": [{"pid": h.pid, "used_bytes": h.used_bytes} for h in holders],
@@ -193,9 +189,7 @@ def release_latency(backend: NvmlBackend, count: int = 10, gib: float = 2.0) -> 
     return {"samples": samples, "median_ms": statistics.median(values), "max_ms": max(values)}
 
 
-def start_servers(
-    n: int, backend: NvmlBackend, gib: float, delay: float
-) -> tuple[list[subprocess.Popen], Baseline]:
+def start_servers(n: int, backend: NvmlBackend, gib: float, delay: float) -> tuple[list[subprocess.Popen], Baseline]:
     device = backend.devices()[0]
     baseline = Baseline(time.time(), take_baseline(backend, [device]))
     procs = start_holders(n, ["--gib", str(gib), "--shutdown-delay", str(delay)], new_session=True)
@@ -208,9 +202,7 @@ def shutdown_comparison(backend: NvmlBackend, n: int = 8, gib: float = 4.0, dela
     for label, count in (("shutdown_many_1", 1), (f"shutdown_many_{n}", n)):
         procs, baseline = start_servers(count, backend, gib, delay)
         t = time.perf_counter()
-        many = shutdown_many(
-            [p.pid for p in procs], grace=5, baselines=[baseline], backend=backend, devices=[device]
-        )
+        many = shutdown_many([p.pid for p in procs], grace=5, baselines=[baseline], backend=backend, devices=[device])
         results[label + "_s"] = round(time.perf_counter() - t, 4)
         results[label + "_exit_s"] = round(many.exit_seconds, 4)
         results[label + "_vram_wait_s"] = round(many.release.seconds, 4) if many.release else None
@@ -226,9 +218,7 @@ def shutdown_comparison(backend: NvmlBackend, n: int = 8, gib: float = 4.0, dela
     wait_for_release(backend, [device], baseline.used, timeout=30)
     results[f"sequential_{n}_s"] = round(time.perf_counter() - t, 4)
     results["ratio_many_n_over_1"] = round(results[f"shutdown_many_{n}_s"] / results["shutdown_many_1_s"], 3)
-    results["ratio_sequential_over_many"] = round(
-        results[f"sequential_{n}_s"] / results[f"shutdown_many_{n}_s"], 3
-    )
+    results["ratio_sequential_over_many"] = round(results[f"sequential_{n}_s"] / results[f"shutdown_many_{n}_s"], 3)
     log(f"shutdown comparison: {results}")
     return results
 
@@ -238,13 +228,9 @@ def supervisor_overhead(backend: NvmlBackend, runs: int = 20) -> dict:
     device = backend.devices()[0]
     samples = []
     for i in range(runs):
-        workload = HostWorkload(
-            ["true"], dict(os.environ), ROOT, LOGS / f"overhead-{i}.log", Redactor(), echo=False
-        )
+        workload = HostWorkload(["true"], dict(os.environ), ROOT, LOGS / f"overhead-{i}.log", Redactor(), echo=False)
         t = time.perf_counter()
-        result = supervise(
-            workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10)
-        )
+        result = supervise(workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10))
         total = time.perf_counter() - t
         samples.append(
             {
@@ -297,12 +283,8 @@ def main() -> None:
         "scenarios",
         lambda: [
             supervised("sigterm", [*HOLDER, "--gib", "6"], backend, 6, cancel=True, grace=3),
-            supervised(
-                "sigkill_after_grace", [*HOLDER, "--gib", "6", "--ignore-sigterm"], backend, 6, True, grace=1
-            ),
-            supervised(
-                "setsid_escapee", [*HOLDER, "--gib", "6", "--escape"], backend, 6, cancel=False, grace=3
-            ),
+            supervised("sigkill_after_grace", [*HOLDER, "--gib", "6", "--ignore-sigterm"], backend, 6, True, grace=1),
+            supervised("setsid_escapee", [*HOLDER, "--gib", "6", "--escape"], backend, 6, cancel=False, grace=3),
             supervised(
                 "pid_namespace_pid1",
                 ["unshare", "--pid", "--fork", "--mount-proc", *HOLDER, "--gib", "6"],

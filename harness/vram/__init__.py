@@ -50,6 +50,5 @@ def open_backend(name: str | None = None) -> VramBackend:
     if os.environ.get(ENV):
         return _open("sim")
     raise InfrastructureError(
-        "no GPU backend found (" + "; ".join(tried) + f"). Set {ENV}=DIR to use simulated GPUs, "
-        "or pass --vram-backend."
+        "no GPU backend found (" + "; ".join(tried) + f"). Set {ENV}=DIR to use simulated GPUs, or pass --vram-backend."
     )

@@ -57,8 +57,7 @@ class NvmlBackend:
     def holders(self, device: Device) -> list[Holder]:
         processes = self._nvml.nvmlDeviceGetComputeRunningProcesses(self._handles[device.index])
         return [
-            Holder(int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory), device.id)
-            for p in processes
+            Holder(int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory), device.id) for p in processes
         ]
 
     def close(self) -> None:

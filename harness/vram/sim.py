@@ -43,8 +43,7 @@ def init(directory: Path, count: int = DEFAULT_COUNT, total_bytes: int = DEFAULT
     table = directory / "devices.json"
     if not table.exists():
         devices = [
-            {"index": i, "id": f"GPU-sim-{secrets.token_hex(4)}-{i}", "total_bytes": total_bytes}
-            for i in range(count)
+            {"index": i, "id": f"GPU-sim-{secrets.token_hex(4)}-{i}", "total_bytes": total_bytes} for i in range(count)
         ]
         tmp = directory / f".devices.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(devices, indent=1))
@@ -69,12 +68,8 @@ def read_devices(directory: Path) -> list[Device]:
     try:
         entries = json.loads((directory / "devices.json").read_text())
     except FileNotFoundError:
-        raise BackendUnavailable(
-            f"no simulated GPUs in {directory} (run `python -m harness simgpu init`)"
-        ) from None
-    return [
-        Device(e["index"], e["id"], f"gpuci simulated GPU {e['index']}", e["total_bytes"]) for e in entries
-    ]
+        raise BackendUnavailable(f"no simulated GPUs in {directory} (run `python -m harness simgpu init`)") from None
+    return [Device(e["index"], e["id"], f"gpuci simulated GPU {e['index']}", e["total_bytes"]) for e in entries]
 
 
 def _is_locked(path: Path) -> bool | None:

@@ -91,9 +91,7 @@ def test_gpus_lists_devices_and_holders(sim_gpus: Path, run_harness) -> None:
     assert f"pid {proc.pid:>7}" in done.stdout and "simgpu hold 2GiB" in done.stdout
 
 
-def test_a_hold_in_a_container_is_seen_on_the_host_by_host_pid(
-    sim_gpus: Path, cpu_image, docker_client
-) -> None:
+def test_a_hold_in_a_container_is_seen_on_the_host_by_host_pid(sim_gpus: Path, cpu_image, docker_client) -> None:
     root = Path(__file__).resolve().parents[2]
     container = docker_client.containers.run(
         cpu_image.tag,

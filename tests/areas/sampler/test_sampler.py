@@ -61,12 +61,8 @@ def test_several_servers_stop_together(gpuci_servers, tmp_path) -> None:
     servers = []
     for i in range(4):
         ready = tmp_path / f"ready-{i}"
-        env = engine_env(
-            SAMPLER_ENGINE_FRACTION="0.1", SAMPLER_READY_FILE=str(ready), SAMPLER_RELEASE_LAG="0"
-        )
-        servers.append(
-            gpuci_servers.start([sys.executable, str(ENGINE)], env=env, ready=ready.exists, grace=5)
-        )
+        env = engine_env(SAMPLER_ENGINE_FRACTION="0.1", SAMPLER_READY_FILE=str(ready), SAMPLER_RELEASE_LAG="0")
+        servers.append(gpuci_servers.start([sys.executable, str(ENGINE)], env=env, ready=ready.exists, grace=5))
     assert len({s.pid for s in servers}) == 4
     gpuci_servers.stop_all()
     assert all(s.proc.returncode is not None for s in servers)

@@ -1,0 +1,140 @@
+"""Reproduce a run from its report: same commit, same image, same command, on this machine.
+
+A nightly step fails on Buildkite and its report.json is an artifact; `python -m harness repro
+REPORT` runs the same step at the recorded commit (a git worktree of it), in the image with the
+recorded content hash (rebuilt from the recipe at that commit when missing, refused when the
+recipe there hashes differently), with the same pytest arguments and number of GPUs, and
+writes its own report that points at the original. Secrets are never in a report: those the
+step needs come from the local environment, by name (`--env NAME`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from harness.console import say
+from harness.errors import ExitCode, UsageError
+from harness.redact import MASK
+
+REPRO_DIR = Path(".gpuci") / "repro"
+
+
+def load_report(source: str) -> dict[str, Any]:
+    """A report by path (file or run directory) or by URL (a Buildkite artifact link)."""
+    try:
+        if source.startswith(("http://", "https://")):
+            with urllib.request.urlopen(source, timeout=60) as response:
+                data = json.loads(response.read())
+        else:
+            path = Path(source)
+            data = json.loads((path / "report.json" if path.is_dir() else path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"cannot read the report {source!r}: {exc}. Pass a report.json, its folder or its URL."
+        ) from None
+    missing = [k for k in ("run_id", "area", "step", "platform", "git", "image") if k not in data]
+    if missing:
+        raise UsageError(
+            f"{source} lacks {', '.join(missing)}: only reports of `python -m harness run` steps can be reproduced."
+        )
+    return data
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+
+
+def worktree(root: Path, report: dict[str, Any], allow_dirty: bool) -> Path:
+    """A worktree of the recorded commit (made once, reused)."""
+    commit = (report.get("git") or {}).get("commit")
+    if not commit:
+        raise UsageError("the report records no git commit (the run was not in a git checkout); nothing to check out.")
+    if (report.get("git") or {}).get("dirty") and not allow_dirty:
+        raise UsageError(
+            f"run {report['run_id']} ran on a dirty tree: commit {commit[:12]} is not exactly what ran. "
+            "Pass --allow-dirty to reproduce at that commit anyway."
+        )
+    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise UsageError(f"commit {commit[:12]} is not in this repository; `git fetch` it, then run again.")
+    target = root / REPRO_DIR / report["run_id"]
+    if not target.exists():
+        done = _git(root, "worktree", "add", "--detach", str(target), commit)
+        if done.returncode != 0:
+            raise UsageError(f"git worktree add failed: {done.stderr.strip()}")
+    return target
+
+
+def differences(report: dict[str, Any]) -> list[str]:
+    """What differs from the original run here: host, GPU models."""
+    found = []
+    host = (report.get("host") or {}).get("hostname")
+    if host and host != socket.gethostname():
+        found.append(f"host: {host} → {socket.gethostname()}")
+    recorded = [g.get("name") for g in report.get("gpus") or []]
+    if recorded:
+        try:
+            from harness.platforms import get_platform
+            from harness.vram import open_backend
+
+            backend = open_backend(get_platform(report["platform"]).vram_backend)
+            here = [d.name for d in backend.devices()[: len(recorded)]]
+            backend.close()
+        except Exception as exc:  # the local GPUs are unknown: say so, do not stop
+            here = [f"unknown ({exc})"]
+        if here != recorded:
+            found.append(f"GPUs: {', '.join(map(str, recorded))} → {', '.join(here)}")
+    return found
+
+
+def check_image(tree: Path, report: dict[str, Any]) -> str | None:
+    """The recorded base image; refuses when the recipe at the commit hashes differently."""
+    from harness import images
+
+    recorded = report["image"]
+    base = recorded.get("base_image")
+    recipe = images.recipe_for(tree, report["platform"], base_image=base or None)
+    if recipe.content_hash() != recorded.get("content_hash"):
+        raise UsageError(
+            f"the image recipe at commit {report['git']['commit'][:12]} "
+            f"hashes to {recipe.content_hash()[:16]}, "
+            f"not {str(recorded.get('content_hash'))[:16]} as recorded: it would not be the same image "
+            "(a CA bundle or base image given to the original run?). Nothing was run."
+        )
+    return base
+
+
+def repro(
+    root: Path, source: str, pass_env: tuple[str, ...], allow_dirty: bool, shell: bool, echo: bool = True
+) -> ExitCode:
+    from harness.runs import RunOptions, execute_step
+
+    report = load_report(source)
+    tree = worktree(root, report, allow_dirty)
+    base = check_image(tree, report)
+    redacted = [k for k, v in ((report.get("spec") or {}).get("env") or {}).items() if v == MASK]
+    missing = [name for name in redacted if name not in pass_env]
+    if missing:
+        say(f"the original run had secrets {', '.join(missing)}; pass --env NAME to take each from this environment")
+    for line in differences(report):
+        say(f"differs from the original run: {line}")
+    say(f"reproducing {report['run_id']} ({report['platform']}_{report['area']}, step {report['step']!r}) in {tree}")
+    options = RunOptions(
+        root=tree,
+        platform=report["platform"],
+        pytest_args=tuple(report.get("pytest_args") or ()),
+        container=report.get("mode", "container") == "container",
+        base_image=base,
+        pass_env=tuple(name for name in pass_env if name in os.environ),
+        repro_of={"run_id": report["run_id"], "report": source},
+        # The reproduction's report lands in this checkout's runs folder, beside the others.
+        report_dir=root / ".gpuci" / "runs" / f"repro-{report['run_id']}-{os.getpid()}",
+        shell=shell,
+        echo=echo,
+    )
+    return execute_step(options, report["area"], report["step"])
