@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
     run.add_argument("--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image")
     run.add_argument("--timeout", type=float, help="seconds before the step is stopped (default: its own)")
+    run.add_argument("--lease-timeout", type=float, default=600.0, help="seconds to wait for GPUs another run holds")
     run.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     run.add_argument("--default-working-dir", help="working dir of steps without one")
     run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
@@ -175,6 +176,7 @@ def _run(args: argparse.Namespace) -> int:
         ca_bundle=args.ca_bundle,
         pass_env=tuple(args.env),
         timeout_s=args.timeout,
+        lease_timeout_s=args.lease_timeout,
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
     )
