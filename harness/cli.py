@@ -102,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--shell", action="store_true", help="open a shell in the container instead")
     rep.add_argument("--quiet", action="store_true")
 
+    rpt = sub.add_parser("report", help="summarise runs: a terminal table, and an HTML page with pictures")
+    rpt.add_argument("runs", nargs="*", type=Path, help="report.json files or folders (default: .gpuci/runs)")
+    rpt.add_argument("--html", type=Path, default=Path(".gpuci") / "report" / "index.html")
+    rpt.add_argument("--no-pictures", action="store_true")
+
     reap = sub.add_parser("reap", help="find (and with --yes clean up) what crashed runs left on this host")
     reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
     reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
@@ -138,6 +143,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _lint(args)
     if args.command == "reap":
         return _reap(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "repro":
         from harness.repro import repro
 
@@ -235,6 +242,19 @@ def _pipeline(args: argparse.Namespace) -> int:
         changed = _changed_on_this_build(root, config.default_branch)
     selection = buildkite.Selection(changed, args.include_optional, config.run_all)
     sys.stdout.write(buildkite.to_yaml(buildkite.generate(load_areas(root), config, selection)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from harness import summary
+    from harness.report import RUNS_DIR
+
+    reports = summary.collect(args.runs or [RUNS_DIR])
+    if not reports:
+        raise UsageError(f"no run reports in {', '.join(map(str, args.runs or [RUNS_DIR]))}.")
+    sys.stdout.write(summary.table(reports))
+    page = summary.write_html(reports, args.html, pictures=not args.no_pictures)
+    print(f"gpuci: wrote {page}", file=sys.stderr)
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.console import say
 from harness.errors import InfrastructureError
 from harness.locks import lock_path
 from harness.vram.base import Device
@@ -71,6 +72,7 @@ def holder_of(device: Device) -> str:
 def acquire(candidates: list[Device], count: int, owner: str, timeout: float = 0.0) -> Lease:
     """Lock `count` of the candidate devices, in order; wait up to `timeout` for enough to be free."""
     deadline = time.monotonic() + timeout
+    next_note = time.monotonic()
     while True:
         lease = Lease([])
         for device in candidates:
@@ -83,6 +85,10 @@ def acquire(candidates: list[Device], count: int, owner: str, timeout: float = 0
         if len(lease.devices) == count:
             return lease
         lease.release()
+        if time.monotonic() >= next_note and time.monotonic() < deadline:
+            holders = ", ".join(f"{d.id} ({holder_of(d)})" for d in candidates)
+            say(f"waiting for {count} free GPU(s), up to {deadline - time.monotonic():.0f}s more; leased: {holders}")
+            next_note = time.monotonic() + 10
         if time.monotonic() >= deadline:
             busy = ", ".join(f"{d.id} (held by {holder_of(d)})" for d in candidates)
             raise InfrastructureError(

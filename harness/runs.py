@@ -176,6 +176,9 @@ def _finish(ctx: RunContext, root: Path, report_dir: Path | None, started: float
     ctx.report["finished_at"] = time.time()
     path = write_report(ctx.directory, ctx.report, None if report_dir else root)
     say(f"{ctx.report.get('outcome', '?')}: report {path}")
+    from harness.summary import on_buildkite
+
+    on_buildkite(ctx.report, ctx.directory)
     return code
 
 
