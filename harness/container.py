@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,46 +12,16 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
-from harness.devices import NvidiaRequest
 from harness.errors import InfrastructureError
 from harness.logs import DEFAULT_LOG_CAP, LogPump
 from harness.redact import Redactor
+from harness.spec import RunSpec
 
 LABEL_PREFIX = "gpuci."
-WORKSPACE = "/workspace"
+
 REPORT_MOUNT = "/gpuci/report"
 # Bounds what a flooding workload costs in Docker's own json log.
 DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
-
-
-@dataclass(frozen=True)
-class BindMount:
-    source: str
-    target: str
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    image: str
-    command: tuple[str, ...]
-    name: str
-    env: dict[str, str] = field(default_factory=dict)
-    mounts: tuple[BindMount, ...] = ()
-    working_dir: str = WORKSPACE
-    labels: dict[str, str] = field(default_factory=dict)
-    # Device nodes as "host:container:permissions", e.g. AMD's /dev/kfd.
-    devices: tuple[str, ...] = ()
-    gpu_requests: tuple[NvidiaRequest, ...] = ()
-    group_add: tuple[str, ...] = ()
-    user: str | None = None
-    shm_size: str = "1g"
-
-    def to_report(self, redactor: Redactor) -> dict[str, Any]:
-        data = asdict(self)
-        data["env"] = redactor.env(self.env)
-        data["command"] = [redactor.text(part) for part in self.command]
-        return data
 
 
 class ContainerWorkload:

@@ -411,9 +411,10 @@ def _step_container(
     ctx: RunContext,
 ) -> ContainerWorkload:
     from harness import images
-    from harness.container import BindMount, ContainerWorkload, RunSpec
+    from harness.container import ContainerWorkload
     from harness.devices import container_devices
     from harness.engine import connect
+    from harness.spec import BindMount, RunSpec
 
     client = connect()
     _reap_own_leftovers(client, area, options.platform)
@@ -537,8 +538,9 @@ def execute_command(
         watch, held = _vram_watch(options, num_gpus, f"run {run_id} (pid {os.getpid()})")
         workload: Workload
         if image:
-            from harness.container import ContainerWorkload, RunSpec
+            from harness.container import ContainerWorkload
             from harness.engine import connect
+            from harness.spec import RunSpec
 
             spec = RunSpec(
                 image=image,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from harness.container import BindMount, RunSpec, docker_run_args
+from harness.container import docker_run_args
+from harness.spec import BindMount, RunSpec
 
 
 def test_the_docker_run_twin_of_a_spec_sees_the_same_container(cpu_image, tmp_path) -> None:

@@ -20,6 +20,7 @@ def hold(gib: float) -> object:
 
     tensor = torch.empty(int(gib * 1024**3), dtype=torch.uint8, device="cuda")
     torch.cuda.synchronize()
+    print(f"torch sees {torch.cuda.get_device_name(0)}; pid {os.getpid()} (host pid unknown inside)", flush=True)
     return tensor
 
 
