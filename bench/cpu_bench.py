@@ -241,7 +241,7 @@ def shutdown_many_ratio(directory: Path, n: int = 8, delay: float = 0.5) -> dict
 def pipeline_generation() -> dict[str, Any]:
     """`python -m harness pipeline --all` for a synthetic project of 500 steps with AMD mirrors."""
     sys.path.insert(0, str(ROOT))
-    from tests.test_buildkite import synthetic_project
+    from tests.synthetic import synthetic_project
 
     with tempfile.TemporaryDirectory(prefix="gpuci-bench-pipeline-") as tmp:
         root = synthetic_project(Path(tmp))

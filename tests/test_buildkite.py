@@ -17,6 +17,7 @@ from harness.areas import load_areas
 from harness.buildkite import Selection, generate, matches, touches
 from harness.config import ProjectConfig
 from tests.conftest import ROOT, harness_cmd, harness_env
+from tests.synthetic import synthetic_project
 
 SCHEMA = json.loads((ROOT / "tests" / "data" / "buildkite-pipeline.schema.json").read_text())
 
@@ -27,38 +28,6 @@ def validate(pipeline: dict) -> None:
 
 def all_steps(pipeline: dict) -> list[dict]:
     return [step for group in pipeline["steps"] for step in group["steps"]]
-
-
-def synthetic_project(root: Path, areas: int = 25, steps_per_area: int = 20) -> Path:
-    """500 steps in the shape large GPU projects write, each with an AMD mirror."""
-    folder = root / ".buildkite" / "test_areas"
-    folder.mkdir(parents=True)
-    for a in range(areas):
-        steps = [
-            {
-                "label": f"Area {a} step {s}",
-                "timeout_in_minutes": 30,
-                "device": "h100",
-                "num_devices": 2,
-                "source_file_dependencies": [
-                    f"pkg/area{a}",
-                    f"!pkg/area{a}/docs",
-                    f"tests/area{a}/test_{s}.py",
-                ],
-                "commands": [f"pytest -v -s tests/area{a}/test_{s}.py"],
-                "parallelism": 2 if s % 5 == 0 else 1,
-                "concurrency": 1 if s % 7 == 0 else None,
-                "concurrency_group": f"area{a}-serial" if s % 7 == 0 else None,
-                "optional": s == 19,
-                "mirror": {"amd": {"device": "mi325_1", "commands": [f"pytest -v tests/area{a}/test_{s}.py"]}},
-            }
-            for s in range(steps_per_area)
-        ]
-        for step in steps:
-            for key in [k for k, v in step.items() if v is None]:
-                del step[key]
-        (folder / f"area{a}.yaml").write_text(yaml.safe_dump({"group": f"Area {a}", "steps": steps}))
-    return root
 
 
 def test_the_pipeline_of_this_repository_validates() -> None:

@@ -66,11 +66,20 @@ def test_survivors_of_sigterm_get_sigkill() -> None:
 
 def test_a_setsid_escapee_is_found_through_the_subreaper() -> None:
     assert become_subreaper()
+    marker = f"escapee-{os.getpid()}-{time.time_ns()}"
     proc = subprocess.run(
-        [sys.executable, "-c", "import os,time\nif os.fork()==0:\n os.setsid(); time.sleep(60)\n"], timeout=10
+        [sys.executable, "-c", "import os,time\nif os.fork()==0:\n os.setsid(); time.sleep(60)\n", marker],
+        timeout=10,
     )
     assert proc.returncode == 0
-    orphans = [p for p in psutil.Process().children() if "time.sleep(60)" in " ".join(p.cmdline())]
+
+    def cmdline(p: psutil.Process) -> str:
+        try:
+            return " ".join(p.cmdline())
+        except psutil.Error:  # zombies and the already gone: not our escapee
+            return ""
+
+    orphans = [p for p in psutil.Process().children() if marker in cmdline(p)]
     assert len(orphans) == 1  # re-parented to us, not to init
     result = terminate_tree(orphans[0].pid, grace=2)
     assert result.clean
