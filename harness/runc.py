@@ -76,7 +76,8 @@ class RuncWorkload:
         self.pump.start(iter(lambda: os.read(read, 65536), b""))
         if runc.returncode != 0:
             self.pump.join(timeout=5)
-            raise InfrastructureError(f"runc could not start {self.id} (exit {runc.returncode}); see {self.pump.path}")
+            said = self.pump.path.read_text(errors="replace").strip()[-600:] if self.pump.path.exists() else ""
+            raise InfrastructureError(f"runc could not start {self.id} (exit {runc.returncode}): {said}")
         self.init_pid = int(pid_file.read_text())
 
     def wait(self) -> int:

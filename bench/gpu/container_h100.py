@@ -36,7 +36,7 @@ from harness.vram.nvml import NvmlBackend  # noqa: E402
 
 GIB = 1024**3
 HOLDER = [sys.executable, "/workspace/bench/gpu/torch_holder.py", "--gib", "4"]
-INIT = "/opt/gpuci-init/tini-static"
+INIT = "/gpuci-init/tini-static"
 
 
 def unpack(debs: Path) -> tuple[str, str]:
@@ -100,7 +100,7 @@ def scenario(
         spec,
         bundle,
         device_nodes=options.nodes,
-        extra_mounts=((tini_dir, "/opt/gpuci-init"),),
+        extra_mounts=((tini_dir, "/gpuci-init"),),
         pid_namespace=pid_namespace,
     )
     log = Path("/tmp/gpuci-oci") / f"{name}.log"
