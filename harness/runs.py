@@ -380,13 +380,18 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
         ctx.report["tests"] = _pytest_records(directory)
         ctx.report["log"] = str(directory / "output.log")
     except GpuciError as exc:
-        ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
-        ctx.report["error"] = str(exc)
-        _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
+        _finish_failed(ctx, options, started, exc)
         raise
     finally:
         _let_go(watch, held)
     return _finish(ctx, options.root, options.report_dir, started, code)
+
+
+def _finish_failed(ctx: RunContext, options: RunOptions, started: float, exc: GpuciError) -> None:
+    """A run that could not run (no engine, bad image, no free GPU) still leaves its report."""
+    ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
+    ctx.report["error"] = str(exc)
+    _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
 
 
 def step_area(ctx: RunContext) -> str:
@@ -561,9 +566,7 @@ def execute_command(
             workload = HostWorkload(command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo)
         code = _supervise_into(ctx, workload, options, watch, timeout_s, platform.shutdown_budget_s)
     except GpuciError as exc:
-        ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
-        ctx.report["error"] = str(exc)
-        _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
+        _finish_failed(ctx, options, started, exc)
         raise
     finally:
         _let_go(watch, held)
