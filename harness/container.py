@@ -19,7 +19,6 @@ from harness.spec import RunSpec
 
 LABEL_PREFIX = "gpuci."
 
-REPORT_MOUNT = "/gpuci/report"
 # Bounds what a flooding workload costs in Docker's own json log.
 DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
 

@@ -23,6 +23,7 @@ from harness.platforms import get_platform
 from harness.reaper import SUPERVISOR_PID_ENV, SUPERVISOR_START_ENV, dead_run_containers, supervisor_identity
 from harness.redact import Redactor
 from harness.report import git_state, host_facts, new_run_id, run_directory, write_report
+from harness.spec import REPORT_MOUNT
 from harness.supervisor import StopPolicy, Supervised, VramWatch, Workload, supervise
 from harness.vram import open_backend
 from harness.vram import sim as simgpu
@@ -35,7 +36,6 @@ if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode run
 SIM_MOUNT = "/gpuci/simgpu"
 # gpuci's plugin, loaded by module name: inside images gpuci is on PYTHONPATH, not installed.
 PYTEST_PLUGIN_ARGS = ("-p", "harness.pytest_plugin", "-p", "no:cacheprovider")
-REPORT_MOUNT = "/gpuci/report"  # = harness.container.REPORT_MOUNT
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,7 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
         workload = (
             _step_container(options, step, run_id, area, directory, redactor, watch, ctx)
             if options.container
-            else _step_host(options, step, run_id, directory, redactor, watch, ctx)
+            else _step_host(options, step, run_id, area, directory, redactor, watch, ctx)
         )
         if options.shell:
             from harness.container import interactive_shell
@@ -392,10 +392,6 @@ def _finish_failed(ctx: RunContext, options: RunOptions, started: float, exc: Gp
     ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
     ctx.report["error"] = str(exc)
     _finish(ctx, options.root, options.report_dir, started, exc.exit_code)
-
-
-def step_area(ctx: RunContext) -> str:
-    return str(ctx.report.get("area", ""))
 
 
 def _let_go(watch: VramWatch | None, held: Lease | None) -> None:
@@ -479,12 +475,13 @@ def _step_host(
     options: RunOptions,
     step: Step,
     run_id: str,
+    area: str,
     directory: Path,
     redactor: Redactor,
     watch: VramWatch | None,
     ctx: RunContext,
 ) -> HostWorkload:
-    shards = shard_args(directory, str(directory.resolve()), f"{options.platform}_{step_area(ctx)}", options.root)
+    shards = shard_args(directory, str(directory.resolve()), f"{options.platform}_{area}", options.root)
     addopts = [
         f"--junitxml={directory.resolve()}/junit.xml",
         *PYTEST_PLUGIN_ARGS,

@@ -9,6 +9,8 @@ from harness.devices import NvidiaRequest
 from harness.redact import Redactor
 
 WORKSPACE = "/workspace"
+# Where a run's report folder is mounted inside its container.
+REPORT_MOUNT = "/gpuci/report"
 
 
 @dataclass(frozen=True)
