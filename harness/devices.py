@@ -4,7 +4,7 @@ NVIDIA: Docker's GPU device request (`--gpus device=UUID`) where the NVIDIA runt
 installed, CDI (`nvidia.com/gpu=UUID`) where a CDI spec names the GPUs, else the raw
 `/dev/nvidia*` nodes. AMD: `/dev/kfd` plus only the leased GPUs' `/dev/dri/renderD*` nodes,
 found through the KFD topology in sysfs, with the `video` and `render` groups by their numeric
-ids on this host. Never --privileged.
+ids on this host. No container is ever given privileged mode.
 """
 
 from __future__ import annotations
