@@ -28,16 +28,24 @@ def run_directory(root: Path, run_id: str, report_dir: Path | None) -> Path:
 
 
 def git_state(root: Path) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    """The commit and whether tracked files differ from it: one `git status` call."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if out.returncode != 0:
+        return {"commit": None, "dirty": None}
+    lines = out.stdout.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
+    return {
+        "commit": None if commit in (None, "(initial)") else commit,
+        "dirty": any(not line.startswith("#") for line in lines),
+    }
 
 
 def host_facts() -> dict[str, Any]:
