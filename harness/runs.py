@@ -127,12 +127,12 @@ def _visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[st
 
 
 def _outcome(sup: Supervised, soft_fail: bool = False) -> tuple[str, ExitCode]:
+    if sup.stop_reason not in ("exited", "timeout"):
+        return "cancelled", ExitCode.TESTS_FAILED  # the agent or a person stopped it: nothing to retry
     if sup.teardown_failed:
         return "teardown-failed", ExitCode.TEARDOWN_FAILED
     if sup.stop_reason == "timeout":
         return "timeout", ExitCode.TESTS_FAILED
-    if sup.stop_reason != "exited":
-        return "cancelled", ExitCode.TESTS_FAILED
     if sup.exit_code == 0:
         return "passed", ExitCode.PASSED
     return "failed", ExitCode.TESTS_FAILED
@@ -167,6 +167,7 @@ def _supervised_report(sup: Supervised, watch: VramWatch | None) -> dict[str, An
             "baseline_holders": [vars(h) for h in sup.baseline_holders],
         },
         "removed": sup.removed,
+        "teardown_failures": sup.teardown_failures(),
     }
 
 

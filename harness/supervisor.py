@@ -85,10 +85,23 @@ class Supervised:
     def budget_margin_s(self) -> float | None:
         return None if self.stop_s is None else self.budget_s - self.stop_s
 
+    def teardown_failures(self) -> list[str]:
+        """Why the teardown failed (DESIGN's exit 3): VRAM not released in time (even if killing this
+        run's holders released it later), survivors, the stop over its budget; empty when it did not."""
+        reasons = []
+        if self.release is not None and not self.release.released:
+            reasons.append("VRAM not back at baseline")
+        elif self.killed_holders:
+            reasons.append("VRAM back only after killing this run's holders")
+        if not self.removed or self.exit_code is None:
+            reasons.append("processes or the container survived")
+        if self.budget_margin_s is not None and self.budget_margin_s < 0:
+            reasons.append(f"stop took {self.stop_s:.2f}s, over the {self.budget_s:.1f}s budget")
+        return reasons
+
     @property
     def teardown_failed(self) -> bool:
-        vram_stuck = self.release is not None and not self.release.released
-        return vram_stuck or not self.removed or self.exit_code is None
+        return bool(self.teardown_failures())
 
 
 class _Wakeups:

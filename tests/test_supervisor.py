@@ -86,3 +86,34 @@ def test_misbehaving_workload_is_torn_down(
             assert "log capped" in log.read_text()[-300:]
     if mode in ("setsid-escapee", "double-fork-daemon") and where == "host":
         assert report["leftover_pids"] and report["survivor_pids"] == []
+
+
+def test_a_stop_over_its_budget_is_a_teardown_failure(make_project, run_harness, sim_gpus, tmp_path) -> None:
+    """Budgets are judged on the measured stop, with the margin in the report, not by a flaky assert."""
+    area = (
+        "platforms: [cpu]\nsteps:\n  - label: stubborn\n    commands: [python3 misbehave.py ignore-sigterm]\n"
+        "    shutdown_budget: {cpu: 0.5}\n"
+    )
+    root = make_project(area, name="budget")
+    done = run_harness(
+        "run",
+        "--platform",
+        "cpu",
+        "--area",
+        "budget",
+        "--root",
+        str(root),
+        "--no-container",
+        "--timeout",
+        "2",
+        "--grace",
+        "1",
+        "--report-dir",
+        str(tmp_path / "r"),
+        GPUCI_SIM_GPUS=str(sim_gpus),
+    )
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert done.returncode == 3 and report["outcome"] == "teardown-failed"
+    assert report["budget"]["seconds"] == 0.5 and report["budget"]["margin_seconds"] < 0
+    assert any("over the 0.5s budget" in reason for reason in report["teardown_failures"])
+    assert report["vram"]["released"] is True  # the memory came back; only the time was over
