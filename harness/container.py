@@ -17,8 +17,6 @@ from harness.logs import DEFAULT_LOG_CAP, LogPump
 from harness.redact import Redactor
 from harness.spec import RunSpec
 
-LABEL_PREFIX = "gpuci."
-
 # Bounds what a flooding workload costs in Docker's own json log.
 DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
 
@@ -105,11 +103,6 @@ class ContainerWorkload:
         except docker.errors.APIError:
             return False
         return True
-
-
-def list_run_containers(client: docker.DockerClient, run_id: str) -> list[Any]:
-    filters = {"label": f"{LABEL_PREFIX}run-id={run_id}"}
-    return list(client.containers.list(all=True, sparse=True, filters=filters))
 
 
 def docker_run_args(spec: RunSpec, command: list[str]) -> list[str]:

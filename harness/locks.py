@@ -25,3 +25,18 @@ def host_lock(name: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def is_locked(path: Path) -> bool | None:
+    """Whether a live process holds a lock on the file (the kernel's word); None if it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

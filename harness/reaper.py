@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from harness.lease import lease_files
+from harness.locks import is_locked
 from harness.teardown import wait_exited
 from harness.vram.base import VramBackend
 
@@ -96,23 +97,11 @@ def stray_holders(backend: VramBackend) -> list[Leftover]:
 
 
 def stale_leases() -> list[Leftover]:
-    return [Leftover("lease-file", str(path), None, "no process holds it") for path in lease_files() if _unheld(path)]
-
-
-def _unheld(path: Any) -> bool:
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+    return [
+        Leftover("lease-file", str(path), None, "no process holds it")
+        for path in lease_files()
+        if is_locked(path) is False
+    ]
 
 
 def clean(leftovers: list[Leftover], client: Any) -> list[str]:

@@ -68,11 +68,3 @@ def write_report(directory: Path, report: dict[str, Any], root: Path | None = No
         os.symlink(os.path.relpath(directory.resolve(), runs.resolve()), link)
         link.replace(latest)
     return path
-
-
-def read_report(path: Path) -> dict[str, Any]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "report.json"
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data

@@ -334,23 +334,16 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
     platform = get_platform(options.platform)
     redactor = Redactor(os.environ, step.env)
     say(f"{session} · step {step.label!r} · run {run_id}")
-    ctx = RunContext(
+    ctx = _new_context(
+        options,
         run_id,
         directory,
-        {
-            "run_id": run_id,
-            "session": session,
-            "area": area,
-            "step": step.label,
-            "platform": options.platform,
-            "started_at": time.time(),
-            "git": git_state(options.root),
-            "host": host_facts(),
-            "mode": "container" if options.container else "host",
-            "report_dir": str(directory),
-            "pytest_args": list(options.pytest_args),
-            **({"repro_of": options.repro_of} if options.repro_of else {}),
-        },
+        container=options.container,
+        session=session,
+        area=area,
+        step=step.label,
+        pytest_args=list(options.pytest_args),
+        **({"repro_of": options.repro_of} if options.repro_of else {}),
     )
     watch, held = None, None
     try:
@@ -386,6 +379,33 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
     finally:
         _let_go(watch, held)
     return _finish(ctx, options.root, options.report_dir, started, code)
+
+
+def _new_context(options: RunOptions, run_id: str, directory: Path, *, container: bool, **fields: Any) -> RunContext:
+    """What every report starts with, so a run that fails at any point still says what it was."""
+    return RunContext(
+        run_id,
+        directory,
+        {
+            "run_id": run_id,
+            "platform": options.platform,
+            **fields,
+            "started_at": time.time(),
+            "git": git_state(options.root),
+            "host": host_facts(),
+            "mode": "container" if container else "host",
+            "report_dir": str(directory),
+        },
+    )
+
+
+def _host_env(options: RunOptions, run_id: str, watch: VramWatch | None, **extra: str) -> dict[str, str]:
+    """A host workload's environment: the run's id and supervisor (for the reaper), its GPUs."""
+    env = {**os.environ, "GPUCI_RUN_ID": run_id, "GPUCI_PLATFORM": options.platform, **supervisor_env(), **extra}
+    if watch and watch.backend.name == "sim":
+        env[simgpu.ENV] = str(simgpu.default_directory())
+    env.update(_visible_devices_env(options.platform, watch))
+    return env
 
 
 def _finish_failed(ctx: RunContext, options: RunOptions, started: float, exc: GpuciError) -> None:
@@ -489,20 +509,16 @@ def _step_host(
         *shards,
         *options.pytest_args,
     ]
-    env = {
-        **os.environ,
+    env = _host_env(
+        options,
+        run_id,
+        watch,
         **step.env,
-        "GPUCI_RUN_ID": run_id,
-        "GPUCI_PLATFORM": options.platform,
-        "GPUCI_REPORT_DIR": str(directory.resolve()),
-        "GPUCI_VRAM_GUARD": "1",
-        **supervisor_env(),
-        "PYTEST_ADDOPTS": shlex.join(addopts),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
-    }
-    if watch and watch.backend.name == "sim":
-        env[simgpu.ENV] = str(simgpu.default_directory())
-    env.update(_visible_devices_env(options.platform, watch))
+        GPUCI_REPORT_DIR=str(directory.resolve()),
+        GPUCI_VRAM_GUARD="1",
+        PYTEST_ADDOPTS=shlex.join(addopts),
+        PYTHONPATH=os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
+    )
     cwd = options.host_path(step.working_dir)
     command = ["bash", "-ec", "\n".join(step.commands)]
     ctx.report["spec"] = {
@@ -522,20 +538,7 @@ def execute_command(
     directory = run_directory(options.root, run_id, options.report_dir)
     redactor = Redactor(os.environ)
     platform = get_platform(options.platform)
-    ctx = RunContext(
-        run_id,
-        directory,
-        {
-            "run_id": run_id,
-            "session": "supervise",
-            "platform": options.platform,
-            "started_at": time.time(),
-            "git": git_state(options.root),
-            "host": host_facts(),
-            "mode": "container" if image else "host",
-            "report_dir": str(directory),
-        },
-    )
+    ctx = _new_context(options, run_id, directory, container=bool(image), session="supervise")
     watch, held = None, None
     try:
         watch, held = _vram_watch(options, num_gpus, f"run {run_id} (pid {os.getpid()})")
@@ -556,10 +559,7 @@ def execute_command(
             ctx.report["spec"] = spec.to_report(redactor)
             workload = ContainerWorkload(connect(), spec, directory / "output.log", redactor, echo=options.echo)
         else:
-            env = dict(os.environ)
-            if watch and watch.backend.name == "sim":
-                env[simgpu.ENV] = str(simgpu.default_directory())
-            env.update(_visible_devices_env(options.platform, watch))
+            env = _host_env(options, run_id, watch)
             ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": os.getcwd()}
             workload = HostWorkload(command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo)
         code = _supervise_into(ctx, workload, options, watch, timeout_s, platform.shutdown_budget_s)

@@ -7,6 +7,7 @@ back at its baseline.
 from __future__ import annotations
 
 import json
+import time
 
 import psutil
 import pytest
@@ -117,3 +118,47 @@ def test_a_stop_over_its_budget_is_a_teardown_failure(make_project, run_harness,
     assert report["budget"]["seconds"] == 0.5 and report["budget"]["margin_seconds"] < 0
     assert any("over the 0.5s budget" in reason for reason in report["teardown_failures"])
     assert report["vram"]["released"] is True  # the memory came back; only the time was over
+
+
+def test_a_holder_outside_the_run_is_named_and_fails_the_teardown(make_project, sim_gpus, tmp_path) -> None:
+    """Memory not back in time, held by no process of the run: named with its command, never killed."""
+    import subprocess
+
+    from tests.conftest import harness_cmd, harness_env
+
+    area = "platforms: [cpu]\nsteps:\n  - label: wait\n    commands: ['sleep 3']\n"
+    root = make_project(area, name="outsider")
+    env = harness_env(GPUCI_SIM_GPUS=str(sim_gpus))
+    run = subprocess.Popen(
+        harness_cmd(
+            "run",
+            "--platform",
+            "cpu",
+            "--area",
+            "outsider",
+            "--root",
+            str(root),
+            "--no-container",
+            "--vram-timeout",
+            "1",
+            "--report-dir",
+            str(tmp_path / "r"),
+        ),
+        env=env,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # the baseline is taken; now someone else takes memory on the run's GPU
+    outsider = subprocess.Popen(harness_cmd("simgpu", "hold", "1GiB"), env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "holding" in outsider.stdout.readline()  # type: ignore[union-attr]
+        run.communicate(timeout=60)
+        report = json.loads((tmp_path / "r" / "report.json").read_text())
+        assert run.returncode == 3 and report["outcome"] == "teardown-failed"
+        assert [h["pid"] for h in report["vram"]["holders"]] == [outsider.pid]
+        assert "simgpu hold 1GiB" in report["vram"]["holders"][0]["command"]
+        assert report["vram"]["killed_holders"] == [] and outsider.poll() is None  # not ours: left alone
+    finally:
+        outsider.kill()
+        outsider.wait()

@@ -18,6 +18,8 @@ from harness.vram.base import BackendUnavailable, Device, Holder
 
 # How long a used-VRAM counter may disagree with an empty process list before it is distrusted.
 STUCK_COUNTER_S = 10.0
+# amdsmi documents at least a second between process-list calls; release waits poll far faster.
+PROCESS_LIST_EVERY_S = 1.0
 
 
 class AmdSmiBackend:
@@ -39,6 +41,8 @@ class AmdSmiBackend:
         self._devices = [self._device(i, h) for i, h in self._handles.items()]
         # device id -> (counter value, first time it was seen with no holders)
         self._disagreement: dict[str, tuple[int, float]] = {}
+        # device id -> (when the process list was read, whether anyone held memory)
+        self._held_seen: dict[str, tuple[float, bool]] = {}
 
     def _device(self, index: int, handle: Any) -> Device:
         vram = self._smi.AmdSmiMemoryType.VRAM
@@ -58,9 +62,16 @@ class AmdSmiBackend:
         used = int(self._smi.amdsmi_get_gpu_memory_usage(handle, self._smi.AmdSmiMemoryType.VRAM))
         return self._cross_checked(device, used)
 
+    def _anyone_holds(self, device: Device) -> bool:
+        now = time.monotonic()
+        seen_at, held = self._held_seen.get(device.id, (-PROCESS_LIST_EVERY_S, False))
+        if now - seen_at >= PROCESS_LIST_EVERY_S:
+            held = bool(self.holders(device))
+            self._held_seen[device.id] = (now, held)
+        return held
+
     def _cross_checked(self, device: Device, used: int) -> int:
-        held = self.holders(device)
-        if held:
+        if self._anyone_holds(device):
             self._disagreement.pop(device.id, None)
             return used
         value, since = self._disagreement.get(device.id, (used, time.monotonic()))

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.locks import is_locked
 from harness.vram.base import BackendUnavailable, Device, Holder
 
 ENV = "GPUCI_SIM_GPUS"
@@ -72,24 +73,9 @@ def read_devices(directory: Path) -> list[Device]:
     return [Device(e["index"], e["id"], f"gpuci simulated GPU {e['index']}", e["total_bytes"]) for e in entries]
 
 
-def _is_locked(path: Path) -> bool | None:
-    """True while some live process holds the file's lock; None if the file is gone."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def _hold_counts(path: Path, now: float) -> tuple[int, bool]:
     """(bytes still counted, holder alive) for one hold file; forgets expired ones."""
-    alive = _is_locked(path)
+    alive = is_locked(path)
     if alive is None:
         return 0, False
     try:

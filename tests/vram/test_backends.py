@@ -128,4 +128,22 @@ def test_amdsmi_distrusts_a_counter_that_never_moves_with_no_holders(monkeypatch
     clock[0] += module.STUCK_COUNTER_S + 1
     assert backend.used_bytes(device) == 0  # stuck for long with nobody holding: stale
     smi.processes = [{"pid": 9, "mem": 1024}]
+    clock[0] += module.PROCESS_LIST_EVERY_S  # the process list is read at most once a second
     assert backend.used_bytes(device) == 5 * 1024**3  # a holder again: the counter is believed
+
+
+def test_amdsmi_reads_the_process_list_at_most_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Release waits poll every half millisecond; amdsmi wants a second between process-list calls."""
+    import harness.vram.amdsmi as module
+
+    smi = FakeAmdSmi(1024, [])
+    calls = []
+    listing = smi.amdsmi_get_gpu_process_list
+    smi.amdsmi_get_gpu_process_list = lambda handle: calls.append(handle) or listing(handle)  # type: ignore[method-assign]
+    backend = AmdSmiBackend(smi)  # type: ignore[arg-type]
+    clock = [0.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    for _ in range(100):
+        backend.used_bytes(backend.devices()[0])
+        clock[0] += 0.0005
+    assert len(calls) == 1
