@@ -52,7 +52,7 @@ def _ensure_dependencies() -> None:
 _ensure_dependencies()
 sys.path.insert(0, str(ROOT))
 
-from harness.areas import load_areas, session_name  # noqa: E402
+from harness.declare.areas import load_areas, session_name  # noqa: E402
 from harness.errors import DeclarationError  # noqa: E402
 
 nox.options.default_venv_backend = "venv"

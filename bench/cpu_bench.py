@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import images  # noqa: E402
-from harness.engine import connect  # noqa: E402
-from harness.host import HostWorkload  # noqa: E402
+from harness.gpu.vram import sim  # noqa: E402
+from harness.images.engine import connect  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
-from harness.supervisor import VramWatch, supervise  # noqa: E402
-from harness.teardown import Baseline, shutdown_many  # noqa: E402
-from harness.vram import sim  # noqa: E402
+from harness.run.host import HostWorkload  # noqa: E402
+from harness.run.supervisor import VramWatch, supervise  # noqa: E402
+from harness.run.teardown import Baseline, shutdown_many  # noqa: E402
 
 REPEATS = int(os.environ.get("GPUCI_BENCH_REPEATS", "7"))
 
@@ -201,7 +201,7 @@ def shutdown_many_ratio(directory: Path, n: int = 8, delay: float = 0.5) -> dict
     backend = sim.SimBackend(directory)
     device = backend.devices()[0]
     server = (
-        "import os,signal,sys,time\nfrom harness.vram import sim\nh=sim.hold(1<<28,0)\n"
+        "import os,signal,sys,time\nfrom harness.gpu.vram import sim\nh=sim.hold(1<<28,0)\n"
         f"signal.signal(signal.SIGTERM, lambda *a: (time.sleep({delay}), os._exit(0)))\n"
         "print('ready',flush=True)\ntime.sleep(60)\n"
     )

@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from harness.declare.platforms import PLATFORM_NAMES
 from harness.errors import ExitCode, GpuciError, UsageError
-from harness.platforms import PLATFORM_NAMES
+from harness.gpu.vram import BACKEND_NAMES
 from harness.units import format_size, parse_size
-from harness.vram import BACKEND_NAMES
 
 
 def _common_run_options(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +153,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace, platform: str, **extra: object):  # type: ignore[no-untyped-def]
-    from harness.runs import RunOptions
+    from harness.run.runs import RunOptions
 
     return RunOptions(
         root=args.root.resolve(),
@@ -168,8 +168,8 @@ def _options(args: argparse.Namespace, platform: str, **extra: object):  # type:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from harness.config import load_config
-    from harness.runs import execute_step
+    from harness.declare.config import load_config
+    from harness.run.runs import execute_step
 
     config = load_config(args.root.resolve()).with_flags(
         workspace=args.workspace, default_working_dir=args.default_working_dir
@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    from harness.runs import execute_command
+    from harness.run.runs import execute_command
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
@@ -203,8 +203,9 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def _image(args: argparse.Namespace) -> int:
-    from harness import airgap, images
-    from harness.engine import connect
+    from harness.images import airgap
+    from harness.images import build as images
+    from harness.images.engine import connect
 
     if args.image_command == "bootstrap":
         if args.make_tarball:
@@ -224,9 +225,9 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from harness import buildkite
-    from harness.areas import load_areas
-    from harness.config import load_config
+    from harness.ci import buildkite
+    from harness.declare.areas import load_areas
+    from harness.declare.config import load_config
 
     root = args.root.resolve()
     config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
@@ -246,8 +247,8 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from harness import summary
-    from harness.report import RUNS_DIR
+    from harness.reports import summary
+    from harness.reports.report import RUNS_DIR
 
     reports = summary.collect(args.runs or [RUNS_DIR])
     if not reports:
@@ -259,10 +260,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _reap(args: argparse.Namespace) -> int:
-    from harness import reaper
-    from harness.engine import connect
     from harness.errors import DockerUnavailable
-    from harness.vram import open_backend
+    from harness.gpu.vram import open_backend
+    from harness.images.engine import connect
+    from harness.run import reaper
 
     leftovers = []
     try:
@@ -296,9 +297,9 @@ def _reap(args: argparse.Namespace) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from harness import buildkite, lint
-    from harness.areas import load_areas
-    from harness.config import load_config
+    from harness.ci import buildkite, lint
+    from harness.declare.areas import load_areas
+    from harness.declare.config import load_config
 
     root = args.root.resolve()
     config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
@@ -312,7 +313,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 def _changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | None:
     """In a Buildkite build of a branch: the branch's changes; on the default branch: everything."""
-    from harness import buildkite
+    from harness.ci import buildkite
 
     branch = os.environ.get("BUILDKITE_BRANCH")
     default = os.environ.get("BUILDKITE_PIPELINE_DEFAULT_BRANCH", default_branch)
@@ -322,7 +323,7 @@ def _changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] |
 
 
 def _simgpu(args: argparse.Namespace) -> int:
-    from harness.vram import sim
+    from harness.gpu.vram import sim
 
     if args.sim_command == "init":
         directory = sim.default_directory()
@@ -341,8 +342,8 @@ def _simgpu(args: argparse.Namespace) -> int:
 
 
 def _gpus(args: argparse.Namespace) -> int:
-    from harness.vram import open_backend
-    from harness.vram.release import describe_holders
+    from harness.gpu.vram import open_backend
+    from harness.gpu.vram.release import describe_holders
 
     backend = open_backend(args.vram_backend)
     try:

@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from harness.platforms import PLATFORMS
-from harness.teardown import Baseline, shutdown_many, terminate_tree
-from harness.vram import open_backend
-from harness.vram.base import Device, VramBackend
-from harness.vram.release import DEFAULT_TOLERANCE, take_baseline, wait_for_release
+from harness.declare.platforms import PLATFORMS
+from harness.gpu.vram import open_backend
+from harness.gpu.vram.base import Device, VramBackend
+from harness.gpu.vram.release import DEFAULT_TOLERANCE, take_baseline, wait_for_release
+from harness.run.teardown import Baseline, shutdown_many, terminate_tree
 
 RECORDS_NAME = "pytest-records"
 DEFAULT_MARGIN_S = 0.5
@@ -102,7 +102,7 @@ def _visible_env(platform: str, backend_name: str) -> str:
 
 def _pin_worker(config: pytest.Config, state: PluginState, per_worker: int) -> None:
     """Give this xdist worker its own GPUs before any test imports torch."""
-    from harness import lease
+    from harness.gpu import lease
 
     worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
     index = int(worker.lstrip("gw") or 0)

@@ -79,8 +79,8 @@ def differences(report: dict[str, Any]) -> list[str]:
     recorded = [g.get("name") for g in report.get("gpus") or []]
     if recorded:
         try:
-            from harness.platforms import get_platform
-            from harness.vram import open_backend
+            from harness.declare.platforms import get_platform
+            from harness.gpu.vram import open_backend
 
             backend = open_backend(get_platform(report["platform"]).vram_backend)
             here = [d.name for d in backend.devices()[: len(recorded)]]
@@ -94,7 +94,7 @@ def differences(report: dict[str, Any]) -> list[str]:
 
 def check_image(tree: Path, report: dict[str, Any]) -> str | None:
     """The recorded base image; refuses when the recipe at the commit hashes differently."""
-    from harness import images
+    from harness.images import build as images
 
     recorded = report["image"]
     base = recorded.get("base_image")
@@ -112,7 +112,7 @@ def check_image(tree: Path, report: dict[str, Any]) -> str | None:
 def repro(
     root: Path, source: str, pass_env: tuple[str, ...], allow_dirty: bool, shell: bool, echo: bool = True
 ) -> ExitCode:
-    from harness.runs import RunOptions, execute_step
+    from harness.run.runs import RunOptions, execute_step
 
     report = load_report(source)
     tree = worktree(root, report, allow_dirty)

@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """The real engine. No skip when it is missing: tests that need Docker must fail loudly."""
-    from harness.engine import connect
+    from harness.images.engine import connect
 
     return connect()
 
 
 @pytest.fixture(scope="session")
 def cpu_image(docker_client: Any) -> Any:
-    from harness import images
+    from harness.images import build as images
 
     return images.ensure(docker_client, images.recipe_for(ROOT, "cpu"), ROOT)
 
@@ -37,7 +37,7 @@ def cpu_image(docker_client: Any) -> Any:
 @pytest.fixture
 def sim_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private set of simulated GPUs: 2 devices of 8 GiB."""
-    from harness.vram import sim
+    from harness.gpu.vram import sim
 
     directory = tmp_path / "simgpu"
     sim.init(directory, count=2, total_bytes=8 * 1024**3)

@@ -6,7 +6,7 @@ import json
 
 
 def test_supervise_runs_any_command_on_the_host(run_harness, sim_gpus, tmp_path) -> None:
-    script = "from harness.vram import sim; h = sim.hold(1 << 30, 0); print('held')"
+    script = "from harness.gpu.vram import sim; h = sim.hold(1 << 30, 0); print('held')"
     done = run_harness(
         "supervise",
         "--vram-backend",

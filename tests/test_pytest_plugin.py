@@ -40,7 +40,7 @@ def test_the_guard_waits_for_a_lagging_release_before_the_next_test(project: pyt
         helpers=HOLD.replace("LAG", "1.5"),
         test_engines="""
 from helpers import start
-from harness.vram import sim
+from harness.gpu.vram import sim
 
 def test_first():
     proc = start()

@@ -26,13 +26,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness.devices import nvidia_options  # noqa: E402
-from harness.oci import write_bundle  # noqa: E402
+from harness.gpu.devices import nvidia_options  # noqa: E402
+from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
-from harness.runc import RuncWorkload  # noqa: E402
-from harness.spec import BindMount, RunSpec  # noqa: E402
-from harness.supervisor import StopPolicy, VramWatch, supervise  # noqa: E402
-from harness.vram.nvml import NvmlBackend  # noqa: E402
+from harness.run.oci import write_bundle  # noqa: E402
+from harness.run.runc import RuncWorkload  # noqa: E402
+from harness.run.spec import BindMount, RunSpec  # noqa: E402
+from harness.run.supervisor import StopPolicy, VramWatch, supervise  # noqa: E402
 
 GIB = 1024**3
 HOLDER = [sys.executable, "/workspace/bench/gpu/torch_holder.py", "--gib", "4"]

@@ -23,12 +23,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness.host import HostWorkload  # noqa: E402
+from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
+from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
-from harness.supervisor import StopPolicy, VramWatch, supervise  # noqa: E402
-from harness.teardown import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
-from harness.vram.nvml import NvmlBackend  # noqa: E402
-from harness.vram.release import take_baseline, wait_for_release  # noqa: E402
+from harness.run.host import HostWorkload  # noqa: E402
+from harness.run.supervisor import StopPolicy, VramWatch, supervise  # noqa: E402
+from harness.run.teardown import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
 
 HOLDER = [sys.executable, str(ROOT / "bench" / "gpu" / "torch_holder.py")]
 GIB = 1024**3

@@ -61,7 +61,7 @@ def hold_memory(fraction: float, lag_setting: str | None) -> tuple[object, str]:
             return helper, "torch+linger"
         return torch.empty(torch_bytes(fraction), dtype=torch.uint8, device="cuda"), "torch"
     if os.environ.get("GPUCI_SIM_GPUS"):
-        from harness.vram import sim
+        from harness.gpu.vram import sim
 
         device = sim.SimBackend().devices()[0]
         lag = float(lag_setting or 1.5)

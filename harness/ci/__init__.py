@@ -1,0 +1,1 @@
+"""CI: the Buildkite pipeline, the CI-coverage lint, `gpuci init`."""

@@ -1,0 +1,201 @@
+"""The Buildkite pipeline, generated from the same declarations that make the nox sessions.
+
+Each command step runs exactly what a developer types locally (`nox -s <platform>_<area> --
+--step LABEL`), so local and CI runs cannot drift. On a branch, a step whose
+`source_file_dependencies` no changed file touches becomes a block step the user can unblock.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.console import say
+from harness.declare.areas import Area, Step, session_name
+from harness.declare.config import ProjectConfig
+from harness.errors import ExitCode, UsageError
+
+ARTIFACTS = ".gpuci/runs/**/*"
+# Infrastructure failures and lost agents are retried; test failures (1) and teardown failures
+# (3, counted apart by their own exit status) are not.
+AUTOMATIC_RETRY = [
+    {"exit_status": int(ExitCode.INFRASTRUCTURE), "limit": 2},
+    {"exit_status": -1, "limit": 2},
+]
+_KEY_CHARS = re.compile(r"[^a-zA-Z0-9_\-:.,]+")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which steps run: everything, or those a changed file touches."""
+
+    changed: tuple[str, ...] | None  # None: run everything (default branch, nightly, --all)
+    include_optional: bool = False
+    run_all: tuple[str, ...] = ()
+
+    def runs(self, step: Step) -> bool:
+        if step.optional and not self.include_optional:
+            return False
+        if self.changed is None:
+            return True
+        if any(matches(path, pattern) for path in self.changed for pattern in self.run_all):
+            return True
+        return any(touches(path, step.source_file_dependencies) for path in self.changed)
+
+
+def matches(path: str, pattern: str) -> bool:
+    """Path-component match: `a/b` matches `a/b` and `a/b/…`, never `a/bc`."""
+    pattern = pattern.strip().strip("/")
+    return path == pattern or path.startswith(pattern + "/") or pattern in ("", ".")
+
+
+def touches(path: str, dependencies: Iterable[str]) -> bool:
+    """A changed path touches a step when an entry matches it and no `!entry` excludes it."""
+    dependencies = list(dependencies)
+    excluded = any(matches(path, d[1:]) for d in dependencies if d.startswith("!"))
+    return not excluded and any(matches(path, d) for d in dependencies if not d.startswith("!"))
+
+
+def changed_files(root: Path, base: str) -> tuple[str, ...]:
+    """Files changed on this branch: a diff against the merge base with `base`."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise UsageError(f"git {' '.join(args)} failed: {done.stderr.strip()}; is {base!r} fetched?")
+        return done.stdout
+
+    merge_base = git("merge-base", base, "HEAD").strip()
+    return tuple(line for line in git("diff", "--name-only", merge_base, "HEAD").splitlines() if line)
+
+
+def step_key(step: Step, area: Area, platform: str) -> str:
+    """Stable across runs: the declared key (suffixed off its first platform), else from the label."""
+    if step.key:
+        base = step.key if platform == step.platforms[0] else f"{step.key}-{platform}"
+    else:
+        base = f"{platform}-{area.name}-{step.label}"
+    return _KEY_CHARS.sub("-", base).strip("-").lower()[:100]
+
+
+def _command(area: Area, step: Step, platform: str) -> str:
+    return f"nox -s {session_name(platform, area.name)} -- --step {shlex.quote(step.label)}"
+
+
+def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]) -> list[str]:
+    deps = []
+    for dep in step.depends_on:
+        # A dependency on a step that also runs on this platform means its form on this platform.
+        deps.append(f"{dep}-{platform}" if platform in keys_by_declared.get(dep, set()) - {"primary"} else dep)
+    return deps
+
+
+def command_step(area: Area, step: Step, platform: str, config: ProjectConfig, key: str, deps: list[str]) -> dict:
+    effective = step.on(platform)
+    agents = {"queue": config.queue_for(effective.device, platform), **effective.agent_tags}
+    out: dict[str, Any] = {
+        "label": f"{step.label} ({platform})",
+        "key": key,
+        "command": _command(area, step, platform),
+        "agents": agents,
+        "artifact_paths": [ARTIFACTS],
+        "retry": {
+            "automatic": [dict(rule) for rule in AUTOMATIC_RETRY],
+            "manual": {"permit_on_passed": True},
+        },
+        "env": {"GPUCI_PLATFORM": platform},
+    }
+    if effective.timeout_in_minutes:
+        out["timeout_in_minutes"] = effective.timeout_in_minutes
+    if effective.parallelism > 1:
+        out["parallelism"] = effective.parallelism
+    if effective.concurrency:
+        out["concurrency"] = effective.concurrency
+        out["concurrency_group"] = effective.concurrency_group or f"gpuci/{key}"
+    if effective.soft_fail:
+        out["soft_fail"] = True
+    if deps:
+        out["depends_on"] = deps
+    return out
+
+
+def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> dict[str, Any]:
+    """The pipeline as a dict, ready for YAML: a group per area, a step per step and platform."""
+    declared: dict[str, set[str]] = {}
+    for area in areas:
+        for step in area.steps:
+            if step.key:
+                declared[step.key] = {"primary", *step.platforms[1:]}
+    used: set[str] = set()
+    groups = []
+    for area in areas:
+        steps: list[dict[str, Any]] = []
+        for step in area.steps:
+            for platform in step.platforms:
+                key = step_key(step, area, platform)
+                while key in used:  # two labels that slug alike: keep both, deterministically
+                    key = f"{key}-x"[:100]
+                used.add(key)
+                effective = step.on(platform)
+                deps = _depends_on(effective, platform, declared)
+                if not selection.runs(effective):
+                    why = "optional" if effective.optional else "no changed file touches it"
+                    steps.append(
+                        {
+                            "block": f"Run {step.label} ({platform})?",
+                            "key": f"block-{key}"[:100],
+                            "prompt": f"Skipped: {why}. Unblock to run it.",
+                        }
+                    )
+                    deps = [f"block-{key}"[:100], *deps]
+                steps.append(command_step(area, step, platform, config, key, deps))
+        if steps:
+            groups.append({"group": area.group, "key": f"area-{_KEY_CHARS.sub('-', area.name)}"[:100], "steps": steps})
+    _drop_unknown_dependencies(groups)
+    return {"steps": groups}
+
+
+def _drop_unknown_dependencies(groups: list[dict[str, Any]]) -> None:
+    """Buildkite refuses a pipeline whose steps depend on keys it lacks (a step of another pipeline)."""
+    keys = {step["key"] for group in groups for step in group["steps"]}
+    for group in groups:
+        for step in group["steps"]:
+            if "depends_on" not in step:
+                continue
+            missing = [d for d in step["depends_on"] if d not in keys]
+            if missing:
+                say(f"{step['key']}: depends on {', '.join(missing)}, which this pipeline lacks; dropped")
+            step["depends_on"] = [d for d in step["depends_on"] if d in keys]
+            if not step["depends_on"]:
+                del step["depends_on"]
+
+
+def to_yaml(pipeline: dict[str, Any]) -> str:
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(pipeline, Dumper=dumper, sort_keys=False, width=120)
+
+
+def annotate(body: str, context: str, style: str) -> bool:
+    """A Buildkite annotation, when running in a job with the agent at hand; False otherwise."""
+    import os
+    import shutil
+
+    agent = shutil.which("buildkite-agent")
+    if os.environ.get("BUILDKITE") != "true" or agent is None:
+        return False
+    done = subprocess.run(
+        [agent, "annotate", "--context", context, "--style", style],
+        input=body,
+        text=True,
+        capture_output=True,
+    )
+    if done.returncode != 0:
+        say(f"buildkite-agent annotate failed: {done.stderr.strip()[:200]}")
+    return done.returncode == 0

@@ -1,0 +1,1 @@
+"""Stage 1: the declarations (areas, platforms, [tool.gpuci])."""

@@ -1,0 +1,382 @@
+"""Load test-area declarations (`.buildkite/test_areas/*.yaml`) into plain dataclasses.
+
+Files written for other Buildkite pipelines load unchanged: keys gpuci does not use are kept
+in `Step.extra` and ignored, while a near-miss of a key gpuci does use (`comands`) is an
+error with file, line and a suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.declare.platforms import PLATFORM_NAMES
+from harness.errors import DeclarationError
+
+AREAS_DIR = Path(".buildkite") / "test_areas"
+
+# Step keys gpuci reads; a misspelling of one of these is an error.
+STEP_KEYS = frozenset(
+    {
+        "label",
+        "key",
+        "commands",
+        "command",
+        "source_file_dependencies",
+        "timeout_in_minutes",
+        "num_gpus",
+        "num_devices",
+        "device",
+        "working_dir",
+        "optional",
+        "soft_fail",
+        "parallelism",
+        "env",
+        "no_gpu",
+        "mirror",
+        "depends_on",
+        "num_nodes",
+        "agent_tags",
+        "concurrency",
+        "concurrency_group",
+        "retry",
+        # gpuci's own keys
+        "platforms",
+        "shutdown_budget",
+    }
+)
+AREA_KEYS = frozenset({"group", "steps", "platforms", "depends_on"})
+# Keys of `mirror: {amd: {...}}` that override the base step in its ROCm form.
+MIRROR_KEYS = frozenset(
+    {
+        "device",
+        "commands",
+        "timeout_in_minutes",
+        "working_dir",
+        "source_file_dependencies",
+        "soft_fail",
+        "depends_on",
+    }
+)
+# Similarity above which an unknown key is taken for a misspelling rather than a foreign key.
+TYPO_CUTOFF = 0.8
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    commands: tuple[str, ...]
+    platforms: tuple[str, ...]
+    line: int
+    source_file_dependencies: tuple[str, ...] = ()
+    timeout_in_minutes: int | None = None
+    num_gpus: int = 1
+    device: str | None = None
+    working_dir: str | None = None
+    optional: bool = False
+    soft_fail: bool = False
+    parallelism: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    # Per-platform stop budgets in seconds that override the platform's default.
+    shutdown_budget: dict[str, float] = field(default_factory=dict)
+    key: str | None = None
+    depends_on: tuple[str, ...] = ()
+    concurrency: int | None = None
+    concurrency_group: str | None = None
+    agent_tags: dict[str, str] = field(default_factory=dict)
+    # Per platform, keys that replace the base step's (the ROCm form from `mirror.amd`).
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def on(self, platform: str) -> Step:
+        """This step as it runs on `platform`: the base form with that platform's overrides."""
+        return replace(self, **self.overrides[platform]) if platform in self.overrides else self
+
+
+@dataclass(frozen=True)
+class Area:
+    name: str
+    group: str
+    path: Path
+    steps: tuple[Step, ...]
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        seen: list[str] = []
+        for step in self.steps:
+            seen.extend(p for p in step.platforms if p not in seen)
+        return tuple(p for p in PLATFORM_NAMES if p in seen)
+
+    def steps_for(self, platform: str) -> tuple[Step, ...]:
+        return tuple(s.on(platform) for s in self.steps if platform in s.platforms)
+
+    def step(self, label: str, platform: str) -> Step:
+        for step in self.steps_for(platform):
+            if step.label == label:
+                return step
+        labels = ", ".join(repr(s.label) for s in self.steps_for(platform)) or "none"
+        raise DeclarationError(
+            self.path, None, f"no step labelled {label!r} runs on {platform}; steps there: {labels}."
+        )
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A YAML value with the line (1-based) where it starts."""
+
+    value: Any
+    line: int
+
+
+# libyaml's parser where PyYAML was built with it: ten times faster on large pipelines.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _plain(node: yaml.Node, scalars: yaml.constructor.SafeConstructor) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        mapping: dict[str, _Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            mapping[str(key)] = _Node(_plain(value_node, scalars), key_node.start_mark.line + 1)
+        return _Node(mapping, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node([_plain(item, scalars) for item in node.value], line)
+    value = scalars.construct_object(node)  # type: ignore[no-untyped-call]
+    return _Node(value, line)
+
+
+def _unwrap(node: _Node) -> Any:
+    if isinstance(node.value, dict):
+        return {k: _unwrap(v.value) for k, v in node.value.items()}
+    if isinstance(node.value, list):
+        return [_unwrap(v) for v in node.value]
+    return node.value
+
+
+def _suggest(key: str, known: frozenset[str], cutoff: float = TYPO_CUTOFF) -> str | None:
+    match = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
+    return match[0] if match else None
+
+
+class _Reader:
+    """Field access on one mapping with errors that name file and line."""
+
+    def __init__(self, path: Path, mapping: dict[str, _Node], line: int, what: str) -> None:
+        self.path, self.mapping, self.line, self.what = path, mapping, line, what
+
+    def fail(self, key: str | None, message: str) -> DeclarationError:
+        line = self.mapping[key].line if key and key in self.mapping else self.line
+        return DeclarationError(self.path, line, f"{self.what}: {message}")
+
+    def check_keys(self, known: frozenset[str]) -> None:
+        for key in self.mapping:
+            if key in known:
+                continue
+            suggestion = _suggest(key, known)
+            if suggestion:
+                raise self.fail(key, f"unknown key {key!r}; did you mean {suggestion!r}?")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if key not in self.mapping:
+            return default
+        value = _unwrap(self.mapping[key].value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"{key!r} must be {names}, not {type(value).__name__} ({value!r}).")
+        return value
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, (list, str), [])
+        items = [value] if isinstance(value, str) else value
+        for item in items:
+            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                raise self.fail(key, f"every entry of {key!r} must be a string, not {item!r}.")
+        return tuple(str(item) for item in items)
+
+
+def _platforms(reader: _Reader, default: tuple[str, ...]) -> tuple[str, ...]:
+    if "platforms" not in reader.mapping:
+        return default
+    platforms = reader.string_list("platforms")
+    for name in platforms:
+        if name not in PLATFORM_NAMES:
+            hint = _suggest(name, frozenset(PLATFORM_NAMES), cutoff=0.5)
+            extra = f"; did you mean {hint!r}?" if hint else f"; known: {', '.join(PLATFORM_NAMES)}."
+            raise reader.fail("platforms", f"unknown platform {name!r}{extra}")
+    return platforms
+
+
+def _default_platforms(reader: _Reader) -> tuple[str, ...]:
+    """A foreign step is read as its CUDA form; `mirror.amd` adds ROCm; no-GPU steps are cpu."""
+    device = reader.get("device", str, "") or ""
+    if reader.get("no_gpu", bool, False) or device.startswith("cpu"):
+        return ("cpu",)
+    mirror = reader.get("mirror", dict, {}) or {}
+    return ("cuda", "rocm") if "amd" in mirror else ("cuda",)
+
+
+def _budget(reader: _Reader) -> dict[str, float]:
+    raw = reader.get("shutdown_budget", (int, float, dict), None)
+    if raw is None:
+        return {}
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return {name: float(raw) for name in PLATFORM_NAMES}
+    budgets: dict[str, float] = {}
+    for name, seconds in raw.items():
+        if name not in PLATFORM_NAMES or not isinstance(seconds, (int, float)) or seconds <= 0:
+            raise reader.fail(
+                "shutdown_budget",
+                f"'shutdown_budget' maps a platform ({', '.join(PLATFORM_NAMES)}) to seconds "
+                f"greater than 0, or is one number for all; got {name!r}: {seconds!r}.",
+            )
+        budgets[name] = float(seconds)
+    return budgets
+
+
+def _mirror_overrides(path: Path, node: _Node) -> dict[str, dict[str, Any]]:
+    """`mirror.amd` read as the step's ROCm form."""
+    mirror = node.value.get("mirror")
+    if mirror is None or not isinstance(mirror.value.value, dict) or "amd" not in mirror.value.value:
+        return {}
+    amd = mirror.value.value["amd"].value
+    if not isinstance(amd.value, dict):
+        raise DeclarationError(path, amd.line, "'mirror.amd' must be a mapping of step keys.")
+    reader = _Reader(path, amd.value, amd.line, "mirror.amd")
+    reader.check_keys(MIRROR_KEYS)
+    overrides: dict[str, Any] = {}
+    for key in ("commands", "source_file_dependencies", "depends_on"):
+        if key in amd.value:
+            overrides[key] = reader.string_list(key)
+    for key, kind in (("device", str), ("working_dir", str), ("timeout_in_minutes", int)):
+        if key in amd.value:
+            overrides[key] = reader.get(key, kind)
+    if "soft_fail" in amd.value:
+        overrides["soft_fail"] = bool(reader.get("soft_fail", (bool, list)))
+    return {"rocm": overrides}
+
+
+def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] | None) -> Step:
+    if not isinstance(node.value, dict):
+        raise DeclarationError(path, node.line, f"step {index + 1} must be a mapping of keys.")
+    probe = _Reader(path, node.value, node.line, f"step {index + 1}")
+    label = probe.get("label", (str, int, float), None)
+    reader = _Reader(path, node.value, node.line, f"step {label!r}" if label else probe.what)
+    reader.check_keys(STEP_KEYS)
+    if label is None:
+        raise reader.fail(None, "has no 'label'; every step needs one.")
+    if "commands" in node.value and "command" in node.value:
+        raise reader.fail("command", "has both 'command' and 'commands'; keep one.")
+    commands = reader.string_list("commands" if "commands" in node.value else "command")
+    if not commands:
+        raise reader.fail(None, "has no 'commands'; add the shell lines the step runs.")
+    num_gpus = reader.get("num_gpus", int, None)
+    if num_gpus is None:
+        num_gpus = reader.get("num_devices", int, 1)
+    for key, value in (("num_gpus", num_gpus), ("parallelism", reader.get("parallelism", int, 1))):
+        if value < (0 if key == "num_gpus" else 1):
+            raise reader.fail(key, f"{key!r} must not be {value}.")
+    timeout = reader.get("timeout_in_minutes", int, None)
+    if timeout is not None and timeout <= 0:
+        raise reader.fail("timeout_in_minutes", "'timeout_in_minutes' must be greater than 0.")
+    env = reader.get("env", dict, {}) or {}
+    if any(not isinstance(v, (str, int, float, bool)) for v in env.values()):
+        raise reader.fail("env", "'env' values must be strings or numbers.")
+    default = area_platforms or _default_platforms(reader)
+    return Step(
+        label=str(label),
+        commands=commands,
+        platforms=_platforms(reader, default),
+        line=node.line,
+        source_file_dependencies=reader.string_list("source_file_dependencies"),
+        timeout_in_minutes=timeout,
+        num_gpus=num_gpus,
+        device=reader.get("device", str, None),
+        working_dir=reader.get("working_dir", str, None),
+        optional=reader.get("optional", bool, False),
+        soft_fail=bool(reader.get("soft_fail", (bool, list), False)),
+        parallelism=reader.get("parallelism", int, 1),
+        env={str(k): str(v) for k, v in env.items()},
+        shutdown_budget=_budget(reader),
+        key=reader.get("key", str, None),
+        depends_on=reader.string_list("depends_on"),
+        concurrency=reader.get("concurrency", int, None),
+        concurrency_group=reader.get("concurrency_group", str, None),
+        agent_tags={str(k): str(v) for k, v in (reader.get("agent_tags", dict, {}) or {}).items()},
+        overrides=_mirror_overrides(path, node),
+        extra={k: _unwrap(v.value) for k, v in node.value.items() if k not in STEP_KEYS},
+    )
+
+
+def load_area(path: Path) -> Area:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=_LOADER)
+    except OSError as exc:
+        raise DeclarationError(path, None, f"cannot be read ({exc.strerror}).") from None
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise DeclarationError(path, line, f"is not valid YAML: {exc.problem}.") from None
+    if root is None:
+        raise DeclarationError(path, 1, "is empty; an area needs 'group' and 'steps'.")
+    top = _plain(root, yaml.constructor.SafeConstructor())
+    if not isinstance(top.value, dict):
+        raise DeclarationError(path, top.line, "must be a mapping with 'group' and 'steps'.")
+    reader = _Reader(path, top.value, top.line, "area")
+    reader.check_keys(AREA_KEYS)
+    group = reader.get("group", (str, int, float), path.stem)
+    area_platforms = _platforms(reader, ()) or None
+    steps_node = top.value.get("steps")
+    if steps_node is None or not isinstance(steps_node.value.value, list) or not steps_node.value.value:
+        raise reader.fail("steps", "needs a non-empty list under 'steps'.")
+    steps = tuple(_step(path, item, i, area_platforms) for i, item in enumerate(steps_node.value.value))
+    seen: dict[tuple[str, str], Step] = {}
+    for step in steps:
+        for platform in step.platforms:
+            if (step.label, platform) in seen:
+                raise DeclarationError(
+                    path,
+                    step.line,
+                    f"two steps are labelled {step.label!r} on {platform} (the other at line "
+                    f"{seen[step.label, platform].line}); labels select steps, so make them unique.",
+                )
+            seen[step.label, platform] = step
+    return Area(name=path.stem, group=str(group), path=path, steps=steps)
+
+
+def load_areas(root: Path) -> list[Area]:
+    """Every area under `root/.buildkite/test_areas`, sorted by name; names must be unique."""
+    directory = Path(root) / AREAS_DIR
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    areas = [load_area(f) for f in files]
+    by_name: dict[str, Area] = {}
+    for area in areas:
+        if area.name in by_name:
+            raise DeclarationError(
+                area.path,
+                None,
+                f"declares area {area.name!r}, as {by_name[area.name].path} does; session names "
+                "<platform>_<area> would collide, so rename one file.",
+            )
+        by_name[area.name] = area
+    return sorted(areas, key=lambda a: a.name)
+
+
+def find_area(root: Path, name: str) -> Area:
+    areas = load_areas(root)
+    for area in areas:
+        if area.name == name:
+            return area
+    known = ", ".join(a.name for a in areas) or "none"
+    raise DeclarationError(Path(root) / AREAS_DIR, None, f"has no area {name!r} (known areas: {known}).")
+
+
+def session_name(platform: str, area: str) -> str:
+    return f"{platform}_{area}"

@@ -1,0 +1,1 @@
+"""GPUs: VRAM backends, device options for a lease, leases and their locks."""

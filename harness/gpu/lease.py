@@ -1,0 +1,103 @@
+"""GPU leases: a lock per device (by UUID / PCI bus id) that the kernel drops when its holder dies.
+
+Two sessions on one host (two Buildkite agents, two terminals, two xdist workers) get disjoint
+GPUs; one that finds none free waits up to a timeout, then fails as infrastructure (exit 75,
+retried) naming the holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.console import say
+from harness.errors import InfrastructureError
+from harness.gpu.locks import lock_path
+from harness.gpu.vram.base import Device
+
+
+@dataclass
+class Lease:
+    devices: list[Device]
+    _fds: list[int] = field(default_factory=list, repr=False)
+
+    def release(self) -> None:
+        # Unlinked while still locked, so no lease file outlives a clean run; a process waiting
+        # on the old file notices it was replaced (see _try_lock) and locks the new one.
+        for device, fd in zip(self.devices, self._fds, strict=True):
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path(f"gpu-{device.id}"))
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _try_lock(device: Device, owner: str) -> int | None:
+    path = lock_path(f"gpu-{device.id}")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    try:
+        same = os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        same = False
+    if not same:  # its holder released and unlinked it between our open and our lock
+        os.close(fd)
+        return _try_lock(device, owner)
+    os.ftruncate(fd, 0)
+    os.write(fd, owner.encode())
+    return fd
+
+
+def holder_of(device: Device) -> str:
+    try:
+        return lock_path(f"gpu-{device.id}").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def acquire(candidates: list[Device], count: int, owner: str, timeout: float = 0.0) -> Lease:
+    """Lock `count` of the candidate devices, in order; wait up to `timeout` for enough to be free."""
+    deadline = time.monotonic() + timeout
+    next_note = time.monotonic()
+    while True:
+        lease = Lease([])
+        for device in candidates:
+            if len(lease.devices) == count:
+                break
+            fd = _try_lock(device, owner)
+            if fd is not None:
+                lease.devices.append(device)
+                lease._fds.append(fd)
+        if len(lease.devices) == count:
+            return lease
+        lease.release()
+        if time.monotonic() >= next_note and time.monotonic() < deadline:
+            holders = ", ".join(f"{d.id} ({holder_of(d)})" for d in candidates)
+            say(f"waiting for {count} free GPU(s), up to {deadline - time.monotonic():.0f}s more; leased: {holders}")
+            next_note = time.monotonic() + 10
+        if time.monotonic() >= deadline:
+            busy = ", ".join(f"{d.id} (held by {holder_of(d)})" for d in candidates)
+            raise InfrastructureError(
+                f"needed {count} free GPU(s) and waited {timeout:.0f}s; all candidates are leased: {busy}. "
+                "Another run is using them; the step is retried."
+            )
+        time.sleep(0.2)
+
+
+def lease_files() -> list[Path]:
+    """Every GPU lease file on this host (held or not)."""
+    return sorted(lock_path("gpu-x").parent.glob("gpuci-gpu-*.lock"))

@@ -1,0 +1,1 @@
+"""Images: content-addressed recipes, air-gapped builds, the engine connection."""

@@ -1,0 +1,1 @@
+"""Reports: report.json, tables, HTML, annotations, timeline pictures."""

@@ -1,0 +1,115 @@
+"""Reports people look at: a terminal table, an HTML page with pictures, Buildkite annotations."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from harness.console import say
+
+STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
+
+
+def collect(sources: list[Path]) -> list[dict[str, Any]]:
+    """Reports from report.json files, run folders, or folders of runs (e.g. a nightly's artifacts)."""
+    reports = []
+    for source in sources:
+        paths = [source] if source.is_file() else sorted(source.rglob("report.json"))
+        for path in paths:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "run_id" in data:
+                data["_path"] = str(path)
+                reports.append(data)
+    unique = {r["run_id"]: r for r in reports}  # `latest` and its target are the same run
+    return sorted(unique.values(), key=lambda r: r.get("started_at") or 0)
+
+
+def _stop(report: dict[str, Any]) -> str:
+    stop = (report.get("budget") or {}).get("stop_seconds")
+    return "-" if stop is None else f"{stop:.3f}"
+
+
+def _margin(report: dict[str, Any]) -> str:
+    margin = (report.get("budget") or {}).get("margin_seconds")
+    return "-" if margin is None else f"{margin:+.3f}"
+
+
+def table(reports: list[dict[str, Any]]) -> str:
+    header = ("run", "session", "step", "outcome", "exit", "stop→VRAM s", "budget margin s", "total s")
+    rows = [
+        (r["run_id"], str(r.get("session", "")), str(r.get("step", "")), str(r.get("outcome", "?")),
+         str(r.get("gpuci_exit_code", "?")), _stop(r), _margin(r), f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
+        for r in reports
+    ]  # fmt: skip
+    slow = slowest_tests(reports)
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=False)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)) for row in [header, *rows]]
+    if slow:
+        lines += ["", "slowest tests (teardown, VRAM waits, startup):"]
+        lines += [f"  {s:8.3f}s  {phase:17} {test}" for s, phase, test in slow[:15]]
+    return "\n".join(lines) + "\n"
+
+
+def slowest_tests(reports: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
+    found = [
+        (float(rec.get("seconds") or 0), str(rec.get("phase")), str(rec.get("test")))
+        for r in reports
+        for rec in r.get("tests") or []
+        if rec.get("phase") != "call"
+    ]
+    return sorted(found, reverse=True)
+
+
+def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) -> Path:
+    """One page: the table, each run's timeline (up to 20 runs), the trend across runs."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figures = []
+    if pictures and reports:
+        from harness.reports.timeline import draw_timeline, draw_trend
+
+        for report in reports[-20:]:
+            svg, _ = draw_timeline(report, out.parent / "pictures" / f"timeline-{report['run_id']}")
+            figures.append((f"run {report['run_id']}", svg))
+        if len(reports) > 1:
+            svg, _ = draw_trend(reports, out.parent / "pictures" / "trend")
+            figures.insert(0, ("shutdown times across runs", svg))
+    body = [f"<h1>gpuci: {len(reports)} run(s)</h1>", "<pre>", html.escape(table(reports)), "</pre>"]
+    for title, svg in figures:
+        body += [f"<h2>{html.escape(title)}</h2>", f'<img src="{html.escape(os.path.relpath(svg, out.parent))}">']
+    page = "<!doctype html><meta charset=utf-8><title>gpuci report</title>\n"
+    page += "<style>body{font-family:sans-serif;margin:2em}img{max-width:100%}pre{font-size:12px}</style>\n"
+    out.write_text(page + "\n".join(body) + "\n")
+    return out
+
+
+def on_buildkite(report: dict[str, Any], directory: Path) -> None:
+    """Inside a Buildkite job: an annotation for the session, and the run's folder as artifacts."""
+    agent = shutil.which("buildkite-agent")
+    if os.environ.get("BUILDKITE") != "true":
+        return
+    if agent is None:
+        say("BUILDKITE is set but buildkite-agent is not on PATH: no annotation, no artifact upload")
+        return
+    picture = None
+    try:
+        from harness.reports.timeline import draw_timeline
+
+        picture = draw_timeline(report, directory / "timeline")[1]
+    except Exception as exc:  # a missing plotting library must not fail the run
+        say(f"no timeline picture: {exc}")
+    subprocess.run([agent, "artifact", "upload", f"{directory}/**/*"], capture_output=True)
+    style = STYLE.get(str(report.get("outcome")), "warning")
+    text = f"**{report.get('session')}** · {report.get('step')} · {report.get('outcome')}\n\n```\n{table([report])}```"
+    if picture:
+        text += f'\n<img src="artifact://{os.path.relpath(picture)}" alt="timeline">\n'
+    from harness.ci.buildkite import annotate
+
+    annotate(text, str(report.get("session", "gpuci")), style)

@@ -1,0 +1,1 @@
+"""One run: spec, container or host workload, supervisor, teardown, reaper."""

@@ -1,0 +1,135 @@
+"""Run a `RunSpec` through the Docker SDK: init process, labels, streamed and bounded logs."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import DeviceRequest, LogConfig, Mount
+
+from harness.errors import InfrastructureError
+from harness.redact import Redactor
+from harness.run.logs import DEFAULT_LOG_CAP, LogPump
+from harness.run.spec import RunSpec
+
+# Bounds what a flooding workload costs in Docker's own json log.
+DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
+
+
+class ContainerWorkload:
+    """One container's life: create, start, wait, signal, remove."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        spec: RunSpec,
+        log_path: Path,
+        redactor: Redactor,
+        log_cap: int = DEFAULT_LOG_CAP,
+        echo: bool = True,
+    ) -> None:
+        self.client, self.spec = client, spec
+        self.container: Any = None
+        self.pump = LogPump(log_path, log_cap, redactor, sys.stdout.buffer if echo else None)
+
+    def start(self) -> None:
+        spec = self.spec
+        try:
+            self.container = self.client.containers.create(
+                spec.image,
+                list(spec.command),
+                name=spec.name,
+                environment=spec.env,
+                mounts=[Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts],
+                working_dir=spec.working_dir,
+                labels=spec.labels,
+                devices=list(spec.devices),
+                device_requests=[
+                    DeviceRequest(driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)])
+                    for r in spec.gpu_requests
+                ],
+                group_add=list(spec.group_add),
+                user=spec.user,
+                shm_size=spec.shm_size,
+                # PID 1 ignores SIGTERM unless it installs a handler: an init forwards it.
+                init=True,
+                log_config=LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
+            )
+            self.container.start()
+        except docker.errors.ImageNotFound:
+            self.remove()
+            raise InfrastructureError(f"image {spec.image} is missing from the Docker Engine.") from None
+        except docker.errors.APIError as exc:
+            self.remove()
+            raise InfrastructureError(f"starting container {spec.name} failed: {exc.explanation or exc}") from None
+        self.pump.start(self.container.logs(stream=True, follow=True))
+
+    def wait(self) -> int:
+        """Block until the container exits; its exit code."""
+        result = self.container.wait()
+        return int(result.get("StatusCode", -1))
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(docker.errors.APIError):  # already exited: nothing to signal
+            self.container.kill(signal=signal.Signals(signum).name)
+
+    def host_pids(self) -> set[int]:
+        """Host PIDs of the container's processes (empty once it has stopped)."""
+        try:
+            top = self.container.top(ps_args="-o pid")
+        except docker.errors.APIError:
+            return set()
+        return {int(row[0]) for row in top.get("Processes") or [] if row and row[0].isdigit()}
+
+    def remove(self) -> bool:
+        """Remove the container (force) once its log stream has ended; True when it is gone."""
+        self.pump.join(timeout=30)
+        if self.container is None:
+            try:
+                self.container = self.client.containers.get(self.spec.name)
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError:
+                return False
+        try:
+            self.container.remove(force=True)
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError:
+            return False
+        return True
+
+
+def docker_run_args(spec: RunSpec, command: list[str]) -> list[str]:
+    """The `docker run` command line equivalent to a RunSpec (for an interactive shell)."""
+    args = ["docker", "run", "--rm", "-it", "--init", "--name", f"{spec.name}-shell", "-w", spec.working_dir]
+    args += ["--shm-size", spec.shm_size]
+    if spec.user:
+        args += ["--user", spec.user]
+    for key, value in spec.env.items():
+        args += ["-e", f"{key}={value}"]
+    for mount in spec.mounts:
+        args += ["-v", f"{mount.source}:{mount.target}{':ro' if mount.read_only else ''}"]
+    for key, value in spec.labels.items():
+        args += ["--label", f"{key}={value}"]
+    for node in spec.devices:
+        args += ["--device", node]
+    for group in spec.group_add:
+        args += ["--group-add", group]
+    for request in spec.gpu_requests:
+        if request.driver == "cdi":
+            args += [arg for name in request.device_ids for arg in ("--device", name)]
+        else:
+            args += ["--gpus", f"device={','.join(request.device_ids)}"]
+    return [*args, spec.image, *command]
+
+
+def interactive_shell(spec: RunSpec) -> int:
+    import subprocess
+
+    return subprocess.call(docker_run_args(spec, ["bash"]))

@@ -1,0 +1,126 @@
+"""Find and clean up what crashed or killed runs left on this host.
+
+A run is live while its supervisor process is (matched by PID and start time, so a reused PID
+does not count). Leftovers: containers with gpuci's labels whose supervisor is gone; processes
+holding GPU memory that carry a dead run's id in their environment; lease files no process
+holds. Processes of no gpuci run are listed as foreign holders and never killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from harness.gpu.lease import lease_files
+from harness.gpu.locks import is_locked
+from harness.gpu.vram.base import VramBackend
+from harness.run.teardown import wait_exited
+
+SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
+SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kind: str  # container | holder | foreign-holder | lease-file
+    id: str
+    run_id: str | None
+    detail: str
+
+
+def supervisor_identity() -> dict[str, str]:
+    """Labels and variables that let a later reaper tell whether this run is still alive."""
+    me = psutil.Process()
+    return {"pid": str(me.pid), "start": f"{me.create_time():.2f}", "host": socket.gethostname()}
+
+
+def supervisor_alive(pid: str | None, start: str | None) -> bool:
+    if not pid or not pid.isdigit():
+        return False
+    try:
+        process = psutil.Process(int(pid))
+        return not start or abs(process.create_time() - float(start)) < 0.05
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def dead_run_containers(client: Any, area: str | None = None, platform: str | None = None) -> list[Leftover]:
+    filters = ["gpuci.run-id"]
+    if area:
+        filters.append(f"gpuci.area={area}")
+    if platform:
+        filters.append(f"gpuci.platform={platform}")
+    found = []
+    host = socket.gethostname()
+    for container in client.containers.list(all=True, sparse=True, filters={"label": filters}):
+        labels = container.attrs.get("Labels") or {}
+        if labels.get("gpuci.host", host) != host:
+            continue  # another host's run, on a shared engine: not ours to judge
+        if supervisor_alive(labels.get("gpuci.supervisor-pid"), labels.get("gpuci.supervisor-start")):
+            continue
+        name = (container.attrs.get("Names") or ["?"])[0]
+        state = container.attrs.get("State")
+        found.append(Leftover("container", container.id[:12], labels.get("gpuci.run-id"), f"{name} ({state})"))
+    return found
+
+
+def _run_of(pid: int) -> tuple[str | None, bool]:
+    """(run id, its supervisor alive) for a process started by a gpuci run."""
+    try:
+        environ = psutil.Process(pid).environ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None, False
+    run_id = environ.get("GPUCI_RUN_ID")
+    return run_id, supervisor_alive(environ.get(SUPERVISOR_PID_ENV), environ.get(SUPERVISOR_START_ENV))
+
+
+def stray_holders(backend: VramBackend) -> list[Leftover]:
+    found = []
+    for device in backend.devices():
+        for holder in backend.holders(device):
+            run_id, alive = _run_of(holder.pid)
+            if run_id and alive:
+                continue
+            try:
+                command = " ".join(psutil.Process(holder.pid).cmdline())[:120]
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                command = "?"
+            kind = "holder" if run_id else "foreign-holder"
+            found.append(Leftover(kind, str(holder.pid), run_id, f"{device.id}: {holder.used_bytes} bytes, {command}"))
+    return found
+
+
+def stale_leases() -> list[Leftover]:
+    return [
+        Leftover("lease-file", str(path), None, "no process holds it")
+        for path in lease_files()
+        if is_locked(path) is False
+    ]
+
+
+def clean(leftovers: list[Leftover], client: Any) -> list[str]:
+    """Remove containers, kill run holders, delete stale lease files; what could not be done."""
+    problems = []
+    for item in leftovers:
+        if item.kind == "container" and client is not None:
+            try:
+                client.containers.get(item.id).remove(force=True)
+            except Exception as exc:  # reported, not raised: reap the rest
+                if "No such container" not in str(exc):
+                    problems.append(f"container {item.id}: {exc}")
+        elif item.kind == "lease-file":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.id)
+    holders = [int(i.id) for i in leftovers if i.kind == "holder"]
+    for pid in holders:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in sorted(wait_exited(holders, 10.0)):
+        problems.append(f"holder {pid} survived SIGKILL")
+    return problems

@@ -1,0 +1,136 @@
+"""The generated pipeline: Buildkite's published schema, change selection, keys, retries, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from harness.ci.buildkite import Selection, generate, matches, touches
+from harness.declare.areas import load_areas
+from harness.declare.config import ProjectConfig
+from tests.conftest import ROOT, harness_cmd, harness_env
+from tests.synthetic import synthetic_project
+
+SCHEMA = json.loads((ROOT / "tests" / "data" / "buildkite-pipeline.schema.json").read_text())
+
+
+def validate(pipeline: dict) -> None:
+    jsonschema.validate(pipeline, SCHEMA)
+
+
+def all_steps(pipeline: dict) -> list[dict]:
+    return [step for group in pipeline["steps"] for step in group["steps"]]
+
+
+def test_the_pipeline_of_this_repository_validates() -> None:
+    pipeline = generate(load_areas(ROOT), ProjectConfig(), Selection(None))
+    validate(pipeline)
+    commands = [s["command"] for s in all_steps(pipeline)]
+    assert commands == [f"nox -s {p}_sampler -- --step sampler" for p in ("cpu", "cuda", "rocm")]
+
+
+def test_500_steps_with_amd_mirrors_validate(tmp_path: Path) -> None:
+    areas = load_areas(synthetic_project(tmp_path))
+    config = ProjectConfig(queues={"h100": "gpu-h100", "mi325_1": "amd-mi325", "cpu": "cpu"})
+    pipeline = generate(areas, config, Selection(None, include_optional=True))
+    validate(pipeline)
+    steps = all_steps(pipeline)
+    assert len(steps) == 1000  # a CUDA and a ROCm form of each
+    assert len({s["key"] for s in steps}) == 1000
+    rocm = [s for s in steps if s["label"].endswith("(rocm)")]
+    assert {s["agents"]["queue"] for s in rocm} == {"amd-mi325"}
+    assert rocm[0]["command"] == "nox -s rocm_area0 -- --step 'Area 0 step 0'"
+    assert rocm[0]["parallelism"] == 2 and rocm[0]["retry"]["automatic"][0] == {"exit_status": 75, "limit": 2}
+    assert not any(rule["exit_status"] == 1 for s in steps for rule in s["retry"]["automatic"])
+
+
+def test_keys_are_stable_across_runs(tmp_path: Path) -> None:
+    root = synthetic_project(tmp_path, areas=2, steps_per_area=3)
+    first = generate(load_areas(root), ProjectConfig(), Selection(None))
+    again = generate(load_areas(root), ProjectConfig(), Selection(None))
+    assert [s["key"] for s in all_steps(first)] == [s["key"] for s in all_steps(again)]
+
+
+def test_a_change_selects_only_the_steps_it_touches(tmp_path: Path) -> None:
+    areas = load_areas(synthetic_project(tmp_path, areas=3, steps_per_area=3))
+    pipeline = generate(areas, ProjectConfig(run_all=()), Selection(("tests/area1/test_2.py",)))
+    validate(pipeline)
+    commands = [s for s in all_steps(pipeline) if "command" in s]
+    running = [s["label"] for s in commands if not any(d.startswith("block-") for d in s.get("depends_on", []))]
+    assert running == ["Area 1 step 2 (cuda)", "Area 1 step 2 (rocm)"]
+    blocks = [s for s in all_steps(pipeline) if "block" in s]
+    assert len(blocks) == len(commands) - 2  # the rest wait for someone to unblock them
+
+
+def test_run_all_patterns_and_excludes() -> None:
+    assert matches("pkg/a/b.py", "pkg/a") and matches("pkg/a", "pkg/a") and not matches("pkg/ab.py", "pkg/a")
+    assert touches("pkg/area1/x.py", ["pkg/area1", "!pkg/area1/docs"])
+    assert not touches("pkg/area1/docs/x.md", ["pkg/area1", "!pkg/area1/docs"])
+    step = load_areas(ROOT)[0].steps[0]
+    assert Selection(("harness/cli.py",)).runs(step)  # listed in the sampler's dependencies
+    assert Selection(("pyproject.toml",), run_all=("pyproject.toml",)).runs(step)
+    assert not Selection(("README.md",)).runs(step)
+
+
+def test_the_cli_prints_yaml_for_a_list_of_changed_files(run_harness, tmp_path: Path) -> None:
+    changed = tmp_path / "changed.txt"
+    changed.write_text("README.md\n")
+    done = run_harness("pipeline", "--changed-files", str(changed))
+    assert done.returncode == 0, done.stderr
+    pipeline = yaml.safe_load(done.stdout)
+    validate(pipeline)
+    assert len([s for s in all_steps(pipeline) if "block" in s]) == 3
+
+
+AREA = """\
+platforms: [cpu]
+steps:
+  - label: stubborn
+    commands: ["trap '' TERM; echo started; while true; do sleep 0.1; done"]
+"""
+
+
+def test_an_agent_cancel_stops_the_container_and_writes_the_report_within_its_grace(
+    make_project, cpu_image, docker_client
+) -> None:
+    """The agent sends SIGTERM to the job's process group and SIGKILL after its grace period."""
+    root = make_project(AREA, name="agentcancel")
+    grace = 10
+    env = harness_env(BUILDKITE="true", BUILDKITE_CANCEL_GRACE_PERIOD=str(grace))
+    job = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            " ".join(harness_cmd("run", "--platform", "cpu", "--area", "agentcancel", "--root", str(root))),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    label = "gpuci.area=agentcancel"
+    deadline = time.monotonic() + 60
+    while not docker_client.containers.list(sparse=True, filters={"label": label, "status": "running"}):
+        assert time.monotonic() < deadline and job.poll() is None
+        time.sleep(0.1)
+    time.sleep(0.5)
+    cancelled = time.monotonic()
+    os.killpg(job.pid, signal.SIGTERM)
+    try:
+        job.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)  # what the agent would do; the test has failed by now
+        pytest.fail(f"the job outlived the agent's {grace}s cancel grace")
+    took = time.monotonic() - cancelled
+    report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+    assert report["outcome"] == "cancelled" and took < grace
+    assert docker_client.containers.list(all=True, sparse=True, filters={"label": label}) == []

@@ -1,0 +1,169 @@
+"""The CI-coverage lint finds each incident it exists for, and nothing else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.ci.lint import lint
+from harness.declare.areas import load_areas
+from harness.declare.config import ProjectConfig
+
+GATED_SCRIPT = """#!/bin/bash
+set -e
+MODELS="llama mistral"
+if [[ -n "${FULL:-}" ]]; then
+    MODELS="$MODELS qwen"
+elif [[ -n "${SW_ATTN:-}" ]]; then
+    MODELS="gemma2"   # moved here by a refactor: only runs when SW_ATTN is set
+fi
+for m in $MODELS; do pytest -v "tests/models/test_$m.py"; done
+"""
+
+
+def project(tmp_path: Path, steps: list[dict], files: dict[str, str], pytest_ini: str = "") -> Path:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / ".buildkite" / "test_areas").mkdir(parents=True, exist_ok=True)
+    (tmp_path / ".buildkite" / "test_areas" / "ci.yaml").write_text(yaml.safe_dump({"group": "CI", "steps": steps}))
+    if pytest_ini:
+        (tmp_path / "pytest.ini").write_text(pytest_ini)
+    return tmp_path
+
+
+def run(root: Path, config: ProjectConfig | None = None) -> list[tuple[str, str | None]]:
+    findings, _ = lint(root, load_areas(root), config or ProjectConfig())
+    return [(f.kind, f.variable or f.path) for f in findings]
+
+
+BASE_FILES = {
+    "vllm/config.py": "",
+    "vllm/engine/core.py": "",
+    "tests/engine/test_core.py": "def test_x(): pass\n",
+    "tests/models/test_llama.py": "",
+    "tests/models/test_mistral.py": "",
+    "tests/models/test_qwen.py": "",
+    "tests/models/test_gemma2.py": "",
+    "tests/run_models.sh": GATED_SCRIPT,
+}
+BASE_STEPS = [
+    {
+        "label": "Engine",
+        "commands": ["pytest -v -s tests/engine"],
+        "source_file_dependencies": ["vllm/engine"],
+    },
+    {
+        "label": "Models",
+        "commands": ["bash tests/run_models.sh"],
+        "env": {"FULL": "1", "SW_ATTN": "1"},
+        "source_file_dependencies": ["vllm/config.py", "tests/models"],
+    },
+]
+
+
+def test_a_clean_project_is_clean(tmp_path: Path) -> None:
+    assert run(project(tmp_path, BASE_STEPS, BASE_FILES)) == []
+
+
+def test_a_moved_test_file_is_a_missing_path_with_its_new_home(tmp_path: Path) -> None:
+    files = {**BASE_FILES, "tests/engine/v1/test_core.py": BASE_FILES["tests/engine/test_core.py"]}
+    del files["tests/engine/test_core.py"]
+    steps = [{**BASE_STEPS[0], "commands": ["pytest -v tests/engine/test_core.py::test_x"]}, BASE_STEPS[1]]
+    root = project(tmp_path, steps, files)
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    assert [(f.kind, f.path) for f in findings] == [
+        ("missing-path", "tests/engine/test_core.py"),
+        ("unrun-test", "tests/engine/v1/test_core.py"),  # and, moved, it runs nowhere
+    ]
+    assert findings[0].suggestion == "moved to tests/engine/v1/test_core.py?"
+    assert findings[0].file == ".buildkite/test_areas/ci.yaml" and findings[0].line == 3  # the step's line
+
+
+def test_a_config_moved_behind_an_unset_variable_is_an_unset_gate(tmp_path: Path) -> None:
+    steps = [BASE_STEPS[0], {**BASE_STEPS[1], "env": {"FULL": "1"}}]  # nobody sets SW_ATTN any more
+    assert run(project(tmp_path, steps, BASE_FILES)) == [("unset-gate", "SW_ATTN")]
+
+
+def test_a_folder_no_step_reaches_is_unrun(tmp_path: Path) -> None:
+    files = {**BASE_FILES, "tests/spec_decode/test_ngram.py": "", "tests/spec_decode/test_eagle.py": ""}
+    assert run(project(tmp_path, BASE_STEPS, files)) == [
+        ("unrun-test", "tests/spec_decode/test_eagle.py"),
+        ("unrun-test", "tests/spec_decode/test_ngram.py"),
+    ]
+
+
+def test_a_dependency_written_without_its_extension_is_dead(tmp_path: Path) -> None:
+    steps = [BASE_STEPS[0], {**BASE_STEPS[1], "source_file_dependencies": ["vllm/config", "tests/models"]}]
+    root = project(tmp_path, steps, BASE_FILES)
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    assert [(f.kind, f.path) for f in findings] == [("dead-dependency", "vllm/config")]
+    assert findings[0].suggestion == "did you mean 'vllm/config.py' (with its extension)?"
+
+
+def test_commands_resolve_as_a_shell_would(tmp_path: Path) -> None:
+    files = {
+        **BASE_FILES,
+        "tests/kernels/test_attn.py": "",
+        "tests/kernels/test_moe.py": "",
+        "tests/kernels/slow/test_big.py": "",
+        "tests/lora/test_a.py": (
+            "import os, pytest\npytestmark = pytest.mark.skipif(not os.getenv('LORA_RUN'), reason='x')\n"
+        ),
+        "tests/tools/check.py": "",
+    }
+    steps = [
+        *BASE_STEPS,
+        {
+            "label": "Kernels",
+            "working_dir": "/vllm-workspace/tests",
+            "commands": [
+                "cd kernels && python -m pytest -k 'not big' --ignore=slow .",
+                "find slow -name 'test_*.py' | xargs pytest -x",
+            ],
+        },
+        {
+            "label": "LoRA",
+            "commands": ["export LORA_RUN=1", "pytest tests/lora", "python tests/tools/check.py"],
+        },
+    ]
+    config = ProjectConfig(workspace="/vllm-workspace")
+    assert run(project(tmp_path, steps, files), config) == []
+    steps[-1]["commands"] = ["pytest tests/lora"]  # the module's skip gate is now never opened
+    assert run(project(tmp_path, steps, files), config) == [("unset-gate", "LORA_RUN")]
+
+
+def test_pytest_config_decides_what_counts_as_a_test(tmp_path: Path) -> None:
+    files = {**BASE_FILES, "tests/legacy/test_old.py": "", "tests/helpers_test.py": ""}
+    ini = "[pytest]\ntestpaths = tests\nnorecursedirs = legacy\npython_files = test_*.py\n"
+    assert run(project(tmp_path, BASE_STEPS, files, ini)) == []
+
+
+def test_the_cli_prints_json_and_honours_the_allow_list(tmp_path: Path, run_harness) -> None:
+    files = {**BASE_FILES, "tests/spec_decode/test_ngram.py": ""}
+    root = project(tmp_path, BASE_STEPS, files)
+    done = run_harness("lint", "--root", str(root), "--format", "json")
+    assert done.returncode == 1
+    (finding,) = json.loads(done.stdout)
+    assert {"kind", "file", "line", "step", "path", "variable", "message"} <= set(finding)
+    (root / ".buildkite" / "gpuci-lint-allow.yaml").write_text(
+        "- kind: unrun-test\n  path: tests/spec_decode\n  reason: runs in the nightly spec-decode pipeline\n"
+    )
+    done = run_harness("lint", "--root", str(root))
+    assert done.returncode == 0 and "clean (1 finding(s) accepted" in done.stdout
+
+
+@pytest.mark.parametrize("allow", ["- kind: unrun-test\n", "- {kind: typo, reason: x}\n"])
+def test_an_allow_entry_without_a_reason_or_kind_is_refused(tmp_path: Path, run_harness, allow: str) -> None:
+    root = project(tmp_path, BASE_STEPS, BASE_FILES)
+    (root / ".buildkite" / "gpuci-lint-allow.yaml").write_text(allow)
+    done = run_harness("lint", "--root", str(root))
+    assert done.returncode == 2 and "reason" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_this_repository_lints_clean(run_harness) -> None:
+    done = run_harness("lint")
+    assert done.returncode == 0, done.stdout

@@ -1,0 +1,97 @@
+"""Reports people look at: the table, the HTML page with pictures, the Buildkite annotation."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from harness.reports.summary import collect, table, write_html
+
+REPORT = {
+    "run_id": "20261101T000000Z-rocm_engine-aaaaaa",
+    "session": "rocm_engine",
+    "step": "engine",
+    "outcome": "passed",
+    "gpuci_exit_code": 0,
+    "started_at": 1.0,
+    "timings": {
+        "image_ensure_s": 0.01,
+        "start_s": 0.3,
+        "run_s": 40.0,
+        "exited_s": 1.2,
+        "remove_s": 0.02,
+        "vram_back_s": 2.9,
+        "total_s": 44.4,
+    },
+    "budget": {"seconds": 4.0, "stop_seconds": 4.1, "margin_seconds": -0.1},
+    "tests": [
+        {"test": "tests/engine/test_dp.py::test_four_servers", "phase": "shutdown-many", "seconds": 5.5, "budget": 4.0},
+        {"test": "tests/engine/test_dp.py::test_one", "phase": "shutdown", "seconds": 0.8, "budget": 4.0},
+        {"test": "tests/engine/test_dp.py::test_one", "phase": "call", "seconds": 12.0},
+    ],
+}
+
+
+def write_runs(tmp_path: Path, count: int) -> Path:
+    for i in range(count):
+        report = json.loads(json.dumps(REPORT))
+        report["run_id"] = f"2026110{i}T000000Z-rocm_engine-{i:06d}"
+        report["started_at"] = float(i)
+        report["tests"][0]["seconds"] = 3.0 + i  # creeping up, night after night
+        (tmp_path / "runs" / report["run_id"]).mkdir(parents=True)
+        (tmp_path / "runs" / report["run_id"] / "report.json").write_text(json.dumps(report))
+    return tmp_path / "runs"
+
+
+def test_the_table_lists_runs_and_the_slowest_tests_first(tmp_path: Path) -> None:
+    reports = collect([write_runs(tmp_path, 3)])
+    text = table(reports)
+    assert [line.split()[0] for line in text.splitlines()[1:4]] == [r["run_id"] for r in reports]
+    slow = text.split("slowest tests")[1].splitlines()[1]
+    assert "5.000s" in slow and "shutdown-many" in slow and "test_four_servers" in slow
+    assert "call" not in text.split("slowest tests")[1]
+
+
+def test_the_html_page_has_each_timeline_and_the_trend(tmp_path: Path) -> None:
+    reports = collect([write_runs(tmp_path, 3)])
+    page = write_html(reports, tmp_path / "html" / "index.html")
+    text = page.read_text()
+    pictures = sorted((tmp_path / "html" / "pictures").iterdir())
+    assert len(pictures) == 8  # 3 timelines and the trend, each as SVG and PNG
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures if p.suffix == ".png")
+    assert text.count("<img") == 4 and "pictures/trend.svg" in text
+    svg = (tmp_path / "html" / "pictures" / f"timeline-{reports[-1]['run_id']}.svg").read_text()
+    assert "over budget" in svg  # the slow teardown is labelled on the picture
+
+
+def test_report_cli_and_buildkite_annotation(make_project, run_harness, tmp_path: Path, sim_gpus) -> None:
+    """In a Buildkite job: an annotation per session and the run folder uploaded (agent stand-in)."""
+    agent_dir = tmp_path / "bin"
+    agent_dir.mkdir()
+    calls = tmp_path / "agent-calls.txt"
+    (agent_dir / "buildkite-agent").write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncat > /dev/null\n')
+    (agent_dir / "buildkite-agent").chmod(0o755)
+    root = make_project("platforms: [cpu]\nsteps:\n  - label: ok\n    commands: ['true']\n", name="bk")
+    env = {"BUILDKITE": "true", "PATH": f"{agent_dir}:{os.environ['PATH']}", "GPUCI_SIM_GPUS": str(sim_gpus)}
+    done = run_harness("run", "--platform", "cpu", "--area", "bk", "--root", str(root), "--no-container", **env)
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert any(line.startswith("annotate --context cpu_bk --style success") for line in lines)
+    assert any(line.startswith("artifact upload") for line in lines)
+    report = run_harness("report", str(root / ".gpuci" / "runs"), "--html", str(tmp_path / "r" / "index.html"))
+    assert report.returncode == 0 and "cpu_bk" in report.stdout and (tmp_path / "r" / "index.html").exists()
+    no_agent = run_harness(
+        "run",
+        "--platform",
+        "cpu",
+        "--area",
+        "bk",
+        "--root",
+        str(root),
+        "--no-container",
+        BUILDKITE="true",
+        PATH="/usr/bin:/bin",
+        GPUCI_SIM_GPUS=str(sim_gpus),
+    )
+    assert no_agent.stderr.count("buildkite-agent is not on PATH") == 1

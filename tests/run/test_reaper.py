@@ -1,0 +1,94 @@
+"""What crashed runs leave behind, found and cleaned up: a supervisor SIGKILLed mid-run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+from harness.gpu.vram import sim
+from tests.conftest import harness_cmd, harness_env
+
+AREA = """\
+platforms: [cpu]
+steps:
+  - label: hold
+    commands: ["python3 misbehave.py hold"]
+"""
+
+
+def start_and_kill_supervisor(root, sim_gpus, docker_client, *extra: str) -> str:
+    """Start a run, wait until its workload holds memory, SIGKILL the supervisor; its run id."""
+    env = harness_env(GPUCI_SIM_GPUS=str(sim_gpus))
+    proc = subprocess.Popen(
+        harness_cmd("run", "--platform", "cpu", "--area", "reap", "--root", str(root), *extra),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert "holds" in proc.stdout.readline()  # type: ignore[union-attr]
+    runs = sorted((root / ".gpuci" / "runs").glob("*-cpu_reap-*"))
+    proc.send_signal(signal.SIGKILL)  # no teardown, no report: a crashed supervisor
+    proc.wait()
+    return runs[-1].name
+
+
+def test_reap_removes_the_container_of_a_killed_supervisor(
+    make_project, sim_gpus, cpu_image, docker_client, run_harness
+) -> None:
+    root = make_project(AREA, name="reap")
+    run_id = start_and_kill_supervisor(root, sim_gpus, docker_client)
+    label = {"label": f"gpuci.run-id={run_id}"}
+    assert docker_client.containers.list(sparse=True, filters=label)  # left running
+    listed = run_harness("reap", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    assert listed.returncode == 0 and "container" in listed.stdout and run_id in listed.stdout
+    assert docker_client.containers.list(sparse=True, filters=label)  # listing alone touches nothing
+    done = run_harness("reap", "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    assert done.returncode == 0, done.stderr
+    assert docker_client.containers.list(all=True, sparse=True, filters=label) == []
+    backend = sim.SimBackend(sim_gpus)
+    assert backend.used_bytes(backend.devices()[0]) == 0
+
+
+def test_reap_kills_a_dead_runs_gpu_holder_and_spares_foreign_ones(make_project, sim_gpus, run_harness) -> None:
+    root = make_project(AREA, name="reap")
+    run_id = start_and_kill_supervisor(root, sim_gpus, None, "--no-container")
+    foreign = subprocess.Popen(
+        harness_cmd("simgpu", "hold", "1GiB", "--device", "1"),
+        env=harness_env(GPUCI_SIM_GPUS=str(sim_gpus)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "holding" in foreign.stdout.readline()  # type: ignore[union-attr]
+        done = run_harness("reap", "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+        assert done.returncode == 0, done.stderr
+        assert f"(run {run_id})" in done.stdout and "foreign-holder" in done.stdout
+        backend = sim.SimBackend(sim_gpus)
+        devices = backend.devices()
+        assert backend.used_bytes(devices[0]) == 0  # the dead run's holder is gone
+        assert backend.used_bytes(devices[1]) == 1 << 30 and foreign.poll() is None  # not ours: spared
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+def test_a_new_run_removes_its_sessions_crashed_container_first(
+    make_project, sim_gpus, cpu_image, docker_client, run_harness
+) -> None:
+    root = make_project(AREA + "    timeout_in_minutes: 1\n", name="reap")
+    crashed = start_and_kill_supervisor(root, sim_gpus, docker_client)
+    done = run_harness(
+        "run",
+        "--platform",
+        "cpu",
+        "--area",
+        "reap",
+        "--root",
+        str(root),
+        "--timeout",
+        "1",
+        GPUCI_SIM_GPUS=str(sim_gpus),
+    )
+    assert "crashed runs of this session left behind" in done.stderr
+    assert docker_client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={crashed}"}) == []
