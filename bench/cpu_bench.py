@@ -21,9 +21,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import images  # noqa: E402
 from harness.gpu.vram import sim  # noqa: E402
+from harness.images.build import ensure  # noqa: E402
 from harness.images.engine import connect  # noqa: E402
+from harness.images.recipe import recipe_for  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
 from harness.run.supervisor import VramWatch, supervise  # noqa: E402
@@ -149,12 +150,12 @@ def nox_session_overhead(tag: str, env: dict[str, str], directory: Path) -> dict
 
 def noop_ensure() -> dict[str, Any]:
     client = connect()
-    recipe = images.recipe_for(ROOT, "cpu")
-    images.ensure(client, recipe, ROOT)
+    recipe = recipe_for(ROOT, "cpu")
+    ensure(client, recipe, ROOT)
     builds = 0
     samples = []
     for _ in range(REPEATS):
-        result = images.ensure(client, recipe, ROOT)
+        result = ensure(client, recipe, ROOT)
         builds += result.built
         samples.append(result.seconds)
     return {"median_s": round(statistics.median(samples), 5), "build_calls": builds, "goal_s": 0.2}
@@ -288,7 +289,7 @@ def main() -> None:
         directory = Path(simdir)
         sim.init(directory, count=1, total_bytes=16 * 1024**3)
         env = {**os.environ, "PYTHONPATH": str(ROOT), sim.ENV: str(directory)}
-        tag = images.ensure(connect(), images.recipe_for(ROOT, "cpu"), ROOT).tag
+        tag = ensure(connect(), recipe_for(ROOT, "cpu"), ROOT).tag
         results = {
             "machine": {
                 "host": platform.node(),

@@ -153,7 +153,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace, platform: str, **extra: object):  # type: ignore[no-untyped-def]
-    from harness.run.runs import RunOptions
+    from harness.run.options import RunOptions
 
     return RunOptions(
         root=args.root.resolve(),
@@ -169,7 +169,7 @@ def _options(args: argparse.Namespace, platform: str, **extra: object):  # type:
 
 def _run(args: argparse.Namespace) -> int:
     from harness.declare.config import load_config
-    from harness.run.runs import execute_step
+    from harness.run.step import execute_step
 
     config = load_config(args.root.resolve()).with_flags(
         workspace=args.workspace, default_working_dir=args.default_working_dir
@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    from harness.run.runs import execute_command
+    from harness.run.command import execute_command
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
@@ -204,8 +204,9 @@ def _supervise(args: argparse.Namespace) -> int:
 
 def _image(args: argparse.Namespace) -> int:
     from harness.images import airgap
-    from harness.images import build as images
+    from harness.images.build import ensure
     from harness.images.engine import connect
+    from harness.images.recipe import recipe_for
 
     if args.image_command == "bootstrap":
         if args.make_tarball:
@@ -215,11 +216,11 @@ def _image(args: argparse.Namespace) -> int:
         recipe = airgap.BaseRecipe(ca_bundle=args.ca_bundle)
         print(airgap.bootstrap_base(connect(), recipe, args.mirror, args.from_tarball))
         return 0
-    recipe = images.recipe_for(args.root.resolve(), args.platform, args.base_image, args.ca_bundle)
+    recipe = recipe_for(args.root.resolve(), args.platform, args.base_image, args.ca_bundle)
     if args.image_command == "tag":
         print(recipe.tag)
         return 0
-    ensured = images.ensure(connect(), recipe, args.root.resolve())
+    ensured = ensure(connect(), recipe, args.root.resolve())
     print(ensured.tag)
     return 0
 
@@ -297,9 +298,10 @@ def _reap(args: argparse.Namespace) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from harness.ci import buildkite, lint
+    from harness.ci import lint
     from harness.declare.areas import load_areas
     from harness.declare.config import load_config
+    from harness.reports.annotate import annotate
 
     root = args.root.resolve()
     config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
@@ -307,7 +309,7 @@ def _lint(args: argparse.Namespace) -> int:
     sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
     if findings:
         body = "**gpuci lint**: CI does not run everything it should\n\n```\n" + lint.as_text(findings, allowed) + "```"
-        buildkite.annotate(body, "gpuci-lint", "error")
+        annotate(body, "gpuci-lint", "error")
     return int(ExitCode.TESTS_FAILED) if findings else 0
 
 

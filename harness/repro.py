@@ -94,11 +94,11 @@ def differences(report: dict[str, Any]) -> list[str]:
 
 def check_image(tree: Path, report: dict[str, Any]) -> str | None:
     """The recorded base image; refuses when the recipe at the commit hashes differently."""
-    from harness.images import build as images
+    from harness.images.recipe import recipe_for
 
     recorded = report["image"]
     base = recorded.get("base_image")
-    recipe = images.recipe_for(tree, report["platform"], base_image=base or None)
+    recipe = recipe_for(tree, report["platform"], base_image=base or None)
     if recipe.content_hash() != recorded.get("content_hash"):
         raise UsageError(
             f"the image recipe at commit {report['git']['commit'][:12]} "
@@ -112,7 +112,8 @@ def check_image(tree: Path, report: dict[str, Any]) -> str | None:
 def repro(
     root: Path, source: str, pass_env: tuple[str, ...], allow_dirty: bool, shell: bool, echo: bool = True
 ) -> ExitCode:
-    from harness.run.runs import RunOptions, execute_step
+    from harness.run.options import RunOptions
+    from harness.run.step import execute_step
 
     report = load_report(source)
     tree = worktree(root, report, allow_dirty)

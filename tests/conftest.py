@@ -29,9 +29,10 @@ def docker_client() -> Any:
 
 @pytest.fixture(scope="session")
 def cpu_image(docker_client: Any) -> Any:
-    from harness.images import build as images
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
 
-    return images.ensure(docker_client, images.recipe_for(ROOT, "cpu"), ROOT)
+    return ensure(docker_client, recipe_for(ROOT, "cpu"), ROOT)
 
 
 @pytest.fixture

@@ -180,22 +180,3 @@ def to_yaml(pipeline: dict[str, Any]) -> str:
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return yaml.dump(pipeline, Dumper=dumper, sort_keys=False, width=120)
-
-
-def annotate(body: str, context: str, style: str) -> bool:
-    """A Buildkite annotation, when running in a job with the agent at hand; False otherwise."""
-    import os
-    import shutil
-
-    agent = shutil.which("buildkite-agent")
-    if os.environ.get("BUILDKITE") != "true" or agent is None:
-        return False
-    done = subprocess.run(
-        [agent, "annotate", "--context", context, "--style", style],
-        input=body,
-        text=True,
-        capture_output=True,
-    )
-    if done.returncode != 0:
-        say(f"buildkite-agent annotate failed: {done.stderr.strip()[:200]}")
-    return done.returncode == 0

@@ -110,6 +110,6 @@ def on_buildkite(report: dict[str, Any], directory: Path) -> None:
     text = f"**{report.get('session')}** · {report.get('step')} · {report.get('outcome')}\n\n```\n{table([report])}```"
     if picture:
         text += f'\n<img src="artifact://{os.path.relpath(picture)}" alt="timeline">\n'
-    from harness.ci.buildkite import annotate
+    from harness.reports.annotate import annotate
 
     annotate(text, str(report.get("session", "gpuci")), style)

@@ -1,0 +1,123 @@
+"""The checks: each step resolved against the tree, then what no step reaches or sets."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from pathlib import Path
+
+from harness.ci.lint.allow import load_allowed
+from harness.ci.lint.findings import Finding, dedupe
+from harness.ci.lint.gates import AMBIENT, python_gates, shell_gates
+from harness.ci.lint.resolver import Resolver
+from harness.ci.lint.tree import PytestConfig, Tree
+from harness.declare.areas import Area, Step
+from harness.declare.config import ProjectConfig
+
+
+def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Finding], int]:
+    """Every finding not on the allow-list, and how many the allow-list accepted."""
+    root = Path(root)
+    tree = Tree.scan(root)
+    resolver = Resolver(root, tree, config)
+    findings: list[Finding] = []
+    reached: set[str] = set()
+    gates_checked: dict[str, list[tuple[Area, Step, set[str]]]] = {}
+    for area in areas:
+        rel = _rel(root, area.path)
+        for base in area.steps:
+            forms = {id(f): f for f in (base.on(p) for p in base.platforms)}.values()
+            for step in forms:
+                reach = resolver.step(step)
+                for path, written in dict.fromkeys(reach.missing):
+                    home = tree.likely_home(path)
+                    findings.append(
+                        Finding(
+                            "missing-path",
+                            rel,
+                            step.line,
+                            step.label,
+                            f"{written!r} (resolved to {path or '.'}) does not exist",
+                            path=path,
+                            suggestion=f"moved to {home}?" if home else None,
+                        )
+                    )
+                reached |= reach.files
+                for ran in {t for t, _ in reach.targets} | set(reach.scripts):
+                    for path in tree.under(ran):
+                        gates_checked.setdefault(path, []).append((area, step, reach.env))
+            findings.extend(_dead_dependencies(tree, rel, base))
+    pytest_config = PytestConfig.read(root)
+    for path in pytest_config.test_files(tree):
+        if path not in reached:
+            findings.append(
+                Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
+            )
+    findings.extend(_unset_gates(root, gates_checked))
+    allowed = load_allowed(root)
+    kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
+    return dedupe(kept), len(findings) - len(kept)
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _dead_dependencies(tree: Tree, rel: str, step: Step) -> Iterable[Finding]:
+    deps = list(step.source_file_dependencies)
+    for platform in step.platforms:
+        deps += [d for d in step.on(platform).source_file_dependencies if d not in deps]
+    for entry in deps:
+        path = entry.lstrip("!").strip().strip("/")
+        if any(c in path for c in "*?[") or tree.exists(path):
+            continue
+        hint = next(
+            (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
+            None,
+        )
+        home = hint or tree.likely_home(path)
+        yield Finding(
+            "dead-dependency",
+            rel,
+            step.line,
+            step.label,
+            f"source_file_dependencies entry {entry!r} matches no file, so no change ever triggers this step",
+            path=path,
+            suggestion=(
+                f"did you mean {hint!r} (with its extension)?" if hint else f"moved to {home}?" if home else None
+            ),
+        )
+
+
+def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]]) -> Iterable[Finding]:
+    for path, steps in sorted(runs.items()):
+        if path.endswith(".sh"):
+            gates = shell_gates(_read(root / path))
+        elif path.endswith(".py") and posixpath.basename(path).startswith(("test_", "conftest")):
+            gates = python_gates(_read(root / path))
+        else:
+            continue
+        for variable in sorted(g for g in gates if not AMBIENT.match(g)):
+            if any(variable in env for _, _, env in steps):
+                continue
+            area, step, _ = steps[0]
+            yield Finding(
+                "unset-gate",
+                _rel(root, area.path),
+                step.line,
+                step.label,
+                f"{path} runs tests only when {variable} is set, and no step that runs it sets {variable}",
+                path=path,
+                variable=variable,
+                suggestion=f"add a step (or env: {{{variable}: ...}}) that runs {path} with {variable} set",
+            )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,46 @@
+"""What the lint reports: a finding's kind, place and message, as text or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ALLOW_FILE = Path(".buildkite") / "gpuci-lint-allow.yaml"
+KINDS = ("missing-path", "unrun-test", "unset-gate", "dead-dependency")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    file: str
+    line: int
+    step: str
+    message: str
+    path: str | None = None
+    variable: str | None = None
+    suggestion: str | None = None
+
+
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: dict[tuple[object, ...], Finding] = {}
+    for f in findings:
+        seen.setdefault((f.kind, f.file, f.step, f.path, f.variable), f)
+    return sorted(seen.values(), key=lambda f: (f.kind, f.file, f.line, f.path or "", f.variable or ""))
+
+
+def as_text(findings: list[Finding], allowed: int) -> str:
+    if not findings:
+        return f"gpuci lint: clean ({allowed} finding(s) accepted by {ALLOW_FILE})\n"
+    lines = []
+    for f in findings:
+        where = f"{f.file}:{f.line}" if f.line else f.file
+        step = f" [{f.step}]" if f.step else ""
+        hint = f" — {f.suggestion}" if f.suggestion else ""
+        lines.append(f"{where}{step} {f.kind}: {f.message}{hint}")
+    lines.append(f"gpuci lint: {len(findings)} finding(s); accept one on purpose in {ALLOW_FILE} with a reason")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(findings: list[Finding]) -> str:
+    return json.dumps([asdict(f) for f in findings], indent=2) + "\n"

@@ -1,0 +1,234 @@
+"""Step commands resolved as a shell would run them: `cd`, `&&`, `VAR=x`, pytest targets, scripts."""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.ci.lint.tree import Tree
+from harness.declare.areas import Step
+from harness.declare.config import ProjectConfig
+
+PYTEST_VALUE_OPTS = {
+    "-k",
+    "-m",
+    "-c",
+    "-p",
+    "-o",
+    "-n",
+    "-W",
+    "--ignore",
+    "--ignore-glob",
+    "--deselect",
+    "--rootdir",
+    "--junitxml",
+    "--durations",
+    "--maxfail",
+    "--timeout",
+    "--dist",
+    "--confcutdir",
+    "--basetemp",
+    "--log-level",
+    "--tb",
+    "-r",
+    "--import-mode",
+}
+
+
+@dataclass
+class Reach:
+    """What a step's commands reach: pytest targets, ignores, scripts, and variables they set."""
+
+    targets: list[tuple[str, str]] = field(default_factory=list)  # (path, as written)
+    # Files some pytest invocation reaches: under its targets and not under its own --ignore.
+    files: set[str] = field(default_factory=set)
+    scripts: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (resolved path, as written)
+    env: set[str] = field(default_factory=set)
+
+
+def _split_commands(line: str) -> list[list[str]]:
+    """A shell line as simple commands; `|`, `&&`, `||`, `;` and parentheses separate them."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    commands: list[list[str]] = [[]]
+    try:
+        for token in lexer:
+            if token and set(token) <= set(";&|()"):
+                commands.append([])
+            else:
+                commands[-1].append(token)
+    except ValueError:  # unbalanced quotes: take what parsed
+        pass
+    return [c for c in commands if c]
+
+
+class Resolver:
+    def __init__(self, root: Path, tree: Tree, config: ProjectConfig) -> None:
+        self.root, self.tree, self.config = root, tree, config
+
+    def to_repo(self, cwd: str, path: str) -> str | None:
+        """A path as the shell in `cwd` sees it, relative to the checkout; None when outside it."""
+        workspace = self.config.workspace.rstrip("/")
+        if path.startswith("/"):
+            if path != workspace and not path.startswith(workspace + "/"):
+                return None
+            joined = path[len(workspace) :].lstrip("/")
+        else:
+            joined = posixpath.join(cwd, path)
+        normal = posixpath.normpath(joined)
+        return None if normal.startswith("..") else ("" if normal == "." else normal)
+
+    def step(self, step: Step) -> Reach:
+        reach = Reach(env=set(step.env))
+        cwd = self.to_repo("", step.working_dir or self.config.working_dir) or ""
+        env = dict(step.env)
+        for line in step.commands:  # one script on the agent: `cd` and `export` carry to later lines
+            cwd = self._line(line, cwd, env, reach, depth=0)
+        return reach
+
+    def _line(self, line: str, cwd: str, env: dict[str, str], reach: Reach, depth: int) -> str:
+        commands = _split_commands(line)
+        for i, words in enumerate(commands):
+            while words and words[0] in (
+                "do",
+                "then",
+                "else",
+                "elif",
+                "if",
+                "while",
+                "until",
+                "!",
+                "{",
+                "time",
+            ):
+                words.pop(0)  # shell keywords before a command: `for …; do pytest …`
+            while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):  # VAR=x cmd
+                name, _, value = words.pop(0).partition("=")
+                env[name] = value
+                reach.env.add(name)
+            if not words:
+                continue
+            head = posixpath.basename(words[0])
+            if head == "cd" and len(words) > 1:
+                cwd = self.to_repo(cwd, self._expand(words[1], env)) or cwd
+            elif head == "export":
+                for word in words[1:]:
+                    name, _, value = word.partition("=")
+                    env[name] = value
+                    reach.env.add(name)
+            elif head == "pytest" or (head.startswith("python") and words[1:3] == ["-m", "pytest"]):
+                args = words[1:] if head == "pytest" else words[3:]
+                self._pytest(args, cwd, env, reach)
+            elif head == "xargs" and "pytest" in words and i > 0 and commands[i - 1][:1] == ["find"]:
+                self._find_xargs(commands[i - 1], words[words.index("pytest") + 1 :], cwd, env, reach)
+            elif head in ("bash", "sh") and len(words) > 1 and not words[1].startswith("-"):
+                self._script(words[1], cwd, env, reach, depth)
+            elif head.startswith("python") and len(words) > 1 and words[1].endswith(".py"):
+                self._path(words[1], cwd, env, reach, script=True)
+            elif words[0].startswith("./") and words[0].endswith(".sh"):
+                self._script(words[0], cwd, env, reach, depth)
+        return cwd
+
+    def _expand(self, word: str, env: dict[str, str]) -> str:
+        return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), m.group(0)), word)
+
+    def _path(self, written: str, cwd: str, env: dict[str, str], reach: Reach, script: bool = False) -> str | None:
+        expanded = self._expand(written, env)
+        if "$" in expanded or any(c in expanded for c in "*?["):
+            return None  # not resolvable statically; not judged
+        path = self.to_repo(cwd, expanded)
+        if path is None:
+            return None
+        if not self.tree.exists(path):
+            reach.missing.append((path, written))
+            return None
+        if script:
+            reach.scripts.append(path)
+        return path
+
+    def _pytest(self, args: list[str], cwd: str, env: dict[str, str], reach: Reach) -> None:
+        before = len(reach.targets)
+        ignores: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            option, _, inline = arg.partition("=")
+            if option in ("--ignore", "--deselect") or (arg.startswith("--ignore=") or arg.startswith("--deselect=")):
+                value = inline if inline else (args[i + 1] if i + 1 < len(args) else "")
+                i += 1 if inline else 2
+                path = self._path(value.split("::")[0], cwd, env, reach)
+                if path is not None and option == "--ignore":
+                    ignores.append(path)
+                continue
+            if arg in PYTEST_VALUE_OPTS:
+                i += 2
+                continue
+            if not arg.startswith("-"):
+                path = self._path(arg.split("::")[0], cwd, env, reach)
+                if path is not None:
+                    reach.targets.append((path, arg))
+                else:
+                    reach.targets.extend((m, arg) for m in self._pattern(arg.split("::")[0], cwd, env))
+            i += 1
+        if len(reach.targets) == before and not any(not a.startswith("-") for a in args):
+            reach.targets.append((cwd, "."))  # bare `pytest`: the current directory
+        skipped = {f for ignore in ignores for f in self.tree.under(ignore)}
+        for target, _ in reach.targets[before:]:
+            reach.files.update(f for f in self.tree.under(target) if f not in skipped)
+
+    def _pattern(self, written: str, cwd: str, env: dict[str, str]) -> list[str]:
+        """A target with a variable no one can know here (`test_$m.py` in a loop) or a glob: every
+        file it could name counts as reached, so the lint never calls a maybe-run test unrun."""
+        expanded = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", "*", self._expand(written, env))
+        if "*" not in expanded and "?" not in expanded and "[" not in expanded:
+            return []
+        pattern = self.to_repo(cwd, expanded)
+        if pattern is None:
+            return []
+        static = re.split(r"[*?\[]", pattern)[0].rsplit("/", 1)[0] if "/" in pattern else ""
+        return [f for f in self.tree.under(static) if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(f, pattern + "/*")]
+
+    def _find_xargs(self, find: list[str], rest: list[str], cwd: str, env: dict[str, str], reach: Reach) -> None:
+        starts = [w for w in find[1:] if not w.startswith("-")][:1] or ["."]
+        pattern = find[find.index("-name") + 1] if "-name" in find and find.index("-name") + 1 < len(find) else "*"
+        base = self._path(starts[0], cwd, env, reach)
+        if base is None:
+            return
+        for path in self.tree.under(base):
+            if fnmatch.fnmatch(posixpath.basename(path), pattern):
+                reach.targets.append((path, f"find {starts[0]} -name {pattern}"))
+                reach.files.add(path)
+
+    def _script(self, written: str, cwd: str, env: dict[str, str], reach: Reach, depth: int) -> None:
+        path = self._path(written, cwd, env, reach, script=True)
+        if path is None or depth > 3:
+            return
+        try:
+            text = (self.root / path).read_text(errors="replace")
+        except OSError:
+            return
+        script_cwd = cwd
+        for line in _logical_lines(text):
+            script_cwd = self._line(line, script_cwd, env, reach, depth + 1)
+
+
+def _logical_lines(text: str) -> Iterator[str]:
+    """Script lines with backslash continuations joined; comments and control keywords dropped."""
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = (pending + line).strip()
+        pending = ""
+        line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", line)
+        if line and not line.startswith("#"):
+            yield line

@@ -1,0 +1,171 @@
+"""The project's files as the lint sees them: git's file list, folders, and what pytest collects."""
+
+from __future__ import annotations
+
+import bisect
+import fnmatch
+import os
+import posixpath
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SKIP_DIRS = {".git", ".nox", ".gpuci", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
+
+
+@dataclass
+class Tree:
+    """The repository's files, as sorted relative POSIX paths, with lookups lint needs."""
+
+    files: list[str]
+    dirs: set[str] = field(default_factory=set)
+    by_name: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def scan(cls, root: Path) -> Tree:
+        files = _git_files(root)
+        if files is None:
+            files = []
+            for directory, subdirs, names in os.walk(root):
+                subdirs[:] = [d for d in subdirs if d not in SKIP_DIRS]
+                rel = os.path.relpath(directory, root)
+                files.extend(n if rel == "." else f"{rel}/{n}" for n in names)
+        files.sort()
+        tree = cls(files)
+        for path in files:
+            parent = posixpath.dirname(path)
+            while parent and parent not in tree.dirs:
+                tree.dirs.add(parent)
+                parent = posixpath.dirname(parent)
+            tree.by_name.setdefault(posixpath.basename(path), []).append(path)
+        for directory in tree.dirs:
+            tree.by_name.setdefault(posixpath.basename(directory), []).append(directory)
+        return tree
+
+    def exists(self, path: str) -> bool:
+        return path in ("", ".") or path in self.dirs or self._has_file(path)
+
+    def _has_file(self, path: str) -> bool:
+        i = bisect.bisect_left(self.files, path)
+        return i < len(self.files) and self.files[i] == path
+
+    def under(self, path: str) -> Iterator[str]:
+        """Files equal to `path` or inside it (a path-component prefix)."""
+        if path in ("", "."):
+            yield from self.files
+            return
+        if self._has_file(path):
+            yield path
+        prefix = path.rstrip("/") + "/"
+        i = bisect.bisect_left(self.files, prefix)
+        while i < len(self.files) and self.files[i].startswith(prefix):
+            yield self.files[i]
+            i += 1
+
+    def likely_home(self, missing: str) -> str | None:
+        """Where a moved file or folder probably went: the same name elsewhere in the tree."""
+        candidates = self.by_name.get(posixpath.basename(missing.rstrip("/")), [])
+        if not candidates:
+            return None
+        # The candidate sharing the longest tail of path components with the missing path wins.
+        parts = missing.strip("/").split("/")
+
+        def shared_tail(candidate: str) -> int:
+            other = candidate.split("/")
+            n = 0
+            while n < min(len(parts), len(other)) and parts[-1 - n] == other[-1 - n]:
+                n += 1
+            return n
+
+        return max(sorted(candidates), key=shared_tail)
+
+
+def _git_files(root: Path) -> list[str] | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-prefix"], capture_output=True, text=True)
+    prefix = inside.stdout.strip()
+    names = [n for n in done.stdout.decode().split("\0") if n]
+    return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
+
+
+@dataclass(frozen=True)
+class PytestConfig:
+    testpaths: tuple[str, ...] = ()
+    python_files: tuple[str, ...] = ("test_*.py", "*_test.py")
+    norecursedirs: tuple[str, ...] = (
+        "*.egg",
+        ".*",
+        "_darcs",
+        "build",
+        "CVS",
+        "dist",
+        "node_modules",
+        "venv",
+        "{arch}",
+    )
+
+    @classmethod
+    def read(cls, root: Path) -> PytestConfig:
+        from harness.declare.config import tomllib
+
+        ini: dict[str, object] = {}
+        pyproject = root / "pyproject.toml"
+        if pyproject.exists():
+            try:
+                ini = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {}).get("ini_options", {})
+            except tomllib.TOMLDecodeError:
+                ini = {}
+        for name in ("pytest.ini", "tox.ini", "setup.cfg"):
+            if (root / name).exists() and not ini:
+                import configparser
+
+                parser = configparser.ConfigParser()
+                parser.read(root / name)
+                section = "pytest" if name == "pytest.ini" or parser.has_section("pytest") else "tool:pytest"
+                if parser.has_section(section):
+                    ini = {k: v.split() for k, v in parser.items(section)}
+        base = cls()
+
+        def words(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            value = ini.get(key)
+            if value is None:
+                return default
+            return tuple(value.split() if isinstance(value, str) else value)  # type: ignore[union-attr]
+
+        return cls(
+            words("testpaths", ()),
+            words("python_files", base.python_files),
+            words("norecursedirs", base.norecursedirs),
+        )
+
+    def test_files(self, tree: Tree) -> list[str]:
+        roots = self.testpaths or ("",)
+        found = []
+        for path in (p for r in roots for p in tree.under(r)):
+            name = posixpath.basename(path)
+            if not any(fnmatch.fnmatch(name, pattern) for pattern in self.python_files):
+                continue
+            if self._excluded(path):
+                continue
+            found.append(path)
+        return sorted(set(found))
+
+    def _excluded(self, path: str) -> bool:
+        parts = path.split("/")[:-1]
+        for i, part in enumerate(parts):
+            if part in SKIP_DIRS:
+                return True
+            for pattern in self.norecursedirs:
+                if fnmatch.fnmatch(part, pattern) or ("/" in pattern and "/".join(parts[: i + 1]) == pattern):
+                    return True
+        return False

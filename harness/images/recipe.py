@@ -1,0 +1,67 @@
+"""Content-addressed images: the tag is a hash of the recipe, and a build happens only when it is missing.
+
+The hash covers the Dockerfile, its build args and the files it copies (the pinned
+requirements and the extra CA bundle; the wheels are fixed by those pins). The same recipe
+gives the same tag on a laptop and on a CI agent, so a failure reproduces in the same image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.declare.platforms import get_platform
+from harness.errors import UsageError
+from harness.images.airgap import BaseRecipe
+
+CONTAINERS_DIR = Path("containers")
+REQUIREMENTS = CONTAINERS_DIR / "requirements.txt"
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    platform: str
+    dockerfile: Path
+    requirements: Path
+    build_args: dict[str, str] = field(default_factory=dict)
+    ca_bundle: Path | None = None
+
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for name, data in (
+            ("Dockerfile", self.dockerfile.read_bytes()),
+            ("requirements.txt", self.requirements.read_bytes()),
+            ("extra-ca.crt", self.ca_bundle.read_bytes() if self.ca_bundle else b""),
+        ):
+            digest.update(f"{name}\0{len(data)}\0".encode() + data)
+        for key in sorted(self.build_args):
+            digest.update(f"arg\0{key}={self.build_args[key]}\0".encode())
+        return digest.hexdigest()
+
+    @property
+    def tag(self) -> str:
+        return f"gpuci/{self.platform}:{self.content_hash()[:16]}"
+
+    @property
+    def local_base(self) -> str | None:
+        """The gpuci base image this recipe builds on, when it is one (made, not pulled)."""
+        base = self.build_args.get("BASE_IMAGE", "")
+        return base if base.startswith(BaseRecipe().tag.split(":")[0] + ":") else None
+
+
+def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bundle: Path | None = None) -> ImageRecipe:
+    """The recipe of a platform's image. With no base image named, cpu builds on the local
+    Debian base (no registry needed) and cuda/rocm on the vendors' images (their Dockerfile
+    defaults); GPUCI_BASE_IMAGE or --base-image overrides, e.g. `local` for the Debian base."""
+    dockerfile = Path(root) / CONTAINERS_DIR / get_platform(platform).recipe / "Dockerfile"
+    if not dockerfile.is_file():
+        raise UsageError(f"{dockerfile} is missing: each platform's image recipe lives there.")
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise UsageError(f"CA bundle {ca_bundle} does not exist; pass a PEM file with --ca-bundle.")
+    base_image = base_image or os.environ.get("GPUCI_BASE_IMAGE") or ("local" if platform == "cpu" else None)
+    args = {}
+    if base_image:
+        args["BASE_IMAGE"] = BaseRecipe(ca_bundle=ca_bundle).tag if base_image == "local" else base_image
+    return ImageRecipe(platform, dockerfile, Path(root) / REQUIREMENTS, args, ca_bundle)

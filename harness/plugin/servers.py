@@ -1,0 +1,128 @@
+"""Test servers: own process group, a ready check, torn down as a tree with one VRAM wait."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.gpu.vram.base import Device, VramBackend
+from harness.gpu.vram.release import take_baseline, wait_for_release
+from harness.plugin.state import PluginState
+from harness.run.teardown import Baseline, shutdown_many, terminate_tree
+
+
+def ready_check(check: Callable[[], bool] | str | None) -> Callable[[], bool]:
+    if check is None:
+        return lambda: True
+    if callable(check):
+        return check
+    url = check
+
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(200 <= response.status < 500)
+        except OSError:
+            return False
+
+    return probe
+
+
+class ServerProcess:
+    """A test server: own process group, a ready check, tree teardown and a VRAM wait on exit."""
+
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        ready: Callable[[], bool] | str | None = None,
+        ready_timeout: float = 300.0,
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+        grace: float = 10.0,
+        backend: VramBackend | None = None,
+        devices: list[Device] | None = None,
+        vram_timeout: float = 60.0,
+    ) -> None:
+        self.command, self.env, self.cwd = command, env, cwd
+        self.ready_check, self.ready_timeout, self.grace = ready_check(ready), ready_timeout, grace
+        self.backend, self.devices, self.vram_timeout = backend, devices or [], vram_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.baseline: Baseline | None = None
+        self.stop_seconds: float | None = None
+
+    def start(self) -> ServerProcess:
+        if self.backend is not None:
+            self.baseline = Baseline(time.time(), take_baseline(self.backend, self.devices))
+        self.proc = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, start_new_session=True)
+        deadline = time.monotonic() + self.ready_timeout
+        while not self.ready_check():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server {self.command[0]} exited {self.proc.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"server {self.command[0]} not ready within {self.ready_timeout:.0f}s")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "server not started"
+        return self.proc.pid
+
+    def stop(self) -> float:
+        """Tree teardown, then one wait for VRAM back at this server's baseline; the seconds it took."""
+        if self.proc is None or self.stop_seconds is not None:
+            return self.stop_seconds or 0.0
+        started = time.monotonic()
+        terminate_tree(self.proc.pid, self.grace)
+        self.proc.wait()
+        if self.backend is not None and self.baseline is not None:
+            wait_for_release(self.backend, self.devices, self.baseline.used, self.vram_timeout)
+        self.stop_seconds = time.monotonic() - started
+        return self.stop_seconds
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServerPool:
+    """Servers of one test; stopped together by `shutdown_many` (parallel terminate, one wait)."""
+
+    def __init__(self, state: PluginState) -> None:
+        self.state = state
+        self.servers: list[ServerProcess] = []
+
+    def start(self, command: list[str], **options: Any) -> ServerProcess:
+        options.setdefault("backend", self.state.backend)
+        options.setdefault("devices", self.state.devices)
+        server = ServerProcess(command, **options).start()
+        self.servers.append(server)
+        return server
+
+    def stop_all(self) -> float:
+        running = [s for s in self.servers if s.proc is not None and s.stop_seconds is None]
+        if not running:
+            return 0.0
+        started = time.monotonic()
+        shutdown_many(
+            [s.pid for s in running],
+            max(s.grace for s in running),
+            [s.baseline for s in running],
+            self.state.backend,
+            self.state.devices or None,
+            max(s.vram_timeout for s in running),
+        )
+        for server in running:
+            server.proc.wait()  # type: ignore[union-attr]
+            server.stop_seconds = time.monotonic() - started
+        seconds = time.monotonic() - started
+        self.state.record("shutdown-many", seconds, self.state.budget)
+        return seconds

@@ -1,0 +1,103 @@
+"""A step as a container workload: the image, the devices, mounts and environment, the run spec."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.console import say
+from harness.gpu.vram import sim as simgpu
+from harness.redact import Redactor
+from harness.run.environment import container_env, run_labels, visible_devices_env
+from harness.run.options import SIM_MOUNT, RunContext, RunOptions
+from harness.run.reaper import dead_run_containers
+from harness.run.sharding import shard_args
+from harness.run.spec import REPORT_MOUNT
+from harness.run.supervisor import VramWatch
+
+if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
+    from harness.declare.areas import Step
+    from harness.run.container import ContainerWorkload
+
+
+def reap_own_leftovers(client: Any, area: str, platform: str) -> None:
+    """Containers of this session whose supervisor died (a SIGKILLed run); never a live run's."""
+    from harness.run.reaper import clean
+
+    leftovers = dead_run_containers(client, area, platform)
+    if leftovers:
+        say(f"removing {len(leftovers)} container(s) that crashed runs of this session left behind")
+        for problem in clean(leftovers, client):
+            say(f"could not clean up: {problem}")
+
+
+def container_workload(
+    options: RunOptions,
+    step: Step,
+    run_id: str,
+    area: str,
+    directory: Path,
+    redactor: Redactor,
+    watch: VramWatch | None,
+    ctx: RunContext,
+) -> ContainerWorkload:
+    from harness.gpu.devices import container_devices
+    from harness.images.build import ensure
+    from harness.images.engine import connect
+    from harness.images.recipe import recipe_for
+    from harness.run.container import ContainerWorkload
+    from harness.run.spec import BindMount, RunSpec
+
+    client = connect()
+    reap_own_leftovers(client, area, options.platform)
+    recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
+    image = ensure(client, recipe, options.root)
+    ctx.report["image"] = {
+        "tag": image.tag,
+        "id": image.id,
+        "built": image.built,
+        "content_hash": image.content_hash,
+        "base_image": recipe.build_args.get("BASE_IMAGE"),
+    }
+    ctx.report["timings"] = {"image_ensure_s": round(image.seconds, 6)}
+    mounts = [
+        BindMount(str(options.root.resolve()), options.workspace),
+        BindMount(str(directory.resolve()), REPORT_MOUNT),
+    ]
+    extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label}
+    if watch and watch.backend.name == "sim":
+        mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
+        # Simulated devices keep host numbering inside; NVIDIA's runtime renumbers what it passes.
+        extra_env.update({simgpu.ENV: SIM_MOUNT, **visible_devices_env(options.platform, watch)})
+    # The NVIDIA runtime's GPU request where the engine has it; CDI or raw nodes otherwise.
+    has_runtime = options.platform != "cuda" or "nvidia" in (client.info().get("Runtimes") or {})
+    devices = container_devices(options.platform, watch.devices if watch else [], has_runtime)
+    ctx.report["devices"] = {
+        "route": devices.route,
+        "nodes": list(devices.nodes),
+        "groups": list(devices.groups),
+    }
+    shards = shard_args(directory, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
+    workdir = step.working_dir or options.default_working_dir or options.workspace
+    spec = RunSpec(
+        image=image.tag,
+        command=("bash", "-ec", "\n".join(step.commands)),
+        name=f"gpuci-{run_id}",
+        env={**container_env(step.env, options, run_id, extra_env, shards), **devices.env},
+        mounts=tuple(mounts),
+        working_dir=workdir if workdir.startswith("/") else f"{options.workspace}/{workdir}",
+        labels={
+            "gpuci.run-id": run_id,
+            "gpuci.area": area,
+            "gpuci.step": step.label,
+            "gpuci.platform": options.platform,
+            **run_labels(),
+        },
+        devices=devices.nodes,
+        gpu_requests=devices.requests,
+        group_add=devices.groups,
+        user=f"{os.getuid()}:{os.getgid()}",
+    )
+    ctx.report["spec"] = spec.to_report(redactor)
+    return ContainerWorkload(client, spec, directory / "output.log", redactor, echo=options.echo)

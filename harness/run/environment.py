@@ -1,0 +1,80 @@
+"""A run's environment: the variables, labels and stop policy its workload gets, on the host or in a container."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from harness.declare.platforms import get_platform
+from harness.gpu.vram import sim as simgpu
+from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
+from harness.run.reaper import SUPERVISOR_PID_ENV, SUPERVISOR_START_ENV, supervisor_identity
+from harness.run.spec import REPORT_MOUNT
+from harness.run.supervisor import StopPolicy, VramWatch
+
+
+def stop_policy(grace_s: float) -> StopPolicy:
+    """Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
+    agent_grace = float(os.environ.get("BUILDKITE_CANCEL_GRACE_PERIOD", "0") or 0)
+    if agent_grace > 0:
+        grace_s = min(grace_s, max(0.5, agent_grace * 0.4))
+        return StopPolicy(grace_s=grace_s, kill_wait_s=max(1.0, agent_grace * 0.3))
+    return StopPolicy(grace_s=grace_s)
+
+
+def visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[str, str]:
+    """Pin the workload to the leased GPUs, by the variable its runtime reads before initialising."""
+    if watch is None:
+        return {}
+    positions = ",".join(str(d.index) for d in watch.devices)
+    if watch.backend.name == "sim":
+        return {simgpu.VISIBLE_ENV: positions}
+    variable = get_platform(platform_name).visible_devices_env
+    return {variable: positions} if variable else {}
+
+
+def run_labels() -> dict[str, str]:
+    """Container labels naming the supervisor, so a reaper can tell a live run from a crashed one."""
+    me = supervisor_identity()
+    return {
+        "gpuci.supervisor-pid": me["pid"],
+        "gpuci.supervisor-start": me["start"],
+        "gpuci.host": me["host"],
+    }
+
+
+def supervisor_env() -> dict[str, str]:
+    """The same, in every workload process's environment (for GPU holders that outlive a run)."""
+    me = supervisor_identity()
+    return {SUPERVISOR_PID_ENV: me["pid"], SUPERVISOR_START_ENV: me["start"]}
+
+
+def container_env(
+    step_env: dict[str, str], options: RunOptions, run_id: str, extra: dict[str, str], shards: list[str]
+) -> dict[str, str]:
+    addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", *PYTEST_PLUGIN_ARGS, *shards, *options.pytest_args]
+    env = {
+        "HOME": "/tmp",
+        "PYTHONPATH": options.workspace,
+        "GPUCI_RUN_ID": run_id,
+        "GPUCI_PLATFORM": options.platform,
+        "GPUCI_REPORT_DIR": REPORT_MOUNT,
+        "GPUCI_IN_CONTAINER": "1",
+        **supervisor_env(),
+        "PYTEST_ADDOPTS": shlex.join(addopts),
+        **extra,
+        **step_env,
+    }
+    for name in options.pass_env:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def host_env(options: RunOptions, run_id: str, watch: VramWatch | None, **extra: str) -> dict[str, str]:
+    """A host workload's environment: the run's id and supervisor (for the reaper), its GPUs."""
+    env = {**os.environ, "GPUCI_RUN_ID": run_id, "GPUCI_PLATFORM": options.platform, **supervisor_env(), **extra}
+    if watch and watch.backend.name == "sim":
+        env[simgpu.ENV] = str(simgpu.default_directory())
+    env.update(visible_devices_env(options.platform, watch))
+    return env

@@ -1,0 +1,42 @@
+"""The run's GPUs: leased so no other run on this host takes them, and watched for release."""
+
+from __future__ import annotations
+
+from harness.declare.platforms import get_platform
+from harness.errors import InfrastructureError
+from harness.gpu import lease
+from harness.gpu.lease import Lease
+from harness.gpu.vram import open_backend
+from harness.gpu.vram import sim as simgpu
+from harness.run.options import RunOptions
+from harness.run.supervisor import VramWatch
+
+
+def lease_gpus(options: RunOptions, num_gpus: int, owner: str) -> tuple[VramWatch | None, Lease | None]:
+    """The run's GPUs, leased so no other run on this host takes them, and watched for release."""
+    if num_gpus == 0:
+        return None, None
+    platform = get_platform(options.platform)
+    name = options.vram_backend or platform.vram_backend
+    if name == "sim":
+        simgpu.init(simgpu.default_directory())
+    backend = open_backend(name)
+    candidates = backend.devices()
+    if len(candidates) < num_gpus:
+        backend.close()
+        raise InfrastructureError(
+            f"the step needs {num_gpus} GPU(s) and the {backend.name} backend sees {len(candidates)}."
+        )
+    try:
+        held = lease.acquire(candidates, num_gpus, owner, timeout=options.lease_timeout_s)
+    except InfrastructureError:
+        backend.close()
+        raise
+    return VramWatch(backend, held.devices, options.vram_timeout_s, options.vram_tolerance), held
+
+
+def let_go(watch: VramWatch | None, held: Lease | None) -> None:
+    if watch:
+        watch.backend.close()
+    if held:
+        held.release()

@@ -1,0 +1,55 @@
+"""A step as a host workload (`--no-container`): the same supervisor, the checkout as it is."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.redact import Redactor
+from harness.run.environment import host_env
+from harness.run.host import HostWorkload
+from harness.run.options import PYTEST_PLUGIN_ARGS, RunContext, RunOptions
+from harness.run.sharding import shard_args
+from harness.run.supervisor import VramWatch
+
+if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
+    from harness.declare.areas import Step
+
+
+def host_workload(
+    options: RunOptions,
+    step: Step,
+    run_id: str,
+    area: str,
+    directory: Path,
+    redactor: Redactor,
+    watch: VramWatch | None,
+    ctx: RunContext,
+) -> HostWorkload:
+    shards = shard_args(directory, str(directory.resolve()), f"{options.platform}_{area}", options.root)
+    addopts = [
+        f"--junitxml={directory.resolve()}/junit.xml",
+        *PYTEST_PLUGIN_ARGS,
+        *shards,
+        *options.pytest_args,
+    ]
+    env = host_env(
+        options,
+        run_id,
+        watch,
+        **step.env,
+        GPUCI_REPORT_DIR=str(directory.resolve()),
+        GPUCI_VRAM_GUARD="1",
+        PYTEST_ADDOPTS=shlex.join(addopts),
+        PYTHONPATH=os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
+    )
+    cwd = options.host_path(step.working_dir)
+    command = ["bash", "-ec", "\n".join(step.commands)]
+    ctx.report["spec"] = {
+        "command": [redactor.text(c) for c in command],
+        "cwd": str(cwd),
+        "env": redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),
+    }
+    return HostWorkload(command, env, cwd, directory / "output.log", redactor, echo=options.echo)

@@ -1,0 +1,60 @@
+"""What one run is asked to do (`RunOptions`) and what it has gathered so far (`RunContext`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.gpu.vram.release import DEFAULT_TOLERANCE
+
+SIM_MOUNT = "/gpuci/simgpu"
+
+
+# gpuci's plugin, loaded by module name: inside images gpuci is on PYTHONPATH, not installed.
+PYTEST_PLUGIN_ARGS = ("-p", "harness.pytest_plugin", "-p", "no:cacheprovider")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    root: Path
+    platform: str
+    pytest_args: tuple[str, ...] = ()
+    container: bool = True
+    report_dir: Path | None = None
+    vram_backend: str | None = None
+    grace_s: float = 5.0
+    vram_timeout_s: float = 60.0
+    vram_tolerance: int = DEFAULT_TOLERANCE
+    base_image: str | None = None
+    ca_bundle: Path | None = None
+    # Host variables passed through by name (secrets included, which reports never show).
+    pass_env: tuple[str, ...] = ()
+    echo: bool = True
+    # Overrides the step's timeout_in_minutes.
+    timeout_s: float | None = None
+    # A reproduction: the run id and report it reproduces; `shell` opens a shell instead of the command.
+    repro_of: dict[str, str] | None = None
+    shell: bool = False
+    # How long a run waits for GPUs that another run on this host has leased.
+    lease_timeout_s: float = 600.0
+    # The checkout's path inside containers, and where steps without working_dir run
+    # ([tool.gpuci] workspace / default_working_dir).
+    workspace: str = "/workspace"
+    default_working_dir: str | None = None
+
+    def host_path(self, container_path: str | None) -> Path:
+        """A step's working dir on the host: container paths under the workspace map into the checkout."""
+        path = container_path or self.default_working_dir or self.workspace
+        if path == self.workspace or path.startswith(self.workspace.rstrip("/") + "/"):
+            return self.root / path[len(self.workspace) :].lstrip("/")
+        return Path(path) if path.startswith("/") else self.root / path
+
+
+@dataclass
+class RunContext:
+    """What a run has gathered so far, so a failure at any point still writes a report."""
+
+    run_id: str
+    directory: Path
+    report: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,107 @@
+"""`python -m harness run`: one step, or every step of an area on a platform, each as its own run."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from harness.console import say
+from harness.declare.platforms import get_platform
+from harness.errors import ExitCode, GpuciError, UsageError
+from harness.redact import Redactor
+from harness.reports.report import new_run_id, run_directory
+from harness.run.container_step import container_workload
+from harness.run.finish import finish, finish_failed, new_context, pytest_records, supervise_into
+from harness.run.gpus import lease_gpus, let_go
+from harness.run.host_step import host_workload
+from harness.run.options import RunOptions
+
+if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
+    from harness.declare.areas import Step
+
+
+def execute_step(options: RunOptions, area_name: str, step_label: str | None) -> ExitCode:
+    """Run one step, or every non-optional step of the area on the platform, each as its own run."""
+    from harness.declare.areas import find_area
+
+    area = find_area(options.root, area_name)
+    steps = (
+        [area.step(step_label, options.platform)]
+        if step_label
+        else [s for s in area.steps_for(options.platform) if not s.optional]
+    )
+    if not steps:
+        raise UsageError(f"area {area.name!r} has no step that runs on {options.platform} ({area.path}).")
+    worst = ExitCode.PASSED
+    for step in steps:
+        code = _execute_one(options, area.name, step)
+        worst = max(worst, code, key=_severity)
+    return worst
+
+
+def _severity(code: ExitCode) -> int:
+    return [
+        ExitCode.PASSED,
+        ExitCode.TESTS_FAILED,
+        ExitCode.TEARDOWN_FAILED,
+        ExitCode.USAGE,
+        ExitCode.INFRASTRUCTURE,
+    ].index(code)
+
+
+def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
+    from harness.declare.areas import session_name
+
+    started = time.monotonic()
+    session = session_name(options.platform, area)
+    run_id = new_run_id(session)
+    directory = run_directory(options.root, run_id, options.report_dir)
+    platform = get_platform(options.platform)
+    redactor = Redactor(os.environ, step.env)
+    say(f"{session} · step {step.label!r} · run {run_id}")
+    ctx = new_context(
+        options,
+        run_id,
+        directory,
+        container=options.container,
+        session=session,
+        area=area,
+        step=step.label,
+        pytest_args=list(options.pytest_args),
+        **({"repro_of": options.repro_of} if options.repro_of else {}),
+    )
+    watch, held = None, None
+    try:
+        watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})")
+        ctx.report["lease"] = [d.id for d in held.devices] if held else []
+        ctx.report["gpus"] = [
+            {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
+        ]
+        timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
+        budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
+        workload = (
+            container_workload(options, step, run_id, area, directory, redactor, watch, ctx)
+            if options.container
+            else host_workload(options, step, run_id, area, directory, redactor, watch, ctx)
+        )
+        if options.shell:
+            from harness.run.container import interactive_shell
+
+            if not options.container:
+                raise UsageError("--shell opens a shell in the run's container; drop --no-container.")
+            say("opening a shell in the run's container (exit it to end the run)")
+            code = ExitCode.PASSED if interactive_shell(workload.spec) == 0 else ExitCode.TESTS_FAILED
+            ctx.report["outcome"] = "shell"
+            return finish(ctx, options.root, options.report_dir, started, code)
+        code = supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
+        junit = directory / "junit.xml"
+        ctx.report["junit"] = str(junit) if junit.exists() else None
+        ctx.report["tests"] = pytest_records(directory)
+        ctx.report["log"] = str(directory / "output.log")
+    except GpuciError as exc:
+        finish_failed(ctx, options, started, exc)
+        raise
+    finally:
+        let_go(watch, held)
+    return finish(ctx, options.root, options.report_dir, started, code)
