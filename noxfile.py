@@ -127,7 +127,21 @@ def _register_areas() -> None:
             _register_area_session(platform, area.name)
 
 
-STATIC_SESSIONS = ("tests", "lint", "bench", "repro")
+STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image")
+
+
+@nox.session(venv_backend="none")
+def image(session: nox.Session) -> None:
+    """Images: `nox -s image -- publish --platform cuda` (also ensure, tag, save -o FILE, load FILE)."""
+    from harness.cli import main
+
+    if not session.posargs:
+        session.error("give the image command: nox -s image -- publish --platform cpu")
+    code = main(["image", *session.posargs, "--root", str(ROOT)])
+    if code and os.environ.get("BUILDKITE") == "true":
+        raise SystemExit(code)  # the agent retries 75 (registry down) by exit status
+    if code:
+        session.error(f"python -m harness image exited {code}")
 
 
 @nox.session(venv_backend="none")

@@ -9,115 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from harness.declare.platforms import PLATFORM_NAMES
+from harness.arguments import parser
+from harness.console import say
 from harness.errors import ExitCode, GpuciError, UsageError
-from harness.gpu.vram import BACKEND_NAMES
 from harness.units import format_size, parse_size
 
 
-def _common_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
-    parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
-    parser.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], help="default: the platform's")
-    parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
-    parser.add_argument("--vram-timeout", type=float, default=60.0, help="seconds to wait for VRAM release")
-    parser.add_argument("--quiet", action="store_true", help="do not echo the workload's output")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run an area's steps on a platform (what nox sessions and CI run)")
-    run.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
-    run.add_argument("--area", required=True)
-    run.add_argument("--step", help="run only the step with this label")
-    run.add_argument("--no-container", action="store_true", help="run on the host, under the same supervisor")
-    run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
-    run.add_argument("--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image")
-    run.add_argument("--timeout", type=float, help="seconds before the step is stopped (default: its own)")
-    run.add_argument("--lease-timeout", type=float, default=600.0, help="seconds to wait for GPUs another run holds")
-    run.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
-    run.add_argument("--default-working-dir", help="working dir of steps without one")
-    run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
-    _common_run_options(run)
-    run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
-
-    sup = sub.add_parser("supervise", help="run any command under the supervisor")
-    sup.add_argument("--image", help="run in this image instead of on the host")
-    sup.add_argument("--platform", default="cpu", choices=PLATFORM_NAMES)
-    sup.add_argument("--num-gpus", type=int, default=None, help="GPUs to watch (default: 1 with a backend)")
-    sup.add_argument("--timeout", type=float, help="seconds before the command is stopped")
-    _common_run_options(sup)
-    sup.add_argument("cmd", nargs=argparse.REMAINDER, help="after --: the command")
-
-    image = sub.add_parser("image", help="images: content tags, builds, the air-gapped base")
-    image_sub = image.add_subparsers(dest="image_command", required=True)
-    boot = image_sub.add_parser("bootstrap", help="build the base image from Debian packages (no registry)")
-    boot.add_argument("--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"))
-    boot.add_argument("--ca-bundle", type=Path)
-    boot.add_argument("--from-tarball", type=Path, help="packages from `--make-tarball` (fully offline)")
-    boot.add_argument("--make-tarball", type=Path, help="only download the packages into this tarball")
-    for name, text in (
-        ("ensure", "build the platform's image if its tag is missing"),
-        ("tag", "print the tag"),
-    ):
-        p = image_sub.add_parser(name, help=text)
-        p.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
-        p.add_argument("--base-image")
-        p.add_argument("--ca-bundle", type=Path)
-        p.add_argument("--root", type=Path, default=Path.cwd())
-
-    sim = sub.add_parser("simgpu", help="simulated GPUs for machines with none")
-    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    init = sim_sub.add_parser("init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)")
-    init.add_argument("--count", type=int, default=2)
-    init.add_argument("--total", default="16GiB")
-    hold = sim_sub.add_parser("hold", help="hold device memory until killed")
-    hold.add_argument("size")
-    hold.add_argument("--device", type=int, default=0)
-    hold.add_argument("--release-lag", type=float, default=0.0, help="seconds memory stays used after death")
-
-    pipe = sub.add_parser("pipeline", help="print the Buildkite pipeline (YAML) generated from the declarations")
-    pipe.add_argument("--root", type=Path, default=Path.cwd())
-    which = pipe.add_mutually_exclusive_group()
-    which.add_argument("--base", help="select steps by the files changed since the merge base with this ref")
-    which.add_argument("--changed-files", type=Path, help="select steps by the files listed here, one a line")
-    which.add_argument("--all", action="store_true", help="every step (default branch, nightly)")
-    pipe.add_argument("--include-optional", action="store_true", help="optional steps run too")
-    pipe.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
-    pipe.add_argument("--default-working-dir", help="working dir of steps without one")
-
-    lint = sub.add_parser("lint", help="CI-coverage lint: declarations against the tree (no Docker, no GPU)")
-    lint.add_argument("--root", type=Path, default=Path.cwd())
-    lint.add_argument("--format", choices=["text", "json"], default="text")
-    lint.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
-    lint.add_argument("--default-working-dir", help="working dir of steps without one")
-
-    rep = sub.add_parser("repro", help="reproduce a run from its report.json (path, folder or URL)")
-    rep.add_argument("report")
-    rep.add_argument("--root", type=Path, default=Path.cwd())
-    rep.add_argument("--env", action="append", default=[], metavar="NAME", help="a secret to take from here")
-    rep.add_argument("--allow-dirty", action="store_true", help="reproduce a run that ran on a dirty tree")
-    rep.add_argument("--shell", action="store_true", help="open a shell in the container instead")
-    rep.add_argument("--quiet", action="store_true")
-
-    rpt = sub.add_parser("report", help="summarise runs: a terminal table, and an HTML page with pictures")
-    rpt.add_argument("runs", nargs="*", type=Path, help="report.json files or folders (default: .gpuci/runs)")
-    rpt.add_argument("--html", type=Path, default=Path(".gpuci") / "report" / "index.html")
-    rpt.add_argument("--no-pictures", action="store_true")
-
-    reap = sub.add_parser("reap", help="find (and with --yes clean up) what crashed runs left on this host")
-    reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
-    reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
-
-    gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
-    gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         return int(_dispatch(args))
     except GpuciError as exc:
@@ -148,7 +47,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "repro":
         from harness.repro import repro
 
-        return repro(args.root.resolve(), args.report, tuple(args.env), args.allow_dirty, args.shell, not args.quiet)
+        return repro(
+            args.root.resolve(),
+            args.report,
+            tuple(args.env),
+            args.allow_dirty,
+            args.shell,
+            not args.quiet,
+            args.rebuild,
+        )
     return _gpus(args)
 
 
@@ -169,6 +76,7 @@ def _options(args: argparse.Namespace, platform: str, **extra: object):  # type:
 
 def _run(args: argparse.Namespace) -> int:
     from harness.declare.config import load_config
+    from harness.images.registry import registry_from
     from harness.run.step import execute_step
 
     config = load_config(args.root.resolve()).with_flags(
@@ -186,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
         lease_timeout_s=args.lease_timeout,
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
+        registry=None if args.no_container else registry_from(config),
+        build=args.build,
     )
     return execute_step(options, args.area, args.step)
 
@@ -203,7 +113,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def _image(args: argparse.Namespace) -> int:
-    from harness.images import airgap
+    from harness.images import airgap, archive
     from harness.images.build import ensure
     from harness.images.engine import connect
     from harness.images.recipe import recipe_for
@@ -216,12 +126,44 @@ def _image(args: argparse.Namespace) -> int:
         recipe = airgap.BaseRecipe(ca_bundle=args.ca_bundle)
         print(airgap.bootstrap_base(connect(), recipe, args.mirror, args.from_tarball))
         return 0
-    recipe = recipe_for(args.root.resolve(), args.platform, args.base_image, args.ca_bundle)
+    root = args.root.resolve()
+    if args.image_command == "load":
+        tags, digest = archive.load(connect(), args.file, root)
+        print(f"{' '.join(tags)} sha256:{digest}")
+        return 0
+    recipe = recipe_for(root, args.platform, args.base_image, args.ca_bundle)
     if args.image_command == "tag":
         print(recipe.tag)
         return 0
-    ensured = ensure(connect(), recipe, args.root.resolve())
+    if args.image_command == "publish":
+        return _publish(root, recipe)
+    ensured = ensure(connect(), recipe, root)
+    if args.image_command == "save":
+        digest = archive.save(connect(), ensured.tag, args.output)
+        print(f"{args.output} sha256:{digest}")
+        return 0
     print(ensured.tag)
+    return 0
+
+
+def _publish(root: Path, recipe: object) -> int:
+    from harness.declare.config import load_config
+    from harness.images.engine import connect
+    from harness.images.publish import publish
+    from harness.images.registry import registry_from
+
+    registry = registry_from(load_config(root))
+    if registry is None:
+        raise UsageError(
+            'image publish needs a registry: set [tool.gpuci] registry = "HOST[:PORT]/PATH" in pyproject.toml '
+            "or GPUCI_REGISTRY. With no registry at all, `image save -o FILE` and `image load FILE` carry an image."
+        )
+    done = publish(connect(), recipe, root, registry)  # type: ignore[arg-type]
+    if done.pushed:
+        say(f"published {done.ref} in {done.seconds:.1f}s")
+    else:
+        say(f"{done.ref} is already in the registry ({done.seconds * 1000:.0f} ms): nothing pushed, nothing built")
+    print(done.pinned)
     return 0
 
 

@@ -1,10 +1,11 @@
 """Reproduce a run from its report: same commit, same image, same command, on this machine.
 
 A nightly step fails on Buildkite and its report.json is an artifact; `python -m harness repro
-REPORT` runs the same step at the recorded commit (a git worktree of it), in the image with the
-recorded content hash (rebuilt from the recipe at that commit when missing, refused when the
-recipe there hashes differently), with the same pytest arguments and number of GPUs, and
-writes its own report that points at the original. Secrets are never in a report: those the
+REPORT` runs the same step at the recorded commit (a git worktree of it), in the very image the
+original ran in (here by its ID, or pulled by the registry digest the report records and checked
+against that ID), with the same pytest arguments and number of GPUs, and writes its own report
+that points at the original. Only `--rebuild` builds from the recipe instead (refused when the
+recipe there hashes differently), and it says loudly which packages differ. Secrets are never in a report: those the
 step needs come from the local environment, by name (`--env NAME`).
 """
 
@@ -110,14 +111,22 @@ def check_image(tree: Path, report: dict[str, Any]) -> str | None:
 
 
 def repro(
-    root: Path, source: str, pass_env: tuple[str, ...], allow_dirty: bool, shell: bool, echo: bool = True
+    root: Path,
+    source: str,
+    pass_env: tuple[str, ...],
+    allow_dirty: bool,
+    shell: bool,
+    echo: bool = True,
+    rebuild: bool = False,
 ) -> ExitCode:
     from harness.run.options import RunOptions
     from harness.run.step import execute_step
 
     report = load_report(source)
     tree = worktree(root, report, allow_dirty)
-    base = check_image(tree, report)
+    container = report.get("mode", "container") == "container"
+    base = check_image(tree, report) if rebuild or not container else report["image"].get("base_image")
+    pinned = _image(root, tree, report, base, rebuild) if container else None
     redacted = [k for k, v in ((report.get("spec") or {}).get("env") or {}).items() if v == MASK]
     missing = [name for name in redacted if name not in pass_env]
     if missing:
@@ -129,8 +138,10 @@ def repro(
         root=tree,
         platform=report["platform"],
         pytest_args=tuple(report.get("pytest_args") or ()),
-        container=report.get("mode", "container") == "container",
+        container=container,
         base_image=base,
+        pinned_image=pinned,
+        pinned_report={k: v for k, v in report["image"].items() if k != "packages"},
         pass_env=tuple(name for name in pass_env if name in os.environ),
         repro_of={"run_id": report["run_id"], "report": source},
         # The reproduction's report lands in this checkout's runs folder, beside the others.
@@ -139,3 +150,30 @@ def repro(
         echo=echo,
     )
     return execute_step(options, report["area"], report["step"])
+
+
+def _image(root: Path, tree: Path, report: dict[str, Any], base: str | None, rebuild: bool) -> str:
+    """The original's image by ID or digest; with --rebuild, one built from the recipe, its differences said."""
+    from harness.declare.config import load_config
+    from harness.images import manifest
+    from harness.images.build import ensure
+    from harness.images.engine import connect
+    from harness.images.pin import pinned_image
+    from harness.images.recipe import recipe_for
+    from harness.images.registry import registry_from
+
+    client = connect()
+    if not rebuild:
+        return pinned_image(client, report["image"], registry_from(load_config(root)))
+    built = ensure(client, recipe_for(tree, report["platform"], base_image=base or None), tree)
+    if built.id == report["image"].get("id"):
+        say(f"--rebuild: the image here is the original one ({built.id[:19]}): identical")
+        return built.id
+    say("=" * 72)
+    say(f"NOT IDENTICAL: image {built.id[:19]} was rebuilt from the recipe; the original ran in")
+    say(f"{str(report['image'].get('id'))[:19]} ({report['image'].get('repo_digest') or 'never published'}).")
+    lines = manifest.differences(report["image"].get("packages"), manifest.packages(client, built.id, root))
+    for line in lines or ["no package version differs (other bytes all the same: timestamps, caches)"]:
+        say(f"  differs: {line}")
+    say("=" * 72)
+    return built.id

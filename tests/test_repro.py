@@ -66,12 +66,12 @@ def test_a_run_on_a_dirty_tree_is_refused_unless_allowed(repo, run_harness, cpu_
     assert run_harness("repro", str(path), "--root", str(repo), "--allow-dirty").returncode == 0
 
 
-def test_a_recipe_that_hashes_differently_is_refused(repo, run_harness, cpu_image, tmp_path) -> None:
+def test_a_rebuild_from_a_recipe_that_hashes_differently_is_refused(repo, run_harness, cpu_image, tmp_path) -> None:
     report = json.loads(original_report(repo, run_harness).read_text())
     report["image"]["content_hash"] = "0" * 64
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
-    done = run_harness("repro", str(path), "--root", str(repo))
+    done = run_harness("repro", str(path), "--root", str(repo), "--rebuild")
     assert done.returncode == 2 and "would not be the same image" in done.stderr and "Traceback" not in done.stderr
 
 

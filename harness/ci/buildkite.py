@@ -156,8 +156,41 @@ def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> 
                 steps.append(command_step(area, step, platform, config, key, deps))
         if steps:
             groups.append({"group": area.group, "key": f"area-{_KEY_CHARS.sub('-', area.name)}"[:100], "steps": steps})
+    if config.registry:
+        groups = _with_image_steps(groups, config)
     _drop_unknown_dependencies(groups)
     return {"steps": groups}
+
+
+def image_key(platform: str) -> str:
+    return f"image-{platform}"
+
+
+def _with_image_steps(groups: list[dict[str, Any]], config: ProjectConfig) -> list[dict[str, Any]]:
+    """One image step per platform the pipeline runs: it publishes the image once, every test step
+    of that platform depends on it and pulls the same bytes instead of building its own."""
+    platforms: list[str] = []
+    for group in groups:
+        for step in group["steps"]:
+            platform = (step.get("env") or {}).get("GPUCI_PLATFORM")
+            if platform:
+                step["depends_on"] = [image_key(platform), *step.get("depends_on", [])]
+                if platform not in platforms:
+                    platforms.append(platform)
+    image_steps = [
+        {
+            "label": f":docker: image {platform}",
+            "key": image_key(platform),
+            "command": f"nox -s image -- publish --platform {platform}",
+            "agents": {"queue": config.queues.get("build", "build")},
+            "retry": {"automatic": [dict(rule) for rule in AUTOMATIC_RETRY]},
+            "env": {"GPUCI_PLATFORM": platform},
+        }
+        for platform in platforms
+    ]
+    if not image_steps:
+        return groups
+    return [{"group": "Images", "key": "gpuci-images", "steps": image_steps}, *groups]
 
 
 def _drop_unknown_dependencies(groups: list[dict[str, Any]]) -> None:

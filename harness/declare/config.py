@@ -5,14 +5,20 @@ workspace = "/workspace"                  # the checkout's path inside container
 default_working_dir = "/workspace"        # where steps without working_dir run
 default_branch = "main"
 run_all = ["harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml"]
+registry = "registry.example.com:5000/ci"  # images by digest (GPUCI_REGISTRY overrides)
+registry_username_env = "REGISTRY_USER"   # credentials from these variables; else `docker login`
+registry_password_env = "REGISTRY_PASSWORD"
 [tool.gpuci.queues]                       # Buildkite queue per device class or platform
 h100 = "gpu-h100"
 mi325_1 = "amd-mi325"
 cpu = "cpu"
+build = "build"                           # where image steps run (registry only)
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +33,9 @@ else:  # pragma: no cover - Python 3.10
 
 DEFAULT_QUEUES = {"cpu": "cpu", "cuda": "gpu", "rocm": "amd"}
 DEFAULT_RUN_ALL = ("harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml")
+REGISTRY_ENV = "GPUCI_REGISTRY"
+# HOST[:PORT][/PATH], as Docker spells a repository's prefix (lowercase path components).
+REGISTRY_FORMAT = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,9 @@ class ProjectConfig:
     default_branch: str = "main"
     run_all: tuple[str, ...] = DEFAULT_RUN_ALL
     queues: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_QUEUES))
+    registry: str | None = None
+    registry_username_env: str | None = None
+    registry_password_env: str | None = None
 
     @property
     def working_dir(self) -> str:
@@ -54,13 +66,22 @@ class ProjectConfig:
 def load_config(root: Path) -> ProjectConfig:
     path = Path(root) / "pyproject.toml"
     if not path.exists():
-        return ProjectConfig()
+        return replace(ProjectConfig(), registry=_registry(path, os.environ.get(REGISTRY_ENV)))
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: is not valid TOML ({exc}); fix it or remove [tool.gpuci].") from None
     section = data.get("tool", {}).get("gpuci", {})
-    known = {"workspace", "default_working_dir", "default_branch", "run_all", "queues"}
+    known = {
+        "workspace",
+        "default_working_dir",
+        "default_branch",
+        "run_all",
+        "queues",
+        "registry",
+        "registry_username_env",
+        "registry_password_env",
+    }
     unknown = sorted(set(section) - known)
     if unknown:
         raise UsageError(f"{path}: [tool.gpuci] has unknown keys {unknown}; known: {sorted(known)}.")
@@ -73,4 +94,19 @@ def load_config(root: Path) -> ProjectConfig:
         default_branch=str(section.get("default_branch", config.default_branch)),
         run_all=tuple(section.get("run_all", config.run_all)),
         queues=queues,
+        registry=_registry(path, os.environ.get(REGISTRY_ENV) or section.get("registry")),
+        registry_username_env=section.get("registry_username_env"),
+        registry_password_env=section.get("registry_password_env"),
     )
+
+
+def _registry(path: Path, value: object) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().rstrip("/")
+    if "://" in text or not REGISTRY_FORMAT.match(text):
+        raise UsageError(
+            f"{path}: [tool.gpuci] registry (or {REGISTRY_ENV}) is {value!r}; give HOST[:PORT][/PATH] "
+            "as Docker names repositories, e.g. 'registry.example.com:5000/ci' (no scheme, lowercase path)."
+        )
+    return text

@@ -26,9 +26,12 @@ class EnsuredImage:
     built: bool
     seconds: float
     content_hash: str
+    pulled: bool = False
+    # REPO@sha256:… when the image came from or went to a registry: the same digest is the same bytes.
+    repo_digest: str | None = None
 
 
-def _existing(client: docker.DockerClient, tag: str) -> str | None:
+def existing(client: docker.DockerClient, tag: str) -> str | None:
     try:
         return str(client.images.get(tag).id)
     except docker.errors.ImageNotFound:
@@ -40,12 +43,12 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
     started = time.monotonic()
     content_hash = recipe.content_hash()
     tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
-    image_id = _existing(client, tag)
+    image_id = existing(client, tag)
     if image_id:
         return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
     # Two sessions missing the same tag build it once: the second waits and finds it.
     with host_lock(f"build-{tag}"):
-        image_id = _existing(client, tag)
+        image_id = existing(client, tag)
         if image_id:
             return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
         return _build_missing(client, recipe, root, tag, content_hash, started)
@@ -66,7 +69,7 @@ def _build_missing(
         (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
         shutil.copytree(wheelhouse, ctx / "wheelhouse")
         _build(client, ctx, tag, recipe, content_hash)
-    image_id = _existing(client, tag)
+    image_id = existing(client, tag)
     if image_id is None:
         raise ImageBuildError(f"the build of {tag} reported success but the image is missing.")
     seconds = time.monotonic() - started

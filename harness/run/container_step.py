@@ -43,24 +43,13 @@ def container_workload(
     ctx: RunContext,
 ) -> ContainerWorkload:
     from harness.gpu.devices import container_devices
-    from harness.images.build import ensure
     from harness.images.engine import connect
-    from harness.images.recipe import recipe_for
     from harness.run.container import ContainerWorkload
     from harness.run.spec import BindMount, RunSpec
 
     client = connect()
     reap_own_leftovers(client, area, options.platform)
-    recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
-    image = ensure(client, recipe, options.root)
-    ctx.report["image"] = {
-        "tag": image.tag,
-        "id": image.id,
-        "built": image.built,
-        "content_hash": image.content_hash,
-        "base_image": recipe.build_args.get("BASE_IMAGE"),
-    }
-    ctx.report["timings"] = {"image_ensure_s": round(image.seconds, 6)}
+    image = image_for_run(client, options, ctx)
     mounts = [
         BindMount(str(options.root.resolve()), options.workspace),
         BindMount(str(directory.resolve()), REPORT_MOUNT),
@@ -81,7 +70,7 @@ def container_workload(
     shards = shard_args(directory, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
     workdir = step.working_dir or options.default_working_dir or options.workspace
     spec = RunSpec(
-        image=image.tag,
+        image=image,
         command=("bash", "-ec", "\n".join(step.commands)),
         name=f"gpuci-{run_id}",
         env={**container_env(step.env, options, run_id, extra_env, shards), **devices.env},
@@ -101,3 +90,37 @@ def container_workload(
     )
     ctx.report["spec"] = spec.to_report(redactor)
     return ContainerWorkload(client, spec, directory / "output.log", redactor, echo=options.echo)
+
+
+def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
+    """The run's image (pinned by a repro, else local, pulled or built) and what the report says of it:
+    content tag, image ID and the registry's digest, so "the same image" means the same bytes."""
+    import time
+
+    from harness.images import archive, manifest
+    from harness.images.obtain import obtain
+    from harness.images.recipe import recipe_for
+
+    started = time.monotonic()
+    if options.pinned_image:
+        image_id, recorded = options.pinned_image, dict(options.pinned_report or {})
+        ctx.report["image"] = {**recorded, "id": image_id, "pinned": True}
+    else:
+        recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
+        image = obtain(client, recipe, options.root, options.registry, options.build)
+        image_id = image.id
+        ctx.report["image"] = {
+            "tag": image.tag,
+            "id": image.id,
+            "built": image.built,
+            "pulled": image.pulled,
+            "repo_digest": image.repo_digest,
+            "content_hash": image.content_hash,
+            "base_image": recipe.build_args.get("BASE_IMAGE"),
+        }
+    loaded = archive.loaded_from(options.root, image_id)
+    if loaded:
+        ctx.report["image"]["archive"] = {"file": loaded["file"], "sha256": loaded["sha256"]}
+    ctx.report["image"]["packages"] = manifest.packages(client, image_id, options.root)
+    ctx.report["timings"] = {"image_ensure_s": round(time.monotonic() - started, 6)}
+    return image_id

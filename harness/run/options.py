@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
+
+if TYPE_CHECKING:  # the Docker SDK is imported only where used
+    from harness.images.registry import Registry
 
 SIM_MOUNT = "/gpuci/simgpu"
 
@@ -36,6 +39,12 @@ class RunOptions:
     # A reproduction: the run id and report it reproduces; `shell` opens a shell instead of the command.
     repro_of: dict[str, str] | None = None
     shell: bool = False
+    # Images by digest: pulled from this registry before a build is considered; `build` skips the pull.
+    registry: Registry | None = None
+    build: bool = False
+    # A repro's exact image (its ID) and what the original report recorded of it.
+    pinned_image: str | None = None
+    pinned_report: dict[str, Any] | None = None
     # How long a run waits for GPUs that another run on this host has leased.
     lease_timeout_s: float = 600.0
     # The checkout's path inside containers, and where steps without working_dir run
