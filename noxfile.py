@@ -166,9 +166,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="venv")
 def bench(session: nox.Session) -> None:
-    """Speed figures against their baselines: bench/results/cpu.json (needs Docker)."""
+    """Speed figures against their baselines: bench/results/{cpu,registry}.json (needs Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
+    session.run("python", "bench/registry_bench.py")
 
 
 @nox.session(venv_backend="venv")

@@ -169,7 +169,6 @@ def _publish(root: Path, recipe: object) -> int:
 
 def _pipeline(args: argparse.Namespace) -> int:
     from harness.ci import buildkite
-    from harness.declare.areas import load_areas
     from harness.declare.config import load_config
 
     root = args.root.resolve()
@@ -185,7 +184,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     elif not args.all:
         changed = _changed_on_this_build(root, config.default_branch)
     selection = buildkite.Selection(changed, args.include_optional, config.run_all)
-    sys.stdout.write(buildkite.to_yaml(buildkite.generate(load_areas(root), config, selection)))
+    sys.stdout.write(buildkite.to_yaml(buildkite.generate(_loaded(root), config, selection)))
     return 0
 
 
@@ -241,13 +240,12 @@ def _reap(args: argparse.Namespace) -> int:
 
 def _lint(args: argparse.Namespace) -> int:
     from harness.ci import lint
-    from harness.declare.areas import load_areas
     from harness.declare.config import load_config
     from harness.reports.annotate import annotate
 
     root = args.root.resolve()
     config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
-    findings, allowed = lint.lint(root, load_areas(root), config)
+    findings, allowed = lint.lint(root, _loaded(root), config)
     sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
     if findings:
         body = "**gpuci lint**: CI does not run everything it should\n\n```\n" + lint.as_text(findings, allowed) + "```"
@@ -303,3 +301,14 @@ def _gpus(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     return 0
+
+
+def _loaded(root: Path) -> list:  # type: ignore[type-arg]
+    """The areas, each construct gpuci cannot honour said with file and line (never dropped silently)."""
+    from harness.declare.areas import load_areas
+
+    areas = load_areas(root)
+    for area in areas:
+        for warning in area.warnings:
+            say(f"warning: {warning}")
+    return areas

@@ -15,6 +15,9 @@ from typing import Any
 import yaml
 
 from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.step_forms import IGNORED_WITH_WARNING, IGNORED_WITH_WARNING_WHY, command_steps, unique_labels
+from harness.declare.yaml_nodes import LOADER, Converter
+from harness.declare.yaml_nodes import Node as _Node
 from harness.errors import DeclarationError
 
 AREAS_DIR = Path(".buildkite") / "test_areas"
@@ -103,6 +106,8 @@ class Area:
     group: str
     path: Path
     steps: tuple[Step, ...]
+    # Constructs gpuci cannot honour (file:line and why), for lint and pipeline to print.
+    warnings: tuple[str, ...] = ()
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -124,40 +129,6 @@ class Area:
         )
 
 
-@dataclass(frozen=True)
-class _Node:
-    """A YAML value with the line (1-based) where it starts."""
-
-    value: Any
-    line: int
-
-
-# libyaml's parser where PyYAML was built with it: ten times faster on large pipelines.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _plain(node: yaml.Node, scalars: yaml.constructor.SafeConstructor) -> _Node:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        mapping: dict[str, _Node] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
-            mapping[str(key)] = _Node(_plain(value_node, scalars), key_node.start_mark.line + 1)
-        return _Node(mapping, line)
-    if isinstance(node, yaml.SequenceNode):
-        return _Node([_plain(item, scalars) for item in node.value], line)
-    value = scalars.construct_object(node)  # type: ignore[no-untyped-call]
-    return _Node(value, line)
-
-
-def _unwrap(node: _Node) -> Any:
-    if isinstance(node.value, dict):
-        return {k: _unwrap(v.value) for k, v in node.value.items()}
-    if isinstance(node.value, list):
-        return [_unwrap(v) for v in node.value]
-    return node.value
-
-
 def _suggest(key: str, known: frozenset[str], cutoff: float = TYPO_CUTOFF) -> str | None:
     match = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
     return match[0] if match else None
@@ -166,8 +137,8 @@ def _suggest(key: str, known: frozenset[str], cutoff: float = TYPO_CUTOFF) -> st
 class _Reader:
     """Field access on one mapping with errors that name file and line."""
 
-    def __init__(self, path: Path, mapping: dict[str, _Node], line: int, what: str) -> None:
-        self.path, self.mapping, self.line, self.what = path, mapping, line, what
+    def __init__(self, path: Path, mapping: dict[str, _Node], line: int, what: str, conv: Converter) -> None:
+        self.path, self.mapping, self.line, self.what, self.conv = path, mapping, line, what, conv
 
     def fail(self, key: str | None, message: str) -> DeclarationError:
         line = self.mapping[key].line if key and key in self.mapping else self.line
@@ -184,7 +155,11 @@ class _Reader:
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         if key not in self.mapping:
             return default
-        value = _unwrap(self.mapping[key].value)
+        value = self.conv.unwrap(self.mapping[key].value)
+        if value is None:
+            return default  # `key: ~` is Buildkite's "not set"
+        if kind in (int, float) and isinstance(value, str):
+            value = _number(value, kind)  # numbers given as strings ("30"), as Buildkite accepts
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -195,10 +170,19 @@ class _Reader:
     def string_list(self, key: str) -> tuple[str, ...]:
         value = self.get(key, (list, str), [])
         items = [value] if isinstance(value, str) else value
+        # Lists inside the list (per-node commands of multi-node steps) count as their lines.
+        items = [x for item in items for x in (item if isinstance(item, list) else [item]) if x is not None]
         for item in items:
             if not isinstance(item, (str, int, float)) or isinstance(item, bool):
                 raise self.fail(key, f"every entry of {key!r} must be a string, not {item!r}.")
         return tuple(str(item) for item in items)
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        return kind(text.strip())
+    except ValueError:
+        return text
 
 
 def _platforms(reader: _Reader, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -240,15 +224,15 @@ def _budget(reader: _Reader) -> dict[str, float]:
     return budgets
 
 
-def _mirror_overrides(path: Path, node: _Node) -> dict[str, dict[str, Any]]:
+def _mirror_overrides(path: Path, node: _Node, conv: Converter) -> dict[str, dict[str, Any]]:
     """`mirror.amd` read as the step's ROCm form."""
     mirror = node.value.get("mirror")
-    if mirror is None or not isinstance(mirror.value.value, dict) or "amd" not in mirror.value.value:
+    if mirror is None or not isinstance(mirror.value.value, dict) or mirror.value.value.get("amd") is None:
         return {}
     amd = mirror.value.value["amd"].value
     if not isinstance(amd.value, dict):
         raise DeclarationError(path, amd.line, "'mirror.amd' must be a mapping of step keys.")
-    reader = _Reader(path, amd.value, amd.line, "mirror.amd")
+    reader = _Reader(path, amd.value, amd.line, "mirror.amd", conv)
     reader.check_keys(MIRROR_KEYS)
     overrides: dict[str, Any] = {}
     for key in ("commands", "source_file_dependencies", "depends_on"):
@@ -262,20 +246,19 @@ def _mirror_overrides(path: Path, node: _Node) -> dict[str, dict[str, Any]]:
     return {"rocm": overrides}
 
 
-def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] | None) -> Step:
-    if not isinstance(node.value, dict):
-        raise DeclarationError(path, node.line, f"step {index + 1} must be a mapping of keys.")
-    probe = _Reader(path, node.value, node.line, f"step {index + 1}")
-    label = probe.get("label", (str, int, float), None)
-    reader = _Reader(path, node.value, node.line, f"step {label!r}" if label else probe.what)
+def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] | None, conv: Converter) -> Step:
+    probe = _Reader(path, node.value, node.line, f"step {index + 1}", conv)
+    label = probe.get("label", (str, int, float), None) or probe.get("name", (str, int, float), None)
+    reader = _Reader(path, node.value, node.line, f"step {label!r}" if label else probe.what, conv)
     reader.check_keys(STEP_KEYS)
-    if label is None:
-        raise reader.fail(None, "has no 'label'; every step needs one.")
     if "commands" in node.value and "command" in node.value:
         raise reader.fail("command", "has both 'command' and 'commands'; keep one.")
     commands = reader.string_list("commands" if "commands" in node.value else "command")
     if not commands:
         raise reader.fail(None, "has no 'commands'; add the shell lines the step runs.")
+    if label is None:
+        # Buildkite shows a step without a label by its key or its command.
+        label = reader.get("key", str, None) or commands[0][:60]
     num_gpus = reader.get("num_gpus", int, None)
     if num_gpus is None:
         num_gpus = reader.get("num_devices", int, 1)
@@ -309,8 +292,8 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         concurrency=reader.get("concurrency", int, None),
         concurrency_group=reader.get("concurrency_group", str, None),
         agent_tags={str(k): str(v) for k, v in (reader.get("agent_tags", dict, {}) or {}).items()},
-        overrides=_mirror_overrides(path, node),
-        extra={k: _unwrap(v.value) for k, v in node.value.items() if k not in STEP_KEYS},
+        overrides=_mirror_overrides(path, node, conv),
+        extra={k: conv.unwrap(v.value) for k, v in node.value.items() if k not in STEP_KEYS},
     )
 
 
@@ -318,7 +301,7 @@ def load_area(path: Path) -> Area:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=_LOADER)
+        root = yaml.compose(text, Loader=LOADER)
     except OSError as exc:
         raise DeclarationError(path, None, f"cannot be read ({exc.strerror}).") from None
     except yaml.MarkedYAMLError as exc:
@@ -326,29 +309,25 @@ def load_area(path: Path) -> Area:
         raise DeclarationError(path, line, f"is not valid YAML: {exc.problem}.") from None
     if root is None:
         raise DeclarationError(path, 1, "is empty; an area needs 'group' and 'steps'.")
-    top = _plain(root, yaml.constructor.SafeConstructor())
+    conv = Converter()
+    top = conv.node(root)
     if not isinstance(top.value, dict):
         raise DeclarationError(path, top.line, "must be a mapping with 'group' and 'steps'.")
-    reader = _Reader(path, top.value, top.line, "area")
+    reader = _Reader(path, top.value, top.line, "area", conv)
     reader.check_keys(AREA_KEYS)
     group = reader.get("group", (str, int, float), path.stem)
     area_platforms = _platforms(reader, ()) or None
     steps_node = top.value.get("steps")
     if steps_node is None or not isinstance(steps_node.value.value, list) or not steps_node.value.value:
         raise reader.fail("steps", "needs a non-empty list under 'steps'.")
-    steps = tuple(_step(path, item, i, area_platforms) for i, item in enumerate(steps_node.value.value))
-    seen: dict[tuple[str, str], Step] = {}
+    warnings: list[str] = []
+    nodes = list(command_steps(path, steps_node.value.value, warnings))
+    steps = tuple(_step(path, item, i, area_platforms, conv) for i, item in enumerate(nodes))
+    steps = unique_labels(path, steps, warnings)
     for step in steps:
-        for platform in step.platforms:
-            if (step.label, platform) in seen:
-                raise DeclarationError(
-                    path,
-                    step.line,
-                    f"two steps are labelled {step.label!r} on {platform} (the other at line "
-                    f"{seen[step.label, platform].line}); labels select steps, so make them unique.",
-                )
-            seen[step.label, platform] = step
-    return Area(name=path.stem, group=str(group), path=path, steps=steps)
+        for key in sorted(IGNORED_WITH_WARNING & set(step.extra)):
+            warnings.append(f"{path}:{step.line}: step {step.label!r}: {key!r} {IGNORED_WITH_WARNING_WHY[key]}")
+    return Area(name=path.stem, group=str(group), path=path, steps=steps, warnings=tuple(warnings))
 
 
 def load_areas(root: Path) -> list[Area]:

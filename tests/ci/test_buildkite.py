@@ -37,6 +37,24 @@ def test_the_pipeline_of_this_repository_validates() -> None:
     assert commands == [f"nox -s {p}_sampler -- --step sampler" for p in ("cpu", "cuda", "rocm")]
 
 
+def test_with_a_registry_each_platform_gets_one_image_step_its_test_steps_depend_on() -> None:
+    config = ProjectConfig(registry="registry.example.com:5000/ci", queues={"build": "docker-builders"})
+    pipeline = generate(load_areas(ROOT), config, Selection(None))
+    validate(pipeline)
+    images, *areas = pipeline["steps"]
+    assert [s["key"] for s in images["steps"]] == ["image-cpu", "image-cuda", "image-rocm"]
+    assert {s["agents"]["queue"] for s in images["steps"]} == {"docker-builders"}
+    assert images["steps"][1]["command"] == "nox -s image -- publish --platform cuda"
+    for step in (s for group in areas for s in group["steps"]):
+        assert step["depends_on"][0] == f"image-{step['env']['GPUCI_PLATFORM']}"
+
+
+def test_without_a_registry_there_is_no_image_step() -> None:
+    pipeline = generate(load_areas(ROOT), ProjectConfig(), Selection(None))
+    assert all(not s["key"].startswith("image-") for s in all_steps(pipeline))
+    assert all("depends_on" not in s for s in all_steps(pipeline))
+
+
 def test_500_steps_with_amd_mirrors_validate(tmp_path: Path) -> None:
     areas = load_areas(synthetic_project(tmp_path))
     config = ProjectConfig(queues={"h100": "gpu-h100", "mi325_1": "amd-mi325", "cpu": "cpu"})

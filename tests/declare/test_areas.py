@@ -87,14 +87,8 @@ def test_a_misspelt_key_names_file_line_and_the_fix(tmp_path: Path) -> None:
             "did you mean 'cuda'",
         ),
         ("group: g\nsteps:\n  - label: a\n", 3, "has no 'commands'"),
-        ("group: g\nsteps:\n  - commands: [x]\n", 3, "has no 'label'"),
         ("group: g\nsteps: [\n", 3, "not valid YAML"),
         ("group: g\nstesp: []\n", 2, "did you mean 'steps'"),
-        (
-            "group: g\nsteps:\n  - {label: a, commands: [x]}\n  - {label: a, commands: [y]}\n",
-            4,
-            "labelled 'a'",
-        ),
         (
             "group: g\nsteps:\n  - label: a\n    commands: [x]\n    shutdown_budget: {cuda: -1}\n",
             5,
@@ -124,3 +118,74 @@ def test_two_files_for_one_area_collide(tmp_path: Path) -> None:
         write(areas, "steps: [{label: a, commands: [b]}]\n", name)
     with pytest.raises(DeclarationError, match="would collide"):
         load_areas(tmp_path)
+
+
+# Shaped like a large GPU project's test-area and AMD pipeline files (our own words and paths).
+BUILDKITE_FORMS = """\
+group: Kernels
+depends_on: ~
+x-defaults: &gpu_defaults
+  timeout_in_minutes: "45"
+  num_gpus: 1
+  source_file_dependencies: [csrc/, kernels/]
+steps:
+  - label: Kernels Attention Test %N
+    <<: *gpu_defaults
+    depends_on: ~
+    commands:
+      - pytest -v -s kernels/attention --shard-id=$$BUILDKITE_PARALLEL_JOB
+    parallelism: 2
+    retry: {automatic: [{exit_status: -1, limit: 1}], manual: {allowed: false}}
+    agents: {queue: gpu_1_queue}
+    artifact_paths: ["junit/*.xml"]
+    soft_fail: ~
+    mirror: ~
+  - wait
+  - block: "Run the long kernels?"
+  - group: Quantization
+    steps:
+      - label: Kernels Quantization Test
+        <<: [*gpu_defaults]
+        timeout_in_minutes: 90
+        commands: [pytest -v -s kernels/quantization]
+        matrix: ["fp8", "int4"]
+        plugins: [{docker#v5.9.0: {image: "rocm/vllm-ci:latest"}}]
+  - label: Kernels Attention Test %N
+    key: attention-amd
+    if: build.branch == "main"
+    commands:
+      - - bash -c 'node 0 cmd'
+        - bash -c 'node 1 cmd'
+"""
+
+
+def test_buildkite_forms_of_real_pipelines_load(tmp_path: Path) -> None:
+    area = load_area(write(tmp_path, BUILDKITE_FORMS))
+    first, quant, again = area.steps
+    # Nulls are "not set"; a merge key brings the anchor's values; numbers may be strings.
+    assert first.depends_on == () and first.soft_fail is False and first.overrides == {}
+    assert first.timeout_in_minutes == 45 and first.source_file_dependencies == ("csrc/", "kernels/")
+    assert quant.timeout_in_minutes == 90 and quant.num_gpus == 1  # explicit keys win over the merge
+    # A repeated label is numbered; per-node command lists are the step's lines.
+    assert again.label == "Kernels Attention Test %N #2"
+    assert again.commands == ("bash -c 'node 0 cmd'", "bash -c 'node 1 cmd'")
+    said = "\n".join(area.warnings)
+    for words in (
+        "'wait' step",
+        "'block' step",
+        "'matrix' is not expanded",
+        "'plugins' are not run",
+        "'if' is not evaluated",
+        "second step labelled",
+    ):
+        assert words in said
+    assert all(w.startswith(f"{area.path}:") for w in area.warnings)  # file and line, every one
+
+
+def test_an_alias_bomb_loads_in_bounded_time(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    text = "\n".join(levels) + "\ngroup: g\nsteps:\n  - label: s\n    commands: [x]\n    env: {B: *a8}\n"
+    with pytest.raises(DeclarationError) as err:  # 10^9 strings if expanded; refused at once instead
+        load_area(write(tmp_path, text))
+    assert "'env' values must be strings" in str(err.value)

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import RegistryServer
+from tests.registry_server import RegistryServer
 
 AREA = """\
 platforms: [cpu]
