@@ -11,9 +11,7 @@ a Buildkite step runs. `nox -s cpu_sampler -- --step "sampler (cpu)" -k topk` se
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -52,79 +50,10 @@ def _ensure_dependencies() -> None:
 _ensure_dependencies()
 sys.path.insert(0, str(ROOT))
 
-from harness.declare.areas import load_areas, session_name  # noqa: E402
-from harness.errors import DeclarationError  # noqa: E402
+from harness.sessions import area_sessions  # noqa: E402
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["cpu_sampler"]
-
-
-def _harness_args(posargs: list[str]) -> tuple[list[str], list[str]]:
-    """Leading harness options (--step LABEL, --no-container) out of posargs; the rest go to pytest."""
-    harness, rest = [], list(posargs)
-    while rest and rest[0] in ("--step", "--no-container", "--report-dir", "--vram-backend", "--base-image"):
-        flag = rest.pop(0)
-        harness.append(flag)
-        if flag != "--no-container" and rest:
-            harness.append(rest.pop(0))
-    return harness, rest
-
-
-def _register_area_session(platform: str, area: str) -> None:
-    def session(s: nox.Session) -> None:
-        from harness.cli import main
-
-        # nox's logging shows every library's debug lines; the Docker SDK's HTTP calls are noise.
-        for noisy in ("urllib3", "docker"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        harness, pytest_args = _harness_args(s.posargs)
-        argv = [
-            "run",
-            "--platform",
-            platform,
-            "--area",
-            area,
-            "--root",
-            str(ROOT),
-            *harness,
-            "--",
-            *pytest_args,
-        ]
-        # The very function behind `python -m harness run …`, called in-process: one Python start less.
-        s.log("python -m harness " + shlex.join(argv))
-        code = main(argv)
-        if code and os.environ.get("BUILDKITE") == "true":
-            # One session per job: the agent retries by exit status (75 yes, 1 never), so keep it.
-            raise SystemExit(code)
-        if code:
-            s.error(
-                f"python -m harness run exited {code} (1 tests failed, 2 usage, 3 teardown failed, 75 infrastructure)"
-            )
-
-    session.__doc__ = f"Run the {area} area on {platform}."
-    nox.session(name=session_name(platform, area), venv_backend="none", tags=[platform, area])(session)
-
-
-def _register_areas() -> None:
-    try:
-        areas = load_areas(ROOT)
-    except DeclarationError as exc:
-        print(f"gpuci: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    taken: dict[str, str] = {}
-    for area in areas:
-        for platform in area.platforms:
-            name = session_name(platform, area.name)
-            # nox silently keeps the last of two sessions with one name: refuse instead.
-            if name in taken or name in STATIC_SESSIONS:
-                print(
-                    f"gpuci: error: {area.path}: session {name!r} is declared twice "
-                    f"(also by {taken.get(name, 'noxfile.py')}); rename the area.",
-                    file=sys.stderr,
-                )
-                raise SystemExit(2)
-            taken[name] = str(area.path)
-            _register_area_session(platform, area.name)
 
 
 STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image")
@@ -181,4 +110,4 @@ def lint(session: nox.Session) -> None:
     session.run("python", "-m", "harness", "lint", *session.posargs)
 
 
-_register_areas()
+area_sessions(ROOT, STATIC_SESSIONS)

@@ -117,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
     reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
     reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
 
+    init = sub.add_parser("init", help="add gpuci to this repository: noxfile, [tool.gpuci], recipes, an example area")
+    init.add_argument("--root", type=Path, default=Path.cwd())
+    init.add_argument("--dry-run", action="store_true", help="show the files it would write, write nothing")
+
     gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
     gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
     return parser

@@ -56,6 +56,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             not args.quiet,
             args.rebuild,
         )
+    if args.command == "init":
+        return _init(args)
     return _gpus(args)
 
 
@@ -312,3 +314,27 @@ def _loaded(root: Path) -> list:  # type: ignore[type-arg]
         for warning in area.warnings:
             say(f"warning: {warning}")
     return areas
+
+
+def _init(args: argparse.Namespace) -> int:
+    from harness.ci.init import apply, plan
+
+    root = args.root.resolve()
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder; run gpuci init in the repository's root.")
+    changes = plan(root)
+    if not changes:
+        say(f"{root} already has everything gpuci needs; nothing written")
+        return 0
+    for change in changes:
+        verb = {
+            "create": "would create" if args.dry_run else "created",
+            "append": "would add to" if args.dry_run else "added to",
+        }
+        print(f"{verb[change.action]} {change.path.relative_to(root)}")
+        if args.dry_run:
+            print("".join(f"    {line}\n" for line in change.text.strip("\n").splitlines()))
+    if not args.dry_run:
+        apply(changes)
+        say("next: declare your tests in .buildkite/test_areas/, then `nox -l` and `nox -s cpu_<area>`")
+    return 0

@@ -93,7 +93,9 @@ def pytest_configure(config: pytest.Config) -> None:
     platform = os.environ.get("GPUCI_PLATFORM", "cpu")
     guard = config.getoption("gpuci_vram_guard")
     if guard is None:
-        guard = os.environ.get("GPUCI_IN_CONTAINER") == "1" or os.environ.get("GPUCI_VRAM_GUARD") == "1"
+        # A run says whether its step has GPUs to guard (a num_gpus: 0 step has none); else on in containers.
+        explicit = os.environ.get("GPUCI_VRAM_GUARD")
+        guard = explicit == "1" if explicit in ("0", "1") else os.environ.get("GPUCI_IN_CONTAINER") == "1"
     per_worker = config.getoption("gpuci_gpus_per_worker")
     state = PluginState(platform, guard=bool(guard), guard_timeout=config.getoption("gpuci_vram_timeout"))
     config.stash[_KEY] = state

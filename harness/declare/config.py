@@ -8,6 +8,7 @@ run_all = ["harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml"
 registry = "registry.example.com:5000/ci"  # images by digest (GPUCI_REGISTRY overrides)
 registry_username_env = "REGISTRY_USER"   # credentials from these variables; else `docker login`
 registry_password_env = "REGISTRY_PASSWORD"
+requirements = ["requirements-test.txt"] # the project's own, installed in its images
 [tool.gpuci.queues]                       # Buildkite queue per device class or platform
 h100 = "gpu-h100"
 mi325_1 = "amd-mi325"
@@ -48,6 +49,8 @@ class ProjectConfig:
     registry: str | None = None
     registry_username_env: str | None = None
     registry_password_env: str | None = None
+    # The project's own requirement or lock files, installed in its images and part of their content tag.
+    requirements: tuple[str, ...] = ()
 
     @property
     def working_dir(self) -> str:
@@ -81,6 +84,7 @@ def load_config(root: Path) -> ProjectConfig:
         "registry",
         "registry_username_env",
         "registry_password_env",
+        "requirements",
     }
     unknown = sorted(set(section) - known)
     if unknown:
@@ -97,6 +101,7 @@ def load_config(root: Path) -> ProjectConfig:
         registry=_registry(path, os.environ.get(REGISTRY_ENV) or section.get("registry")),
         registry_username_env=section.get("registry_username_env"),
         registry_password_env=section.get("registry_password_env"),
+        requirements=tuple(str(r) for r in section.get("requirements", ())),
     )
 
 

@@ -16,7 +16,7 @@ from harness.console import say
 from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
 from harness.images.airgap import BaseRecipe, bootstrap_base, fill_wheelhouse, wheelhouse_dir
-from harness.images.recipe import ImageRecipe
+from harness.images.recipe import ImageRecipe, project_requirements_text
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,16 @@ def _build_missing(
         bootstrap_base(client, BaseRecipe(ca_bundle=recipe.ca_bundle))
     wheelhouse = wheelhouse_dir(Path(root))
     fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle)
+    project = project_requirements_text(recipe)
     say(f"building {tag} from {recipe.dockerfile}")
     with tempfile.TemporaryDirectory(prefix="gpuci-context-") as context:
         ctx = Path(context)
         shutil.copyfile(recipe.dockerfile, ctx / "Dockerfile")
         shutil.copyfile(recipe.requirements, ctx / "requirements.txt")
+        # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
+        (ctx / "project-requirements.txt").write_text(project)
+        if project.strip():
+            fill_wheelhouse(ctx / "project-requirements.txt", wheelhouse, recipe.ca_bundle)
         (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
         shutil.copytree(wheelhouse, ctx / "wheelhouse")
         _build(client, ctx, tag, recipe, content_hash)

@@ -27,6 +27,8 @@ class ImageRecipe:
     requirements: Path
     build_args: dict[str, str] = field(default_factory=dict)
     ca_bundle: Path | None = None
+    # The project's requirement or lock files ([tool.gpuci] requirements): a changed one is another image.
+    project_requirements: tuple[Path, ...] = ()
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -36,6 +38,9 @@ class ImageRecipe:
             ("extra-ca.crt", self.ca_bundle.read_bytes() if self.ca_bundle else b""),
         ):
             digest.update(f"{name}\0{len(data)}\0".encode() + data)
+        for path in self.project_requirements:
+            data = path.read_bytes()
+            digest.update(f"project\0{path.name}\0{len(data)}\0".encode() + data)
         for key in sorted(self.build_args):
             digest.update(f"arg\0{key}={self.build_args[key]}\0".encode())
         return digest.hexdigest()
@@ -64,4 +69,21 @@ def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bund
     args = {}
     if base_image:
         args["BASE_IMAGE"] = BaseRecipe(ca_bundle=ca_bundle).tag if base_image == "local" else base_image
-    return ImageRecipe(platform, dockerfile, Path(root) / REQUIREMENTS, args, ca_bundle)
+    return ImageRecipe(platform, dockerfile, Path(root) / REQUIREMENTS, args, ca_bundle, _project_requirements(root))
+
+
+def _project_requirements(root: Path) -> tuple[Path, ...]:
+    from harness.declare.config import load_config
+
+    files = tuple(Path(root) / name for name in load_config(root).requirements)
+    for path in files:
+        if not path.is_file():
+            raise UsageError(
+                f"[tool.gpuci] requirements names {path}, which does not exist; fix the path in pyproject.toml."
+            )
+    return files
+
+
+def project_requirements_text(recipe: ImageRecipe) -> str:
+    """The project's requirements as one file for the image's build context (empty: none)."""
+    return "".join(f"# {p.name}\n{p.read_text()}\n" for p in recipe.project_requirements)

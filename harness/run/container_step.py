@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import harness
 from harness.console import say
 from harness.gpu.vram import sim as simgpu
 from harness.redact import Redactor
-from harness.run.environment import container_env, run_labels, visible_devices_env
+from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
 from harness.run.options import SIM_MOUNT, RunContext, RunOptions
 from harness.run.reaper import dead_run_containers
 from harness.run.sharding import shard_args
@@ -53,8 +54,9 @@ def container_workload(
     mounts = [
         BindMount(str(options.root.resolve()), options.workspace),
         BindMount(str(directory.resolve()), REPORT_MOUNT),
+        BindMount(str(Path(harness.__file__).resolve().parent), f"{HARNESS_LIB}/harness", read_only=True),
     ]
-    extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label}
+    extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
     if watch and watch.backend.name == "sim":
         mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
         # Simulated devices keep host numbering inside; NVIDIA's runtime renumbers what it passes.

@@ -12,6 +12,9 @@ from harness.run.reaper import SUPERVISOR_PID_ENV, SUPERVISOR_START_ENV, supervi
 from harness.run.spec import REPORT_MOUNT
 from harness.run.supervisor import StopPolicy, VramWatch
 
+# Where gpuci's own package is mounted (read-only) in every run's container.
+HARNESS_LIB = "/opt/gpuci/lib"
+
 
 def stop_policy(grace_s: float) -> StopPolicy:
     """Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
@@ -55,7 +58,9 @@ def container_env(
     addopts = [f"--junitxml={REPORT_MOUNT}/junit.xml", *PYTEST_PLUGIN_ARGS, *shards, *options.pytest_args]
     env = {
         "HOME": "/tmp",
-        "PYTHONPATH": options.workspace,
+        # The checkout (and its src/ layout), then gpuci's own package for the plugin: mounted read-only
+        # there, so a repository that is not gpuci's runs gpuci's plugin without installing it.
+        "PYTHONPATH": f"{options.workspace}:{options.workspace}/src:{HARNESS_LIB}",
         "GPUCI_RUN_ID": run_id,
         "GPUCI_PLATFORM": options.platform,
         "GPUCI_REPORT_DIR": REPORT_MOUNT,

@@ -41,7 +41,7 @@ def host_workload(
         watch,
         **step.env,
         GPUCI_REPORT_DIR=str(directory.resolve()),
-        GPUCI_VRAM_GUARD="1",
+        GPUCI_VRAM_GUARD="1" if watch else "0",
         PYTEST_ADDOPTS=shlex.join(addopts),
         PYTHONPATH=os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
     )

@@ -1,0 +1,68 @@
+"""The image recipes `gpuci init` writes, and gpuci's own `containers/` holds (a test keeps them equal).
+
+One body for every platform: gpuci's test dependencies and the project's own requirements
+([tool.gpuci] requirements, hashed into the content tag) installed from a host-filled wheelhouse
+in one layer, on the platform's base (the Debian base for cpu, the vendors' PyTorch images for
+cuda and rocm by default).
+"""
+
+from __future__ import annotations
+
+HEADERS = {
+    "cpu": ("# gpuci cpu image: the embedded default: no GPU, runs anywhere Docker runs.", "python:3.11-slim-bookworm"),
+    "cuda": (
+        "# gpuci cuda image: NVIDIA GPUs; the vendor's PyTorch image by default.",
+        "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+    ),
+    "rocm": (
+        "# gpuci rocm image: AMD GPUs; the vendor's PyTorch image by default.",
+        "rocm/pytorch:rocm6.2.4_ubuntu22.04_py3.10_pytorch_release_2.3.0",
+    ),
+}
+PREAMBLE = """\
+# gpuci passes BASE_IMAGE; on hosts with no registry it is the local base from
+# `python -m harness image bootstrap` (Debian packages through debootstrap).
+"""
+BODY = """\
+
+# Everything below needs no network: wheels come from the host's wheelhouse.
+COPY requirements.txt project-requirements.txt extra-ca.crt /opt/gpuci/build/
+COPY wheelhouse/ /opt/gpuci/build/wheelhouse/
+RUN set -e; \\
+    if [ -s /opt/gpuci/build/extra-ca.crt ]; then \\
+        mkdir -p /etc/ssl/certs; cat /opt/gpuci/build/extra-ca.crt >> /etc/ssl/certs/ca-certificates.crt; \\
+    fi; \\
+    python3 -m venv --system-site-packages /opt/gpuci/venv; \\
+    /opt/gpuci/venv/bin/pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
+        --find-links /opt/gpuci/build/wheelhouse -r /opt/gpuci/build/requirements.txt \\
+        -r /opt/gpuci/build/project-requirements.txt; \\
+    rm -rf /opt/gpuci/build
+ENV PATH=/opt/gpuci/venv/bin:$PATH \\
+    PYTHONDONTWRITEBYTECODE=1 \\
+    PYTHONUNBUFFERED=1 \\
+    LANG=C.UTF-8
+"""
+EXTRA_ENV = {"cuda": "NVIDIA_DRIVER_CAPABILITIES=compute,utility"}
+REQUIREMENTS = """\
+# Python packages of every gpuci image, pinned; wheels reach the image from a wheelhouse built
+# on the host (no network inside the build). Pure-Python or abi3 wheels only, so one
+# wheelhouse serves every base image's Python (3.10 and later).
+pytest==8.4.2
+pluggy==1.7.0
+iniconfig==2.3.1
+packaging==26.3
+pygments==2.21.0
+pytest-xdist==3.8.0
+execnet==2.1.2
+psutil==7.1.0
+# NVML for gpuci's VRAM guard inside CUDA images (pure Python; it finds no driver elsewhere and steps aside).
+nvidia-ml-py==13.615.71
+"""
+
+
+def dockerfile(platform: str) -> str:
+    comment, base = HEADERS[platform]
+    body = BODY
+    if platform in EXTRA_ENV:
+        body = body.rstrip("\n") + f" \\\n    {EXTRA_ENV[platform]}\n"
+    return f"{comment}\n{PREAMBLE}ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\n{body}"

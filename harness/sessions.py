@@ -1,0 +1,90 @@
+"""nox sessions from a repository's test-area declarations: `<platform>_<area>` for each.
+
+In a noxfile (what `gpuci init` writes):
+
+    from pathlib import Path
+    from harness.sessions import area_sessions
+    area_sessions(Path(__file__).resolve().parent)
+
+A session is nothing but `python -m harness run --platform P --area A [--step LABEL] --
+PYTEST_ARGS`, called in-process (one Python start less), the same command a Buildkite step runs.
+`nox -s cpu_sampler -- --step "sampler" -k topk` selects a step and passes `-k topk` to pytest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import nox
+
+from harness.declare.areas import load_areas, session_name
+from harness.errors import DeclarationError
+
+# Leading options of a session's posargs that are the harness's, not pytest's.
+HARNESS_FLAGS = ("--step", "--no-container", "--report-dir", "--vram-backend", "--base-image", "--build")
+HARNESS_SWITCHES = ("--no-container", "--build")
+
+
+def split_posargs(posargs: list[str]) -> tuple[list[str], list[str]]:
+    """Leading harness options (--step LABEL, --no-container, --build) out of posargs; the rest go to pytest."""
+    harness, rest = [], list(posargs)
+    while rest and rest[0] in HARNESS_FLAGS:
+        flag = rest.pop(0)
+        harness.append(flag)
+        if flag not in HARNESS_SWITCHES and rest:
+            harness.append(rest.pop(0))
+    return harness, rest
+
+
+def _area_session(root: Path, platform: str, area: str) -> None:
+    def session(s: nox.Session) -> None:
+        from harness.cli import main
+
+        # nox's logging shows every library's debug lines; the Docker SDK's HTTP calls are noise.
+        for noisy in ("urllib3", "docker"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        harness, pytest_args = split_posargs(s.posargs)
+        argv = ["run", "--platform", platform, "--area", area, "--root", str(root), *harness, "--", *pytest_args]
+        s.log("python -m harness " + shlex.join(argv))
+        code = main(argv)
+        if code and os.environ.get("BUILDKITE") == "true":
+            # One session per job: the agent retries by exit status (75 yes, 1 never), so keep it.
+            raise SystemExit(code)
+        if code:
+            s.error(
+                f"python -m harness run exited {code} (1 tests failed, 2 usage, 3 teardown failed, 75 infrastructure)"
+            )
+
+    session.__doc__ = f"Run the {area} area on {platform}."
+    nox.session(name=session_name(platform, area), venv_backend="none", tags=[platform, area])(session)
+
+
+def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
+    """Register a session per declared area and platform; the names registered.
+
+    A bad declaration ends nox with exit 2 and the file and line; `reserved` names (the
+    noxfile's own sessions) may not be taken by an area, as nox would silently keep one of two.
+    """
+    try:
+        areas = load_areas(root)
+    except DeclarationError as exc:
+        print(f"gpuci: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    taken: dict[str, str] = {}
+    for area in areas:
+        for platform in area.platforms:
+            name = session_name(platform, area.name)
+            if name in taken or name in reserved:
+                print(
+                    f"gpuci: error: {area.path}: session {name!r} is declared twice "
+                    f"(also by {taken.get(name, 'noxfile.py')}); rename the area.",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2)
+            taken[name] = str(area.path)
+            _area_session(root, platform, area.name)
+    return list(taken)

@@ -1,0 +1,125 @@
+"""`gpuci init` in another repository, and a real library's own suite through gpuci's container."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from harness.ci.recipes import REQUIREMENTS, dockerfile
+from harness.images.recipe import recipe_for
+from tests.conftest import ROOT, harness_env
+
+USER_NOXFILE = """import nox
+
+
+@nox.session
+def docs(session):
+    session.run("echo", "docs")
+"""
+
+
+def test_recipes_init_writes_are_gpucis_own() -> None:
+    for platform in ("cpu", "cuda", "rocm"):
+        assert dockerfile(platform) == (ROOT / "containers" / platform / "Dockerfile").read_text()
+    assert (ROOT / "containers" / "requirements.txt").read_text() == REQUIREMENTS
+
+
+def test_init_keeps_what_a_repository_has_and_is_idempotent(run_harness, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".buildkite" / "test_areas").mkdir(parents=True)
+    (repo / "noxfile.py").write_text(USER_NOXFILE)
+    pyproject = '[project]\nname = "mylib"\nversion = "1.0"\n'
+    (repo / "pyproject.toml").write_text(pyproject)
+    area = "group: mine\nplatforms: [cpu]\nsteps:\n  - label: t\n    commands: [pytest]\n"
+    (repo / ".buildkite" / "test_areas" / "mine.yaml").write_text(area)
+
+    dry = run_harness("init", "--dry-run", "--root", str(repo))
+    assert dry.returncode == 0 and "would add to noxfile.py" in dry.stdout
+    assert (repo / "noxfile.py").read_text() == USER_NOXFILE and not (repo / "containers").exists()
+
+    done = run_harness("init", "--root", str(repo))
+    assert done.returncode == 0, done.stderr
+    assert (repo / "noxfile.py").read_text().startswith(USER_NOXFILE)  # the user's lines untouched
+    assert (repo / "pyproject.toml").read_text().startswith(pyproject)
+    assert (repo / ".buildkite" / "test_areas" / "mine.yaml").read_text() == area
+    assert not (repo / ".buildkite" / "test_areas" / "example.yaml").exists()  # it had an area
+    before = {p: p.read_text() for p in repo.rglob("*") if p.is_file()}
+    again = run_harness("init", "--root", str(repo))
+    assert again.returncode == 0 and "nothing written" in again.stderr
+    assert {p: p.read_text() for p in repo.rglob("*") if p.is_file()} == before
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "-l", "-f", str(repo / "noxfile.py")],
+        capture_output=True,
+        text=True,
+        env=harness_env(),
+        cwd=repo,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "docs" in listed.stdout and "cpu_mine" in listed.stdout
+
+
+def test_the_projects_requirements_are_part_of_the_content_tag(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "containers" / "cpu").mkdir(parents=True)
+    (repo / "containers" / "cpu" / "Dockerfile").write_text(dockerfile("cpu"))
+    (repo / "containers" / "requirements.txt").write_text(REQUIREMENTS)
+    (repo / "pyproject.toml").write_text('[tool.gpuci]\nrequirements = ["requirements-test.txt"]\n')
+    (repo / "requirements-test.txt").write_text("six==1.17.0\n")
+    first = recipe_for(repo, "cpu").tag
+    assert recipe_for(repo, "cpu").tag == first  # unchanged: same tag, no rebuild
+    (repo / "requirements-test.txt").write_text("six==1.16.0\n")
+    assert recipe_for(repo, "cpu").tag != first
+
+
+def test_a_real_library_runs_its_own_suite_in_gpucis_container(run_harness, tmp_path: Path, cpu_image) -> None:
+    """six, downloaded from PyPI as an sdist: nobody here wrote it or its tests."""
+    download = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "-q",
+            "-d",
+            str(tmp_path),
+            "six==1.17.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert download.returncode == 0, download.stderr
+    with tarfile.open(tmp_path / "six-1.17.0.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    repo = tmp_path / "six-1.17.0"
+    ident = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "six 1.17.0 from PyPI"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    assert run_harness("init", "--root", str(repo)).returncode == 0
+    (repo / ".buildkite" / "test_areas" / "example.yaml").unlink()
+    (repo / ".buildkite" / "test_areas" / "six.yaml").write_text(
+        "group: six\nplatforms: [cpu]\nsteps:\n"
+        "  - label: suite\n    commands: [pytest -q test_six.py]\n    num_gpus: 0\n"
+    )
+    env = harness_env(PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "-s", "cpu_six", "-f", str(repo / "noxfile.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((repo / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+    assert report["outcome"] == "passed" and report["mode"] == "container"
+    assert " passed" in done.stdout and "failed" not in done.stdout.split("passed")[-1]
+    assert os.path.exists(report["junit"])
