@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from harness.declare.yaml_nodes import Node
 from harness.errors import DeclarationError
 
-if TYPE_CHECKING:
-    from harness.declare.areas import Step
+# Steps are `harness.declare.areas.Step`; typed loosely so this module never imports its importer.
+Step = Any
 
 NON_COMMAND_STEPS = ("wait", "block", "input", "trigger")
 # Keys Buildkite honours that change what runs, which gpuci does not: said, never silently dropped.

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import harness
 from harness.console import say
 from harness.gpu.vram import sim as simgpu
 from harness.redact import Redactor
@@ -54,7 +53,7 @@ def container_workload(
     mounts = [
         BindMount(str(options.root.resolve()), options.workspace),
         BindMount(str(directory.resolve()), REPORT_MOUNT),
-        BindMount(str(Path(harness.__file__).resolve().parent), f"{HARNESS_LIB}/harness", read_only=True),
+        BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
     if watch and watch.backend.name == "sim":
