@@ -56,7 +56,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["cpu_sampler"]
 
 
-STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image")
+STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image", "corpus")
 
 
 @nox.session(venv_backend="none")
@@ -99,6 +99,17 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
+
+
+@nox.session(venv_backend="venv")
+def corpus(session: nox.Session) -> None:
+    """Real pipelines of public projects, gathered and loaded: bench/results/corpus.json.
+
+    `nox -s corpus -- --mirror-root DIR` reads local git mirrors; without it, blobless clones from GitHub.
+    """
+    session.install("-e", ".")
+    session.run("python", "bench/corpus/gather.py", *session.posargs)
+    session.run("python", "bench/corpus/load.py")
 
 
 @nox.session(venv_backend="venv")

@@ -90,12 +90,24 @@ def parser() -> argparse.ArgumentParser:
     pipe.add_argument("--include-optional", action="store_true", help="optional steps run too")
     pipe.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     pipe.add_argument("--default-working-dir", help="working dir of steps without one")
+    pipe.add_argument(
+        "--declarations",
+        action="append",
+        metavar="PATH[:PLATFORM,...]",
+        help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
+    )
 
     lint = sub.add_parser("lint", help="CI-coverage lint: declarations against the tree (no Docker, no GPU)")
     lint.add_argument("--root", type=Path, default=Path.cwd())
     lint.add_argument("--format", choices=["text", "json"], default="text")
     lint.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     lint.add_argument("--default-working-dir", help="working dir of steps without one")
+    lint.add_argument(
+        "--declarations",
+        action="append",
+        metavar="PATH[:PLATFORM,...]",
+        help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
+    )
 
     rep = sub.add_parser("repro", help="reproduce a run from its report.json (path, folder or URL)")
     rep.add_argument("report")

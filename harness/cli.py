@@ -174,7 +174,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     from harness.declare.config import load_config
 
     root = args.root.resolve()
-    config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
+    config = load_config(root).with_flags(
+        workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=_declared(args)
+    )
     changed: tuple[str, ...] | None = None
     if args.changed_files:
         try:
@@ -186,7 +188,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     elif not args.all:
         changed = _changed_on_this_build(root, config.default_branch)
     selection = buildkite.Selection(changed, args.include_optional, config.run_all)
-    sys.stdout.write(buildkite.to_yaml(buildkite.generate(_loaded(root), config, selection)))
+    sys.stdout.write(buildkite.to_yaml(buildkite.generate(_loaded(root, config.declarations), config, selection)))
     return 0
 
 
@@ -246,8 +248,10 @@ def _lint(args: argparse.Namespace) -> int:
     from harness.reports.annotate import annotate
 
     root = args.root.resolve()
-    config = load_config(root).with_flags(workspace=args.workspace, default_working_dir=args.default_working_dir)
-    findings, allowed = lint.lint(root, _loaded(root), config)
+    config = load_config(root).with_flags(
+        workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=_declared(args)
+    )
+    findings, allowed = lint.lint(root, _loaded(root, config.declarations), config)
     sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
     if findings:
         body = "**gpuci lint**: CI does not run everything it should\n\n```\n" + lint.as_text(findings, allowed) + "```"
@@ -305,11 +309,15 @@ def _gpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loaded(root: Path) -> list:  # type: ignore[type-arg]
-    """The areas, each construct gpuci cannot honour said with file and line (never dropped silently)."""
-    from harness.declare.areas import load_areas
+def _declared(args: argparse.Namespace) -> tuple[str, ...] | None:
+    return tuple(args.declarations) if args.declarations else None
 
-    areas = load_areas(root)
+
+def _loaded(root: Path, declarations: tuple[str, ...]) -> list:  # type: ignore[type-arg]
+    """The areas, each construct gpuci cannot honour said with file and line (never dropped silently)."""
+    from harness.declare.sources import load_areas
+
+    areas = load_areas(root, declarations)
     for area in areas:
         for warning in area.warnings:
             say(f"warning: {warning}")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import nox
 
-from harness.declare.areas import load_areas, session_name
+from harness.declare.areas import session_name
+from harness.declare.sources import load_areas
 from harness.errors import DeclarationError
 
 # Leading options of a session's posargs that are the harness's, not pytest's.

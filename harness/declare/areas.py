@@ -297,7 +297,8 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
     )
 
 
-def load_area(path: Path) -> Area:
+def load_area(path: Path, name: str | None = None, platforms: tuple[str, ...] | None = None) -> Area:
+    """One pipeline file; `platforms` are its steps' platforms where the file names none itself."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -308,7 +309,9 @@ def load_area(path: Path) -> Area:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise DeclarationError(path, line, f"is not valid YAML: {exc.problem}.") from None
     if root is None:
-        raise DeclarationError(path, 1, "is empty; an area needs 'group' and 'steps'.")
+        # Buildkite takes an empty file (a deprecated pipeline left with a comment) as no steps.
+        why = f"{path}:1: has no steps (empty, or comments only), so it declares nothing"
+        return Area(name=name or path.stem, group=name or path.stem, path=path, steps=(), warnings=(why,))
     conv = Converter()
     top = conv.node(root)
     if not isinstance(top.value, dict):
@@ -316,7 +319,7 @@ def load_area(path: Path) -> Area:
     reader = _Reader(path, top.value, top.line, "area", conv)
     reader.check_keys(AREA_KEYS)
     group = reader.get("group", (str, int, float), path.stem)
-    area_platforms = _platforms(reader, ()) or None
+    area_platforms = _platforms(reader, ()) or platforms
     steps_node = top.value.get("steps")
     if steps_node is None or not isinstance(steps_node.value.value, list) or not steps_node.value.value:
         raise reader.fail("steps", "needs a non-empty list under 'steps'.")
@@ -327,34 +330,7 @@ def load_area(path: Path) -> Area:
     for step in steps:
         for key in sorted(IGNORED_WITH_WARNING & set(step.extra)):
             warnings.append(f"{path}:{step.line}: step {step.label!r}: {key!r} {IGNORED_WITH_WARNING_WHY[key]}")
-    return Area(name=path.stem, group=str(group), path=path, steps=steps, warnings=tuple(warnings))
-
-
-def load_areas(root: Path) -> list[Area]:
-    """Every area under `root/.buildkite/test_areas`, sorted by name; names must be unique."""
-    directory = Path(root) / AREAS_DIR
-    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
-    areas = [load_area(f) for f in files]
-    by_name: dict[str, Area] = {}
-    for area in areas:
-        if area.name in by_name:
-            raise DeclarationError(
-                area.path,
-                None,
-                f"declares area {area.name!r}, as {by_name[area.name].path} does; session names "
-                "<platform>_<area> would collide, so rename one file.",
-            )
-        by_name[area.name] = area
-    return sorted(areas, key=lambda a: a.name)
-
-
-def find_area(root: Path, name: str) -> Area:
-    areas = load_areas(root)
-    for area in areas:
-        if area.name == name:
-            return area
-    known = ", ".join(a.name for a in areas) or "none"
-    raise DeclarationError(Path(root) / AREAS_DIR, None, f"has no area {name!r} (known areas: {known}).")
+    return Area(name=name or path.stem, group=str(group), path=path, steps=steps, warnings=tuple(warnings))
 
 
 def session_name(platform: str, area: str) -> str:

@@ -9,6 +9,7 @@ registry = "registry.example.com:5000/ci"  # images by digest (GPUCI_REGISTRY ov
 registry_username_env = "REGISTRY_USER"   # credentials from these variables; else `docker login`
 registry_password_env = "REGISTRY_PASSWORD"
 requirements = ["requirements-test.txt"] # the project's own, installed in its images
+declarations = [".buildkite/test_areas", ".buildkite/test-amd.yaml:rocm"]  # pipeline files read
 [tool.gpuci.queues]                       # Buildkite queue per device class or platform
 h100 = "gpu-h100"
 mi325_1 = "amd-mi325"
@@ -51,6 +52,8 @@ class ProjectConfig:
     registry_password_env: str | None = None
     # The project's own requirement or lock files, installed in its images and part of their content tag.
     requirements: tuple[str, ...] = ()
+    # Pipeline files, folders or globs (PATH or PATH:PLATFORM,...): see harness.declare.sources.
+    declarations: tuple[str, ...] = (".buildkite/test_areas",)
 
     @property
     def working_dir(self) -> str:
@@ -85,6 +88,7 @@ def load_config(root: Path) -> ProjectConfig:
         "registry_username_env",
         "registry_password_env",
         "requirements",
+        "declarations",
     }
     unknown = sorted(set(section) - known)
     if unknown:
@@ -102,6 +106,7 @@ def load_config(root: Path) -> ProjectConfig:
         registry_username_env=section.get("registry_username_env"),
         registry_password_env=section.get("registry_password_env"),
         requirements=tuple(str(r) for r in section.get("requirements", ())),
+        declarations=tuple(str(d) for d in section.get("declarations", config.declarations)),
     )
 
 

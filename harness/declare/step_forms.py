@@ -42,6 +42,9 @@ def command_steps(path: Path, items: list[Node], warnings: list[str]) -> Iterato
         if kind and "command" not in value and "commands" not in value:
             warnings.append(f"{path}:{item.line}: a {kind!r} step: not a command step, skipped")
             continue
+        if "plugins" in value and "command" not in value and "commands" not in value:
+            warnings.append(f"{path}:{item.line}: a step run by its plugins alone: gpuci runs commands, skipped")
+            continue
         if "group" in value and "steps" in value:
             inner = value["steps"].value.value
             yield from command_steps(path, inner if isinstance(inner, list) else [], warnings)

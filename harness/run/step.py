@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode run
 
 def execute_step(options: RunOptions, area_name: str, step_label: str | None) -> ExitCode:
     """Run one step, or every non-optional step of the area on the platform, each as its own run."""
-    from harness.declare.areas import find_area
+    from harness.declare.sources import find_area
 
     area = find_area(options.root, area_name)
     steps = (

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from harness.ci.buildkite import Selection, generate, matches, touches
-from harness.declare.areas import load_areas
 from harness.declare.config import ProjectConfig
+from harness.declare.sources import load_areas
 from tests.conftest import ROOT, harness_cmd, harness_env
 from tests.synthetic import synthetic_project
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from harness.ci.lint import lint
-from harness.declare.areas import load_areas
 from harness.declare.config import ProjectConfig
+from harness.declare.sources import load_areas
 
 GATED_SCRIPT = """#!/bin/bash
 set -e

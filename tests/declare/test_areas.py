@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.declare.areas import load_area, load_areas
+from harness.declare.areas import load_area
+from harness.declare.sources import load_areas
 from harness.errors import DeclarationError
 
 ROOT = Path(__file__).resolve().parents[2]
