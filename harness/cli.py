@@ -96,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         lease_timeout_s=args.lease_timeout,
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
+        mounts=config.mounts,
         registry=None if args.no_container else registry_from(config),
         build=args.build,
     )

@@ -134,7 +134,13 @@ def repro(
     for line in differences(report):
         say(f"differs from the original run: {line}")
     say(f"reproducing {report['run_id']} ({report['platform']}_{report['area']}, step {report['step']!r}) in {tree}")
+    from harness.declare.config import load_config
+
+    config = load_config(tree)  # the original commit's workspace and mounts
     options = RunOptions(
+        workspace=config.workspace,
+        default_working_dir=config.default_working_dir,
+        mounts=config.mounts,
         root=tree,
         platform=report["platform"],
         pytest_args=tuple(report.get("pytest_args") or ()),

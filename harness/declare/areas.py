@@ -305,9 +305,20 @@ def load_area(path: Path, name: str | None = None, platforms: tuple[str, ...] | 
         root = yaml.compose(text, Loader=LOADER)
     except OSError as exc:
         raise DeclarationError(path, None, f"cannot be read ({exc.strerror}).") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise DeclarationError(
+            path,
+            line,
+            f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8.",
+        ) from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise DeclarationError(path, line, f"is not valid YAML: {exc.problem}.") from None
+    except yaml.YAMLError as exc:  # e.g. a control character the YAML reader refuses
+        raise DeclarationError(
+            path, None, "is not valid YAML: " + " ".join(str(exc).split()).rstrip(".") + "."
+        ) from None
     if root is None:
         # Buildkite takes an empty file (a deprecated pipeline left with a comment) as no steps.
         why = f"{path}:1: has no steps (empty, or comments only), so it declares nothing"

@@ -10,6 +10,7 @@ registry_username_env = "REGISTRY_USER"   # credentials from these variables; el
 registry_password_env = "REGISTRY_PASSWORD"
 requirements = ["requirements-test.txt"] # the project's own, installed in its images
 declarations = [".buildkite/test_areas", ".buildkite/test-amd.yaml:rocm"]  # pipeline files read
+mounts = ["~/.cache/huggingface:/root/.cache/huggingface"]  # host folders in every container
 [tool.gpuci.queues]                       # Buildkite queue per device class or platform
 h100 = "gpu-h100"
 mi325_1 = "amd-mi325"
@@ -36,6 +37,7 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_QUEUES = {"cpu": "cpu", "cuda": "gpu", "rocm": "amd"}
 DEFAULT_RUN_ALL = ("harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml")
 REGISTRY_ENV = "GPUCI_REGISTRY"
+MOUNTS_ENV = "GPUCI_MOUNTS"
 # HOST[:PORT][/PATH], as Docker spells a repository's prefix (lowercase path components).
 REGISTRY_FORMAT = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
@@ -54,6 +56,9 @@ class ProjectConfig:
     requirements: tuple[str, ...] = ()
     # Pipeline files, folders or globs (PATH or PATH:PLATFORM,...): see harness.declare.sources.
     declarations: tuple[str, ...] = (".buildkite/test_areas",)
+    # Host folders bound into every step's container (SOURCE:TARGET[:ro]): model caches, a
+    # toolchain the host provides. GPUCI_MOUNTS (comma-separated) adds to them.
+    mounts: tuple[str, ...] = ()
 
     @property
     def working_dir(self) -> str:
@@ -72,7 +77,9 @@ class ProjectConfig:
 def load_config(root: Path) -> ProjectConfig:
     path = Path(root) / "pyproject.toml"
     if not path.exists():
-        return replace(ProjectConfig(), registry=_registry(path, os.environ.get(REGISTRY_ENV)))
+        return replace(
+            ProjectConfig(), registry=_registry(path, os.environ.get(REGISTRY_ENV)), mounts=_mounts(path, [])
+        )
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -89,6 +96,7 @@ def load_config(root: Path) -> ProjectConfig:
         "registry_password_env",
         "requirements",
         "declarations",
+        "mounts",
     }
     unknown = sorted(set(section) - known)
     if unknown:
@@ -107,7 +115,29 @@ def load_config(root: Path) -> ProjectConfig:
         registry_password_env=section.get("registry_password_env"),
         requirements=tuple(str(r) for r in section.get("requirements", ())),
         declarations=tuple(str(d) for d in section.get("declarations", config.declarations)),
+        mounts=_mounts(path, section.get("mounts", [])),
     )
+
+
+def _mounts(path: Path, declared: object) -> tuple[str, ...]:
+    """SOURCE:TARGET[:ro|rw] entries, checked for form here and for a source that exists at run time."""
+    extra = [m for m in os.environ.get(MOUNTS_ENV, "").split(",") if m.strip()]
+    if not isinstance(declared, list):
+        declared = [declared]
+    mounts = tuple(str(m).strip() for m in [*declared, *extra])
+    for mount in mounts:
+        parts = mount.split(":")
+        if (
+            len(parts) not in (2, 3)
+            or not parts[0]
+            or not parts[1].startswith("/")
+            or parts[2:] not in ([], ["ro"], ["rw"])
+        ):
+            raise UsageError(
+                f"{path}: [tool.gpuci] mounts (or {MOUNTS_ENV}) entry {mount!r} is not SOURCE:TARGET[:ro|rw] "
+                "with an absolute TARGET; e.g. '~/.cache/huggingface:/root/.cache/huggingface:ro'."
+            )
+    return mounts
 
 
 def _registry(path: Path, value: object) -> str | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.console import say
+from harness.errors import UsageError
 from harness.gpu.vram import sim as simgpu
 from harness.redact import Redactor
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
@@ -19,6 +20,7 @@ from harness.run.supervisor import VramWatch
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
     from harness.declare.areas import Step
     from harness.run.container import ContainerWorkload
+    from harness.run.spec import BindMount
 
 
 def reap_own_leftovers(client: Any, area: str, platform: str) -> None:
@@ -54,6 +56,7 @@ def container_workload(
         BindMount(str(options.root.resolve()), options.workspace),
         BindMount(str(directory.resolve()), REPORT_MOUNT),
         BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
+        *project_mounts(options.mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
     if watch and watch.backend.name == "sim":
@@ -91,6 +94,23 @@ def container_workload(
     )
     ctx.report["spec"] = spec.to_report(redactor)
     return ContainerWorkload(client, spec, directory / "output.log", redactor, echo=options.echo)
+
+
+def project_mounts(entries: tuple[str, ...]) -> list[BindMount]:
+    """[tool.gpuci] mounts as binds; a source that does not exist is an error, not an empty folder."""
+    from harness.run.spec import BindMount
+
+    mounts = []
+    for entry in entries:
+        source, target, *mode = entry.split(":")
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise UsageError(
+                f"mount {entry!r} ([tool.gpuci] mounts or GPUCI_MOUNTS): {path} does not exist on this host; "
+                "create it or remove the entry."
+            )
+        mounts.append(BindMount(str(path.resolve()), target, read_only=mode == ["ro"]))
+    return mounts
 
 
 def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:

@@ -51,6 +51,8 @@ class RunOptions:
     # ([tool.gpuci] workspace / default_working_dir).
     workspace: str = "/workspace"
     default_working_dir: str | None = None
+    # Host folders bound into the container, SOURCE:TARGET[:ro|rw] ([tool.gpuci] mounts).
+    mounts: tuple[str, ...] = ()
 
     def host_path(self, container_path: str | None) -> Path:
         """A step's working dir on the host: container paths under the workspace map into the checkout."""

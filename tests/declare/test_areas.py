@@ -190,3 +190,20 @@ def test_an_alias_bomb_loads_in_bounded_time(tmp_path: Path) -> None:
     with pytest.raises(DeclarationError) as err:  # 10^9 strings if expanded; refused at once instead
         load_area(write(tmp_path, text))
     assert "'env' values must be strings" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "words"),
+    [
+        (b"\xff\xfegroup: g\n", 1, "not UTF-8"),
+        (b"group: g\nsteps:\n  - label: caf\xe9\n", 3, "byte 0xe9"),
+        (b"group: g\x07\n", None, "control characters"),
+    ],
+)
+def test_bytes_that_are_not_yaml_text_are_one_clear_error(tmp_path: Path, data: bytes, line: int, words: str) -> None:
+    path = tmp_path / "area.yaml"
+    path.write_bytes(data)
+    with pytest.raises(DeclarationError) as err:
+        load_area(path)
+    assert err.value.line == line
+    assert words in str(err.value) and "\n" not in str(err.value)
