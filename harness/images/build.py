@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -94,6 +95,7 @@ def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRe
             forcerm=True,
             decode=True,
             pull=False,
+            network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
         )
         for chunk in stream:
             if "error" in chunk:

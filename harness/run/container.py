@@ -56,6 +56,7 @@ class ContainerWorkload:
                 group_add=list(spec.group_add),
                 user=spec.user,
                 shm_size=spec.shm_size,
+                network_mode=spec.network_mode,
                 # PID 1 ignores SIGTERM unless it installs a handler: an init forwards it.
                 init=True,
                 log_config=LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
@@ -109,6 +110,8 @@ def docker_run_args(spec: RunSpec, command: list[str]) -> list[str]:
     """The `docker run` command line equivalent to a RunSpec (for an interactive shell)."""
     args = ["docker", "run", "--rm", "-it", "--init", "--name", f"{spec.name}-shell", "-w", spec.working_dir]
     args += ["--shm-size", spec.shm_size]
+    if spec.network_mode:
+        args += ["--network", spec.network_mode]
     if spec.user:
         args += ["--user", spec.user]
     for key, value in spec.env.items():

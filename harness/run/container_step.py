@@ -14,7 +14,7 @@ from harness.run.environment import HARNESS_LIB, container_env, run_labels, visi
 from harness.run.options import SIM_MOUNT, RunContext, RunOptions
 from harness.run.reaper import dead_run_containers
 from harness.run.sharding import shard_args
-from harness.run.spec import REPORT_MOUNT
+from harness.run.spec import NETWORK_ENV, REPORT_MOUNT
 from harness.run.supervisor import VramWatch
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
@@ -91,6 +91,7 @@ def container_workload(
         gpu_requests=devices.requests,
         group_add=devices.groups,
         user=f"{os.getuid()}:{os.getgid()}",
+        network_mode=os.environ.get(NETWORK_ENV) or None,
     )
     ctx.report["spec"] = spec.to_report(redactor)
     return ContainerWorkload(client, spec, directory / "output.log", redactor, echo=options.echo)

@@ -13,6 +13,11 @@ WORKSPACE = "/workspace"
 REPORT_MOUNT = "/gpuci/report"
 
 
+# A Docker network mode for every container gpuci makes (builds included), e.g. `none` where the
+# engine has no bridge or the tests must not reach the network.
+NETWORK_ENV = "GPUCI_NETWORK"
+
+
 @dataclass(frozen=True)
 class BindMount:
     source: str
@@ -35,6 +40,8 @@ class RunSpec:
     group_add: tuple[str, ...] = ()
     user: str | None = None
     shm_size: str = "1g"
+    # Docker's network mode; None is the engine's default (GPUCI_NETWORK=none on engines with no bridge).
+    network_mode: str | None = None
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:
         data = asdict(self)

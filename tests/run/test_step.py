@@ -166,3 +166,34 @@ def test_a_project_workspace_path_and_working_dir_are_honoured(make_project, run
     assert done.stdout.strip().endswith("/vllm-workspace/tests")
     host = run_harness("run", "--platform", "cpu", "--area", "ws", "--root", str(root), "--no-container")
     assert host.returncode == 0 and host.stdout.strip().endswith(f"{root}/tests")
+
+
+def test_project_mounts_reach_the_container_read_only(make_project, run_harness, cpu_image, tmp_path) -> None:
+    """A toolchain or model cache the host provides, bound where the project's tests expect it."""
+    cache = tmp_path / "models"
+    cache.mkdir()
+    (cache / "weights.txt").write_text("w0\n")
+    area = "platforms: [cpu]\nsteps:\n  - label: m\n    commands: [cat /models/weights.txt, touch /models/x]\n"
+    root = make_project(area, name="mnt")
+    (root / "pyproject.toml").write_text(f'[tool.gpuci]\nmounts = ["{cache}:/models:ro"]\n')
+    done = run_harness("run", "--platform", "cpu", "--area", "mnt", "--root", str(root))
+    assert done.returncode == 1 and "w0" in done.stdout  # read, and the write refused
+    assert "Read-only file system" in done.stdout + done.stderr
+    assert not (cache / "x").exists()
+    report = report_of(root)
+    assert {"source": str(cache), "target": "/models", "read_only": True} in report["spec"]["mounts"]
+    missing = run_harness("run", "--platform", "cpu", "--area", "mnt", "--root", str(root), GPUCI_MOUNTS="/nope:/x")
+    assert missing.returncode == 2 and "/nope does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad = run_harness("run", "--platform", "cpu", "--area", "mnt", "--root", str(root), GPUCI_MOUNTS="rel")
+    assert bad.returncode == 2 and "SOURCE:TARGET" in bad.stderr
+
+
+def test_gpuci_network_none_runs_the_step_with_no_network(make_project, run_harness, cpu_image) -> None:
+    """For engines with no bridge (and tests that must stay offline): only loopback inside."""
+    area = "platforms: [cpu]\nsteps:\n  - label: net\n    commands: [ls /sys/class/net]\n"
+    root = make_project(area, name="net")
+    done = run_harness("run", "--platform", "cpu", "--area", "net", "--root", str(root), GPUCI_NETWORK="none")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["lo"]
+    assert report_of(root)["spec"]["network_mode"] == "none"
