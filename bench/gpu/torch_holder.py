@@ -4,6 +4,8 @@
 --ignore-sigterm   ignore SIGTERM (only SIGKILL stops it)
 --shutdown-delay S on SIGTERM, take S seconds to "shut down" (an engine's cleanup), then exit
 --escape           fork a child that calls setsid, allocates and holds; the parent exits 0
+--flood            while holding, write log lines as fast as it can
+--cpu              hold nothing (a dry run of the scripts on a machine with no GPU)
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import signal
 import sys
 import time
 
+CPU = "--cpu" in sys.argv
+
 
 def hold(gib: float) -> object:
+    if CPU:
+        print(f"dry run: pid {os.getpid()} holds nothing", flush=True)
+        return None
     import torch
 
     tensor = torch.empty(int(gib * 1024**3), dtype=torch.uint8, device="cuda")
@@ -30,6 +37,8 @@ def main() -> None:
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument("--shutdown-delay", type=float, default=0.0)
     parser.add_argument("--escape", action="store_true")
+    parser.add_argument("--flood", action="store_true")
+    parser.add_argument("--cpu", action="store_true")
     args = parser.parse_args()
     if args.escape:
         read, write = os.pipe()
@@ -55,6 +64,9 @@ def main() -> None:
         signal.signal(signal.SIGTERM, slow_exit)
     held = hold(args.gib)
     print(f"holder {os.getpid()} holds {args.gib} GiB", flush=True)
+    line = "flood " + "x" * 200 + "\n"
+    while args.flood:
+        sys.stdout.write(line * 50)
     while True:
         time.sleep(3600)
     del held

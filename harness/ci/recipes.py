@@ -28,12 +28,14 @@ BODY = """\
 # Everything below needs no network: wheels come from the host's wheelhouse.
 COPY requirements.txt project-requirements.txt extra-ca.crt /opt/gpuci/build/
 COPY wheelhouse/ /opt/gpuci/build/wheelhouse/
+# Bases without ensurepip (Debian's python3 with no python3-venv) make the venv with the system's pip.
 RUN set -e; \\
     if [ -s /opt/gpuci/build/extra-ca.crt ]; then \\
         mkdir -p /etc/ssl/certs; cat /opt/gpuci/build/extra-ca.crt >> /etc/ssl/certs/ca-certificates.crt; \\
     fi; \\
-    python3 -m venv --system-site-packages /opt/gpuci/venv; \\
-    /opt/gpuci/venv/bin/pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
+    python3 -m venv --system-site-packages /opt/gpuci/venv 2>/dev/null \\
+        || python3 -m venv --without-pip --system-site-packages /opt/gpuci/venv; \\
+    /opt/gpuci/venv/bin/python -m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
         --find-links /opt/gpuci/build/wheelhouse -r /opt/gpuci/build/requirements.txt \\
         -r /opt/gpuci/build/project-requirements.txt; \\
     rm -rf /opt/gpuci/build
