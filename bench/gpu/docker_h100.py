@@ -134,7 +134,16 @@ def host_root_base(client: Any, venv: Path | None) -> tuple[str, dict[str, Any]]
         excludes = [f"--exclude={pattern}" for pattern in EXCLUDES]
         # check=False: tar exits 1 for files that change while read (logs under /etc); the rest is whole.
         subprocess.run(["tar", "-C", "/", "-cf", str(archive), *excludes, "--one-file-system", *trees], check=False)
-        subprocess.run(["tar", "-C", str(skeleton), "-rf", str(archive), "."], check=True)
+        # Only what the host trees lack: the engine refuses an archive naming one path twice.
+        added = sorted(
+            str(path.relative_to(skeleton))
+            for path in skeleton.rglob("*")
+            if path.is_symlink()
+            or path.is_file()
+            or not (Path("/") / path.relative_to(skeleton)).is_dir()
+            or path.relative_to(skeleton).parts[0] not in trees
+        )
+        subprocess.run(["tar", "-C", str(skeleton), "--no-recursion", "-rf", str(archive), *added], check=True)
         size = archive.stat().st_size
         tag = f"gpuci/hostroot:py{version}-{int(time.time())}"
         repository, _, name = tag.partition(":")
