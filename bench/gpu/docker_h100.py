@@ -164,8 +164,8 @@ def container_of(pid: int) -> str | None:
 class HolderLog:
     """NVML's compute processes every 50 ms: host PID, bytes, and the container each belongs to."""
 
-    def __init__(self, backend: Any) -> None:
-        self.backend, self.seen, self.samples = backend, {}, 0
+    def __init__(self, backend: Any, client: Any) -> None:
+        self.backend, self.client, self.seen, self.samples = backend, client, {}, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -173,7 +173,11 @@ class HolderLog:
         device = self.backend.devices()[0]
         while not self._stop.is_set():
             for holder in self.backend.holders(device):
-                entry = self.seen.setdefault(holder.pid, {"pid": holder.pid, "container": container_of(holder.pid)})
+                if holder.pid not in self.seen:  # labels read while the container lives
+                    container = container_of(holder.pid)
+                    labels = labelled(self.client, container)
+                    self.seen[holder.pid] = {"pid": holder.pid, "container": container, "labels": labels}
+                entry = self.seen[holder.pid]
                 entry["max_bytes"] = max(entry.get("max_bytes") or 0, holder.used_bytes or 0)
             self.samples += 1
             time.sleep(0.05)
@@ -231,14 +235,12 @@ def gpuci_env(base: str, mounts: list[str]) -> dict[str, str]:
 def main_path(args: argparse.Namespace, client: Any, backend: Any, base: str, mounts: list[str]) -> dict[str, Any]:
     command = [sys.executable, "-m", "harness", "run", "--platform", args.platform, "--area", "sampler"]
     started = time.monotonic()
-    with HolderLog(backend) if backend else _Null() as holders, open(args.out / "sampler.log", "w") as out:
+    with HolderLog(backend, client) if backend else _Null() as holders, open(args.out / "sampler.log", "w") as out:
         done = subprocess.run(command, cwd=ROOT, env=gpuci_env(base, mounts), stdout=out, stderr=subprocess.STDOUT)
     seconds = time.monotonic() - started
     report = json.loads((ROOT / ".gpuci" / "runs" / "latest" / "report.json").read_text())
     shutil.copy(ROOT / ".gpuci" / "runs" / "latest" / "report.json", args.out / "sampler-report.json")
     seen = list(getattr(holders, "seen", {}).values())
-    for holder in seen:
-        holder["labels"] = labelled(client, holder["container"])
     return {
         "command": " ".join(command[1:]),
         "exit_code": done.returncode,
