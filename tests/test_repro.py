@@ -54,6 +54,8 @@ def test_a_report_reproduces_at_its_commit_in_its_image(repo, run_harness, cpu_i
     assert again["image"]["content_hash"] == original["image"]["content_hash"]
     assert again["git"]["commit"] == original["git"]["commit"]
     assert "s3cret-token" not in mine.read_text()
+    # `latest` is the newest run of this checkout: the repro, not the original.
+    assert (repo / ".gpuci" / "runs" / "latest").resolve() == mine.parent.resolve()
 
 
 def test_a_run_on_a_dirty_tree_is_refused_unless_allowed(repo, run_harness, cpu_image, tmp_path) -> None:

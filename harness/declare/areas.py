@@ -50,6 +50,7 @@ STEP_KEYS = frozenset(
         # gpuci's own keys
         "platforms",
         "shutdown_budget",
+        "run_as_root",
     }
 )
 AREA_KEYS = frozenset({"group", "steps", "platforms", "depends_on"})
@@ -91,6 +92,8 @@ class Step:
     concurrency: int | None = None
     concurrency_group: str | None = None
     agent_tags: dict[str, str] = field(default_factory=dict)
+    # The workload runs as the invoking user (files it writes stay theirs) unless a step asks for root.
+    run_as_root: bool = False
     # Per platform, keys that replace the base step's (the ROCm form from `mirror.amd`).
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -292,6 +295,7 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         concurrency=reader.get("concurrency", int, None),
         concurrency_group=reader.get("concurrency_group", str, None),
         agent_tags={str(k): str(v) for k, v in (reader.get("agent_tags", dict, {}) or {}).items()},
+        run_as_root=reader.get("run_as_root", bool, False),
         overrides=_mirror_overrides(path, node, conv),
         extra={k: conv.unwrap(v.value) for k, v in node.value.items() if k not in STEP_KEYS},
     )

@@ -20,6 +20,11 @@ from harness.declare.platforms import get_platform
 from harness.gpu.vram.base import Device
 
 CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+# The node each vendor's kernel driver makes: without it no GPU of that vendor is usable here.
+DRIVER_NODES = {
+    "cuda": ("/dev/nvidiactl", "NVIDIA", "NVIDIA driver"),
+    "rocm": ("/dev/kfd", "AMD", "amdgpu (ROCm) driver"),
+}
 KFD_TOPOLOGY = "class/kfd/kfd/topology/nodes"
 
 
@@ -131,3 +136,18 @@ def container_devices(
     if kind == "amd" and leased:
         return amd_options(leased, paths)
     return DeviceOptions()
+
+
+def missing_gpu(platform_name: str, session_hint: str | None, dev: str = "/dev") -> str | None:
+    """One paragraph when this host lacks the platform's GPU driver node; None when it is there."""
+    if platform_name not in DRIVER_NODES:
+        return None
+    node, vendor, driver = DRIVER_NODES[platform_name]
+    node = node.replace("/dev", dev, 1)
+    if os.path.exists(node):
+        return None
+    instead = f"run `{session_hint}` here instead (the same tests on the cpu platform), or " if session_hint else ""
+    return (
+        f"this host has no {vendor} GPU: {node} (made by the {driver}) does not exist, so the "
+        f"{platform_name} platform cannot run here; {instead}run this session on a host with an {vendor} GPU."
+    )

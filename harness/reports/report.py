@@ -53,11 +53,15 @@ def host_facts() -> dict[str, Any]:
 
 
 def write_report(directory: Path, report: dict[str, Any], root: Path | None = None) -> Path:
-    """Write report.json atomically; point `.gpuci/runs/latest` at it when it lives there."""
+    """Write report.json atomically; point `latest` of the runs folder it lives in at it (a repro
+    runs in a worktree but reports into the checkout's runs folder, whose newest it then is)."""
     path = directory / "report.json"
     tmp = directory / ".report.json.tmp"
     tmp.write_text(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2, sort_keys=False, default=str))
     tmp.replace(path)
+    parent = directory.resolve().parent
+    if parent.name == RUNS_DIR.name and parent.parent.name == RUNS_DIR.parent.name:
+        root = parent.parent.parent
     if root is not None:
         runs = Path(root) / RUNS_DIR
         runs.mkdir(parents=True, exist_ok=True)

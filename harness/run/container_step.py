@@ -90,7 +90,7 @@ def container_workload(
         devices=devices.nodes,
         gpu_requests=devices.requests,
         group_add=devices.groups,
-        user=f"{os.getuid()}:{os.getgid()}",
+        user="0:0" if step.run_as_root else f"{os.getuid()}:{os.getgid()}",
         network_mode=os.environ.get(NETWORK_ENV) or None,
     )
     ctx.report["spec"] = spec.to_report(redactor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.declare.platforms import get_platform
 from harness.errors import InfrastructureError
 from harness.gpu import lease
+from harness.gpu.devices import missing_gpu
 from harness.gpu.lease import Lease
 from harness.gpu.vram import open_backend
 from harness.gpu.vram import sim as simgpu
@@ -12,12 +13,18 @@ from harness.run.options import RunOptions
 from harness.run.supervisor import VramWatch
 
 
-def lease_gpus(options: RunOptions, num_gpus: int, owner: str) -> tuple[VramWatch | None, Lease | None]:
+def lease_gpus(
+    options: RunOptions, num_gpus: int, owner: str, cpu_session: str | None = None
+) -> tuple[VramWatch | None, Lease | None]:
     """The run's GPUs, leased so no other run on this host takes them, and watched for release."""
     if num_gpus == 0:
         return None, None
     platform = get_platform(options.platform)
     name = options.vram_backend or platform.vram_backend
+    if name == platform.vram_backend:  # the vendor's own backend: say plainly when its GPU is absent
+        missing = missing_gpu(options.platform, cpu_session)
+        if missing:
+            raise InfrastructureError(missing)
     if name == "sim":
         simgpu.init(simgpu.default_directory())
     backend = open_backend(name)

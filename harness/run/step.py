@@ -35,7 +35,7 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
         raise UsageError(f"area {area.name!r} has no step that runs on {options.platform} ({area.path}).")
     worst = ExitCode.PASSED
     for step in steps:
-        code = _execute_one(options, area.name, step)
+        code = _execute_one(options, area.name, step, f"nox -s cpu_{area.name}" if "cpu" in area.platforms else None)
         worst = max(worst, code, key=_severity)
     return worst
 
@@ -50,7 +50,7 @@ def _severity(code: ExitCode) -> int:
     ].index(code)
 
 
-def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
+def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | None = None) -> ExitCode:
     from harness.declare.areas import session_name
 
     started = time.monotonic()
@@ -73,7 +73,7 @@ def _execute_one(options: RunOptions, area: str, step: Step) -> ExitCode:
     )
     watch, held = None, None
     try:
-        watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})")
+        watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})", cpu_session)
         ctx.report["lease"] = [d.id for d in held.devices] if held else []
         ctx.report["gpus"] = [
             {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
