@@ -22,6 +22,7 @@ from typing import Any
 from harness.console import say
 from harness.errors import ExitCode, UsageError
 from harness.redact import MASK
+from harness.reports.shape import malformed
 
 REPRO_DIR = Path(".gpuci") / "repro"
 
@@ -39,11 +40,9 @@ def load_report(source: str) -> dict[str, Any]:
         raise UsageError(
             f"cannot read the report {source!r}: {exc}. Pass a report.json, its folder or its URL."
         ) from None
-    missing = [k for k in ("run_id", "area", "step", "platform", "git", "image") if k not in data]
-    if missing:
-        raise UsageError(
-            f"{source} lacks {', '.join(missing)}: only reports of `python -m harness run` steps can be reproduced."
-        )
+    problem = malformed(data, required=("run_id", "area", "step", "platform", "git", "image"))
+    if problem:
+        raise UsageError(f"{source} {problem}: only reports of `python -m harness run` steps can be reproduced.")
     return data
 
 

@@ -275,10 +275,19 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
     if any(not isinstance(v, (str, int, float, bool)) for v in env.values()):
         raise reader.fail("env", "'env' values must be strings or numbers.")
     default = area_platforms or _default_platforms(reader)
+    step_platforms = _platforms(reader, default)
+    gpu_platforms = [p for p in step_platforms if p != "cpu"]
+    if num_gpus == 0 and gpu_platforms:
+        key = "num_gpus" if "num_gpus" in node.value else "num_devices"
+        raise reader.fail(
+            key,
+            f"asks for 0 GPUs but runs on {', '.join(gpu_platforms)}; a step with no GPU is a cpu step "
+            "(platforms: [cpu] or no_gpu: true).",
+        )
     return Step(
         label=str(label),
         commands=commands,
-        platforms=_platforms(reader, default),
+        platforms=step_platforms,
         line=node.line,
         source_file_dependencies=reader.string_list("source_file_dependencies"),
         timeout_in_minutes=timeout,
@@ -327,6 +336,17 @@ def load_area(path: Path, name: str | None = None, platforms: tuple[str, ...] | 
         # Buildkite takes an empty file (a deprecated pipeline left with a comment) as no steps.
         why = f"{path}:1: has no steps (empty, or comments only), so it declares nothing"
         return Area(name=name or path.stem, group=name or path.stem, path=path, steps=(), warnings=(why,))
+    try:
+        return _area(path, root, name, platforms)
+    except yaml.MarkedYAMLError as exc:  # a tag no constructor knows, met while converting
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        problem = exc.problem or "cannot be read as data"
+        raise DeclarationError(path, line, f"is not valid YAML for a pipeline: {problem}.") from None
+    except RecursionError:
+        raise DeclarationError(path, None, "nests too deeply to be a pipeline.") from None
+
+
+def _area(path: Path, root: yaml.Node, name: str | None, platforms: tuple[str, ...] | None) -> Area:
     conv = Converter()
     top = conv.node(root)
     if not isinstance(top.value, dict):

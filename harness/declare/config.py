@@ -74,6 +74,28 @@ class ProjectConfig:
         return replace(self, **{k: v for k, v in flags.items() if v is not None})
 
 
+# Each key of [tool.gpuci] and the kind of value it takes.
+KINDS: dict[str, str] = {
+    "workspace": "path",
+    "default_working_dir": "str",
+    "default_branch": "str",
+    "run_all": "list",
+    "queues": "table",
+    "registry": "str",
+    "registry_username_env": "str",
+    "registry_password_env": "str",
+    "requirements": "list",
+    "declarations": "list",
+    "mounts": "list",
+}
+KIND_WORDS = {
+    "path": "an absolute path (a string starting with /)",
+    "str": "a string",
+    "list": "a list of strings",
+    "table": 'a table of strings ([tool.gpuci.queues] name = "queue")',
+}
+
+
 def load_config(root: Path) -> ProjectConfig:
     path = Path(root) / "pyproject.toml"
     if not path.exists():
@@ -81,26 +103,28 @@ def load_config(root: Path) -> ProjectConfig:
             ProjectConfig(), registry=_registry(path, os.environ.get(REGISTRY_ENV)), mounts=_mounts(path, [])
         )
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: is not UTF-8 text; save it as UTF-8.") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror}).") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: is not valid TOML ({exc}); fix it or remove [tool.gpuci].") from None
-    section = data.get("tool", {}).get("gpuci", {})
-    known = {
-        "workspace",
-        "default_working_dir",
-        "default_branch",
-        "run_all",
-        "queues",
-        "registry",
-        "registry_username_env",
-        "registry_password_env",
-        "requirements",
-        "declarations",
-        "mounts",
-    }
-    unknown = sorted(set(section) - known)
+    tool = data.get("tool", {})
+    section = tool.get("gpuci", {}) if isinstance(tool, dict) else {}
+    if not isinstance(section, dict):
+        raise UsageError(f"{path}:{_line(text, 'gpuci')}: tool.gpuci must be a table ([tool.gpuci]).")
+    unknown = sorted(set(section) - set(KINDS))
     if unknown:
-        raise UsageError(f"{path}: [tool.gpuci] has unknown keys {unknown}; known: {sorted(known)}.")
+        raise UsageError(
+            f"{path}:{_line(text, unknown[0])}: [tool.gpuci] has unknown keys {unknown}; known: {sorted(KINDS)}."
+        )
+    for key, value in section.items():
+        if not _is(KINDS[key], value):
+            raise UsageError(
+                f"{path}:{_line(text, key)}: [tool.gpuci] {key} must be {KIND_WORDS[KINDS[key]]}, not {value!r}."
+            )
     config = ProjectConfig()
     queues = {**config.queues, **{str(k): str(v) for k, v in section.get("queues", {}).items()}}
     return replace(
@@ -117,6 +141,25 @@ def load_config(root: Path) -> ProjectConfig:
         declarations=tuple(str(d) for d in section.get("declarations", config.declarations)),
         mounts=_mounts(path, section.get("mounts", [])),
     )
+
+
+def _is(kind: str, value: object) -> bool:
+    if kind == "path":
+        return isinstance(value, str) and value.startswith("/")
+    if kind == "str":
+        return isinstance(value, str) and value != ""
+    if kind == "list":
+        return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    return isinstance(value, dict) and all(isinstance(v, str) and v for v in value.values())
+
+
+def _line(text: str, key: str) -> int:
+    """The line of `key =` (or `[tool.gpuci.key]`) in the file: tomllib keeps no positions."""
+    pattern = re.compile(rf"^\s*(\[tool\.gpuci\.)?{re.escape(key)}\b")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.match(line):
+            return number
+    return 1
 
 
 def _mounts(path: Path, declared: object) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.console import say
+from harness.reports.shape import malformed
 
 STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
 
@@ -25,9 +26,14 @@ def collect(sources: list[Path]) -> list[dict[str, Any]]:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(data, dict) and "run_id" in data:
-                data["_path"] = str(path)
-                reports.append(data)
+            if not isinstance(data, dict) or "run_id" not in data:
+                continue  # some other JSON file of that name
+            problem = malformed(data)
+            if problem:
+                say(f"warning: {path} {problem}; skipped")
+                continue
+            data["_path"] = str(path)
+            reports.append(data)
     unique = {r["run_id"]: r for r in reports}  # `latest` and its target are the same run
     return sorted(unique.values(), key=lambda r: r.get("started_at") or 0)
 

@@ -89,6 +89,8 @@ def test_a_misspelt_key_names_file_line_and_the_fix(tmp_path: Path) -> None:
         ),
         ("group: g\nsteps:\n  - label: a\n", 3, "has no 'commands'"),
         ("group: g\nsteps: [\n", 3, "not valid YAML"),
+        ("group: g\nsteps:\n  - label: a\n    commands: [x]\n    num_devices: 0\n", 5, "0 GPUs but runs on cuda"),
+        ("group: g\nsteps:\n  - !!python/name:os.system x\n", 3, "not valid YAML for a pipeline"),
         ("group: g\nstesp: []\n", 2, "did you mean 'steps'"),
         (
             "group: g\nsteps:\n  - label: a\n    commands: [x]\n    shutdown_budget: {cuda: -1}\n",
