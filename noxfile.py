@@ -56,7 +56,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["cpu_sampler"]
 
 
-STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image", "corpus")
+STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image", "corpus", "soak")
 
 
 @nox.session(venv_backend="none")
@@ -99,6 +99,13 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
+
+
+@nox.session(venv_backend="venv")
+def soak(session: nox.Session) -> None:
+    """Many runs with faults at random moments: bench/results/soak.json (`-- --runs 200 --seed 3`)."""
+    session.install("-e", ".")
+    session.run("python", "bench/soak.py", *session.posargs)
 
 
 @nox.session(venv_backend="venv")

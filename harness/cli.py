@@ -17,6 +17,10 @@ from harness.units import format_size, parse_size
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command != "run":
+        from harness.run.cancel import GATE
+
+        GATE.uninstall()  # only `run` has something to stop in order
     try:
         return int(_dispatch(args))
     except GpuciError as exc:
@@ -77,6 +81,9 @@ def _options(args: argparse.Namespace, platform: str, **extra: object):  # type:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from harness.run.cancel import GATE
+
+    GATE.install()  # from here a cancel is noted, never a silent death without a report
     from harness.declare.config import load_config
     from harness.images.registry import registry_from
     from harness.run.step import execute_step
@@ -100,7 +107,12 @@ def _run(args: argparse.Namespace) -> int:
         registry=None if args.no_container else registry_from(config),
         build=args.build,
     )
-    return execute_step(options, args.area, args.step)
+    try:
+        return execute_step(options, args.area, args.step)
+    finally:
+        # The report is final and the exit code decided: a late cancel (Python restores the default
+        # handlers while it shuts down) must not turn a written "passed" into a death by SIGTERM.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 def _supervise(args: argparse.Namespace) -> int:

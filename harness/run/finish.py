@@ -128,4 +128,7 @@ def finish_failed(ctx: RunContext, options: RunOptions, started: float, exc: Gpu
     """A run that could not run (no engine, bad image, no free GPU) still leaves its report."""
     ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
     ctx.report["error"] = str(exc)
+    signal_name = getattr(exc, "signal_name", None)  # a cancel before the workload started
+    if signal_name:
+        ctx.report["outcome"], ctx.report["stop_reason"] = "cancelled", signal_name
     finish(ctx, options.root, options.report_dir, started, exc.exit_code)

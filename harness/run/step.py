@@ -11,6 +11,7 @@ from harness.declare.platforms import get_platform
 from harness.errors import ExitCode, GpuciError, UsageError
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
+from harness.run.cancel import GATE
 from harness.run.container_step import container_workload
 from harness.run.finish import finish, finish_failed, new_context, pytest_records, supervise_into
 from harness.run.gpus import lease_gpus, let_go
@@ -73,28 +74,30 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
     )
     watch, held = None, None
     try:
-        watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})", cpu_session)
-        ctx.report["lease"] = [d.id for d in held.devices] if held else []
-        ctx.report["gpus"] = [
-            {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
-        ]
-        timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
-        budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
-        workload = (
-            container_workload(options, step, run_id, area, directory, redactor, watch, ctx)
-            if options.container
-            else host_workload(options, step, run_id, area, directory, redactor, watch, ctx)
-        )
-        if options.shell:
-            from harness.run.container import interactive_shell
+        with GATE.cancellable():  # a cancel before the workload runs stops the run here, reported
+            with GATE.deferred():
+                watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})", cpu_session)
+            ctx.report["lease"] = [d.id for d in held.devices] if held else []
+            ctx.report["gpus"] = [
+                {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
+            ]
+            timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
+            budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
+            workload = (
+                container_workload(options, step, run_id, area, directory, redactor, watch, ctx)
+                if options.container
+                else host_workload(options, step, run_id, area, directory, redactor, watch, ctx)
+            )
+            if options.shell:
+                from harness.run.container import interactive_shell
 
-            if not options.container:
-                raise UsageError("--shell opens a shell in the run's container; drop --no-container.")
-            say("opening a shell in the run's container (exit it to end the run)")
-            code = ExitCode.PASSED if interactive_shell(workload.spec) == 0 else ExitCode.TESTS_FAILED
-            ctx.report["outcome"] = "shell"
-            return finish(ctx, options.root, options.report_dir, started, code)
-        code = supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
+                if not options.container:
+                    raise UsageError("--shell opens a shell in the run's container; drop --no-container.")
+                say("opening a shell in the run's container (exit it to end the run)")
+                code = ExitCode.PASSED if interactive_shell(workload.spec) == 0 else ExitCode.TESTS_FAILED
+                ctx.report["outcome"] = "shell"
+                return finish(ctx, options.root, options.report_dir, started, code)
+            code = supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
         junit = directory / "junit.xml"
         ctx.report["junit"] = str(junit) if junit.exists() else None
         ctx.report["tests"] = pytest_records(directory)

@@ -1,0 +1,275 @@
+"""Soak: many consecutive runs through the real engine and in host mode, faults at random moments.
+
+Each run draws a workload (clean pass, failing test, ignores SIGTERM, setsid escapee, double fork,
+zombies, log flood, delayed release, many children) and a fault: none, a cancel while the image is
+checked, while the container starts, during the tests, a second cancel during the teardown itself,
+or a SIGKILL of the supervisor followed by `reap --yes`. After each: nothing of that run left
+(processes, containers, lease files, simulated VRAM), a valid report (none is expected only after
+a SIGKILL), an exit code that matches the report and what happened, no hang.
+
+    python bench/soak.py [--runs 100] [--seed 1] [--out bench/results/soak.json]
+
+Exits 1 if any run leaked, lost its report, hung, exited with a wrong code or failed falsely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.gpu.lease import lease_files  # noqa: E402
+from harness.gpu.vram import sim  # noqa: E402
+
+# workload -> (command, what it does when nothing interrupts it: exit code and outcome)
+WORKLOADS: dict[str, tuple[str, tuple[int, str]]] = {
+    "pass": ("python3 misbehave.py instant", (0, "passed")),
+    "fail": ("python3 -c 'import sys; sys.exit(3)'", (1, "failed")),
+    "ignore-sigterm": ("python3 misbehave.py ignore-sigterm", (1, "timeout")),
+    "setsid-escapee": ("python3 misbehave.py setsid-escapee", (0, "passed")),
+    "double-fork-daemon": ("python3 misbehave.py double-fork-daemon", (0, "passed")),
+    "zombies": ("python3 misbehave.py zombies", (0, "passed")),
+    "flood": ("python3 misbehave.py flood", (0, "passed")),
+    "release-lag": ("python3 misbehave.py release-lag", (0, "passed")),
+    "many-children": ("python3 misbehave.py many-children", (0, "passed")),
+}
+FAULTS = ["none", "none", "image-check", "container-start", "tests", "teardown", "sigkill"]
+CODES = {"passed": 0, "failed": 1, "timeout": 1, "cancelled": 1, "teardown_failed": 3, "infrastructure": 75}
+HANG_S = 120
+
+
+def make_project(directory: Path) -> Path:
+    root = directory / "project"
+    (root / ".buildkite" / "test_areas").mkdir(parents=True)
+    steps = "".join(
+        f'  - label: {name}\n    optional: true\n    commands: ["{command}"]\n'
+        for name, (command, _) in WORKLOADS.items()
+    )
+    (root / ".buildkite" / "test_areas" / "soak.yaml").write_text(f"group: soak\nplatforms: [cpu]\nsteps:\n{steps}")
+    shutil.copytree(ROOT / "containers", root / "containers")
+    shutil.copytree(ROOT / "harness", root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tests" / "fixtures" / "misbehave.py", root / "misbehave.py")
+    return root
+
+
+def leftovers(run_id: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get("GPUCI_RUN_ID") == run_id:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def leased_by(run_id: str) -> list[str]:
+    out = []
+    for path in lease_files():
+        try:
+            if run_id in path.read_text():
+                out.append(path.name)
+        except OSError:
+            continue
+    return out
+
+
+def containers(client: Any, run_id: str) -> list[str]:
+    return [c.name for c in client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={run_id}"})]
+
+
+def wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any, env: dict[str, str]) -> dict[str, Any]:
+    workload = rng.choice(list(WORKLOADS))
+    where = rng.choice(["container", "host"])
+    fault = rng.choice(FAULTS)
+    report_dir = root / ".gpuci" / "soak" / f"run-{index:04d}"
+    args = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", "soak", "--step", workload]
+    args += ["--root", str(root), "--report-dir", str(report_dir), "--grace", "1", "--quiet"]
+    args += ["--timeout", "3" if workload == "ignore-sigterm" else "60"]
+    if where == "host":
+        args.append("--no-container")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        args, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, text=True
+    )
+    holding = lambda: sim.SimBackend(sims).used_bytes(sim.SimBackend(sims).devices()[0]) > 0  # noqa: E731
+    if fault == "image-check":
+        time.sleep(rng.uniform(0.05, 0.4))
+    elif fault == "container-start":
+        time.sleep(rng.uniform(0.4, 1.2))
+    elif fault in ("tests", "teardown", "sigkill"):
+        wait_for(lambda: holding() or proc.poll() is not None, 20)
+        time.sleep(rng.uniform(0.0, 0.3))
+    if fault == "sigkill":
+        with _quiet():
+            os.kill(proc.pid, signal.SIGKILL)  # the supervisor alone, as the OOM killer would
+    elif fault != "none":
+        with _quiet():
+            os.killpg(proc.pid, signal.SIGTERM)  # the agent's cancel: the whole process group
+        if fault == "teardown":
+            time.sleep(rng.uniform(0.05, 0.5))
+            with _quiet():
+                os.killpg(proc.pid, signal.SIGTERM)  # again, while gpuci tears down
+    hung = False
+    try:
+        _, err = proc.communicate(timeout=HANG_S)
+    except subprocess.TimeoutExpired:
+        hung = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    seconds = time.monotonic() - started
+    report_path = report_dir / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    run_id = report["run_id"] if report else _run_id_of(root)
+    reaped = None
+    if fault == "sigkill":
+        reap = subprocess.run(
+            [sys.executable, "-m", "harness", "reap", "--yes", "--vram-backend", "sim"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        reaped = reap.returncode
+    wait_for(lambda: not leftovers(run_id or "-"), 5)  # processes a kill just signalled are leaving
+    left = {
+        "processes": leftovers(run_id) if run_id else [],
+        "containers": containers(client, run_id) if run_id else [],
+        "leases": leased_by(run_id) if run_id else [],
+        "vram_bytes": sim.SimBackend(sims).used_bytes(sim.SimBackend(sims).devices()[0]),
+    }
+    expected_code, expected_outcome = WORKLOADS[workload][1]
+    outcome = report.get("outcome") if report else None
+    problems = []
+    if hung:
+        problems.append("hang")
+    if any(left[k] for k in ("processes", "containers", "leases")) or left["vram_bytes"]:
+        problems.append("leak")
+    began = report_dir.exists()  # a cancel in the interpreter's first milliseconds precedes the run itself
+    if fault != "sigkill" and (began or report is not None):
+        if report is None:
+            problems.append("missing-report")
+        elif proc.returncode != report.get("gpuci_exit_code") or proc.returncode != CODES.get(str(outcome)):
+            problems.append("wrong-code")
+        elif fault == "none" and (proc.returncode, outcome) != (expected_code, expected_outcome):
+            problems.append("false-failure" if proc.returncode else "wrong-code")
+        elif fault != "none" and outcome not in ("cancelled", expected_outcome):
+            problems.append("wrong-code")
+    elif reaped != 0:
+        problems.append("reap-failed")
+    return {
+        "index": index,
+        "workload": workload,
+        "where": where,
+        "fault": fault,
+        "exit_code": proc.returncode,
+        "outcome": outcome,
+        "began": began,
+        "seconds": round(seconds, 3),
+        "left": left,
+        "problems": problems,
+        "stderr_tail": err[-300:] if problems else "",
+    }
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, *_: object) -> bool:
+        return kind is ProcessLookupError
+
+
+def _run_id_of(root: Path) -> str | None:
+    """A SIGKILLed run may have written no report: its id is in its runs folder's newest entry."""
+    runs = sorted((root / ".gpuci" / "soak").glob("run-*"), key=lambda p: p.stat().st_mtime)
+    for folder in reversed(runs):
+        for name in ("report.json", ".report.json.tmp"):
+            with _quiet_json() as data:
+                data.update(json.loads((folder / name).read_text()))
+            if data.get("run_id"):
+                return str(data["run_id"])
+    return None
+
+
+class _quiet_json:
+    def __enter__(self) -> dict[str, Any]:
+        self.data: dict[str, Any] = {}
+        return self.data
+
+    def __exit__(self, kind: object, *_: object) -> bool:
+        return kind is not None and issubclass(kind, (OSError, ValueError))  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.json")
+    args = parser.parse_args(argv)
+    import docker
+
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    client = docker.from_env()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="gpuci-soak-") as scratch:
+        root = make_project(Path(scratch))
+        sims = Path(scratch) / "simgpu"
+        sim.init(sims, count=2, total_bytes=8 * 1024**3)
+        env = {**os.environ, "PYTHONPATH": str(root), sim.ENV: str(sims)}
+        ensure(client, recipe_for(root, "cpu"), root)  # built once, not inside a run's fault window
+        rows = []
+        for index in range(args.runs):
+            row = one_run(index, rng, root, sims, client, env)
+            rows.append(row)
+            mark = ", ".join(row["problems"]) or "ok"
+            print(
+                f"[{index + 1}/{args.runs}] {row['workload']:18} {row['where']:9} {row['fault']:15} "
+                f"exit {row['exit_code']!s:>3} {row['outcome']!s:10} {row['seconds']:6.2f}s  {mark}",
+                flush=True,
+            )
+    counts = {kind: sum(kind in r["problems"] for r in rows) for kind in PROBLEMS}
+    summary = {
+        "runs": len(rows),
+        "seed": args.seed,
+        "by_fault": {f: sum(r["fault"] == f for r in rows) for f in dict.fromkeys(FAULTS)},
+        "by_where": {w: sum(r["where"] == w for r in rows) for w in ("container", "host")},
+        **counts,
+        "median_run_s": sorted(r["seconds"] for r in rows)[len(rows) // 2] if rows else None,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "runs": rows}, indent=1) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 1 if any(counts.values()) else 0
+
+
+PROBLEMS = ("leak", "missing-report", "hang", "wrong-code", "false-failure", "reap-failed")
+
+if __name__ == "__main__":
+    raise SystemExit(main())
