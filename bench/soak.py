@@ -66,30 +66,30 @@ def make_project(directory: Path) -> Path:
     return root
 
 
-def leftovers(run_id: str) -> list[int]:
+def leftovers(sims: Path) -> list[int]:
+    """Live processes of any run of this soak (runs are one at a time: after one, none may remain),
+    found by the simulated GPUs' folder every run's processes carry in their environment."""
     found = []
     for proc in psutil.process_iter(["status"]):
         try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get("GPUCI_RUN_ID") == run_id:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get(sim.ENV) == str(sims):
                 found.append(proc.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
 
 
-def leased_by(run_id: str) -> list[str]:
-    out = []
-    for path in lease_files():
-        try:
-            if run_id in path.read_text():
-                out.append(path.name)
-        except OSError:
-            continue
-    return out
+def leases(sims: Path) -> list[str]:
+    ids = [d.id for d in sim.SimBackend(sims).devices()]
+    return [path.name for path in lease_files() if any(i in path.name for i in ids)]
 
 
-def containers(client: Any, run_id: str) -> list[str]:
-    return [c.name for c in client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={run_id}"})]
+def containers(client: Any) -> list[str]:
+    """The soak's step containers and gpuci's package listings, none of which may outlive a run."""
+    found = []
+    for label in ("gpuci.area=soak", "gpuci.purpose=package-list"):
+        found += [c.name for c in client.containers.list(all=True, sparse=True, filters={"label": label})]
+    return found
 
 
 def wait_for(predicate: Any, timeout: float) -> bool:
@@ -155,12 +155,17 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
             timeout=120,
         )
         reaped = reap.returncode
-    wait_for(lambda: not leftovers(run_id or "-"), 5)  # processes a kill just signalled are leaving
+    wait_for(lambda: not leftovers(sims), 5)  # processes a kill just signalled are leaving
+    # Memory a killed holder frees late (the lag ROCm shows) is not a leak unless it stays held.
+    vram_wait_started = time.monotonic()
+    wait_for(lambda: not holding(), 10)
+    vram_wait = time.monotonic() - vram_wait_started
     left = {
-        "processes": leftovers(run_id) if run_id else [],
-        "containers": containers(client, run_id) if run_id else [],
-        "leases": leased_by(run_id) if run_id else [],
+        "processes": leftovers(sims),
+        "containers": containers(client),
+        "leases": leases(sims),
         "vram_bytes": sim.SimBackend(sims).used_bytes(sim.SimBackend(sims).devices()[0]),
+        "vram_free_after_s": round(vram_wait, 3),
     }
     expected_code, expected_outcome = WORKLOADS[workload][1]
     outcome = report.get("outcome") if report else None
@@ -169,6 +174,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
         problems.append("hang")
     if any(left[k] for k in ("processes", "containers", "leases")) or left["vram_bytes"]:
         problems.append("leak")
+        _clean_up(left, client)  # so the next run starts clean and is judged on its own
     began = report_dir.exists()  # a cancel in the interpreter's first milliseconds precedes the run itself
     if fault != "sigkill" and (began or report is not None):
         if report is None:
@@ -183,6 +189,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
         problems.append("reap-failed")
     return {
         "index": index,
+        "run_id": run_id,
         "workload": workload,
         "where": where,
         "fault": fault,
@@ -196,12 +203,23 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     }
 
 
+def _clean_up(left: dict[str, Any], client: Any) -> None:
+    for pid in left["processes"]:
+        with _quiet():
+            os.kill(pid, signal.SIGKILL)
+    for name in left["containers"]:
+        with _quiet():
+            client.containers.get(name).remove(force=True)
+
+
 class _quiet:
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: object, *_: object) -> bool:
-        return kind is ProcessLookupError
+        import docker.errors
+
+        return kind is not None and issubclass(kind, (ProcessLookupError, docker.errors.NotFound))  # type: ignore[arg-type]
 
 
 def _run_id_of(root: Path) -> str | None:

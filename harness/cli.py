@@ -239,6 +239,7 @@ def _reap(args: argparse.Namespace) -> int:
         else:
             leftovers += reaper.stray_holders(backend)
             backend.close()
+    leftovers += reaper.orphaned_processes({int(i.id) for i in leftovers if i.kind.endswith("holder")})
     leftovers += reaper.stale_leases()
     for item in leftovers:
         run = f" (run {item.run_id})" if item.run_id else ""

@@ -6,6 +6,7 @@ a failure ran in, package by package.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -32,11 +33,22 @@ def packages(client: docker.DockerClient, image_id: str, root: Path) -> dict[str
         return json.loads(cache.read_text())
     except (OSError, ValueError):
         pass
+    container = None
     try:
-        out = client.containers.run(image_id, ["sh", "-c", _LIST], network_mode="none", remove=True, stderr=False)
+        # Removed in `finally`, not by the SDK's remove=True: a cancel while it runs must not leave it.
+        container = client.containers.create(
+            image_id, ["sh", "-c", _LIST], network_mode="none", labels={"gpuci.purpose": "package-list"}
+        )
+        container.start()
+        container.wait(timeout=120)
+        out = container.logs(stdout=True, stderr=False)
     except (docker.errors.DockerException, OSError) as exc:
         say(f"could not list the packages of {image_id[:19]} ({str(exc).splitlines()[0][:160]})")
         return None
+    finally:
+        if container is not None:
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                container.remove(force=True)
     listed = parse(out.decode(errors="replace"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")

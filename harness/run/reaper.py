@@ -96,6 +96,24 @@ def stray_holders(backend: VramBackend) -> list[Leftover]:
     return found
 
 
+def orphaned_processes(already: set[int]) -> list[Leftover]:
+    """Processes a crashed run started (its id in their environment, its supervisor gone) that hold
+    no GPU memory: a host-mode workload's children outlive a SIGKILLed supervisor too."""
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.info["pid"] in already or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        run_id, alive = _run_of(proc.info["pid"])
+        if not run_id or alive:
+            continue
+        try:
+            command = " ".join(proc.cmdline())[:120]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found.append(Leftover("process", str(proc.info["pid"]), run_id, command))
+    return found
+
+
 def stale_leases() -> list[Leftover]:
     return [
         Leftover("lease-file", str(path), None, "no process holds it")
@@ -117,7 +135,7 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
         elif item.kind == "lease-file":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(item.id)
-    holders = [int(i.id) for i in leftovers if i.kind == "holder"]
+    holders = [int(i.id) for i in leftovers if i.kind in ("holder", "process")]
     for pid in holders:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
+
+import psutil
 
 from harness.gpu.vram import sim
 from tests.conftest import harness_cmd, harness_env
@@ -92,3 +95,29 @@ def test_a_new_run_removes_its_sessions_crashed_container_first(
     )
     assert "crashed runs of this session left behind" in done.stderr
     assert docker_client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={crashed}"}) == []
+
+
+def _processes_of(run_id: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get("GPUCI_RUN_ID") == run_id:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_reap_ends_a_dead_runs_processes_that_hold_no_gpu(make_project, sim_gpus, run_harness) -> None:
+    """A host-mode workload's helpers (no GPU memory) outlive a SIGKILLed supervisor too."""
+    area = AREA.replace('"python3 misbehave.py hold"', '"sleep 300 & sleep 301 & python3 misbehave.py hold"')
+    root = make_project(area, name="reap")
+    run_id = start_and_kill_supervisor(root, sim_gpus, None, "--no-container")
+    assert len(_processes_of(run_id)) >= 3  # the holder and both helpers, orphaned
+    done = run_harness("reap", "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    assert done.returncode == 0, done.stderr
+    assert "process" in done.stdout and "sleep 30" in done.stdout
+    deadline = time.monotonic() + 10
+    while _processes_of(run_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_of(run_id) == []
