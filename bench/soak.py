@@ -84,11 +84,13 @@ def leases(sims: Path) -> list[str]:
     return [path.name for path in lease_files() if any(i in path.name for i in ids)]
 
 
-def containers(client: Any) -> list[str]:
-    """The soak's step containers and gpuci's package listings, none of which may outlive a run."""
-    found = []
-    for label in ("gpuci.area=soak", "gpuci.purpose=package-list"):
-        found += [c.name for c in client.containers.list(all=True, sparse=True, filters={"label": label})]
+def containers(client: Any, run_ids: set[str]) -> list[str]:
+    """The soak's step containers and its runs' package listings, none of which may outlive a run
+    (other work on the same engine, such as a test suite beside it, is not the soak's to judge)."""
+    found = [c.id for c in client.containers.list(all=True, sparse=True, filters={"label": "gpuci.area=soak"})]
+    for c in client.containers.list(all=True, sparse=True, filters={"label": "gpuci.purpose=package-list"}):
+        if (c.attrs.get("Labels") or {}).get("gpuci.run-id") in run_ids:
+            found.append(c.id)
     return found
 
 
@@ -144,6 +146,8 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     report_path = report_dir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     run_id = report["run_id"] if report else _run_id_of(root)
+    if run_id:
+        RUN_IDS.add(run_id)
     reaped = None
     if fault == "sigkill":
         reap = subprocess.run(
@@ -162,7 +166,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     vram_wait = time.monotonic() - vram_wait_started
     left = {
         "processes": leftovers(sims),
-        "containers": containers(client),
+        "containers": containers(client, RUN_IDS | {run_id or "-"}),
         "leases": leases(sims),
         "vram_bytes": sim.SimBackend(sims).used_bytes(sim.SimBackend(sims).devices()[0]),
         "vram_free_after_s": round(vram_wait, 3),
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(counts.values()) else 0
 
 
+RUN_IDS: set[str] = set()  # every run id the soak has seen, for its package-list containers
 PROBLEMS = ("leak", "missing-report", "hang", "wrong-code", "false-failure", "reap-failed")
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         changed = buildkite.changed_files(root, args.base)
     elif not args.all:
         changed = _changed_on_this_build(root, config.default_branch)
-    selection = buildkite.Selection(changed, args.include_optional, config.run_all)
+    selection = buildkite.Selection(changed, args.include_optional, config.run_all, config.dependency_match)
     sys.stdout.write(buildkite.to_yaml(buildkite.generate(_loaded(root, config.declarations), config, selection)))
     return 0
 

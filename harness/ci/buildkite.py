@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,9 @@ from typing import Any
 from harness.console import say
 from harness.declare.areas import Area, Step, session_name
 from harness.declare.config import ProjectConfig
+from harness.declare.dependencies import matches, touches
+
+__all__ = ["Selection", "changed_files", "generate", "matches", "to_yaml", "touches"]
 from harness.errors import ExitCode, UsageError
 
 ARTIFACTS = ".gpuci/runs/**/*"
@@ -37,6 +39,7 @@ class Selection:
     changed: tuple[str, ...] | None  # None: run everything (default branch, nightly, --all)
     include_optional: bool = False
     run_all: tuple[str, ...] = ()
+    dependency_match: str = "component"
 
     def runs(self, step: Step) -> bool:
         if step.optional and not self.include_optional:
@@ -45,20 +48,7 @@ class Selection:
             return True
         if any(matches(path, pattern) for path in self.changed for pattern in self.run_all):
             return True
-        return any(touches(path, step.source_file_dependencies) for path in self.changed)
-
-
-def matches(path: str, pattern: str) -> bool:
-    """Path-component match: `a/b` matches `a/b` and `a/b/…`, never `a/bc`."""
-    pattern = pattern.strip().strip("/")
-    return path == pattern or path.startswith(pattern + "/") or pattern in ("", ".")
-
-
-def touches(path: str, dependencies: Iterable[str]) -> bool:
-    """A changed path touches a step when an entry matches it and no `!entry` excludes it."""
-    dependencies = list(dependencies)
-    excluded = any(matches(path, d[1:]) for d in dependencies if d.startswith("!"))
-    return not excluded and any(matches(path, d) for d in dependencies if not d.startswith("!"))
+        return any(touches(path, step.source_file_dependencies, self.dependency_match) for path in self.changed)
 
 
 def changed_files(root: Path, base: str) -> tuple[str, ...]:

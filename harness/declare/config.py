@@ -11,6 +11,7 @@ registry_password_env = "REGISTRY_PASSWORD"
 requirements = ["requirements-test.txt"] # the project's own, installed in its images
 declarations = [".buildkite/test_areas", ".buildkite/test-amd.yaml:rocm"]  # pipeline files read
 mounts = ["~/.cache/huggingface:/root/.cache/huggingface"]  # host folders in every container
+dependency_match = "component"            # or "substring", as the project's generator matches
 [tool.gpuci.queues]                       # Buildkite queue per device class or platform
 h100 = "gpu-h100"
 mi325_1 = "amd-mi325"
@@ -59,6 +60,8 @@ class ProjectConfig:
     # Host folders bound into every step's container (SOURCE:TARGET[:ro]): model caches, a
     # toolchain the host provides. GPUCI_MOUNTS (comma-separated) adds to them.
     mounts: tuple[str, ...] = ()
+    # How source_file_dependencies match changed files, as the project's generator does it.
+    dependency_match: str = "component"
 
     @property
     def working_dir(self) -> str:
@@ -87,12 +90,14 @@ KINDS: dict[str, str] = {
     "requirements": "list",
     "declarations": "list",
     "mounts": "list",
+    "dependency_match": "match",
 }
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
     "str": "a string",
     "list": "a list of strings",
     "table": 'a table of strings ([tool.gpuci.queues] name = "queue")',
+    "match": '"component" or "substring"',
 }
 
 
@@ -140,6 +145,7 @@ def load_config(root: Path) -> ProjectConfig:
         requirements=tuple(str(r) for r in section.get("requirements", ())),
         declarations=tuple(str(d) for d in section.get("declarations", config.declarations)),
         mounts=_mounts(path, section.get("mounts", [])),
+        dependency_match=str(section.get("dependency_match", config.dependency_match)),
     )
 
 
@@ -148,6 +154,8 @@ def _is(kind: str, value: object) -> bool:
         return isinstance(value, str) and value.startswith("/")
     if kind == "str":
         return isinstance(value, str) and value != ""
+    if kind == "match":
+        return value in ("component", "substring")
     if kind == "list":
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
     return isinstance(value, dict) and all(isinstance(v, str) and v for v in value.values())

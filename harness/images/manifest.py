@@ -26,7 +26,9 @@ _LIST = (
 )
 
 
-def packages(client: docker.DockerClient, image_id: str, root: Path) -> dict[str, dict[str, str]] | None:
+def packages(
+    client: docker.DockerClient, image_id: str, root: Path, labels: dict[str, str] | None = None
+) -> dict[str, dict[str, str]] | None:
     """{"debian": {name: version}, "python": {name: version}}, or None when it cannot be read."""
     cache = Path(root) / CACHE_DIR / f"{image_id.replace(':', '-')}.json"
     try:
@@ -37,7 +39,10 @@ def packages(client: docker.DockerClient, image_id: str, root: Path) -> dict[str
     try:
         # Removed in `finally`, not by the SDK's remove=True: a cancel while it runs must not leave it.
         container = client.containers.create(
-            image_id, ["sh", "-c", _LIST], network_mode="none", labels={"gpuci.purpose": "package-list"}
+            image_id,
+            ["sh", "-c", _LIST],
+            network_mode="none",
+            labels={"gpuci.purpose": "package-list", **(labels or {})},
         )
         container.start()
         container.wait(timeout=120)

@@ -143,6 +143,8 @@ def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
     loaded = archive.loaded_from(options.root, image_id)
     if loaded:
         ctx.report["image"]["archive"] = {"file": loaded["file"], "sha256": loaded["sha256"]}
-    ctx.report["image"]["packages"] = manifest.packages(client, image_id, options.root)
+    ctx.report["image"]["packages"] = manifest.packages(
+        client, image_id, options.root, {"gpuci.run-id": str(ctx.report.get("run_id"))}
+    )
     ctx.report["timings"] = {"image_ensure_s": round(time.monotonic() - started, 6)}
     return image_id

@@ -46,7 +46,7 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
                 for ran in {t for t, _ in reach.targets} | set(reach.scripts):
                     for path in tree.under(ran):
                         gates_checked.setdefault(path, []).append((area, step, reach.env))
-            findings.extend(_dead_dependencies(tree, rel, base))
+            findings.extend(_dead_dependencies(tree, rel, base, config.dependency_match))
     pytest_config = PytestConfig.read(root)
     for path in pytest_config.test_files(tree):
         if path not in reached:
@@ -66,7 +66,7 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _dead_dependencies(tree: Tree, rel: str, step: Step) -> Iterable[Finding]:
+def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str = "component") -> Iterable[Finding]:
     deps = list(step.source_file_dependencies)
     for platform in step.platforms:
         deps += [d for d in step.on(platform).source_file_dependencies if d not in deps]
@@ -74,6 +74,8 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step) -> Iterable[Finding]:
         path = entry.lstrip("!").strip().strip("/")
         if any(c in path for c in "*?[") or tree.exists(path):
             continue
+        if mode == "substring" and any(path in f for f in tree.files):
+            continue  # the generator matches `entry in path`: some file still triggers the step
         hint = next(
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
             None,
