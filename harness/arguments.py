@@ -108,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH[:PLATFORM,...]",
         help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
     )
+    lint.add_argument("--since", metavar="REV", help="report only what changed since REV (a branch's merge base)")
 
     rep = sub.add_parser("repro", help="reproduce a run from its report.json (path, folder or URL)")
     rep.add_argument("report")

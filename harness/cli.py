@@ -262,6 +262,28 @@ def _lint(args: argparse.Namespace) -> int:
     from harness.reports.annotate import annotate
 
     root = args.root.resolve()
+
+    def run_lint(tree: Path) -> list[lint.Finding]:
+        config = load_config(tree).with_flags(
+            workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=_declared(args)
+        )
+        return lint.lint(tree, _loaded(tree, config.declarations), config)[0]
+
+    if args.since:
+        from harness.ci.lint.since import lint_since
+
+        introduced, resolved = lint_since(root, args.since, run_lint)
+        if args.format == "json":
+            sys.stdout.write(lint.as_json(introduced))
+        else:
+            text = lint.as_text(introduced, 0) if introduced else ""
+            sys.stdout.write(
+                text + f"gpuci lint --since {args.since}: {len(introduced)} introduced, {len(resolved)} resolved\n"
+            )
+        if introduced:
+            body = f"**gpuci lint**: this change loses CI coverage\n\n```\n{lint.as_text(introduced, 0)}```"
+            annotate(body, "gpuci-lint", "error")
+        return int(ExitCode.TESTS_FAILED) if introduced else 0
     config = load_config(root).with_flags(
         workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=_declared(args)
     )

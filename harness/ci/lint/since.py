@@ -1,0 +1,53 @@
+"""`lint --since REV`: only what a change did to CI coverage, so a pull request sees its own effect.
+
+The lint runs on the tree at REV (a detached git worktree, removed afterwards) and on the checkout
+as it is, each with its own declarations and `[tool.gpuci]`; a finding is the same one in both when
+its kind, file, step, path and variable agree (lines move). New findings are what the change
+introduced, a test moved behind a gate that was already unset included; findings gone are what it
+resolved.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.ci.lint.findings import Finding
+from harness.errors import UsageError
+
+Lint = Callable[[Path], list[Finding]]
+
+
+def key(finding: Finding) -> tuple[object, ...]:
+    return (finding.kind, finding.file, finding.step, finding.path, finding.variable)
+
+
+def compare(before: list[Finding], after: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+    """(introduced, resolved)."""
+    old, new = {key(f) for f in before}, {key(f) for f in after}
+    return [f for f in after if key(f) not in old], [f for f in before if key(f) not in new]
+
+
+def lint_since(root: Path, rev: str, run_lint: Lint) -> tuple[list[Finding], list[Finding]]:
+    commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if commit.returncode != 0:
+        raise UsageError(f"--since {rev!r} names no commit here; fetch it (git fetch origin {rev}) or give a SHA.")
+    scratch = Path(tempfile.mkdtemp(prefix="gpuci-lint-since-"))
+    tree = scratch / "tree"
+    try:
+        added = _git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit.stdout.strip())
+        if added.returncode != 0:
+            raise UsageError(f"could not check out {rev} to compare with: {added.stderr.strip()}")
+        before = run_lint(tree)
+    finally:
+        _git(root, "worktree", "remove", "--force", str(tree))
+        shutil.rmtree(scratch, ignore_errors=True)
+        _git(root, "worktree", "prune")
+    return compare(before, run_lint(root))
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)

@@ -1,0 +1,55 @@
+"""`lint --since REV`: what the change did to CI coverage, not what was already broken."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+AREA = """\
+group: engine
+platforms: [cpu]
+steps:
+- label: engine
+  commands:
+  - pytest -v tests/engine/test_core.py
+  - pytest -v tests/engine/test_gone.py
+"""
+
+
+def git(root: Path, *args: str) -> None:
+    ident = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    subprocess.run(["git", "-C", str(root), *ident, *args], check=True, capture_output=True)
+
+
+def test_only_what_the_change_introduced_is_reported(tmp_path: Path, run_harness) -> None:
+    (tmp_path / "tests" / "engine").mkdir(parents=True)
+    (tmp_path / "tests" / "engine" / "test_core.py").write_text("def test_a():\n    pass\n")
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    (areas / "engine.yaml").write_text(AREA)  # test_gone.py is already missing: an old finding
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base")
+    # The change: a refactor moves the test one folder down and forgets the step.
+    (tmp_path / "tests" / "engine" / "core").mkdir()
+    (tmp_path / "tests" / "engine" / "test_core.py").rename(tmp_path / "tests" / "engine" / "core" / "test_core.py")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "move")
+    whole = run_harness("lint", "--root", str(tmp_path), "--format", "json")
+    assert {f["path"] for f in json.loads(whole.stdout)} >= {"tests/engine/test_gone.py"}
+    since = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD~1", "--format", "json")
+    assert since.returncode == 1, since.stderr
+    introduced = json.loads(since.stdout)
+    assert {(f["kind"], f["path"]) for f in introduced} == {
+        ("missing-path", "tests/engine/test_core.py"),
+        ("unrun-test", "tests/engine/core/test_core.py"),
+    }
+    text = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD~1")
+    assert "2 introduced, 0 resolved" in text.stdout and "test_gone" not in text.stdout
+    clean = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD")
+    assert clean.returncode == 0 and "0 introduced" in clean.stdout
+    bad = run_harness("lint", "--root", str(tmp_path), "--since", "no-such-branch")
+    assert bad.returncode == 2 and "names no commit" in bad.stderr
+    listed = subprocess.run(["git", "-C", str(tmp_path), "worktree", "list"], capture_output=True, text=True)
+    assert len(listed.stdout.splitlines()) == 1  # the comparison's worktree is gone
