@@ -213,7 +213,7 @@ def _clean_up(left: dict[str, Any], client: Any) -> None:
             os.kill(pid, signal.SIGKILL)
     for name in left["containers"]:
         with _quiet():
-            client.containers.get(name).remove(force=True)
+            client.api.remove_container(name, force=True)
 
 
 class _quiet:
@@ -223,7 +223,7 @@ class _quiet:
     def __exit__(self, kind: object, *_: object) -> bool:
         import docker.errors
 
-        return kind is not None and issubclass(kind, (ProcessLookupError, docker.errors.NotFound))  # type: ignore[arg-type]
+        return kind is not None and issubclass(kind, (ProcessLookupError, docker.errors.APIError))  # type: ignore[arg-type]
 
 
 def _run_id_of(root: Path) -> str | None:

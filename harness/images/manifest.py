@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,14 @@ def packages(
         return json.loads(cache.read_text())
     except (OSError, ValueError):
         pass
-    container = None
+    # Named before it exists and removed by that name in `finally`, not by the SDK's remove=True: a
+    # cancel can land while it runs, or after the engine made it but before `create` returned.
+    name = f"gpuci-packages-{uuid.uuid4().hex[:12]}"
     try:
-        # Removed in `finally`, not by the SDK's remove=True: a cancel while it runs must not leave it.
         container = client.containers.create(
             image_id,
             ["sh", "-c", _LIST],
+            name=name,
             network_mode="none",
             labels={"gpuci.purpose": "package-list", **(labels or {})},
         )
@@ -51,9 +54,8 @@ def packages(
         say(f"could not list the packages of {image_id[:19]} ({str(exc).splitlines()[0][:160]})")
         return None
     finally:
-        if container is not None:
-            with contextlib.suppress(docker.errors.DockerException, OSError):
-                container.remove(force=True)
+        with contextlib.suppress(docker.errors.DockerException, OSError):
+            client.api.remove_container(name, force=True)
     listed = parse(out.decode(errors="replace"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
