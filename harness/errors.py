@@ -45,3 +45,19 @@ class DockerUnavailable(InfrastructureError):
 
 class ImageBuildError(InfrastructureError):
     pass
+
+
+def gpuci_cause(exc: BaseException) -> GpuciError | None:
+    """A gpuci error (a cancel, say) that a library wrapped in its own exception on the way up."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, GpuciError):
+            return current
+        stack += [e for e in (current.__cause__, current.__context__) if e is not None]
+        stack += [a for a in current.args if isinstance(a, BaseException)]
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import docker
 import docker.errors
 
-from harness.errors import DockerUnavailable
+from harness.errors import DockerUnavailable, gpuci_cause
 
 
 def connect(timeout: int = 600) -> docker.DockerClient:
@@ -13,6 +13,9 @@ def connect(timeout: int = 600) -> docker.DockerClient:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
+        cause = gpuci_cause(exc)
+        if cause:  # a cancel that landed inside the SDK's connection: a cancel, not a missing engine
+            raise cause from None
         raise DockerUnavailable(
             f"cannot reach the Docker Engine ({_short(exc)}). gpuci runs every step in a container: "
             "start Docker (`sudo systemctl start docker`), check that `docker info` works for this "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from harness.console import say
 from harness.declare.platforms import get_platform
-from harness.errors import ExitCode, GpuciError, UsageError
+from harness.errors import ExitCode, GpuciError, UsageError, gpuci_cause
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
@@ -105,6 +105,12 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
     except GpuciError as exc:
         finish_failed(ctx, options, started, exc)
         raise
+    except Exception as exc:
+        cause = gpuci_cause(exc)  # a cancel a library wrapped (the Docker SDK, requests)
+        if cause is None:
+            raise
+        finish_failed(ctx, options, started, cause)
+        raise cause from None
     finally:
         let_go(watch, held)
     return finish(ctx, options.root, options.report_dir, started, code)
