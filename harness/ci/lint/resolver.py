@@ -131,7 +131,11 @@ class Resolver:
             elif head in ("bash", "sh") and len(words) > 1 and not words[1].startswith("-"):
                 self._script(words[1], cwd, env, reach, depth)
             elif head.startswith("python") and len(words) > 1 and words[1].endswith(".py"):
-                self._path(words[1], cwd, env, reach, script=True)
+                self._run_file(words[1], cwd, env, reach)
+            elif head == "torchrun":  # torchrun [--opts …] FILE: the file runs, in every rank
+                target = next((w for w in words[1:] if w.endswith(".py") and not w.startswith("-")), None)
+                if target:
+                    self._run_file(target, cwd, env, reach)
             elif words[0].startswith("./") and words[0].endswith(".sh"):
                 self._script(words[0], cwd, env, reach, depth)
         return cwd
@@ -152,6 +156,12 @@ class Resolver:
         if script:
             reach.scripts.append(path)
         return path
+
+    def _run_file(self, written: str, cwd: str, env: dict[str, str], reach: Reach) -> None:
+        """`python3 FILE` or `torchrun FILE`: the file runs (a test run this way is not unrun)."""
+        path = self._path(written, cwd, env, reach, script=True)
+        if path is not None:
+            reach.files.add(path)
 
     def _pytest(self, args: list[str], cwd: str, env: dict[str, str], reach: Reach) -> None:
         before = len(reach.targets)
@@ -196,14 +206,28 @@ class Resolver:
         return [f for f in self.tree.under(static) if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(f, pattern + "/*")]
 
     def _find_xargs(self, find: list[str], rest: list[str], cwd: str, env: dict[str, str], reach: Reach) -> None:
-        starts = [w for w in find[1:] if not w.startswith("-")][:1] or ["."]
-        pattern = find[find.index("-name") + 1] if "-name" in find and find.index("-name") + 1 < len(find) else "*"
+        """`find DIR [-maxdepth N] -name P [-not -name Q | ! -name Q] | xargs pytest`: the files find lists."""
+        starts = [w for w in find[1:] if not w.startswith("-") and w != "!"][:1] or ["."]
+        names, excluded, depth = [], [], None
+        for i, word in enumerate(find[:-1]):
+            value = find[i + 1].strip("'\"")
+            if word == "-maxdepth" and value.isdigit():
+                depth = int(value)
+            elif word == "-name":
+                negated = i > 0 and find[i - 1] in ("-not", "!")
+                (excluded if negated else names).append(value)
         base = self._path(starts[0], cwd, env, reach)
         if base is None:
             return
+        base_depth = 0 if base in ("", ".") else base.count("/") + 1
         for path in self.tree.under(base):
-            if fnmatch.fnmatch(posixpath.basename(path), pattern):
-                reach.targets.append((path, f"find {starts[0]} -name {pattern}"))
+            name = posixpath.basename(path)
+            if depth is not None and path.count("/") + 1 - base_depth > depth:
+                continue  # deeper than -maxdepth: find never lists it
+            if any(fnmatch.fnmatch(name, p) for p in excluded):
+                continue
+            if all(fnmatch.fnmatch(name, p) for p in names or ["*"]):
+                reach.targets.append((path, f"find {starts[0]}"))
                 reach.files.add(path)
 
     def _script(self, written: str, cwd: str, env: dict[str, str], reach: Reach, depth: int) -> None:

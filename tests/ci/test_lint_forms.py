@@ -1,0 +1,57 @@
+"""Command forms as the agent runs them: find with -maxdepth and -not, torchrun and python3 FILE.
+
+Snippets in the shape of a large GPU project's steps (our own words and paths).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.ci.lint import lint
+from harness.declare.config import ProjectConfig
+from harness.declare.sources import load_areas
+from tests.ci.test_lint import project
+
+FILES = {
+    "tests/compile/test_basic.py": "def test_a(): pass\n",
+    "tests/compile/test_slow.py": "def test_b(): pass\n",
+    "tests/compile/fullgraph/test_full.py": "def test_c(): pass\n",
+    "tests/distributed/test_same_node.py": "def test_d(): pass\n",
+    "tests/distributed/test_events.py": "def test_e(): pass\n",
+}
+
+
+def unrun(root: Path) -> list[str]:
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    return sorted(f.path or "" for f in findings if f.kind == "unrun-test")
+
+
+def test_find_with_maxdepth_does_not_reach_a_test_moved_one_folder_down(tmp_path: Path) -> None:
+    steps = [
+        {
+            "label": "Compile",
+            "platforms": ["cpu"],
+            "commands": [
+                "find tests/compile -maxdepth 1 -name 'test_*.py' -not -name 'test_slow.py' | xargs pytest -v",
+                "pytest tests/distributed",
+            ],
+        }
+    ]
+    root = project(tmp_path, steps, FILES)
+    assert unrun(root) == ["tests/compile/fullgraph/test_full.py", "tests/compile/test_slow.py"]
+
+
+def test_torchrun_and_python3_run_the_file_they_name(tmp_path: Path) -> None:
+    steps = [
+        {
+            "label": "Distributed",
+            "platforms": ["cpu"],
+            "commands": [
+                "pytest tests/compile",
+                "VLLM_TEST_SAME_HOST=1 torchrun --nproc-per-node=4 tests/distributed/test_same_node.py | grep passed",
+                "python3 tests/distributed/test_events.py",
+            ],
+        }
+    ]
+    root = project(tmp_path, steps, FILES)
+    assert unrun(root) == []
