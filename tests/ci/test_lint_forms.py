@@ -55,3 +55,29 @@ def test_torchrun_and_python3_run_the_file_they_name(tmp_path: Path) -> None:
     ]
     root = project(tmp_path, steps, FILES)
     assert unrun(root) == []
+
+
+CONFTEST = """\
+def pytest_addoption(parser):
+    parser.addoption("--model", action="store", default="facebook/opt-125m")
+    parser.addoption(
+        "--metric", type=float, help="accuracy to reach"
+    )
+    parser.addoption("--full", action="store_true")
+"""
+
+
+def test_values_of_the_projects_own_pytest_options_are_not_paths(tmp_path: Path) -> None:
+    steps = [
+        {
+            "label": "Accuracy",
+            "platforms": ["cpu"],
+            "commands": [
+                "pytest -s tests/compile --model meta-llama/Llama-3-8B --metric 0.58 --full",
+                "pytest tests/distributed",
+            ],
+        }
+    ]
+    root = project(tmp_path, steps, {**FILES, "tests/conftest.py": CONFTEST})
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    assert [(f.kind, f.path) for f in findings] == []  # neither the model name nor 0.58 is a missing path

@@ -69,9 +69,33 @@ def _split_commands(line: str) -> list[list[str]]:
     return [c for c in commands if c]
 
 
+# `parser.addoption("--model", ...)` in a conftest: the project's own pytest options. One that is not
+# a flag (store_true/store_false/count) takes a value, which is never a path to test.
+ADDOPTION = re.compile(r"addoption\(\s*(?P<names>(?:[\"'][-\w]+[\"']\s*,\s*)+)(?P<rest>[^)]*)\)", re.S)
+FLAG_ACTIONS = re.compile(r"action\s*=\s*[\"'](store_true|store_false|count|store_const|append_const)[\"']")
+
+
+def project_value_options(root: Path, tree: Tree) -> set[str]:
+    """Options the project's conftest files add that take a value (`--metric 0.58`, `--model NAME`)."""
+    found: set[str] = set()
+    for path in tree.files:
+        if posixpath.basename(path) != "conftest.py":
+            continue
+        try:
+            text = (root / path).read_text(errors="replace")
+        except OSError:
+            continue
+        for match in ADDOPTION.finditer(text):
+            if FLAG_ACTIONS.search(match.group("rest")):
+                continue
+            found.update(n for n in re.findall(r"[\"']([-\w]+)[\"']", match.group("names")) if n.startswith("-"))
+    return found
+
+
 class Resolver:
     def __init__(self, root: Path, tree: Tree, config: ProjectConfig) -> None:
         self.root, self.tree, self.config = root, tree, config
+        self.value_options = PYTEST_VALUE_OPTS | project_value_options(root, tree)
 
     def to_repo(self, cwd: str, path: str) -> str | None:
         """A path as the shell in `cwd` sees it, relative to the checkout; None when outside it."""
@@ -177,7 +201,7 @@ class Resolver:
                 if path is not None and option == "--ignore":
                     ignores.append(path)
                 continue
-            if arg in PYTEST_VALUE_OPTS:
+            if arg in self.value_options:
                 i += 2
                 continue
             if not arg.startswith("-"):
