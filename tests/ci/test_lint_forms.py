@@ -81,3 +81,26 @@ def test_values_of_the_projects_own_pytest_options_are_not_paths(tmp_path: Path)
     root = project(tmp_path, steps, {**FILES, "tests/conftest.py": CONFTEST})
     findings, _ = lint(root, load_areas(root), ProjectConfig())
     assert [(f.kind, f.path) for f in findings] == []  # neither the model name nor 0.58 is a missing path
+
+
+def test_cd_back_to_the_repository_root_is_the_root(tmp_path: Path) -> None:
+    """`cd ..` from the tests folder, in a step and in a script it runs: paths resolve from the root."""
+    steps = [
+        {
+            "label": "From the root",
+            "platforms": ["cpu"],
+            "working_dir": "/vllm-workspace/tests",
+            "commands": ["cd .. && pytest tests/compile"],
+        },
+        {
+            "label": "Script",
+            "platforms": ["cpu"],
+            "working_dir": "/vllm-workspace/tests",
+            "commands": ["bash ../scripts/run_distributed.sh"],
+        },
+    ]
+    files = {**FILES, "scripts/run_distributed.sh": "cd ..\npytest tests/distributed\n"}
+    root = project(tmp_path, steps, files)
+    config = ProjectConfig(workspace="/vllm-workspace", default_working_dir="/vllm-workspace/tests")
+    findings, _ = lint(root, load_areas(root), config)
+    assert [(f.kind, f.path) for f in findings] == []  # not tests/tests/…

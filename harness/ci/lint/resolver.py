@@ -141,7 +141,8 @@ class Resolver:
                 continue
             head = posixpath.basename(words[0])
             if head == "cd" and len(words) > 1:
-                cwd = self.to_repo(cwd, self._expand(words[1], env)) or cwd
+                moved = self.to_repo(cwd, self._expand(words[1], env))
+                cwd = cwd if moved is None else moved  # "" is the repository's root, not "stay"
             elif head == "export":
                 for word in words[1:]:
                     name, _, value = word.partition("=")
