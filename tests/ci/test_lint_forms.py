@@ -104,3 +104,41 @@ def test_cd_back_to_the_repository_root_is_the_root(tmp_path: Path) -> None:
     config = ProjectConfig(workspace="/vllm-workspace", default_working_dir="/vllm-workspace/tests")
     findings, _ = lint(root, load_areas(root), config)
     assert [(f.kind, f.path) for f in findings] == []  # not tests/tests/…
+
+
+GATED_MODULE = """\
+import os
+
+import pytest
+
+RUN_SLOW = os.getenv("VLLM_RUN_SLOW")
+QUICK = os.environ.get("VLLM_QUICK", "1")
+
+
+@pytest.mark.skipif(not RUN_SLOW, reason="slow: set VLLM_RUN_SLOW")
+def test_slow():
+    pass
+
+
+@pytest.mark.skipif(os.getenv("VLLM_SKIP_BIG"), reason="turned off by a flag")
+def test_big():
+    pass
+
+
+@pytest.mark.skipif(not QUICK, reason="runs unless QUICK is emptied")
+def test_quick():
+    pass
+
+
+@pytest.mark.skipif("HF_TOKEN" not in os.environ, reason="needs the agent's token")
+def test_hub():
+    pass
+"""
+
+
+def test_only_variables_that_turn_tests_on_are_gates(tmp_path: Path) -> None:
+    steps = [{"label": "Models", "platforms": ["cpu"], "commands": ["pytest tests/models/test_gated.py"]}]
+    root = project(tmp_path, steps, {"tests/models/test_gated.py": GATED_MODULE})
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    # The module-level gate is seen; a disabling flag, a default that runs, the agent's secret are not.
+    assert [(f.kind, f.variable) for f in findings] == [("unset-gate", "VLLM_RUN_SLOW")]

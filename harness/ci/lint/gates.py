@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 # Set by the CI environment or by gpuci itself, never by a step: not gates a step must set.
-AMBIENT = re.compile(r"^(BUILDKITE.*|CI|HOME|PATH|USER|PWD|TMPDIR|PYTHONPATH|GPUCI_.*|[A-Z]+_VISIBLE_DEVICES)$")
+# Also the host's toolchain probes and the agent's secrets: a step cannot (and must not) set those.
+AMBIENT = re.compile(
+    r"^(BUILDKITE.*|CI|HOME|PATH|USER|PWD|TMPDIR|PYTHONPATH|GPUCI_.*|[A-Z]+_VISIBLE_DEVICES"
+    r"|ROCM_(PATH|HOME)|HIP_PATH|CUDA_(HOME|PATH)|.*(TOKEN|SECRET|PASSWORD|_KEY).*)$"
+)
 
 
 SHELL_GATE = re.compile(r"(?:-[nz]\s+\"?\$\{?|\$\{)([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}?")
@@ -28,7 +33,80 @@ def shell_gates(text: str) -> set[str]:
 
 
 def python_gates(text: str) -> set[str]:
-    """Variables a test module checks in skip conditions (skipif, pytest.skip, pytestmark)."""
+    """Variables whose being set turns a test module's tests on: read in a skip condition under
+    `not` (`skipif(not os.getenv("X"))`, `"X" not in os.environ`, `is None`), directly or through
+    a module-level name (`X = os.getenv("X")` … `skipif(not X)`). Not gates: a variable that turns
+    tests off when set, or one read with a default that runs them anyway."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return _python_gates_by_text(text)
+    names: dict[str, str] = {}  # module-level name -> the variable it reads, where no default runs the tests
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            variable = _env_read(node.value)
+            if variable:
+                names[node.targets[0].id] = variable
+    gates: set[str] = set()
+    for condition in _skip_conditions(tree):
+        gates |= _enabling(condition, names, negated=False)
+    return gates
+
+
+def _env_read(node: ast.AST) -> str | None:
+    """`os.getenv("X")`, `os.environ.get("X")` (with no default, or a falsy one), or `os.environ["X"]`."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+        owner = ast.unparse(node.func.value)
+        if (owner, node.func.attr) in (("os", "getenv"), ("os.environ", "get")):
+            key = node.args[0]
+            default = node.args[1] if len(node.args) > 1 else None
+            if default is not None and not (
+                isinstance(default, ast.Constant) and default.value in ("", "0", None, False)
+            ):
+                return None  # read with a default that runs the tests when it is unset
+            return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+    if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+        key = node.slice
+        return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+    if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)) and node.args:
+        return _env_read(node.args[0])  # bool(os.getenv("X")), int(os.environ.get("X", "0"))
+    return None
+
+
+def _skip_conditions(tree: ast.AST) -> list[ast.AST]:
+    """What makes tests skip: skipif's first argument, and the test of an `if` whose body skips."""
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("skipif") and node.args:
+            found.append(node.args[0])
+        elif isinstance(node, ast.If) and any(
+            isinstance(n, ast.Call) and ast.unparse(n.func) in ("pytest.skip", "skip") for n in ast.walk(node)
+        ):
+            found.append(node.test)
+    return found
+
+
+def _enabling(node: ast.AST, names: dict[str, str], negated: bool) -> set[str]:
+    """Variables that, read under a `not` in a skip condition, must be set for the tests to run."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return _enabling(node.operand, names, not negated)
+    if isinstance(node, ast.BoolOp):
+        return set().union(*(_enabling(v, names, negated) for v in node.values))
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        op, right = node.ops[0], node.comparators[0]
+        if isinstance(op, (ast.In, ast.NotIn)) and ast.unparse(right) == "os.environ":
+            key = node.left
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                return {key.value} if isinstance(op, ast.NotIn) != negated else set()
+        if isinstance(op, ast.Is) and isinstance(right, ast.Constant) and right.value is None:
+            return _enabling(node.left, names, not negated)
+        return set()
+    variable = _env_read(node) or (names.get(node.id) if isinstance(node, ast.Name) else None)
+    return {variable} if variable and negated else set()
+
+
+def _python_gates_by_text(text: str) -> set[str]:
+    """For a module that does not parse: env reads near a skip, as before."""
     gates = set()
     lines = text.splitlines()
     for i, line in enumerate(lines):
