@@ -50,6 +50,7 @@ WORKLOADS: dict[str, tuple[str, tuple[int, str]]] = {
 FAULTS = ["none", "none", "image-check", "container-start", "tests", "teardown", "sigkill"]
 CODES = {"passed": 0, "failed": 1, "timeout": 1, "cancelled": 1, "teardown_failed": 3, "infrastructure": 75}
 HANG_S = 120
+SESSION = "cpu_soak"
 
 
 def make_project(directory: Path) -> Path:
@@ -84,12 +85,12 @@ def leases(sims: Path) -> list[str]:
     return [path.name for path in lease_files() if any(i in path.name for i in ids)]
 
 
-def containers(client: Any, run_ids: set[str]) -> list[str]:
+def containers(client: Any) -> list[str]:
     """The soak's step containers and its runs' package listings, none of which may outlive a run
     (other work on the same engine, such as a test suite beside it, is not the soak's to judge)."""
     found = [c.id for c in client.containers.list(all=True, sparse=True, filters={"label": "gpuci.area=soak"})]
     for c in client.containers.list(all=True, sparse=True, filters={"label": "gpuci.purpose=package-list"}):
-        if (c.attrs.get("Labels") or {}).get("gpuci.run-id") in run_ids:
+        if f"-{SESSION}-" in (c.attrs.get("Labels") or {}).get("gpuci.run-id", ""):  # run ids name their session
             found.append(c.id)
     return found
 
@@ -145,9 +146,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     seconds = time.monotonic() - started
     report_path = report_dir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
-    run_id = report["run_id"] if report else _run_id_of(root)
-    if run_id:
-        RUN_IDS.add(run_id)
+    run_id = report["run_id"] if report else None  # a SIGKILLed run writes none
     reaped = None
     if fault == "sigkill":
         reap = subprocess.run(
@@ -166,7 +165,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     vram_wait = time.monotonic() - vram_wait_started
     left = {
         "processes": leftovers(sims),
-        "containers": containers(client, RUN_IDS | {run_id or "-"}),
+        "containers": containers(client),
         "leases": leases(sims),
         "vram_bytes": sim.SimBackend(sims).used_bytes(sim.SimBackend(sims).devices()[0]),
         "vram_free_after_s": round(vram_wait, 3),
@@ -226,27 +225,6 @@ class _quiet:
         return kind is not None and issubclass(kind, (ProcessLookupError, docker.errors.APIError))  # type: ignore[arg-type]
 
 
-def _run_id_of(root: Path) -> str | None:
-    """A SIGKILLed run may have written no report: its id is in its runs folder's newest entry."""
-    runs = sorted((root / ".gpuci" / "soak").glob("run-*"), key=lambda p: p.stat().st_mtime)
-    for folder in reversed(runs):
-        for name in ("report.json", ".report.json.tmp"):
-            with _quiet_json() as data:
-                data.update(json.loads((folder / name).read_text()))
-            if data.get("run_id"):
-                return str(data["run_id"])
-    return None
-
-
-class _quiet_json:
-    def __enter__(self) -> dict[str, Any]:
-        self.data: dict[str, Any] = {}
-        return self.data
-
-    def __exit__(self, kind: object, *_: object) -> bool:
-        return kind is not None and issubclass(kind, (OSError, ValueError))  # type: ignore[arg-type]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
@@ -291,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(counts.values()) else 0
 
 
-RUN_IDS: set[str] = set()  # every run id the soak has seen, for its package-list containers
 PROBLEMS = ("leak", "missing-report", "hang", "wrong-code", "false-failure", "reap-failed")
 
 if __name__ == "__main__":

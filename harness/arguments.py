@@ -19,6 +19,18 @@ def common_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not echo the workload's output")
 
 
+def _declaration_flags(command: argparse.ArgumentParser) -> None:
+    """What `pipeline` and `lint` read: the same project settings, overridable on the command line."""
+    command.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
+    command.add_argument("--default-working-dir", help="working dir of steps without one")
+    command.add_argument(
+        "--declarations",
+        action="append",
+        metavar="PATH[:PLATFORM,...]",
+        help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,26 +100,12 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--changed-files", type=Path, help="select steps by the files listed here, one a line")
     which.add_argument("--all", action="store_true", help="every step (default branch, nightly)")
     pipe.add_argument("--include-optional", action="store_true", help="optional steps run too")
-    pipe.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
-    pipe.add_argument("--default-working-dir", help="working dir of steps without one")
-    pipe.add_argument(
-        "--declarations",
-        action="append",
-        metavar="PATH[:PLATFORM,...]",
-        help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
-    )
+    _declaration_flags(pipe)
 
     lint = sub.add_parser("lint", help="CI-coverage lint: declarations against the tree (no Docker, no GPU)")
     lint.add_argument("--root", type=Path, default=Path.cwd())
     lint.add_argument("--format", choices=["text", "json"], default="text")
-    lint.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
-    lint.add_argument("--default-working-dir", help="working dir of steps without one")
-    lint.add_argument(
-        "--declarations",
-        action="append",
-        metavar="PATH[:PLATFORM,...]",
-        help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
-    )
+    _declaration_flags(lint)
     lint.add_argument("--since", metavar="REV", help="report only what changed since REV (a branch's merge base)")
 
     rep = sub.add_parser("repro", help="reproduce a run from its report.json (path, folder or URL)")

@@ -184,12 +184,9 @@ def _publish(root: Path, recipe: object) -> int:
 
 def _pipeline(args: argparse.Namespace) -> int:
     from harness.ci import buildkite
-    from harness.declare.config import load_config
 
     root = args.root.resolve()
-    config = load_config(root).with_flags(
-        workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=_declared(args)
-    )
+    config = _project_config(root, args)
     changed: tuple[str, ...] | None = None
     if args.changed_files:
         try:
@@ -258,21 +255,18 @@ def _reap(args: argparse.Namespace) -> int:
 
 def _lint(args: argparse.Namespace) -> int:
     from harness.ci import lint
-    from harness.declare.config import load_config
     from harness.reports.annotate import annotate
 
     root = args.root.resolve()
 
-    def run_lint(tree: Path) -> list[lint.Finding]:
-        config = load_config(tree).with_flags(
-            workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=_declared(args)
-        )
-        return lint.lint(tree, _loaded(tree, config.declarations), config)[0]
+    def run_lint(tree: Path) -> tuple[list[lint.Finding], int]:
+        config = _project_config(tree, args)
+        return lint.lint(tree, _loaded(tree, config.declarations), config)
 
     if args.since:
         from harness.ci.lint.since import lint_since
 
-        introduced, resolved = lint_since(root, args.since, run_lint)
+        introduced, resolved = lint_since(root, args.since, lambda tree: run_lint(tree)[0])
         if args.format == "json":
             sys.stdout.write(lint.as_json(introduced))
         else:
@@ -284,10 +278,7 @@ def _lint(args: argparse.Namespace) -> int:
             body = f"**gpuci lint**: this change loses CI coverage\n\n```\n{lint.as_text(introduced, 0)}```"
             annotate(body, "gpuci-lint", "error")
         return int(ExitCode.TESTS_FAILED) if introduced else 0
-    config = load_config(root).with_flags(
-        workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=_declared(args)
-    )
-    findings, allowed = lint.lint(root, _loaded(root, config.declarations), config)
+    findings, allowed = run_lint(root)
     sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
     if findings:
         body = "**gpuci lint**: CI does not run everything it should\n\n```\n" + lint.as_text(findings, allowed) + "```"
@@ -345,8 +336,14 @@ def _gpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _declared(args: argparse.Namespace) -> tuple[str, ...] | None:
-    return tuple(args.declarations) if args.declarations else None
+def _project_config(root: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """[tool.gpuci] of `root` with the command line's --workspace, --default-working-dir, --declarations."""
+    from harness.declare.config import load_config
+
+    declarations = tuple(args.declarations) if args.declarations else None
+    return load_config(root).with_flags(
+        workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=declarations
+    )
 
 
 def _loaded(root: Path, declarations: tuple[str, ...]) -> list:  # type: ignore[type-arg]

@@ -66,6 +66,12 @@ def make_project(tmp_path: Path) -> Callable[[str, str], Path]:
     return make
 
 
+def git(root: Path, *args: str) -> str:
+    """git in a test's repository, with an identity for commits (a fresh CI machine has none)."""
+    ident = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    return subprocess.run(["git", "-C", str(root), *ident, *args], capture_output=True, text=True, check=True).stdout
+
+
 def harness_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import git
 
 AREA = """\
 platforms: [cpu]
@@ -16,18 +17,14 @@ steps:
 """
 
 
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
-
-
 @pytest.fixture
 def repo(make_project) -> Path:
     root = make_project(AREA, name="rep")
     (root / "marker.txt").write_text("first\n")
     (root / ".gitignore").write_text(".gpuci/\n")
     git(root, "init", "-q")
-    git(root, "-c", "user.email=ci@example.com", "-c", "user.name=ci", "add", "-A")
-    git(root, "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "first")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "first")
     return root
 
 
@@ -43,7 +40,7 @@ def original_report(repo: Path, run_harness) -> Path:
 def test_a_report_reproduces_at_its_commit_in_its_image(repo, run_harness, cpu_image) -> None:
     report = original_report(repo, run_harness)
     (repo / "marker.txt").write_text("second\n")  # the checkout moved on since the nightly
-    git(repo, "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qam", "second")
+    git(repo, "commit", "-qam", "second")
     done = run_harness("repro", str(report), "--root", str(repo), "--env", "API_TOKEN", API_TOKEN="s3cret-token")
     assert done.returncode == 0, done.stderr
     assert "commit=first" in done.stdout  # ran at the recorded commit, not at HEAD

@@ -75,13 +75,17 @@ def acquire(candidates: list[Device], count: int, owner: str, timeout: float = 0
     next_note = time.monotonic()
     while True:
         lease = Lease([])
-        for device in candidates:
-            if len(lease.devices) == count:
-                break
-            fd = _try_lock(device, owner)
-            if fd is not None:
-                lease.devices.append(device)
-                lease._fds.append(fd)
+        try:
+            for device in candidates:
+                if len(lease.devices) == count:
+                    break
+                fd = _try_lock(device, owner)
+                if fd is not None:
+                    lease.devices.append(device)
+                    lease._fds.append(fd)
+        except BaseException:  # a cancel mid-round: no lock of a half-taken lease stays behind
+            lease.release()
+            raise
         if len(lease.devices) == count:
             return lease
         lease.release()

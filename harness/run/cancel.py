@@ -62,16 +62,5 @@ class CancelGate:
         finally:
             self.raising = False
 
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Within: a cancel waits (a lease half taken is not left behind); it raises at the end."""
-        raising, self.raising = self.raising, False
-        try:
-            yield
-        finally:
-            self.raising = raising
-        if raising and self.pending:
-            raise Cancelled(self.pending)
-
 
 GATE = CancelGate()

@@ -36,7 +36,7 @@ def lease_gpus(
         )
     try:
         held = lease.acquire(candidates, num_gpus, owner, timeout=options.lease_timeout_s)
-    except InfrastructureError:
+    except BaseException:  # no free GPU in time, or a cancel while waiting for one
         backend.close()
         raise
     return VramWatch(backend, held.devices, options.vram_timeout_s, options.vram_tolerance), held

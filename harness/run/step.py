@@ -75,8 +75,8 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
     watch, held = None, None
     try:
         with GATE.cancellable():  # a cancel before the workload runs stops the run here, reported
-            with GATE.deferred():
-                watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})", cpu_session)
+            # A cancel while waiting for a GPU stops the wait at once; the lease takes nothing half.
+            watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})", cpu_session)
             ctx.report["lease"] = [d.id for d in held.devices] if held else []
             ctx.report["gpus"] = [
                 {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])

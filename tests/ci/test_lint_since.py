@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from tests.conftest import git
+
 AREA = """\
 group: engine
 platforms: [cpu]
@@ -15,11 +17,6 @@ steps:
   - pytest -v tests/engine/test_core.py
   - pytest -v tests/engine/test_gone.py
 """
-
-
-def git(root: Path, *args: str) -> None:
-    ident = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
-    subprocess.run(["git", "-C", str(root), *ident, *args], check=True, capture_output=True)
 
 
 def test_only_what_the_change_introduced_is_reported(tmp_path: Path, run_harness) -> None:

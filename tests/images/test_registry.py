@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 
 import docker
 import pytest
 
+from tests.conftest import git
 from tests.registry_server import RegistryServer
 
 AREA = """\
@@ -18,11 +18,6 @@ steps:
   - label: check
     commands: ["echo commit=$(cat marker.txt)"]
 """
-
-
-def git(root: Path, *args: str) -> str:
-    ident = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
-    return subprocess.run(["git", "-C", str(root), *ident, *args], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture
