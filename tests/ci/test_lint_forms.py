@@ -142,3 +142,19 @@ def test_only_variables_that_turn_tests_on_are_gates(tmp_path: Path) -> None:
     findings, _ = lint(root, load_areas(root), ProjectConfig())
     # The module-level gate is seen; a disabling flag, a default that runs, the agent's secret are not.
     assert [(f.kind, f.variable) for f in findings] == [("unset-gate", "VLLM_RUN_SLOW")]
+
+
+def test_a_tree_exported_into_an_ignored_folder_of_another_repository_is_read(tmp_path: Path) -> None:
+    from tests.conftest import git
+
+    git(tmp_path, "init", "-q")
+    (tmp_path / ".gitignore").write_text(".corpus/\n")
+    steps = [{"label": "Compile", "platforms": ["cpu"], "commands": ["pytest tests/compile"]}]
+    root = project(tmp_path / ".corpus" / "proj", steps, FILES)
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    # Read as git's (empty) list of the enclosing repository, every path would be missing.
+    assert not [f for f in findings if f.kind == "missing-path"]
+    assert sorted(f.path or "" for f in findings if f.kind == "unrun-test") == [
+        "tests/distributed/test_events.py",
+        "tests/distributed/test_same_node.py",
+    ]

@@ -95,6 +95,8 @@ def _git_files(root: Path) -> list[str] | None:
     inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-prefix"], capture_output=True, text=True)
     prefix = inside.stdout.strip()
     names = [n for n in done.stdout.decode().split("\0") if n]
+    if not names:
+        return None  # a folder the enclosing repository ignores (an exported tree): walk it instead
     return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
 
 
