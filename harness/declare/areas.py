@@ -79,6 +79,7 @@ class Step:
     source_file_dependencies: tuple[str, ...] = ()
     timeout_in_minutes: int | None = None
     num_gpus: int = 1
+    num_nodes: int = 1
     device: str | None = None
     working_dir: str | None = None
     optional: bool = False
@@ -292,6 +293,7 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         source_file_dependencies=reader.string_list("source_file_dependencies"),
         timeout_in_minutes=timeout,
         num_gpus=num_gpus,
+        num_nodes=reader.get("num_nodes", int, 1),
         device=reader.get("device", str, None),
         working_dir=reader.get("working_dir", str, None),
         optional=reader.get("optional", bool, False),

@@ -40,14 +40,15 @@ def run(root: Path, config: ProjectConfig | None = None) -> list[tuple[str, str 
     return [(f.kind, f.variable or f.path) for f in findings]
 
 
+TEST = "def test_it(): pass\n"
 BASE_FILES = {
     "vllm/config.py": "",
     "vllm/engine/core.py": "",
     "tests/engine/test_core.py": "def test_x(): pass\n",
-    "tests/models/test_llama.py": "",
-    "tests/models/test_mistral.py": "",
-    "tests/models/test_qwen.py": "",
-    "tests/models/test_gemma2.py": "",
+    "tests/models/test_llama.py": TEST,
+    "tests/models/test_mistral.py": TEST,
+    "tests/models/test_qwen.py": TEST,
+    "tests/models/test_gemma2.py": TEST,
     "tests/run_models.sh": GATED_SCRIPT,
 }
 BASE_STEPS = [
@@ -89,7 +90,7 @@ def test_a_config_moved_behind_an_unset_variable_is_an_unset_gate(tmp_path: Path
 
 
 def test_a_folder_no_step_reaches_is_unrun(tmp_path: Path) -> None:
-    files = {**BASE_FILES, "tests/spec_decode/test_ngram.py": "", "tests/spec_decode/test_eagle.py": ""}
+    files = {**BASE_FILES, "tests/spec_decode/test_ngram.py": TEST, "tests/spec_decode/test_eagle.py": TEST}
     assert run(project(tmp_path, BASE_STEPS, files)) == [
         ("unrun-test", "tests/spec_decode/test_eagle.py"),
         ("unrun-test", "tests/spec_decode/test_ngram.py"),
@@ -107,9 +108,9 @@ def test_a_dependency_written_without_its_extension_is_dead(tmp_path: Path) -> N
 def test_commands_resolve_as_a_shell_would(tmp_path: Path) -> None:
     files = {
         **BASE_FILES,
-        "tests/kernels/test_attn.py": "",
-        "tests/kernels/test_moe.py": "",
-        "tests/kernels/slow/test_big.py": "",
+        "tests/kernels/test_attn.py": TEST,
+        "tests/kernels/test_moe.py": TEST,
+        "tests/kernels/slow/test_big.py": TEST,
         "tests/lora/test_a.py": (
             "import os, pytest\npytestmark = pytest.mark.skipif(not os.getenv('LORA_RUN'), reason='x')\n"
         ),
@@ -137,13 +138,13 @@ def test_commands_resolve_as_a_shell_would(tmp_path: Path) -> None:
 
 
 def test_pytest_config_decides_what_counts_as_a_test(tmp_path: Path) -> None:
-    files = {**BASE_FILES, "tests/legacy/test_old.py": "", "tests/helpers_test.py": ""}
+    files = {**BASE_FILES, "tests/legacy/test_old.py": TEST, "tests/helpers_test.py": TEST}
     ini = "[pytest]\ntestpaths = tests\nnorecursedirs = legacy\npython_files = test_*.py\n"
     assert run(project(tmp_path, BASE_STEPS, files, ini)) == []
 
 
 def test_the_cli_prints_json_and_honours_the_allow_list(tmp_path: Path, run_harness) -> None:
-    files = {**BASE_FILES, "tests/spec_decode/test_ngram.py": ""}
+    files = {**BASE_FILES, "tests/spec_decode/test_ngram.py": TEST}
     root = project(tmp_path, BASE_STEPS, files)
     done = run_harness("lint", "--root", str(root), "--format", "json")
     assert done.returncode == 1

@@ -158,3 +158,60 @@ def test_a_tree_exported_into_an_ignored_folder_of_another_repository_is_read(tm
         "tests/distributed/test_events.py",
         "tests/distributed/test_same_node.py",
     ]
+
+
+RUNNER = """\
+#!/bin/bash
+SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+GIT_ROOT="${GIT_ROOT:-$(cd -- "${SCRIPT_DIR}/../../.." && pwd -P)}"
+python3 -m pytest -s -x "${GIT_ROOT}"/tests/v1/kv/test_accuracy.py
+"""
+SWEEP = """\
+#!/bin/bash
+SCRIPT="v1/kv/run_accuracy.sh"
+cfg_parts=(KV_LAYOUT=HND)
+if ! env "${cfg_parts[@]}" bash "${SCRIPT}"; then exit 1; fi
+"""
+ON_THE_AGENT = """\
+#!/bin/bash
+docker exec cpu-test bash -c "
+  set -e
+  pytest -x -v -s tests/kernels/test_cpu_attn.py"
+"""
+
+
+def test_scripts_find_their_tests_through_the_paths_they_compute(tmp_path: Path) -> None:
+    files = {
+        "tests/v1/kv/run_accuracy.sh": RUNNER,
+        "tests/v1/kv/sweep.sh": SWEEP,
+        "tests/v1/kv/test_accuracy.py": "def test_gsm8k(): pass\n",
+        "tests/v1/kv/kv_utils_test.py": "def make_cache(): ...\n",  # a library module named like a test
+        "tests/v1/kv/gated.sh": 'if [[ -n "$NEVER_SET" ]]; then pytest tests/v1/kv; fi\n',  # run by no step
+    }
+    steps = [
+        {"label": "KV", "platforms": ["cpu"], "working_dir": "/workspace/tests", "commands": ["bash v1/kv/sweep.sh"]}
+    ]
+    root = project(tmp_path, steps, files)
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    assert [(f.kind, f.path) for f in findings] == []
+
+
+def test_a_step_on_the_agent_itself_runs_from_the_checkout_root(tmp_path: Path) -> None:
+    files = {
+        ".buildkite/scripts/run-cpu-test.sh": ON_THE_AGENT,
+        "tests/kernels/test_cpu_attn.py": "def test_attn(): pass\n",
+        "tests/kernels/test_gpu_attn.py": "def test_attn(): pass\n",
+    }
+    steps = [
+        {
+            "label": "CPU",
+            "platforms": ["cpu"],
+            "no_plugin": True,
+            "commands": ["bash .buildkite/scripts/run-cpu-test.sh"],
+        }
+    ]
+    root = project(tmp_path, steps, files)
+    config = ProjectConfig(default_working_dir="/workspace/tests")
+    findings, _ = lint(root, load_areas(root), config)
+    # The script is found at the root, and the half-quoted pytest line reaches its one file, not all of tests/.
+    assert [(f.kind, f.path) for f in findings] == [("unrun-test", "tests/kernels/test_gpu_attn.py")]

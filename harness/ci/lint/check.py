@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from harness.ci.lint.allow import load_allowed
 from harness.ci.lint.findings import Finding, dedupe
-from harness.ci.lint.gates import AMBIENT, python_gates, shell_gates
+from harness.ci.lint.gates import AMBIENT, python_gates
 from harness.ci.lint.resolver import Resolver
+from harness.ci.lint.shell_gates import shell_gates
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
@@ -43,13 +45,14 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
                         )
                     )
                 reached |= reach.files
-                for ran in {t for t, _ in reach.targets} | set(reach.scripts):
-                    for path in tree.under(ran):
-                        gates_checked.setdefault(path, []).append((area, step, reach.env))
+                # Gates count where they run: scripts the step runs, test modules its pytest collects.
+                ran = set(reach.scripts) | {p for t, _ in reach.targets for p in tree.under(t) if p.endswith(".py")}
+                for path in ran:
+                    gates_checked.setdefault(path, []).append((area, step, reach.env))
             findings.extend(_dead_dependencies(tree, rel, base, config.dependency_match))
     pytest_config = PytestConfig.read(root)
     for path in pytest_config.test_files(tree):
-        if path not in reached:
+        if path not in reached and _defines_tests(root / path):
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
@@ -57,6 +60,15 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
+
+
+# What pytest collects from a module by default: test functions and Test classes. A library module
+# whose name only looks like a test's (`marlin_utils_test.py`) defines neither.
+DEFINES_TESTS = re.compile(r"^(?:\s*(?:async\s+)?def test|class Test)", re.M)
+
+
+def _defines_tests(path: Path) -> bool:
+    return bool(DEFINES_TESTS.search(_read(path)))
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -99,19 +111,20 @@ def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]])
         if path.endswith(".sh"):
             gates = shell_gates(_read(root / path))
         elif path.endswith(".py") and posixpath.basename(path).startswith(("test_", "conftest")):
-            gates = python_gates(_read(root / path))
+            gates = dict.fromkeys(python_gates(_read(root / path)), 0)
         else:
             continue
-        for variable in sorted(g for g in gates if not AMBIENT.match(g)):
-            if any(variable in env for _, _, env in steps):
+        for variable, line in sorted(gates.items()):
+            if AMBIENT.match(variable) or any(variable in env for _, _, env in steps):
                 continue
             area, step, _ = steps[0]
+            where = f"{path}:{line}" if line else path
             yield Finding(
                 "unset-gate",
                 _rel(root, area.path),
                 step.line,
                 step.label,
-                f"{path} runs tests only when {variable} is set, and no step that runs it sets {variable}",
+                f"{where} runs tests only when {variable} is set, and no step that runs it sets {variable}",
                 path=path,
                 variable=variable,
                 suggestion=f"add a step (or env: {{{variable}: ...}}) that runs {path} with {variable} set",

@@ -1,4 +1,4 @@
-"""Gates: variables a test script or module checks to enable tests."""
+"""Gates in Python test modules: variables a module checks to enable its tests."""
 
 from __future__ import annotations
 
@@ -9,27 +9,14 @@ import re
 # Also the host's toolchain probes and the agent's secrets: a step cannot (and must not) set those.
 AMBIENT = re.compile(
     r"^(BUILDKITE.*|CI|HOME|PATH|USER|PWD|TMPDIR|PYTHONPATH|GPUCI_.*|[A-Z]+_VISIBLE_DEVICES"
-    r"|ROCM_(PATH|HOME)|HIP_PATH|CUDA_(HOME|PATH)|.*(TOKEN|SECRET|PASSWORD|_KEY).*)$"
+    r"|ROCM_(PATH|HOME)|HIP_PATH|CUDA_(HOME|PATH)|BASH.*|.*(TOKEN|SECRET|PASSWORD|_KEY).*)$"
 )
-
-
-SHELL_GATE = re.compile(r"(?:-[nz]\s+\"?\$\{?|\$\{)([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}?")
 
 
 PY_GATE = re.compile(
     r"""os\.(?:environ\.get|getenv)\(\s*["']([A-Za-z_][A-Za-z0-9_]*)["']|os\.environ\[\s*["']([A-Za-z_][A-Za-z0-9_]*)["']"""
     r"""|["']([A-Za-z_][A-Za-z0-9_]*)["']\s+(?:not\s+)?in\s+os\.environ"""
 )
-
-
-def shell_gates(text: str) -> set[str]:
-    """Variables a script tests to decide what runs (`if`/`elif` with -n/-z or ${VAR:-…})."""
-    gates = set()
-    for line in text.splitlines():
-        stripped = line.strip()
-        if re.match(r"^(if|elif)\b", stripped) or stripped.startswith("[[") or stripped.startswith("["):
-            gates.update(m.group(1) for m in SHELL_GATE.finditer(stripped))
-    return gates
 
 
 def python_gates(text: str) -> set[str]:

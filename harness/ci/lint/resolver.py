@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.ci.lint.shell_values import ASSIGNMENT, ShellValues, expand
 from harness.ci.lint.tree import Tree
 from harness.declare.areas import Step
 from harness.declare.config import ProjectConfig
 
+ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
 PYTEST_VALUE_OPTS = {
     "-k",
     "-m",
@@ -53,20 +55,24 @@ class Reach:
 
 
 def _split_commands(line: str) -> list[list[str]]:
-    """A shell line as simple commands; `|`, `&&`, `||`, `;` and parentheses separate them."""
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
-    lexer.whitespace_split = True
-    lexer.commenters = "#"
-    commands: list[list[str]] = [[]]
-    try:
-        for token in lexer:
-            if token and set(token) <= set(";&|()"):
-                commands.append([])
-            else:
-                commands[-1].append(token)
-    except ValueError:  # unbalanced quotes: take what parsed
-        pass
-    return [c for c in commands if c]
+    """A shell line as simple commands; `|`, `&&`, `||`, `;` and parentheses separate them. A line
+    of a multi-line quoted string (`bash -c "` … `pytest x.py"`) has a quote it does not close: it
+    is read without that kind of quote, so `x.py"` is still the path `x.py`."""
+    for text in (line, line.replace('"', ""), line.replace("'", ""), line.replace('"', "").replace("'", "")):
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        commands: list[list[str]] = [[]]
+        try:
+            for token in lexer:
+                if token and set(token) <= set(";&|()"):
+                    commands.append([])
+                else:
+                    commands[-1].append(token)
+        except ValueError:
+            continue
+        return [c for c in commands if c]
+    return []
 
 
 # `parser.addoption("--model", ...)` in a conftest: the project's own pytest options. One that is not
@@ -111,13 +117,29 @@ class Resolver:
 
     def step(self, step: Step) -> Reach:
         reach = Reach(env=set(step.env))
-        cwd = self.to_repo("", step.working_dir or self.config.working_dir) or ""
+        cwd = self.to_repo("", self._working_dir(step)) or ""
         env = dict(step.env)
         for line in step.commands:  # one script on the agent: `cd` and `export` carry to later lines
             cwd = self._line(line, cwd, env, reach, depth=0)
         return reach
 
-    def _line(self, line: str, cwd: str, env: dict[str, str], reach: Reach, depth: int) -> str:
+    def _working_dir(self, step: Step) -> str:
+        """Where a step's commands start. One that runs on the agent itself (`no_plugin: true`) starts
+        in the agent's checkout, the repository's root, unless it names a working_dir; a multi-node
+        one hands its working_dir to the containers it starts and itself runs from the root."""
+        if step.extra.get("no_plugin") is True and (not step.working_dir or step.num_nodes > 1):
+            return self.config.workspace
+        return step.working_dir or self.config.working_dir
+
+    def _line(self, line: str, cwd: str, env: dict[str, str], reach: Reach, depth: int, here: str | None = None) -> str:
+        assignment = ASSIGNMENT.match(line.strip())
+        if assignment:  # NAME="$(cd "$(dirname "$0")/.." && pwd)": a path a script finds itself by
+            value = ShellValues(self.config.workspace, cwd, here, env).value(assignment["value"])
+            if value is None:
+                env.pop(assignment["name"], None)
+            else:
+                env[assignment["name"]] = value
+            return cwd
         commands = _split_commands(line)
         for i, words in enumerate(commands):
             while words and words[0] in (
@@ -137,11 +159,17 @@ class Resolver:
                 name, _, value = words.pop(0).partition("=")
                 env[name] = value
                 reach.env.add(name)
+            if words and words[0] in ("env", "exec", "nohup"):  # `env "${cfg[@]}" A=1 bash x.sh`: runs x.sh
+                words.pop(0)
+                while words and (
+                    words[0].startswith("-") or "=" in words[0] or re.match(r"^\$\{\w+\[[@*]\]\}$", words[0])
+                ):
+                    words.pop(0)
             if not words:
                 continue
             head = posixpath.basename(words[0])
             if head == "cd" and len(words) > 1:
-                moved = self.to_repo(cwd, self._expand(words[1], env))
+                moved = self.to_repo(cwd, expand(words[1], env))
                 cwd = cwd if moved is None else moved  # "" is the repository's root, not "stay"
             elif head == "export":
                 for word in words[1:]:
@@ -165,11 +193,8 @@ class Resolver:
                 self._script(words[0], cwd, env, reach, depth)
         return cwd
 
-    def _expand(self, word: str, env: dict[str, str]) -> str:
-        return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), m.group(0)), word)
-
     def _path(self, written: str, cwd: str, env: dict[str, str], reach: Reach, script: bool = False) -> str | None:
-        expanded = self._expand(written, env)
+        expanded = expand(written, env)
         if "$" in expanded or any(c in expanded for c in "*?["):
             return None  # not resolvable statically; not judged
         path = self.to_repo(cwd, expanded)
@@ -221,7 +246,7 @@ class Resolver:
     def _pattern(self, written: str, cwd: str, env: dict[str, str]) -> list[str]:
         """A target with a variable no one can know here (`test_$m.py` in a loop) or a glob: every
         file it could name counts as reached, so the lint never calls a maybe-run test unrun."""
-        expanded = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", "*", self._expand(written, env))
+        expanded = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", "*", expand(written, env))
         if "*" not in expanded and "?" not in expanded and "[" not in expanded:
             return []
         pattern = self.to_repo(cwd, expanded)
@@ -265,7 +290,7 @@ class Resolver:
             return
         script_cwd = cwd
         for line in _logical_lines(text):
-            script_cwd = self._line(line, script_cwd, env, reach, depth + 1)
+            script_cwd = self._line(line, script_cwd, env, reach, depth + 1, here=path)
 
 
 def _logical_lines(text: str) -> Iterator[str]:

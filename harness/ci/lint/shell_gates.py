@@ -1,0 +1,302 @@
+"""Gates in shell scripts, by what the script does: a variable is a gate when its being set is what
+makes the script run tests.
+
+`if [[ -n "$FULL" ]]; then pytest …; fi` and `[[ -z "${NIGHTLY:-}" ]] && exit 0` (before the tests)
+are gates. Not gates: variables the script assigns itself (locals, arrays, `${X:-default}` paths
+it computes), lower-case names (environment variables are upper-case by convention), a variable
+whose being set turns tests *off* (`SKIP_X`), one read with a default that runs the tests, a check
+whose branches run no tests (a Slack webhook, a log line), and a check that fails the script loudly
+(`exit 1`) rather than skipping.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from harness.ci.lint.shell_values import REFERENCE
+
+TEST_COMMAND = re.compile(
+    r"(?:^|[\s;&|(`])(?:pytest|torchrun|python3?(?:\.\d+)?\s+(?:-m\s+pytest|\S+\.py)|(?:ba)?sh\s+\S+\.sh|\./\S+\.sh)\b"
+)
+TRUTHY = ("1", "true", "yes", "on", "True", "TRUE")
+
+
+class Unknown(Exception):
+    """A condition this module cannot evaluate without running the script."""
+
+
+@dataclass
+class IfBlock:
+    line: int
+    branches: list[tuple[str, list[str]]] = field(default_factory=list)  # (condition, body lines)
+    otherwise: list[str] = field(default_factory=list)
+    rest: list[str] = field(default_factory=list)  # the script after the block
+
+
+def shell_gates(text: str) -> dict[str, int]:
+    """Variables whose being set makes the script run tests, with the line that checks each."""
+    lines = _lines(text)
+    assigned = _assigned(text)
+    functions = _test_functions(lines)
+    feeds = _feeding_tests(lines)
+    gates: dict[str, int] = {}
+    for block in _blocks(lines):
+        conditions = " ".join(c for c, _ in block.branches)
+        for match in REFERENCE.finditer(conditions):
+            name = match.group("braced") or match.group("bare")
+            if name in gates or name in assigned or not name.isupper() or name.startswith("BASH"):
+                continue
+            if _enables(block, name, functions, feeds):
+                gates[name] = block.line
+    return gates
+
+
+def _enables(block: IfBlock, name: str, functions: set[str], feeds: set[str]) -> bool:
+    try:
+        unset = _taken(block, {})
+        taken_when_set = {_taken(block, {name: value}) for value in _candidates(block, name)}
+    except Unknown:
+        return False
+    bodies = [body for _, body in block.branches] + [block.otherwise]
+
+    def effective(i: int) -> list[str]:  # a branch, then the rest of the script unless the branch ends it
+        return bodies[i] if _exits(bodies[i]) else bodies[i] + block.rest
+
+    if _exits(bodies[unset], loudly=True):
+        return False  # unset, the script fails: a loud error, not a silent loss
+    unset_work = _test_lines(bodies[unset], functions, feeds)
+    for chosen in taken_when_set - {unset}:
+        work = _test_lines(bodies[chosen], functions, feeds)
+        if _exits(bodies[chosen]):
+            # An alternative to the rest of the script: a loss only if, unset, no tests run at all.
+            if work and not _test_lines(effective(unset), functions, feeds):
+                return True
+        elif work - unset_work:
+            return True  # tests (or a test list) added only when set
+        elif _exits(bodies[unset]) and _test_lines(block.rest, functions, feeds):
+            return True  # `[[ -z "$V" ]] && exit 0` before the tests
+    return False
+
+
+def _candidates(block: IfBlock, name: str) -> list[str]:
+    """Values a step could set: a truthy one and every literal the condition compares with."""
+    words: list[str] = []
+    for condition, _ in block.branches:
+        words += [w for w in _words(condition) if w and "$" not in w and not w.startswith("-")]
+    return list(dict.fromkeys(["1", *[w for w in words if w not in ("[[", "]]", "[", "]", "!", "&&", "||")]]))
+
+
+def _taken(block: IfBlock, env: dict[str, str]) -> int:
+    for i, (condition, _) in enumerate(block.branches):
+        if _evaluate(condition, env):
+            return i
+    return len(block.branches)
+
+
+def _test_lines(lines: list[str], functions: set[str], feeds: set[str]) -> set[str]:
+    """Lines that run tests: a test command, a call of a function that runs one, or a value for a
+    variable tests use (a test list)."""
+    found = set()
+    for line in lines:
+        words = line.split()
+        assigned = re.match(r"^(?:export\s+)?([A-Za-z_]\w*)\+?=", line)
+        if TEST_COMMAND.search(line) or (words and words[0] in functions) or (assigned and assigned.group(1) in feeds):
+            found.add(line)
+    return found
+
+
+def _feeding_tests(lines: list[tuple[int, str]]) -> set[str]:
+    """Variables read by a test command or by a loop that runs one (`for m in $MODELS; do pytest …`)."""
+    names: set[str] = set()
+    for i, (_, line) in enumerate(lines):
+        loop = line.startswith("for ") and any(TEST_COMMAND.search(text) for _, text in lines[i + 1 : i + 6])
+        if loop or TEST_COMMAND.search(line):
+            names.update(m.group("braced") or m.group("bare") for m in REFERENCE.finditer(line))
+    return names
+
+
+def _exits(lines: list[str], loudly: bool = False) -> bool:
+    """Whether a body ends the script: `exit`/`return` (with a non-zero status, where `loudly`)."""
+    status = r"\s+[1-9]\d*" if loudly else r"(\s+\S+)?"
+    return any(re.match(rf"^(exit|return){status}\s*;?$", line) for line in lines)
+
+
+def _assigned(text: str) -> set[str]:
+    """Names the script gives values itself: `X=`, `X+=`, local/declare/export/readonly, read, for."""
+    names = set(
+        re.findall(
+            r"(?:^|[\s;&|(])(?:(?:local|declare|export|readonly|typeset)\s+(?:-\w+\s+)*)?([A-Za-z_]\w*)\+?=", text
+        )
+    )
+    names |= set(re.findall(r"\b(?:local|declare|typeset|readonly)\s+(?:-\w+\s+)*([A-Za-z_]\w*)", text))
+    names |= set(re.findall(r"\bfor\s+([A-Za-z_]\w*)\s+in\b", text))
+    names |= set(re.findall(r"\$\{([A-Za-z_]\w*):?=", text))
+    for match in re.finditer(r"\bread\s+((?:-\w+\s+)*)([A-Za-z_][\w\s]*)", text):
+        names |= set(match.group(2).split())
+    return names
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """Logical lines (continuations joined, comments dropped), `;`-separated keywords on their own."""
+    out: list[tuple[int, str]] = []
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip()
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = (pending + line).strip()
+        pending = ""
+        if not line or line.startswith("#"):
+            continue
+        for part in re.split(r";\s*(?=(?:then|else|elif|fi|do|done)\b)|(?<=\bthen)\s+|(?<=\belse)\s+", line):
+            if part.strip():
+                out.append((start, part.strip().rstrip(";").strip()))
+    return out
+
+
+def _test_functions(lines: list[tuple[int, str]]) -> set[str]:
+    """Shell functions whose bodies run tests: calling one runs tests."""
+    found: set[str] = set()
+    current: str | None = None
+    depth = 0
+    for _, line in lines:
+        start = re.match(r"^(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\)\s*\{?$|^function\s+([A-Za-z_][\w-]*)\s*\{?$", line)
+        if start and current is None:
+            current, depth = start.group(1) or start.group(2), 0
+        if current is not None:
+            depth += line.count("{") - line.count("}")
+            if TEST_COMMAND.search(line):
+                found.add(current)
+            if depth <= 0 and "}" in line:
+                current = None
+    return found
+
+
+def _blocks(lines: list[tuple[int, str]]) -> list[IfBlock]:
+    """Every `if`/`elif`/`else`/`fi` chain and `[[ … ]] && cmd` / `|| cmd` one-liner, with its bodies."""
+    blocks: list[IfBlock] = []
+    stack: list[tuple[IfBlock, list[str]]] = []  # open blocks and the body being filled
+    for index, (number, line) in enumerate(lines):
+        head = re.match(r"^(if|elif)\s+(.*?)(?:;\s*then|\s+then)?$", line)
+        if head and head.group(1) == "if":
+            block = IfBlock(number, [(head.group(2), [])])
+            stack.append((block, block.branches[0][1]))
+            continue
+        if head and stack:
+            block = stack[-1][0]
+            block.branches.append((head.group(2), []))
+            stack[-1] = (block, block.branches[-1][1])
+            continue
+        if line == "then":
+            continue
+        if line == "else" and stack:
+            stack[-1] = (stack[-1][0], stack[-1][0].otherwise)
+            continue
+        if re.match(r"^fi\b", line) and stack:
+            block = stack.pop()[0]
+            block.rest = [text for _, text in lines[index + 1 :]]
+            blocks.append(block)
+            continue
+        one_liner = re.match(r"^(\[\[.*?\]\]|\[\s.*?\s\]|test\s.*?)\s*(&&|\|\|)\s*(.+)$", line)
+        if one_liner:
+            condition, operator, command = one_liner.groups()
+            body, otherwise = ([command], []) if operator == "&&" else ([], [command])
+            blocks.append(IfBlock(number, [(condition, body)], otherwise, [text for _, text in lines[index + 1 :]]))
+        for _, body in stack:
+            body.append(line)
+    return blocks
+
+
+def _words(condition: str) -> list[str]:
+    lexer = shlex.shlex(condition, posix=True, punctuation_chars="&|()")
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        raise Unknown from None
+
+
+def _evaluate(condition: str, env: dict[str, str]) -> bool:
+    words = _words(condition)
+    value, rest = _or(words, env)
+    if rest:
+        raise Unknown
+    return value
+
+
+def _or(words: list[str], env: dict[str, str]) -> tuple[bool, list[str]]:
+    value, words = _and(words, env)
+    while words and words[0] in ("||", "-o"):
+        right, words = _and(words[1:], env)
+        value = value or right
+    return value, words
+
+
+def _and(words: list[str], env: dict[str, str]) -> tuple[bool, list[str]]:
+    value, words = _not(words, env)
+    while words and words[0] in ("&&", "-a"):
+        right, words = _not(words[1:], env)
+        value = value and right
+    return value, words
+
+
+def _not(words: list[str], env: dict[str, str]) -> tuple[bool, list[str]]:
+    if words and words[0] == "!":
+        value, rest = _not(words[1:], env)
+        return not value, rest
+    return _primary(words, env)
+
+
+def _primary(words: list[str], env: dict[str, str]) -> tuple[bool, list[str]]:
+    if not words:
+        raise Unknown
+    if words[0] in ("[[", "[", "test"):
+        closing = {"[[": "]]", "[": "]", "test": None}[words[0]]
+        end = words.index(closing) if closing in words else len(words)
+        value, rest = _or(words[1:end], env)
+        if rest:
+            raise Unknown
+        return value, words[end + 1 :] if closing else []
+    if words[0] == "(":
+        value, rest = _or(words[1:], env)
+        if not rest or rest[0] != ")":
+            raise Unknown
+        return value, rest[1:]
+    if words[0] in ("-n", "-z") and len(words) > 1:
+        empty = _value(words[1], env) == ""
+        return (not empty if words[0] == "-n" else empty), words[2:]
+    if len(words) > 2 and words[1] in ("==", "=", "!=", "-eq", "-ne", "=~"):
+        left, right, op = _value(words[0], env), _value(words[2], env), words[1]
+        if op in ("-eq", "-ne"):
+            try:
+                same = int(left or "0") == int(right or "0")
+            except ValueError:
+                raise Unknown from None
+        elif op == "=~":
+            same = re.search(right, left) is not None
+        else:
+            same = fnmatch.fnmatchcase(left, right)
+        return (same if op in ("==", "=", "-eq", "=~") else not same), words[3:]
+    if words[0].startswith("-") or words[0] in ("&&", "||", ")"):
+        raise Unknown  # -f FILE, -d DIR and other tests on things only the machine knows
+    return _value(words[0], env) != "", words[1:]
+
+
+def _value(word: str, env: dict[str, str]) -> str:
+    """A word with the given variables set and every other one unset."""
+    if "$(" in word or "`" in word:
+        raise Unknown
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group("braced") or match.group("bare")
+        if name in env and env[name] != "":
+            return env[name]
+        return match.group("default") or ""
+
+    return REFERENCE.sub(one, word)
