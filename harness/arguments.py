@@ -29,6 +29,11 @@ def _declaration_flags(command: argparse.ArgumentParser) -> None:
         metavar="PATH[:PLATFORM,...]",
         help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
     )
+    command.add_argument(
+        "--dependency-match",
+        choices=["component", "substring"],
+        help="how source_file_dependencies match changed files ([tool.gpuci] dependency_match)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

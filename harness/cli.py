@@ -337,12 +337,15 @@ def _gpus(args: argparse.Namespace) -> int:
 
 
 def _project_config(root: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """[tool.gpuci] of `root` with the command line's --workspace, --default-working-dir, --declarations."""
+    """[tool.gpuci] of `root` with the command line's settings (--workspace, --declarations, …)."""
     from harness.declare.config import load_config
 
     declarations = tuple(args.declarations) if args.declarations else None
     return load_config(root).with_flags(
-        workspace=args.workspace, default_working_dir=args.default_working_dir, declarations=declarations
+        workspace=args.workspace,
+        default_working_dir=args.default_working_dir,
+        declarations=declarations,
+        dependency_match=args.dependency_match,
     )
 
 

@@ -15,6 +15,8 @@ from harness.ci.lint.tree import Tree
 from harness.declare.areas import Step
 from harness.declare.config import ProjectConfig
 
+UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
+DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
 ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
 PYTEST_VALUE_OPTS = {
     "-k",
@@ -106,6 +108,8 @@ class Resolver:
     def to_repo(self, cwd: str, path: str) -> str | None:
         """A path as the shell in `cwd` sees it, relative to the checkout; None when outside it."""
         workspace = self.config.workspace.rstrip("/")
+        if cwd == UNKNOWN and not path.startswith("/"):
+            return None
         if path.startswith("/"):
             if path != workspace and not path.startswith(workspace + "/"):
                 return None
@@ -119,9 +123,28 @@ class Resolver:
         reach = Reach(env=set(step.env))
         cwd = self.to_repo("", self._working_dir(step)) or ""
         env = dict(step.env)
-        for line in step.commands:  # one script on the agent: `cd` and `export` carry to later lines
-            cwd = self._line(line, cwd, env, reach, depth=0)
+        for command in step.commands:  # one script on the agent: `cd` and `export` carry to later lines
+            if "\n" not in command:
+                # A plain YAML scalar folds `\`-continued lines into `\ `, and generators put commands
+                # in a double-quoted string, where `\ ` and `\"` are a space and a quote.
+                command = command.replace("\\ ", " ").replace('\\"', '"')
+            cwd = self._text(command, cwd, env, reach, depth=0)
         return reach
+
+    def _text(self, text: str, cwd: str, env: dict[str, str], reach: Reach, depth: int, here: str | None = None) -> str:
+        """Lines run in order. Lines inside a multi-line quoted string (`docker exec c bash -c "` …)
+        run elsewhere, in a container whose working directory no one knows here: what they reach
+        counts, but a path they name that is not in the tree is not called missing."""
+        quote: str | None = None
+        for line in _logical_lines(text):
+            inside, before = quote is not None, len(reach.missing)
+            moved = self._line(line, cwd, env, reach, depth, here)
+            if inside:
+                del reach.missing[before:]
+            else:
+                cwd = moved
+            quote = _open_quote(line, quote)
+        return cwd
 
     def _working_dir(self, step: Step) -> str:
         """Where a step's commands start. One that runs on the agent itself (`no_plugin: true`) starts
@@ -155,6 +178,8 @@ class Resolver:
                 "time",
             ):
                 words.pop(0)  # shell keywords before a command: `for …; do pytest …`
+            if words[:2] in (["uv", "run"], ["poetry", "run"], ["pipenv", "run"], ["hatch", "run"]):
+                del words[:2]  # a runner's `run`: the command after it runs
             while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):  # VAR=x cmd
                 name, _, value = words.pop(0).partition("=")
                 env[name] = value
@@ -168,17 +193,26 @@ class Resolver:
             if not words:
                 continue
             head = posixpath.basename(words[0])
-            if head == "cd" and len(words) > 1:
-                moved = self.to_repo(cwd, expand(words[1], env))
-                cwd = cwd if moved is None else moved  # "" is the repository's root, not "stay"
+            if head in ("cd", "pushd"):
+                target = self._directory(line, words, cwd, env, here)
+                if head == "pushd":
+                    env[DIRECTORY_STACK] = env.get(DIRECTORY_STACK, "") + cwd + "\n"
+                # A folder outside the checkout, or one only the machine knows: later relative paths
+                # are not judged. "" is the repository's root, not "stay".
+                cwd = UNKNOWN if target is None else target
+            elif head == "popd":
+                stack = env.get(DIRECTORY_STACK, "").split("\n")[:-1]
+                cwd = stack.pop() if stack else UNKNOWN
+                env[DIRECTORY_STACK] = "".join(d + "\n" for d in stack)
             elif head == "export":
                 for word in words[1:]:
                     name, _, value = word.partition("=")
                     env[name] = value
                     reach.env.add(name)
-            elif head == "pytest" or (head.startswith("python") and words[1:3] == ["-m", "pytest"]):
-                args = words[1:] if head == "pytest" else words[3:]
-                self._pytest(args, cwd, env, reach)
+            elif head == "pytest":
+                self._pytest(words[1:], cwd, env, reach)
+            elif _module_pytest(words) is not None:  # python3 -u -m pytest, "$VENV/python" -m, coverage run -m
+                self._pytest(words[_module_pytest(words) :], cwd, env, reach)
             elif head == "xargs" and "pytest" in words and i > 0 and commands[i - 1][:1] == ["find"]:
                 self._find_xargs(commands[i - 1], words[words.index("pytest") + 1 :], cwd, env, reach)
             elif head in ("bash", "sh") and len(words) > 1 and not words[1].startswith("-"):
@@ -189,9 +223,20 @@ class Resolver:
                 target = next((w for w in words[1:] if w.endswith(".py") and not w.startswith("-")), None)
                 if target:
                     self._run_file(target, cwd, env, reach)
-            elif words[0].startswith("./") and words[0].endswith(".sh"):
+            elif words[0].endswith(".sh") and "/" in words[0]:  # ./run.sh, .buildkite/scripts/test.sh
                 self._script(words[0], cwd, env, reach, depth)
         return cwd
+
+    def _directory(self, line: str, words: list[str], cwd: str, env: dict[str, str], here: str | None) -> str | None:
+        """Where `cd DIR` / `pushd DIR` goes, as a repository path; None when it cannot be known."""
+        if len(words) < 2 or words[1] in ("-", "~") or words[1].startswith("~/"):
+            return None
+        written = re.match(r"^\s*(?:cd|pushd)\s+(?:--\s+)?(.+?)\s*(?:&&.*|;.*|\|\|.*)?$", line)
+        if written and "$(" in written.group(1):  # cd "$(dirname "$0")/..": evaluated as the script would
+            value = ShellValues(self.config.workspace, cwd, here, env).value(written.group(1))
+            return None if value is None else self.to_repo(cwd, value)
+        target = expand(words[1], env)
+        return None if "$" in target else self.to_repo(cwd, target)
 
     def _path(self, written: str, cwd: str, env: dict[str, str], reach: Reach, script: bool = False) -> str | None:
         expanded = expand(written, env)
@@ -288,9 +333,30 @@ class Resolver:
             text = (self.root / path).read_text(errors="replace")
         except OSError:
             return
-        script_cwd = cwd
-        for line in _logical_lines(text):
-            script_cwd = self._line(line, script_cwd, env, reach, depth + 1, here=path)
+        self._text(text, cwd, env, reach, depth + 1, here=path)
+
+
+def _module_pytest(words: list[str]) -> int | None:
+    """Where pytest's arguments start in `… -m pytest ARGS` (an interpreter, a venv's, coverage's)."""
+    for i in range(1, min(len(words) - 1, 5)):
+        if words[i] == "-m" and words[i + 1] == "pytest":
+            return i + 2
+    return None
+
+
+def _open_quote(line: str, quote: str | None) -> str | None:
+    """The quote still open at the end of `line`, given the one open at its start."""
+    escaped = False
+    for char in line:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote is None and char in "\"'":
+            quote = char
+        elif char == quote:
+            quote = None
+    return quote
 
 
 def _logical_lines(text: str) -> Iterator[str]:

@@ -53,7 +53,15 @@ class ShellValues:
             return self.env[name] if name in self.env else self.value(default)
         if text.startswith("$(") and _closing(text, 1) == len(text) - 1:
             return self.substitution(text[2:-1].strip())
-        if "$(" in text or "`" in text:
+        if "$(" in text and "`" not in text:  # "$(dirname "$0")/..": the parts, joined
+            start = text.index("$(")
+            end = _closing(text, start + 1)
+            if end < 0:
+                return None  # unbalanced: not a value anyone can know
+            parts = [self.value(text[:start]) if start else "", self.value(text[start : end + 1])]
+            parts.append(self.value(text[end + 1 :]) if end + 1 < len(text) else "")
+            return None if None in parts else "".join(p for p in parts if p is not None)
+        if "`" in text:
             return None
         expanded = expand(text, self.env)
         return None if "$" in expanded else expanded
