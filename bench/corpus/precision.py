@@ -133,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'kind':<16} {'findings':>8} {'distinct':>8} {'sampled':>7} {'judged':>6} {'false':>5} {'rate':>6}")
     for kind, d in by_kind.items():
         rate = "-" if d["false_rate"] is None else f"{d['false_rate']:.0%}"
-        print(
-            f"{kind:<16} {d['findings']:>8} {d['distinct']:>8} {d['sampled']:>7} {d['judged']:>6} {d['false']:>5} {rate:>6}"
-        )
+        counts = f"{d['findings']:>8} {d['distinct']:>8} {d['sampled']:>7} {d['judged']:>6} {d['false']:>5}"
+        print(f"{kind:<16} {counts} {rate:>6}")
     print(f"known real breaks found: {summary['known_breaks']['found']} of {summary['known_breaks']['listed']}")
     for entry in known:
         if not entry["found"]:
