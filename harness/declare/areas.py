@@ -8,6 +8,7 @@ error with file, line and a suggestion.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -204,10 +205,16 @@ def _platforms(reader: _Reader, default: tuple[str, ...]) -> tuple[str, ...]:
 def _default_platforms(reader: _Reader) -> tuple[str, ...]:
     """A foreign step is read as its CUDA form; `mirror.amd` adds ROCm; no-GPU steps are cpu."""
     device = reader.get("device", str, "") or ""
-    if reader.get("no_gpu", bool, False) or device.startswith("cpu"):
-        return ("cpu",)
+    if reader.get("no_gpu", bool, False) or "cpu" in device.split("-")[0].split("_"):
+        return ("cpu",)  # cpu, cpu-small, intel_cpu, arm_cpu
+    if re.match(r"^mi\d{3}", device):
+        return ("rocm",)  # an AMD Instinct agent: mi250_1, mi300_8
     mirror = reader.get("mirror", dict, {}) or {}
-    return ("cuda", "rocm") if "amd" in mirror else ("cuda",)
+    # `mirror.amd`, or the older `mirror_hardwares: [amdexperimental, …]`: the step also runs on ROCm.
+    node = reader.mapping.get("mirror_hardwares")
+    hardwares = reader.conv.unwrap(node.value) if node is not None else None
+    mirrored = isinstance(hardwares, list) and any(str(h).startswith("amd") for h in hardwares)
+    return ("cuda", "rocm") if "amd" in mirror or mirrored else ("cuda",)
 
 
 def _budget(reader: _Reader) -> dict[str, float]:

@@ -10,7 +10,8 @@ from pathlib import Path
 from harness.ci.lint.allow import load_allowed
 from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, python_gates
-from harness.ci.lint.resolver import Resolver
+from harness.ci.lint.platform_skips import platform_skip
+from harness.ci.lint.resolver import Reach, Resolver
 from harness.ci.lint.shell_gates import shell_gates
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
@@ -25,12 +26,18 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
     findings: list[Finding] = []
     reached: set[str] = set()
     gates_checked: dict[str, list[tuple[Area, Step, set[str]]]] = {}
+    runs: dict[str, list[tuple[str, int, str, str]]] = {}  # test module -> (file, line, label, platform)
     for area in areas:
         rel = _rel(root, area.path)
         for base in area.steps:
-            forms = {id(f): f for f in (base.on(p) for p in base.platforms)}.values()
-            for step in forms:
-                reach = resolver.step(step)
+            reaches: dict[int, Reach] = {}
+            for platform in base.platforms:
+                step = base.on(platform)
+                if not OTHER_HARDWARE.search(step.device or ""):
+                    for path in _reached_tests(resolver, reaches, step):
+                        runs.setdefault(path, []).append((rel, step.line, step.label, platform))
+            for step in {id(f): f for f in (base.on(p) for p in base.platforms)}.values():
+                reach = _reach(resolver, reaches, step)
                 for path, written in dict.fromkeys(reach.missing):
                     home = tree.likely_home(path)
                     findings.append(
@@ -57,6 +64,7 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
     findings.extend(_unset_gates(root, gates_checked))
+    findings.extend(_platform_skips(root, runs))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
@@ -69,6 +77,42 @@ DEFINES_TESTS = re.compile(r"^(?:\s*(?:async\s+)?def test|class Test)", re.M)
 
 def _defines_tests(path: Path) -> bool:
     return bool(DEFINES_TESTS.search(_read(path)))
+
+
+# Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs): their steps'
+# platforms are not known, so no platform finding is drawn from them.
+OTHER_HARDWARE = re.compile(r"intel_gpu|xpu|hpu|npu|tpu|ascend|gaudi|neuron", re.I)
+
+
+def _reach(resolver: Resolver, cache: dict[int, Reach], step: Step) -> Reach:
+    if id(step) not in cache:
+        cache[id(step)] = resolver.step(step)
+    return cache[id(step)]
+
+
+def _reached_tests(resolver: Resolver, cache: dict[int, Reach], step: Step) -> set[str]:
+    return {p for p in _reach(resolver, cache, step).files if posixpath.basename(p).startswith("test_")}
+
+
+def _platform_skips(root: Path, runs: dict[str, list[tuple[str, int, str, str]]]) -> Iterable[Finding]:
+    """A module that skips itself whole on every platform whose steps run it: its tests never run."""
+    for path, steps in sorted(runs.items()):
+        platforms = {platform for *_, platform in steps}
+        skip = platform_skip(_read(root / path)) if path.endswith(".py") else None
+        if skip is None or not platforms <= skip.platforms:
+            continue
+        file, line, label, _ = steps[0]
+        names = "/".join(sorted(platforms))
+        yield Finding(
+            "platform-skip",
+            file,
+            line,
+            label,
+            f"{path}:{skip.line} skips itself on {names} ({skip.condition}), and only {names} steps run it, "
+            "so its tests never run",
+            path=path,
+            suggestion=f"run {path} in a step of a platform it does not skip on, or drop it from this one",
+        )
 
 
 def _rel(root: Path, path: Path) -> str:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ALLOW_FILE = Path(".buildkite") / "gpuci-lint-allow.yaml"
-KINDS = ("missing-path", "unrun-test", "unset-gate", "dead-dependency")
+KINDS = ("missing-path", "unrun-test", "unset-gate", "dead-dependency", "platform-skip")
 
 
 @dataclass(frozen=True)

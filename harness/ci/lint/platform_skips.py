@@ -1,0 +1,87 @@
+"""Test modules that skip themselves whole on a platform: `pytestmark = pytest.mark.skipif(not
+current_platform.is_cuda(), …)` or a module-level `if not current_platform.is_rocm(): pytest.skip(…,
+allow_module_level=True)`. Run only by that platform's steps, such a module's tests never run.
+
+Conditions are evaluated per platform from what the platform checks mean; a condition on anything
+else (a device capability, an optional package, a torch op) is not judged.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+# What `current_platform.is_X()` (or any receiver's) is on each gpuci platform.
+PLATFORM_CHECKS = {
+    "is_cuda": {"cuda"},
+    "is_rocm": {"rocm"},
+    "is_cuda_alike": {"cuda", "rocm"},
+    "is_cpu": {"cpu"},
+    "is_xpu": set(),
+    "is_tpu": set(),
+}
+PLATFORMS = ("cuda", "rocm", "cpu")
+
+
+class Unknown(Exception):
+    """A condition that depends on more than the platform."""
+
+
+@dataclass(frozen=True)
+class PlatformSkip:
+    platforms: frozenset[str]  # where the whole module skips
+    line: int
+    condition: str
+
+
+def platform_skip(text: str) -> PlatformSkip | None:
+    """Where a module skips all its tests by platform, or None when it does not (or it cannot be told)."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        for condition in _module_skip_conditions(node):
+            try:
+                skipped = frozenset(p for p in PLATFORMS if _evaluate(condition, p))
+            except Unknown:
+                continue
+            if skipped and skipped != frozenset(PLATFORMS):
+                return PlatformSkip(skipped, condition.lineno, ast.unparse(condition))
+    return None
+
+
+def _module_skip_conditions(node: ast.stmt) -> list[ast.expr]:
+    if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
+        marks = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+        return [
+            m.args[0] for m in marks if isinstance(m, ast.Call) and ast.unparse(m.func).endswith("skipif") and m.args
+        ]
+    if isinstance(node, ast.If) and any(_skips_module(n) for n in node.body):
+        return [node.test]
+    return []
+
+
+def _skips_module(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and ast.unparse(node.value.func) in ("pytest.skip", "skip")
+        and any(k.arg == "allow_module_level" for k in node.value.keywords)
+    )
+
+
+def _evaluate(node: ast.expr, platform: str) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _evaluate(node.operand, platform)
+    if isinstance(node, ast.BoolOp):
+        values = [_evaluate(v, platform) for v in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.args:
+        if node.func.attr in PLATFORM_CHECKS:
+            return platform in PLATFORM_CHECKS[node.func.attr]
+        if ast.unparse(node.func) == "torch.cuda.is_available":
+            return platform in ("cuda", "rocm")
+    if isinstance(node, ast.Attribute) and ast.unparse(node) in ("torch.version.hip", "torch.version.cuda"):
+        return platform == ("rocm" if node.attr == "hip" else "cuda")
+    raise Unknown
