@@ -215,3 +215,44 @@ def test_a_step_on_the_agent_itself_runs_from_the_checkout_root(tmp_path: Path) 
     findings, _ = lint(root, load_areas(root), config)
     # The script is found at the root, and the half-quoted pytest line reaches its one file, not all of tests/.
     assert [(f.kind, f.path) for f in findings] == [("unrun-test", "tests/kernels/test_gpu_attn.py")]
+
+
+BENCH_SCRIPT = """\
+#!/bin/bash
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python3 benchmarks/bench_latency.py
+cd "${THIRD_PARTY_DIR}/other-project"
+pytest tests/integration/test_rl.py
+"""
+
+
+def test_commands_as_generators_quote_them_and_directories_only_the_machine_knows(tmp_path: Path) -> None:
+    files = {
+        "tests/lora/test_a.py": "def test_a(): pass\n",
+        "tests/lora/test_tp.py": "def test_tp(): pass\n",
+        "tests/models/test_vlm.py": "def test_v(): pass\n",
+        "examples/offline/rlhf.py": "",
+        "benchmarks/bench_latency.py": "",
+        "scripts/run-bench.sh": BENCH_SCRIPT,
+        ".buildkite/steps/tests.sh": "pytest tests/models\n",
+    }
+    steps = [
+        {
+            "label": "LoRA",
+            "platforms": ["cpu"],
+            "working_dir": "/workspace/tests",
+            # A plain YAML scalar folds `\`-continued lines into `\ `; the generator's double quotes make it a space.
+            "commands": ['pytest -v -s lora \\ --ignore=lora/test_tp.py \\ -m \\"not vlm\\"', "pytest lora/test_tp.py"],
+        },
+        {
+            "label": "Examples",
+            "platforms": ["cpu"],
+            "working_dir": "/workspace/tests",
+            "commands": ["pushd ../examples/offline", "python3 rlhf.py", "popd", "pytest models"],
+        },
+        {"label": "Bench", "platforms": ["cpu"], "commands": ["bash scripts/run-bench.sh"]},
+        {"label": "Windows", "platforms": ["cpu"], "commands": ["bash .buildkite\\steps\\tests.sh"]},
+    ]
+    root = project(tmp_path, steps, files)
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    assert [(f.kind, f.path) for f in findings] == []

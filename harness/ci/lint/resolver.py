@@ -15,6 +15,7 @@ from harness.ci.lint.tree import Tree
 from harness.declare.areas import Step
 from harness.declare.config import ProjectConfig
 
+WINDOWS_SEPARATOR = re.compile(r"(?<=[\w.])\\(?=[A-Za-z_])")
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
 ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
@@ -128,6 +129,8 @@ class Resolver:
                 # A plain YAML scalar folds `\`-continued lines into `\ `, and generators put commands
                 # in a double-quoted string, where `\ ` and `\"` are a space and a quote.
                 command = command.replace("\\ ", " ").replace('\\"', '"')
+                # A Windows agent's paths: `bash .buildkite\\steps\\tests.sh` names .buildkite/steps/tests.sh.
+                command = WINDOWS_SEPARATOR.sub("/", command)
             cwd = self._text(command, cwd, env, reach, depth=0)
         return reach
 
