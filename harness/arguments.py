@@ -34,6 +34,12 @@ def _declaration_flags(command: argparse.ArgumentParser) -> None:
         choices=["component", "substring"],
         help="how source_file_dependencies match changed files ([tool.gpuci] dependency_match)",
     )
+    command.add_argument(
+        "--external-script",
+        action="append",
+        metavar="GLOB",
+        help="a script CI runs from outside the pipeline files (repeatable; [tool.gpuci] external_scripts)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

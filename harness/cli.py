@@ -346,6 +346,7 @@ def _project_config(root: Path, args: argparse.Namespace):  # type: ignore[no-un
         default_working_dir=args.default_working_dir,
         declarations=declarations,
         dependency_match=args.dependency_match,
+        external_scripts=tuple(args.external_script) if args.external_script else None,
     )
 
 

@@ -43,6 +43,8 @@ def lint(tree: Path, project: dict, commit: str) -> list[dict]:
     for key in ("workspace", "default_working_dir"):
         if key in project:
             args += [f"--{key.replace('_', '-')}", project[key]]
+    for script in project.get("external_scripts", []):
+        args += ["--external-script", script]
     substring = commit in project.get("generator_substring", [])
     args += ["--dependency-match", "substring" if substring else project.get("dependency_match", "component")]
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin"})

@@ -77,11 +77,12 @@ def _command(area: Area, step: Step, platform: str) -> str:
     return f"nox -s {session_name(platform, area.name)} -- --step {shlex.quote(step.label)}"
 
 
-def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]) -> list[str]:
-    deps = []
+def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]) -> list[Any]:
+    deps: list[Any] = []
     for dep in step.depends_on:
         # A dependency on a step that also runs on this platform means its form on this platform.
-        deps.append(f"{dep}-{platform}" if platform in keys_by_declared.get(dep, set()) - {"primary"} else dep)
+        key = f"{dep}-{platform}" if platform in keys_by_declared.get(dep, set()) - {"primary"} else dep
+        deps.append({"step": key, "allow_failure": True} if dep in step.allow_failure_of else key)
     return deps
 
 
@@ -183,6 +184,10 @@ def _with_image_steps(groups: list[dict[str, Any]], config: ProjectConfig) -> li
     return [{"group": "Images", "key": "gpuci-images", "steps": image_steps}, *groups]
 
 
+def _key(dependency: Any) -> str:
+    return dependency["step"] if isinstance(dependency, dict) else dependency
+
+
 def _drop_unknown_dependencies(groups: list[dict[str, Any]]) -> None:
     """Buildkite refuses a pipeline whose steps depend on keys it lacks (a step of another pipeline)."""
     keys = {step["key"] for group in groups for step in group["steps"]}
@@ -190,10 +195,10 @@ def _drop_unknown_dependencies(groups: list[dict[str, Any]]) -> None:
         for step in group["steps"]:
             if "depends_on" not in step:
                 continue
-            missing = [d for d in step["depends_on"] if d not in keys]
+            missing = [_key(d) for d in step["depends_on"] if _key(d) not in keys]
             if missing:
                 say(f"{step['key']}: depends on {', '.join(missing)}, which this pipeline lacks; dropped")
-            step["depends_on"] = [d for d in step["depends_on"] if d in keys]
+            step["depends_on"] = [d for d in step["depends_on"] if _key(d) in keys]
             if not step["depends_on"]:
                 del step["depends_on"]
 

@@ -91,6 +91,8 @@ class Step:
     shutdown_budget: dict[str, float] = field(default_factory=dict)
     key: str | None = None
     depends_on: tuple[str, ...] = ()
+    # Dependencies given as {step: KEY, allow_failure: true}: this step runs even if they fail.
+    allow_failure_of: tuple[str, ...] = ()
     concurrency: int | None = None
     concurrency_group: str | None = None
     agent_tags: dict[str, str] = field(default_factory=dict)
@@ -172,6 +174,23 @@ class _Reader:
             raise self.fail(key, f"{key!r} must be {names}, not {type(value).__name__} ({value!r}).")
         return value
 
+    def dependencies(self, key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """`depends_on` as Buildkite takes it: keys, or {step: KEY, allow_failure: BOOL} mappings; the
+        keys, and those whose failure is allowed."""
+        value = self.get(key, (list, str), [])
+        keys: list[str] = []
+        allowed: list[str] = []
+        for item in [value] if isinstance(value, str) else value:
+            if isinstance(item, dict) and isinstance(item.get("step"), str):
+                keys.append(item["step"])
+                if item.get("allow_failure") is True:
+                    allowed.append(item["step"])
+            elif isinstance(item, str):
+                keys.append(item)
+            elif item is not None:
+                raise self.fail(key, f"every entry of {key!r} must be a step key or {{step: KEY}}, not {item!r}.")
+        return tuple(keys), tuple(allowed)
+
     def string_list(self, key: str) -> tuple[str, ...]:
         value = self.get(key, (list, str), [])
         items = [value] if isinstance(value, str) else value
@@ -246,9 +265,11 @@ def _mirror_overrides(path: Path, node: _Node, conv: Converter) -> dict[str, dic
     reader = _Reader(path, amd.value, amd.line, "mirror.amd", conv)
     reader.check_keys(MIRROR_KEYS)
     overrides: dict[str, Any] = {}
-    for key in ("commands", "source_file_dependencies", "depends_on"):
+    for key in ("commands", "source_file_dependencies"):
         if key in amd.value:
             overrides[key] = reader.string_list(key)
+    if "depends_on" in amd.value:
+        overrides["depends_on"], overrides["allow_failure_of"] = reader.dependencies("depends_on")
     for key, kind in (("device", str), ("working_dir", str), ("timeout_in_minutes", int)):
         if key in amd.value:
             overrides[key] = reader.get(key, kind)
@@ -309,7 +330,8 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         env={str(k): str(v) for k, v in env.items()},
         shutdown_budget=_budget(reader),
         key=reader.get("key", str, None),
-        depends_on=reader.string_list("depends_on"),
+        depends_on=reader.dependencies("depends_on")[0],
+        allow_failure_of=reader.dependencies("depends_on")[1],
         concurrency=reader.get("concurrency", int, None),
         concurrency_group=reader.get("concurrency_group", str, None),
         agent_tags={str(k): str(v) for k, v in (reader.get("agent_tags", dict, {}) or {}).items()},

@@ -62,6 +62,9 @@ class ProjectConfig:
     mounts: tuple[str, ...] = ()
     # How source_file_dependencies match changed files, as the project's generator does it.
     dependency_match: str = "component"
+    # Scripts CI runs from outside the pipeline files (a generator's own hardware jobs): globs. The
+    # lint counts what they run as run.
+    external_scripts: tuple[str, ...] = ()
 
     @property
     def working_dir(self) -> str:
@@ -91,6 +94,7 @@ KINDS: dict[str, str] = {
     "declarations": "list",
     "mounts": "list",
     "dependency_match": "match",
+    "external_scripts": "list",
 }
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
@@ -146,6 +150,7 @@ def load_config(root: Path) -> ProjectConfig:
         declarations=tuple(str(d) for d in section.get("declarations", config.declarations)),
         mounts=_mounts(path, section.get("mounts", [])),
         dependency_match=str(section.get("dependency_match", config.dependency_match)),
+        external_scripts=tuple(str(g) for g in section.get("external_scripts", ())),
     )
 
 

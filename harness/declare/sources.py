@@ -3,13 +3,15 @@
 The default is gpuci's own layout, `.buildkite/test_areas/*.yaml`. A project with other
 pipeline files names them too: a separate AMD file, a folder of hardware pipelines, an older
 single-file pipeline. `PATH:rocm` says a file's steps are one platform's (an AMD file's steps
-carry no `mirror.amd`; they are ROCm steps as written).
+carry no `mirror.amd`; they are ROCm steps as written). `PATH@DIR` says where its steps without a
+working_dir start, relative to the checkout: `@.` for a pipeline the agent runs as uploaded (a
+release or image pipeline), from the checkout's root rather than the generator's working dir.
 """
 
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.declare.areas import AREAS_DIR, Area, load_area
@@ -24,18 +26,21 @@ BUILDKITE_DIR = Path(".buildkite")
 class Declaration:
     pattern: str
     platforms: tuple[str, ...] = ()
+    working_dir: str | None = None  # where steps without one start, relative to the checkout
 
     @classmethod
     def parse(cls, text: str, origin: str) -> Declaration:
         pattern, _, platforms = str(text).partition(":")
+        pattern, at, working_dir = pattern.partition("@")
         names = tuple(p.strip() for p in platforms.split(",") if p.strip())
         unknown = [n for n in names if n not in PLATFORM_NAMES]
-        if not pattern.strip() or unknown:
+        if not pattern.strip() or unknown or (at and (not working_dir.strip() or working_dir.startswith("/"))):
             raise UsageError(
-                f"{origin}: declarations entry {text!r} is not PATH or PATH:PLATFORM[,PLATFORM] "
-                f"(platforms: {', '.join(PLATFORM_NAMES)}); e.g. '.buildkite/test-amd.yaml:rocm'."
+                f"{origin}: declarations entry {text!r} is not PATH[@DIR][:PLATFORM[,PLATFORM]] "
+                f"(platforms: {', '.join(PLATFORM_NAMES)}; DIR relative to the checkout); "
+                "e.g. '.buildkite/test-amd.yaml:rocm' or '.buildkite/release-pipeline.yaml@.'."
             )
-        return cls(pattern.strip(), names)
+        return cls(pattern.strip(), names, working_dir.strip() or None)
 
     def files(self, root: Path) -> list[Path]:
         """The pipeline files this entry names at `root`; none where the path is absent."""
@@ -74,6 +79,9 @@ def load_areas(root: Path, declarations: tuple[str, ...] | None = None) -> list[
                 continue  # a file named by two entries (a folder and a glob) is one area
             seen.add(path.resolve())
             area = load_area(path, name=area_name(root, path), platforms=declaration.platforms or None)
+            if declaration.working_dir:
+                steps = (replace(s, working_dir=s.working_dir or declaration.working_dir) for s in area.steps)
+                area = replace(area, steps=tuple(steps))
             if area.name in by_name:
                 raise DeclarationError(
                     area.path,

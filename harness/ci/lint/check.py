@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
     root = Path(root)
     tree = Tree.scan(root)
     resolver = Resolver(root, tree, config)
+    areas = [*areas, *_external(root, tree, config)]
     findings: list[Finding] = []
     reached: set[str] = set()
     gates_checked: dict[str, list[tuple[Area, Step, set[str]]]] = {}
@@ -81,7 +83,25 @@ def _defines_tests(path: Path) -> bool:
 
 # Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs): their steps'
 # platforms are not known, so no platform finding is drawn from them.
-OTHER_HARDWARE = re.compile(r"intel_gpu|xpu|hpu|npu|tpu|ascend|gaudi|neuron", re.I)
+OTHER_HARDWARE = re.compile(r"intel_gpu|xpu|hpu|npu|tpu|ascend|gaudi|neuron|external", re.I)
+
+
+EXTERNAL = "run by CI from outside the pipeline files"
+
+
+def _external(root: Path, tree: Tree, config: ProjectConfig) -> list[Area]:
+    """Each script of [tool.gpuci] external_scripts as a step of its own, run from the checkout's root
+    on hardware gpuci has no platform for (no platform finding is drawn from it)."""
+    scripts = sorted({p for g in config.external_scripts for p in tree.files if fnmatch.fnmatch(p, g)})
+    return [
+        Area(
+            "external",
+            "",
+            root / path,
+            (Step(EXTERNAL, (f"bash {path}",), ("cuda",), 1, device="external", extra={"no_plugin": True}),),
+        )
+        for path in scripts
+    ]
 
 
 def _reach(resolver: Resolver, cache: dict[int, Reach], step: Step) -> Reach:

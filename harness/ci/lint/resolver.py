@@ -16,6 +16,7 @@ from harness.declare.areas import Step
 from harness.declare.config import ProjectConfig
 
 WINDOWS_SEPARATOR = re.compile(r"(?<=[\w.])\\(?=[A-Za-z_])")
+STRING_COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S*\s+)*(?:pytest|torchrun|python3?(?:\.\d+)?)\s")
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
 ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
@@ -153,7 +154,7 @@ class Resolver:
         """Where a step's commands start. One that runs on the agent itself (`no_plugin: true`) starts
         in the agent's checkout, the repository's root, unless it names a working_dir; a multi-node
         one hands its working_dir to the containers it starts and itself runs from the root."""
-        if step.extra.get("no_plugin") is True and (not step.working_dir or step.num_nodes > 1):
+        if step.num_nodes > 1 or (step.extra.get("no_plugin") is True and not step.working_dir):
             return self.config.workspace
         return step.working_dir or self.config.working_dir
 
@@ -228,6 +229,13 @@ class Resolver:
                     self._run_file(target, cwd, env, reach)
             elif words[0].endswith(".sh") and "/" in words[0]:  # ./run.sh, .buildkite/scripts/test.sh
                 self._script(words[0], cwd, env, reach, depth)
+            for word in words[1:]:
+                # A command passed as a string (`bash -c "pytest x"`, `run_and_track "python3 -m pytest y"`)
+                # runs somewhere: what it reaches counts; a path it names is not judged.
+                if depth < 4 and STRING_COMMAND.match(word):
+                    before = len(reach.missing)
+                    self._line(word, cwd, dict(env), reach, depth + 1, here)
+                    del reach.missing[before:]
         return cwd
 
     def _directory(self, line: str, words: list[str], cwd: str, env: dict[str, str], here: str | None) -> str | None:
@@ -247,13 +255,23 @@ class Resolver:
             return None  # not resolvable statically; not judged
         path = self.to_repo(cwd, expanded)
         if path is None:
-            return None
+            # Another container's mount of the checkout (`/workspace/vllm/tests/x.py`): the file it
+            # names when its tail is a path of the tree. Never called missing: the mount is unknown.
+            return self._mounted(expanded) if expanded.startswith("/") else None
         if not self.tree.exists(path):
             reach.missing.append((path, written))
             return None
         if script:
             reach.scripts.append(path)
         return path
+
+    def _mounted(self, absolute: str) -> str | None:
+        parts = absolute.strip("/").split("/")
+        for i in range(1, len(parts) - 1):  # a tail of two or more components
+            tail = "/".join(parts[i:])
+            if self.tree.exists(tail):
+                return tail
+        return None
 
     def _run_file(self, written: str, cwd: str, env: dict[str, str], reach: Reach) -> None:
         """`python3 FILE` or `torchrun FILE`: the file runs (a test run this way is not unrun)."""
