@@ -152,3 +152,19 @@ def test_an_agent_cancel_stops_the_container_and_writes_the_report_within_its_gr
     report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
     assert report["outcome"] == "cancelled" and took < grace
     assert docker_client.containers.list(all=True, sparse=True, filters={"label": label}) == []
+
+
+def test_a_dependency_whose_failure_is_allowed_stays_so_in_the_pipeline(tmp_path: Path) -> None:
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    (areas / "models.yaml").write_text(
+        "group: Models\n"
+        "steps:\n"
+        "- label: Smoke\n  key: smoke\n  platforms: [cpu]\n  commands: [pytest tests/smoke]\n"
+        "- label: Full\n  platforms: [cpu]\n  commands: [pytest tests]\n"
+        "  depends_on: [{step: smoke, allow_failure: true}]\n"
+    )
+    pipeline = generate(load_areas(tmp_path), ProjectConfig(), Selection(None))
+    validate(pipeline)
+    [full] = [s for s in all_steps(pipeline) if s["label"].startswith("Full")]
+    assert full["depends_on"] == [{"step": "smoke", "allow_failure": True}]

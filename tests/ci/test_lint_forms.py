@@ -256,3 +256,27 @@ def test_commands_as_generators_quote_them_and_directories_only_the_machine_know
     root = project(tmp_path, steps, files)
     findings, _ = lint(root, load_areas(root), ProjectConfig())
     assert [(f.kind, f.path) for f in findings] == []
+
+
+TPU_SCRIPT = """\
+#!/bin/bash
+run_and_track_test() { echo "$2"; eval "$2"; }
+docker run --rm -v "$(pwd)":/workspace/proj tpu-image bash -c '
+  run_and_track_test 1 "python3 -m pytest -s -v /workspace/proj/tests/tpu/test_compile.py"
+'
+"""
+
+
+def test_scripts_ci_runs_from_outside_the_pipeline_files_count_when_declared(tmp_path: Path) -> None:
+    files = {
+        ".buildkite/scripts/hardware_ci/run-tpu-test.sh": TPU_SCRIPT,
+        "tests/tpu/test_compile.py": "def test_compile(): pass\n",
+        "tests/engine/test_core.py": "def test_core(): pass\n",
+    }
+    steps = [{"label": "Engine", "platforms": ["cpu"], "commands": ["pytest tests/engine"]}]
+    root = project(tmp_path, steps, files)
+    unrun = [(f.kind, f.path) for f in lint(root, load_areas(root), ProjectConfig())[0]]
+    assert unrun == [("unrun-test", "tests/tpu/test_compile.py")]
+    config = ProjectConfig(external_scripts=(".buildkite/scripts/hardware_ci/run-*.sh",))
+    # Run by the declared script, through a command passed as a string, at the container's own mount.
+    assert lint(root, load_areas(root), config)[0] == []

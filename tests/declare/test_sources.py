@@ -111,9 +111,24 @@ def test_names_follow_the_path_under_buildkite(tmp_path: Path) -> None:
     assert area_name(tmp_path, tmp_path / "ci/pipeline.yml") == "ci_pipeline"
 
 
-def test_a_bad_entry_says_the_form(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="PATH:PLATFORM"):
-        Declaration.parse(".buildkite/test-amd.yaml:amd", "pyproject.toml")
+@pytest.mark.parametrize("entry", [".buildkite/test-amd.yaml:amd", ".buildkite/release.yaml@", "x.yaml@/abs"])
+def test_a_bad_entry_says_the_form(entry: str) -> None:
+    with pytest.raises(UsageError, match=r"PATH\[@DIR\]\[:PLATFORM"):
+        Declaration.parse(entry, "pyproject.toml")
+
+
+def test_a_pipeline_run_as_uploaded_starts_where_its_entry_says(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / ".buildkite" / "release.yaml").write_text(
+        "steps:\n"
+        "- label: Wheel\n  commands: [bash .buildkite/scripts/build-wheel.sh]\n"
+        "  depends_on: [{step: image, allow_failure: true}, lint]\n"
+        "- label: Docs\n  working_dir: docs\n  commands: [make html]\n"
+    )
+    [area] = load_areas(root, (".buildkite/release.yaml@.:cpu",))
+    wheel, docs = area.steps
+    assert (wheel.working_dir, docs.working_dir, wheel.platforms) == (".", "docs", ("cpu",))
+    assert (wheel.depends_on, wheel.allow_failure_of) == (("image", "lint"), ("image",))
 
 
 def test_two_files_of_one_name_are_an_error_with_both(tmp_path: Path) -> None:

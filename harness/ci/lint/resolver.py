@@ -259,8 +259,11 @@ class Resolver:
             # names when its tail is a path of the tree. Never called missing: the mount is unknown.
             return self._mounted(expanded) if expanded.startswith("/") else None
         if not self.tree.exists(path):
-            reach.missing.append((path, written))
-            return None
+            mounted = self._mounted(expanded) if expanded.startswith("/") else None
+            if mounted is None:
+                reach.missing.append((path, written))
+                return None
+            path = mounted
         if script:
             reach.scripts.append(path)
         return path
