@@ -81,6 +81,8 @@ class Step:
     timeout_in_minutes: int | None = None
     num_gpus: int = 1
     num_nodes: int = 1
+    # `commands` given as one list per node (each run on its node, in the working dir).
+    per_node_commands: bool = False
     device: str | None = None
     working_dir: str | None = None
     optional: bool = False
@@ -286,6 +288,8 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
     if "commands" in node.value and "command" in node.value:
         raise reader.fail("command", "has both 'command' and 'commands'; keep one.")
     commands = reader.string_list("commands" if "commands" in node.value else "command")
+    raw_commands = reader.get("commands", (list, str), []) if "commands" in node.value else []
+    per_node = isinstance(raw_commands, list) and any(isinstance(c, list) for c in raw_commands)
     if not commands:
         raise reader.fail(None, "has no 'commands'; add the shell lines the step runs.")
     if label is None:
@@ -322,6 +326,7 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         timeout_in_minutes=timeout,
         num_gpus=num_gpus,
         num_nodes=reader.get("num_nodes", int, 1),
+        per_node_commands=per_node,
         device=reader.get("device", str, None),
         working_dir=reader.get("working_dir", str, None),
         optional=reader.get("optional", bool, False),

@@ -280,3 +280,34 @@ def test_scripts_ci_runs_from_outside_the_pipeline_files_count_when_declared(tmp
     config = ProjectConfig(external_scripts=(".buildkite/scripts/hardware_ci/run-*.sh",))
     # Run by the declared script, through a command passed as a string, at the container's own mount.
     assert lint(root, load_areas(root), config)[0] == []
+
+
+SUITES = """\
+#!/bin/bash
+case "$1" in
+  core)
+    cd tests
+    pytest -v -s v1/core
+    ;;
+  server)
+    cd tests
+    pytest -v -s entrypoints/test_serve.py
+    ;;
+esac
+if [[ -n "${QUICK:-}" ]]; then
+  cd tests/v1
+else
+  pytest -v -s tests/v1/core
+fi
+"""
+
+
+def test_each_branch_of_a_case_or_if_starts_where_the_block_began(tmp_path: Path) -> None:
+    files = {
+        "scripts/suite.sh": SUITES,
+        "tests/v1/core/test_sched.py": "def test_s(): pass\n",
+        "tests/entrypoints/test_serve.py": "def test_e(): pass\n",
+    }
+    steps = [{"label": "Suites", "platforms": ["cpu"], "commands": ["bash scripts/suite.sh core"]}]
+    root = project(tmp_path, steps, files)
+    assert lint(root, load_areas(root), ProjectConfig())[0] == []  # not tests/tests/entrypoints/…

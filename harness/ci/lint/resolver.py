@@ -140,21 +140,27 @@ class Resolver:
         run elsewhere, in a container whose working directory no one knows here: what they reach
         counts, but a path they name that is not in the tree is not called missing."""
         quote: str | None = None
-        for line in _logical_lines(text):
+        starts: list[tuple[str, str]] = []  # open `if`/`case` blocks and the folder each began in
+        for raw in _logical_lines(text):
             inside, before = quote is not None, len(reach.missing)
+            if not inside:
+                cwd = _branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
+            line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", raw)
             moved = self._line(line, cwd, env, reach, depth, here)
             if inside:
                 del reach.missing[before:]
             else:
                 cwd = moved
-            quote = _open_quote(line, quote)
+            quote = _open_quote(raw, quote)
         return cwd
 
     def _working_dir(self, step: Step) -> str:
         """Where a step's commands start. One that runs on the agent itself (`no_plugin: true`) starts
-        in the agent's checkout, the repository's root, unless it names a working_dir; a multi-node
-        one hands its working_dir to the containers it starts and itself runs from the root."""
-        if step.num_nodes > 1 or (step.extra.get("no_plugin") is True and not step.working_dir):
+        in the agent's checkout, the repository's root, unless it names a working_dir. A multi-node
+        one whose command starts the nodes itself runs from the root (its working_dir is the nodes');
+        one with a list of commands per node runs each list in the working dir."""
+        on_agent = step.extra.get("no_plugin") is True and not step.working_dir
+        if on_agent or (step.num_nodes > 1 and not step.per_node_commands):
             return self.config.workspace
         return step.working_dir or self.config.working_dir
 
@@ -368,6 +374,24 @@ def _module_pytest(words: list[str]) -> int | None:
     return None
 
 
+CASE_ARM = re.compile(r"^\(?[^\s()]+(\s*\|\s*[^\s()]+)*\)(\s|$)")
+
+
+def _branch(line: str, cwd: str, starts: list[tuple[str, str]]) -> str:
+    """The folder a line starts in, given the `if`/`case` blocks open around it (a `cd` in one
+    branch does not carry into the next); opens and closes blocks as their keywords come."""
+    keyword = line.split(None, 1)[0] if line.split() else ""
+    if keyword in ("if", "case"):
+        starts.append((keyword, cwd))
+    elif keyword in ("elif", "else") and starts and starts[-1][0] == "if":
+        return starts[-1][1]
+    elif keyword in ("fi", "esac") and starts:
+        return starts.pop()[1]
+    elif starts and starts[-1][0] == "case" and CASE_ARM.match(line):
+        return starts[-1][1]
+    return cwd
+
+
 def _open_quote(line: str, quote: str | None) -> str | None:
     """The quote still open at the end of `line`, given the one open at its start."""
     escaped = False
@@ -384,7 +408,7 @@ def _open_quote(line: str, quote: str | None) -> str | None:
 
 
 def _logical_lines(text: str) -> Iterator[str]:
-    """Script lines with backslash continuations joined; comments and control keywords dropped."""
+    """Script lines with backslash continuations joined; comments dropped."""
     pending = ""
     for raw in text.splitlines():
         line = raw.rstrip()
@@ -393,6 +417,5 @@ def _logical_lines(text: str) -> Iterator[str]:
             continue
         line = (pending + line).strip()
         pending = ""
-        line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", line)
         if line and not line.startswith("#"):
             yield line
