@@ -41,6 +41,22 @@ def test_find_with_maxdepth_does_not_reach_a_test_moved_one_folder_down(tmp_path
     assert unrun(root) == ["tests/compile/fullgraph/test_full.py", "tests/compile/test_slow.py"]
 
 
+def test_find_exec_pytest_and_a_last_continued_line_reach_their_files(tmp_path: Path) -> None:
+    steps = [
+        {
+            "label": "Compile",
+            "platforms": ["cpu"],
+            "commands": [
+                "find tests/compile/ -name 'test_*.py' -not -name 'test_slow.py' -exec pytest -s -v {} \\;",
+                "pytest tests/compile/test_slow.py tests/distributed/test_same_node.py \\\n",
+                "pytest --junitxml=junit.xml tests/distributed/test_events.py \\\n",
+            ],
+        }
+    ]
+    root = project(tmp_path, steps, FILES)
+    assert unrun(root) == []
+
+
 def test_torchrun_and_python3_run_the_file_they_name(tmp_path: Path) -> None:
     steps = [
         {

@@ -225,6 +225,9 @@ class Resolver:
                 self._pytest(words[_module_pytest(words) :], cwd, env, reach)
             elif head == "xargs" and "pytest" in words and i > 0 and commands[i - 1][:1] == ["find"]:
                 self._find_xargs(commands[i - 1], words[words.index("pytest") + 1 :], cwd, env, reach)
+            elif head == "find" and "-exec" in words and words[words.index("-exec") + 1 :][:1] == ["pytest"]:
+                at = words.index("-exec")  # find DIR -name 'test_*.py' -exec pytest -v {} \;
+                self._find_xargs(words[:at], words[at + 2 :], cwd, env, reach)
             elif head in ("bash", "sh") and len(words) > 1 and not words[1].startswith("-"):
                 self._script(words[1], cwd, env, reach, depth)
             elif head.startswith("python") and len(words) > 1 and words[1].endswith(".py"):
@@ -419,3 +422,5 @@ def _logical_lines(text: str) -> Iterator[str]:
         pending = ""
         if line and not line.startswith("#"):
             yield line
+    if pending.strip():
+        yield pending.strip()  # a last line that ends in `\` (a YAML block's `pytest … \`)
