@@ -50,6 +50,7 @@ def test_find_exec_pytest_and_a_last_continued_line_reach_their_files(tmp_path: 
                 "find tests/compile/ -name 'test_*.py' -not -name 'test_slow.py' -exec pytest -s -v {} \\;",
                 "pytest tests/compile/test_slow.py tests/distributed/test_same_node.py \\\n",
                 "pytest --junitxml=junit.xml tests/distributed/test_events.py \\\n",
+                "cd tests && pytest distributed --deselect=tests/distributed/test_events.py::test_e",
             ],
         }
     ]

@@ -301,7 +301,10 @@ class Resolver:
             if option in ("--ignore", "--deselect") or (arg.startswith("--ignore=") or arg.startswith("--deselect=")):
                 value = inline if inline else (args[i + 1] if i + 1 < len(args) else "")
                 i += 1 if inline else 2
-                path = self._path(value.split("::")[0], cwd, env, reach)
+                written = value.split("::")[0]
+                if option == "--deselect" and self.tree.exists(expand(written, env)):
+                    continue  # a node id, relative to pytest's rootdir (the checkout), not the cwd
+                path = self._path(written, cwd, env, reach)
                 if path is not None and option == "--ignore":
                     ignores.append(path)
                 continue
