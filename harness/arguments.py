@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from harness.declare.platforms import PLATFORM_NAMES
+from harness.errors import UsageError
 from harness.gpu.vram import BACKEND_NAMES
 
 
@@ -31,8 +32,14 @@ def _declaration_flags(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--dependency-match",
-        choices=["component", "substring"],
+        choices=["component", "substring", "prefix"],
         help="how source_file_dependencies match changed files ([tool.gpuci] dependency_match)",
+    )
+    command.add_argument(
+        "--dependency-match-for",
+        action="append",
+        metavar="PIPELINE=MODE",
+        help="one pipeline file's (or folder's, glob's) match mode (repeatable; [tool.gpuci.dependency_match_for])",
     )
     command.add_argument(
         "--external-script",
@@ -146,3 +153,35 @@ def parser() -> argparse.ArgumentParser:
     gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
     gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
     return parser
+
+
+def project_config(root: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """[tool.gpuci] of `root` with the command line's settings (--workspace, --declarations, …)."""
+    from harness.declare.config import load_config
+
+    declarations = tuple(args.declarations) if args.declarations else None
+    return load_config(root).with_flags(
+        workspace=args.workspace,
+        default_working_dir=args.default_working_dir,
+        declarations=declarations,
+        dependency_match=args.dependency_match,
+        external_scripts=tuple(args.external_script) if args.external_script else None,
+        dependency_match_for=_modes(args.dependency_match_for),
+    )
+
+
+def _modes(entries: list[str] | None) -> dict[str, str] | None:
+    """--dependency-match-for PIPELINE=MODE, repeated."""
+    from harness.declare.dependencies import DEPENDENCY_MATCHES
+
+    if not entries:
+        return None
+    modes: dict[str, str] = {}
+    for entry in entries:
+        path, _, mode = entry.rpartition("=")
+        if not path or mode not in DEPENDENCY_MATCHES:
+            raise UsageError(
+                f"--dependency-match-for {entry!r} is not PIPELINE=MODE (MODE: {', '.join(DEPENDENCY_MATCHES)})."
+            )
+        modes[path] = mode
+    return modes

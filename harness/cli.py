@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.arguments import parser
+from harness.arguments import parser, project_config
 from harness.console import say
 from harness.errors import ExitCode, GpuciError, UsageError
 from harness.units import format_size, parse_size
@@ -186,7 +186,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     from harness.ci import buildkite
 
     root = args.root.resolve()
-    config = _project_config(root, args)
+    config = project_config(root, args)
     changed: tuple[str, ...] | None = None
     if args.changed_files:
         try:
@@ -197,7 +197,9 @@ def _pipeline(args: argparse.Namespace) -> int:
         changed = buildkite.changed_files(root, args.base)
     elif not args.all:
         changed = _changed_on_this_build(root, config.default_branch)
-    selection = buildkite.Selection(changed, args.include_optional, config.run_all, config.dependency_match)
+    selection = buildkite.Selection(
+        changed, args.include_optional, config.run_all, config.dependency_match, config.dependency_match_for
+    )
     sys.stdout.write(buildkite.to_yaml(buildkite.generate(_loaded(root, config.declarations), config, selection)))
     return 0
 
@@ -260,7 +262,7 @@ def _lint(args: argparse.Namespace) -> int:
     root = args.root.resolve()
 
     def run_lint(tree: Path) -> tuple[list[lint.Finding], int]:
-        config = _project_config(tree, args)
+        config = project_config(tree, args)
         return lint.lint(tree, _loaded(tree, config.declarations), config)
 
     if args.since:
@@ -334,20 +336,6 @@ def _gpus(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     return 0
-
-
-def _project_config(root: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """[tool.gpuci] of `root` with the command line's settings (--workspace, --declarations, …)."""
-    from harness.declare.config import load_config
-
-    declarations = tuple(args.declarations) if args.declarations else None
-    return load_config(root).with_flags(
-        workspace=args.workspace,
-        default_working_dir=args.default_working_dir,
-        declarations=declarations,
-        dependency_match=args.dependency_match,
-        external_scripts=tuple(args.external_script) if args.external_script else None,
-    )
 
 
 def _loaded(root: Path, declarations: tuple[str, ...]) -> list:  # type: ignore[type-arg]

@@ -45,8 +45,11 @@ def lint(tree: Path, project: dict, commit: str) -> list[dict]:
             args += [f"--{key.replace('_', '-')}", project[key]]
     for script in project.get("external_scripts", []):
         args += ["--external-script", script]
-    substring = commit in project.get("generator_substring", [])
-    args += ["--dependency-match", "substring" if substring else project.get("dependency_match", "component")]
+    # The project's generators' matching when this commit ran (manifest `match`), else component.
+    match = next((m for m in project.get("match", []) if commit in m["commits"]), {})
+    args += ["--dependency-match", match.get("default", "component")]
+    for pipeline, mode in match.get("for", {}).items():
+        args += ["--dependency-match-for", f"{pipeline}={mode}"]
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin"})
     if done.returncode not in (0, 1) or "Traceback" in done.stderr:
         raise SystemExit(f"precision: lint failed on {tree}:\n{done.stderr[-2000:]}")

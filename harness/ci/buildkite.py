@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.console import say
 from harness.declare.areas import Area, Step, session_name
 from harness.declare.config import ProjectConfig
-from harness.declare.dependencies import matches, touches
+from harness.declare.dependencies import matches, mode_for, touches
 
 __all__ = ["Selection", "changed_files", "generate", "matches", "to_yaml", "touches"]
 from harness.errors import ExitCode, UsageError
@@ -40,15 +40,19 @@ class Selection:
     include_optional: bool = False
     run_all: tuple[str, ...] = ()
     dependency_match: str = "component"
+    dependency_match_for: dict[str, str] = field(default_factory=dict)  # per pipeline file
 
-    def runs(self, step: Step) -> bool:
+    def runs(self, step: Step, pipeline_file: Path | None = None) -> bool:
         if step.optional and not self.include_optional:
             return False
         if self.changed is None:
             return True
         if any(matches(path, pattern) for path in self.changed for pattern in self.run_all):
             return True
-        return any(touches(path, step.source_file_dependencies, self.dependency_match) for path in self.changed)
+        mode = self.dependency_match
+        if pipeline_file is not None:
+            mode = mode_for(pipeline_file, mode, self.dependency_match_for)
+        return any(touches(path, step.source_file_dependencies, mode) for path in self.changed)
 
 
 def changed_files(root: Path, base: str) -> tuple[str, ...]:
@@ -134,7 +138,7 @@ def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> 
                 used.add(key)
                 effective = step.on(platform)
                 deps = _depends_on(effective, platform, declared)
-                if not selection.runs(effective):
+                if not selection.runs(effective, area.path):
                     why = "optional" if effective.optional else "no changed file touches it"
                     steps.append(
                         {

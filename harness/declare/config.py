@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness.declare.dependencies import DEPENDENCY_MATCHES
 from harness.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -65,6 +66,8 @@ class ProjectConfig:
     # Scripts CI runs from outside the pipeline files (a generator's own hardware jobs): globs. The
     # lint counts what they run as run.
     external_scripts: tuple[str, ...] = ()
+    # Pipeline file, folder or glob -> its generator's match mode, where it differs from dependency_match.
+    dependency_match_for: dict[str, str] = field(default_factory=dict)
 
     @property
     def working_dir(self) -> str:
@@ -95,13 +98,14 @@ KINDS: dict[str, str] = {
     "mounts": "list",
     "dependency_match": "match",
     "external_scripts": "list",
+    "dependency_match_for": "table",
 }
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
     "str": "a string",
     "list": "a list of strings",
     "table": 'a table of strings ([tool.gpuci.queues] name = "queue")',
-    "match": '"component" or "substring"',
+    "match": '"component", "substring" or "prefix"',
 }
 
 
@@ -151,6 +155,7 @@ def load_config(root: Path) -> ProjectConfig:
         mounts=_mounts(path, section.get("mounts", [])),
         dependency_match=str(section.get("dependency_match", config.dependency_match)),
         external_scripts=tuple(str(g) for g in section.get("external_scripts", ())),
+        dependency_match_for=_modes(path, text, section.get("dependency_match_for", {})),
     )
 
 
@@ -160,10 +165,21 @@ def _is(kind: str, value: object) -> bool:
     if kind == "str":
         return isinstance(value, str) and value != ""
     if kind == "match":
-        return value in ("component", "substring")
+        return value in DEPENDENCY_MATCHES
     if kind == "list":
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
     return isinstance(value, dict) and all(isinstance(v, str) and v for v in value.values())
+
+
+def _modes(path: Path, text: str, table: dict[str, str]) -> dict[str, str]:
+    bad = {k: v for k, v in table.items() if v not in DEPENDENCY_MATCHES}
+    if bad:
+        key, value = next(iter(bad.items()))
+        raise UsageError(
+            f"{path}:{_line(text, 'dependency_match_for')}: [tool.gpuci.dependency_match_for] {key!r} is "
+            f"{value!r}; each value must be {KIND_WORDS['match']}."
+        )
+    return dict(table)
 
 
 def _line(text: str, key: str) -> int:

@@ -17,6 +17,7 @@ from harness.ci.lint.shell_gates import shell_gates
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
+from harness.declare.dependencies import matches, mode_for
 
 
 def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Finding], int]:
@@ -58,7 +59,8 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
                 ran = set(reach.scripts) | {p for t, _ in reach.targets for p in tree.under(t) if p.endswith(".py")}
                 for path in ran:
                     gates_checked.setdefault(path, []).append((area, step, reach.env))
-            findings.extend(_dead_dependencies(tree, rel, base, config.dependency_match))
+            mode = mode_for(area.path, config.dependency_match, config.dependency_match_for)
+            findings.extend(_dead_dependencies(tree, rel, base, mode))
     pytest_config = PytestConfig.read(root)
     for path in pytest_config.test_files(tree):
         if path not in reached and _defines_tests(root / path):
@@ -150,8 +152,8 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str = "component"
         path = entry.lstrip("!").strip().strip("/")
         if any(c in path for c in "*?[") or tree.exists(path):
             continue
-        if mode == "substring" and any(path in f for f in tree.files):
-            continue  # the generator matches `entry in path`: some file still triggers the step
+        if mode != "component" and any(matches(f, entry.lstrip("!"), mode) for f in tree.files):
+            continue  # the generator matches by substring or prefix: some file still triggers the step
         hint = next(
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
             None,
