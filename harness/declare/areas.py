@@ -7,7 +7,6 @@ error with file, line and a suggestion.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.reader import Reader, suggest
 from harness.declare.step_forms import IGNORED_WITH_WARNING, IGNORED_WITH_WARNING_WHY, command_steps, unique_labels
 from harness.declare.yaml_nodes import LOADER, Converter
 from harness.declare.yaml_nodes import Node as _Node
@@ -67,8 +67,6 @@ MIRROR_KEYS = frozenset(
         "depends_on",
     }
 )
-# Similarity above which an unknown key is taken for a misspelling rather than a foreign key.
-TYPO_CUTOFF = 0.8
 
 
 @dataclass(frozen=True)
@@ -138,92 +136,19 @@ class Area:
         )
 
 
-def _suggest(key: str, known: frozenset[str], cutoff: float = TYPO_CUTOFF) -> str | None:
-    match = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
-    return match[0] if match else None
-
-
-class _Reader:
-    """Field access on one mapping with errors that name file and line."""
-
-    def __init__(self, path: Path, mapping: dict[str, _Node], line: int, what: str, conv: Converter) -> None:
-        self.path, self.mapping, self.line, self.what, self.conv = path, mapping, line, what, conv
-
-    def fail(self, key: str | None, message: str) -> DeclarationError:
-        line = self.mapping[key].line if key and key in self.mapping else self.line
-        return DeclarationError(self.path, line, f"{self.what}: {message}")
-
-    def check_keys(self, known: frozenset[str]) -> None:
-        for key in self.mapping:
-            if key in known:
-                continue
-            suggestion = _suggest(key, known)
-            if suggestion:
-                raise self.fail(key, f"unknown key {key!r}; did you mean {suggestion!r}?")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        if key not in self.mapping:
-            return default
-        value = self.conv.unwrap(self.mapping[key].value)
-        if value is None:
-            return default  # `key: ~` is Buildkite's "not set"
-        if kind in (int, float) and isinstance(value, str):
-            value = _number(value, kind)  # numbers given as strings ("30"), as Buildkite accepts
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(key, f"{key!r} must be {names}, not {type(value).__name__} ({value!r}).")
-        return value
-
-    def dependencies(self, key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """`depends_on` as Buildkite takes it: keys, or {step: KEY, allow_failure: BOOL} mappings; the
-        keys, and those whose failure is allowed."""
-        value = self.get(key, (list, str), [])
-        keys: list[str] = []
-        allowed: list[str] = []
-        for item in [value] if isinstance(value, str) else value:
-            if isinstance(item, dict) and isinstance(item.get("step"), str):
-                keys.append(item["step"])
-                if item.get("allow_failure") is True:
-                    allowed.append(item["step"])
-            elif isinstance(item, str):
-                keys.append(item)
-            elif item is not None:
-                raise self.fail(key, f"every entry of {key!r} must be a step key or {{step: KEY}}, not {item!r}.")
-        return tuple(keys), tuple(allowed)
-
-    def string_list(self, key: str) -> tuple[str, ...]:
-        value = self.get(key, (list, str), [])
-        items = [value] if isinstance(value, str) else value
-        # Lists inside the list (per-node commands of multi-node steps) count as their lines.
-        items = [x for item in items for x in (item if isinstance(item, list) else [item]) if x is not None]
-        for item in items:
-            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
-                raise self.fail(key, f"every entry of {key!r} must be a string, not {item!r}.")
-        return tuple(str(item) for item in items)
-
-
-def _number(text: str, kind: type) -> Any:
-    try:
-        return kind(text.strip())
-    except ValueError:
-        return text
-
-
-def _platforms(reader: _Reader, default: tuple[str, ...]) -> tuple[str, ...]:
+def _platforms(reader: Reader, default: tuple[str, ...]) -> tuple[str, ...]:
     if "platforms" not in reader.mapping:
         return default
     platforms = reader.string_list("platforms")
     for name in platforms:
         if name not in PLATFORM_NAMES:
-            hint = _suggest(name, frozenset(PLATFORM_NAMES), cutoff=0.5)
+            hint = suggest(name, frozenset(PLATFORM_NAMES), cutoff=0.5)
             extra = f"; did you mean {hint!r}?" if hint else f"; known: {', '.join(PLATFORM_NAMES)}."
             raise reader.fail("platforms", f"unknown platform {name!r}{extra}")
     return platforms
 
 
-def _default_platforms(reader: _Reader) -> tuple[str, ...]:
+def _default_platforms(reader: Reader) -> tuple[str, ...]:
     """A foreign step is read as its CUDA form; `mirror.amd` adds ROCm; no-GPU steps are cpu."""
     device = reader.get("device", str, "") or ""
     if reader.get("no_gpu", bool, False) or "cpu" in device.split("-")[0].split("_"):
@@ -238,7 +163,7 @@ def _default_platforms(reader: _Reader) -> tuple[str, ...]:
     return ("cuda", "rocm") if "amd" in mirror or mirrored else ("cuda",)
 
 
-def _budget(reader: _Reader) -> dict[str, float]:
+def _budget(reader: Reader) -> dict[str, float]:
     raw = reader.get("shutdown_budget", (int, float, dict), None)
     if raw is None:
         return {}
@@ -264,7 +189,7 @@ def _mirror_overrides(path: Path, node: _Node, conv: Converter) -> dict[str, dic
     amd = mirror.value.value["amd"].value
     if not isinstance(amd.value, dict):
         raise DeclarationError(path, amd.line, "'mirror.amd' must be a mapping of step keys.")
-    reader = _Reader(path, amd.value, amd.line, "mirror.amd", conv)
+    reader = Reader(path, amd.value, amd.line, "mirror.amd", conv)
     reader.check_keys(MIRROR_KEYS)
     overrides: dict[str, Any] = {}
     for key in ("commands", "source_file_dependencies"):
@@ -281,9 +206,9 @@ def _mirror_overrides(path: Path, node: _Node, conv: Converter) -> dict[str, dic
 
 
 def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] | None, conv: Converter) -> Step:
-    probe = _Reader(path, node.value, node.line, f"step {index + 1}", conv)
+    probe = Reader(path, node.value, node.line, f"step {index + 1}", conv)
     label = probe.get("label", (str, int, float), None) or probe.get("name", (str, int, float), None)
-    reader = _Reader(path, node.value, node.line, f"step {label!r}" if label else probe.what, conv)
+    reader = Reader(path, node.value, node.line, f"step {label!r}" if label else probe.what, conv)
     reader.check_keys(STEP_KEYS)
     if "commands" in node.value and "command" in node.value:
         raise reader.fail("command", "has both 'command' and 'commands'; keep one.")
@@ -387,7 +312,7 @@ def _area(path: Path, root: yaml.Node, name: str | None, platforms: tuple[str, .
     top = conv.node(root)
     if not isinstance(top.value, dict):
         raise DeclarationError(path, top.line, "must be a mapping with 'group' and 'steps'.")
-    reader = _Reader(path, top.value, top.line, "area", conv)
+    reader = Reader(path, top.value, top.line, "area", conv)
     reader.check_keys(AREA_KEYS)
     group = reader.get("group", (str, int, float), path.stem)
     area_platforms = _platforms(reader, ()) or platforms

@@ -36,9 +36,10 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
             reaches: dict[int, Reach] = {}
             for platform in base.platforms:
                 step = base.on(platform)
-                if not OTHER_HARDWARE.search(step.device or ""):
-                    for path in _reached_tests(resolver, reaches, step):
-                        runs.setdefault(path, []).append((rel, step.line, step.label, platform))
+                # A step on hardware gpuci has no platform for runs its tests somewhere unknown ("?").
+                known = "?" if OTHER_HARDWARE.search(step.device or "") else platform
+                for path in _reached_tests(resolver, reaches, step):
+                    runs.setdefault(path, []).append((rel, step.line, step.label, known))
             for step in {id(f): f for f in (base.on(p) for p in base.platforms)}.values():
                 reach = _reach(resolver, reaches, step)
                 for path, written in dict.fromkeys(reach.missing):
@@ -83,8 +84,8 @@ def _defines_tests(path: Path) -> bool:
     return bool(DEFINES_TESTS.search(_read(path)))
 
 
-# Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs): their steps'
-# platforms are not known, so no platform finding is drawn from them.
+# Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs, scripts run from
+# outside the pipeline files): a test they run may run there, so no platform finding is drawn for it.
 OTHER_HARDWARE = re.compile(r"intel_gpu|xpu|hpu|npu|tpu|ascend|gaudi|neuron|external", re.I)
 
 
@@ -120,7 +121,7 @@ def _platform_skips(root: Path, runs: dict[str, list[tuple[str, int, str, str]]]
     """A module that skips itself whole on every platform whose steps run it: its tests never run."""
     for path, steps in sorted(runs.items()):
         platforms = {platform for *_, platform in steps}
-        skip = platform_skip(_read(root / path)) if path.endswith(".py") else None
+        skip = platform_skip(_read(root / path)) if path.endswith(".py") and "?" not in platforms else None
         if skip is None or not platforms <= skip.platforms:
             continue
         file, line, label, _ = steps[0]

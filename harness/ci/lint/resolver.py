@@ -5,45 +5,26 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-import shlex
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.ci.lint.pytest_options import PYTEST_VALUE_OPTS, project_value_options
+from harness.ci.lint.shell_text import (
+    WINDOWS_SEPARATOR,
+    branch,
+    logical_lines,
+    module_pytest,
+    open_quote,
+    split_commands,
+)
 from harness.ci.lint.shell_values import ASSIGNMENT, ShellValues, expand
 from harness.ci.lint.tree import Tree
 from harness.declare.areas import Step
 from harness.declare.config import ProjectConfig
 
-WINDOWS_SEPARATOR = re.compile(r"(?<=[\w.])\\(?=[A-Za-z_])")
 STRING_COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S*\s+)*(?:pytest|torchrun|python3?(?:\.\d+)?)\s")
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
-ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
-PYTEST_VALUE_OPTS = {
-    "-k",
-    "-m",
-    "-c",
-    "-p",
-    "-o",
-    "-n",
-    "-W",
-    "--ignore",
-    "--ignore-glob",
-    "--deselect",
-    "--rootdir",
-    "--junitxml",
-    "--durations",
-    "--maxfail",
-    "--timeout",
-    "--dist",
-    "--confcutdir",
-    "--basetemp",
-    "--log-level",
-    "--tb",
-    "-r",
-    "--import-mode",
-}
 
 
 @dataclass
@@ -56,50 +37,6 @@ class Reach:
     scripts: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (resolved path, as written)
     env: set[str] = field(default_factory=set)
-
-
-def _split_commands(line: str) -> list[list[str]]:
-    """A shell line as simple commands; `|`, `&&`, `||`, `;` and parentheses separate them. A line
-    of a multi-line quoted string (`bash -c "` … `pytest x.py"`) has a quote it does not close: it
-    is read without that kind of quote, so `x.py"` is still the path `x.py`."""
-    for text in (line, line.replace('"', ""), line.replace("'", ""), line.replace('"', "").replace("'", "")):
-        lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
-        lexer.whitespace_split = True
-        lexer.commenters = "#"
-        commands: list[list[str]] = [[]]
-        try:
-            for token in lexer:
-                if token and set(token) <= set(";&|()"):
-                    commands.append([])
-                else:
-                    commands[-1].append(token)
-        except ValueError:
-            continue
-        return [c for c in commands if c]
-    return []
-
-
-# `parser.addoption("--model", ...)` in a conftest: the project's own pytest options. One that is not
-# a flag (store_true/store_false/count) takes a value, which is never a path to test.
-ADDOPTION = re.compile(r"addoption\(\s*(?P<names>(?:[\"'][-\w]+[\"']\s*,\s*)+)(?P<rest>[^)]*)\)", re.S)
-FLAG_ACTIONS = re.compile(r"action\s*=\s*[\"'](store_true|store_false|count|store_const|append_const)[\"']")
-
-
-def project_value_options(root: Path, tree: Tree) -> set[str]:
-    """Options the project's conftest files add that take a value (`--metric 0.58`, `--model NAME`)."""
-    found: set[str] = set()
-    for path in tree.files:
-        if posixpath.basename(path) != "conftest.py":
-            continue
-        try:
-            text = (root / path).read_text(errors="replace")
-        except OSError:
-            continue
-        for match in ADDOPTION.finditer(text):
-            if FLAG_ACTIONS.search(match.group("rest")):
-                continue
-            found.update(n for n in re.findall(r"[\"']([-\w]+)[\"']", match.group("names")) if n.startswith("-"))
-    return found
 
 
 class Resolver:
@@ -141,17 +78,17 @@ class Resolver:
         counts, but a path they name that is not in the tree is not called missing."""
         quote: str | None = None
         starts: list[tuple[str, str]] = []  # open `if`/`case` blocks and the folder each began in
-        for raw in _logical_lines(text):
+        for raw in logical_lines(text):
             inside, before = quote is not None, len(reach.missing)
             if not inside:
-                cwd = _branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
+                cwd = branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
             line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", raw)
             moved = self._line(line, cwd, env, reach, depth, here)
             if inside:
                 del reach.missing[before:]
             else:
                 cwd = moved
-            quote = _open_quote(raw, quote)
+            quote = open_quote(raw, quote)
         return cwd
 
     def _working_dir(self, step: Step) -> str:
@@ -173,7 +110,7 @@ class Resolver:
             else:
                 env[assignment["name"]] = value
             return cwd
-        commands = _split_commands(line)
+        commands = split_commands(line)
         for i, words in enumerate(commands):
             while words and words[0] in (
                 "do",
@@ -221,8 +158,8 @@ class Resolver:
                     reach.env.add(name)
             elif head == "pytest":
                 self._pytest(words[1:], cwd, env, reach)
-            elif _module_pytest(words) is not None:  # python3 -u -m pytest, "$VENV/python" -m, coverage run -m
-                self._pytest(words[_module_pytest(words) :], cwd, env, reach)
+            elif module_pytest(words) is not None:  # python3 -u -m pytest, "$VENV/python" -m, coverage run -m
+                self._pytest(words[module_pytest(words) :], cwd, env, reach)
             elif head == "xargs" and "pytest" in words and i > 0 and commands[i - 1][:1] == ["find"]:
                 self._find_xargs(commands[i - 1], words[words.index("pytest") + 1 :], cwd, env, reach)
             elif head == "find" and "-exec" in words and words[words.index("-exec") + 1 :][:1] == ["pytest"]:
@@ -370,60 +307,3 @@ class Resolver:
         except OSError:
             return
         self._text(text, cwd, env, reach, depth + 1, here=path)
-
-
-def _module_pytest(words: list[str]) -> int | None:
-    """Where pytest's arguments start in `… -m pytest ARGS` (an interpreter, a venv's, coverage's)."""
-    for i in range(1, min(len(words) - 1, 5)):
-        if words[i] == "-m" and words[i + 1] == "pytest":
-            return i + 2
-    return None
-
-
-CASE_ARM = re.compile(r"^\(?[^\s()]+(\s*\|\s*[^\s()]+)*\)(\s|$)")
-
-
-def _branch(line: str, cwd: str, starts: list[tuple[str, str]]) -> str:
-    """The folder a line starts in, given the `if`/`case` blocks open around it (a `cd` in one
-    branch does not carry into the next); opens and closes blocks as their keywords come."""
-    keyword = line.split(None, 1)[0] if line.split() else ""
-    if keyword in ("if", "case"):
-        starts.append((keyword, cwd))
-    elif keyword in ("elif", "else") and starts and starts[-1][0] == "if":
-        return starts[-1][1]
-    elif keyword in ("fi", "esac") and starts:
-        return starts.pop()[1]
-    elif starts and starts[-1][0] == "case" and CASE_ARM.match(line):
-        return starts[-1][1]
-    return cwd
-
-
-def _open_quote(line: str, quote: str | None) -> str | None:
-    """The quote still open at the end of `line`, given the one open at its start."""
-    escaped = False
-    for char in line:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote != "'":
-            escaped = True
-        elif quote is None and char in "\"'":
-            quote = char
-        elif char == quote:
-            quote = None
-    return quote
-
-
-def _logical_lines(text: str) -> Iterator[str]:
-    """Script lines with backslash continuations joined; comments dropped."""
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = (pending + line).strip()
-        pending = ""
-        if line and not line.startswith("#"):
-            yield line
-    if pending.strip():
-        yield pending.strip()  # a last line that ends in `\` (a YAML block's `pytest … \`)

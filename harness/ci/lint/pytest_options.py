@@ -1,0 +1,58 @@
+"""pytest's options that take a value, and those a project's conftest files add: their values are
+never paths to test (`--metric 0.58`, `--model NAME`)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+
+from harness.ci.lint.tree import Tree
+
+PYTEST_VALUE_OPTS = {
+    "-k",
+    "-m",
+    "-c",
+    "-p",
+    "-o",
+    "-n",
+    "-W",
+    "--ignore",
+    "--ignore-glob",
+    "--deselect",
+    "--rootdir",
+    "--junitxml",
+    "--durations",
+    "--maxfail",
+    "--timeout",
+    "--dist",
+    "--confcutdir",
+    "--basetemp",
+    "--log-level",
+    "--tb",
+    "-r",
+    "--import-mode",
+}
+
+
+# `parser.addoption("--model", ...)` in a conftest: the project's own pytest options. One that is not
+# a flag (store_true/store_false/count) takes a value, which is never a path to test.
+ADDOPTION = re.compile(r"addoption\(\s*(?P<names>(?:[\"'][-\w]+[\"']\s*,\s*)+)(?P<rest>[^)]*)\)", re.S)
+FLAG_ACTIONS = re.compile(r"action\s*=\s*[\"'](store_true|store_false|count|store_const|append_const)[\"']")
+
+
+def project_value_options(root: Path, tree: Tree) -> set[str]:
+    """Options the project's conftest files add that take a value (`--metric 0.58`, `--model NAME`)."""
+    found: set[str] = set()
+    for path in tree.files:
+        if posixpath.basename(path) != "conftest.py":
+            continue
+        try:
+            text = (root / path).read_text(errors="replace")
+        except OSError:
+            continue
+        for match in ADDOPTION.finditer(text):
+            if FLAG_ACTIONS.search(match.group("rest")):
+                continue
+            found.update(n for n in re.findall(r"[\"']([-\w]+)[\"']", match.group("names")) if n.startswith("-"))
+    return found

@@ -1,0 +1,88 @@
+"""How the lint reads shell text: logical lines, simple commands, open quotes and branches."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+
+WINDOWS_SEPARATOR = re.compile(r"(?<=[\w.])\\(?=[A-Za-z_])")
+ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
+
+
+def split_commands(line: str) -> list[list[str]]:
+    """A shell line as simple commands; `|`, `&&`, `||`, `;` and parentheses separate them. A line
+    of a multi-line quoted string (`bash -c "` … `pytest x.py"`) has a quote it does not close: it
+    is read without that kind of quote, so `x.py"` is still the path `x.py`."""
+    for text in (line, line.replace('"', ""), line.replace("'", ""), line.replace('"', "").replace("'", "")):
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        commands: list[list[str]] = [[]]
+        try:
+            for token in lexer:
+                if token and set(token) <= set(";&|()"):
+                    commands.append([])
+                else:
+                    commands[-1].append(token)
+        except ValueError:
+            continue
+        return [c for c in commands if c]
+    return []
+
+
+def module_pytest(words: list[str]) -> int | None:
+    """Where pytest's arguments start in `… -m pytest ARGS` (an interpreter, a venv's, coverage's)."""
+    for i in range(1, min(len(words) - 1, 5)):
+        if words[i] == "-m" and words[i + 1] == "pytest":
+            return i + 2
+    return None
+
+
+CASE_ARM = re.compile(r"^\(?[^\s()]+(\s*\|\s*[^\s()]+)*\)(\s|$)")
+
+
+def branch(line: str, cwd: str, starts: list[tuple[str, str]]) -> str:
+    """The folder a line starts in, given the `if`/`case` blocks open around it (a `cd` in one
+    branch does not carry into the next); opens and closes blocks as their keywords come."""
+    keyword = line.split(None, 1)[0] if line.split() else ""
+    if keyword in ("if", "case"):
+        starts.append((keyword, cwd))
+    elif keyword in ("elif", "else") and starts and starts[-1][0] == "if":
+        return starts[-1][1]
+    elif keyword in ("fi", "esac") and starts:
+        return starts.pop()[1]
+    elif starts and starts[-1][0] == "case" and CASE_ARM.match(line):
+        return starts[-1][1]
+    return cwd
+
+
+def open_quote(line: str, quote: str | None) -> str | None:
+    """The quote still open at the end of `line`, given the one open at its start."""
+    escaped = False
+    for char in line:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote is None and char in "\"'":
+            quote = char
+        elif char == quote:
+            quote = None
+    return quote
+
+
+def logical_lines(text: str) -> Iterator[str]:
+    """Script lines with backslash continuations joined; comments dropped."""
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = (pending + line).strip()
+        pending = ""
+        if line and not line.startswith("#"):
+            yield line
+    if pending.strip():
+        yield pending.strip()  # a last line that ends in `\` (a YAML block's `pytest … \`)
