@@ -150,6 +150,14 @@ def test_quick():
 @pytest.mark.skipif("HF_TOKEN" not in os.environ, reason="needs the agent's token")
 def test_hub():
     pass
+
+
+pytestmark = pytest.mark.skipif(os.environ.get("VLLM_USE_V2_RUNNER", "0") != "1", reason="V2 only")
+
+
+@pytest.mark.skipif(os.environ.get("VLLM_NO_COMPILE") == "1", reason="turned off by a flag")
+def test_compiled():
+    pass
 """
 
 
@@ -157,8 +165,12 @@ def test_only_variables_that_turn_tests_on_are_gates(tmp_path: Path) -> None:
     steps = [{"label": "Models", "platforms": ["cpu"], "commands": ["pytest tests/models/test_gated.py"]}]
     root = project(tmp_path, steps, {"tests/models/test_gated.py": GATED_MODULE})
     findings, _ = lint(root, load_areas(root), ProjectConfig())
-    # The module-level gate is seen; a disabling flag, a default that runs, the agent's secret are not.
-    assert [(f.kind, f.variable) for f in findings] == [("unset-gate", "VLLM_RUN_SLOW")]
+    # Module-level gates (through a name, or compared with the value that runs) are seen; disabling
+    # flags, a default that runs, the agent's secret are not.
+    assert [(f.kind, f.variable) for f in findings] == [
+        ("unset-gate", "VLLM_RUN_SLOW"),
+        ("unset-gate", "VLLM_USE_V2_RUNNER"),
+    ]
 
 
 def test_a_tree_exported_into_an_ignored_folder_of_another_repository_is_read(tmp_path: Path) -> None:

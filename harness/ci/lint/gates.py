@@ -60,6 +60,20 @@ def _env_read(node: ast.AST) -> str | None:
     return None
 
 
+def _key_and_default(node: ast.AST) -> tuple[str, object] | None:
+    """`os.environ.get("X", D)` / `os.getenv("X", D)`: the variable and its default (None if none)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+        return None
+    if (ast.unparse(node.func.value), node.func.attr) not in (("os", "getenv"), ("os.environ", "get")):
+        return None
+    key, default = node.args[0], node.args[1] if len(node.args) > 1 else None
+    if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+        return None
+    if default is not None and not isinstance(default, ast.Constant):
+        return None
+    return key.value, None if default is None else default.value
+
+
 def _skip_conditions(tree: ast.AST) -> list[ast.AST]:
     """What makes tests skip: skipif's first argument, and the test of an `if` whose body skips."""
     found: list[ast.AST] = []
@@ -87,6 +101,17 @@ def _enabling(node: ast.AST, names: dict[str, str], negated: bool) -> set[str]:
                 return {key.value} if isinstance(op, ast.NotIn) != negated else set()
         if isinstance(op, ast.Is) and isinstance(right, ast.Constant) and right.value is None:
             return _enabling(node.left, names, not negated)
+        if isinstance(op, (ast.Eq, ast.NotEq)) and isinstance(right, ast.Constant):
+            # skipif(os.environ.get("X", "0") != "1"): skipped unset, run when set to the compared value
+            read = _key_and_default(node.left)
+            if read is None:
+                return set()
+            key, default = read
+            skip_unset = (default == right.value) == isinstance(op, ast.Eq)
+            skip_set = isinstance(op, ast.Eq)
+            if negated:
+                skip_unset, skip_set = not skip_unset, not skip_set
+            return {key} if skip_unset and not skip_set else set()
         return set()
     variable = _env_read(node) or (names.get(node.id) if isinstance(node, ast.Name) else None)
     return {variable} if variable and negated else set()
