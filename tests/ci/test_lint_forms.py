@@ -340,3 +340,19 @@ def test_each_branch_of_a_case_or_if_starts_where_the_block_began(tmp_path: Path
     steps = [{"label": "Suites", "platforms": ["cpu"], "commands": ["bash scripts/suite.sh core"]}]
     root = project(tmp_path, steps, files)
     assert lint(root, load_areas(root), ProjectConfig())[0] == []  # not tests/tests/entrypoints/…
+
+
+def test_a_variable_the_projects_own_code_sets_at_run_time_is_not_a_steps_gate(tmp_path: Path) -> None:
+    module = (
+        "import os\nimport pytest\n\n"
+        'if os.getenv("VLLM_USE_V1", "0") != "1":\n'
+        '    pytest.skip("needs V1", allow_module_level=True)\n\n\n'
+        "def test_v1():\n    pass\n"
+    )
+    steps = [{"label": "V1", "platforms": ["cpu"], "commands": ["pytest tests/v1"]}]
+    root = project(tmp_path, steps, {"tests/v1/test_sampling.py": module})
+    assert [f.variable for f in lint(root, load_areas(root), ProjectConfig())[0]] == ["VLLM_USE_V1"]
+    # The engine picks its mode at import and says so in the environment: no step sets it, none has to.
+    (root / "vllm").mkdir()
+    (root / "vllm" / "envs.py").write_text('import os\nos.environ["VLLM_USE_V1"] = "1" if True else "0"\n')
+    assert lint(root, load_areas(root), ProjectConfig())[0] == []

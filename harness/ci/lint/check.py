@@ -68,7 +68,7 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
-    findings.extend(_unset_gates(root, gates_checked))
+    findings.extend(_unset_gates(root, gates_checked, tree))
     findings.extend(_platform_skips(root, runs))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
@@ -173,7 +173,24 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str = "component"
         )
 
 
-def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]]) -> Iterable[Finding]:
+# The project's own code setting a variable at run time (`os.environ["X"] = …` in its package, as an
+# engine that picks its mode at import does): such a variable is not a step's to set.
+SELF_SET = re.compile(
+    r"""os\.environ\[\s*["']([A-Za-z_]\w*)["']\s*\]\s*=[^=]|os\.environ\.setdefault\(\s*["']([A-Za-z_]\w*)["']"""
+    r"""|os\.putenv\(\s*["']([A-Za-z_]\w*)["']"""
+)
+
+
+def _set_by_the_project(root: Path, tree: Tree) -> set[str]:
+    names: set[str] = set()
+    for path in tree.files:
+        if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
+            names.update(g for m in SELF_SET.finditer(_read(root / path)) for g in m.groups() if g)
+    return names
+
+
+def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]], tree: Tree) -> Iterable[Finding]:
+    self_set: set[str] | None = None
     for path, steps in sorted(runs.items()):
         if path.endswith(".sh"):
             gates = shell_gates(_read(root / path))
@@ -183,6 +200,9 @@ def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]])
             continue
         for variable, line in sorted(gates.items()):
             if AMBIENT.match(variable) or any(variable in env for _, _, env in steps):
+                continue
+            self_set = _set_by_the_project(root, tree) if self_set is None else self_set
+            if variable in self_set:
                 continue
             area, step, _ = steps[0]
             where = f"{path}:{line}" if line else path
