@@ -110,13 +110,15 @@ def soak(session: nox.Session) -> None:
 
 @nox.session(venv_backend="venv")
 def corpus(session: nox.Session) -> None:
-    """Real pipelines of public projects, gathered and loaded: bench/results/corpus.json.
+    """Real pipelines of public projects, gathered, loaded and linted: bench/results/corpus.json and
+    bench/results/lint-precision.json (findings by kind, the sample judged in bench/corpus/judged.toml).
 
     `nox -s corpus -- --mirror-root DIR` reads local git mirrors; without it, blobless clones from GitHub.
     """
     session.install("-e", ".")
     session.run("python", "bench/corpus/gather.py", *session.posargs)
     session.run("python", "bench/corpus/load.py")
+    session.run("python", "bench/corpus/precision.py")  # lint findings by kind, judged: lint-precision.json
 
 
 @nox.session(venv_backend="venv")

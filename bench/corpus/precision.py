@@ -10,10 +10,11 @@ the sample is not chosen by whoever judges it) and looked up in judged.toml, whe
 breaks (judged.toml `[[known]]`) must still be found at their commit.
 
 Writes bench/results/lint-precision.json and prints, per kind: findings, distinct, sampled,
-judged, false, false-finding rate. Sampled findings without a verdict are listed for judging
-(exit 1), as are known breaks no longer found.
+judged, false, false-finding rate; and the held-out batch (verdicts marked `batch = "held-out"`,
+judged before any change they prompted) as first judged. Sampled findings without a verdict are
+listed for judging (exit 1), as are known breaks no longer found.
 
-    python bench/corpus/precision.py [--corpus .corpus] [--sample 25]
+    python bench/corpus/precision.py [--corpus .corpus] [--sample 50]
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judged", type=Path, default=HERE / "judged.toml")
     parser.add_argument("--corpus", type=Path, default=ROOT / ".corpus")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lint-precision.json")
-    parser.add_argument("--sample", type=int, default=25, help="identities judged per kind")
+    parser.add_argument("--sample", type=int, default=50, help="identities judged per kind")
     args = parser.parse_args(argv)
 
     manifest = tomllib.loads(args.manifest.read_text())
@@ -123,11 +124,20 @@ def main(argv: list[str] | None = None) -> int:
         found = key in seen and entry["commit"][:12] in seen[key]["commits"]
         known.append({**entry, "found": found})
 
+    # The held-out batch as first judged (before any change it prompted), whether or not still found.
+    held_out: dict[str, dict[str, int]] = {}
+    for entry in judged.get("judged", []):
+        if entry.get("batch") == "held-out":
+            counts_of = held_out.setdefault(entry["kind"], {"judged": 0, "false": 0})
+            counts_of["judged"] += 1
+            counts_of["false"] += entry["verdict"] == "false"
+
     summary = {
         "projects": len(projects),
         "commits": len(per_commit),
         "by_kind": {k: {f: v for f, v in d.items() if f != "sample"} for k, d in by_kind.items()},
         "known_breaks": {"listed": len(known), "found": sum(k["found"] for k in known)},
+        "held_out_first_pass": held_out,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
@@ -141,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = f"{d['findings']:>8} {d['distinct']:>8} {d['sampled']:>7} {d['judged']:>6} {d['false']:>5}"
         print(f"{kind:<16} {counts} {rate:>6}")
     print(f"known real breaks found: {summary['known_breaks']['found']} of {summary['known_breaks']['listed']}")
+    for kind, c in held_out.items():
+        print(f"held-out batch, first pass: {kind}: {c['false']} false of {c['judged']} judged")
     for entry in known:
         if not entry["found"]:
             print(f"  MISSED {entry['project']} {entry['commit'][:12]} {entry['kind']} {entry.get('path', '')}")
