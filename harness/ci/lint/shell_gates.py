@@ -16,10 +16,11 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from harness.ci.lint.shell_values import REFERENCE
+from harness.ci.lint.shell_values import REFERENCE, reference_name
 
 TEST_COMMAND = re.compile(
     r"(?:^|[\s;&|(`])(?:pytest|torchrun|python3?(?:\.\d+)?\s+(?:-m\s+pytest|\S+\.py)|(?:ba)?sh\s+\S+\.sh|\./\S+\.sh)\b"
+    r"|(?:^|[\s;&|(`])(?:ba)?sh\s+[\"']?\$\{?[A-Za-z_]\w*"  # bash "${SCRIPT}": a script held in a variable
 )
 TRUTHY = ("1", "true", "yes", "on", "True", "TRUE")
 
@@ -34,6 +35,7 @@ class IfBlock:
     branches: list[tuple[str, list[str]]] = field(default_factory=list)  # (condition, body lines)
     otherwise: list[str] = field(default_factory=list)
     rest: list[str] = field(default_factory=list)  # the script after the block
+    branch_lines: list[int] = field(default_factory=list)  # the line of each branch's condition
 
 
 def shell_gates(text: str) -> dict[str, int]:
@@ -41,16 +43,17 @@ def shell_gates(text: str) -> dict[str, int]:
     lines = _lines(text)
     assigned = _assigned(text)
     functions = _test_functions(lines)
-    feeds = _feeding_tests(lines)
+    feeds = _feeding_tests(lines, functions)
     gates: dict[str, int] = {}
     for block in _blocks(lines):
         conditions = " ".join(c for c, _ in block.branches)
         for match in REFERENCE.finditer(conditions):
-            name = match.group("braced") or match.group("bare")
+            name = reference_name(match)
             if name in gates or name in assigned or not name.isupper() or name.startswith("BASH"):
                 continue
             if _enables(block, name, functions, feeds):
-                gates[name] = block.line
+                lines_of = block.branch_lines or [block.line] * len(block.branches)
+                gates[name] = next(n for (c, _), n in zip(block.branches, lines_of, strict=True) if name in c)
     return gates
 
 
@@ -108,14 +111,34 @@ def _test_lines(lines: list[str], functions: set[str], feeds: set[str]) -> set[s
     return found
 
 
-def _feeding_tests(lines: list[tuple[int, str]]) -> set[str]:
-    """Variables read by a test command or by a loop that runs one (`for m in $MODELS; do pytest …`)."""
+def _feeding_tests(lines: list[tuple[int, str]], functions: set[str]) -> set[str]:
+    """Variables read by a test command, by a call of a function that runs tests, or by a loop
+    whose body runs them (`for cfg in "${configs[@]}"; do … bash "$SCRIPT" …; done`)."""
     names: set[str] = set()
-    for i, (_, line) in enumerate(lines):
-        loop = line.startswith("for ") and any(TEST_COMMAND.search(text) for _, text in lines[i + 1 : i + 6])
-        if loop or TEST_COMMAND.search(line):
-            names.update(m.group("braced") or m.group("bare") for m in REFERENCE.finditer(line))
+    texts = [text for _, text in lines]
+    for i, line in enumerate(texts):
+        words = line.split()
+        calls = bool(words) and words[0] in functions
+        if (
+            TEST_COMMAND.search(line)
+            or calls
+            or (re.match(r"^(for|while)\s", line) and _body_runs(texts, i, functions))
+        ):
+            names.update(reference_name(m) for m in REFERENCE.finditer(line))
     return names
+
+
+def _body_runs(texts: list[str], start: int, functions: set[str]) -> bool:
+    """Whether the loop opened at `start` runs tests before its `done`."""
+    depth = 0
+    for line in texts[start:]:
+        depth += len(re.findall(r"^(?:for|while|until)\s", line))
+        if TEST_COMMAND.search(line) or (line.split() and line.split()[0] in functions):
+            return True
+        depth -= len(re.findall(r"(?:^|;\s*)done\b", line))
+        if depth <= 0:
+            return False
+    return False
 
 
 def _exits(lines: list[str], loudly: bool = False) -> bool:
@@ -185,12 +208,13 @@ def _blocks(lines: list[tuple[int, str]]) -> list[IfBlock]:
     for index, (number, line) in enumerate(lines):
         head = re.match(r"^(if|elif)\s+(.*?)(?:;\s*then|\s+then)?$", line)
         if head and head.group(1) == "if":
-            block = IfBlock(number, [(head.group(2), [])])
+            block = IfBlock(number, [(head.group(2), [])], branch_lines=[number])
             stack.append((block, block.branches[0][1]))
             continue
         if head and stack:
             block = stack[-1][0]
             block.branches.append((head.group(2), []))
+            block.branch_lines.append(number)
             stack[-1] = (block, block.branches[-1][1])
             continue
         if line == "then":
@@ -294,7 +318,7 @@ def _value(word: str, env: dict[str, str]) -> str:
         raise Unknown
 
     def one(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("bare")
+        name = reference_name(match)
         if name in env and env[name] != "":
             return env[name]
         return match.group("default") or ""

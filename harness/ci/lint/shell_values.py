@@ -16,7 +16,14 @@ ASSIGNMENT = re.compile(
 )
 REFERENCE = re.compile(
     r"\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|\$\{(?P<array>[A-Za-z_][A-Za-z0-9_]*)\[[^\]]*\]\}"  # "${configs[@]}": an array, never expanded here
 )
+
+
+def reference_name(match: re.Match[str]) -> str:
+    return match.group("braced") or match.group("bare") or match.group("array")
+
+
 SCRIPT_ITSELF = re.compile(r"^(\$\{BASH_SOURCE(\[0\])?\}|\$BASH_SOURCE|\$0|\$\{0\})$")
 
 
@@ -24,7 +31,9 @@ def expand(word: str, env: dict[str, str]) -> str:
     """`$V`, `${V}` and `${V:-default}` replaced where V is known (or has a default); others kept."""
 
     def one(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("bare")
+        if match.group("array"):
+            return match.group(0)
+        name = reference_name(match)
         if name in env:
             return env[name]
         if match.group("default") is not None:
