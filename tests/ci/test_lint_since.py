@@ -50,3 +50,40 @@ def test_only_what_the_change_introduced_is_reported(tmp_path: Path, run_harness
     assert bad.returncode == 2 and "names no commit" in bad.stderr
     listed = subprocess.run(["git", "-C", str(tmp_path), "worktree", "list"], capture_output=True, text=True)
     assert len(listed.stdout.splitlines()) == 1  # the comparison's worktree is gone
+
+
+SWEEP = """\
+#!/bin/bash
+MODELS="llama"
+if [[ -n "${{LONG_CONTEXT:-}}" ]]; then
+  MODELS="{gated}"
+fi
+for m in $MODELS; do pytest -v "tests/models/test_$m.py"; done
+"""
+
+
+def test_a_config_moved_behind_a_gate_that_was_already_unset_is_a_new_loss(tmp_path: Path, run_harness) -> None:
+    (tmp_path / "tests" / "models").mkdir(parents=True)
+    for name in ("llama", "qwen", "gemma"):
+        (tmp_path / "tests" / "models" / f"test_{name}.py").write_text("def test_x():\n    pass\n")
+    (tmp_path / "tests" / "sweep.sh").write_text(SWEEP.format(gated="qwen"))
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    (areas / "models.yaml").write_text(
+        "group: models\nplatforms: [cpu]\nsteps:\n- label: models\n  commands:\n"
+        "  - bash tests/sweep.sh\n  - pytest tests/models/test_gemma.py\n"
+    )
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base: LONG_CONTEXT is already a gate no step sets")
+    unchanged = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD", "--format", "json")
+    assert json.loads(unchanged.stdout) == []  # the old gate alone is not the change's doing
+    # The change: gemma's config moves behind the same gate, and its own line goes.
+    (tmp_path / "tests" / "sweep.sh").write_text(SWEEP.format(gated="qwen gemma"))
+    (areas / "models.yaml").write_text(
+        "group: models\nplatforms: [cpu]\nsteps:\n- label: models\n  commands:\n  - bash tests/sweep.sh\n"
+    )
+    git(tmp_path, "commit", "-qam", "move gemma into the long-context sweep")
+    since = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD~1", "--format", "json")
+    introduced = [(f["kind"], f["variable"]) for f in json.loads(since.stdout)]
+    assert introduced == [("unset-gate", "LONG_CONTEXT")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import posixpath
 import re
 from collections.abc import Iterable
@@ -13,7 +14,7 @@ from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, python_gates
 from harness.ci.lint.platform_skips import platform_skip
 from harness.ci.lint.resolver import Reach, Resolver
-from harness.ci.lint.shell_gates import shell_gates
+from harness.ci.lint.shell_gates import gate_details
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
@@ -192,13 +193,16 @@ def _set_by_the_project(root: Path, tree: Tree) -> set[str]:
 def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]], tree: Tree) -> Iterable[Finding]:
     self_set: set[str] | None = None
     for path, steps in sorted(runs.items()):
+        text = _read(root / path)
         if path.endswith(".sh"):
-            gates = shell_gates(_read(root / path))
+            gates = gate_details(text)
         elif path.endswith(".py") and posixpath.basename(path).startswith(("test_", "conftest")):
-            gates = dict.fromkeys(python_gates(_read(root / path)), 0)
+            # What a module's gates hold back: its tests (a test moved into a gated module is a new loss).
+            held = hashlib.sha256(" ".join(sorted(re.findall(r"def (test\w*)", text))).encode()).hexdigest()[:12]
+            gates = dict.fromkeys(python_gates(text), (0, held))
         else:
             continue
-        for variable, line in sorted(gates.items()):
+        for variable, (line, holds) in sorted(gates.items()):
             if AMBIENT.match(variable) or any(variable in env for _, _, env in steps):
                 continue
             self_set = _set_by_the_project(root, tree) if self_set is None else self_set
@@ -215,6 +219,7 @@ def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]],
                 path=path,
                 variable=variable,
                 suggestion=f"add a step (or env: {{{variable}: ...}}) that runs {path} with {variable} set",
+                holds=holds,
             )
 
 

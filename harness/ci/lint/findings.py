@@ -20,6 +20,8 @@ class Finding:
     path: str | None = None
     variable: str | None = None
     suggestion: str | None = None
+    # For an unset gate: a fingerprint of the tests it holds back (more behind it is a new loss).
+    holds: str | None = None
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:

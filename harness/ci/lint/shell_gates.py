@@ -12,6 +12,7 @@ whose branches run no tests (a Slack webhook, a log line), and a check that fail
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -40,48 +41,80 @@ class IfBlock:
 
 def shell_gates(text: str) -> dict[str, int]:
     """Variables whose being set makes the script run tests, with the line that checks each."""
+    return {name: line for name, (line, _) in gate_details(text).items()}
+
+
+def gate_details(text: str) -> dict[str, tuple[int, str]]:
+    """Each gate's line and a fingerprint of the test work it holds back (the gated lines and the
+    script's definitions of the lists they use): a test or config moved behind a gate that was
+    already unset changes the fingerprint, so `lint --since` sees a new loss."""
     lines = _lines(text)
     assigned = _assigned(text)
     functions = _test_functions(lines)
     feeds = _feeding_tests(lines, functions)
-    gates: dict[str, int] = {}
+    gates: dict[str, tuple[int, str]] = {}
     for block in _blocks(lines):
         conditions = " ".join(c for c, _ in block.branches)
         for match in REFERENCE.finditer(conditions):
             name = reference_name(match)
             if name in gates or name in assigned or not name.isupper() or name.startswith("BASH"):
                 continue
-            if _enables(block, name, functions, feeds):
+            work = _enables(block, name, functions, feeds)
+            if work is not None:
                 lines_of = block.branch_lines or [block.line] * len(block.branches)
-                gates[name] = next(n for (c, _), n in zip(block.branches, lines_of, strict=True) if name in c)
+                line = next(n for (c, _), n in zip(block.branches, lines_of, strict=True) if name in c)
+                gates[name] = (line, _fingerprint(work, text))
     return gates
 
 
-def _enables(block: IfBlock, name: str, functions: set[str], feeds: set[str]) -> bool:
+def _fingerprint(work: frozenset[str], text: str) -> str:
+    used = {reference_name(m) for line in work for m in REFERENCE.finditer(line)}
+    definitions = [line for name in sorted(used) for line in _definition(text, name)]
+    return hashlib.sha256("\n".join([*sorted(work), *definitions]).encode()).hexdigest()[:12]
+
+
+def _definition(text: str, name: str) -> list[str]:
+    """The lines that give `name` its value in the script, a multi-line array literal whole."""
+    found: list[str] = []
+    raw = text.splitlines()
+    for i, line in enumerate(raw):
+        if re.match(rf"^\s*(?:local\s+|declare\s+\S+\s+)?{re.escape(name)}\+?=", line):
+            depth = line.count("(") - line.count(")")
+            found.append(line.strip())
+            j = i + 1
+            while depth > 0 and j < len(raw):
+                depth += raw[j].count("(") - raw[j].count(")")
+                found.append(raw[j].strip())
+                j += 1
+    return found
+
+
+def _enables(block: IfBlock, name: str, functions: set[str], feeds: set[str]) -> frozenset[str] | None:
+    """The test work that runs only when `name` is set, or None when it is not a gate."""
     try:
         unset = _taken(block, {})
         taken_when_set = {_taken(block, {name: value}) for value in _candidates(block, name)}
     except Unknown:
-        return False
+        return None
     bodies = [body for _, body in block.branches] + [block.otherwise]
 
     def effective(i: int) -> list[str]:  # a branch, then the rest of the script unless the branch ends it
         return bodies[i] if _exits(bodies[i]) else bodies[i] + block.rest
 
     if _exits(bodies[unset], loudly=True):
-        return False  # unset, the script fails: a loud error, not a silent loss
+        return None  # unset, the script fails: a loud error, not a silent loss
     unset_work = _test_lines(bodies[unset], functions, feeds)
     for chosen in taken_when_set - {unset}:
         work = _test_lines(bodies[chosen], functions, feeds)
         if _exits(bodies[chosen]):
             # An alternative to the rest of the script: a loss only if, unset, no tests run at all.
             if work and not _test_lines(effective(unset), functions, feeds):
-                return True
+                return frozenset(work)
         elif work - unset_work:
-            return True  # tests (or a test list) added only when set
+            return frozenset(work - unset_work)  # tests (or a test list) added only when set
         elif _exits(bodies[unset]) and _test_lines(block.rest, functions, feeds):
-            return True  # `[[ -z "$V" ]] && exit 0` before the tests
-    return False
+            return frozenset(_test_lines(block.rest, functions, feeds))  # `[[ -z "$V" ]] && exit 0` first
+    return None
 
 
 def _candidates(block: IfBlock, name: str) -> list[str]:

@@ -2,9 +2,9 @@
 
 The lint runs on the tree at REV (a detached git worktree, removed afterwards) and on the checkout
 as it is, each with its own declarations and `[tool.gpuci]`; a finding is the same one in both when
-its kind, file, step, path and variable agree (lines move). New findings are what the change
-introduced, a test moved behind a gate that was already unset included; findings gone are what it
-resolved.
+its kind, file, step, path and variable agree (lines move), and for an unset gate what it holds
+back: more tests behind a gate that was already unset is a new loss. New findings are what the
+change introduced; findings gone are what it resolved.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ Lint = Callable[[Path], list[Finding]]
 
 
 def key(finding: Finding) -> tuple[object, ...]:
-    return (finding.kind, finding.file, finding.step, finding.path, finding.variable)
+    return (finding.kind, finding.file, finding.step, finding.path, finding.variable, finding.holds)
 
 
 def compare(before: list[Finding], after: list[Finding]) -> tuple[list[Finding], list[Finding]]:
