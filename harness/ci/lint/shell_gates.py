@@ -15,8 +15,10 @@ import fnmatch
 import hashlib
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.ci.lint.shell_text import numbered_lines
 from harness.ci.lint.shell_values import REFERENCE, reference_name
 
 TEST_COMMAND = re.compile(
@@ -198,18 +200,7 @@ def _assigned(text: str) -> set[str]:
 def _lines(text: str) -> list[tuple[int, str]]:
     """Logical lines (continuations joined, comments dropped), `;`-separated keywords on their own."""
     out: list[tuple[int, str]] = []
-    pending, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip()
-        if not pending:
-            start = number
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = (pending + line).strip()
-        pending = ""
-        if not line or line.startswith("#"):
-            continue
+    for start, line in numbered_lines(text):
         for part in re.split(r";\s*(?=(?:then|else|elif|fi|do|done)\b)|(?<=\bthen)\s+|(?<=\belse)\s+", line):
             if part.strip():
                 out.append((start, part.strip().rstrip(";").strip()))
@@ -288,19 +279,27 @@ def _evaluate(condition: str, env: dict[str, str]) -> bool:
 
 
 def _or(words: list[str], env: dict[str, str]) -> tuple[bool, list[str]]:
-    value, words = _and(words, env)
-    while words and words[0] in ("||", "-o"):
-        right, words = _and(words[1:], env)
-        value = value or right
-    return value, words
+    return _chain(words, env, ("||", "-o"), _and, any)
 
 
 def _and(words: list[str], env: dict[str, str]) -> tuple[bool, list[str]]:
-    value, words = _not(words, env)
-    while words and words[0] in ("&&", "-a"):
-        right, words = _not(words[1:], env)
-        value = value and right
-    return value, words
+    return _chain(words, env, ("&&", "-a"), _not, all)
+
+
+Parse = Callable[[list[str], dict[str, str]], tuple[bool, list[str]]]
+
+
+def _chain(
+    words: list[str], env: dict[str, str], operators: tuple[str, ...], operand: Parse, combine: Callable[..., bool]
+) -> tuple[bool, list[str]]:
+    """Operands joined by one kind of operator, evaluated (every operand, as no side effects run)."""
+    values: list[bool] = []
+    value, words = operand(words, env)
+    values.append(value)
+    while words and words[0] in operators:
+        value, words = operand(words[1:], env)
+        values.append(value)
+    return combine(values), words
 
 
 def _not(words: list[str], env: dict[str, str]) -> tuple[bool, list[str]]:

@@ -74,15 +74,22 @@ def open_quote(line: str, quote: str | None) -> str | None:
 
 def logical_lines(text: str) -> Iterator[str]:
     """Script lines with backslash continuations joined; comments dropped."""
-    pending = ""
-    for raw in text.splitlines():
+    return (line for _, line in numbered_lines(text))
+
+
+def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Logical lines with the number of the line each starts on."""
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip()
+        if not pending:
+            start = number
         if line.endswith("\\"):
             pending += line[:-1] + " "
             continue
         line = (pending + line).strip()
         pending = ""
         if line and not line.startswith("#"):
-            yield line
+            yield start, line
     if pending.strip():
-        yield pending.strip()  # a last line that ends in `\` (a YAML block's `pytest … \`)
+        yield start, pending.strip()  # a last line that ends in `\` (a YAML block's `pytest … \`)
