@@ -148,6 +148,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     run_id = report["run_id"] if report else None  # a SIGKILLed run writes none
     reaped = None
+    reap_said = ""
     if fault == "sigkill":
         reap = subprocess.run(
             [sys.executable, "-m", "harness", "reap", "--yes", "--vram-backend", "sim"],
@@ -158,6 +159,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
             timeout=120,
         )
         reaped = reap.returncode
+        reap_said = (reap.stdout + reap.stderr)[-800:] if reap.returncode else ""
     wait_for(lambda: not leftovers(sims), 5)  # processes a kill just signalled are leaving
     # Memory a killed holder frees late (the lag ROCm shows) is not a leak unless it stays held.
     vram_wait_started = time.monotonic()
@@ -193,6 +195,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     return {
         "index": index,
         "run_id": run_id,
+        **({"reap_said": reap_said} if reap_said else {}),
         "workload": workload,
         "where": where,
         "fault": fault,
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"exit {row['exit_code']!s:>3} {row['outcome']!s:10} {row['seconds']:6.2f}s  {mark}",
                 flush=True,
             )
+            if row.get("reap_said"):
+                print(f"    reap said: {row['reap_said'].strip()}", flush=True)
     counts = {kind: sum(kind in r["problems"] for r in rows) for kind in PROBLEMS}
     summary = {
         "runs": len(rows),

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +123,18 @@ def stale_leases() -> list[Leftover]:
     ]
 
 
+def _gone(client: Any, container_id: str, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            client.containers.get(container_id)
+        except Exception as exc:
+            if "No such container" in str(exc) or "404" in str(exc):
+                return True
+        time.sleep(0.2)
+    return False
+
+
 def clean(leftovers: list[Leftover], client: Any) -> list[str]:
     """Remove containers, kill run holders, delete stale lease files; what could not be done."""
     problems = []
@@ -130,7 +143,9 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
             try:
                 client.containers.get(item.id).remove(force=True)
             except Exception as exc:  # reported, not raised: reap the rest
-                if "No such container" not in str(exc):
+                # The engine may be removing it already (its --rm after the kill): a problem only
+                # if it is still there once that had time to finish.
+                if "No such container" not in str(exc) and not _gone(client, item.id, 10.0):
                     problems.append(f"container {item.id}: {exc}")
         elif item.kind == "lease-file":
             with contextlib.suppress(FileNotFoundError):
