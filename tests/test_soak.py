@@ -7,7 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, harness_env
+
+# `reap --yes` cleans every dead run on the host: tests that reap share one xdist worker, so one
+# never removes the containers another is still looking at (--dist loadgroup in pyproject.toml).
+pytestmark = pytest.mark.xdist_group("reap")
 
 
 def test_a_short_soak_has_no_leak_no_lost_report_no_hang_no_wrong_code(cpu_image, tmp_path: Path) -> None:

@@ -7,9 +7,14 @@ import subprocess
 import time
 
 import psutil
+import pytest
 
 from harness.gpu.vram import sim
 from tests.conftest import harness_cmd, harness_env
+
+# `reap --yes` cleans every dead run on the host: tests that reap share one xdist worker, so one
+# never removes the containers another is still looking at (--dist loadgroup in pyproject.toml).
+pytestmark = pytest.mark.xdist_group("reap")
 
 AREA = """\
 platforms: [cpu]
