@@ -6,7 +6,7 @@ import fnmatch
 import hashlib
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from harness.ci.lint.allow import load_allowed
@@ -69,8 +69,15 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
-    findings.extend(_unset_gates(root, gates_checked, tree))
-    findings.extend(_platform_skips(root, runs))
+    texts: dict[str, str] = {}  # each file read once per lint, by whichever check needs it first
+
+    def read(path: str) -> str:
+        if path not in texts:
+            texts[path] = _read(root / path)
+        return texts[path]
+
+    findings.extend(_unset_gates(root, gates_checked, tree, read))
+    findings.extend(_platform_skips(runs, read))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
@@ -118,11 +125,11 @@ def _reached_tests(resolver: Resolver, cache: dict[int, Reach], step: Step) -> s
     return {p for p in _reach(resolver, cache, step).files if posixpath.basename(p).startswith("test_")}
 
 
-def _platform_skips(root: Path, runs: dict[str, list[tuple[str, int, str, str]]]) -> Iterable[Finding]:
+def _platform_skips(runs: dict[str, list[tuple[str, int, str, str]]], read: Callable[[str], str]) -> Iterable[Finding]:
     """A module that skips itself whole on every platform whose steps run it: its tests never run."""
     for path, steps in sorted(runs.items()):
         platforms = {platform for *_, platform in steps}
-        skip = platform_skip(_read(root / path)) if path.endswith(".py") and "?" not in platforms else None
+        skip = platform_skip(read(path)) if path.endswith(".py") and "?" not in platforms else None
         if skip is None or not platforms <= skip.platforms:
             continue
         file, line, label, _ = steps[0]
@@ -190,16 +197,21 @@ def _set_by_the_project(root: Path, tree: Tree) -> set[str]:
     return names
 
 
-def _unset_gates(root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]], tree: Tree) -> Iterable[Finding]:
+def _unset_gates(
+    root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]], tree: Tree, read: Callable[[str], str]
+) -> Iterable[Finding]:
     self_set: set[str] | None = None
     for path, steps in sorted(runs.items()):
-        text = _read(root / path)
         if path.endswith(".sh"):
-            gates = gate_details(text)
+            gates = gate_details(read(path))
         elif path.endswith(".py") and posixpath.basename(path).startswith(("test_", "conftest")):
+            text = read(path)
+            variables = python_gates(text)
+            if not variables:
+                continue
             # What a module's gates hold back: its tests (a test moved into a gated module is a new loss).
             held = hashlib.sha256(" ".join(sorted(re.findall(r"def (test\w*)", text))).encode()).hexdigest()[:12]
-            gates = dict.fromkeys(python_gates(text), (0, held))
+            gates = dict.fromkeys(variables, (0, held))
         else:
             continue
         for variable, (line, holds) in sorted(gates.items()):

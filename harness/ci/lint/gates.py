@@ -24,6 +24,8 @@ def python_gates(text: str) -> set[str]:
     `not` (`skipif(not os.getenv("X"))`, `"X" not in os.environ`, `is None`), directly or through
     a module-level name (`X = os.getenv("X")` … `skipif(not X)`). Not gates: a variable that turns
     tests off when set, or one read with a default that runs them anyway."""
+    if "environ" not in text and "getenv" not in text:
+        return set()  # reads no environment: no gate, not worth parsing
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):

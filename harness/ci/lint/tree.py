@@ -153,17 +153,21 @@ class PytestConfig:
     def test_files(self, tree: Tree) -> list[str]:
         roots = self.testpaths or ("",)
         found = []
+        excluded: dict[str, bool] = {}  # per folder: thousands of files share a few hundred
         for path in (p for r in roots for p in tree.under(r)):
             name = posixpath.basename(path)
             if not any(fnmatch.fnmatch(name, pattern) for pattern in self.python_files):
                 continue
-            if self._excluded(path):
+            folder = posixpath.dirname(path)
+            if folder not in excluded:
+                excluded[folder] = self._excluded(folder)
+            if excluded[folder]:
                 continue
             found.append(path)
         return sorted(set(found))
 
-    def _excluded(self, path: str) -> bool:
-        parts = path.split("/")[:-1]
+    def _excluded(self, folder: str) -> bool:
+        parts = folder.split("/") if folder else []
         for i, part in enumerate(parts):
             if part in SKIP_DIRS:
                 return True
