@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.ci.lint import lint
+from harness.ci.lint import Finding, lint
 from harness.declare.config import ProjectConfig
 from harness.declare.sources import load_areas
 from tests.ci.test_lint import project
@@ -21,9 +21,12 @@ FILES = {
 }
 
 
+def found(root: Path, config: ProjectConfig | None = None) -> list[Finding]:
+    return lint(root, load_areas(root), config or ProjectConfig())[0]
+
+
 def unrun(root: Path) -> list[str]:
-    findings, _ = lint(root, load_areas(root), ProjectConfig())
-    return sorted(f.path or "" for f in findings if f.kind == "unrun-test")
+    return sorted(f.path or "" for f in found(root) if f.kind == "unrun-test")
 
 
 def test_find_with_maxdepth_does_not_reach_a_test_moved_one_folder_down(tmp_path: Path) -> None:
@@ -96,7 +99,7 @@ def test_values_of_the_projects_own_pytest_options_are_not_paths(tmp_path: Path)
         }
     ]
     root = project(tmp_path, steps, {**FILES, "tests/conftest.py": CONFTEST})
-    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    findings = found(root)
     assert [(f.kind, f.path) for f in findings] == []  # neither the model name nor 0.58 is a missing path
 
 
@@ -119,7 +122,7 @@ def test_cd_back_to_the_repository_root_is_the_root(tmp_path: Path) -> None:
     files = {**FILES, "scripts/run_distributed.sh": "cd ..\npytest tests/distributed\n"}
     root = project(tmp_path, steps, files)
     config = ProjectConfig(workspace="/vllm-workspace", default_working_dir="/vllm-workspace/tests")
-    findings, _ = lint(root, load_areas(root), config)
+    findings = found(root, config)
     assert [(f.kind, f.path) for f in findings] == []  # not tests/tests/…
 
 
@@ -164,7 +167,7 @@ def test_compiled():
 def test_only_variables_that_turn_tests_on_are_gates(tmp_path: Path) -> None:
     steps = [{"label": "Models", "platforms": ["cpu"], "commands": ["pytest tests/models/test_gated.py"]}]
     root = project(tmp_path, steps, {"tests/models/test_gated.py": GATED_MODULE})
-    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    findings = found(root)
     # Module-level gates (through a name, or compared with the value that runs) are seen; disabling
     # flags, a default that runs, the agent's secret are not.
     assert [(f.kind, f.variable) for f in findings] == [
@@ -180,7 +183,7 @@ def test_a_tree_exported_into_an_ignored_folder_of_another_repository_is_read(tm
     (tmp_path / ".gitignore").write_text(".corpus/\n")
     steps = [{"label": "Compile", "platforms": ["cpu"], "commands": ["pytest tests/compile"]}]
     root = project(tmp_path / ".corpus" / "proj", steps, FILES)
-    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    findings = found(root)
     # Read as git's (empty) list of the enclosing repository, every path would be missing.
     assert not [f for f in findings if f.kind == "missing-path"]
     assert sorted(f.path or "" for f in findings if f.kind == "unrun-test") == [
@@ -221,7 +224,7 @@ def test_scripts_find_their_tests_through_the_paths_they_compute(tmp_path: Path)
         {"label": "KV", "platforms": ["cpu"], "working_dir": "/workspace/tests", "commands": ["bash v1/kv/sweep.sh"]}
     ]
     root = project(tmp_path, steps, files)
-    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    findings = found(root)
     assert [(f.kind, f.path) for f in findings] == []
 
 
@@ -241,7 +244,7 @@ def test_a_step_on_the_agent_itself_runs_from_the_checkout_root(tmp_path: Path) 
     ]
     root = project(tmp_path, steps, files)
     config = ProjectConfig(default_working_dir="/workspace/tests")
-    findings, _ = lint(root, load_areas(root), config)
+    findings = found(root, config)
     # The script is found at the root, and the half-quoted pytest line reaches its one file, not all of tests/.
     assert [(f.kind, f.path) for f in findings] == [("unrun-test", "tests/kernels/test_gpu_attn.py")]
 
@@ -283,7 +286,7 @@ def test_commands_as_generators_quote_them_and_directories_only_the_machine_know
         {"label": "Windows", "platforms": ["cpu"], "commands": ["bash .buildkite\\steps\\tests.sh"]},
     ]
     root = project(tmp_path, steps, files)
-    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    findings = found(root)
     assert [(f.kind, f.path) for f in findings] == []
 
 
@@ -304,11 +307,11 @@ def test_scripts_ci_runs_from_outside_the_pipeline_files_count_when_declared(tmp
     }
     steps = [{"label": "Engine", "platforms": ["cpu"], "commands": ["pytest tests/engine"]}]
     root = project(tmp_path, steps, files)
-    unrun = [(f.kind, f.path) for f in lint(root, load_areas(root), ProjectConfig())[0]]
+    unrun = [(f.kind, f.path) for f in found(root)]
     assert unrun == [("unrun-test", "tests/tpu/test_compile.py")]
     config = ProjectConfig(external_scripts=(".buildkite/scripts/hardware_ci/run-*.sh",))
     # Run by the declared script, through a command passed as a string, at the container's own mount.
-    assert lint(root, load_areas(root), config)[0] == []
+    assert found(root, config) == []
 
 
 SUITES = """\
@@ -339,7 +342,7 @@ def test_each_branch_of_a_case_or_if_starts_where_the_block_began(tmp_path: Path
     }
     steps = [{"label": "Suites", "platforms": ["cpu"], "commands": ["bash scripts/suite.sh core"]}]
     root = project(tmp_path, steps, files)
-    assert lint(root, load_areas(root), ProjectConfig())[0] == []  # not tests/tests/entrypoints/…
+    assert found(root) == []  # not tests/tests/entrypoints/…
 
 
 def test_a_variable_the_projects_own_code_sets_at_run_time_is_not_a_steps_gate(tmp_path: Path) -> None:
@@ -351,8 +354,8 @@ def test_a_variable_the_projects_own_code_sets_at_run_time_is_not_a_steps_gate(t
     )
     steps = [{"label": "V1", "platforms": ["cpu"], "commands": ["pytest tests/v1"]}]
     root = project(tmp_path, steps, {"tests/v1/test_sampling.py": module})
-    assert [f.variable for f in lint(root, load_areas(root), ProjectConfig())[0]] == ["VLLM_USE_V1"]
+    assert [f.variable for f in found(root)] == ["VLLM_USE_V1"]
     # The engine picks its mode at import and says so in the environment: no step sets it, none has to.
     (root / "vllm").mkdir()
     (root / "vllm" / "envs.py").write_text('import os\nos.environ["VLLM_USE_V1"] = "1" if True else "0"\n')
-    assert lint(root, load_areas(root), ProjectConfig())[0] == []
+    assert found(root) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import posixpath
@@ -13,7 +14,7 @@ from harness.ci.lint.allow import load_allowed
 from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, python_gates
 from harness.ci.lint.platform_skips import platform_skip
-from harness.ci.lint.resolver import Reach, Resolver
+from harness.ci.lint.resolver import Resolver
 from harness.ci.lint.shell_gates import gate_details
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
@@ -34,15 +35,16 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
     for area in areas:
         rel = _rel(root, area.path)
         for base in area.steps:
-            reaches: dict[int, Reach] = {}
-            for platform in base.platforms:
-                step = base.on(platform)
+            forms = {platform: base.on(platform) for platform in base.platforms}  # one object per distinct form
+            reaches = {id(step): resolver.step(step) for step in forms.values()}
+            for platform, step in forms.items():
                 # A step on hardware gpuci has no platform for runs its tests somewhere unknown ("?").
                 known = "?" if OTHER_HARDWARE.search(step.device or "") else platform
-                for path in _reached_tests(resolver, reaches, step):
-                    runs.setdefault(path, []).append((rel, step.line, step.label, known))
-            for step in {id(f): f for f in (base.on(p) for p in base.platforms)}.values():
-                reach = _reach(resolver, reaches, step)
+                for path in reaches[id(step)].files:
+                    if posixpath.basename(path).startswith("test_"):
+                        runs.setdefault(path, []).append((rel, step.line, step.label, known))
+            for step in {id(f): f for f in forms.values()}.values():
+                reach = reaches[id(step)]
                 for path, written in dict.fromkeys(reach.missing):
                     home = tree.likely_home(path)
                     findings.append(
@@ -63,19 +65,13 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
                     gates_checked.setdefault(path, []).append((area, step, reach.env))
             mode = mode_for(area.path, config.dependency_match, config.dependency_match_for)
             findings.extend(_dead_dependencies(tree, rel, base, mode))
+    read = resolver.read  # each file read once per lint, by whichever step or check needs it first
     pytest_config = PytestConfig.read(root)
     for path in pytest_config.test_files(tree):
-        if path not in reached and _defines_tests(root / path):
+        if path not in reached and DEFINES_TESTS.search(read(path)):
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
-    texts: dict[str, str] = {}  # each file read once per lint, by whichever check needs it first
-
-    def read(path: str) -> str:
-        if path not in texts:
-            texts[path] = _read(root / path)
-        return texts[path]
-
     findings.extend(_unset_gates(root, gates_checked, tree, read))
     findings.extend(_platform_skips(runs, read))
     allowed = load_allowed(root)
@@ -86,10 +82,6 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
 # What pytest collects from a module by default: test functions and Test classes. A library module
 # whose name only looks like a test's (`marlin_utils_test.py`) defines neither.
 DEFINES_TESTS = re.compile(r"^(?:\s*(?:async\s+)?def test|class Test)", re.M)
-
-
-def _defines_tests(path: Path) -> bool:
-    return bool(DEFINES_TESTS.search(_read(path)))
 
 
 # Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs, scripts run from
@@ -113,16 +105,6 @@ def _external(root: Path, tree: Tree, config: ProjectConfig) -> list[Area]:
         )
         for path in scripts
     ]
-
-
-def _reach(resolver: Resolver, cache: dict[int, Reach], step: Step) -> Reach:
-    if id(step) not in cache:
-        cache[id(step)] = resolver.step(step)
-    return cache[id(step)]
-
-
-def _reached_tests(resolver: Resolver, cache: dict[int, Reach], step: Step) -> set[str]:
-    return {p for p in _reach(resolver, cache, step).files if posixpath.basename(p).startswith("test_")}
 
 
 def _platform_skips(runs: dict[str, list[tuple[str, int, str, str]]], read: Callable[[str], str]) -> Iterable[Finding]:
@@ -190,10 +172,13 @@ SELF_SET = re.compile(
 
 
 def _set_by_the_project(root: Path, tree: Tree) -> set[str]:
+    """Read once, on the first gate candidate; not kept (the whole package, read for one pattern)."""
     names: set[str] = set()
     for path in tree.files:
         if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
-            names.update(g for m in SELF_SET.finditer(_read(root / path)) for g in m.groups() if g)
+            with contextlib.suppress(OSError):
+                text = (root / path).read_text(errors="replace")
+                names.update(g for m in SELF_SET.finditer(text) for g in m.groups() if g)
     return names
 
 
@@ -233,10 +218,3 @@ def _unset_gates(
                 suggestion=f"add a step (or env: {{{variable}: ...}}) that runs {path} with {variable} set",
                 holds=holds,
             )
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""

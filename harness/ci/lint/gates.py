@@ -44,16 +44,10 @@ def python_gates(text: str) -> set[str]:
 
 def _env_read(node: ast.AST) -> str | None:
     """`os.getenv("X")`, `os.environ.get("X")` (with no default, or a falsy one), or `os.environ["X"]`."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
-        owner = ast.unparse(node.func.value)
-        if (owner, node.func.attr) in (("os", "getenv"), ("os.environ", "get")):
-            key = node.args[0]
-            default = node.args[1] if len(node.args) > 1 else None
-            if default is not None and not (
-                isinstance(default, ast.Constant) and default.value in ("", "0", None, False)
-            ):
-                return None  # read with a default that runs the tests when it is unset
-            return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+    read = _key_and_default(node)
+    if read is not None:
+        key, default = read
+        return key if default in (None, "", "0", False) else None  # a default that runs the tests: no gate
     if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
         key = node.slice
         return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.ci.lint.pytest_options import PYTEST_VALUE_OPTS, project_value_options
 from harness.ci.lint.shell_text import (
+    ARRAY_EXPANSION,
     WINDOWS_SEPARATOR,
     branch,
     logical_lines,
@@ -23,6 +24,7 @@ from harness.declare.areas import Step
 from harness.declare.config import ProjectConfig
 
 STRING_COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S*\s+)*(?:pytest|torchrun|python3?(?:\.\d+)?)\s")
+KEYWORDS = frozenset({"do", "then", "else", "elif", "if", "while", "until", "!", "{", "time"})
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
 
@@ -43,6 +45,16 @@ class Resolver:
     def __init__(self, root: Path, tree: Tree, config: ProjectConfig) -> None:
         self.root, self.tree, self.config = root, tree, config
         self.value_options = PYTEST_VALUE_OPTS | project_value_options(root, tree)
+        self._texts: dict[str, str] = {}
+
+    def read(self, path: str) -> str:
+        """A file of the checkout, read once per lint however many steps and checks need it."""
+        if path not in self._texts:
+            try:
+                self._texts[path] = (self.root / path).read_text(errors="replace")
+            except OSError:
+                self._texts[path] = ""
+        return self._texts[path]
 
     def to_repo(self, cwd: str, path: str) -> str | None:
         """A path as the shell in `cwd` sees it, relative to the checkout; None when outside it."""
@@ -82,6 +94,7 @@ class Resolver:
             inside, before = quote is not None, len(reach.missing)
             if not inside:
                 cwd = branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
+            # A leading keyword off, so `then X="$(…)"` and `do cd "$(…)"` read as the assignment and the cd.
             line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", raw)
             moved = self._line(line, cwd, env, reach, depth, here)
             if inside:
@@ -112,18 +125,7 @@ class Resolver:
             return cwd
         commands = split_commands(line)
         for i, words in enumerate(commands):
-            while words and words[0] in (
-                "do",
-                "then",
-                "else",
-                "elif",
-                "if",
-                "while",
-                "until",
-                "!",
-                "{",
-                "time",
-            ):
+            while words and words[0] in KEYWORDS:
                 words.pop(0)  # shell keywords before a command: `for …; do pytest …`
             if words[:2] in (["uv", "run"], ["poetry", "run"], ["pipenv", "run"], ["hatch", "run"]):
                 del words[:2]  # a runner's `run`: the command after it runs
@@ -133,9 +135,7 @@ class Resolver:
                 reach.env.add(name)
             if words and words[0] in ("env", "exec", "nohup"):  # `env "${cfg[@]}" A=1 bash x.sh`: runs x.sh
                 words.pop(0)
-                while words and (
-                    words[0].startswith("-") or "=" in words[0] or re.match(r"^\$\{\w+\[[@*]\]\}$", words[0])
-                ):
+                while words and (words[0].startswith("-") or "=" in words[0] or ARRAY_EXPANSION.match(words[0])):
                     words.pop(0)
             if not words:
                 continue
@@ -158,8 +158,8 @@ class Resolver:
                     reach.env.add(name)
             elif head == "pytest":
                 self._pytest(words[1:], cwd, env, reach)
-            elif module_pytest(words) is not None:  # python3 -u -m pytest, "$VENV/python" -m, coverage run -m
-                self._pytest(words[module_pytest(words) :], cwd, env, reach)
+            elif (start := module_pytest(words)) is not None:  # python3 -u -m pytest, "$VENV/python" -m, coverage
+                self._pytest(words[start:], cwd, env, reach)
             elif head == "xargs" and "pytest" in words and i > 0 and commands[i - 1][:1] == ["find"]:
                 self._find_xargs(commands[i - 1], words[words.index("pytest") + 1 :], cwd, env, reach)
             elif head == "find" and "-exec" in words and words[words.index("-exec") + 1 :][:1] == ["pytest"]:
@@ -200,14 +200,13 @@ class Resolver:
         if "$" in expanded or any(c in expanded for c in "*?["):
             return None  # not resolvable statically; not judged
         path = self.to_repo(cwd, expanded)
-        if path is None:
-            # Another container's mount of the checkout (`/workspace/vllm/tests/x.py`): the file it
-            # names when its tail is a path of the tree. Never called missing: the mount is unknown.
-            return self._mounted(expanded) if expanded.startswith("/") else None
-        if not self.tree.exists(path):
+        if path is None or not self.tree.exists(path):
+            # An absolute path may be another container's mount of the checkout (`/workspace/vllm/tests/
+            # x.py`): the file its tail names. Outside the workspace it is never called missing.
             mounted = self._mounted(expanded) if expanded.startswith("/") else None
             if mounted is None:
-                reach.missing.append((path, written))
+                if path is not None:
+                    reach.missing.append((path, written))
                 return None
             path = mounted
         if script:
@@ -302,8 +301,4 @@ class Resolver:
         path = self._path(written, cwd, env, reach, script=True)
         if path is None or depth > 3:
             return
-        try:
-            text = (self.root / path).read_text(errors="replace")
-        except OSError:
-            return
-        self._text(text, cwd, env, reach, depth + 1, here=path)
+        self._text(self.read(path), cwd, env, reach, depth + 1, here=path)
