@@ -359,3 +359,21 @@ def test_a_variable_the_projects_own_code_sets_at_run_time_is_not_a_steps_gate(t
     (root / "vllm").mkdir()
     (root / "vllm" / "envs.py").write_text('import os\nos.environ["VLLM_USE_V1"] = "1" if True else "0"\n')
     assert found(root) == []
+
+
+def test_pytest_under_a_runner_coverage_or_a_venvs_interpreter_reaches_its_targets(tmp_path: Path) -> None:
+    steps = [
+        {
+            "label": "Unit",
+            "platforms": ["cpu"],
+            "commands": [
+                "uv run pytest tests/compile/test_basic.py",
+                "coverage run --source=pkg/ -m pytest -v tests/compile/test_slow.py",
+                'VENV_PYTHON="$PWD/.venv/bin/python"',
+                '"${VENV_PYTHON}" -m pytest -v -s tests/compile/fullgraph',
+                "python3 -u -m pytest tests/distributed",
+            ],
+        }
+    ]
+    root = project(tmp_path, steps, FILES)
+    assert unrun(root) == []
