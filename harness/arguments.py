@@ -145,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     reap = sub.add_parser("reap", help="find (and with --yes clean up) what crashed runs left on this host")
     reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
     reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
+    reap.add_argument("--root", type=Path, default=Path.cwd(), help="the project whose runs are reaped")
+    reap.add_argument("--all-projects", action="store_true", help="every project's crashed runs on this host")
 
     init = sub.add_parser("init", help="add gpuci to this repository: noxfile, [tool.gpuci], recipes, an example area")
     init.add_argument("--root", type=Path, default=Path.cwd())

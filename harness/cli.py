@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(_dispatch(args))
     except GpuciError as exc:
-        print(f"gpuci: error: {exc}", file=sys.stderr)
+        from harness.redact import Redactor
+
+        # A message may quote a command line or a value: secrets are masked here too.
+        passed = [os.environ.get(name, "") for name in getattr(args, "env", None) or []]
+        print(f"gpuci: error: {Redactor(os.environ, secrets=passed).text(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("gpuci: interrupted", file=sys.stderr)
@@ -98,12 +102,14 @@ def _run(args: argparse.Namespace) -> int:
         container=not args.no_container,
         base_image=args.base_image,
         ca_bundle=args.ca_bundle,
-        pass_env=tuple(args.env),
         timeout_s=args.timeout,
         lease_timeout_s=args.lease_timeout,
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
         mounts=config.mounts,
+        limits=project_limits(config),
+        allow_dangerous_mounts=config.allow_dangerous_mounts,
+        pass_env=(*config.secrets, *args.env),
         registry=None if args.no_container else registry_from(config),
         build=args.build,
     )
@@ -113,6 +119,12 @@ def _run(args: argparse.Namespace) -> int:
         # The report is final and the exit code decided: a late cancel (Python restores the default
         # handlers while it shuts down) must not turn a written "passed" into a death by SIGTERM.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+def project_limits(config):  # type: ignore[no-untyped-def]
+    from harness.run.spec import DEFAULT_PIDS_LIMIT, Limits
+
+    return Limits(config.memory, config.cpus, config.pids_limit or DEFAULT_PIDS_LIMIT, config.network)
 
 
 def _supervise(args: argparse.Namespace) -> int:
@@ -223,10 +235,12 @@ def _reap(args: argparse.Namespace) -> int:
     from harness.images.engine import connect
     from harness.run import reaper
 
+    # This checkout's runs only, unless told otherwise: another project's crash is its own to clean.
+    project = None if args.all_projects else reaper.project_id(args.root)
     leftovers = []
     try:
         client = connect(timeout=30)
-        leftovers += reaper.dead_run_containers(client)
+        leftovers += reaper.dead_run_containers(client, project=project)
     except DockerUnavailable:
         client = None
         print("gpuci: no Docker Engine here: containers not checked", file=sys.stderr)
@@ -236,9 +250,9 @@ def _reap(args: argparse.Namespace) -> int:
         except GpuciError as exc:
             print(f"gpuci: GPU holders not checked: {exc}", file=sys.stderr)
         else:
-            leftovers += reaper.stray_holders(backend)
+            leftovers += reaper.stray_holders(backend, project)
             backend.close()
-    leftovers += reaper.orphaned_processes({int(i.id) for i in leftovers if i.kind.endswith("holder")})
+    leftovers += reaper.orphaned_processes({int(i.id) for i in leftovers if i.kind.endswith("holder")}, project)
     leftovers += reaper.stale_leases()
     for item in leftovers:
         run = f" (run {item.run_id})" if item.run_id else ""

@@ -23,11 +23,16 @@ class UsageError(GpuciError):
     exit_code = ExitCode.USAGE
 
 
+MAX_MESSAGE = 600
+
+
 class DeclarationError(UsageError):
     """A test-area declaration is malformed; the message names file and line."""
 
     def __init__(self, path: object, line: int | None, message: str) -> None:
         where = f"{path}:{line}" if line else f"{path}"
+        if len(message) > MAX_MESSAGE:  # a value quoted from a hostile file stays a line, not megabytes
+            message = f"{message[:MAX_MESSAGE]}… ({len(message) - MAX_MESSAGE} characters cut)"
         super().__init__(f"{where}: {message}")
         self.path = path
         self.line = line

@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.console import say
 from harness.errors import ExitCode, UsageError
+from harness.git import run_git
 from harness.redact import MASK
 from harness.reports.shape import malformed
 
@@ -47,7 +48,7 @@ def load_report(source: str) -> dict[str, Any]:
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    return run_git(root, *args)
 
 
 def worktree(root: Path, report: dict[str, Any], allow_dirty: bool) -> Path:

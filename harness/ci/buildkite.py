@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from harness.declare.dependencies import matches, mode_for, touches
 
 __all__ = ["Selection", "changed_files", "generate", "matches", "to_yaml", "touches"]
 from harness.errors import ExitCode, UsageError
+from harness.git import run_git
 
 ARTIFACTS = ".gpuci/runs/**/*"
 # Infrastructure failures and lost agents are retried; test failures (1) and teardown failures
@@ -59,7 +59,7 @@ def changed_files(root: Path, base: str) -> tuple[str, ...]:
     """Files changed on this branch: a diff against the merge base with `base`."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        done = run_git(root, *args)
         if done.returncode != 0:
             raise UsageError(f"git {' '.join(args)} failed: {done.stderr.strip()}; is {base!r} fetched?")
         return done.stdout
@@ -78,7 +78,7 @@ def step_key(step: Step, area: Area, platform: str) -> str:
 
 
 def _command(area: Area, step: Step, platform: str) -> str:
-    return f"nox -s {session_name(platform, area.name)} -- --step {shlex.quote(step.label)}"
+    return f"nox -s {shlex.quote(session_name(platform, area.name))} -- --step {shlex.quote(step.label)}"
 
 
 def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]) -> list[Any]:

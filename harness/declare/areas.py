@@ -17,7 +17,7 @@ import yaml
 from harness.declare.platforms import PLATFORM_NAMES
 from harness.declare.reader import Reader, suggest
 from harness.declare.step_forms import IGNORED_WITH_WARNING, IGNORED_WITH_WARNING_WHY, command_steps, unique_labels
-from harness.declare.yaml_nodes import LOADER, Converter
+from harness.declare.yaml_nodes import LOADER, Converter, expanded_size
 from harness.declare.yaml_nodes import Node as _Node
 from harness.errors import DeclarationError
 
@@ -52,8 +52,17 @@ STEP_KEYS = frozenset(
         "platforms",
         "shutdown_budget",
         "run_as_root",
+        "memory",
+        "cpus",
+        "pids_limit",
+        "network",
     }
 )
+MAX_LABEL = 500
+# Bounds on one declaration: the largest real pipeline files are a few hundred KB; past these a file
+# is an attack or an accident, and reading it must not cost minutes and gigabytes.
+MAX_FILE_BYTES = 4 * 2**20
+MAX_EXPANDED_NODES = 1_000_000
 AREA_KEYS = frozenset({"group", "steps", "platforms", "depends_on"})
 # Keys of `mirror: {amd: {...}}` that override the base step in its ROCm form.
 MIRROR_KEYS = frozenset(
@@ -98,6 +107,12 @@ class Step:
     agent_tags: dict[str, str] = field(default_factory=dict)
     # The workload runs as the invoking user (files it writes stay theirs) unless a step asks for root.
     run_as_root: bool = False
+    # The container's limits where the step sets them (else [tool.gpuci]'s): memory in Docker's form
+    # (16g), CPUs, processes, and a network mode (`none`: no network).
+    memory: str | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    network: str | None = None
     # Per platform, keys that replace the base step's (the ROCm form from `mirror.amd`).
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -181,6 +196,26 @@ def _budget(reader: Reader) -> dict[str, float]:
     return budgets
 
 
+MEMORY_FORM = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
+NETWORK_FORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _limits(reader: Reader) -> dict[str, Any]:
+    """memory, cpus, pids_limit and network of one step, checked for form."""
+    memory = reader.get("memory", (str, int), None)
+    if memory is not None and not MEMORY_FORM.match(str(memory)):
+        raise reader.fail("memory", f"'memory' is Docker's size form (16g, 512m), not {str(memory)[:40]!r}.")
+    cpus = reader.get("cpus", float, None)
+    pids = reader.get("pids_limit", int, None)
+    for key, value in (("cpus", cpus), ("pids_limit", pids)):
+        if value is not None and value <= 0:
+            raise reader.fail(key, f"{key!r} must be greater than 0.")
+    network = reader.get("network", str, None)
+    if network is not None and not NETWORK_FORM.match(network):
+        raise reader.fail("network", f"'network' is a Docker network name (none, bridge), not {network[:40]!r}.")
+    return {"memory": None if memory is None else str(memory), "cpus": cpus, "pids_limit": pids, "network": network}
+
+
 def _mirror_overrides(path: Path, node: _Node, conv: Converter) -> dict[str, dict[str, Any]]:
     """`mirror.amd` read as the step's ROCm form."""
     mirror = node.value.get("mirror")
@@ -220,6 +255,10 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
     if label is None:
         # Buildkite shows a step without a label by its key or its command.
         label = reader.get("key", str, None) or commands[0][:60]
+    if any(ord(c) < 32 or c == "\x7f" for c in str(label)) or len(str(label)) > MAX_LABEL:
+        raise reader.fail(
+            "label", f"the label must be one line of at most {MAX_LABEL} characters without control characters."
+        )
     num_gpus = reader.get("num_gpus", int, None)
     if num_gpus is None:
         num_gpus = reader.get("num_devices", int, 1)
@@ -266,6 +305,7 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         concurrency_group=reader.get("concurrency_group", str, None),
         agent_tags={str(k): str(v) for k, v in (reader.get("agent_tags", dict, {}) or {}).items()},
         run_as_root=reader.get("run_as_root", bool, False),
+        **_limits(reader),
         overrides=_mirror_overrides(path, node, conv),
         extra={k: conv.unwrap(v.value) for k, v in node.value.items() if k not in STEP_KEYS},
     )
@@ -275,6 +315,11 @@ def load_area(path: Path, name: str | None = None, platforms: tuple[str, ...] | 
     """One pipeline file; `platforms` are its steps' platforms where the file names none itself."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DeclarationError(
+                path, None, f"is {size // 2**20} MiB; a pipeline file is at most {MAX_FILE_BYTES // 2**20} MiB."
+            )
         text = path.read_text(encoding="utf-8")
         root = yaml.compose(text, Loader=LOADER)
     except OSError as exc:
@@ -297,6 +342,13 @@ def load_area(path: Path, name: str | None = None, platforms: tuple[str, ...] | 
         # Buildkite takes an empty file (a deprecated pipeline left with a comment) as no steps.
         why = f"{path}:1: has no steps (empty, or comments only), so it declares nothing"
         return Area(name=name or path.stem, group=name or path.stem, path=path, steps=(), warnings=(why,))
+    if expanded_size(root, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+        raise DeclarationError(
+            path,
+            None,
+            f"expands through its aliases (*name) to more than {MAX_EXPANDED_NODES:,} values; a pipeline "
+            "never needs that many (an alias bomb?). Write the repeated parts out or use fewer aliases.",
+        )
     try:
         return _area(path, root, name, platforms)
     except yaml.MarkedYAMLError as exc:  # a tag no constructor knows, met while converting

@@ -68,6 +68,16 @@ class ProjectConfig:
     external_scripts: tuple[str, ...] = ()
     # Pipeline file, folder or glob -> its generator's match mode, where it differs from dependency_match.
     dependency_match_for: dict[str, str] = field(default_factory=dict)
+    # Every step container's limits unless the step sets its own (memory in Docker's form, 16g).
+    memory: str | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    network: str | None = None
+    # Mounts that give the host away (the Docker socket, /, /etc, a parent of the checkout) run only
+    # with this set, or with `:dangerous` on the entry itself.
+    allow_dangerous_mounts: bool = False
+    # Host variables every step gets as secrets: masked by value, never in the container's configuration.
+    secrets: tuple[str, ...] = ()
 
     @property
     def working_dir(self) -> str:
@@ -99,6 +109,12 @@ KINDS: dict[str, str] = {
     "dependency_match": "match",
     "external_scripts": "list",
     "dependency_match_for": "table",
+    "memory": "size",
+    "cpus": "number",
+    "pids_limit": "count",
+    "network": "str",
+    "allow_dangerous_mounts": "bool",
+    "secrets": "list",
 }
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
@@ -106,6 +122,10 @@ KIND_WORDS = {
     "list": "a list of strings",
     "table": 'a table of strings ([tool.gpuci.queues] name = "queue")',
     "match": '"component", "substring" or "prefix"',
+    "size": 'a size in Docker\'s form ("16g", "512m")',
+    "number": "a number greater than 0",
+    "count": "a whole number greater than 0",
+    "bool": "true or false",
 }
 
 
@@ -156,6 +176,12 @@ def load_config(root: Path) -> ProjectConfig:
         dependency_match=str(section.get("dependency_match", config.dependency_match)),
         external_scripts=tuple(str(g) for g in section.get("external_scripts", ())),
         dependency_match_for=_modes(path, text, section.get("dependency_match_for", {})),
+        memory=section.get("memory"),
+        cpus=None if section.get("cpus") is None else float(section["cpus"]),
+        pids_limit=section.get("pids_limit"),
+        network=section.get("network"),
+        allow_dangerous_mounts=bool(section.get("allow_dangerous_mounts", False)),
+        secrets=tuple(section.get("secrets", ())),
     )
 
 
@@ -166,6 +192,13 @@ def _is(kind: str, value: object) -> bool:
         return isinstance(value, str) and value != ""
     if kind == "match":
         return value in DEPENDENCY_MATCHES
+    if kind == "size":
+        return isinstance(value, str) and re.match(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$", value) is not None
+    if kind in ("number", "count"):
+        wanted = int if kind == "count" else (int, float)
+        return isinstance(value, wanted) and not isinstance(value, bool) and value > 0
+    if kind == "bool":
+        return isinstance(value, bool)
     if kind == "list":
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
     return isinstance(value, dict) and all(isinstance(v, str) and v for v in value.values())
@@ -200,14 +233,15 @@ def _mounts(path: Path, declared: object) -> tuple[str, ...]:
     for mount in mounts:
         parts = mount.split(":")
         if (
-            len(parts) not in (2, 3)
+            len(parts) not in (2, 3, 4)
             or not parts[0]
             or not parts[1].startswith("/")
-            or parts[2:] not in ([], ["ro"], ["rw"])
+            or parts[2:] not in ([], ["ro"], ["rw"], ["dangerous"], ["ro", "dangerous"], ["rw", "dangerous"])
         ):
             raise UsageError(
-                f"{path}: [tool.gpuci] mounts (or {MOUNTS_ENV}) entry {mount!r} is not SOURCE:TARGET[:ro|rw] "
-                "with an absolute TARGET; e.g. '~/.cache/huggingface:/root/.cache/huggingface:ro'."
+                f"{path}: [tool.gpuci] mounts (or {MOUNTS_ENV}) entry {mount!r} is not "
+                "SOURCE:TARGET[:ro|rw][:dangerous] with an absolute TARGET; e.g. "
+                "'~/.cache/huggingface:/root/.cache/huggingface:ro' (a relative SOURCE is in the checkout)."
             )
     return mounts
 

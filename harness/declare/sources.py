@@ -11,6 +11,7 @@ release or image pipeline), from the checkout's root rather than the generator's
 from __future__ import annotations
 
 import glob
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from harness.declare.platforms import PLATFORM_NAMES
 from harness.errors import DeclarationError, UsageError
 
 DEFAULT_DECLARATIONS = (str(AREAS_DIR),)
+# Area names become nox session names and words of commands an agent's shell runs.
+AREA_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 BUILDKITE_DIR = Path(".buildkite")
 
 
@@ -51,6 +54,28 @@ class Declaration:
             return sorted(Path(p) for p in glob.glob(str(target)) if Path(p).is_file())
         return [target] if target.is_file() else []
 
+    def checked_files(self, root: Path, origin: str, required: bool) -> list[Path]:
+        """`files`, refusing an entry that reaches outside the checkout, or (when `required`) names nothing."""
+        inside = Path(root).resolve()
+        if Path(self.pattern).is_absolute() or ".." in Path(self.pattern).parts:
+            raise UsageError(
+                f"{origin}: declarations entry {self.pattern!r} is outside the checkout; name pipeline files "
+                "by their path in it (e.g. '.buildkite/test-amd.yaml')."
+            )
+        found = self.files(root)
+        for path in found:
+            if not path.resolve().is_relative_to(inside):
+                raise UsageError(
+                    f"{origin}: declarations entry {self.pattern!r} reaches {path}, a link out of the "
+                    "checkout; gpuci reads pipeline files of the checkout only."
+                )
+        if required and not found:
+            raise UsageError(
+                f"{origin}: declarations entry {self.pattern!r} names no pipeline file (.yaml, .yml) in "
+                f"{root}; fix the path or remove the entry (a typo here would drop a whole pipeline)."
+            )
+        return found
+
 
 def area_name(root: Path, path: Path) -> str:
     """`.buildkite/test_areas/x.yaml` is `x`; elsewhere the path under `.buildkite/` (or the
@@ -60,7 +85,15 @@ def area_name(root: Path, path: Path) -> str:
         if relative.is_relative_to(base):
             relative = relative.relative_to(base)
             break
-    return str(relative.with_suffix("")).replace("/", "_")
+    name = str(relative.with_suffix("")).replace("/", "_")
+    if not AREA_NAME.match(name):
+        raise DeclarationError(
+            path,
+            None,
+            f"gives the area name {name[:80]!r}, which has characters other than letters, digits, '_', '-' "
+            "and '.'; area names become nox sessions and commands on CI agents, so rename the file.",
+        )
+    return name
 
 
 def load_areas(root: Path, declarations: tuple[str, ...] | None = None) -> list[Area]:
@@ -72,9 +105,11 @@ def load_areas(root: Path, declarations: tuple[str, ...] | None = None) -> list[
         declarations = load_config(root).declarations
     by_name: dict[str, Area] = {}
     seen: set[Path] = set()
+    origin = str(root / "pyproject.toml")
     for entry in declarations:
-        declaration = Declaration.parse(entry, str(root / "pyproject.toml"))
-        for path in declaration.files(root):
+        declaration = Declaration.parse(entry, origin)
+        required = entry not in DEFAULT_DECLARATIONS  # gpuci's own layout may be absent
+        for path in declaration.checked_files(root, origin, required):
             if path.resolve() in seen:
                 continue  # a file named by two entries (a folder and a glob) is one area
             seen.add(path.resolve())

@@ -77,3 +77,28 @@ class Converter:
             out = node.value
             self.plain[key] = out
         return out
+
+
+def expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many values the document has once every alias is expanded (what a reader that copies,
+    or an error that prints a value, would pay), counted on the shared graph and capped past `limit`."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children = (
+            [v for pair in node.value for v in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
+        if children_done:
+            sizes[key] = min(limit + 1, 1 + sum(sizes.get(id(c), 0) for c in children))
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]

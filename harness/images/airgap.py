@@ -166,8 +166,13 @@ def wheelhouse_dir(root: Path) -> Path:
     return Path(os.environ.get("GPUCI_WHEELHOUSE") or root / ".gpuci" / "wheelhouse")
 
 
-def fill_wheelhouse(requirements: Path, wheelhouse: Path, ca_bundle: Path | None = None) -> None:
-    """Make sure every pinned wheel is in `wheelhouse`: offline first, then from the index."""
+def fill_wheelhouse(
+    requirements: Path, wheelhouse: Path, ca_bundle: Path | None = None, root: Path | None = None
+) -> None:
+    """Make sure every pinned wheel is in `wheelhouse`: offline first, then from the index; the
+    hashes of what the index gave are recorded in `root`'s .gpuci (checked at every build)."""
+    from harness.images.wheels import record_fetched
+
     wheelhouse.mkdir(parents=True, exist_ok=True)
     base = [
         sys.executable,
@@ -195,7 +200,10 @@ def fill_wheelhouse(requirements: Path, wheelhouse: Path, ca_bundle: Path | None
     ]
     cert = ["--cert", str(ca_bundle)] if ca_bundle else []
     say(f"downloading wheels for the image into {wheelhouse}")
+    before = set(os.listdir(wheelhouse))
     online = subprocess.run([*base, *targets, *cert], capture_output=True, text=True)
+    if root is not None:
+        record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
     if online.returncode != 0:
         raise ImageBuildError(
             f"could not fill the wheelhouse {wheelhouse} from {requirements}: "

@@ -18,6 +18,7 @@ from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
 from harness.images.airgap import BaseRecipe, bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.recipe import ImageRecipe, project_requirements_text
+from harness.images.wheels import copy_verified
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _build_missing(
     if recipe.local_base:
         bootstrap_base(client, BaseRecipe(ca_bundle=recipe.ca_bundle))
     wheelhouse = wheelhouse_dir(Path(root))
-    fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle)
+    fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     project = project_requirements_text(recipe)
     say(f"building {tag} from {recipe.dockerfile}")
     with tempfile.TemporaryDirectory(prefix="gpuci-context-") as context:
@@ -71,10 +72,10 @@ def _build_missing(
         # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
         (ctx / "project-requirements.txt").write_text(project)
         if project.strip():
-            fill_wheelhouse(ctx / "project-requirements.txt", wheelhouse, recipe.ca_bundle)
+            fill_wheelhouse(ctx / "project-requirements.txt", wheelhouse, recipe.ca_bundle, Path(root))
         (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
-        shutil.copytree(wheelhouse, ctx / "wheelhouse")
-        _build(client, ctx, tag, recipe, content_hash)
+        wheels = copy_verified(Path(root), wheelhouse, ctx / "wheelhouse")
+        _build(client, ctx, tag, recipe, {"gpuci.content-hash": content_hash, "gpuci.wheels-sha256": wheels})
     image_id = existing(client, tag)
     if image_id is None:
         raise ImageBuildError(f"the build of {tag} reported success but the image is missing.")
@@ -83,8 +84,8 @@ def _build_missing(
     return EnsuredImage(tag, image_id, True, seconds, content_hash)
 
 
-def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, content_hash: str) -> None:
-    labels = {"gpuci.platform": recipe.platform, "gpuci.content-hash": content_hash}
+def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str]) -> None:
+    labels = {"gpuci.platform": recipe.platform, **labels}
     try:
         stream = client.api.build(
             path=str(context),

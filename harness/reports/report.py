@@ -8,9 +8,13 @@ import os
 import secrets
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from harness.git import run_git
+from harness.untrusted import private_dir
 
 RUNS_DIR = Path(".gpuci") / "runs"
 SCHEMA_VERSION = 1
@@ -22,20 +26,16 @@ def new_run_id(session: str) -> str:
 
 
 def run_directory(root: Path, run_id: str, report_dir: Path | None) -> Path:
-    directory = report_dir if report_dir else Path(root) / RUNS_DIR / run_id
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    if report_dir:
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        return Path(report_dir)
+    return private_dir(root, *RUNS_DIR.parts, run_id)
 
 
 def git_state(root: Path) -> dict[str, Any]:
     """The commit and whether tracked files differ from it: one `git status` call."""
     try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        out = run_git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=no", timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None}
     if out.returncode != 0:
@@ -56,15 +56,17 @@ def write_report(directory: Path, report: dict[str, Any], root: Path | None = No
     """Write report.json atomically; point `latest` of the runs folder it lives in at it (a repro
     runs in a worktree but reports into the checkout's runs folder, whose newest it then is)."""
     path = directory / "report.json"
-    tmp = directory / ".report.json.tmp"
-    tmp.write_text(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2, sort_keys=False, default=str))
-    tmp.replace(path)
+    # A fresh name (O_EXCL) then a rename: never written through whatever sits at a fixed name.
+    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2, sort_keys=False, default=str))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
     parent = directory.resolve().parent
     if parent.name == RUNS_DIR.name and parent.parent.name == RUNS_DIR.parent.name:
         root = parent.parent.parent
     if root is not None:
-        runs = Path(root) / RUNS_DIR
-        runs.mkdir(parents=True, exist_ok=True)
+        runs = private_dir(Path(root), *RUNS_DIR.parts)
         latest = runs / "latest"
         link = runs / f".latest.{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):

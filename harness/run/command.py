@@ -28,6 +28,7 @@ def execute_command(
     redactor = Redactor(os.environ)
     platform = get_platform(options.platform)
     ctx = new_context(options, run_id, directory, container=bool(image), session="supervise")
+    ctx.redactor = redactor
     watch, held = None, None
     try:
         watch, held = lease_gpus(options, num_gpus, f"run {run_id} (pid {os.getpid()})")
@@ -41,8 +42,8 @@ def execute_command(
                 image=image,
                 command=tuple(command),
                 name=f"gpuci-{run_id}",
-                labels={"gpuci.run-id": run_id, **run_labels()},
-                env=supervisor_env(),
+                labels={"gpuci.run-id": run_id, **run_labels(options.root)},
+                env=supervisor_env(options.root),
                 user=f"{os.getuid()}:{os.getgid()}",
             )
             ctx.report["spec"] = spec.to_report(redactor)

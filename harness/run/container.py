@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,12 @@ class ContainerWorkload:
                 user=spec.user,
                 shm_size=spec.shm_size,
                 network_mode=spec.network_mode,
+                security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
+                cap_drop=["ALL"],
+                cap_add=list(spec.cap_add),
+                pids_limit=spec.limits.pids,
+                mem_limit=spec.limits.memory,
+                nano_cpus=int(spec.limits.cpus * 1e9) if spec.limits.cpus else None,
                 # PID 1 ignores SIGTERM unless it installs a handler: an init forwards it.
                 init=True,
                 log_config=LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
@@ -68,7 +75,18 @@ class ContainerWorkload:
         except docker.errors.APIError as exc:
             self.remove()
             raise InfrastructureError(f"starting container {spec.name} failed: {exc.explanation or exc}") from None
-        self.pump.start(self.container.logs(stream=True, follow=True))
+        self.pump.start(self._logs())
+
+    def _logs(self) -> Iterator[bytes]:
+        received = b""
+        for chunk in self.container.logs(stream=True, follow=True):
+            received = (received + chunk)[-65536:]
+            yield chunk
+        # Docker's follow reader drops a last line without a newline when the container exits just as
+        # it attaches (`printf done` in a fast step): ask for the last line once more.
+        tail = self.container.logs(tail=1)
+        if tail and not tail.endswith(b"\n") and not received.endswith(tail):
+            yield tail
 
     def wait(self) -> int:
         """Block until the container exits; its exit code."""
@@ -112,6 +130,14 @@ def docker_run_args(spec: RunSpec, command: list[str]) -> list[str]:
     args += ["--shm-size", spec.shm_size]
     if spec.network_mode:
         args += ["--network", spec.network_mode]
+    if spec.no_new_privileges:
+        args += ["--security-opt", "no-new-privileges:true"]
+    args += ["--cap-drop", "ALL", *(arg for cap in spec.cap_add for arg in ("--cap-add", cap))]
+    args += ["--pids-limit", str(spec.limits.pids)]
+    if spec.limits.memory:
+        args += ["--memory", spec.limits.memory]
+    if spec.limits.cpus:
+        args += ["--cpus", str(spec.limits.cpus)]
     if spec.user:
         args += ["--user", spec.user]
     for key, value in spec.env.items():
@@ -135,4 +161,10 @@ def docker_run_args(spec: RunSpec, command: list[str]) -> list[str]:
 def interactive_shell(spec: RunSpec) -> int:
     import subprocess
 
-    return subprocess.call(docker_run_args(spec, ["bash"]))
+    from harness.run.secrets import SECRETS_MOUNT
+
+    # The shell reads the step's secrets the way its commands would, from the mounted file.
+    has_secrets = any(m.target == SECRETS_MOUNT for m in spec.mounts)
+    return subprocess.call(
+        docker_run_args(spec, ["bash", "--rcfile", f"{SECRETS_MOUNT}/env"] if has_secrets else ["bash"])
+    )

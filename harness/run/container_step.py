@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.console import say
-from harness.errors import UsageError
 from harness.gpu.vram import sim as simgpu
 from harness.redact import Redactor
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
+from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunContext, RunOptions
-from harness.run.reaper import dead_run_containers
+from harness.run.reaper import dead_run_containers, project_id
+from harness.run.secrets import SECRETS_MOUNT, SOURCE_LINE, split_env, write_secrets
 from harness.run.sharding import shard_args
 from harness.run.spec import NETWORK_ENV, REPORT_MOUNT
 from harness.run.supervisor import VramWatch
+from harness.untrusted import private_dir
+
+# Folders of the checkout that the host side reads or runs: never writable from a container.
+STATE_FOLDERS = (".git", ".gpuci", ".nox")
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
     from harness.declare.areas import Step
     from harness.run.container import ContainerWorkload
-    from harness.run.spec import BindMount
+    from harness.run.spec import BindMount, Limits
 
 
-def reap_own_leftovers(client: Any, area: str, platform: str) -> None:
-    """Containers of this session whose supervisor died (a SIGKILLed run); never a live run's."""
+def reap_own_leftovers(client: Any, area: str, platform: str, project: str) -> None:
+    """Containers of this session and project whose supervisor died (a SIGKILLed run); never a live
+    run's, never another checkout's."""
     from harness.run.reaper import clean
 
-    leftovers = dead_run_containers(client, area, platform)
+    leftovers = dead_run_containers(client, area, platform, project)
     if leftovers:
         say(f"removing {len(leftovers)} container(s) that crashed runs of this session left behind")
         for problem in clean(leftovers, client):
@@ -50,13 +57,15 @@ def container_workload(
     from harness.run.spec import BindMount, RunSpec
 
     client = connect()
-    reap_own_leftovers(client, area, options.platform)
+    reap_own_leftovers(client, area, options.platform, project_id(options.root))
     image = image_for_run(client, options, ctx)
+    assert ctx.outbox is not None
     mounts = [
         BindMount(str(options.root.resolve()), options.workspace),
-        BindMount(str(directory.resolve()), REPORT_MOUNT),
+        *guarded_state(options.root, options.workspace),
+        BindMount(str(ctx.outbox.resolve()), REPORT_MOUNT),
         BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
-        *project_mounts(options.mounts),
+        *project_mounts(options.mounts, options.root, options.allow_dangerous_mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
     if watch and watch.backend.name == "sim":
@@ -71,13 +80,22 @@ def container_workload(
         "nodes": list(devices.nodes),
         "groups": list(devices.groups),
     }
-    shards = shard_args(directory, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
+    limits = step_limits(options, step)
+    shards = shard_args(ctx.outbox, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
     workdir = step.working_dir or options.default_working_dir or options.workspace
+    env, secret = split_env(
+        {**container_env(step.env, options, run_id, extra_env, shards), **devices.env}, set(options.pass_env)
+    )
+    commands = list(step.commands)
+    if secret:
+        ctx.secrets = write_secrets(secret)
+        mounts.append(BindMount(str(ctx.secrets), SECRETS_MOUNT, read_only=True))
+        commands.insert(0, SOURCE_LINE)
     spec = RunSpec(
         image=image,
-        command=("bash", "-ec", "\n".join(step.commands)),
+        command=("bash", "-ec", "\n".join(commands)),
         name=f"gpuci-{run_id}",
-        env={**container_env(step.env, options, run_id, extra_env, shards), **devices.env},
+        env=env,
         mounts=tuple(mounts),
         working_dir=workdir if workdir.startswith("/") else f"{options.workspace}/{workdir}",
         labels={
@@ -85,33 +103,44 @@ def container_workload(
             "gpuci.area": area,
             "gpuci.step": step.label,
             "gpuci.platform": options.platform,
-            **run_labels(),
+            **run_labels(options.root),
         },
         devices=devices.nodes,
         gpu_requests=devices.requests,
         group_add=devices.groups,
         user="0:0" if step.run_as_root else f"{os.getuid()}:{os.getgid()}",
-        network_mode=os.environ.get(NETWORK_ENV) or None,
+        network_mode=limits.network,
+        limits=limits,
     )
     ctx.report["spec"] = spec.to_report(redactor)
     return ContainerWorkload(client, spec, directory / "output.log", redactor, echo=options.echo)
 
 
-def project_mounts(entries: tuple[str, ...]) -> list[BindMount]:
-    """[tool.gpuci] mounts as binds; a source that does not exist is an error, not an empty folder."""
+def step_limits(options: RunOptions, step: Step) -> Limits:
+    """The project's limits with the step's own in their place; a declared network wins over
+    GPUCI_NETWORK (a host setting), which wins over [tool.gpuci] network."""
+    from harness.run.spec import DEFAULT_PIDS_LIMIT, Limits
+
+    declared = Limits(step.memory, step.cpus, step.pids_limit or DEFAULT_PIDS_LIMIT, step.network)
+    limits = options.limits.under(declared)
+    network = step.network or os.environ.get(NETWORK_ENV) or options.limits.network
+    return replace(limits, network=network or None)
+
+
+def guarded_state(root: Path, workspace: str) -> list[BindMount]:
+    """The checkout's folders the host trusts, read-only in the container: `.git` (its config and
+    hooks run on the host), gpuci's state (runs, wheelhouse, image records) and nox's (the host
+    runs its environments). Made first where missing, so the workload cannot plant them either."""
     from harness.run.spec import BindMount
 
-    mounts = []
-    for entry in entries:
-        source, target, *mode = entry.split(":")
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise UsageError(
-                f"mount {entry!r} ([tool.gpuci] mounts or GPUCI_MOUNTS): {path} does not exist on this host; "
-                "create it or remove the entry."
-            )
-        mounts.append(BindMount(str(path.resolve()), target, read_only=mode == ["ro"]))
-    return mounts
+    guarded = []
+    for name in STATE_FOLDERS:
+        path = root.resolve() / name
+        if name != ".git":
+            private_dir(root, name)
+        if os.path.lexists(path) and not os.path.islink(path):  # a linked .git is no repository of ours
+            guarded.append(BindMount(str(path), f"{workspace.rstrip('/')}/{name}", read_only=True))
+    return guarded
 
 
 def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 
 from harness.declare.platforms import get_platform
 from harness.gpu.vram import sim as simgpu
 from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
-from harness.run.reaper import SUPERVISOR_PID_ENV, SUPERVISOR_START_ENV, supervisor_identity
+from harness.run.reaper import (
+    PROJECT_ENV,
+    PROJECT_LABEL,
+    SUPERVISOR_PID_ENV,
+    SUPERVISOR_START_ENV,
+    project_id,
+    supervisor_identity,
+)
 from harness.run.spec import REPORT_MOUNT
 from harness.run.supervisor import StopPolicy, VramWatch
 
@@ -36,20 +44,22 @@ def visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[str
     return {variable: positions} if variable else {}
 
 
-def run_labels() -> dict[str, str]:
-    """Container labels naming the supervisor, so a reaper can tell a live run from a crashed one."""
+def run_labels(root: Path) -> dict[str, str]:
+    """Container labels naming the supervisor and the project, so a reaper can tell a live run from
+    a crashed one, and its project's runs from others'."""
     me = supervisor_identity()
     return {
         "gpuci.supervisor-pid": me["pid"],
         "gpuci.supervisor-start": me["start"],
         "gpuci.host": me["host"],
+        PROJECT_LABEL: project_id(root),
     }
 
 
-def supervisor_env() -> dict[str, str]:
+def supervisor_env(root: Path) -> dict[str, str]:
     """The same, in every workload process's environment (for GPU holders that outlive a run)."""
     me = supervisor_identity()
-    return {SUPERVISOR_PID_ENV: me["pid"], SUPERVISOR_START_ENV: me["start"]}
+    return {SUPERVISOR_PID_ENV: me["pid"], SUPERVISOR_START_ENV: me["start"], PROJECT_ENV: project_id(root)}
 
 
 def container_env(
@@ -65,7 +75,7 @@ def container_env(
         "GPUCI_PLATFORM": options.platform,
         "GPUCI_REPORT_DIR": REPORT_MOUNT,
         "GPUCI_IN_CONTAINER": "1",
-        **supervisor_env(),
+        **supervisor_env(options.root),
         "PYTEST_ADDOPTS": shlex.join(addopts),
         **extra,
         **step_env,
@@ -78,7 +88,13 @@ def container_env(
 
 def host_env(options: RunOptions, run_id: str, watch: VramWatch | None, **extra: str) -> dict[str, str]:
     """A host workload's environment: the run's id and supervisor (for the reaper), its GPUs."""
-    env = {**os.environ, "GPUCI_RUN_ID": run_id, "GPUCI_PLATFORM": options.platform, **supervisor_env(), **extra}
+    env = {
+        **os.environ,
+        "GPUCI_RUN_ID": run_id,
+        "GPUCI_PLATFORM": options.platform,
+        **supervisor_env(options.root),
+        **extra,
+    }
     if watch and watch.backend.name == "sim":
         env[simgpu.ENV] = str(simgpu.default_directory())
     env.update(visible_devices_env(options.platform, watch))

@@ -101,21 +101,12 @@ def supervise_into(
     return code
 
 
-def pytest_records(directory: Path) -> list[dict[str, Any]]:
-    """Per-test teardown and startup records that gpuci's pytest plugin wrote (one file per worker)."""
-    records: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("pytest-records*.json")):
-        try:
-            records.extend(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue
-    return records
-
-
 def finish(ctx: RunContext, root: Path, report_dir: Path | None, started: float, code: ExitCode) -> ExitCode:
     ctx.report["gpuci_exit_code"] = int(code)
     ctx.report["timings"] = {**ctx.report.get("timings", {}), "total_s": round(time.monotonic() - started, 6)}
     ctx.report["finished_at"] = time.time()
+    if ctx.redactor is not None:  # the last pass: pytest arguments, errors, anything quoted from the run
+        ctx.report = json.loads(ctx.redactor.text(json.dumps(ctx.report, default=str)))
     path = write_report(ctx.directory, ctx.report, None if report_dir else root)
     say(f"{ctx.report.get('outcome', '?')}: report {path}")
     from harness.reports.summary import on_buildkite

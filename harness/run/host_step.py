@@ -28,9 +28,11 @@ def host_workload(
     watch: VramWatch | None,
     ctx: RunContext,
 ) -> HostWorkload:
-    shards = shard_args(directory, str(directory.resolve()), f"{options.platform}_{area}", options.root)
+    assert ctx.outbox is not None
+    outbox = ctx.outbox.resolve()
+    shards = shard_args(outbox, str(outbox), f"{options.platform}_{area}", options.root)
     addopts = [
-        f"--junitxml={directory.resolve()}/junit.xml",
+        f"--junitxml={outbox}/junit.xml",
         *PYTEST_PLUGIN_ARGS,
         *shards,
         *options.pytest_args,
@@ -40,7 +42,7 @@ def host_workload(
         run_id,
         watch,
         **step.env,
-        GPUCI_REPORT_DIR=str(directory.resolve()),
+        GPUCI_REPORT_DIR=str(outbox),
         GPUCI_VRAM_GUARD="1" if watch else "0",
         PYTEST_ADDOPTS=shlex.join(addopts),
         PYTHONPATH=os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
+from harness.run.spec import Limits
 
 if TYPE_CHECKING:  # the Docker SDK is imported only where used
     from harness.images.registry import Registry
+    from harness.redact import Redactor
 
 SIM_MOUNT = "/gpuci/simgpu"
 
@@ -53,6 +55,9 @@ class RunOptions:
     default_working_dir: str | None = None
     # Host folders bound into the container, SOURCE:TARGET[:ro|rw] ([tool.gpuci] mounts).
     mounts: tuple[str, ...] = ()
+    # The project's container limits and its opt-in to mounts that give the host away ([tool.gpuci]).
+    limits: Limits = field(default_factory=Limits)
+    allow_dangerous_mounts: bool = False
 
     def host_path(self, container_path: str | None) -> Path:
         """A step's working dir on the host: container paths under the workspace map into the checkout."""
@@ -69,3 +74,8 @@ class RunContext:
     run_id: str
     directory: Path
     report: dict[str, Any] = field(default_factory=dict)
+    # The workload's outbox (.gpuci/outbox/<run-id>): the only folder of gpuci's it can write.
+    outbox: Path | None = None
+    # The private folder of the secrets file the container sources, removed when the run ends.
+    secrets: Path | None = None
+    redactor: Redactor | None = None

@@ -9,11 +9,13 @@ holds. Processes of no gpuci run are listed as foreign holders and never killed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -25,6 +27,14 @@ from harness.run.teardown import wait_exited
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
 SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"
+# Which checkout a run belongs to: reap and a run's own clean-up touch only their project's runs.
+PROJECT_ENV = "GPUCI_PROJECT"
+PROJECT_LABEL = "gpuci.project"
+
+
+def project_id(root: Path) -> str:
+    """A checkout's id: the hash of its resolved path (two clones of one repository are two projects)."""
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,13 @@ def supervisor_alive(pid: str | None, start: str | None) -> bool:
         return False
 
 
-def dead_run_containers(client: Any, area: str | None = None, platform: str | None = None) -> list[Leftover]:
+def dead_run_containers(
+    client: Any, area: str | None = None, platform: str | None = None, project: str | None = None
+) -> list[Leftover]:
+    """Containers of runs whose supervisor is gone: of `project` only, unless it is None."""
     filters = ["gpuci.run-id"]
+    if project:
+        filters.append(f"{PROJECT_LABEL}={project}")
     if area:
         filters.append(f"gpuci.area={area}")
     if platform:
@@ -71,21 +86,24 @@ def dead_run_containers(client: Any, area: str | None = None, platform: str | No
     return found
 
 
-def _run_of(pid: int) -> tuple[str | None, bool]:
-    """(run id, its supervisor alive) for a process started by a gpuci run."""
+def _run_of(pid: int, project: str | None = None) -> tuple[str | None, bool]:
+    """(run id, its supervisor alive) for a process started by a gpuci run; a run of another
+    project than `project` counts as alive (not ours to judge)."""
     try:
         environ = psutil.Process(pid).environ()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None, False
     run_id = environ.get("GPUCI_RUN_ID")
+    if run_id and project and environ.get(PROJECT_ENV) not in (None, project):
+        return run_id, True
     return run_id, supervisor_alive(environ.get(SUPERVISOR_PID_ENV), environ.get(SUPERVISOR_START_ENV))
 
 
-def stray_holders(backend: VramBackend) -> list[Leftover]:
+def stray_holders(backend: VramBackend, project: str | None = None) -> list[Leftover]:
     found = []
     for device in backend.devices():
         for holder in backend.holders(device):
-            run_id, alive = _run_of(holder.pid)
+            run_id, alive = _run_of(holder.pid, project)
             if run_id and alive:
                 continue
             try:
@@ -97,14 +115,14 @@ def stray_holders(backend: VramBackend) -> list[Leftover]:
     return found
 
 
-def orphaned_processes(already: set[int]) -> list[Leftover]:
+def orphaned_processes(already: set[int], project: str | None = None) -> list[Leftover]:
     """Processes a crashed run started (its id in their environment, its supervisor gone) that hold
     no GPU memory: a host-mode workload's children outlive a SIGKILLed supervisor too."""
     found = []
     for proc in psutil.process_iter(["pid", "status"]):
         if proc.info["pid"] in already or proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        run_id, alive = _run_of(proc.info["pid"])
+        run_id, alive = _run_of(proc.info["pid"], project)
         if not run_id or alive:
             continue
         try:

@@ -18,6 +18,34 @@ REPORT_MOUNT = "/gpuci/report"
 NETWORK_ENV = "GPUCI_NETWORK"
 
 
+# A fork bomb in a test stops here, not at the host's limit; ample for xdist workers with torch's threads.
+DEFAULT_PIDS_LIMIT = 16384
+# Docker's defaults less what tests never need (raw sockets, device nodes, chroot, file capabilities,
+# audit): matters only for steps that run as root, since others run as the invoking user.
+KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a step's container may use: declared per step or in [tool.gpuci]; the step wins."""
+
+    memory: str | None = None  # Docker's form: 16g, 512m
+    cpus: float | None = None
+    pids: int = DEFAULT_PIDS_LIMIT
+    network: str | None = None  # a Docker network mode: none, bridge, …
+
+    def under(self, step: Limits | None) -> Limits:
+        """These limits with a step's own, where it declares them, in their place."""
+        if step is None:
+            return self
+        return Limits(
+            memory=step.memory or self.memory,
+            cpus=step.cpus or self.cpus,
+            pids=step.pids if step.pids != DEFAULT_PIDS_LIMIT else self.pids,
+            network=step.network or self.network,
+        )
+
+
 @dataclass(frozen=True)
 class BindMount:
     source: str
@@ -42,6 +70,10 @@ class RunSpec:
     shm_size: str = "1g"
     # Docker's network mode; None is the engine's default (GPUCI_NETWORK=none on engines with no bridge).
     network_mode: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    # The posture every gpuci container has: no setuid escalation, few capabilities.
+    no_new_privileges: bool = True
+    cap_add: tuple[str, ...] = KEPT_CAPABILITIES
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:
         data = asdict(self)

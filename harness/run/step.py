@@ -13,10 +13,12 @@ from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
 from harness.run.container_step import container_workload
-from harness.run.finish import finish, finish_failed, new_context, pytest_records, supervise_into
+from harness.run.finish import finish, finish_failed, new_context, supervise_into
 from harness.run.gpus import lease_gpus, let_go
 from harness.run.host_step import host_workload
 from harness.run.options import RunOptions
+from harness.run.outbox import collect, discard, make_outbox
+from harness.run.secrets import remove_secrets
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
     from harness.declare.areas import Step
@@ -58,8 +60,10 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
     session = session_name(options.platform, area)
     run_id = new_run_id(session)
     directory = run_directory(options.root, run_id, options.report_dir)
+    outbox = make_outbox(options.root, run_id)
     platform = get_platform(options.platform)
-    redactor = Redactor(os.environ, step.env)
+    # Every value passed by --env or declared secret is masked by value, whatever its name.
+    redactor = Redactor(os.environ, step.env, secrets=[os.environ.get(n, "") for n in options.pass_env])
     say(f"{session} · step {step.label!r} · run {run_id}")
     ctx = new_context(
         options,
@@ -72,6 +76,7 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
         pytest_args=list(options.pytest_args),
         **({"repro_of": options.repro_of} if options.repro_of else {}),
     )
+    ctx.outbox, ctx.redactor = outbox, redactor
     watch, held = None, None
     try:
         with GATE.cancellable():  # a cancel before the workload runs stops the run here, reported
@@ -98,9 +103,12 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
                 ctx.report["outcome"] = "shell"
                 return finish(ctx, options.root, options.report_dir, started, code)
             code = supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
-        junit = directory / "junit.xml"
-        ctx.report["junit"] = str(junit) if junit.exists() else None
-        ctx.report["tests"] = pytest_records(directory)
+        collected = collect(outbox, directory)
+        ctx.report["junit"] = str(collected.junit) if collected.junit else None
+        ctx.report["tests"] = collected.records
+        if collected.skipped:
+            ctx.report["outbox_skipped"] = [vars(s) for s in collected.skipped]
+            say(f"ignored {len(collected.skipped)} file(s) the workload left: links, odd or oversized files")
         ctx.report["log"] = str(directory / "output.log")
     except GpuciError as exc:
         finish_failed(ctx, options, started, exc)
@@ -113,4 +121,6 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
         raise cause from None
     finally:
         let_go(watch, held)
+        discard(outbox)
+        remove_secrets(ctx.secrets)
     return finish(ctx, options.root, options.report_dir, started, code)

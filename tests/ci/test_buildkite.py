@@ -168,3 +168,17 @@ def test_a_dependency_whose_failure_is_allowed_stays_so_in_the_pipeline(tmp_path
     validate(pipeline)
     [full] = [s for s in all_steps(pipeline) if s["label"].startswith("Full")]
     assert full["depends_on"] == [{"step": "smoke", "allow_failure": True}]
+
+
+def test_a_label_reaches_the_agents_shell_as_one_word(tmp_path: Path) -> None:
+    import shlex
+
+    label = "kernels $(touch INJECTED) `id` ; rm -rf / 'quoted' \"double\""
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    (areas / "k.yaml").write_text(
+        yaml.safe_dump({"steps": [{"label": label, "commands": ["pytest"], "platforms": ["cpu"]}]})
+    )
+    pipeline = generate(load_areas(tmp_path), ProjectConfig(), Selection(None))
+    command = all_steps(pipeline)[0]["command"]
+    assert shlex.split(command) == ["nox", "-s", "cpu_k", "--", "--step", label]

@@ -191,7 +191,31 @@ def test_an_alias_bomb_loads_in_bounded_time(tmp_path: Path) -> None:
     text = "\n".join(levels) + "\ngroup: g\nsteps:\n  - label: s\n    commands: [x]\n    env: {B: *a8}\n"
     with pytest.raises(DeclarationError) as err:  # 10^9 strings if expanded; refused at once instead
         load_area(write(tmp_path, text))
-    assert "'env' values must be strings" in str(err.value)
+    assert "expands through its aliases" in str(err.value) and len(str(err.value)) < 700
+
+
+def test_a_value_quoted_in_an_error_is_cut_to_a_line(tmp_path: Path) -> None:
+    huge = "x" * 200_000
+    text = f"group: g\nsteps:\n  - label: s\n    commands: [x]\n    timeout_in_minutes: {huge}\n"
+    with pytest.raises(DeclarationError) as err:
+        load_area(write(tmp_path, text))
+    message = str(err.value)
+    assert ":5:" in message and "characters cut" in message and len(message) < 900
+
+
+def test_a_pipeline_file_past_the_size_bound_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "group: g\nsteps:\n" + "  - label: s\n    commands: [x]\n" * 200_000)
+    assert path.stat().st_size > 4 * 2**20
+    with pytest.raises(DeclarationError) as err:
+        load_area(path)
+    assert "a pipeline file is at most 4 MiB" in str(err.value)
+
+
+@pytest.mark.parametrize("label", ["two\\nlines", "bell\\a"])
+def test_a_label_with_control_characters_is_refused(tmp_path: Path, label: str) -> None:
+    with pytest.raises(DeclarationError) as err:
+        load_area(write(tmp_path, f'group: g\nsteps:\n  - label: "{label}"\n    commands: [x]\n'))
+    assert "without control characters" in str(err.value)
 
 
 @pytest.mark.parametrize(

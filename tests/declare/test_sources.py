@@ -100,7 +100,7 @@ def test_every_pipeline_file_a_project_names_is_read_each_in_its_form(tmp_path: 
 
 
 def test_globs_and_overlapping_entries_give_each_file_once(tmp_path: Path) -> None:
-    root = project(tmp_path, [".buildkite/*.yaml", ".buildkite/test-amd.yaml:rocm", ".buildkite/missing.yaml"])
+    root = project(tmp_path, [".buildkite/*.yaml", ".buildkite/test-amd.yaml:rocm"])
     names = [a.name for a in load_areas(root)]
     assert names == ["deprecated", "test-amd", "test-pipeline"]
 
@@ -161,3 +161,37 @@ def test_lint_and_pipeline_take_declarations_from_the_command_line(tmp_path: Pat
     )
     assert lint.returncode in (0, 1) and "Traceback" not in lint.stderr
     assert "plugins alone" in lint.stderr
+
+
+@pytest.mark.parametrize("entry", ["../elsewhere/pipeline.yaml", "/etc/pipelines/*.yaml"])
+def test_an_entry_outside_the_checkout_is_refused(tmp_path: Path, entry: str) -> None:
+    root = project(tmp_path / "checkout", [entry])
+    with pytest.raises(UsageError) as err:
+        load_areas(root)
+    assert "outside the checkout" in str(err.value) and "pyproject.toml" in str(err.value)
+
+
+def test_an_entry_that_names_no_file_is_an_error_not_a_dropped_pipeline(tmp_path: Path) -> None:
+    root = project(tmp_path, [".buildkite/test_areas", ".buildkite/test-amdd.yaml:rocm"])
+    with pytest.raises(UsageError) as err:
+        load_areas(root)
+    assert "'.buildkite/test-amdd.yaml' names no pipeline file" in str(err.value)
+
+
+def test_a_link_out_of_the_checkout_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(AREA)
+    root = project(tmp_path / "checkout", [".buildkite/linked.yaml"])
+    (root / ".buildkite" / "linked.yaml").symlink_to(outside)
+    with pytest.raises(UsageError) as err:
+        load_areas(root)
+    assert "a link out of the checkout" in str(err.value)
+
+
+@pytest.mark.parametrize("stem", ["meta$(touch X)", "a b", "semi;colon", "back`tick`"])
+def test_an_area_name_a_shell_would_read_is_refused(tmp_path: Path, stem: str) -> None:
+    root = project(tmp_path)
+    (root / ".buildkite" / "test_areas" / f"{stem}.yaml").write_text(AREA)
+    with pytest.raises(DeclarationError) as err:
+        load_areas(root)
+    assert "rename the file" in str(err.value)

@@ -48,10 +48,10 @@ def test_reap_removes_the_container_of_a_killed_supervisor(
     run_id = start_and_kill_supervisor(root, sim_gpus, docker_client)
     label = {"label": f"gpuci.run-id={run_id}"}
     assert docker_client.containers.list(sparse=True, filters=label)  # left running
-    listed = run_harness("reap", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    listed = run_harness("reap", "--root", str(root), "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
     assert listed.returncode == 0 and "container" in listed.stdout and run_id in listed.stdout
     assert docker_client.containers.list(sparse=True, filters=label)  # listing alone touches nothing
-    done = run_harness("reap", "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    done = run_harness("reap", "--root", str(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
     assert done.returncode == 0, done.stderr
     assert docker_client.containers.list(all=True, sparse=True, filters=label) == []
     backend = sim.SimBackend(sim_gpus)
@@ -69,7 +69,7 @@ def test_reap_kills_a_dead_runs_gpu_holder_and_spares_foreign_ones(make_project,
     )
     try:
         assert "holding" in foreign.stdout.readline()  # type: ignore[union-attr]
-        done = run_harness("reap", "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+        done = run_harness("reap", "--root", str(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
         assert done.returncode == 0, done.stderr
         assert f"(run {run_id})" in done.stdout and "foreign-holder" in done.stdout
         backend = sim.SimBackend(sim_gpus)
@@ -119,10 +119,30 @@ def test_reap_ends_a_dead_runs_processes_that_hold_no_gpu(make_project, sim_gpus
     root = make_project(area, name="reap")
     run_id = start_and_kill_supervisor(root, sim_gpus, None, "--no-container")
     assert len(_processes_of(run_id)) >= 3  # the holder and both helpers, orphaned
-    done = run_harness("reap", "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    done = run_harness("reap", "--root", str(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
     assert done.returncode == 0, done.stderr
     assert "process" in done.stdout and "sleep 30" in done.stdout
     deadline = time.monotonic() + 10
     while _processes_of(run_id) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _processes_of(run_id) == []
+
+
+def test_reap_touches_only_its_own_projects_runs_unless_told(
+    make_project, sim_gpus, cpu_image, docker_client, run_harness, tmp_path
+) -> None:
+    root = make_project(AREA, name="reap")
+    run_id = start_and_kill_supervisor(root, sim_gpus, docker_client)
+    label = {"label": f"gpuci.run-id={run_id}"}
+    other = tmp_path / "another-checkout"
+    other.mkdir()
+    spared = run_harness("reap", "--root", str(other), "--yes", "--vram-backend", "none")
+    assert spared.returncode == 0, spared.stderr
+    assert run_id not in spared.stdout
+    assert docker_client.containers.list(all=True, sparse=True, filters=label)  # another project's: untouched
+    every = run_harness(
+        "reap", "--root", str(other), "--yes", "--all-projects", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus)
+    )
+    assert every.returncode == 0, every.stderr
+    assert run_id in every.stdout
+    assert docker_client.containers.list(all=True, sparse=True, filters=label) == []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.ci.lint.findings import Finding
 from harness.errors import UsageError
+from harness.git import run_git
 
 Lint = Callable[[Path], list[Finding]]
 
@@ -50,4 +51,4 @@ def lint_since(root: Path, rev: str, run_lint: Lint) -> tuple[list[Finding], lis
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    return run_git(root, *args)

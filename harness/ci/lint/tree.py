@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.git import git_command, run_git
+
 SKIP_DIRS = {".git", ".nox", ".gpuci", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
 
 
@@ -84,7 +86,7 @@ class Tree:
 def _git_files(root: Path) -> list[str] | None:
     try:
         done = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            git_command(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"),
             capture_output=True,
             timeout=60,
         )
@@ -92,7 +94,7 @@ def _git_files(root: Path) -> list[str] | None:
         return None
     if done.returncode != 0:
         return None
-    inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-prefix"], capture_output=True, text=True)
+    inside = run_git(root, "rev-parse", "--show-prefix")
     prefix = inside.stdout.strip()
     names = [n for n in done.stdout.decode().split("\0") if n]
     if not names:

@@ -1,0 +1,35 @@
+"""Every `git` gpuci runs on the host: hooks and fsmonitor off, so a checkout cannot run code here.
+
+A pull request's workload could once write `.git/config` or `.git/hooks`; `core.fsmonitor` then
+ran a command at gpuci's next `git status`, and a hook at repro's `git worktree add`. `.git` is
+read-only in containers now; these overrides are the second wall, for checkouts written by
+anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+# Command-line -c wins over every config file, the repository's own included.
+SAFE_CONFIG = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.sshCommand=ssh",
+    "-c",
+    "protocol.ext.allow=never",
+)
+
+
+def git_command(root: Path | str, *args: str) -> list[str]:
+    return ["git", *SAFE_CONFIG, "-C", str(root), *args]
+
+
+def run_git(root: Path | str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """`git -C root ARGS` with gpuci's safe settings; output captured as text."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    return subprocess.run(git_command(root, *args), capture_output=True, text=True, timeout=timeout, env=env)

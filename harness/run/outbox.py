@@ -1,0 +1,60 @@
+"""The workload's outbox: the one folder a run's container may write for gpuci, read back as input.
+
+The run folder (report.json, output.log) is the supervisor's alone and never mounted. The
+workload writes pytest's JUnit file and the plugin's records into `.gpuci/outbox/<run-id>`
+(mounted at /gpuci/report); after the run gpuci reads them there as regular files only,
+bounded, copies what it accepts into the run folder and deletes the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.untrusted import Skipped, list_names, private_dir, read_names
+
+OUTBOX_DIR = (".gpuci", "outbox")
+JUNIT_NAME = "junit.xml"
+# The plugin's records files (one per xdist worker): harness.plugin.state.RECORDS_NAME.
+RECORDS_NAME = "pytest-records"
+# Generous for a large suite's records and JUnit file, small enough that a flood costs nothing.
+MAX_FILE_BYTES = 64 * 2**20
+
+
+@dataclass
+class Collected:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    junit: Path | None = None
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def make_outbox(root: Path, run_id: str) -> Path:
+    return private_dir(root, *OUTBOX_DIR, run_id)
+
+
+def collect(outbox: Path, directory: Path) -> Collected:
+    """What the workload left for gpuci: its records and its JUnit file (copied into `directory`)."""
+    names = [n for n in list_names(outbox) if n == JUNIT_NAME or (n.startswith(RECORDS_NAME) and n.endswith(".json"))]
+    found, skipped = read_names(outbox, names, MAX_FILE_BYTES)
+    collected = Collected(skipped=skipped)
+    for name in sorted(found):
+        if name == JUNIT_NAME:
+            collected.junit = directory / JUNIT_NAME
+            collected.junit.write_bytes(found[name])
+            continue
+        try:
+            records = json.loads(found[name])
+        except ValueError:
+            collected.skipped.append(Skipped(name, "not JSON"))
+            continue
+        if isinstance(records, list):
+            collected.records.extend(r for r in records if isinstance(r, dict))
+    return collected
+
+
+def discard(outbox: Path) -> None:
+    """rmtree removes links themselves, never what they point at."""
+    shutil.rmtree(outbox, ignore_errors=True)

@@ -1,0 +1,50 @@
+"""Secrets reach a step's container in a file, never in its configuration (`docker inspect`).
+
+The variables passed by `--env` or [tool.gpuci] secrets, and any variable whose name or value says
+it is a credential, are written (0600, in a private temporary folder outside the checkout) as
+`export NAME='value'` lines; the folder is mounted read-only and the step's shell sources it
+before its commands. The folder is removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from harness.redact import is_secret, looks_like_credential
+
+SECRETS_MOUNT = "/gpuci/secrets"
+SOURCE_LINE = f". {SECRETS_MOUNT}/env"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def split_env(env: Mapping[str, str], passed: set[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(variables fit for the container's configuration, secrets that go through the file)."""
+    public: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, value in env.items():
+        wanted = name in passed or is_secret(name) or looks_like_credential(value)
+        if wanted and _NAME.match(name) and not name.startswith("GPUCI_"):
+            secret[name] = value
+        else:
+            public[name] = value
+    return public, secret
+
+
+def write_secrets(secret: Mapping[str, str]) -> Path:
+    """A private folder holding the `env` file the step's shell sources."""
+    folder = Path(tempfile.mkdtemp(prefix="gpuci-secrets-"))
+    fd = os.open(folder / "env", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in secret.items())
+    return folder
+
+
+def remove_secrets(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,109 @@
+"""What a workload can write is input: read as regular files only, never through a link, bounded.
+
+The workload is a pull request's code. Anything it can write (its outbox, the checkout) may hold
+links to host files, FIFOs that block a reader, or files of any size; the supervisor runs as the
+agent's user, often root. So such files are opened relative to a folder descriptor, with
+O_NOFOLLOW, checked to be regular and small enough, and skipped (with the reason) otherwise.
+gpuci's own state folders must be real folders: a checkout that ships `.gpuci` as a link to
+`/etc` would otherwise have the supervisor write there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+
+_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file of the workload's that was not read, and why (kept in the report)."""
+
+    name: str
+    reason: str
+
+
+def read_names(folder: Path, names: list[str], limit: int) -> tuple[dict[str, bytes], list[Skipped]]:
+    """The named files of `folder` that are regular and at most `limit` bytes; the rest, with why."""
+    found: dict[str, bytes] = {}
+    skipped: list[Skipped] = []
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return found, skipped
+    try:
+        for name in names:
+            data, reason = _read_at(dir_fd, name, limit)
+            if data is not None:
+                found[name] = data
+            elif reason:
+                skipped.append(Skipped(name, reason))
+    finally:
+        os.close(dir_fd)
+    return found, skipped
+
+
+def list_names(folder: Path) -> list[str]:
+    """Entry names of a folder the workload can write (the folder itself must not be a link)."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        return sorted(os.listdir(dir_fd))
+    finally:
+        os.close(dir_fd)
+
+
+def _read_at(dir_fd: int, name: str, limit: int) -> tuple[bytes | None, str | None]:
+    try:
+        fd = os.open(name, _FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        # ELOOP is O_NOFOLLOW meeting a link: the one case an attack looks like.
+        return None, "a symbolic link" if exc.errno == 40 else f"unreadable ({exc.strerror})"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file"
+        if info.st_size > limit:
+            return None, f"larger than {limit} bytes"
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            return None, f"larger than {limit} bytes"
+        return b"".join(chunks), None
+    finally:
+        os.close(fd)
+
+
+def private_dir(root: Path, *parts: str) -> Path:
+    """`root/parts…`, each component a real folder (made where missing), never a link."""
+    path = Path(root)
+    for part in parts:
+        path = path / part
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):  # another run made it first
+                path.mkdir()
+            info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a folder"
+            raise UsageError(
+                f"{path} is {kind}; gpuci keeps its runs and images' inputs there and never writes "
+                "through a link. Remove it (it may come from the checkout) and run again."
+            )
+    return path
