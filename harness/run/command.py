@@ -31,7 +31,7 @@ def execute_command(
     ctx.redactor = redactor
     watch, held = None, None
     try:
-        watch, held = lease_gpus(options, num_gpus, f"run {run_id} (pid {os.getpid()})")
+        watch, held = lease_gpus(options, num_gpus, run_id)
         workload: Workload
         if image:
             from harness.images.engine import connect

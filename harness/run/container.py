@@ -36,6 +36,7 @@ class ContainerWorkload:
     ) -> None:
         self.client, self.spec = client, spec
         self.container: Any = None
+        self._stdin: Any = None
         self.pump = LogPump(log_path, log_cap, redactor, sys.stdout.buffer if echo else None)
 
     def start(self) -> None:
@@ -67,7 +68,13 @@ class ContainerWorkload:
                 # PID 1 ignores SIGTERM unless it installs a handler: an init forwards it.
                 init=True,
                 log_config=LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
+                # detach=False with stdin_open is Docker's StdinOnce: stdin closes when we disconnect.
+                stdin_open=spec.watch_supervisor,
+                detach=not spec.watch_supervisor,
             )
+            if spec.watch_supervisor:
+                # Held for the container's life; the kernel closes it if this process dies.
+                self._stdin = self.container.attach_socket(params={"stdin": 1, "stream": 1})
             self.container.start()
         except docker.errors.ImageNotFound:
             self.remove()
@@ -108,6 +115,10 @@ class ContainerWorkload:
     def remove(self) -> bool:
         """Remove the container (force) once its log stream has ended; True when it is gone."""
         self.pump.join(timeout=30)
+        if self._stdin is not None:
+            with contextlib.suppress(Exception):
+                self._stdin.close()
+            self._stdin = None
         if self.container is None:
             try:
                 self.container = self.client.containers.get(self.spec.name)

@@ -13,6 +13,7 @@ from harness.redact import Redactor
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
 from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunContext, RunOptions
+from harness.run.orphan import watch_env, watched_command
 from harness.run.reaper import dead_run_containers, project_id
 from harness.run.secrets import SECRETS_MOUNT, SOURCE_LINE, split_env, write_secrets
 from harness.run.sharding import shard_args
@@ -83,6 +84,7 @@ def container_workload(
     limits = step_limits(options, step)
     shards = shard_args(ctx.outbox, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
     workdir = step.working_dir or options.default_working_dir or options.workspace
+    extra_env.update(watch_env(options.grace_s, options.timeout_for(step.timeout_in_minutes)))
     env, secret = split_env(
         {**container_env(step.env, options, run_id, extra_env, shards), **devices.env}, set(options.pass_env)
     )
@@ -93,7 +95,8 @@ def container_workload(
         commands.insert(0, SOURCE_LINE)
     spec = RunSpec(
         image=image,
-        command=("bash", "-ec", "\n".join(commands)),
+        command=watched_command("\n".join(commands)),
+        watch_supervisor=True,
         name=f"gpuci-{run_id}",
         env=env,
         mounts=tuple(mounts),

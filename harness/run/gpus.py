@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from harness.declare.platforms import get_platform
 from harness.errors import InfrastructureError
 from harness.gpu import lease
@@ -9,14 +11,16 @@ from harness.gpu.devices import missing_gpu
 from harness.gpu.lease import Lease
 from harness.gpu.vram import open_backend
 from harness.gpu.vram import sim as simgpu
+from harness.run.handoff import hand_over
 from harness.run.options import RunOptions
 from harness.run.supervisor import VramWatch
 
 
 def lease_gpus(
-    options: RunOptions, num_gpus: int, owner: str, cpu_session: str | None = None
+    options: RunOptions, num_gpus: int, run_id: str, cpu_session: str | None = None
 ) -> tuple[VramWatch | None, Lease | None]:
-    """The run's GPUs, leased so no other run on this host takes them, and watched for release."""
+    """The run's GPUs, leased so no other run on this host takes them, cleared of what a crashed
+    older run left on them, and watched for release."""
     if num_gpus == 0:
         return None, None
     platform = get_platform(options.platform)
@@ -34,12 +38,19 @@ def lease_gpus(
         raise InfrastructureError(
             f"the step needs {num_gpus} GPU(s) and the {backend.name} backend sees {len(candidates)}."
         )
+    owner = f"run {run_id} (pid {os.getpid()})"
     try:
         held = lease.acquire(candidates, num_gpus, owner, timeout=options.lease_timeout_s)
     except BaseException:  # no free GPU in time, or a cancel while waiting for one
         backend.close()
         raise
-    return VramWatch(backend, held.devices, options.vram_timeout_s, options.vram_tolerance), held
+    watch = VramWatch(backend, held.devices, options.vram_timeout_s, options.vram_tolerance)
+    try:
+        hand_over(watch, held, run_id, use_docker=options.container)
+    except BaseException:  # the GPU not back in time, or a cancel while waiting for it
+        let_go(watch, held)
+        raise
+    return watch, held
 
 
 def let_go(watch: VramWatch | None, held: Lease | None) -> None:

@@ -59,6 +59,10 @@ class RunOptions:
     limits: Limits = field(default_factory=Limits)
     allow_dangerous_mounts: bool = False
 
+    def timeout_for(self, timeout_in_minutes: int | None) -> float | None:
+        """The step's timeout in seconds: --timeout, else its declared timeout_in_minutes."""
+        return self.timeout_s or (timeout_in_minutes * 60.0 if timeout_in_minutes else None)
+
     def host_path(self, container_path: str | None) -> Path:
         """A step's working dir on the host: container paths under the workspace map into the checkout."""
         path = container_path or self.default_working_dir or self.workspace

@@ -81,12 +81,12 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
     try:
         with GATE.cancellable():  # a cancel before the workload runs stops the run here, reported
             # A cancel while waiting for a GPU stops the wait at once; the lease takes nothing half.
-            watch, held = lease_gpus(options, step.num_gpus, f"run {run_id} (pid {os.getpid()})", cpu_session)
+            watch, held = lease_gpus(options, step.num_gpus, run_id, cpu_session)
             ctx.report["lease"] = [d.id for d in held.devices] if held else []
             ctx.report["gpus"] = [
                 {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
             ]
-            timeout_s = options.timeout_s or (step.timeout_in_minutes * 60.0 if step.timeout_in_minutes else None)
+            timeout_s = options.timeout_for(step.timeout_in_minutes)
             budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
             workload = (
                 container_workload(options, step, run_id, area, directory, redactor, watch, ctx)
