@@ -50,7 +50,7 @@ def _ensure_dependencies() -> None:
 _ensure_dependencies()
 sys.path.insert(0, str(ROOT))
 
-from harness.sessions import area_sessions  # noqa: E402
+from harness.sessions import area_sessions, end_session  # noqa: E402
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["cpu_sampler"]
@@ -66,11 +66,7 @@ def image(session: nox.Session) -> None:
 
     if not session.posargs:
         session.error("give the image command: nox -s image -- publish --platform cpu")
-    code = main(["image", *session.posargs, "--root", str(ROOT)])
-    if code and os.environ.get("BUILDKITE") == "true":
-        raise SystemExit(code)  # the agent retries 75 (registry down) by exit status
-    if code:
-        session.error(f"python -m harness image exited {code}")
+    end_session(session, main(["image", *session.posargs, "--root", str(ROOT)]), "python -m harness image")
 
 
 @nox.session(venv_backend="none")
@@ -80,9 +76,7 @@ def repro(session: nox.Session) -> None:
 
     if not session.posargs:
         session.error("give the report: nox -s repro -- path/or/url/of/report.json")
-    code = main(["repro", "--root", str(ROOT), *session.posargs])
-    if code:
-        session.error(f"python -m harness repro exited {code}")
+    end_session(session, main(["repro", "--root", str(ROOT), *session.posargs]), "python -m harness repro")
 
 
 @nox.session(venv_backend="venv")

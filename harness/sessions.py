@@ -41,6 +41,31 @@ def split_posargs(posargs: list[str]) -> tuple[list[str], list[str]]:
     return harness, rest
 
 
+# What each of gpuci's exit codes means, for nox's failure line.
+CODE_MEANINGS = {1: "tests failed", 2: "bad declaration or usage", 3: "teardown failed", 75: "infrastructure failure"}
+# Variables a CI service sets in every job (Buildkite, GitHub Actions, GitLab, Jenkins, Azure, and the
+# common CI=true): there a session ends the process with gpuci's own code, so the CI can retry on 75.
+CI_MARKERS = ("CI", "BUILDKITE", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TF_BUILD")
+
+
+def on_ci() -> bool:
+    return any(os.environ.get(name, "").lower() not in ("", "0", "false") for name in CI_MARKERS)
+
+
+def end_session(s: nox.Session, code: int, what: str) -> None:
+    """A session's end: on CI the process exits with gpuci's code (one session a job; the pipeline
+    retries 75 and never 1); elsewhere nox's own failure line, saying what the code means, so a
+    run of several sessions goes on to the next."""
+    if not code:
+        return
+    meaning = CODE_MEANINGS.get(code, "failed")
+    if on_ci():
+        print(f"gpuci: {what} exited {code}: {meaning}", file=sys.stderr)
+        sys.stderr.flush()
+        raise SystemExit(code)
+    s.error(f"{what} exited {code}: {meaning}")
+
+
 def _area_session(root: Path, platform: str, area: str) -> None:
     def session(s: nox.Session) -> None:
         from harness.cli import main
@@ -51,14 +76,7 @@ def _area_session(root: Path, platform: str, area: str) -> None:
         harness, pytest_args = split_posargs(s.posargs)
         argv = ["run", "--platform", platform, "--area", area, "--root", str(root), *harness, "--", *pytest_args]
         s.log("python -m harness " + shlex.join(argv))
-        code = main(argv)
-        if code and os.environ.get("BUILDKITE") == "true":
-            # One session per job: the agent retries by exit status (75 yes, 1 never), so keep it.
-            raise SystemExit(code)
-        if code:
-            s.error(
-                f"python -m harness run exited {code} (1 tests failed, 2 usage, 3 teardown failed, 75 infrastructure)"
-            )
+        end_session(s, main(argv), "python -m harness run")
 
     session.__doc__ = f"Run the {area} area on {platform}."
     nox.session(name=session_name(platform, area), venv_backend="none", tags=[platform, area])(session)

@@ -46,3 +46,23 @@ def test_an_area_named_like_a_session_of_the_noxfile_is_refused(tmp_path: Path) 
     (root / ".buildkite" / "test_areas" / "a.yml").write_text("platforms: [cpu]\nsteps: [{label: b, commands: [y]}]\n")
     done = nox("-l", cwd=root)
     assert done.returncode == 2 and "collide" in done.stderr
+
+
+def test_on_any_ci_a_session_ends_with_gpucis_code_and_locally_says_what_it_means(tmp_path: Path) -> None:
+    import os
+
+    root = project(tmp_path, {"a.yaml": "platforms: [cpu]\nsteps: [{label: a, commands: [x]}]\n"})
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "BUILDKITE", "GITHUB_ACTIONS", "GITLAB_CI")}
+    env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"  # infrastructure: exit 75, which CIs retry
+
+    def session(**extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "nox", "-s", "cpu_a"]
+        return subprocess.run(command, cwd=root, env={**env, **extra}, capture_output=True, text=True, timeout=120)
+
+    for marker in ({"CI": "true"}, {"GITHUB_ACTIONS": "true"}, {"BUILDKITE": "true"}):
+        done = session(**marker)
+        assert done.returncode == 75, (marker, done.stderr[-1500:])
+        assert "exited 75: infrastructure failure" in done.stderr
+    local = session()
+    assert local.returncode == 1  # nox's own code, so `nox -s a b` goes on to b
+    assert "exited 75: infrastructure failure" in local.stderr and "1 tests failed" not in local.stderr

@@ -47,10 +47,11 @@ def test_reap_removes_the_container_of_a_killed_supervisor(
     root = make_project(AREA, name="reap")
     run_id = start_and_kill_supervisor(root, sim_gpus, docker_client)
     label = {"label": f"gpuci.run-id={run_id}"}
-    assert docker_client.containers.list(sparse=True, filters=label)  # left running
+    # Left behind: stopped by its own orphan watcher once its supervisor died, never removed.
+    assert docker_client.containers.list(all=True, sparse=True, filters=label)
     listed = run_harness("reap", "--root", str(root), "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
     assert listed.returncode == 0 and "container" in listed.stdout and run_id in listed.stdout
-    assert docker_client.containers.list(sparse=True, filters=label)  # listing alone touches nothing
+    assert docker_client.containers.list(all=True, sparse=True, filters=label)  # listing alone touches nothing
     done = run_harness("reap", "--root", str(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
     assert done.returncode == 0, done.stderr
     assert docker_client.containers.list(all=True, sparse=True, filters=label) == []
@@ -98,7 +99,8 @@ def test_a_new_run_removes_its_sessions_crashed_container_first(
         "1",
         GPUCI_SIM_GPUS=str(sim_gpus),
     )
-    assert "crashed runs of this session left behind" in done.stderr
+    # The crashed run held the GPU this run leases: the handoff clears it before anything starts.
+    assert "whose supervisor died; clearing what it left" in done.stderr
     assert docker_client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={crashed}"}) == []
 
 
@@ -146,3 +148,12 @@ def test_reap_touches_only_its_own_projects_runs_unless_told(
     assert every.returncode == 0, every.stderr
     assert run_id in every.stdout
     assert docker_client.containers.list(all=True, sparse=True, filters=label) == []
+
+
+def test_reap_without_an_engine_says_it_could_not_look_and_exits_75(run_harness, tmp_path) -> None:
+    done = run_harness(
+        "reap", "--root", str(tmp_path), "--vram-backend", "none", DOCKER_HOST="unix:///nonexistent/docker.sock"
+    )
+    assert done.returncode == 75, done.stderr
+    assert "could not look for containers" in done.stderr and "Traceback" not in done.stderr
+    assert "nothing left behind outside containers" in done.stdout
