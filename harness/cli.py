@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -33,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gpuci: interrupted", file=sys.stderr)
         return int(ExitCode.TESTS_FAILED)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A full disk is the host's trouble, not the tests': one paragraph and 75, so CI retries.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"gpuci: error: no space left on the device{where}; free space and run again.", file=sys.stderr)
+        return int(ExitCode.INFRASTRUCTURE)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.errors import InfrastructureError
 from harness.git import run_git
 from harness.untrusted import private_dir
 
@@ -57,11 +58,22 @@ def write_report(directory: Path, report: dict[str, Any], root: Path | None = No
     runs in a worktree but reports into the checkout's runs folder, whose newest it then is)."""
     path = directory / "report.json"
     # A fresh name (O_EXCL) then a rename: never written through whatever sits at a fixed name.
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "w") as out:
-        out.write(json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2, sort_keys=False, default=str))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    text = json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2, sort_keys=False, default=str)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".tmp", dir=directory)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp:  # no half-written file left behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise InfrastructureError(
+            f"cannot write the report {path} ({exc.strerror}); the run's outcome was "
+            f"{report.get('outcome', 'unknown')}. Free space on that disk and run again."
+        ) from None
     parent = directory.resolve().parent
     if parent.name == RUNS_DIR.name and parent.parent.name == RUNS_DIR.parent.name:
         root = parent.parent.parent

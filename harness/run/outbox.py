@@ -42,8 +42,12 @@ def collect(outbox: Path, directory: Path) -> Collected:
     collected = Collected(skipped=skipped)
     for name in sorted(found):
         if name == JUNIT_NAME:
+            try:
+                (directory / JUNIT_NAME).write_bytes(found[name])
+            except OSError as exc:  # a full disk: the report says so instead of failing to exist
+                collected.skipped.append(Skipped(name, f"could not be copied ({exc.strerror})"))
+                continue
             collected.junit = directory / JUNIT_NAME
-            collected.junit.write_bytes(found[name])
             continue
         try:
             records = json.loads(found[name])

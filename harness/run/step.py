@@ -103,6 +103,11 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
                 ctx.report["outcome"] = "shell"
                 return finish(ctx, options.root, options.report_dir, started, code)
             code = supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
+        log_failure = getattr(getattr(workload, "pump", None), "failure", None)
+        if log_failure:  # a full disk: the tests ran, but what they said is not all kept
+            ctx.report["log_error"] = log_failure
+            say(f"the log could not be written ({log_failure}); the run counts as an infrastructure failure")
+            code = max(code, ExitCode.INFRASTRUCTURE, key=_severity)
         collected = collect(outbox, directory)
         ctx.report["junit"] = str(collected.junit) if collected.junit else None
         ctx.report["tests"] = collected.records
