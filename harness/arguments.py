@@ -148,6 +148,12 @@ def parser() -> argparse.ArgumentParser:
     reap.add_argument("--root", type=Path, default=Path.cwd(), help="the project whose runs are reaped")
     reap.add_argument("--all-projects", action="store_true", help="every project's crashed runs on this host")
 
+    gc = sub.add_parser("gc", help="old images, repro worktrees, build folders and locks (a dry run unless --yes)")
+    gc.add_argument("--root", type=Path, default=Path.cwd())
+    gc.add_argument("--keep", type=int, default=3, help="newest images kept per platform (default 3)")
+    gc.add_argument("--older-than", type=float, default=14.0, metavar="DAYS", help="age past which things go")
+    gc.add_argument("--yes", action="store_true", help="remove what is listed")
+
     init = sub.add_parser("init", help="add gpuci to this repository: noxfile, [tool.gpuci], recipes, an example area")
     init.add_argument("--root", type=Path, default=Path.cwd())
     init.add_argument("--dry-run", action="store_true", help="show the files it would write, write nothing")

@@ -57,7 +57,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "lint":
         return _lint(args)
     if args.command == "reap":
-        return _reap(args)
+        from harness.run.cleanup import reap_command
+
+        return reap_command(args)
+    if args.command == "gc":
+        from harness.run.cleanup import gc_command
+
+        return gc_command(args)
     if args.command == "report":
         return _report(args)
     if args.command == "repro":
@@ -235,48 +241,6 @@ def _report(args: argparse.Namespace) -> int:
     page = summary.write_html(reports, args.html, pictures=not args.no_pictures)
     print(f"gpuci: wrote {page}", file=sys.stderr)
     return 0
-
-
-def _reap(args: argparse.Namespace) -> int:
-    from harness.errors import DockerUnavailable
-    from harness.gpu.vram import open_backend
-    from harness.images.engine import connect
-    from harness.run import reaper
-
-    # This checkout's runs only, unless told otherwise: another project's crash is its own to clean.
-    project = None if args.all_projects else reaper.project_id(args.root)
-    leftovers = []
-    try:
-        client = connect(timeout=30)
-        leftovers += reaper.dead_run_containers(client, project=project)
-    except DockerUnavailable as exc:
-        client = None
-        print(f"gpuci: could not look for containers crashed runs left: {exc}", file=sys.stderr)
-    if args.vram_backend != "none":
-        try:
-            backend = open_backend(args.vram_backend)
-        except GpuciError as exc:
-            print(f"gpuci: GPU holders not checked: {exc}", file=sys.stderr)
-        else:
-            leftovers += reaper.stray_holders(backend, project)
-            backend.close()
-    leftovers += reaper.orphaned_processes({int(i.id) for i in leftovers if i.kind.endswith("holder")}, project)
-    leftovers += reaper.stale_leases()
-    for item in leftovers:
-        run = f" (run {item.run_id})" if item.run_id else ""
-        print(f"{item.kind:15} {item.id:14} {item.detail}{run}")
-    if not leftovers:
-        print("nothing left behind" if client is not None else "nothing left behind outside containers")
-    # Without an engine reap could not look everywhere: 75, so a CI step that reaps is retried.
-    blind = int(ExitCode.INFRASTRUCTURE) if client is None else 0
-    if not args.yes:
-        if any(i.kind != "foreign-holder" for i in leftovers):
-            print("run again with --yes to clean up (foreign holders are only listed, never killed)")
-        return blind
-    problems = reaper.clean(leftovers, client)
-    for problem in problems:
-        print(f"gpuci: could not clean up {problem}", file=sys.stderr)
-    return int(ExitCode.TEARDOWN_FAILED) if problems else blind
 
 
 def _lint(args: argparse.Namespace) -> int:

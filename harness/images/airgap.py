@@ -24,11 +24,13 @@ import docker.errors
 from harness.console import say
 from harness.errors import ImageBuildError, UsageError
 from harness.gpu.locks import host_lock
+from harness.owned import make_owned_dir, remove_stale
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "tini", "ca-certificates", "procps")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 BASE_REPOSITORY = "gpuci/base"
+ROOTFS_PREFIX = "gpuci-rootfs-"
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,10 @@ def bootstrap_base(
 def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, packages_tarball: Path | None) -> None:
     tool = _debootstrap()
     say(f"building base image {recipe.tag} from Debian {recipe.suite} packages (about a minute)")
-    with tempfile.TemporaryDirectory(prefix="gpuci-rootfs-", dir=_scratch()) as work:
+    scratch = Path(_scratch() or tempfile.gettempdir())
+    remove_stale(scratch, ROOTFS_PREFIX)  # a bootstrap killed mid-way: hundreds of MB
+    work = make_owned_dir(scratch, ROOTFS_PREFIX)
+    try:
         rootfs = Path(work) / "rootfs"
         source = [f"--unpack-tarball={packages_tarball.resolve()}"] if packages_tarball else []
         _run(
@@ -155,6 +160,8 @@ def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, pac
             )
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"docker import of the base image failed: {exc.explanation or exc}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _scratch() -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,15 @@ from harness.gpu.locks import host_lock
 from harness.images.airgap import BaseRecipe, bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.recipe import ImageRecipe, project_requirements_text
 from harness.images.wheels import copy_verified
+from harness.owned import make_owned_dir, remove_stale
+from harness.untrusted import private_dir
+
+# A build's context lives in the project's .gpuci/build, named by its process (harness/owned.py).
+CONTEXT_PREFIX = "context-"
+
+
+def build_dir(root: Path) -> Path:
+    return private_dir(root, ".gpuci", "build")
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,11 @@ def _build_missing(
     fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     project = project_requirements_text(recipe)
     say(f"building {tag} from {recipe.dockerfile}")
-    with tempfile.TemporaryDirectory(prefix="gpuci-context-") as context:
-        ctx = Path(context)
+    contexts = build_dir(Path(root))
+    for stale in remove_stale(contexts, CONTEXT_PREFIX):
+        say(f"removed the build context {stale.name} that a killed build left")
+    ctx = make_owned_dir(contexts, CONTEXT_PREFIX)
+    try:
         shutil.copyfile(recipe.dockerfile, ctx / "Dockerfile")
         shutil.copyfile(recipe.requirements, ctx / "requirements.txt")
         # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
@@ -76,6 +87,8 @@ def _build_missing(
         (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
         wheels = copy_verified(Path(root), wheelhouse, ctx / "wheelhouse")
         _build(client, ctx, tag, recipe, {"gpuci.content-hash": content_hash, "gpuci.wheels-sha256": wheels})
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
     image_id = existing(client, tag)
     if image_id is None:
         raise ImageBuildError(f"the build of {tag} reported success but the image is missing.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import time
@@ -168,6 +169,13 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
         elif item.kind == "lease-file":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(item.id)
+        elif item.kind == "build-folder":
+            shutil.rmtree(item.id, ignore_errors=True)
+        elif item.kind == "dangling-image" and client is not None:
+            try:
+                client.images.remove(item.id)
+            except Exception as exc:  # another build may use it as a parent by now
+                problems.append(f"image {item.id[:19]}: {exc}")
     holders = [int(i.id) for i in leftovers if i.kind in ("holder", "process")]
     for pid in holders:
         with contextlib.suppress(ProcessLookupError):

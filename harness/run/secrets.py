@@ -16,9 +16,11 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from harness.owned import make_owned_dir, remove_stale
 from harness.redact import is_secret, looks_like_credential
 
 SECRETS_MOUNT = "/gpuci/secrets"
+SECRETS_PREFIX = "gpuci-secrets-"
 SOURCE_LINE = f". {SECRETS_MOUNT}/env"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -38,7 +40,9 @@ def split_env(env: Mapping[str, str], passed: set[str]) -> tuple[dict[str, str],
 
 def write_secrets(secret: Mapping[str, str]) -> Path:
     """A private folder holding the `env` file the step's shell sources."""
-    folder = Path(tempfile.mkdtemp(prefix="gpuci-secrets-"))
+    parent = Path(tempfile.gettempdir())
+    remove_stale(parent, SECRETS_PREFIX)  # a SIGKILLed run's secrets do not stay on disk
+    folder = make_owned_dir(parent, SECRETS_PREFIX)
     fd = os.open(folder / "env", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         out.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in secret.items())

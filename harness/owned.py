@@ -1,0 +1,55 @@
+"""Folders owned by one gpuci process, named so a later one can tell they are left over.
+
+A build context (a copy of the wheelhouse: gigabytes with torch), a root filesystem being
+bootstrapped, a secrets folder: each is named `<prefix><pid>-<start time>-<random>`. A process
+SIGKILLed mid-way cannot remove its own; the next build, the next run and `reap` remove every
+such folder whose process is gone (matched by PID and start time, so a reused PID does not count).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import psutil
+
+
+def make_owned_dir(parent: Path, prefix: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    me = psutil.Process()
+    path = parent / f"{prefix}{me.pid}-{me.create_time():.2f}-{secrets.token_hex(3)}"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _alive(pid: str, start: str) -> bool:
+    try:
+        return abs(psutil.Process(int(pid)).create_time() - float(start)) < 0.05
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def stale_owned_dirs(parent: Path, prefix: str) -> list[Path]:
+    """Folders of `prefix` under `parent` whose owning process is gone."""
+    found = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid, _, rest = entry.name[len(prefix) :].partition("-")
+        start = rest.rpartition("-")[0]
+        if not _alive(pid, start):
+            found.append(Path(entry.path))
+    return found
+
+
+def remove_stale(parent: Path, prefix: str) -> list[Path]:
+    removed = stale_owned_dirs(parent, prefix)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed

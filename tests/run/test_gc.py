@@ -1,0 +1,86 @@
+"""What piles up is found and removed: killed builds' folders (by reap too), old worktrees, old images."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from harness.run import gc
+
+pytestmark = pytest.mark.xdist_group("reap")
+
+
+def _dead_build_folder(root: Path) -> Path:
+    folder = root / ".gpuci" / "build" / "context-999999-12.00-abcdef"  # no such process
+    (folder / "wheelhouse").mkdir(parents=True)
+    (folder / "wheelhouse" / "torch.whl").write_bytes(b"x" * 4096)
+    return folder
+
+
+def test_reap_removes_the_context_a_killed_build_left_and_keeps_a_live_ones(run_harness, tmp_path: Path) -> None:
+    dead = _dead_build_folder(tmp_path)
+    from harness.owned import make_owned_dir
+
+    live = make_owned_dir(tmp_path / ".gpuci" / "build", "context-")  # this test process: alive
+    listed = run_harness("reap", "--root", str(tmp_path), "--vram-backend", "none")
+    assert "build-folder" in listed.stdout and dead.name in listed.stdout and live.name not in listed.stdout
+    assert dead.exists()  # listing alone removes nothing
+    done = run_harness("reap", "--root", str(tmp_path), "--yes", "--vram-backend", "none")
+    assert done.returncode == 0, done.stderr
+    assert not dead.exists() and live.exists()
+
+
+def test_gc_is_a_dry_run_until_told_and_then_removes_old_worktrees_and_build_folders(
+    run_harness, tmp_path: Path
+) -> None:
+    dead = _dead_build_folder(tmp_path)
+    old = tmp_path / ".gpuci" / "repro" / "20250101T000000Z-cpu_x-abcdef"
+    old.mkdir(parents=True)
+    (old / "file").write_text("x")
+    month_ago = time.time() - 30 * 86400
+    os.utime(old, (month_ago, month_ago))
+    young = tmp_path / ".gpuci" / "repro" / "young"
+    young.mkdir()
+    dry = run_harness("gc", "--root", str(tmp_path))
+    assert dry.returncode == 0, dry.stderr
+    assert "worktree" in dry.stdout and old.name in dry.stdout and "young" not in dry.stdout
+    assert "run again with --yes" in dry.stdout and dead.exists() and old.exists()
+    done = run_harness("gc", "--root", str(tmp_path), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert not dead.exists() and not old.exists() and young.exists()
+
+
+def _image(client: docker.DockerClient, base: str, platform: str, marker: str) -> str:
+    dockerfile = f"FROM {base}\nLABEL gpuci.content-hash={marker} gpuci.platform={platform}\n".encode()
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    context.seek(0)
+    image, _ = client.images.build(fileobj=context, custom_context=True, tag=f"gpuci/{platform}:{marker}", pull=False)
+    return image.id
+
+
+def test_gc_keeps_the_newest_images_of_a_platform(cpu_image, docker_client: docker.DockerClient) -> None:
+    platform = f"gctest{os.getpid()}"
+    older = _image(docker_client, cpu_image.tag, platform, "older")
+    time.sleep(1.1)  # Created has second resolution
+    newer = _image(docker_client, cpu_image.tag, platform, "newer")
+    try:
+        found = [g for g in gc.find_garbage(Path("/nonexistent"), docker_client, 1, 0) if platform in g.id]
+        assert [g.id for g in found] == [f"gpuci/{platform}:older"]
+        assert gc.remove_garbage(Path("/nonexistent"), docker_client, found) == []
+        tags = {t for i in docker_client.images.list(filters={"label": f"gpuci.platform={platform}"}) for t in i.tags}
+        assert tags == {f"gpuci/{platform}:newer"}
+    finally:
+        for image in (older, newer):
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.images.remove(image, force=True)
