@@ -3,13 +3,17 @@
 Each run draws a workload (clean pass, failing test, ignores SIGTERM, setsid escapee, double fork,
 zombies, log flood, delayed release, many children) and a fault: none, a cancel while the image is
 checked, while the container starts, during the tests, a second cancel during the teardown itself,
-or a SIGKILL of the supervisor followed by `reap --yes`. After each: nothing of that run left
-(processes, containers, lease files, simulated VRAM), a valid report (none is expected only after
-a SIGKILL), an exit code that matches the report and what happened, no hang.
+a SIGKILL of the supervisor followed by `reap --yes`, a crash handoff (the supervisor SIGKILLed at a
+random moment and, at once, with no reap, a next run on the same GPUs that needs 6 of their 8 GiB:
+it must pass), or an orphan (the supervisor SIGKILLed and nothing else run: its container must stop
+itself within its grace and a few seconds). After each: nothing of that run left (processes,
+containers, lease files, simulated VRAM), a valid report (none is expected only after a SIGKILL), an
+exit code that matches the report and what happened, no hang.
 
     python bench/soak.py [--runs 100] [--seed 1] [--out bench/results/soak.json]
 
-Exits 1 if any run leaked, lost its report, hung, exited with a wrong code or failed falsely.
+Exits 1 if any run leaked, lost its report, hung, exited with a wrong code, failed falsely, or left an
+orphan alive past its bound.
 """
 
 from __future__ import annotations
@@ -47,7 +51,11 @@ WORKLOADS: dict[str, tuple[str, tuple[int, str]]] = {
     "release-lag": ("python3 misbehave.py release-lag", (0, "passed")),
     "many-children": ("python3 misbehave.py many-children", (0, "passed")),
 }
-FAULTS = ["none", "none", "image-check", "container-start", "tests", "teardown", "sigkill"]
+FAULTS = ["none", "none", "image-check", "container-start", "tests", "teardown", "sigkill", "crash-handoff", "orphan"]
+# The run after a crash: it fits only once the crashed run's memory is back (6 of 8 GiB).
+FOLLOW_UP = "python3 misbehave.py big"
+# An orphaned container stops within its grace (--grace 1) and the engine's own delays.
+ORPHAN_BOUND_S = 1 + 4.0
 CODES = {"passed": 0, "failed": 1, "timeout": 1, "cancelled": 1, "teardown_failed": 3, "infrastructure": 75}
 HANG_S = 120
 SESSION = "cpu_soak"
@@ -58,7 +66,7 @@ def make_project(directory: Path) -> Path:
     (root / ".buildkite" / "test_areas").mkdir(parents=True)
     steps = "".join(
         f'  - label: {name}\n    optional: true\n    commands: ["{command}"]\n'
-        for name, (command, _) in WORKLOADS.items()
+        for name, (command, _) in [*WORKLOADS.items(), ("follow-up", (FOLLOW_UP, (0, "passed")))]
     )
     (root / ".buildkite" / "test_areas" / "soak.yaml").write_text(f"group: soak\nplatforms: [cpu]\nsteps:\n{steps}")
     shutil.copytree(ROOT / "containers", root / "containers")
@@ -108,6 +116,8 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     workload = rng.choice(list(WORKLOADS))
     where = rng.choice(["container", "host"])
     fault = rng.choice(FAULTS)
+    if fault == "orphan" and where == "host":
+        fault = "crash-handoff"  # a host process has no container to stop itself: handed off instead
     report_dir = root / ".gpuci" / "soak" / f"run-{index:04d}"
     args = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", "soak", "--step", workload]
     args += ["--root", str(root), "--report-dir", str(report_dir), "--grace", "1", "--quiet"]
@@ -123,10 +133,12 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
         time.sleep(rng.uniform(0.05, 0.4))
     elif fault == "container-start":
         time.sleep(rng.uniform(0.4, 1.2))
-    elif fault in ("tests", "teardown", "sigkill"):
+    elif fault in ("tests", "teardown", "sigkill", "orphan"):
         wait_for(lambda: holding() or proc.poll() is not None, 20)
         time.sleep(rng.uniform(0.0, 0.3))
-    if fault == "sigkill":
+    elif fault == "crash-handoff":  # any moment: the image check, the start, the tests
+        time.sleep(rng.uniform(0.1, 2.0))
+    if fault in ("sigkill", "crash-handoff", "orphan"):
         with _quiet():
             os.kill(proc.pid, signal.SIGKILL)  # the supervisor alone, as the OOM killer would
     elif fault != "none":
@@ -147,9 +159,16 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     report_path = report_dir / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     run_id = report["run_id"] if report else None  # a SIGKILLed run writes none
+    follow_up = None
+    orphan_alive_s = None
+    if fault == "crash-handoff":
+        follow_up = _follow_up(index, root, env, where)
+    if fault == "orphan":
+        gone = wait_for(lambda: not _running(client), 30)
+        orphan_alive_s = round(time.monotonic() - started - seconds, 3) if gone else None
     reaped = None
     reap_said = ""
-    if fault == "sigkill":
+    if fault in ("sigkill", "orphan"):
         reap = subprocess.run(
             [sys.executable, "-m", "harness", "reap", "--yes", "--vram-backend", "sim"],
             env=env,
@@ -180,8 +199,14 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     if any(left[k] for k in ("processes", "containers", "leases")) or left["vram_bytes"]:
         problems.append("leak")
         _clean_up(left, client)  # so the next run starts clean and is judged on its own
+    if fault == "orphan" and (orphan_alive_s is None or orphan_alive_s > ORPHAN_BOUND_S):
+        problems.append("orphan-alive")
+    if follow_up is not None and (follow_up["exit_code"], follow_up["outcome"]) != (0, "passed"):
+        problems.append("false-failure")
     began = report_dir.exists()  # a cancel in the interpreter's first milliseconds precedes the run itself
-    if fault != "sigkill" and (began or report is not None):
+    if fault == "crash-handoff":
+        pass  # judged by its follow-up run, above
+    elif fault not in ("sigkill", "orphan") and (began or report is not None):
         if report is None:
             problems.append("missing-report")
         elif proc.returncode != report.get("gpuci_exit_code") or proc.returncode != CODES.get(str(outcome)):
@@ -204,9 +229,34 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
         "began": began,
         "seconds": round(seconds, 3),
         "left": left,
+        **({"follow_up": follow_up} if follow_up else {}),
+        **({"orphan_alive_s": orphan_alive_s} if fault == "orphan" else {}),
         "problems": problems,
         "stderr_tail": err[-300:] if problems else "",
     }
+
+
+def _follow_up(index: int, root: Path, env: dict[str, str], where: str) -> dict[str, Any]:
+    """The next job on the same GPUs, started the moment the last one's supervisor died."""
+    report_dir = root / ".gpuci" / "soak" / f"run-{index:04d}-next"
+    args = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", "soak", "--step", "follow-up"]
+    args += ["--root", str(root), "--report-dir", str(report_dir), "--grace", "1", "--quiet", "--timeout", "60"]
+    if where == "host":
+        args.append("--no-container")
+    started = time.monotonic()
+    done = subprocess.run(args, env=env, cwd=root, capture_output=True, text=True, timeout=HANG_S)
+    path = report_dir / "report.json"
+    report = json.loads(path.read_text()) if path.exists() else {}
+    return {
+        "exit_code": done.returncode,
+        "outcome": report.get("outcome"),
+        "seconds": round(time.monotonic() - started, 3),
+        **({"stderr_tail": done.stderr[-600:]} if done.returncode else {}),
+    }
+
+
+def _running(client: Any) -> list[str]:
+    return [c.id for c in client.containers.list(sparse=True, filters={"label": "gpuci.area=soak"})]
 
 
 def _clean_up(left: dict[str, Any], client: Any) -> None:
@@ -266,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         "by_fault": {f: sum(r["fault"] == f for r in rows) for f in dict.fromkeys(FAULTS)},
         "by_where": {w: sum(r["where"] == w for r in rows) for w in ("container", "host")},
         **counts,
+        "crash_handoffs": sum(r["fault"] == "crash-handoff" for r in rows),
+        "orphans": sum(r["fault"] == "orphan" for r in rows),
+        "orphan_alive_s_max": max((r.get("orphan_alive_s") or 0 for r in rows), default=None),
         "median_run_s": sorted(r["seconds"] for r in rows)[len(rows) // 2] if rows else None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(counts.values()) else 0
 
 
-PROBLEMS = ("leak", "missing-report", "hang", "wrong-code", "false-failure", "reap-failed")
+PROBLEMS = ("leak", "missing-report", "hang", "wrong-code", "false-failure", "reap-failed", "orphan-alive")
 
 if __name__ == "__main__":
     raise SystemExit(main())

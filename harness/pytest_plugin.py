@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from harness.declare.platforms import PLATFORMS
 from harness.gpu.vram import open_backend
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
+from harness.plugin.pinning import RUN_GPUS_ENV, Pinned, PinningError, pin_worker
 from harness.plugin.servers import ServerPool, ServerProcess
 from harness.plugin.sharding import DurationRecorder, load_durations, shard_of
 from harness.plugin.state import RECORDS_NAME, PluginState
@@ -59,34 +59,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gpuci-durations", default=None, help="JSON {test id: seconds} that balances shards")
 
 
-def _visible_env(platform: str, backend_name: str) -> str:
-    env = PLATFORMS[platform].visible_devices_env if platform in PLATFORMS else None
-    if backend_name == "sim" or env is None:
-        return "GPUCI_SIM_VISIBLE_DEVICES"
-    return env
+_PINNED = pytest.StashKey[Pinned]()
 
 
-def _pin_worker(config: pytest.Config, state: PluginState, per_worker: int) -> None:
-    """Give this xdist worker its own GPUs before any test imports torch."""
-    from harness.gpu import lease
-
-    worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
-    index = int(worker.lstrip("gw") or 0)
-    assert state.backend is not None
-    devices = state.backend.devices()
-    mine = devices[index * per_worker : (index + 1) * per_worker]
-    if len(mine) < per_worker:
-        raise pytest.UsageError(
-            f"--gpuci-gpus-per-worker {per_worker}: worker {worker} needs GPUs {index * per_worker}.."
-            f"{(index + 1) * per_worker - 1} and the host has {len(devices)}; use fewer workers (-n)."
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Pin an xdist worker to its GPUs before any conftest or test can import torch."""
+    per_worker = getattr(early_config.known_args_namespace, "gpuci_gpus_per_worker", 0)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not per_worker or not worker:
+        return
+    try:
+        early_config.stash[_PINNED] = pin_worker(
+            worker, per_worker, getattr(early_config.known_args_namespace, "gpuci_vram_backend", None)
         )
-    state.lease = lease.acquire(mine, per_worker, f"pytest worker {worker} (pid {os.getpid()})", timeout=60)
-    variable = _visible_env(state.platform, state.backend.name)
-    positions = [str(d.index) for d in mine]
-    os.environ[variable] = ",".join(positions)
-    if variable != "GPUCI_SIM_VISIBLE_DEVICES":
-        os.environ["GPUCI_SIM_VISIBLE_DEVICES"] = ",".join(positions)
-    state.devices = mine
+    except PinningError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except Exception as exc:
+        raise pytest.UsageError(f"gpuci: no VRAM backend for GPU pinning: {exc}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,19 +91,30 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KEY] = state
     if os.environ.get("GPUCI_REPORT_DIR") or config.getoption("gpuci_records"):
         config.pluginmanager.register(DurationRecorder(state), "gpuci-durations")
+    pinned = config.stash.get(_PINNED, None)
+    if pinned is not None:  # an xdist worker: its own GPUs only, for its guard too
+        state.backend, state.devices, state.lease = pinned.backend, pinned.devices, pinned.lease
+        state.baseline = take_baseline(state.backend, state.devices)
+        return
     is_controller = per_worker and not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", 0)
     if not (guard or per_worker) or is_controller:
         return
     try:
         state.backend = open_backend(config.getoption("gpuci_vram_backend"))
     except Exception as exc:
-        if guard or per_worker:
-            raise pytest.UsageError(f"gpuci: no VRAM backend for the guard or GPU pinning: {exc}") from None
-        return
-    if per_worker:
-        _pin_worker(config, state, per_worker)
+        raise pytest.UsageError(f"gpuci: no VRAM backend for the guard or GPU pinning: {exc}") from None
+    if per_worker:  # one process, no xdist: it is worker gw0
+        try:
+            pinned = pin_worker("gw0", per_worker, config.getoption("gpuci_vram_backend"))
+        except PinningError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        state.backend.close()
+        state.backend, state.devices, state.lease = pinned.backend, pinned.devices, pinned.lease
     else:
-        state.devices = state.backend.devices()
+        run_gpus = [g for g in os.environ.get(RUN_GPUS_ENV, "").split(",") if g]
+        devices = state.backend.devices()
+        # Inside a run the guard watches the run's GPUs, not every GPU the backend sees.
+        state.devices = [d for d in devices if d.id in run_gpus] if run_gpus else devices
     state.baseline = take_baseline(state.backend, state.devices)
 
 

@@ -124,3 +124,69 @@ def test_pinned(i, worker_id):
         seen.setdefault(path.name.split("-")[1], set()).add(path.read_text())
     assert len(seen) == 2 and all(len(v) == 1 for v in seen.values())
     assert set.union(*seen.values()) == {"0", "1"}  # each worker its own device
+
+
+def test_a_worker_is_pinned_before_any_conftest_is_imported(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        """
+import os
+# What a conftest that imports torch at the top would see: the worker's GPUs, already.
+SEEN_AT_IMPORT = os.environ.get("GPUCI_SIM_VISIBLE_DEVICES")
+"""
+    )
+    project.makepyfile(
+        test_early="""
+import conftest
+
+def test_seen(worker_id):
+    open(f"early-{worker_id}", "w").write(str(conftest.SEEN_AT_IMPORT))
+"""
+    )
+    assert run(project, "-n", "2", "--gpuci-gpus-per-worker", "1", "-p", "xdist").ret == 0
+    seen = sorted(p.read_text() for p in project.path.glob("early-*"))
+    assert seen in (["0"], ["1"]) or seen == ["0", "1"]  # one test: one worker ran it, pinned at import
+
+
+def test_the_visible_variable_follows_the_backend_not_the_platform(sim_gpus: Path, monkeypatch) -> None:
+    from harness.plugin.pinning import VISIBLE_BY_BACKEND, pin_worker, visible_value
+
+    monkeypatch.delenv("GPUCI_SIM_VISIBLE_DEVICES", raising=False)  # pinning sets it: restored after
+    monkeypatch.setenv("GPUCI_PLATFORM", "cuda")  # a cuda run's name, but the GPUs are the sim backend's
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("GPUCI_LOCK_DIR", str(sim_gpus))
+    pinned = pin_worker("gw1", 1, "sim")
+    try:
+        assert pinned.variable == "GPUCI_SIM_VISIBLE_DEVICES" and pinned.value == "1"
+        assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ
+    finally:
+        pinned.lease.release()  # type: ignore[union-attr]
+        pinned.backend.close()
+    assert (
+        VISIBLE_BY_BACKEND["nvml"] == "CUDA_VISIBLE_DEVICES" and VISIBLE_BY_BACKEND["amdsmi"] == "HIP_VISIBLE_DEVICES"
+    )
+    from harness.gpu.vram.base import Device
+
+    uuids = [Device(3, "GPU-aaaa", "H200", 1), Device(5, "GPU-bbbb", "H200", 1)]
+    assert visible_value("nvml", uuids) == "GPU-aaaa,GPU-bbbb"  # by UUID: CUDA's order may not be NVML's
+
+
+def test_inside_a_run_workers_divide_the_runs_gpus_without_a_second_lease(sim_gpus: Path, monkeypatch) -> None:
+    from harness.gpu import lease
+    from harness.gpu.vram import sim
+    from harness.plugin.pinning import pin_worker
+
+    monkeypatch.setenv("GPUCI_LOCK_DIR", str(sim_gpus))
+    monkeypatch.delenv("GPUCI_SIM_VISIBLE_DEVICES", raising=False)  # pinning sets it: restored after
+    devices = sim.SimBackend(sim_gpus).devices()
+    held = lease.acquire(devices, 2, "the run itself")  # what the run holds while its pytest runs
+    monkeypatch.setenv("GPUCI_RUN_GPUS", ",".join(d.id for d in devices))
+    try:
+        first = pin_worker("gw0", 1, "sim")  # a second lease against the run: 60 s of waiting, then failure
+        monkeypatch.delenv("GPUCI_SIM_VISIBLE_DEVICES")  # each worker is its own process
+        second = pin_worker("gw1", 1, "sim")
+        assert [first.value, second.value] == ["0", "1"]
+        assert first.lease is None and second.lease is None
+        first.backend.close()
+        second.backend.close()
+    finally:
+        held.release()

@@ -69,6 +69,8 @@ def container_workload(
         *project_mounts(options.mounts, options.root, options.allow_dangerous_mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
+    if watch:  # the run's GPUs: xdist workers divide them instead of leasing against the run
+        extra_env["GPUCI_RUN_GPUS"] = ",".join(d.id for d in watch.devices)
     if watch and watch.backend.name == "sim":
         mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
         # Simulated devices keep host numbering inside; NVIDIA's runtime renumbers what it passes.

@@ -44,6 +44,7 @@ def host_workload(
         **step.env,
         GPUCI_REPORT_DIR=str(outbox),
         GPUCI_VRAM_GUARD="1" if watch else "0",
+        GPUCI_RUN_GPUS=",".join(d.id for d in watch.devices) if watch else "",
         PYTEST_ADDOPTS=shlex.join(addopts),
         PYTHONPATH=os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
     )

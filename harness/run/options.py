@@ -78,7 +78,7 @@ class RunContext:
     run_id: str
     directory: Path
     report: dict[str, Any] = field(default_factory=dict)
-    # The workload's outbox (.gpuci/outbox/<run-id>): the only folder of gpuci's it can write.
+    # The workload's outbox (.gpuci/outbox/run-…): the only folder of gpuci's it can write.
     outbox: Path | None = None
     # The private folder of the secrets file the container sources, removed when the run ends.
     secrets: Path | None = None

@@ -1,7 +1,7 @@
 """The workload's outbox: the one folder a run's container may write for gpuci, read back as input.
 
 The run folder (report.json, output.log) is the supervisor's alone and never mounted. The
-workload writes pytest's JUnit file and the plugin's records into `.gpuci/outbox/<run-id>`
+workload writes pytest's JUnit file and the plugin's records into `.gpuci/outbox/run-<pid>-…`
 (mounted at /gpuci/report); after the run gpuci reads them there as regular files only,
 bounded, copies what it accepts into the run folder and deletes the outbox.
 """
@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import Skipped, list_names, private_dir, read_names
 
 OUTBOX_DIR = (".gpuci", "outbox")
+OUTBOX_PREFIX = "run-"
 JUNIT_NAME = "junit.xml"
 # The plugin's records files (one per xdist worker): harness.plugin.state.RECORDS_NAME.
 RECORDS_NAME = "pytest-records"
@@ -31,8 +33,11 @@ class Collected:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def make_outbox(root: Path, run_id: str) -> Path:
-    return private_dir(root, *OUTBOX_DIR, run_id)
+def make_outbox(root: Path) -> Path:
+    """A fresh outbox, named by this process (harness/owned.py): those of SIGKILLed runs go here."""
+    parent = private_dir(root, *OUTBOX_DIR)
+    remove_stale(parent, OUTBOX_PREFIX)
+    return make_owned_dir(parent, OUTBOX_PREFIX)
 
 
 def collect(outbox: Path, directory: Path) -> Collected:

@@ -60,7 +60,7 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
     session = session_name(options.platform, area)
     run_id = new_run_id(session)
     directory = run_directory(options.root, run_id, options.report_dir)
-    outbox = make_outbox(options.root, run_id)
+    outbox = make_outbox(options.root)
     platform = get_platform(options.platform)
     # Every value passed by --env or declared secret is masked by value, whatever its name.
     redactor = Redactor(os.environ, step.env, secrets=[os.environ.get(n, "") for n in options.pass_env])
