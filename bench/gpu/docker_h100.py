@@ -328,7 +328,7 @@ def _containers(args: argparse.Namespace, label: str) -> list[Any]:
 def under_docker_stop(args: argparse.Namespace, client: Any, backend: Any, image: str, mounts: list[str], name: str):
     """Buildkite's docker plugin: the job's container stopped by label on cancel, nothing waited for."""
     from harness.gpu.devices import container_devices
-    from harness.run.container_step import project_mounts
+    from harness.run.mounts import project_mounts
 
     baseline = used(backend)
     devices = container_devices(args.platform, backend.devices()[:1] if backend else [], False)
@@ -337,7 +337,7 @@ def under_docker_stop(args: argparse.Namespace, client: Any, backend: Any, image
         holder.append("--cpu")
     script = " ".join(holder) + (" && sleep 3600" if name == "setsid-escapee" else "")
     binds = [f"{ROOT}:/workdir"] + [
-        f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in project_mounts(tuple(mounts))
+        f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in project_mounts(tuple(mounts), ROOT, False)
     ]
     container = client.containers.run(
         image,

@@ -92,7 +92,8 @@ def nvidia_options(leased: list[Device], has_nvidia_runtime: bool, paths: HostPa
     present = [str(n) for n in nodes if n.exists()]
     return DeviceOptions(
         nodes=tuple(f"{n}:/dev/{Path(n).name}:rwm" for n in present),
-        env={"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(len(leased)))},
+        # By UUID: the driver may list GPUs whose nodes are not here, and CUDA's order is not NVML's.
+        env={"CUDA_VISIBLE_DEVICES": ",".join(d.id for d in leased)},
         route="raw-nodes",
     )
 

@@ -40,6 +40,8 @@ def visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[str
     positions = ",".join(str(d.index) for d in watch.devices)
     if watch.backend.name == "sim":
         return {simgpu.VISIBLE_ENV: positions}
+    if watch.backend.name == "nvml":  # CUDA takes UUIDs, and its own device order need not be NVML's
+        return {"CUDA_VISIBLE_DEVICES": ",".join(d.id for d in watch.devices)}
     variable = get_platform(platform_name).visible_devices_env
     return {variable: positions} if variable else {}
 
