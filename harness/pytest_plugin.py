@@ -26,6 +26,7 @@ from harness.gpu.vram import open_backend
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.pinning import RUN_GPUS_ENV, Pinned, PinningError, pin_worker
+from harness.plugin.results import writer_for
 from harness.plugin.servers import ServerPool, ServerProcess
 from harness.plugin.sharding import DurationRecorder, load_durations, shard_of
 from harness.plugin.state import RECORDS_NAME, PluginState
@@ -91,6 +92,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KEY] = state
     if os.environ.get("GPUCI_REPORT_DIR") or config.getoption("gpuci_records"):
         config.pluginmanager.register(DurationRecorder(state), "gpuci-durations")
+    is_xdist_controller = not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", 0))
+    writer = None if is_xdist_controller else writer_for(config)  # workers report their own tests
+    if writer is not None:
+        config.pluginmanager.register(writer, "gpuci-results")
     pinned = config.stash.get(_PINNED, None)
     if pinned is not None:  # an xdist worker: its own GPUs only, for its guard too
         state.backend, state.devices, state.lease = pinned.backend, pinned.devices, pinned.lease

@@ -86,7 +86,10 @@ def container_workload(
     limits = step_limits(options, step)
     shards = shard_args(ctx.outbox, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
     workdir = step.working_dir or options.default_working_dir or options.workspace
-    extra_env.update(watch_env(options.grace_s, options.timeout_for(step.timeout_in_minutes)))
+    timeout_s = options.timeout_for(step.timeout_in_minutes)
+    extra_env.update(watch_env(options.grace_s, timeout_s))
+    if timeout_s:  # the plugin dumps a hanging test's stacks shortly before the stop
+        extra_env["GPUCI_STEP_TIMEOUT_S"] = f"{timeout_s:g}"
     env, secret = split_env(
         {**container_env(step.env, options, run_id, extra_env, shards), **devices.env}, set(options.pass_env)
     )

@@ -45,6 +45,7 @@ def host_workload(
         GPUCI_REPORT_DIR=str(outbox),
         GPUCI_VRAM_GUARD="1" if watch else "0",
         GPUCI_RUN_GPUS=",".join(d.id for d in watch.devices) if watch else "",
+        GPUCI_STEP_TIMEOUT_S=f"{options.timeout_for(step.timeout_in_minutes) or ''}",
         PYTEST_ADDOPTS=shlex.join(addopts),
         PYTHONPATH=os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
     )

@@ -22,6 +22,10 @@ OUTBOX_PREFIX = "run-"
 JUNIT_NAME = "junit.xml"
 # The plugin's records files (one per xdist worker): harness.plugin.state.RECORDS_NAME.
 RECORDS_NAME = "pytest-records"
+# The plugin's per-test files (harness/plugin/results.py), named for each worker.
+RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX = "tests-", "running-", "stacks-"
+WANTED_PREFIXES = (RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX)
+MAX_STACKS = 256 * 1024
 # Generous for a large suite's records and JUnit file, small enough that a flood costs nothing.
 MAX_FILE_BYTES = 64 * 2**20
 
@@ -31,6 +35,11 @@ class Collected:
     records: list[dict[str, Any]] = field(default_factory=list)
     junit: Path | None = None
     skipped: list[Skipped] = field(default_factory=list)
+    # Each test's outcome as the plugin wrote it (harness/plugin/results.py), in the order they ran.
+    results: list[dict[str, Any]] = field(default_factory=list)
+    # Tests that were running when the workload stopped, and their stacks if the plugin dumped them.
+    running: list[str] = field(default_factory=list)
+    stacks: str = ""
 
 
 def make_outbox(root: Path) -> Path:
@@ -42,10 +51,22 @@ def make_outbox(root: Path) -> Path:
 
 def collect(outbox: Path, directory: Path) -> Collected:
     """What the workload left for gpuci: its records and its JUnit file (copied into `directory`)."""
-    names = [n for n in list_names(outbox) if n == JUNIT_NAME or (n.startswith(RECORDS_NAME) and n.endswith(".json"))]
+    names = [n for n in list_names(outbox) if n == JUNIT_NAME or n.startswith(WANTED_PREFIXES)]
     found, skipped = read_names(outbox, names, MAX_FILE_BYTES)
     collected = Collected(skipped=skipped)
     for name in sorted(found):
+        if name.startswith(RESULTS_PREFIX):
+            collected.results.extend(_results(found[name]))
+            continue
+        if name.startswith(RUNNING_PREFIX):
+            text = found[name].decode(errors="replace").strip()
+            collected.running += [text[:1000]] if text else []
+            continue
+        if name.startswith(STACKS_PREFIX):
+            collected.stacks += found[name].decode(errors="replace")[-MAX_STACKS:]
+            continue
+        if not name.endswith(".json"):
+            continue
         if name == JUNIT_NAME:
             try:
                 (directory / JUNIT_NAME).write_bytes(found[name])
@@ -62,6 +83,26 @@ def collect(outbox: Path, directory: Path) -> Collected:
         if isinstance(records, list):
             collected.records.extend(r for r in records if isinstance(r, dict))
     return collected
+
+
+def _results(data: bytes) -> list[dict[str, Any]]:
+    """JSON lines of test outcomes; a malformed line (the workload's to write) is skipped."""
+    results = []
+    for line in data.decode(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("test"), str) and isinstance(entry.get("outcome"), str):
+            results.append(
+                {
+                    "test": entry["test"][:1000],
+                    "outcome": entry["outcome"][:20],
+                    "seconds": entry.get("seconds") if isinstance(entry.get("seconds"), (int, float)) else None,
+                    **({"message": str(entry["message"])[:2000]} if entry.get("message") else {}),
+                }
+            )
+    return results
 
 
 def discard(outbox: Path) -> None:

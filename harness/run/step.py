@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.console import say
@@ -16,8 +17,8 @@ from harness.run.container_step import container_workload
 from harness.run.finish import finish, finish_failed, new_context, supervise_into
 from harness.run.gpus import lease_gpus, let_go
 from harness.run.host_step import host_workload
-from harness.run.options import RunOptions
-from harness.run.outbox import collect, discard, make_outbox
+from harness.run.options import RunContext, RunOptions
+from harness.run.outbox import Collected, collect, discard, make_outbox
 from harness.run.secrets import remove_secrets
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
@@ -41,6 +42,28 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
         code = _execute_one(options, area.name, step, f"nox -s cpu_{area.name}" if "cpu" in area.platforms else None)
         worst = max(worst, code, key=_severity)
     return worst
+
+
+def report_tests(ctx: RunContext, collected: Collected, directory: Path) -> None:
+    """Each test's outcome and the counts; the test a timeout caught, with its stacks."""
+    from harness.reports.results import counts, summary_lines, write_junit
+
+    junit = collected.junit
+    stopped = ctx.report.get("outcome") != "passed" and collected.running
+    if junit is None and (collected.results or stopped):  # pytest wrote none: the step was stopped
+        junit = write_junit(collected.results, directory / "junit.xml", collected.running)
+    ctx.report["junit"] = str(junit) if junit else None
+    ctx.report["tests"] = collected.records
+    ctx.report["results"] = collected.results
+    ctx.report["counts"] = counts(collected.results)
+    if collected.running:
+        ctx.report["hang"] = {"running": collected.running, "stacks": collected.stacks or None}
+        if collected.stacks:
+            with open(directory / "output.log", "a") as log:  # the supervisor's own file: safe to append
+                log.write("\n[gpuci: Python stacks of the test still running at the step's timeout]\n")
+                log.write(ctx.redactor.text(collected.stacks) if ctx.redactor else collected.stacks)
+    for line in summary_lines(collected.results, collected.running):
+        say(line)
 
 
 def _severity(code: ExitCode) -> int:
@@ -109,8 +132,7 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
             say(f"the log could not be written ({log_failure}); the run counts as an infrastructure failure")
             code = max(code, ExitCode.INFRASTRUCTURE, key=_severity)
         collected = collect(outbox, directory)
-        ctx.report["junit"] = str(collected.junit) if collected.junit else None
-        ctx.report["tests"] = collected.records
+        report_tests(ctx, collected, directory)
         if collected.skipped:
             ctx.report["outbox_skipped"] = [vars(s) for s in collected.skipped]
             say(f"ignored {len(collected.skipped)} file(s) the workload left: links, odd or oversized files")

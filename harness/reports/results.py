@@ -1,0 +1,67 @@
+"""What a run says about its tests: counts per outcome, the failures, the test a timeout caught.
+
+From the per-test results the plugin wrote as tests ran (so a step stopped at its timeout still
+has them). Also a JUnit file for what ran when pytest wrote none (a stopped step).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+FAILED = ("failed", "error")
+
+
+def counts(results: list[dict[str, Any]]) -> dict[str, int]:
+    return dict(sorted(Counter(str(r.get("outcome")) for r in results).items()))
+
+
+def summary_lines(results: list[dict[str, Any]], running: list[str], limit: int = 10) -> list[str]:
+    """A few lines for the end of the terminal output: counts, failed tests, the hung test."""
+    lines = []
+    if results:
+        lines.append("tests: " + ", ".join(f"{n} {outcome}" for outcome, n in counts(results).items()))
+    failures = [r for r in results if r.get("outcome") in FAILED]
+    for result in failures[:limit]:
+        message = str(result.get("message") or "").splitlines()[0][:160] if result.get("message") else ""
+        lines.append(f"  {result['outcome']}: {result['test']}" + (f" — {message}" if message else ""))
+    if len(failures) > limit:
+        lines.append(f"  … and {len(failures) - limit} more failed (report.json's results)")
+    for test in running:
+        lines.append(f"  still running when the step was stopped: {test}")
+    return lines
+
+
+def write_junit(results: list[dict[str, Any]], path: Path, running: list[str]) -> Path:
+    """A JUnit file for what ran; a test that was running at the stop is an error."""
+    cases = []
+    for r in results:
+        module, _, name = str(r["test"]).rpartition("::")
+        seconds = quoteattr(str(r.get("seconds") or 0))
+        attrs = f"classname={quoteattr(module)} name={quoteattr(name or r['test'])} time={seconds}"
+        body = ""
+        if r.get("outcome") in FAILED:
+            tag = "failure" if r["outcome"] == "failed" else "error"
+            message = str(r.get("message") or "")
+            body = f"<{tag} message={quoteattr(message[:500])}>{escape(message)}</{tag}>"
+        elif r.get("outcome") in ("skipped", "xfailed"):
+            body = "<skipped/>"
+        cases.append(f"<testcase {attrs}>{body}</testcase>")
+    for test in running:
+        module, _, name = test.rpartition("::")
+        cases.append(
+            f'<testcase classname={quoteattr(module)} name={quoteattr(name or test)} time="0">'
+            '<error message="still running when the step was stopped at its timeout"/></testcase>'
+        )
+    errors = sum(r.get("outcome") == "error" for r in results) + len(running)
+    failures = sum(r.get("outcome") == "failed" for r in results)
+    skipped = sum(r.get("outcome") in ("skipped", "xfailed") for r in results)
+    suite = (
+        f'<testsuite name="gpuci" tests="{len(cases)}" failures="{failures}" errors="{errors}" skipped="{skipped}">'
+        + "".join(cases)
+        + "</testsuite>"
+    )
+    path.write_text(f'<?xml version="1.0" encoding="utf-8"?>\n<testsuites>{suite}</testsuites>\n')
+    return path
