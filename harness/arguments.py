@@ -15,8 +15,12 @@ def common_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
     parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
     parser.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], help="default: the platform's")
-    parser.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
-    parser.add_argument("--vram-timeout", type=float, default=60.0, help="seconds to wait for VRAM release")
+    parser.add_argument(
+        "--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 5; [tool.gpuci] grace)"
+    )
+    parser.add_argument(
+        "--vram-timeout", type=float, help="seconds to wait for VRAM release (default 60; [tool.gpuci] vram_timeout)"
+    )
     parser.add_argument("--quiet", action="store_true", help="do not echo the workload's output")
 
 
@@ -59,10 +63,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--step", help="run only the step with this label")
     run.add_argument("--no-container", action="store_true", help="run on the host, under the same supervisor")
     run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
-    run.add_argument("--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image")
+    run.add_argument(
+        "--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image ([tool.gpuci] ca_bundle)"
+    )
     run.add_argument("--build", action="store_true", help="build a missing image here, even with a registry")
-    run.add_argument("--timeout", type=float, help="seconds before the step is stopped (default: its own)")
-    run.add_argument("--lease-timeout", type=float, default=600.0, help="seconds to wait for GPUs another run holds")
+    run.add_argument(
+        "--timeout", type=float, help="seconds before the step is stopped (default: its own; [tool.gpuci] timeout)"
+    )
+    run.add_argument(
+        "--lease-timeout",
+        type=float,
+        help="seconds to wait for GPUs another run holds (default 600; [tool.gpuci] lease_timeout)",
+    )
     run.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
     run.add_argument("--default-working-dir", help="working dir of steps without one")
     run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
@@ -161,6 +173,23 @@ def parser() -> argparse.ArgumentParser:
     gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
     gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
     return parser
+
+
+# Options of `run` a session's posargs never set: the session's own, and --quiet, which there is pytest's.
+SESSION_OWNED = ("--platform", "--area", "--root", "-h", "--help", "--quiet")
+
+
+def run_flags() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Every option of `run` a session passes on from its posargs: (all of them, those taking no value).
+    Read off the parser, so a new run option reaches `nox -s P_A -- --option` with no second list."""
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags, switches = [], []
+    for action in sub.choices["run"]._actions:
+        names = [n for n in action.option_strings if n not in SESSION_OWNED]
+        flags += names
+        if action.nargs == 0:
+            switches += names
+    return tuple(flags), tuple(switches)
 
 
 def project_config(root: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]

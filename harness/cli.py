@@ -91,8 +91,8 @@ def _options(args: argparse.Namespace, platform: str, **extra: object):  # type:
         platform=platform,
         report_dir=args.report_dir,
         vram_backend=None if args.vram_backend == "auto" else args.vram_backend,
-        grace_s=args.grace,
-        vram_timeout_s=args.vram_timeout,
+        grace_s=args.grace if args.grace is not None else 5.0,
+        vram_timeout_s=args.vram_timeout if args.vram_timeout is not None else 60.0,
         echo=not args.quiet,
         **extra,  # type: ignore[arg-type]
     )
@@ -109,15 +109,18 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.root.resolve()).with_flags(
         workspace=args.workspace, default_working_dir=args.default_working_dir
     )
+    # [tool.gpuci] values for what the command line left out (the flag wins).
+    args.grace = args.grace if args.grace is not None else config.grace
+    args.vram_timeout = args.vram_timeout if args.vram_timeout is not None else config.vram_timeout
     options = _options(
         args,
         args.platform,
         pytest_args=tuple(args.pytest_args),
         container=not args.no_container,
         base_image=args.base_image,
-        ca_bundle=args.ca_bundle,
-        timeout_s=args.timeout,
-        lease_timeout_s=args.lease_timeout,
+        ca_bundle=args.ca_bundle or (args.root.resolve() / config.ca_bundle if config.ca_bundle else None),
+        timeout_s=args.timeout if args.timeout is not None else config.timeout,
+        lease_timeout_s=next(v for v in (args.lease_timeout, config.lease_timeout, 600.0) if v is not None),
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
         mounts=config.mounts,

@@ -25,18 +25,18 @@ from harness.declare.areas import session_name
 from harness.declare.sources import load_areas
 from harness.errors import DeclarationError
 
-# Leading options of a session's posargs that are the harness's, not pytest's.
-HARNESS_FLAGS = ("--step", "--no-container", "--report-dir", "--vram-backend", "--base-image", "--build")
-HARNESS_SWITCHES = ("--no-container", "--build")
-
 
 def split_posargs(posargs: list[str]) -> tuple[list[str], list[str]]:
-    """Leading harness options (--step LABEL, --no-container, --build) out of posargs; the rest go to pytest."""
+    """Leading options of `run` (--step LABEL, --timeout S, --ca-bundle PEM, --no-container, …, each
+    read off run's own parser) out of posargs; the rest go to pytest."""
+    from harness.arguments import run_flags
+
+    flags, switches = run_flags()
     harness, rest = [], list(posargs)
-    while rest and rest[0] in HARNESS_FLAGS:
+    while rest and rest[0].split("=", 1)[0] in flags:
         flag = rest.pop(0)
         harness.append(flag)
-        if flag not in HARNESS_SWITCHES and rest:
+        if "=" not in flag and flag not in switches and rest:
             harness.append(rest.pop(0))
     return harness, rest
 

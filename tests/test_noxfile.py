@@ -66,3 +66,12 @@ def test_on_any_ci_a_session_ends_with_gpucis_code_and_locally_says_what_it_mean
     local = session()
     assert local.returncode == 1  # nox's own code, so `nox -s a b` goes on to b
     assert "exited 75: infrastructure failure" in local.stderr and "1 tests failed" not in local.stderr
+
+
+def test_every_run_option_reaches_the_harness_from_posargs_and_the_rest_pytest() -> None:
+    from harness.sessions import split_posargs
+
+    posargs = ["--step", "sampler (cpu)", "--timeout", "30", "--ca-bundle=corp.pem", "--build", "--quiet", "-k", "x"]
+    harness, pytest_args = split_posargs(posargs)
+    assert harness == ["--step", "sampler (cpu)", "--timeout", "30", "--ca-bundle=corp.pem", "--build"]
+    assert pytest_args == ["--quiet", "-k", "x"]  # --quiet there is pytest's

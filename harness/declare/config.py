@@ -78,6 +78,12 @@ class ProjectConfig:
     allow_dangerous_mounts: bool = False
     # Host variables every step gets as secrets: masked by value, never in the container's configuration.
     secrets: tuple[str, ...] = ()
+    # Run settings a command line may also give (the flag wins): seconds, and a CA bundle in the checkout.
+    timeout: float | None = None
+    grace: float | None = None
+    vram_timeout: float | None = None
+    lease_timeout: float | None = None
+    ca_bundle: str | None = None
 
     @property
     def working_dir(self) -> str:
@@ -115,6 +121,11 @@ KINDS: dict[str, str] = {
     "network": "str",
     "allow_dangerous_mounts": "bool",
     "secrets": "list",
+    "timeout": "number",
+    "grace": "number",
+    "vram_timeout": "number",
+    "lease_timeout": "number",
+    "ca_bundle": "str",
 }
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
@@ -182,7 +193,13 @@ def load_config(root: Path) -> ProjectConfig:
         network=section.get("network"),
         allow_dangerous_mounts=bool(section.get("allow_dangerous_mounts", False)),
         secrets=tuple(section.get("secrets", ())),
+        **{key: _float(section.get(key)) for key in ("timeout", "grace", "vram_timeout", "lease_timeout")},
+        ca_bundle=section.get("ca_bundle"),
     )
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _is(kind: str, value: object) -> bool:

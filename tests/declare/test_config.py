@@ -33,3 +33,33 @@ def test_bytes_that_are_not_utf8_are_said(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_bytes(b"\x80[tool.gpuci]\n")
     with pytest.raises(UsageError, match="not UTF-8"):
         load_config(tmp_path)
+
+
+def test_run_settings_come_from_tool_gpuci_too(tmp_path) -> None:
+    from harness.declare.config import load_config
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.gpuci]\ntimeout = 900\ngrace = 2.5\nlease_timeout = 30\nca_bundle = "certs/corp.pem"\n'
+        'memory = "16g"\ncpus = 4\npids_limit = 2048\nnetwork = "none"\nsecrets = ["HF_TOKEN"]\n'
+    )
+    config = load_config(tmp_path)
+    assert (config.timeout, config.grace, config.lease_timeout, config.ca_bundle) == (
+        900.0,
+        2.5,
+        30.0,
+        "certs/corp.pem",
+    )
+    assert (config.memory, config.cpus, config.pids_limit, config.network) == ("16g", 4.0, 2048, "none")
+    assert config.secrets == ("HF_TOKEN",)
+
+
+def test_a_limit_of_the_wrong_form_names_the_line(tmp_path) -> None:
+    import pytest
+
+    from harness.declare.config import load_config
+    from harness.errors import UsageError
+
+    (tmp_path / "pyproject.toml").write_text('[tool.gpuci]\nworkspace = "/w"\nmemory = "lots"\n')
+    with pytest.raises(UsageError) as err:
+        load_config(tmp_path)
+    assert "pyproject.toml:3" in str(err.value) and "Docker's form" in str(err.value)
