@@ -150,7 +150,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true")
 
     rpt = sub.add_parser("report", help="summarise runs: a terminal table, and an HTML page with pictures")
-    rpt.add_argument("runs", nargs="*", type=Path, help="report.json files or folders (default: .gpuci/runs)")
+    rpt.add_argument(
+        "runs", nargs="*", type=Path, help="report.json files, run folders or run ids (default: .gpuci/runs)"
+    )
     rpt.add_argument("--html", type=Path, default=Path(".gpuci") / "report" / "index.html")
     rpt.add_argument("--no-pictures", action="store_true")
 

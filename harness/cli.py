@@ -237,9 +237,12 @@ def _report(args: argparse.Namespace) -> int:
     from harness.reports import summary
     from harness.reports.report import RUNS_DIR
 
-    reports = summary.collect(args.runs or [RUNS_DIR])
+    reports = summary.collect(args.runs or [RUNS_DIR], runs=RUNS_DIR)
     if not reports:
-        raise UsageError(f"no run reports in {', '.join(map(str, args.runs or [RUNS_DIR]))}.")
+        raise UsageError(
+            f"no run reports in {', '.join(map(str, args.runs or [RUNS_DIR]))}; give report.json files, run "
+            f"folders or run ids of {RUNS_DIR}."
+        )
     sys.stdout.write(summary.table(reports))
     page = summary.write_html(reports, args.html, pictures=not args.no_pictures)
     print(f"gpuci: wrote {page}", file=sys.stderr)

@@ -16,10 +16,18 @@ from harness.reports.shape import malformed
 STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
 
 
-def collect(sources: list[Path]) -> list[dict[str, Any]]:
+def resolve(source: Path, runs: Path) -> Path:
+    """A report.json, a run folder, a folder of runs, or a run id (or the start of one) in `runs`."""
+    if source.exists() or len(source.parts) != 1:
+        return source
+    matches = sorted(p for p in runs.glob(f"{source.name}*") if (p / "report.json").is_file())
+    return matches[0] if len(matches) == 1 else source
+
+
+def collect(sources: list[Path], runs: Path | None = None) -> list[dict[str, Any]]:
     """Reports from report.json files, run folders, or folders of runs (e.g. a nightly's artifacts)."""
     reports = []
-    for source in sources:
+    for source in (resolve(s, runs) if runs else s for s in sources):
         paths = [source] if source.is_file() else sorted(source.rglob("report.json"))
         for path in paths:
             try:
@@ -48,13 +56,23 @@ def _margin(report: dict[str, Any]) -> str:
     return "-" if margin is None else f"{margin:+.3f}"
 
 
+def _tests(report: dict[str, Any]) -> str:
+    counts = report.get("counts") or {}
+    return ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) if counts else "-"
+
+
 def table(reports: list[dict[str, Any]]) -> str:
-    header = ("run", "session", "step", "outcome", "exit", "stop→VRAM s", "budget margin s", "total s")
+    header = ("run", "session", "step", "outcome", "exit", "tests", "stop→VRAM s", "budget margin s", "total s")
     rows = [
         (r["run_id"], str(r.get("session", "")), str(r.get("step", "")), str(r.get("outcome", "?")),
-         str(r.get("gpuci_exit_code", "?")), _stop(r), _margin(r), f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
+         str(r.get("gpuci_exit_code", "?")), _tests(r), _stop(r) if r.get("vram") else "-",
+         _margin(r) if r.get("vram") else "-", f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
         for r in reports
     ]  # fmt: skip
+    # Columns with nothing in any row (the GPU columns of cpu runs) are left out, not shown as dashes.
+    keep = [i for i in range(len(header)) if i < 5 or any(row[i] != "-" for row in rows)]
+    header = tuple(header[i] for i in keep)
+    rows = [tuple(row[i] for i in keep) for row in rows]
     slow = slowest_tests(reports)
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=False)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)) for row in [header, *rows]]
@@ -76,18 +94,32 @@ def slowest_tests(reports: list[dict[str, Any]]) -> list[tuple[float, str, str]]
 
 def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) -> Path:
     """One page: the table, each run's timeline (up to 20 runs), the trend across runs."""
+    from harness.reports.timeline import can_draw, draw_timeline, draw_trend, has_trend
+
     out.parent.mkdir(parents=True, exist_ok=True)
     figures = []
-    if pictures and reports:
-        from harness.reports.timeline import draw_timeline, draw_trend
-
+    if pictures and reports and can_draw():  # without matplotlib: the page, with no pictures
         for report in reports[-20:]:
             svg, _ = draw_timeline(report, out.parent / "pictures" / f"timeline-{report['run_id']}")
             figures.append((f"run {report['run_id']}", svg))
-        if len(reports) > 1:
+        if has_trend(reports):
             svg, _ = draw_trend(reports, out.parent / "pictures" / "trend")
             figures.insert(0, ("shutdown times across runs", svg))
-    body = [f"<h1>gpuci: {len(reports)} run(s)</h1>", "<pre>", html.escape(table(reports)), "</pre>"]
+    body = [f"<h1>gpuci: {len(reports)} run(s)</h1>"]
+    failures = [(r, t) for r in reports for t in r.get("results") or [] if t.get("outcome") in ("failed", "error")]
+    hung = [(r, test) for r in reports for test in (r.get("hang") or {}).get("running") or []]
+    if failures or hung:  # what needs looking at, first
+        body.append(f"<h2>failed tests ({len(failures) + len(hung)})</h2><ul>")
+        for report, test in failures:
+            message = str(test.get("message") or "").splitlines()[0][:300] if test.get("message") else ""
+            body.append(
+                f"<li><b>{html.escape(str(test['test']))}</b> ({html.escape(str(report.get('session')))}): "
+                f"<code>{html.escape(message)}</code></li>"
+            )
+        for _, test in hung:
+            body.append(f"<li><b>{html.escape(str(test))}</b>: still running at the step's timeout</li>")
+        body.append("</ul>")
+    body += ["<pre>", html.escape(table(reports)), "</pre>"]
     for title, svg in figures:
         body += [f"<h2>{html.escape(title)}</h2>", f'<img src="{html.escape(os.path.relpath(svg, out.parent))}">']
     page = "<!doctype html><meta charset=utf-8><title>gpuci report</title>\n"

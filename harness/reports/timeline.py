@@ -23,6 +23,19 @@ TEST_PHASES = {"shutdown": "#ffa726", "shutdown-many": "#fb8c00", "vram-wait-aft
                "vram-wait-before": "#a5d6a7", "startup-cold": "#7e57c2", "startup-warm": "#b39ddb"}  # fmt: skip
 
 
+def has_trend(reports: list[dict[str, Any]]) -> bool:
+    """Whether a trend has anything to show: shutdown records, or two runs with a measured stop."""
+    stops = sum((r.get("budget") or {}).get("stop_seconds") is not None and bool(r.get("vram")) for r in reports)
+    shutdowns = any(rec.get("phase") in ("shutdown", "shutdown-many") for r in reports for rec in r.get("tests") or [])
+    return shutdowns or stops > 1
+
+
+def can_draw() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib
@@ -42,7 +55,8 @@ def draw_timeline(report: dict[str, Any], out: Path) -> list[Path]:
     """The run's phases and its tests' teardown records; writes OUT.svg and OUT.png."""
     plt = _pyplot()
     timings = report.get("timings") or {}
-    budget = (report.get("budget") or {}).get("seconds")
+    # A budget is for releasing GPUs: a run with none (the cpu platform) draws no budget line.
+    budget = (report.get("budget") or {}).get("seconds") if report.get("vram") else None
     tests = [r for r in report.get("tests") or [] if r.get("phase") in TEST_PHASES]
     rows = 1 + len(tests)
     fig, ax = plt.subplots(figsize=(11, 1.2 + 0.38 * rows))
@@ -89,7 +103,11 @@ def draw_trend(reports: list[dict[str, Any]], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(11, 4.5))
     for name, points in sorted(series.items()):
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linewidth=1, label=name)
-    budgets = {float((r.get("budget") or {}).get("seconds")) for r in ordered if (r.get("budget") or {}).get("seconds")}
+    budgets = {
+        float((r.get("budget") or {}).get("seconds"))
+        for r in ordered
+        if (r.get("budget") or {}).get("seconds") and r.get("vram")
+    }
     for budget in sorted(budgets):
         ax.axhline(budget, color="#c62828", linestyle="--", linewidth=1, label=f"budget {budget:.1f}s")
     every = max(1, len(ordered) // 20)  # at most ~20 labels, however many runs

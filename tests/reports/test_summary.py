@@ -95,3 +95,36 @@ def test_report_cli_and_buildkite_annotation(make_project, run_harness, tmp_path
         GPUCI_SIM_GPUS=str(sim_gpus),
     )
     assert no_agent.stderr.count("buildkite-agent is not on PATH") == 1
+
+
+def test_a_cpu_run_has_no_gpu_columns_and_failures_come_first(tmp_path: Path, monkeypatch) -> None:
+    from harness.reports import summary, timeline
+
+    report = {
+        "run_id": "20261130T000000Z-cpu_x-abcdef",
+        "session": "cpu_x",
+        "step": "s",
+        "outcome": "failed",
+        "gpuci_exit_code": 1,
+        "timings": {"total_s": 1.0},
+        "budget": {"seconds": 2.1, "stop_seconds": 0.01, "margin_seconds": 2.09},
+        "counts": {"failed": 1, "passed": 3},
+        "results": [{"test": "t.py::test_bad", "outcome": "failed", "message": "boom <here>"}],
+        "hang": {"running": ["t.py::test_slow"]},
+    }
+    text = summary.table([report])
+    assert "stop→VRAM" not in text and "budget margin" not in text and "1 failed, 3 passed" in text
+    monkeypatch.setattr(timeline, "can_draw", lambda: False)  # a machine without matplotlib
+    page = summary.write_html([report], tmp_path / "index.html").read_text()
+    assert "<img" not in page and page.index("failed tests (2)") < page.index("<pre>")
+    assert "boom &lt;here&gt;" in page and "t.py::test_slow" in page
+
+
+def test_report_takes_a_run_id(tmp_path: Path) -> None:
+    from harness.reports import summary
+
+    runs = tmp_path / ".gpuci" / "runs"
+    (runs / "20261130T000000Z-cpu_x-abcdef").mkdir(parents=True)
+    (runs / "20261130T000000Z-cpu_x-abcdef" / "report.json").write_text('{"run_id": "20261130T000000Z-cpu_x-abcdef"}')
+    assert summary.resolve(Path("20261130T000000Z-cpu_x"), runs) == runs / "20261130T000000Z-cpu_x-abcdef"
+    assert summary.resolve(Path("nothing-like-it"), runs) == Path("nothing-like-it")
