@@ -17,7 +17,8 @@ from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
 from harness.images.airgap import BaseRecipe, bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.recipe import ImageRecipe, project_requirements_text
-from harness.images.wheels import copy_verified
+from harness.images.resolve import ask_image, resolve
+from harness.images.wheels import copy_verified, record_fetched
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
@@ -81,12 +82,17 @@ def _build_missing(
         shutil.copyfile(recipe.dockerfile, ctx / "Dockerfile")
         shutil.copyfile(recipe.requirements, ctx / "requirements.txt")
         # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
-        (ctx / "project-requirements.txt").write_text(project)
+        (ctx / "project-requirements.txt").write_text("")
         if project.strip():
-            fill_wheelhouse(ctx / "project-requirements.txt", wheelhouse, recipe.ca_bundle, Path(root))
+            pins = resolve_project(client, recipe, Path(root), ctx, wheelhouse)
+            (ctx / "project-requirements.txt").write_text("".join(f"{pin}\n" for pin in pins))
+            resolved = {"gpuci.resolved": ",".join(pins)[:60000]}
+        else:
+            resolved = {}
         (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
         wheels = copy_verified(Path(root), wheelhouse, ctx / "wheelhouse")
-        _build(client, ctx, tag, recipe, {"gpuci.content-hash": content_hash, "gpuci.wheels-sha256": wheels})
+        labels = {"gpuci.content-hash": content_hash, "gpuci.wheels-sha256": wheels, **resolved}
+        _build(client, ctx, tag, recipe, labels)
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     image_id = existing(client, tag)
@@ -95,6 +101,23 @@ def _build_missing(
     seconds = time.monotonic() - started
     say(f"built {tag} in {seconds:.1f}s")
     return EnsuredImage(tag, image_id, True, seconds, content_hash)
+
+
+def resolve_project(
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, ctx: Path, wheelhouse: Path
+) -> list[str]:
+    """The project's requirements resolved for the base image's own Python; the pins installed."""
+    if recipe.base_image is None:
+        raise ImageBuildError(f"{recipe.dockerfile} names no base image to ask which Python it runs.")
+    target = ask_image(client, recipe.base_image)
+    source = ctx / "project-requirements.in"
+    source.write_text(project_requirements_text(recipe))
+    sources = tuple(p.relative_to(root) if p.is_relative_to(root) else p for p in recipe.project_requirements)
+    before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
+    resolution = resolve(source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle)
+    record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
+    say(f"resolved {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
+    return list(resolution.pins)
 
 
 def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,14 @@ class ImageRecipe:
     @property
     def tag(self) -> str:
         return f"gpuci/{self.platform}:{self.content_hash()[:16]}"
+
+    @property
+    def base_image(self) -> str | None:
+        """The image the Dockerfile builds on: BASE_IMAGE as given, else the Dockerfile's default."""
+        if self.build_args.get("BASE_IMAGE"):
+            return self.build_args["BASE_IMAGE"]
+        match = re.search(r"^ARG BASE_IMAGE=(\S+)|^FROM (\S+)", self.dockerfile.read_text(), re.MULTILINE)
+        return (match.group(1) or match.group(2)) if match else None
 
     @property
     def local_base(self) -> str | None:

@@ -1,0 +1,164 @@
+"""The project's requirements resolved, with their dependencies, for the image's own interpreter.
+
+The base image is asked which Python it runs and on which C library (never assumed: a Debian
+base runs 3.11, a vendor's image something else), and pip resolves the project's requirement
+files — unpinned or partial as people write them — for exactly that interpreter and platform,
+wheels only, into the wheelhouse. The resolved pins (`name==version`, one a line) are what the
+image installs, so the install is the resolution and nothing else in the wheelhouse. A
+requirement that exists nowhere for that Python is exit 2 naming the user's file and the
+requirement; only a failure to reach the index is 75. pip's progress is shown as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.console import say
+from harness.errors import ImageBuildError, UsageError
+
+# What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
+# that no release satisfies (one cannot).
+NETWORK_WORDS = ("Could not fetch URL", "Failed to establish a new connection", "Temporary failure in name",
+                 "Max retries exceeded", "Read timed out", "SSLError", "ProxyError")  # fmt: skip
+_MISSING = re.compile(r"No matching distribution found for (\S+)")
+_SAVED = re.compile(r"(?:Saved|File was already downloaded) (\S+\.whl)")
+_WHEEL = re.compile(r"^([^-]+)-([^-]+)-")
+
+
+@dataclass(frozen=True)
+class PythonTarget:
+    """The interpreter in an image: what wheels it can take."""
+
+    version: str  # "3.11"
+    machine: str  # "x86_64"
+    glibc: str | None  # "2.36"; None on musl or unknown
+
+    def pip_args(self) -> list[str]:
+        args = ["--python-version", self.version, "--implementation", "cp", "--only-binary=:all:"]
+        if self.glibc:
+            major, minor = (int(x) for x in self.glibc.split(".")[:2])
+            # Every manylinux tag up to the image's C library, as pip would accept there.
+            for m in range(minor, 4, -1):
+                args += ["--platform", f"manylinux_{major}_{m}_{self.machine}"]
+            args += ["--platform", f"manylinux2014_{self.machine}", "--platform", f"manylinux2010_{self.machine}"]
+            args += ["--platform", f"manylinux1_{self.machine}", "--platform", "any"]
+        return args
+
+
+PROBE = (
+    "import json, os, platform, sys; "
+    "libc = os.confstr('CS_GNU_LIBC_VERSION') if hasattr(os, 'confstr') else None; "
+    "print(json.dumps({'version': '%d.%d' % sys.version_info[:2], 'machine': platform.machine(), "
+    "'glibc': libc.split()[-1] if libc else None}))"
+)
+
+
+def ask_image(client: Any, image: str) -> PythonTarget:
+    """Run the base image's python3 once (no network) and read what it is."""
+    import docker.errors
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise ImageBuildError(
+            f"the base image {image} is not on this Docker Engine, so it cannot be asked which Python it runs; "
+            "load or build it first (`python -m harness image bootstrap` for gpuci's Debian base)."
+        ) from None
+    try:
+        out = client.containers.run(
+            image,
+            ["python3", "-c", PROBE],
+            remove=True,
+            network_mode="none",
+            entrypoint=[],
+            labels={"gpuci.purpose": "python-probe"},
+        )
+        data = json.loads(out.decode().strip().splitlines()[-1])
+    except Exception as exc:
+        raise ImageBuildError(
+            f"could not ask the base image {image} which Python it runs ({exc}); it needs a python3."
+        ) from None
+    return PythonTarget(str(data["version"]), str(data["machine"]), data.get("glibc"))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    pins: tuple[str, ...]  # name==version, sorted
+    target: PythonTarget
+
+
+def resolve(
+    requirements: Path, sources: tuple[Path, ...], wheelhouse: Path, target: PythonTarget, ca_bundle: Path | None
+) -> Resolution:
+    """Resolve `requirements` (the user's `sources` in one file) with their dependencies for `target`
+    into `wheelhouse`; offline first, from the wheelhouse alone."""
+    shown_as = ", ".join(str(s) for s in sources) or str(requirements)
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
+            *target.pip_args(), "-r", str(requirements), "-d", str(wheelhouse)]  # fmt: skip
+    offline = subprocess.run([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
+    if offline.returncode == 0:
+        return Resolution(_pins(offline.stdout), target)
+    say(f"resolving {shown_as} for Python {target.version} ({target.machine}, glibc {target.glibc}) into {wheelhouse}")
+    cert = ["--cert", str(ca_bundle)] if ca_bundle else []
+    proc = subprocess.Popen([*base, *cert], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if line.startswith(("Collecting", "Saved", "Downloading")):  # progress while pip works
+            print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
+    if proc.wait() != 0:
+        _fail(lines, sources, shown_as, target, wheelhouse)
+    return Resolution(_pins("\n".join(lines)), target)
+
+
+def _pins(output: str) -> tuple[str, ...]:
+    pins = set()
+    for match in _SAVED.finditer(output):
+        name, version = _WHEEL.match(Path(match.group(1)).name).groups()  # type: ignore[union-attr]
+        pins.add(f"{name.replace('_', '-').lower()}=={version}")
+    return tuple(sorted(pins))
+
+
+def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: PythonTarget, wheelhouse: Path) -> None:
+    text = "\n".join(lines)
+    if any(word in text for word in NETWORK_WORDS):
+        raise ImageBuildError(
+            f"could not reach the package index to resolve {shown_as} (pip: {_last_error(lines)}). On a host "
+            f"with no access, fill {wheelhouse} with the wheels (or set GPUCI_WHEELHOUSE to a folder that has them)."
+        )
+    missing = _MISSING.search(text)
+    what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"
+    where = _line_of(missing.group(1), sources) if missing else None
+    raise UsageError(
+        f"{where or shown_as}: {what} has no wheel for the image's Python {target.version} on {target.machine} "
+        f"(glibc {target.glibc}): pip said {_last_error(lines)!r}. Pin a version that ships wheels for it, "
+        "or choose a base image with a Python it supports."
+    )
+
+
+def _line_of(requirement: str, sources: tuple[Path, ...]) -> str | None:
+    """FILE:LINE of the user's line that asks for `requirement` (pip names it, not where it came from)."""
+    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+    for source in sources:
+        try:
+            lines = source.read_text().splitlines()
+        except OSError:
+            continue
+        for number, line in enumerate(lines, 1):
+            first = re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+            if first == name:
+                return f"{source}:{number}"
+    return None
+
+
+def _last_error(lines: list[str]) -> str:
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR")]
+    return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:300]

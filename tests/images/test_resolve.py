@@ -1,0 +1,53 @@
+"""The project's requirements, unpinned and compiled, resolved for the image's own Python."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import docker
+
+from harness.images.airgap import BaseRecipe
+from harness.images.resolve import ask_image
+from tests.conftest import ROOT
+
+
+def test_the_base_image_says_which_python_it_runs(docker_client: docker.DockerClient, cpu_image) -> None:
+    target = ask_image(docker_client, BaseRecipe().tag)
+    assert target.version == "3.11" and target.machine in ("x86_64", "aarch64")  # Debian bookworm's
+    assert target.glibc and target.glibc.startswith("2.")
+    assert f"manylinux_2_17_{target.machine}" in target.pip_args()
+
+
+def project(tmp_path: Path, requirements: str) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "containers", root / "containers")
+    shutil.copytree(ROOT / "harness", root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / ".buildkite" / "test_areas").mkdir(parents=True)
+    (root / ".buildkite" / "test_areas" / "deps.yaml").write_text(
+        "platforms: [cpu]\nsteps:\n  - label: deps\n    num_gpus: 0\n"
+        '    commands: ["python3 -c \\"import markupsafe, yaml; print(\'compiled ok\', yaml.__version__)\\""]\n'
+    )
+    (root / "pyproject.toml").write_text('[tool.gpuci]\nrequirements = ["requirements-test.txt"]\n')
+    (root / "requirements-test.txt").write_text(requirements)
+    return root
+
+
+def test_unpinned_compiled_requirements_build_for_the_images_python(run_harness, cpu_image, tmp_path: Path) -> None:
+    root = project(
+        tmp_path, "# as people write them: unpinned, compiled, dependencies left out\nmarkupsafe\npyyaml>=6\n"
+    )
+    done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "compiled ok" in done.stdout
+    assert "resolved" in done.stderr and "for Python 3.11" in done.stderr
+
+
+def test_a_requirement_that_exists_nowhere_is_exit_2_naming_file_and_line(
+    run_harness, cpu_image, tmp_path: Path
+) -> None:
+    root = project(tmp_path, "markupsafe\nno-such-package-gpuci-test==1.0\n")
+    done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "requirements-test.txt:2" in done.stderr and "no-such-package-gpuci-test" in done.stderr
+    assert "Traceback" not in done.stderr
