@@ -35,11 +35,16 @@ class Garbage:
 
 
 def dangling_images(client: Any) -> list[Garbage]:
-    """Layers an interrupted build of a gpuci image left (they carry its base's label)."""
+    """Layers an interrupted build of a gpuci image left (they carry its base's label); never one a
+    container uses (a build in progress, or a container not yet removed)."""
+    in_use = {c.attrs.get("ImageID") for c in client.containers.list(all=True, sparse=True)}
     found = []
     for label in ("gpuci.base", "gpuci.platform"):
         for image in client.images.list(filters={"dangling": True, "label": label}):
-            found.append(Garbage("dangling-image", image.id, int(image.attrs.get("Size") or 0), "interrupted build"))
+            if image.id not in in_use:
+                found.append(
+                    Garbage("dangling-image", image.id, int(image.attrs.get("Size") or 0), "interrupted build")
+                )
     return list({g.id: g for g in found}.values())
 
 

@@ -47,8 +47,10 @@ def _clear(watch: VramWatch, pending: dict[str, dict[str, Any]], use_docker: boo
     next_note = started + NOTE_EVERY_S
     next_containers = started
     while True:
-        if use_docker and crashed and time.monotonic() >= next_containers:
-            _remove_containers(crashed)
+        if crashed and time.monotonic() >= next_containers:
+            if use_docker:
+                _remove_containers(crashed)
+            _kill_processes(crashed)  # host mode: the crashed run's helpers that hold no GPU memory too
             next_containers = time.monotonic() + 1.0
         left = []
         for device in watch.devices:
@@ -84,6 +86,18 @@ def _remove_containers(run_ids: set[str]) -> None:
         for container in client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={run_id}"}):
             with contextlib.suppress(Exception):  # gone already, or the engine is removing it
                 container.remove(force=True)
+
+
+def _kill_processes(crashed: set[str]) -> None:
+    """Every process that carries a crashed run's id (its supervisor is dead: nothing else ends them)."""
+    for proc in psutil.process_iter():
+        try:
+            run_id = proc.environ().get("GPUCI_RUN_ID")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if run_id in crashed:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
 
 
 def _kill_holders(watch: VramWatch, device: Device, crashed: set[str]) -> None:

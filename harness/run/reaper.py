@@ -174,8 +174,9 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
         elif item.kind == "dangling-image" and client is not None:
             try:
                 client.images.remove(item.id)
-            except Exception as exc:  # another build may use it as a parent by now
-                problems.append(f"image {item.id[:19]}: {exc}")
+            except Exception as exc:  # in use by now (a build, a container): left for a later reap
+                if "409" not in str(exc) and "No such image" not in str(exc):
+                    problems.append(f"image {item.id[:19]}: {exc}")
     holders = [int(i.id) for i in leftovers if i.kind in ("holder", "process")]
     for pid in holders:
         with contextlib.suppress(ProcessLookupError):
