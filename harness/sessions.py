@@ -42,7 +42,12 @@ def split_posargs(posargs: list[str]) -> tuple[list[str], list[str]]:
 
 
 # What each of gpuci's exit codes means, for nox's failure line.
-CODE_MEANINGS = {1: "tests failed", 2: "bad declaration or usage", 3: "teardown failed", 75: "infrastructure failure"}
+CODE_MEANINGS = {
+    1: "tests failed or the run was cancelled",
+    2: "bad declaration or usage",
+    3: "teardown failed",
+    75: "infrastructure failure",
+}
 # Variables a CI service sets in every job (Buildkite, GitHub Actions, GitLab, Jenkins, Azure, and the
 # common CI=true): there a session ends the process with gpuci's own code, so the CI can retry on 75.
 CI_MARKERS = ("CI", "BUILDKITE", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TF_BUILD")
@@ -106,4 +111,29 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
                 raise SystemExit(2)
             taken[name] = str(area.path)
             _area_session(root, platform, area.name)
+    if _asked_only_for(set(taken), sys.argv[1:]):
+        # An agent's cancel can land while nox itself starts (its first 0.1 s): noted from here, it
+        # stops the run in order with a report, as `python -m harness run` does from its first line.
+        from harness.run.cancel import GATE
+
+        GATE.install()
     return list(taken)
+
+
+def _asked_only_for(names: set[str], argv: list[str]) -> bool:
+    """Whether this nox was asked to run area sessions only (`-s A B`, `--session A`, NOXSESSION);
+    other sessions (the test suite) keep the default SIGTERM."""
+    asked: list[str] = [s for s in os.environ.get("NOXSESSION", "").split(",") if s]
+    taking = False
+    for arg in argv:
+        if arg == "--":
+            break
+        if arg in ("-s", "-e", "--session", "--sessions"):
+            taking = True
+        elif arg.startswith(("--session=", "--sessions=")):
+            asked += arg.split("=", 1)[1].split(",")
+        elif arg.startswith("-"):
+            taking = False
+        elif taking:
+            asked.append(arg)
+    return bool(asked) and all(a in names for a in asked)

@@ -75,3 +75,23 @@ def test_every_run_option_reaches_the_harness_from_posargs_and_the_rest_pytest()
     harness, pytest_args = split_posargs(posargs)
     assert harness == ["--step", "sampler (cpu)", "--timeout", "30", "--ca-bundle=corp.pem", "--build"]
     assert pytest_args == ["--quiet", "-k", "x"]  # --quiet there is pytest's
+
+
+def test_a_cancel_as_nox_starts_the_session_still_leaves_a_cancelled_report(make_project) -> None:
+    import json
+    import os
+    import signal
+
+    root = make_project("platforms: [cpu]\nsteps: [{label: a, commands: [sleep 60]}]\n", name="early")
+    shutil.copy(ROOT / "noxfile.py", root / "noxfile.py")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPUCI_WHEELHOUSE": str(ROOT / ".gpuci" / "wheelhouse")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nox", "-s", "cpu_early"], cwd=root, env=env, stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stderr:  # type: ignore[union-attr]
+        if "Running session cpu_early" in line:
+            proc.send_signal(signal.SIGTERM)  # the agent's cancel, before gpuci's run has begun
+            break
+    proc.communicate(timeout=60)
+    report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+    assert report["outcome"] == "cancelled" and report["stop_reason"] == "SIGTERM"

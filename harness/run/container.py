@@ -13,7 +13,7 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
-from harness.errors import InfrastructureError
+from harness.errors import InfrastructureError, UsageError
 from harness.redact import Redactor
 from harness.run.logs import DEFAULT_LOG_CAP, LogPump
 from harness.run.spec import RunSpec
@@ -85,6 +85,11 @@ class ContainerWorkload:
             raise InfrastructureError(f"image {spec.image} is missing from the Docker Engine.") from None
         except docker.errors.APIError as exc:
             self.remove()
+            if exc.status_code == 400:  # Docker rejects what it was asked (a name, a mount): a retry cannot help
+                raise UsageError(
+                    f"Docker refused the container {spec.name}: {exc.explanation or exc}. Fix the step or "
+                    "[tool.gpuci] setting it names."
+                ) from None
             raise InfrastructureError(f"starting container {spec.name} failed: {exc.explanation or exc}") from None
         self.pump.start(self._logs(output))
 

@@ -219,3 +219,10 @@ def test_a_declaration_named_to_inject_a_command_is_refused(make_project, run_ha
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert "rename the file" in done.stderr and "Traceback" not in done.stderr
     assert not (root / "INJECTED").exists()
+
+
+def test_a_setting_docker_refuses_is_exit_2_not_a_retry(make_project, run_harness, cpu_image) -> None:
+    root = make_project(_area("true", extra="    memory: 1m\n"), name="attack")  # below Docker's minimum
+    done = _run(run_harness, root)
+    assert done.returncode == 2, done.stderr
+    assert "Docker refused the container" in done.stderr and "Traceback" not in done.stderr
