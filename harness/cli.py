@@ -358,7 +358,8 @@ def _init(args: argparse.Namespace) -> int:
             "create": "would create" if args.dry_run else "created",
             "append": "would add to" if args.dry_run else "added to",
         }
-        print(f"{verb[change.action]} {change.path.relative_to(root)}")
+        why = f" ({change.why})" if change.why else ""
+        print(f"{verb[change.action]} {change.path.relative_to(root)}{why}")
         if args.dry_run:
             print("".join(f"    {line}\n" for line in change.text.strip("\n").splitlines()))
     if not args.dry_run:

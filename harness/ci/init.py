@@ -15,7 +15,14 @@ from harness.declare.areas import AREAS_DIR
 from harness.declare.platforms import PLATFORM_NAMES
 
 MARK = "from harness.sessions import area_sessions"
-NOXFILE = f'''"""nox sessions: `<platform>_<area>` for every test area in .buildkite/test_areas (gpuci)."""
+SCRIPT_BLOCK = "# /// script"
+# nox (2025.02 and later) reads this block and, where gpuci is missing from its own environment (nox
+# installed on its own with pipx or `uv tool`), runs the noxfile in an environment that has it.
+SCRIPT = """# /// script
+# dependencies = ["nox", "{source}"]
+# ///
+"""
+NOXFILE = f'''{{script}}"""nox sessions: `<platform>_<area>` for every test area in .buildkite/test_areas (gpuci)."""
 
 from pathlib import Path
 
@@ -58,6 +65,29 @@ class Change:
     path: Path
     action: str  # "create" | "append"
     text: str
+    why: str = ""  # said beside the change, where it is not obvious
+
+
+def gpuci_source() -> str:
+    """How a noxfile's environment gets gpuci: as it was installed here (a path, a wheel, a URL), or
+    the checkout this code runs from, or the package's name."""
+    import importlib.metadata
+    import json
+
+    try:
+        direct = importlib.metadata.distribution("gpuci-harness").read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        direct = None
+    if direct:
+        url = json.loads(direct).get("url")
+        if url:
+            return f"gpuci-harness @ {url}"
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and 'name = "gpuci-harness"' in (
+        checkout / "pyproject.toml"
+    ).read_text():
+        return f"gpuci-harness @ {checkout.as_uri()}"
+    return "gpuci-harness"
 
 
 def plan(root: Path) -> list[Change]:
@@ -65,15 +95,32 @@ def plan(root: Path) -> list[Change]:
     root = Path(root)
     changes: list[Change] = []
     noxfile = root / "noxfile.py"
+    script = SCRIPT.format(source=gpuci_source())
     if not noxfile.exists():
-        changes.append(Change(noxfile, "create", NOXFILE))
+        changes.append(Change(noxfile, "create", NOXFILE.format(script=script)))
     elif MARK not in noxfile.read_text():
-        changes.append(Change(noxfile, "append", NOX_LINES))
+        has_block = SCRIPT_BLOCK in noxfile.read_text()
+        note = (
+            f"your noxfile has a script block already: add {gpuci_source()!r} to its dependencies" if has_block else ""
+        )
+        changes.append(Change(noxfile, "append", NOX_LINES if has_block else "\n" + script + NOX_LINES, note))
     pyproject = root / "pyproject.toml"
     if not pyproject.exists():
-        changes.append(Change(pyproject, "create", TOOL_GPUCI.lstrip()))
+        why = (
+            "for [tool.gpuci] only: setup.py still builds the project"
+            if (root / "setup.py").exists()
+            else "for [tool.gpuci]"
+        )
+        changes.append(Change(pyproject, "create", TOOL_GPUCI.lstrip(), why))
     elif "[tool.gpuci]" not in pyproject.read_text():
         changes.append(Change(pyproject, "append", TOOL_GPUCI))
+    ignore = root / ".gitignore"
+    ignored = ignore.read_text().splitlines() if ignore.exists() else []
+    if not any(line.strip().rstrip("/") in (".gpuci", "/.gpuci") for line in ignored):
+        text = "# gpuci's runs, images' inputs and reports (gpuci init)\n.gpuci/\n"
+        changes.append(
+            Change(ignore, "append" if ignore.exists() else "create", text, "gpuci's state stays out of git")
+        )
     if not (root / "containers" / "requirements.txt").exists():
         changes.append(Change(root / "containers" / "requirements.txt", "create", REQUIREMENTS))
     for platform in PLATFORM_NAMES:

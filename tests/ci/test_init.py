@@ -123,3 +123,30 @@ def test_a_real_library_runs_its_own_suite_in_gpucis_container(run_harness, tmp_
     assert report["outcome"] == "passed" and report["mode"] == "container"
     assert " passed" in done.stdout and "failed" not in done.stdout.split("passed")[-1]
     assert os.path.exists(report["junit"])
+
+
+def test_init_in_a_setup_py_project_says_what_it_writes_and_works_with_nox_on_its_own(
+    run_harness, tmp_path: Path
+) -> None:
+    repo = tmp_path / "legacy"
+    repo.mkdir()
+    (repo / "setup.py").write_text("from setuptools import setup\nsetup(name='legacy', version='1.0')\n")
+    done = run_harness("init", "--root", str(repo))
+    assert done.returncode == 0, done.stderr
+    assert "created pyproject.toml (for [tool.gpuci] only: setup.py still builds the project)" in done.stdout
+    assert ".gpuci/" in (repo / ".gitignore").read_text().splitlines()
+    assert (repo / "noxfile.py").read_text().startswith("# /// script\n")
+    # nox installed on its own (pipx, `uv tool`): its environment has no gpuci; the noxfile's script
+    # block makes nox run it in one that has.
+    venv = tmp_path / "nox-alone"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "nox>=2025.2.9"], capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    listed = subprocess.run(
+        [str(venv / "bin" / "nox"), "-l"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-3000:]
+    assert "cpu_example" in listed.stdout
