@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from harness.declare.platforms import PLATFORM_NAMES
-from harness.errors import UsageError
 from harness.gpu.vram import BACKEND_NAMES
 
 
@@ -57,7 +56,17 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run an area's steps on a platform (what nox sessions and CI run)")
+    def command(name: str, func: str, **kwargs: str) -> argparse.ArgumentParser:
+        """A subcommand and the function (`module:function`, imported when called) its stage owns."""
+        made = sub.add_parser(name, **kwargs)
+        made.set_defaults(func=func)
+        return made
+
+    run = command(
+        "run",
+        "harness.run.commands:run_command",
+        help="run an area's steps on a platform (what nox sessions and CI run)",
+    )
     run.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
     run.add_argument("--area", required=True)
     run.add_argument("--step", help="run only the step with this label")
@@ -81,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     common_run_options(run)
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
 
-    sup = sub.add_parser("supervise", help="run any command under the supervisor")
+    sup = command("supervise", "harness.run.commands:supervise_command", help="run any command under the supervisor")
     sup.add_argument("--image", help="run in this image instead of on the host")
     sup.add_argument("--platform", default="cpu", choices=PLATFORM_NAMES)
     sup.add_argument("--num-gpus", type=int, default=None, help="GPUs to watch (default: 1 with a backend)")
@@ -89,7 +98,9 @@ def parser() -> argparse.ArgumentParser:
     common_run_options(sup)
     sup.add_argument("cmd", nargs=argparse.REMAINDER, help="after --: the command")
 
-    image = sub.add_parser("image", help="images: content tags, builds, the air-gapped base")
+    image = command(
+        "image", "harness.images.commands:image_command", help="images: content tags, builds, the air-gapped base"
+    )
     image_sub = image.add_subparsers(dest="image_command", required=True)
     boot = image_sub.add_parser("bootstrap", help="build the base image from Debian packages (no registry)")
     boot.add_argument("--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"))
@@ -113,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("file", type=Path)
     load.add_argument("--root", type=Path, default=Path.cwd())
 
-    sim = sub.add_parser("simgpu", help="simulated GPUs for machines with none")
+    sim = command("simgpu", "harness.gpu.commands:simgpu_command", help="simulated GPUs for machines with none")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     init = sim_sub.add_parser("init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)")
     init.add_argument("--count", type=int, default=2)
@@ -123,7 +134,11 @@ def parser() -> argparse.ArgumentParser:
     hold.add_argument("--device", type=int, default=0)
     hold.add_argument("--release-lag", type=float, default=0.0, help="seconds memory stays used after death")
 
-    pipe = sub.add_parser("pipeline", help="print the Buildkite pipeline (YAML) generated from the declarations")
+    pipe = command(
+        "pipeline",
+        "harness.ci.commands:pipeline_command",
+        help="print the Buildkite pipeline (YAML) generated from the declarations",
+    )
     pipe.add_argument("--root", type=Path, default=Path.cwd())
     which = pipe.add_mutually_exclusive_group()
     which.add_argument("--base", help="select steps by the files changed since the merge base with this ref")
@@ -132,13 +147,19 @@ def parser() -> argparse.ArgumentParser:
     pipe.add_argument("--include-optional", action="store_true", help="optional steps run too")
     _declaration_flags(pipe)
 
-    lint = sub.add_parser("lint", help="CI-coverage lint: declarations against the tree (no Docker, no GPU)")
+    lint = command(
+        "lint",
+        "harness.ci.commands:lint_command",
+        help="CI-coverage lint: declarations against the tree (no Docker, no GPU)",
+    )
     lint.add_argument("--root", type=Path, default=Path.cwd())
     lint.add_argument("--format", choices=["text", "json"], default="text")
     _declaration_flags(lint)
     lint.add_argument("--since", metavar="REV", help="report only what changed since REV (a branch's merge base)")
 
-    rep = sub.add_parser("repro", help="reproduce a run from its report.json (path, folder or URL)")
+    rep = command(
+        "repro", "harness.repro:repro_command", help="reproduce a run from its report.json (path, folder or URL)"
+    )
     rep.add_argument("report")
     rep.add_argument("--root", type=Path, default=Path.cwd())
     rep.add_argument("--env", action="append", default=[], metavar="NAME", help="a secret to take from here")
@@ -149,30 +170,48 @@ def parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--quiet", action="store_true")
 
-    rpt = sub.add_parser("report", help="summarise runs: a terminal table, and an HTML page with pictures")
+    rpt = command(
+        "report",
+        "harness.reports.commands:report_command",
+        help="summarise runs: a terminal table, and an HTML page with pictures",
+    )
     rpt.add_argument(
         "runs", nargs="*", type=Path, help="report.json files, run folders or run ids (default: .gpuci/runs)"
     )
     rpt.add_argument("--html", type=Path, default=Path(".gpuci") / "report" / "index.html")
     rpt.add_argument("--no-pictures", action="store_true")
 
-    reap = sub.add_parser("reap", help="find (and with --yes clean up) what crashed runs left on this host")
+    reap = command(
+        "reap",
+        "harness.run.cleanup:reap_command",
+        help="find (and with --yes clean up) what crashed runs left on this host",
+    )
     reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
     reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
     reap.add_argument("--root", type=Path, default=Path.cwd(), help="the project whose runs are reaped")
     reap.add_argument("--all-projects", action="store_true", help="every project's crashed runs on this host")
 
-    gc = sub.add_parser("gc", help="old images, repro worktrees, build folders and locks (a dry run unless --yes)")
+    gc = command(
+        "gc",
+        "harness.run.cleanup:gc_command",
+        help="old images, repro worktrees, build folders and locks (a dry run unless --yes)",
+    )
     gc.add_argument("--root", type=Path, default=Path.cwd())
     gc.add_argument("--keep", type=int, default=3, help="newest images kept per platform (default 3)")
     gc.add_argument("--older-than", type=float, default=14.0, metavar="DAYS", help="age past which things go")
     gc.add_argument("--yes", action="store_true", help="remove what is listed")
 
-    init = sub.add_parser("init", help="add gpuci to this repository: noxfile, [tool.gpuci], recipes, an example area")
+    init = command(
+        "init",
+        "harness.ci.commands:init_command",
+        help="add gpuci to this repository: noxfile, [tool.gpuci], recipes, an example area",
+    )
     init.add_argument("--root", type=Path, default=Path.cwd())
     init.add_argument("--dry-run", action="store_true", help="show the files it would write, write nothing")
 
-    gpus = sub.add_parser("gpus", help="every device of the active backend: used/total and holders")
+    gpus = command(
+        "gpus", "harness.gpu.commands:gpus_command", help="every device of the active backend: used/total and holders"
+    )
     gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
     return parser
 
@@ -192,35 +231,3 @@ def run_flags() -> tuple[tuple[str, ...], tuple[str, ...]]:
         if action.nargs == 0:
             switches += names
     return tuple(flags), tuple(switches)
-
-
-def project_config(root: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """[tool.gpuci] of `root` with the command line's settings (--workspace, --declarations, …)."""
-    from harness.declare.config import load_config
-
-    declarations = tuple(args.declarations) if args.declarations else None
-    return load_config(root).with_flags(
-        workspace=args.workspace,
-        default_working_dir=args.default_working_dir,
-        declarations=declarations,
-        dependency_match=args.dependency_match,
-        external_scripts=tuple(args.external_script) if args.external_script else None,
-        dependency_match_for=_modes(args.dependency_match_for),
-    )
-
-
-def _modes(entries: list[str] | None) -> dict[str, str] | None:
-    """--dependency-match-for PIPELINE=MODE, repeated."""
-    from harness.declare.dependencies import DEPENDENCY_MATCHES
-
-    if not entries:
-        return None
-    modes: dict[str, str] = {}
-    for entry in entries:
-        path, _, mode = entry.rpartition("=")
-        if not path or mode not in DEPENDENCY_MATCHES:
-            raise UsageError(
-                f"--dependency-match-for {entry!r} is not PIPELINE=MODE (MODE: {', '.join(DEPENDENCY_MATCHES)})."
-            )
-        modes[path] = mode
-    return modes

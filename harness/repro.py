@@ -183,3 +183,16 @@ def _image(root: Path, tree: Path, report: dict[str, Any], base: str | None, reb
         say(f"  differs: {line}")
     say("=" * 72)
     return built.id
+
+
+def repro_command(args: Any) -> int:
+    """`gpuci repro REPORT`: the argparse edge, called with keywords."""
+    return repro(
+        root=args.root.resolve(),
+        source=args.report,
+        pass_env=tuple(args.env),
+        allow_dirty=args.allow_dirty,
+        shell=args.shell,
+        echo=not args.quiet,
+        rebuild=args.rebuild,
+    )

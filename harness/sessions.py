@@ -25,6 +25,8 @@ from harness.declare.areas import session_name
 from harness.declare.sources import load_areas
 from harness.errors import DeclarationError
 
+__all__ = ["area_sessions", "end_session", "split_posargs"]
+
 
 def split_posargs(posargs: list[str]) -> tuple[list[str], list[str]]:
     """Leading options of `run` (--step LABEL, --timeout S, --ca-bundle PEM, --no-container, …, each

@@ -273,3 +273,31 @@ def _registry(path: Path, value: object) -> str | None:
             "as Docker names repositories, e.g. 'registry.example.com:5000/ci' (no scheme, lowercase path)."
         )
     return text
+
+
+def config_with_flags(root: Path, args: Any) -> ProjectConfig:
+    """[tool.gpuci] of `root` with the command line's settings (--workspace, --declarations, …)."""
+    declarations = tuple(args.declarations) if args.declarations else None
+    return load_config(root).with_flags(
+        workspace=args.workspace,
+        default_working_dir=args.default_working_dir,
+        declarations=declarations,
+        dependency_match=args.dependency_match,
+        external_scripts=tuple(args.external_script) if args.external_script else None,
+        dependency_match_for=_flag_modes(args.dependency_match_for),
+    )
+
+
+def _flag_modes(entries: list[str] | None) -> dict[str, str] | None:
+    """--dependency-match-for PIPELINE=MODE, repeated."""
+    if not entries:
+        return None
+    modes: dict[str, str] = {}
+    for entry in entries:
+        path, _, mode = entry.rpartition("=")
+        if not path or mode not in DEPENDENCY_MATCHES:
+            raise UsageError(
+                f"--dependency-match-for {entry!r} is not PIPELINE=MODE (MODE: {', '.join(DEPENDENCY_MATCHES)})."
+            )
+        modes[path] = mode
+    return modes

@@ -1,0 +1,114 @@
+"""`gpuci pipeline`, `gpuci lint` and `gpuci init`: the stage that reads a project's CI files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.console import say
+from harness.declare.config import config_with_flags
+from harness.errors import ExitCode, UsageError
+
+
+def pipeline_command(args: argparse.Namespace) -> int:
+    from harness.ci import buildkite
+
+    root = args.root.resolve()
+    config = config_with_flags(root, args)
+    changed: tuple[str, ...] | None = None
+    if args.changed_files:
+        try:
+            changed = tuple(line.strip() for line in args.changed_files.read_text().splitlines() if line.strip())
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.changed_files}: {exc.strerror}.") from None
+    elif args.base:
+        changed = buildkite.changed_files(root, args.base)
+    elif not args.all:
+        changed = changed_on_this_build(root, config.default_branch)
+    selection = buildkite.Selection(
+        changed, args.include_optional, config.run_all, config.dependency_match, config.dependency_match_for
+    )
+    sys.stdout.write(buildkite.to_yaml(buildkite.generate(loaded_areas(root, config.declarations), config, selection)))
+    return 0
+
+
+def lint_command(args: argparse.Namespace) -> int:
+    from harness.ci import lint
+    from harness.reports.annotate import annotate
+
+    root = args.root.resolve()
+
+    def run_lint(tree: Path) -> tuple[list[lint.Finding], int]:
+        config = config_with_flags(tree, args)
+        return lint.lint(tree, loaded_areas(tree, config.declarations), config)
+
+    if args.since:
+        from harness.ci.lint.since import lint_since
+
+        introduced, resolved = lint_since(root, args.since, lambda tree: run_lint(tree)[0])
+        if args.format == "json":
+            sys.stdout.write(lint.as_json(introduced))
+        else:
+            text = lint.as_text(introduced, 0) if introduced else ""
+            sys.stdout.write(
+                text + f"gpuci lint --since {args.since}: {len(introduced)} introduced, {len(resolved)} resolved\n"
+            )
+        if introduced:
+            body = f"**gpuci lint**: this change loses CI coverage\n\n```\n{lint.as_text(introduced, 0)}```"
+            annotate(body, "gpuci-lint", "error")
+        return int(ExitCode.TESTS_FAILED) if introduced else 0
+    findings, allowed = run_lint(root)
+    sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
+    if findings:
+        body = "**gpuci lint**: CI does not run everything it should\n\n```\n" + lint.as_text(findings, allowed) + "```"
+        annotate(body, "gpuci-lint", "error")
+    return int(ExitCode.TESTS_FAILED) if findings else 0
+
+
+def changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | None:
+    """In a Buildkite build of a branch: the branch's changes; on the default branch: everything."""
+    from harness.ci import buildkite
+
+    branch = os.environ.get("BUILDKITE_BRANCH")
+    default = os.environ.get("BUILDKITE_PIPELINE_DEFAULT_BRANCH", default_branch)
+    if not branch or branch == default:
+        return None
+    return buildkite.changed_files(root, f"origin/{default}")
+
+
+def loaded_areas(root: Path, declarations: tuple[str, ...]) -> list:  # type: ignore[type-arg]
+    """The areas, each construct gpuci cannot honour said with file and line (never dropped silently)."""
+    from harness.declare.sources import load_areas
+
+    areas = load_areas(root, declarations)
+    for area in areas:
+        for warning in area.warnings:
+            say(f"warning: {warning}")
+    return areas
+
+
+def init_command(args: argparse.Namespace) -> int:
+    from harness.ci.init import apply, plan
+
+    root = args.root.resolve()
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder; run gpuci init in the repository's root.")
+    changes = plan(root)
+    if not changes:
+        say(f"{root} already has everything gpuci needs; nothing written")
+        return 0
+    for change in changes:
+        verb = {
+            "create": "would create" if args.dry_run else "created",
+            "append": "would add to" if args.dry_run else "added to",
+        }
+        why = f" ({change.why})" if change.why else ""
+        print(f"{verb[change.action]} {change.path.relative_to(root)}{why}")
+        if args.dry_run:
+            print("".join(f"    {line}\n" for line in change.text.strip("\n").splitlines()))
+    if not args.dry_run:
+        apply(changes)
+        say("next: declare your tests in .buildkite/test_areas/, then `nox -l` and `nox -s cpu_<area>`")
+    return 0

@@ -1,0 +1,81 @@
+"""`gpuci run` and `gpuci supervise`: command-line settings and [tool.gpuci] made into one run's options."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from harness.errors import UsageError
+
+
+def run_options(args: argparse.Namespace, platform: str, **extra: object):  # type: ignore[no-untyped-def]
+    from harness.run.options import RunOptions
+
+    return RunOptions(
+        root=args.root.resolve(),
+        platform=platform,
+        report_dir=args.report_dir,
+        vram_backend=None if args.vram_backend == "auto" else args.vram_backend,
+        grace_s=args.grace if args.grace is not None else 5.0,
+        vram_timeout_s=args.vram_timeout if args.vram_timeout is not None else 60.0,
+        echo=not args.quiet,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from harness.run.cancel import GATE
+
+    GATE.install()  # from here a cancel is noted, never a silent death without a report
+    from harness.declare.config import load_config
+    from harness.images.registry import registry_from
+    from harness.run.step import execute_step
+
+    config = load_config(args.root.resolve()).with_flags(
+        workspace=args.workspace, default_working_dir=args.default_working_dir
+    )
+    # [tool.gpuci] values for what the command line left out (the flag wins).
+    args.grace = args.grace if args.grace is not None else config.grace
+    args.vram_timeout = args.vram_timeout if args.vram_timeout is not None else config.vram_timeout
+    options = run_options(
+        args,
+        args.platform,
+        pytest_args=tuple(args.pytest_args),
+        container=not args.no_container,
+        base_image=args.base_image,
+        ca_bundle=args.ca_bundle or (args.root.resolve() / config.ca_bundle if config.ca_bundle else None),
+        timeout_s=args.timeout if args.timeout is not None else config.timeout,
+        lease_timeout_s=next(v for v in (args.lease_timeout, config.lease_timeout, 600.0) if v is not None),
+        workspace=config.workspace,
+        default_working_dir=config.default_working_dir,
+        mounts=config.mounts,
+        limits=project_limits(config),
+        allow_dangerous_mounts=config.allow_dangerous_mounts,
+        pass_env=(*config.secrets, *args.env),
+        registry=None if args.no_container else registry_from(config),
+        build=args.build,
+    )
+    try:
+        return execute_step(options, args.area, args.step)
+    finally:
+        # The report is final and the exit code decided: a late cancel (Python restores the default
+        # handlers while it shuts down) must not turn a written "passed" into a death by SIGTERM.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+
+
+def project_limits(config):  # type: ignore[no-untyped-def]
+    from harness.run.spec import DEFAULT_PIDS_LIMIT, Limits
+
+    return Limits(config.memory, config.cpus, config.pids_limit or DEFAULT_PIDS_LIMIT, config.network)
+
+
+def supervise_command(args: argparse.Namespace) -> int:
+    from harness.run.command import execute_command
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise UsageError("supervise needs a command after --, e.g. `python -m harness supervise -- pytest -x`.")
+    num_gpus = args.num_gpus
+    if num_gpus is None:
+        num_gpus = 1 if args.vram_backend else 0
+    return execute_command(run_options(args, args.platform), cmd, args.image, num_gpus, args.timeout)
