@@ -44,6 +44,7 @@ def _declaration_flags(command: argparse.ArgumentParser) -> None:
         metavar="PIPELINE=MODE",
         help="one pipeline file's (or folder's, glob's) match mode (repeatable; [tool.gpuci.dependency_match_for])",
     )
+    command.add_argument("--verbose", action="store_true", help="each warning with file and line (else one per kind)")
     command.add_argument(
         "--external-script",
         action="append",

@@ -30,7 +30,9 @@ def pipeline_command(args: argparse.Namespace) -> int:
     selection = buildkite.Selection(
         changed, args.include_optional, config.run_all, config.dependency_match, config.dependency_match_for
     )
-    sys.stdout.write(buildkite.to_yaml(buildkite.generate(loaded_areas(root, config.declarations), config, selection)))
+    sys.stdout.write(
+        buildkite.to_yaml(buildkite.generate(loaded_areas(root, config.declarations, args.verbose), config, selection))
+    )
     return 0
 
 
@@ -42,7 +44,7 @@ def lint_command(args: argparse.Namespace) -> int:
 
     def run_lint(tree: Path) -> tuple[list[lint.Finding], int]:
         config = config_with_flags(tree, args)
-        return lint.lint(tree, loaded_areas(tree, config.declarations), config)
+        return lint.lint(tree, loaded_areas(tree, config.declarations, args.verbose), config)
 
     if args.since:
         from harness.ci.lint.since import lint_since
@@ -78,15 +80,38 @@ def changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | 
     return buildkite.changed_files(root, f"origin/{default}")
 
 
-def loaded_areas(root: Path, declarations: tuple[str, ...]) -> list:  # type: ignore[type-arg]
-    """The areas, each construct gpuci cannot honour said with file and line (never dropped silently)."""
+def loaded_areas(root: Path, declarations: tuple[str, ...], verbose: bool = False) -> list:  # type: ignore[type-arg]
+    """The areas; the constructs gpuci cannot honour said (never dropped silently): one line per
+    kind with a count and the first place, or each with file and line under --verbose."""
     from harness.declare.sources import load_areas
 
     areas = load_areas(root, declarations)
-    for area in areas:
-        for warning in area.warnings:
+    warnings = [w for area in areas for w in area.warnings]
+    if verbose:
+        for warning in warnings:
             say(f"warning: {warning}")
+        return areas
+    kinds: dict[str, list[str]] = {}
+    for warning in warnings:
+        kinds.setdefault(warning_kind(warning), []).append(warning)
+    for kind, each in kinds.items():
+        if len(each) == 1:  # alone of its kind: said whole, names and all
+            say(f"warning: {each[0]}")
+            continue
+        first = each[0].split(": ", 1)[0]
+        say(f"warning: {len(each)}× {kind} (first at {first}; --verbose lists them)")
     return areas
+
+
+def warning_kind(warning: str) -> str:
+    """A warning without its place and names: `FILE:LINE: step 'x': 'matrix' is …` is `'matrix' is …`."""
+    import re
+
+    text = warning.split(": ", 1)[1] if ": " in warning else warning
+    text = re.sub(r"^step '[^']*': ", "", text)
+    text = re.sub(r"labelled '[^']*'", "labelled …", text)
+    text = re.sub(r"selected as '[^']*'", "selected as '… #N'", text)
+    return text[:160]
 
 
 def init_command(args: argparse.Namespace) -> int:

@@ -48,8 +48,8 @@ class Declaration:
     def files(self, root: Path) -> list[Path]:
         """The pipeline files this entry names at `root`; none where the path is absent."""
         target = root / self.pattern
-        if target.is_dir():
-            return sorted([*target.glob("*.yaml"), *target.glob("*.yml")])
+        if target.is_dir():  # and its subfolders: a pipeline file one folder down is still a pipeline file
+            return sorted([*target.rglob("*.yaml"), *target.rglob("*.yml")])
         if glob.has_magic(self.pattern):
             return sorted(Path(p) for p in glob.glob(str(target)) if Path(p).is_file())
         return [target] if target.is_file() else []

@@ -168,3 +168,16 @@ def test_an_allow_entry_without_a_reason_or_kind_is_refused(tmp_path: Path, run_
 def test_this_repository_lints_clean(run_harness) -> None:
     done = run_harness("lint")
     assert done.returncode == 0, done.stdout
+
+
+def test_warnings_are_one_line_per_kind_unless_verbose(run_harness, tmp_path) -> None:
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    steps = "".join(f"  - label: same\n    commands: [pytest t{i}.py]\n" for i in range(5))
+    (areas / "amd.yaml").write_text(f"steps:\n{steps}  - wait\n")
+    quiet = run_harness("lint", "--root", str(tmp_path))
+    kinds = [line for line in quiet.stderr.splitlines() if line.startswith("gpuci: warning:")]
+    assert len(kinds) == 2, quiet.stderr  # the repeated label (4 times) and the wait step
+    assert any(line.startswith("gpuci: warning: 4× ") and "--verbose lists them" in line for line in kinds)
+    loud = run_harness("lint", "--root", str(tmp_path), "--verbose")
+    assert len([line for line in loud.stderr.splitlines() if line.startswith("gpuci: warning:")]) == 5

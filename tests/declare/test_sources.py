@@ -195,3 +195,11 @@ def test_an_area_name_a_shell_would_read_is_refused(tmp_path: Path, stem: str) -
     with pytest.raises(DeclarationError) as err:
         load_areas(root)
     assert "rename the file" in str(err.value)
+
+
+def test_a_declared_folder_is_read_with_its_subfolders(tmp_path: Path) -> None:
+    root = project(tmp_path, [".buildkite/hardware_tests"])
+    (root / ".buildkite" / "hardware_tests" / "nvidia").mkdir()
+    (root / ".buildkite" / "hardware_tests" / "nvidia" / "h200.yaml").write_text(AREA)
+    names = [a.name for a in load_areas(root)]
+    assert names == ["hardware_tests_amd", "hardware_tests_nvidia_h200"]
