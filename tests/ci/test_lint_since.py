@@ -87,3 +87,26 @@ def test_a_config_moved_behind_a_gate_that_was_already_unset_is_a_new_loss(tmp_p
     since = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD~1", "--format", "json")
     introduced = [(f["kind"], f["variable"]) for f in json.loads(since.stdout)]
     assert introduced == [("unset-gate", "LONG_CONTEXT")]
+
+
+def test_the_pre_commit_hook_reports_what_the_uncommitted_change_loses(tmp_path: Path, run_harness) -> None:
+    import yaml
+
+    from tests.conftest import ROOT
+
+    [hook] = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "gpuci-lint" and hook["pass_filenames"] is False
+    program, *arguments = hook["entry"].split()
+    assert program == "gpuci" and arguments == ["lint", "--since", "HEAD"]
+    (tmp_path / "tests" / "engine").mkdir(parents=True)
+    (tmp_path / "tests" / "engine" / "test_core.py").write_text("def test_a():\n    pass\n")
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    (areas / "engine.yaml").write_text(AREA.replace("  - pytest -v tests/engine/test_gone.py\n", ""))
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base")
+    (tmp_path / "tests" / "engine" / "test_core.py").rename(tmp_path / "tests" / "engine" / "test_kore.py")
+    git(tmp_path, "add", "-A")  # staged, as pre-commit runs hooks on what is about to be committed
+    done = run_harness(*arguments, "--root", str(tmp_path))  # what the hook runs, before the commit
+    assert done.returncode == 1 and "2 introduced" in done.stdout, done.stdout + done.stderr
