@@ -11,16 +11,18 @@ requirement; only a failure to reach the index is 75. pip's progress is shown as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.console import say
-from harness.errors import ImageBuildError, UsageError
+from harness.errors import GpuciError, ImageBuildError, UsageError
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -70,20 +72,24 @@ def ask_image(client: Any, image: str) -> PythonTarget:
             f"the base image {image} is not on this Docker Engine, so it cannot be asked which Python it runs; "
             "load or build it first (`python -m harness image bootstrap` for gpuci's Debian base)."
         ) from None
+    # Named, and removed by that name in `finally` (not the SDK's remove=True): a cancel can land
+    # while it runs, or after the engine made it but before `run` returned.
+    name = f"gpuci-python-probe-{uuid.uuid4().hex[:12]}"
     try:
         out = client.containers.run(
-            image,
-            ["python3", "-c", PROBE],
-            remove=True,
-            network_mode="none",
-            entrypoint=[],
+            image, ["python3", "-c", PROBE], name=name, network_mode="none", entrypoint=[],
             labels={"gpuci.purpose": "python-probe"},
-        )
+        )  # fmt: skip
         data = json.loads(out.decode().strip().splitlines()[-1])
+    except GpuciError:
+        raise  # a cancel: the run reports it as such
     except Exception as exc:
         raise ImageBuildError(
             f"could not ask the base image {image} which Python it runs ({exc}); it needs a python3."
         ) from None
+    finally:
+        with contextlib.suppress(Exception):
+            client.api.remove_container(name, force=True)
     return PythonTarget(str(data["version"]), str(data["machine"]), data.get("glibc"))
 
 
