@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ def project(pytester: pytest.Pytester, sim_gpus: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("GPUCI_PLATFORM", "cpu")
     monkeypatch.setenv("GPUCI_REPORT_DIR", str(pytester.path / "report"))
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID", "PYTEST_XDIST_WORKER_COUNT"):
+        monkeypatch.delenv(name, raising=False)  # this suite's own worker identity is not the inner pytest's
     return pytester
 
 
@@ -147,17 +150,27 @@ def test_seen(worker_id):
     assert seen in (["0"], ["1"]) or seen == ["0", "1"]  # one test: one worker ran it, pinned at import
 
 
-def test_the_visible_variable_follows_the_backend_not_the_platform(sim_gpus: Path, monkeypatch) -> None:
+@pytest.fixture
+def pinning_env():
+    """pin_worker sets the visible-devices variables in os.environ, as a worker must: undone after."""
+    names = ("GPUCI_SIM_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
+    saved = {name: os.environ.pop(name, None) for name in names}
+    yield
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
+
+
+def test_the_visible_variable_follows_the_backend_not_the_platform(sim_gpus: Path, monkeypatch, pinning_env) -> None:
     from harness.plugin.pinning import VISIBLE_BY_BACKEND, pin_worker, visible_value
 
-    monkeypatch.delenv("GPUCI_SIM_VISIBLE_DEVICES", raising=False)  # pinning sets it: restored after
     monkeypatch.setenv("GPUCI_PLATFORM", "cuda")  # a cuda run's name, but the GPUs are the sim backend's
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("GPUCI_LOCK_DIR", str(sim_gpus))
     pinned = pin_worker("gw1", 1, "sim")
     try:
         assert pinned.variable == "GPUCI_SIM_VISIBLE_DEVICES" and pinned.value == "1"
-        assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
     finally:
         pinned.lease.release()  # type: ignore[union-attr]
         pinned.backend.close()
@@ -170,19 +183,20 @@ def test_the_visible_variable_follows_the_backend_not_the_platform(sim_gpus: Pat
     assert visible_value("nvml", uuids) == "GPU-aaaa,GPU-bbbb"  # by UUID: CUDA's order may not be NVML's
 
 
-def test_inside_a_run_workers_divide_the_runs_gpus_without_a_second_lease(sim_gpus: Path, monkeypatch) -> None:
+def test_inside_a_run_workers_divide_the_runs_gpus_without_a_second_lease(
+    sim_gpus: Path, monkeypatch, pinning_env
+) -> None:
     from harness.gpu import lease
     from harness.gpu.vram import sim
     from harness.plugin.pinning import pin_worker
 
     monkeypatch.setenv("GPUCI_LOCK_DIR", str(sim_gpus))
-    monkeypatch.delenv("GPUCI_SIM_VISIBLE_DEVICES", raising=False)  # pinning sets it: restored after
     devices = sim.SimBackend(sim_gpus).devices()
     held = lease.acquire(devices, 2, "the run itself")  # what the run holds while its pytest runs
     monkeypatch.setenv("GPUCI_RUN_GPUS", ",".join(d.id for d in devices))
     try:
         first = pin_worker("gw0", 1, "sim")  # a second lease against the run: 60 s of waiting, then failure
-        monkeypatch.delenv("GPUCI_SIM_VISIBLE_DEVICES")  # each worker is its own process
+        os.environ.pop("GPUCI_SIM_VISIBLE_DEVICES")  # each worker is its own process
         second = pin_worker("gw1", 1, "sim")
         assert [first.value, second.value] == ["0", "1"]
         assert first.lease is None and second.lease is None

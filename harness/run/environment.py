@@ -90,8 +90,11 @@ def container_env(
 
 def host_env(options: RunOptions, run_id: str, watch: VramWatch | None, **extra: str) -> dict[str, str]:
     """A host workload's environment: the run's id and supervisor (for the reaper), its GPUs."""
+    # A run starts afresh: an xdist worker's identity (gpuci called from inside a pytest worker) would
+    # make the step's own pytest believe it is that worker.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
     env = {
-        **os.environ,
+        **inherited,
         "GPUCI_RUN_ID": run_id,
         "GPUCI_PLATFORM": options.platform,
         **supervisor_env(options.root),
