@@ -81,8 +81,10 @@ class Converter:
 
 def expanded_size(root: yaml.Node, limit: int) -> int:
     """How many values the document has once every alias is expanded (what a reader that copies,
-    or an error that prints a value, would pay), counted on the shared graph and capped past `limit`."""
+    or an error that prints a value, would pay), counted on the shared graph and capped past `limit`.
+    An alias inside its own anchor (`&a [*a]`) expands without end: past any limit."""
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, children_done = stack.pop()
@@ -98,7 +100,11 @@ def expanded_size(root: yaml.Node, limit: int) -> int:
         )
         if children_done:
             sizes[key] = min(limit + 1, 1 + sum(sizes.get(id(c), 0) for c in children))
+            open_nodes.discard(key)
             continue
+        if key in open_nodes or any(id(c) in open_nodes or c is node for c in children):
+            return limit + 1  # a cycle through an alias
+        open_nodes.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in sizes)
     return sizes[id(root)]

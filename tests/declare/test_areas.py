@@ -233,3 +233,11 @@ def test_bytes_that_are_not_yaml_text_are_one_clear_error(tmp_path: Path, data: 
         load_area(path)
     assert err.value.line == line
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "a: &a {b: [1, *a]}\n", "x: &x [1, &y [2, *x]]\n"])
+def test_an_alias_inside_its_own_anchor_is_refused_at_once(tmp_path: Path, text: str) -> None:
+    body = text + "group: g\nsteps:\n  - label: s\n    commands: [x]\n"
+    with pytest.raises(DeclarationError) as err:  # expands without end: once, it looped until memory ran out
+        load_area(write(tmp_path, body))
+    assert "expands through its aliases" in str(err.value)
