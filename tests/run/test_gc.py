@@ -65,7 +65,9 @@ def _image(client: docker.DockerClient, base: str, platform: str, marker: str) -
         info.size = len(dockerfile)
         tar.addfile(info, io.BytesIO(dockerfile))
     context.seek(0)
-    image, _ = client.images.build(fileobj=context, custom_context=True, tag=f"gpuci/{platform}:{marker}", pull=False)
+    image, _ = client.images.build(
+        fileobj=context, custom_context=True, tag=f"gpuci/{platform}:{marker}", pull=False, rm=True, forcerm=True
+    )
     return image.id
 
 
