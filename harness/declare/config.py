@@ -56,6 +56,9 @@ class ProjectConfig:
     registry_password_env: str | None = None
     # The project's own requirement or lock files, installed in its images and part of their content tag.
     requirements: tuple[str, ...] = ()
+    # Its [project.optional-dependencies] and PEP 735 [dependency-groups] installed there too.
+    extras: tuple[str, ...] = ()
+    dependency_groups: tuple[str, ...] = ()
     # Pipeline files, folders or globs (PATH or PATH:PLATFORM,...): see harness.declare.sources.
     declarations: tuple[str, ...] = (".buildkite/test_areas",)
     # Host folders bound into every step's container (SOURCE:TARGET[:ro]): model caches, a
@@ -110,6 +113,8 @@ KINDS: dict[str, str] = {
     "registry_username_env": "str",
     "registry_password_env": "str",
     "requirements": "list",
+    "extras": "list",
+    "dependency_groups": "list",
     "declarations": "list",
     "mounts": "list",
     "dependency_match": "match",
@@ -182,6 +187,8 @@ def load_config(root: Path) -> ProjectConfig:
         registry_username_env=section.get("registry_username_env"),
         registry_password_env=section.get("registry_password_env"),
         requirements=tuple(str(r) for r in section.get("requirements", ())),
+        extras=tuple(section.get("extras", ())),
+        dependency_groups=tuple(section.get("dependency_groups", ())),
         declarations=tuple(str(d) for d in section.get("declarations", config.declarations)),
         mounts=_mounts(path, section.get("mounts", [])),
         dependency_match=str(section.get("dependency_match", config.dependency_match)),

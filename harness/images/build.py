@@ -112,7 +112,8 @@ def resolve_project(
     target = ask_image(client, recipe.base_image)
     source = ctx / "project-requirements.in"
     source.write_text(project_requirements_text(recipe))
-    sources = tuple(p.relative_to(root) if p.is_relative_to(root) else p for p in recipe.project_requirements)
+    files = [*recipe.project_requirements, *([root / "pyproject.toml"] if recipe.declared_requirements else [])]
+    sources = tuple(p.relative_to(root) if p.is_relative_to(root) else p for p in files)
     before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
     resolution = resolve(source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle)
     record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)

@@ -30,6 +30,8 @@ class ImageRecipe:
     ca_bundle: Path | None = None
     # The project's requirement or lock files ([tool.gpuci] requirements): a changed one is another image.
     project_requirements: tuple[Path, ...] = ()
+    # Requirement lines of its extras and dependency groups ([tool.gpuci] extras, dependency_groups).
+    declared_requirements: tuple[str, ...] = ()
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -42,6 +44,8 @@ class ImageRecipe:
         for path in self.project_requirements:
             data = path.read_bytes()
             digest.update(f"project\0{path.name}\0{len(data)}\0".encode() + data)
+        for line in self.declared_requirements:
+            digest.update(f"declared\0{line}\0".encode())
         for key in sorted(self.build_args):
             digest.update(f"arg\0{key}={self.build_args[key]}\0".encode())
         return digest.hexdigest()
@@ -78,7 +82,14 @@ def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bund
     args = {}
     if base_image:
         args["BASE_IMAGE"] = BaseRecipe(ca_bundle=ca_bundle).tag if base_image == "local" else base_image
-    return ImageRecipe(platform, dockerfile, Path(root) / REQUIREMENTS, args, ca_bundle, _project_requirements(root))
+    from harness.declare.config import load_config
+    from harness.declare.project_deps import declared_requirements
+
+    config = load_config(root)
+    declared = tuple(declared_requirements(Path(root), config.extras, config.dependency_groups))
+    return ImageRecipe(
+        platform, dockerfile, Path(root) / REQUIREMENTS, args, ca_bundle, _project_requirements(root), declared
+    )
 
 
 def _project_requirements(root: Path) -> tuple[Path, ...]:
@@ -95,4 +106,8 @@ def _project_requirements(root: Path) -> tuple[Path, ...]:
 
 def project_requirements_text(recipe: ImageRecipe) -> str:
     """The project's requirements as one file for the image's build context (empty: none)."""
-    return "".join(f"# {p.name}\n{p.read_text()}\n" for p in recipe.project_requirements)
+    text = "".join(f"# {p.name}\n{p.read_text()}\n" for p in recipe.project_requirements)
+    if recipe.declared_requirements:
+        text += "# pyproject.toml: [tool.gpuci] extras and dependency_groups\n"
+        text += "".join(f"{line}\n" for line in recipe.declared_requirements)
+    return text

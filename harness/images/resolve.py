@@ -159,7 +159,8 @@ def _line_of(requirement: str, sources: tuple[Path, ...]) -> str | None:
         except OSError:
             continue
         for number, line in enumerate(lines, 1):
-            first = re.split(r"[<>=!~;\[ ]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
+            text = line.strip().strip("\"',")  # a pyproject.toml list entry: "name>=1",
+            first = re.split(r"[<>=!~;\[ ]", text, maxsplit=1)[0].lower().replace("_", "-")
             if first == name:
                 return f"{source}:{number}"
     return None

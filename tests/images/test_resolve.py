@@ -57,3 +57,16 @@ def test_a_requirement_that_exists_nowhere_is_exit_2_naming_file_and_line(
     assert done.returncode == 2, done.stderr[-3000:]
     assert "requirements-test.txt:2" in done.stderr and "no-such-package-gpuci-test" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_dependency_group_is_resolved_and_its_missing_entry_named_in_pyproject(
+    run_harness, cpu_image, tmp_path: Path
+) -> None:
+    root = project(tmp_path, "markupsafe\n")
+    (root / "pyproject.toml").write_text(
+        '[dependency-groups]\ntest = [\n  "pyyaml>=6",\n  "no-such-package-gpuci-group==1.0",\n]\n'
+        '[tool.gpuci]\nrequirements = ["requirements-test.txt"]\ndependency_groups = ["test"]\n'
+    )
+    done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "pyproject.toml:4" in done.stderr and "no-such-package-gpuci-group" in done.stderr

@@ -1,0 +1,59 @@
+"""The project's extras and PEP 735 dependency groups, as its images install them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.declare.project_deps import declared_requirements
+from harness.errors import UsageError
+
+PYPROJECT = """\
+[project]
+name = "lib"
+version = "1"
+[project.optional-dependencies]
+test = ["pytest>=8", "hypothesis"]
+[dependency-groups]
+lint = ["ruff"]
+dev = [{include-group = "lint"}, "pytest>=8", "numpy"]
+loop = [{include-group = "loop"}]
+[tool.gpuci]
+extras = ["test"]
+"""
+
+
+def test_extras_and_groups_with_their_includes_each_once(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    lines = declared_requirements(tmp_path, ("test",), ("dev",))
+    assert lines == ["pytest>=8", "hypothesis", "ruff", "numpy"]
+
+
+@pytest.mark.parametrize(
+    ("extras", "groups", "words"),
+    [
+        (("tests",), (), "declared: test"),
+        ((), ("docs",), "declared: dev, lint, loop"),
+        ((), ("loop",), "includes itself"),
+    ],
+)
+def test_a_name_that_is_not_declared_says_what_is(tmp_path: Path, extras, groups, words: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    with pytest.raises(UsageError) as err:
+        declared_requirements(tmp_path, extras, groups)
+    assert words in str(err.value) and "pyproject.toml" in str(err.value)
+
+
+def test_the_declared_lists_are_part_of_the_content_tag(tmp_path: Path) -> None:
+    import shutil
+
+    from harness.images.recipe import recipe_for
+    from tests.conftest import ROOT
+
+    shutil.copytree(ROOT / "containers", tmp_path / "containers")
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    first = recipe_for(tmp_path, "cpu")
+    assert first.declared_requirements == ("pytest>=8", "hypothesis")
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT.replace('"hypothesis"', '"hypothesis>=6"'))
+    assert recipe_for(tmp_path, "cpu").tag != first.tag
