@@ -27,8 +27,8 @@ from harness.images.engine import connect  # noqa: E402
 from harness.images.recipe import recipe_for  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
+from harness.run.process_tree import Baseline, shutdown_many  # noqa: E402
 from harness.run.supervisor import VramWatch, supervise  # noqa: E402
-from harness.run.teardown import Baseline, shutdown_many  # noqa: E402
 
 REPEATS = int(os.environ.get("GPUCI_BENCH_REPEATS", "7"))
 

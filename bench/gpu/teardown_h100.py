@@ -27,8 +27,8 @@ from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
 from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
+from harness.run.process_tree import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
 from harness.run.supervisor import StopPolicy, VramWatch, supervise  # noqa: E402
-from harness.run.teardown import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
 
 HOLDER = [sys.executable, str(ROOT / "bench" / "gpu" / "torch_holder.py")]
 GIB = 1024**3

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.ci.recipes import REQUIREMENTS, dockerfile
+from harness.ci.init_recipes import REQUIREMENTS, dockerfile
 from harness.declare.areas import AREAS_DIR
 from harness.declare.platforms import PLATFORM_NAMES
 

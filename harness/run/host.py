@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.redact import Redactor
 from harness.run.logs import DEFAULT_LOG_CAP, LogPump
-from harness.run.teardown import become_subreaper, descendants, reap_zombies, send, terminate
+from harness.run.process_tree import become_subreaper, descendants, reap_zombies, send, terminate
 
 # Grace for escapees found after the command itself has exited.
 LEFTOVER_GRACE_S = 1.0

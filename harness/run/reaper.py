@@ -24,7 +24,7 @@ import psutil
 from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked
 from harness.gpu.vram.base import VramBackend
-from harness.run.teardown import wait_exited
+from harness.run.process_tree import wait_exited
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
 SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"

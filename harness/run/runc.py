@@ -19,7 +19,7 @@ from pathlib import Path
 from harness.errors import InfrastructureError
 from harness.redact import Redactor
 from harness.run.logs import DEFAULT_LOG_CAP, LogPump
-from harness.run.teardown import become_subreaper, wait_exited
+from harness.run.process_tree import become_subreaper, wait_exited
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

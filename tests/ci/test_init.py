@@ -9,7 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from harness.ci.recipes import REQUIREMENTS, dockerfile
+from harness.ci.init_recipes import REQUIREMENTS, dockerfile
 from harness.images.recipe import recipe_for
 from tests.conftest import ROOT, harness_env
 

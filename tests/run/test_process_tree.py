@@ -8,7 +8,7 @@ import time
 import psutil
 
 from harness.gpu.vram import sim
-from harness.run.teardown import Baseline, become_subreaper, earliest_baseline, shutdown_many, terminate_tree
+from harness.run.process_tree import Baseline, become_subreaper, earliest_baseline, shutdown_many, terminate_tree
 
 SERVER = """
 import os, signal, subprocess, sys, time
