@@ -377,3 +377,22 @@ def test_pytest_under_a_runner_coverage_or_a_venvs_interpreter_reaches_its_targe
     ]
     root = project(tmp_path, steps, FILES)
     assert unrun(root) == []
+
+
+def test_a_removed_pytest_option_is_named_not_its_values(tmp_path: Path) -> None:
+    """The conftest dropped --metric and --model, but a step still passes them: pytest fails on the option."""
+    steps = [
+        {
+            "label": "Accuracy",
+            "platforms": ["cpu"],
+            "commands": ["pytest -s tests/compile --model meta-llama/Llama-3-8B --metric 0.58 --lf tests/distributed"],
+        }
+    ]
+    root = project(tmp_path, steps, FILES)  # no conftest adds the options any more
+    messages = sorted(f.message for f in found(root) if f.kind == "missing-path")
+    assert messages == [
+        "pytest has no option --metric here (no conftest adds it): its value '0.58' is read as a test path, "
+        "which does not exist",
+        "pytest has no option --model here (no conftest adds it): its value 'meta-llama/Llama-3-8B' is read as "
+        "a test path, which does not exist",
+    ]

@@ -47,15 +47,22 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
                 reach = reaches[id(step)]
                 for path, written in dict.fromkeys(reach.missing):
                     home = tree.likely_home(path)
+                    option = reach.after_unknown.get(written)
+                    message = (
+                        f"pytest has no option {option} here (no conftest adds it): its value {written!r} "
+                        "is read as a test path, which does not exist"
+                        if option
+                        else f"{written!r} (resolved to {path or '.'}) does not exist"
+                    )
                     findings.append(
                         Finding(
                             "missing-path",
                             rel,
                             step.line,
                             step.label,
-                            f"{written!r} (resolved to {path or '.'}) does not exist",
+                            message,
                             path=path,
-                            suggestion=f"moved to {home}?" if home else None,
+                            suggestion=f"moved to {home}?" if home and not option else None,
                         )
                     )
                 reached |= reach.files

@@ -35,6 +35,17 @@ PYTEST_VALUE_OPTS = {
 }
 
 
+# pytest's own long options (and common plugins') that take no value: a word after one is a target.
+PYTEST_FLAGS = {
+    "--verbose", "--quiet", "--exitfirst", "--lf", "--last-failed", "--ff", "--failed-first", "--nf",
+    "--new-first", "--sw", "--stepwise", "--showlocals", "--pdb", "--trace", "--collect-only", "--co",
+    "--strict-markers", "--strict-config", "--strict", "--runxfail", "--disable-warnings", "--no-header",
+    "--no-summary", "--cache-clear", "--capture=no", "--setup-only", "--setup-show", "--setup-plan",
+    "--fixtures", "--markers", "--doctest-modules", "--forked", "--boxed", "--benchmark-disable",
+    "--benchmark-skip", "--benchmark-only", "--full-trace", "--color=yes", "--color=no", "--version", "--help",
+}  # fmt: skip
+
+
 # `parser.addoption("--model", ...)` in a conftest: the project's own pytest options. One that is not
 # a flag (store_true/store_false/count) takes a value, which is never a path to test.
 ADDOPTION = re.compile(r"addoption\(\s*(?P<names>(?:[\"'][-\w]+[\"']\s*,\s*)+)(?P<rest>[^)]*)\)", re.S)

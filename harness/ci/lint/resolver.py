@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.ci.lint.pytest_options import PYTEST_VALUE_OPTS, project_value_options
+from harness.ci.lint.pytest_options import PYTEST_FLAGS, PYTEST_VALUE_OPTS, project_value_options
 from harness.ci.lint.shell_text import (
     ARRAY_EXPANSION,
     WINDOWS_SEPARATOR,
@@ -38,6 +38,9 @@ class Reach:
     files: set[str] = field(default_factory=set)
     scripts: list[str] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (resolved path, as written)
+    # A word after an option pytest does not know (`--metric 0.58` once the conftest dropped it):
+    # as written -> that option, so the finding names the option, the real break.
+    after_unknown: dict[str, str] = field(default_factory=dict)
     env: set[str] = field(default_factory=set)
 
 
@@ -247,6 +250,9 @@ class Resolver:
             if arg in self.value_options:
                 i += 2
                 continue
+            unknown = arg.startswith("--") and "=" not in arg and arg not in PYTEST_FLAGS
+            if unknown and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                reach.after_unknown[args[i + 1]] = arg
             if not arg.startswith("-"):
                 path = self._path(arg.split("::")[0], cwd, env, reach)
                 if path is not None:
