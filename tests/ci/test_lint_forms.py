@@ -396,3 +396,38 @@ def test_a_removed_pytest_option_is_named_not_its_values(tmp_path: Path) -> None
         "pytest has no option --model here (no conftest adds it): its value 'meta-llama/Llama-3-8B' is read as "
         "a test path, which does not exist",
     ]
+
+
+BENCH_SCRIPT = """\
+import sys
+
+def test_throughput(model, batch_size):
+    return model, batch_size
+
+if __name__ == "__main__":
+    test_throughput(sys.argv[1], int(sys.argv[2]))
+"""
+REAL_TESTS_WITH_MAIN = """\
+import pytest
+
+@pytest.fixture
+def engine():
+    return 1
+
+def test_engine(engine, tmp_path):
+    assert engine
+
+if __name__ == "__main__":
+    pytest.main([__file__])
+"""
+
+
+def test_a_script_named_like_a_test_is_no_unrun_test_but_real_tests_with_a_main_still_are(tmp_path: Path) -> None:
+    files = {
+        **FILES,
+        "tests/benchmarks/test_throughput.py": BENCH_SCRIPT,
+        "tests/engine/test_engine.py": REAL_TESTS_WITH_MAIN,
+    }
+    steps = [{"label": "compile", "platforms": ["cpu"], "commands": ["pytest tests/compile tests/distributed"]}]
+    root = project(tmp_path, steps, files)
+    assert unrun(root) == ["tests/engine/test_engine.py"]  # the benchmark script is not reported

@@ -15,6 +15,7 @@ from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, python_gates
 from harness.ci.lint.platform_skips import platform_skip
 from harness.ci.lint.resolver import Resolver
+from harness.ci.lint.scripts_not_tests import is_script_not_tests, project_fixtures
 from harness.ci.lint.shell_gates import gate_details
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
@@ -74,8 +75,13 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
             findings.extend(_dead_dependencies(tree, rel, base, mode))
     read = resolver.read  # each file read once per lint, by whichever step or check needs it first
     pytest_config = PytestConfig.read(root)
+    fixtures: frozenset[str] | None = None  # read once, and only if a candidate needs it
     for path in pytest_config.test_files(tree):
         if path not in reached and DEFINES_TESTS.search(read(path)):
+            if "__main__" in read(path):
+                fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
+                if is_script_not_tests(read(path), fixtures):
+                    continue  # a script named like a test: pytest would error on it, not run tests
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
