@@ -431,3 +431,25 @@ def test_a_script_named_like_a_test_is_no_unrun_test_but_real_tests_with_a_main_
     steps = [{"label": "compile", "platforms": ["cpu"], "commands": ["pytest tests/compile tests/distributed"]}]
     root = project(tmp_path, steps, files)
     assert unrun(root) == ["tests/engine/test_engine.py"]  # the benchmark script is not reported
+
+
+def test_a_multi_node_runner_runs_its_commands_in_the_folder_it_is_given(tmp_path: Path) -> None:
+    """`run-multi-node-test.sh DIR NODES GPUS IMAGE "cmd node 0" "cmd node 1"`: the commands run in DIR."""
+    steps = [
+        {
+            "label": "Two nodes",
+            "platforms": ["cpu"],
+            "num_nodes": 2,
+            "working_dir": "/vllm-workspace/tests",
+            "commands": [
+                "./.buildkite/scripts/run-multi-node-test.sh /vllm-workspace/tests 2 2 img "
+                '"pytest -v -s distributed/test_same_node.py" "pytest -v -s distributed/test_events.py"',
+                "pytest tests/compile",
+            ],
+        }
+    ]
+    files = dict(FILES)
+    files[".buildkite/scripts/run-multi-node-test.sh"] = "#!/bin/bash\n# starts the nodes; runs $5.. in $1\n"
+    root = project(tmp_path, steps, files)
+    findings = found(root, ProjectConfig(workspace="/vllm-workspace"))  # the project's checkout in its image
+    assert [f.path for f in findings if f.kind == "unrun-test"] == []  # both distributed modules run, from tests/

@@ -178,12 +178,19 @@ class Resolver:
                     self._run_file(target, cwd, env, reach)
             elif words[0].endswith(".sh") and "/" in words[0]:  # ./run.sh, .buildkite/scripts/test.sh
                 self._script(words[0], cwd, env, reach, depth)
+            string_cwd = cwd
             for word in words[1:]:
+                # A folder of the checkout handed to a runner before its commands (`run-multi-node-test.sh
+                # /vllm-workspace/tests 2 2 IMAGE "pytest distributed/test_x.py" …`): they run there.
+                if word.startswith(self.config.workspace.rstrip("/") + "/") and not STRING_COMMAND.match(word):
+                    folder = self.to_repo(cwd, word)
+                    if folder is not None and (folder in ("", ".") or folder in self.tree.dirs):
+                        string_cwd = folder
                 # A command passed as a string (`bash -c "pytest x"`, `run_and_track "python3 -m pytest y"`)
                 # runs somewhere: what it reaches counts; a path it names is not judged.
                 if depth < 4 and STRING_COMMAND.match(word):
                     before = len(reach.missing)
-                    self._line(word, cwd, dict(env), reach, depth + 1, here)
+                    self._line(word, string_cwd, dict(env), reach, depth + 1, here)
                     del reach.missing[before:]
         return cwd
 
