@@ -27,7 +27,7 @@ from harness.images.engine import connect  # noqa: E402
 from harness.images.recipe import recipe_for  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
-from harness.run.process_tree import Baseline, shutdown_many  # noqa: E402
+from harness.run.process_tree import Baseline, StopPolicy, shutdown_many  # noqa: E402
 from harness.run.supervisor import VramWatch, supervise  # noqa: E402
 
 REPEATS = int(os.environ.get("GPUCI_BENCH_REPEATS", "7"))
@@ -221,7 +221,7 @@ def shutdown_many_ratio(directory: Path, n: int = 8, delay: float = 0.5) -> dict
         for p in procs:
             p.stdout.readline()  # type: ignore[union-attr]
         started = time.perf_counter()
-        shutdown_many([p.pid for p in procs], 5, [baseline], backend, [device])
+        shutdown_many([p.pid for p in procs], StopPolicy(grace_s=5), [baseline], backend, [device])
         took = time.perf_counter() - started
         for p in procs:
             p.wait()

@@ -27,8 +27,8 @@ from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
 from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
-from harness.run.process_tree import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
-from harness.run.supervisor import StopPolicy, VramWatch, supervise  # noqa: E402
+from harness.run.process_tree import Baseline, StopPolicy, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
+from harness.run.supervisor import VramWatch, supervise  # noqa: E402
 
 HOLDER = [sys.executable, str(ROOT / "bench" / "gpu" / "torch_holder.py")]
 GIB = 1024**3
@@ -202,7 +202,9 @@ def shutdown_comparison(backend: NvmlBackend, n: int = 8, gib: float = 4.0, dela
     for label, count in (("shutdown_many_1", 1), (f"shutdown_many_{n}", n)):
         procs, baseline = start_servers(count, backend, gib, delay)
         t = time.perf_counter()
-        many = shutdown_many([p.pid for p in procs], grace=5, baselines=[baseline], backend=backend, devices=[device])
+        many = shutdown_many(
+            [p.pid for p in procs], StopPolicy(grace_s=5), baselines=[baseline], backend=backend, devices=[device]
+        )
         results[label + "_s"] = round(time.perf_counter() - t, 4)
         results[label + "_exit_s"] = round(many.exit_seconds, 4)
         results[label + "_vram_wait_s"] = round(many.release.seconds, 4) if many.release else None
@@ -212,7 +214,7 @@ def shutdown_comparison(backend: NvmlBackend, n: int = 8, gib: float = 4.0, dela
     procs, baseline = start_servers(n, backend, gib, delay)
     t = time.perf_counter()
     for p in procs:  # the old way: one server at a time, each with its own wait
-        terminate_tree(p.pid, grace=5)
+        terminate_tree(p.pid, StopPolicy(grace_s=5))
         p.wait()
         wait_for_release(backend, [device], take_baseline(backend, [device]), timeout=30)
     wait_for_release(backend, [device], baseline.used, timeout=30)

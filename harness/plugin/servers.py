@@ -12,7 +12,7 @@ from typing import Any
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.state import PluginState
-from harness.run.process_tree import Baseline, shutdown_many, terminate_tree
+from harness.run.process_tree import Baseline, StopPolicy, shutdown_many, terminate_tree
 
 
 def ready_check(check: Callable[[], bool] | str | None) -> Callable[[], bool]:
@@ -79,7 +79,7 @@ class ServerProcess:
         if self.proc is None or self.stop_seconds is not None:
             return self.stop_seconds or 0.0
         started = time.monotonic()
-        terminate_tree(self.proc.pid, self.grace)
+        terminate_tree(self.proc.pid, StopPolicy(grace_s=self.grace))
         self.proc.wait()
         if self.backend is not None and self.baseline is not None:
             wait_for_release(self.backend, self.devices, self.baseline.used, self.vram_timeout)
@@ -114,7 +114,7 @@ class ServerPool:
         started = time.monotonic()
         shutdown_many(
             [s.pid for s in running],
-            max(s.grace for s in running),
+            StopPolicy(grace_s=max(s.grace for s in running)),
             [s.baseline for s in running],
             self.state.backend,
             self.state.devices or None,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.redact import Redactor
 from harness.run.logs import DEFAULT_LOG_CAP, LogPump
-from harness.run.process_tree import become_subreaper, descendants, reap_zombies, send, terminate
+from harness.run.process_tree import StopPolicy, become_subreaper, descendants, reap_zombies, send, terminate
 
 # Grace for escapees found after the command itself has exited.
 LEFTOVER_GRACE_S = 1.0
@@ -76,7 +76,7 @@ class HostWorkload:
         """Terminate what outlived the command; True when nothing remains."""
         left = [p.pid for p in descendants()]
         self.leftovers = left
-        result = terminate(left, LEFTOVER_GRACE_S)
+        result = terminate(left, StopPolicy(grace_s=LEFTOVER_GRACE_S))
         reap_zombies(left)
         self.survivors = result.survivors
         # Escapees held the output pipe open; now that they are gone the stream ends.

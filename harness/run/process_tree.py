@@ -108,30 +108,39 @@ def send(pids: Iterable[int], signum: int) -> list[int]:
     return sent
 
 
-def terminate(pids: Iterable[int], grace: float, kill_wait: float = 5.0) -> TreeResult:
-    """SIGTERM to all, wait up to `grace`, SIGKILL to survivors, wait.
+@dataclass(frozen=True)
+class StopPolicy:
+    """How anything gpuci stops is stopped: a run's workload, a test server's tree, a run's leftovers."""
+
+    grace_s: float = 5.0  # SIGTERM, then this long before SIGKILL
+    # After SIGKILL: how long exit may take before the process counts as stuck (a survivor).
+    kill_wait_s: float = 30.0
+
+
+def terminate(pids: Iterable[int], stop: StopPolicy) -> TreeResult:
+    """SIGTERM to all, wait up to the grace, SIGKILL to survivors, wait up to the kill wait.
 
     Zombies are left to their parents (a Popen must collect its own child's status); callers
     that adopted orphans as subreaper reap them with `reap_zombies`."""
     started = time.monotonic()
     pids = list(dict.fromkeys(pids))
     result = TreeResult(signalled=send(pids, signal.SIGTERM))
-    left = wait_exited(result.signalled, grace)
+    left = wait_exited(result.signalled, stop.grace_s)
     if left:
         result.killed = send(left, signal.SIGKILL)
-        left = wait_exited(left, kill_wait)
+        left = wait_exited(left, stop.kill_wait_s)
     result.survivors = sorted(left)
     result.seconds = time.monotonic() - started
     return result
 
 
-def terminate_tree(root: int, grace: float, kill_wait: float = 5.0) -> TreeResult:
+def terminate_tree(root: int, stop: StopPolicy) -> TreeResult:
     """The root and every descendant, listed before any is signalled (children die with parents)."""
     try:
         tree = [root, *(p.pid for p in psutil.Process(root).children(recursive=True))]
     except psutil.NoSuchProcess:
         tree = [p.pid for p in descendants(root)]
-    return terminate(tree, grace, kill_wait)
+    return terminate(tree, stop)
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ class ManyResult:
 
 def shutdown_many(
     roots: list[int],
-    grace: float,
+    stop: StopPolicy,
     baselines: Iterable[Baseline | None] = (),
     backend: VramBackend | None = None,
     devices: list[Device] | None = None,
@@ -174,7 +183,7 @@ def shutdown_many(
     for root in roots:  # every tree listed while whole, before anything is signalled
         with contextlib.suppress(psutil.NoSuchProcess):
             tree += [root, *(p.pid for p in psutil.Process(root).children(recursive=True))]
-    trees = terminate(tree, grace)
+    trees = terminate(tree, stop)
     exit_seconds = time.monotonic() - started
     baseline = earliest_baseline(baselines)
     release = None

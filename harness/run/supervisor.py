@@ -21,8 +21,10 @@ from typing import Protocol
 from harness.console import say
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import HolderInfo, ReleaseResult, describe_holders, take_baseline, wait_for_release
+from harness.run.process_tree import StopPolicy
 from harness.units import format_size
 
+DEFAULT_STOP = StopPolicy()
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -43,13 +45,6 @@ class Workload(Protocol):
         """Take down whatever is left (container, escaped processes), finish its logs; True when
         nothing remains."""
         ...
-
-
-@dataclass(frozen=True)
-class StopPolicy:
-    grace_s: float = 5.0
-    # After SIGKILL: how long exit may take before the run is declared stuck.
-    kill_wait_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -158,7 +153,7 @@ def supervise(
     *,
     timeout_s: float | None,
     budget_s: float,
-    stop: StopPolicy = StopPolicy(),
+    stop: StopPolicy = DEFAULT_STOP,
     vram: VramWatch | None = None,
 ) -> Supervised:
     wakeups = _Wakeups()

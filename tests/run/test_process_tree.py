@@ -8,7 +8,14 @@ import time
 import psutil
 
 from harness.gpu.vram import sim
-from harness.run.process_tree import Baseline, become_subreaper, earliest_baseline, shutdown_many, terminate_tree
+from harness.run.process_tree import (
+    Baseline,
+    StopPolicy,
+    become_subreaper,
+    earliest_baseline,
+    shutdown_many,
+    terminate_tree,
+)
 
 SERVER = """
 import os, signal, subprocess, sys, time
@@ -42,7 +49,7 @@ def test_the_whole_tree_is_terminated_not_only_its_root(sim_gpus) -> None:
     server = start_server()
     tree = [server.pid, *(c.pid for c in psutil.Process(server.pid).children(recursive=True))]
     assert len(tree) == 3
-    result = terminate_tree(server.pid, grace=5)
+    result = terminate_tree(server.pid, StopPolicy(grace_s=5))
     server.wait()
     assert result.clean and sorted(result.signalled) == sorted(tree)
     assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
@@ -59,7 +66,7 @@ def test_survivors_of_sigterm_get_sigkill() -> None:
         text=True,
     )
     proc.stdout.readline()  # type: ignore[union-attr]
-    result = terminate_tree(proc.pid, grace=0.5)
+    result = terminate_tree(proc.pid, StopPolicy(grace_s=0.5))
     assert proc.wait() == -9
     assert result.killed == [proc.pid] and result.clean
 
@@ -81,7 +88,7 @@ def test_a_setsid_escapee_is_found_through_the_subreaper() -> None:
 
     orphans = [p for p in psutil.Process().children() if marker in cmdline(p)]
     assert len(orphans) == 1  # re-parented to us, not to init
-    result = terminate_tree(orphans[0].pid, grace=2)
+    result = terminate_tree(orphans[0].pid, StopPolicy(grace_s=2))
     assert result.clean
 
 
@@ -104,7 +111,9 @@ def test_shutdown_many_terminates_in_parallel_and_waits_once(sim_gpus, tmp_path)
         baselines.append(Baseline(time.time(), {device.id: backend.used_bytes(device)}))
         servers.append(start_server(delay=1.0, marks=str(marks)))
     assert backend.used_bytes(device) == 4 << 30
-    result = shutdown_many([s.pid for s in servers], grace=5, baselines=baselines, backend=backend, devices=[device])
+    result = shutdown_many(
+        [s.pid for s in servers], StopPolicy(grace_s=5), baselines=baselines, backend=backend, devices=[device]
+    )
     for server in servers:
         assert server.wait() == 0
     assert result.baseline is baselines[0] and result.baseline.used[device.id] == 0
