@@ -104,8 +104,29 @@ def _project_requirements(root: Path) -> tuple[Path, ...]:
     return files
 
 
+# What a requirement line may not do: pip options (`-r /etc/shadow`, `--index-url`, `-e git+…`) and
+# local or URL references. The file is the pull request's; pip runs on the host, so such a line could
+# read a host file into the log or fetch from an index of the author's choosing.
+FORBIDDEN_LINE = re.compile(r"^\s*-|@\s*(file|git\+|hg\+|svn\+|bzr\+|https?)|^\s*(\.{0,2}/|~|file:|https?:)")
+
+
 def project_requirements_text(recipe: ImageRecipe) -> str:
-    """The project's requirements as one file for the image's build context (empty: none)."""
+    """The project's requirements as one file for the image's build context (empty: none); a line
+    that is a pip option or a local or URL reference is an error naming its file and line."""
+    for path in recipe.project_requirements:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#") and FORBIDDEN_LINE.search(line):
+                raise UsageError(
+                    f"{path}:{number}: {line.strip()[:80]!r} is a pip option or a local or URL reference; gpuci "
+                    "resolves names and versions from its own index and wheelhouse, so requirement files hold "
+                    "only those (put index settings in pip's configuration on the host)."
+                )
+    for line in recipe.declared_requirements:
+        if FORBIDDEN_LINE.search(line):
+            raise UsageError(
+                f"pyproject.toml: the extras or dependency groups [tool.gpuci] names hold {line[:80]!r}, a local or "
+                "URL reference; gpuci resolves names and versions only."
+            )
     text = "".join(f"# {p.name}\n{p.read_text()}\n" for p in recipe.project_requirements)
     if recipe.declared_requirements:
         text += "# pyproject.toml: [tool.gpuci] extras and dependency_groups\n"

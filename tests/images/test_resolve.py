@@ -70,3 +70,13 @@ def test_a_dependency_group_is_resolved_and_its_missing_entry_named_in_pyproject
     done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "pyproject.toml:4" in done.stderr and "no-such-package-gpuci-group" in done.stderr
+
+
+def test_a_requirement_line_that_is_a_pip_option_or_a_path_is_refused(run_harness, cpu_image, tmp_path: Path) -> None:
+    """The file is the pull request's and pip runs on the host: `-r /etc/shadow` would print a host line."""
+    for line in ("-r /etc/shadow", "--index-url https://evil.example/simple", "lib @ file:///etc", "./local-pkg"):
+        root = project(tmp_path / str(abs(hash(line))), f"markupsafe\n{line}\n")
+        done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
+        assert done.returncode == 2, (line, done.stderr[-1500:])
+        assert "requirements-test.txt:2" in done.stderr and "pip option or a local or URL reference" in done.stderr
+        assert "root:" not in done.stderr
