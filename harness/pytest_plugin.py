@@ -29,8 +29,9 @@ from harness.plugin.pinning import RUN_GPUS_ENV, Pinned, PinningError, pin_worke
 from harness.plugin.results import writer_for
 from harness.plugin.servers import ServerPool, ServerProcess
 from harness.plugin.sharding import DurationRecorder, load_durations, shard_of
-from harness.plugin.state import RECORDS_NAME, PluginState
+from harness.plugin.state import PluginState
 from harness.plugin.timers import ShutdownMeasurement, ShutdownTimer, StartupTimer
+from harness.run.outbox import RECORDS_NAME
 
 # What tests import from the plugin module (its parts live in harness/plugin/).
 __all__ = ["ServerPool", "ServerProcess", "ShutdownMeasurement", "ShutdownTimer", "StartupTimer", "shard_of"]

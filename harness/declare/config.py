@@ -308,3 +308,17 @@ def _flag_modes(entries: list[str] | None) -> dict[str, str] | None:
             )
         modes[path] = mode
     return modes
+
+
+def in_checkout(root: Path, name: str, key: str) -> Path:
+    """A file `[tool.gpuci] key` names: in the checkout once links are followed. The setting is the pull
+    request's, and gpuci reads the file on the host (a requirement file, a CA bundle baked into the
+    image): `../../etc/shadow` or a link to it would carry a host file into a log or an image."""
+    path = Path(root) / name
+    inside = Path(root).resolve()
+    if not path.resolve().is_relative_to(inside):
+        raise UsageError(
+            f"{Path(root) / 'pyproject.toml'}: [tool.gpuci] {key} names {name!r}, which is outside the checkout "
+            "(or a link out of it); name a file of the checkout."
+        )
+    return path

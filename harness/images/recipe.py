@@ -93,9 +93,9 @@ def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bund
 
 
 def _project_requirements(root: Path) -> tuple[Path, ...]:
-    from harness.declare.config import load_config
+    from harness.declare.config import in_checkout, load_config
 
-    files = tuple(Path(root) / name for name in load_config(root).requirements)
+    files = tuple(in_checkout(root, name, "requirements") for name in load_config(root).requirements)
     for path in files:
         if not path.is_file():
             raise UsageError(

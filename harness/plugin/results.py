@@ -19,9 +19,8 @@ from typing import IO, Any
 
 import pytest
 
-RESULTS_PREFIX = "tests-"
-RUNNING_PREFIX = "running-"
-STACKS_PREFIX = "stacks-"
+from harness.run.outbox import RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
+
 MAX_MESSAGE = 2000
 # Stacks are dumped this long before the supervisor's stop (or a tenth of the timeout if smaller).
 DUMP_MARGIN_S = 10.0

@@ -9,9 +9,6 @@ from harness.declare.platforms import PLATFORMS
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
 
-RECORDS_NAME = "pytest-records"
-
-
 DEFAULT_MARGIN_S = 0.5
 
 

@@ -27,7 +27,7 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.run.cancel import GATE
 
     GATE.install()  # from here a cancel is noted, never a silent death without a report
-    from harness.declare.config import load_config
+    from harness.declare.config import in_checkout, load_config
     from harness.images.registry import registry_from
     from harness.run.step import execute_step
 
@@ -43,7 +43,8 @@ def run_command(args: argparse.Namespace) -> int:
         pytest_args=tuple(args.pytest_args),
         container=not args.no_container,
         base_image=args.base_image,
-        ca_bundle=args.ca_bundle or (args.root.resolve() / config.ca_bundle if config.ca_bundle else None),
+        ca_bundle=args.ca_bundle
+        or (in_checkout(args.root, config.ca_bundle, "ca_bundle") if config.ca_bundle else None),
         timeout_s=args.timeout if args.timeout is not None else config.timeout,
         lease_timeout_s=next(v for v in (args.lease_timeout, config.lease_timeout, 600.0) if v is not None),
         workspace=config.workspace,

@@ -20,9 +20,9 @@ from harness.untrusted import Skipped, list_names, private_dir, read_names
 OUTBOX_DIR = (".gpuci", "outbox")
 OUTBOX_PREFIX = "run-"
 JUNIT_NAME = "junit.xml"
-# The plugin's records files (one per xdist worker): harness.plugin.state.RECORDS_NAME.
+# The files gpuci's pytest plugin writes here, one of each per xdist worker (the plugin imports these
+# names: what it writes and what is read back cannot drift apart).
 RECORDS_NAME = "pytest-records"
-# The plugin's per-test files (harness/plugin/results.py), named for each worker.
 RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX = "tests-", "running-", "stacks-"
 WANTED_PREFIXES = (RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX)
 MAX_STACKS = 256 * 1024

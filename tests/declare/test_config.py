@@ -63,3 +63,22 @@ def test_a_limit_of_the_wrong_form_names_the_line(tmp_path) -> None:
     with pytest.raises(UsageError) as err:
         load_config(tmp_path)
     assert "pyproject.toml:3" in str(err.value) and "Docker's form" in str(err.value)
+
+
+def test_files_the_config_names_must_be_in_the_checkout(tmp_path) -> None:
+    """The setting is the pull request's and the host reads the file: no host file through it."""
+    import pytest
+
+    from harness.declare.config import in_checkout
+    from harness.errors import UsageError
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (tmp_path / "host-secret").write_text("root:x:0:0")
+    (checkout / "linked.txt").symlink_to(tmp_path / "host-secret")
+    (checkout / "reqs.txt").write_text("six\n")
+    assert in_checkout(checkout, "reqs.txt", "requirements") == checkout / "reqs.txt"
+    for name in ("../host-secret", "linked.txt", "/etc/passwd"):
+        with pytest.raises(UsageError) as err:
+            in_checkout(checkout, name, "ca_bundle")
+        assert "outside the checkout" in str(err.value) and "root:x" not in str(err.value)
