@@ -34,12 +34,16 @@ else:  # pragma: no cover
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+from load import present  # noqa: E402
+
 KINDS = ("missing-path", "unrun-test", "unset-gate", "dead-dependency", "platform-skip")
 
 
 def lint(tree: Path, project: dict, commit: str) -> list[dict]:
     args = [sys.executable, "-m", "harness", "lint", "--root", str(tree), "--format", "json"]
-    for entry in project["declarations"]:
+    for entry in present(tree, project["declarations"]):
         args += ["--declarations", entry]
     for key in ("workspace", "default_working_dir"):
         if key in project:

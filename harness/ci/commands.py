@@ -31,7 +31,9 @@ def pipeline_command(args: argparse.Namespace) -> int:
         changed, args.include_optional, config.run_all, config.dependency_match, config.dependency_match_for
     )
     sys.stdout.write(
-        buildkite.to_yaml(buildkite.generate(loaded_areas(root, config.declarations, args.verbose), config, selection))
+        buildkite.to_yaml(
+            buildkite.generate(loaded_areas(root, config.declarations, args.verbose, _origin(args)), config, selection)
+        )
     )
     return 0
 
@@ -44,7 +46,7 @@ def lint_command(args: argparse.Namespace) -> int:
 
     def run_lint(tree: Path) -> tuple[list[lint.Finding], int]:
         config = config_with_flags(tree, args)
-        return lint.lint(tree, loaded_areas(tree, config.declarations, args.verbose), config)
+        return lint.lint(tree, loaded_areas(tree, config.declarations, args.verbose, _origin(args)), config)
 
     if args.since:
         from harness.ci.lint.since import lint_since
@@ -80,12 +82,17 @@ def changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | 
     return buildkite.changed_files(root, f"origin/{default}")
 
 
-def loaded_areas(root: Path, declarations: tuple[str, ...], verbose: bool = False) -> list:  # type: ignore[type-arg]
+def _origin(args: argparse.Namespace) -> str | None:
+    """Where the declarations entries come from, for their errors: the flag, or [tool.gpuci]."""
+    return "--declarations" if getattr(args, "declarations", None) else None
+
+
+def loaded_areas(root: Path, declarations: tuple[str, ...], verbose: bool = False, origin: str | None = None) -> list:  # type: ignore[type-arg]
     """The areas; the constructs gpuci cannot honour said (never dropped silently): one line per
     kind with a count and the first place, or each with file and line under --verbose."""
     from harness.declare.sources import load_areas
 
-    areas = load_areas(root, declarations)
+    areas = load_areas(root, declarations, origin)
     warnings = [w for area in areas for w in area.warnings]
     if verbose:
         for warning in warnings:

@@ -96,8 +96,10 @@ def area_name(root: Path, path: Path) -> str:
     return name
 
 
-def load_areas(root: Path, declarations: tuple[str, ...] | None = None) -> list[Area]:
-    """Every declared area, sorted by name; names must be unique (they name nox sessions)."""
+def load_areas(root: Path, declarations: tuple[str, ...] | None = None, origin: str | None = None) -> list[Area]:
+    """Every declared area, sorted by name; names must be unique (they name nox sessions). `origin`
+    names where the declarations entries were written, for errors (the project's pyproject.toml unless
+    the command line gave them)."""
     root = Path(root)
     if declarations is None:
         from harness.declare.config import load_config
@@ -105,7 +107,7 @@ def load_areas(root: Path, declarations: tuple[str, ...] | None = None) -> list[
         declarations = load_config(root).declarations
     by_name: dict[str, Area] = {}
     seen: set[Path] = set()
-    origin = str(root / "pyproject.toml")
+    origin = origin or str(root / "pyproject.toml")
     for entry in declarations:
         declaration = Declaration.parse(entry, origin)
         required = entry not in DEFAULT_DECLARATIONS  # gpuci's own layout may be absent

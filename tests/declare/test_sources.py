@@ -178,6 +178,19 @@ def test_an_entry_that_names_no_file_is_an_error_not_a_dropped_pipeline(tmp_path
     assert "'.buildkite/test-amdd.yaml' names no pipeline file" in str(err.value)
 
 
+def test_an_entry_given_on_the_command_line_is_named_as_the_flags_not_the_pyproject(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    lint = subprocess.run(
+        [sys.executable, "-m", "harness", "lint", "--root", str(root), "--declarations", ".buildkite/gone.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert lint.returncode == 2, lint.stderr
+    assert "--declarations: declarations entry '.buildkite/gone.yaml' names no pipeline file" in lint.stderr
+    assert "pyproject.toml" not in lint.stderr
+
+
 def test_a_link_out_of_the_checkout_is_refused(tmp_path: Path) -> None:
     outside = tmp_path / "outside.yaml"
     outside.write_text(AREA)
