@@ -105,7 +105,8 @@ def soak(session: nox.Session) -> None:
 @nox.session(venv_backend="venv")
 def corpus(session: nox.Session) -> None:
     """Real pipelines of public projects, gathered, loaded and linted: bench/results/corpus.json and
-    bench/results/lint-precision.json (findings by kind, the sample judged in bench/corpus/judged.toml).
+    bench/results/lint-precision.json (findings by kind, the sample judged in bench/corpus/judged.toml)
+    and bench/results/lint-speed.json (lint's time on the largest trees, cold and warm).
 
     `nox -s corpus -- --mirror-root DIR` reads local git mirrors; without it, blobless clones from GitHub.
     """
@@ -113,6 +114,7 @@ def corpus(session: nox.Session) -> None:
     session.run("python", "bench/corpus/gather.py", *session.posargs)
     session.run("python", "bench/corpus/load.py")
     session.run("python", "bench/corpus/precision.py")  # lint findings by kind, judged: lint-precision.json
+    session.run("python", "bench/corpus/speed.py")  # lint and lint --since on the largest trees: lint-speed.json
 
 
 @nox.session(venv_backend="venv")

@@ -157,6 +157,11 @@ def parser() -> argparse.ArgumentParser:
     lint.add_argument("--format", choices=["text", "json"], default="text")
     _declaration_flags(lint)
     lint.add_argument("--since", metavar="REV", help="report only what changed since REV (a branch's merge base)")
+    lint.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="parse every file afresh (what files say is otherwise kept by content hash in ~/.cache/gpuci)",
+    )
 
     rep = command(
         "repro", "harness.repro:repro_command", help="reproduce a run from its report.json (path, folder or URL)"

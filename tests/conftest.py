@@ -21,6 +21,18 @@ from tests.registry_server import RegistryServer
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_lint_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The lint's content-keyed store in a folder of this run, not the user's ~/.cache."""
+    previous = os.environ.get("GPUCI_CACHE_DIR")
+    os.environ["GPUCI_CACHE_DIR"] = str(tmp_path_factory.mktemp("gpuci-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("GPUCI_CACHE_DIR", None)
+    else:
+        os.environ["GPUCI_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """The real engine. No skip when it is missing: tests that need Docker must fail loudly."""

@@ -41,8 +41,9 @@ from load import present  # noqa: E402
 KINDS = ("missing-path", "unrun-test", "unset-gate", "dead-dependency", "platform-skip")
 
 
-def lint(tree: Path, project: dict, commit: str) -> list[dict]:
-    args = [sys.executable, "-m", "harness", "lint", "--root", str(tree), "--format", "json"]
+def settings(tree: Path, project: dict, commit: str) -> list[str]:
+    """The project's lint settings at a commit, as flags: as its maintainers would configure it."""
+    args: list[str] = []
     for entry in present(tree, project["declarations"]):
         args += ["--declarations", entry]
     for key in ("workspace", "default_working_dir"):
@@ -55,6 +56,12 @@ def lint(tree: Path, project: dict, commit: str) -> list[dict]:
     args += ["--dependency-match", match.get("default", "component")]
     for pipeline, mode in match.get("for", {}).items():
         args += ["--dependency-match-for", f"{pipeline}={mode}"]
+    return args
+
+
+def lint(tree: Path, project: dict, commit: str) -> list[dict]:
+    args = [sys.executable, "-m", "harness", "lint", "--root", str(tree), "--format", "json"]
+    args += settings(tree, project, commit)
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin"})
     if done.returncode not in (0, 1) or "Traceback" in done.stderr:
         raise SystemExit(f"precision: lint failed on {tree}:\n{done.stderr[-2000:]}")

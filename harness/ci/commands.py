@@ -40,18 +40,27 @@ def pipeline_command(args: argparse.Namespace) -> int:
 
 def lint_command(args: argparse.Namespace) -> int:
     from harness.ci import lint
+    from harness.ci.lint.cache import AnalysisCache
+    from harness.ci.lint.files import Files
     from harness.reports.annotate import annotate
 
     root = args.root.resolve()
+    cache = AnalysisCache.open(enabled=not args.no_cache)  # one for both trees of --since: most files agree
 
-    def run_lint(tree: Path) -> tuple[list[lint.Finding], int]:
+    def run_lint(tree: Path, files: Files | None = None) -> tuple[list[lint.Finding], int]:
         config = config_with_flags(tree, args)
-        return lint.lint(tree, loaded_areas(tree, config.declarations, args.verbose, _origin(args)), config)
+        if files is not None:
+            files.place_declared(tree, config.declarations)
+        areas = loaded_areas(tree, config.declarations, args.verbose, _origin(args), quiet=files is not None)
+        try:
+            return lint.lint(tree, areas, config, cache, files)
+        finally:
+            cache.save()
 
     if args.since:
         from harness.ci.lint.since import lint_since
 
-        introduced, resolved = lint_since(root, args.since, lambda tree: run_lint(tree)[0])
+        introduced, resolved = lint_since(root, args.since, lambda tree, files: run_lint(tree, files)[0])
         if args.format == "json":
             sys.stdout.write(lint.as_json(introduced))
         else:
@@ -87,13 +96,15 @@ def _origin(args: argparse.Namespace) -> str | None:
     return "--declarations" if getattr(args, "declarations", None) else None
 
 
-def loaded_areas(root: Path, declarations: tuple[str, ...], verbose: bool = False, origin: str | None = None) -> list:  # type: ignore[type-arg]
+def loaded_areas(  # type: ignore[type-arg]
+    root: Path, declarations: tuple[str, ...], verbose: bool = False, origin: str | None = None, quiet: bool = False
+) -> list:
     """The areas; the constructs gpuci cannot honour said (never dropped silently): one line per
     kind with a count and the first place, or each with file and line under --verbose."""
     from harness.declare.sources import load_areas
 
     areas = load_areas(root, declarations, origin)
-    warnings = [w for area in areas for w in area.warnings]
+    warnings = [] if quiet else [w for area in areas for w in area.warnings]  # quiet: a base tree's, not news
     if verbose:
         for warning in warnings:
             say(f"warning: {warning}")

@@ -8,11 +8,15 @@ with bash or python). Findings:
 - missing-path: a path a command names that does not exist (with the likely new place);
 - unrun-test: a test file, as the project's pytest config collects them, that no step reaches;
 - unset-gate: a variable a test script or module checks to enable tests that no step running it sets;
-- dead-dependency: a `source_file_dependencies` entry that matches no file.
+- dead-dependency: a `source_file_dependencies` entry that matches no file;
+- platform-skip: a test module that skips itself whole on every platform whose steps run it.
 
-Parts: `tree` (the files and what pytest collects), `resolver` (commands as a shell runs them),
-`gates` (variables that enable tests), `allow` (findings accepted on purpose), `check` (the checks),
-`findings` (what is reported).
+Parts: `files` (the checkout, or a commit read from git for `--since`), `tree` (the files and what
+pytest collects), `resolver` with `shell_text` and `shell_values` (commands as a shell runs them),
+`gates` and `shell_gates` (variables that enable tests), `platform_skips`, `scripts_not_tests`,
+`pytest_options`, `cache` (what each file says, kept by content hash between runs), `allow`
+(findings accepted on purpose), `check` (the checks), `since` (only what a change did), `findings`
+(what is reported).
 """
 
 from harness.ci.lint.allow import load_allowed

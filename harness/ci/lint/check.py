@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import hashlib
 import posixpath
@@ -11,23 +10,41 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from harness.ci.lint.allow import load_allowed
+from harness.ci.lint.cache import Analysis, AnalysisCache, T
+from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
-from harness.ci.lint.gates import AMBIENT, python_gates
-from harness.ci.lint.platform_skips import platform_skip
+from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
+from harness.ci.lint.platform_skips import PLATFORM_SKIP
 from harness.ci.lint.resolver import Resolver
-from harness.ci.lint.scripts_not_tests import is_script_not_tests, project_fixtures
-from harness.ci.lint.shell_gates import gate_details
+from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, script_needs_of
+from harness.ci.lint.shell_gates import SHELL_GATES
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
 from harness.declare.dependencies import matches, mode_for
 
+Analyse = Callable[[Analysis[T], str], T]
 
-def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Finding], int]:
-    """Every finding not on the allow-list, and how many the allow-list accepted."""
+
+def lint(
+    root: Path,
+    areas: list[Area],
+    config: ProjectConfig,
+    cache: AnalysisCache | None = None,
+    files: Files | None = None,
+) -> tuple[list[Finding], int]:
+    """Every finding not on the allow-list, and how many the allow-list accepted. `cache` keeps what
+    each file's text says between runs (keyed by the text); without one, nothing outlives this call.
+    `files` are the tree's (a commit's, for `--since`); the checkout at `root` by default."""
     root = Path(root)
-    tree = Tree.scan(root)
-    resolver = Resolver(root, tree, config)
+    files = files or CheckoutFiles(root)
+    tree = Tree.scan(root, files.names())
+    cache = cache or AnalysisCache(None)
+    resolver = Resolver(root, tree, config, files, cache)
+
+    def analyse(analysis: Analysis[T], path: str) -> T:
+        return cache.get(analysis, resolver.read(path))
+
     areas = [*areas, *_external(root, tree, config)]
     findings: list[Finding] = []
     reached: set[str] = set()
@@ -80,13 +97,13 @@ def lint(root: Path, areas: list[Area], config: ProjectConfig) -> tuple[list[Fin
         if path not in reached and DEFINES_TESTS.search(read(path)):
             if "__main__" in read(path):
                 fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
-                if is_script_not_tests(read(path), fixtures):
+                if script_needs_of(analyse(TEST_NEEDS, path), fixtures):
                     continue  # a script named like a test: pytest would error on it, not run tests
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
-    findings.extend(_unset_gates(root, gates_checked, tree, read))
-    findings.extend(_platform_skips(runs, read))
+    findings.extend(_unset_gates(root, gates_checked, tree, read, analyse))
+    findings.extend(_platform_skips(runs, analyse))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
@@ -120,11 +137,11 @@ def _external(root: Path, tree: Tree, config: ProjectConfig) -> list[Area]:
     ]
 
 
-def _platform_skips(runs: dict[str, list[tuple[str, int, str, str]]], read: Callable[[str], str]) -> Iterable[Finding]:
+def _platform_skips(runs: dict[str, list[tuple[str, int, str, str]]], analyse: Analyse) -> Iterable[Finding]:
     """A module that skips itself whole on every platform whose steps run it: its tests never run."""
     for path, steps in sorted(runs.items()):
         platforms = {platform for *_, platform in steps}
-        skip = platform_skip(read(path)) if path.endswith(".py") and "?" not in platforms else None
+        skip = analyse(PLATFORM_SKIP, path) if path.endswith(".py") and "?" not in platforms else None
         if skip is None or not platforms <= skip.platforms:
             continue
         file, line, label, _ = steps[0]
@@ -184,29 +201,32 @@ SELF_SET = re.compile(
 )
 
 
-def _set_by_the_project(root: Path, tree: Tree) -> set[str]:
-    """Read once, on the first gate candidate; not kept (the whole package, read for one pattern)."""
+def _set_by_the_project(tree: Tree, read: Callable[[str], str]) -> set[str]:
+    """Read once, on the first gate candidate (the whole package, read for one pattern)."""
     names: set[str] = set()
     for path in tree.files:
         if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
-            with contextlib.suppress(OSError):
-                text = (root / path).read_text(errors="replace")
-                names.update(g for m in SELF_SET.finditer(text) for g in m.groups() if g)
+            text = read(path)
+            names.update(g for m in SELF_SET.finditer(text) for g in m.groups() if g)
     return names
 
 
 def _unset_gates(
-    root: Path, runs: dict[str, list[tuple[Area, Step, set[str]]]], tree: Tree, read: Callable[[str], str]
+    root: Path,
+    runs: dict[str, list[tuple[Area, Step, set[str]]]],
+    tree: Tree,
+    read: Callable[[str], str],
+    analyse: Analyse,
 ) -> Iterable[Finding]:
     self_set: set[str] | None = None
     for path, steps in sorted(runs.items()):
         if path.endswith(".sh"):
-            gates = gate_details(read(path))
+            gates = analyse(SHELL_GATES, path)
         elif path.endswith(".py") and posixpath.basename(path).startswith(("test_", "conftest")):
-            text = read(path)
-            variables = python_gates(text)
+            variables = analyse(PYTHON_GATES, path)
             if not variables:
                 continue
+            text = read(path)
             # What a module's gates hold back: its tests (a test moved into a gated module is a new loss).
             held = hashlib.sha256(" ".join(sorted(re.findall(r"def (test\w*)", text))).encode()).hexdigest()[:12]
             gates = dict.fromkeys(variables, (0, held))
@@ -215,7 +235,7 @@ def _unset_gates(
         for variable, (line, holds) in sorted(gates.items()):
             if AMBIENT.match(variable) or any(variable in env for _, _, env in steps):
                 continue
-            self_set = _set_by_the_project(root, tree) if self_set is None else self_set
+            self_set = _set_by_the_project(tree, read) if self_set is None else self_set
             if variable in self_set:
                 continue
             area, step, _ = steps[0]

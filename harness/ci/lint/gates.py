@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import re
 
+from harness.ci.lint.cache import Analysis
+
 # Set by the CI environment or by gpuci itself, never by a step: not gates a step must set.
 # Also the host's toolchain probes and the agent's secrets: a step cannot (and must not) set those.
 AMBIENT = re.compile(
@@ -123,3 +125,6 @@ def _python_gates_by_text(text: str) -> set[str]:
             for match in PY_GATE.finditer(line):
                 gates.add(next(g for g in match.groups() if g))
     return gates
+
+
+PYTHON_GATES: Analysis[set[str]] = Analysis("python-gates", python_gates, sorted, set)

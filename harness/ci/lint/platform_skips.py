@@ -9,7 +9,10 @@ else (a device capability, an optional package, a torch op) is not judged.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness.ci.lint.cache import Analysis
 
 # What `current_platform.is_X()` (or any receiver's) is on each gpuci platform.
 PLATFORM_CHECKS = {
@@ -87,3 +90,14 @@ def _evaluate(node: ast.expr, platform: str) -> bool:
     if isinstance(node, ast.Attribute) and ast.unparse(node) in ("torch.version.hip", "torch.version.cuda"):
         return platform == ("rocm" if node.attr == "hip" else "cuda")
     raise Unknown
+
+
+def _encode(skip: PlatformSkip | None) -> dict[str, Any] | None:
+    return None if skip is None else {**asdict(skip), "platforms": sorted(skip.platforms)}
+
+
+def _decode(data: dict[str, Any] | None) -> PlatformSkip | None:
+    return None if data is None else PlatformSkip(frozenset(data["platforms"]), data["line"], data["condition"])
+
+
+PLATFORM_SKIP: Analysis[PlatformSkip | None] = Analysis("platform-skip", platform_skip, _encode, _decode)

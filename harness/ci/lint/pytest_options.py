@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from pathlib import Path
+from collections.abc import Callable
 
 from harness.ci.lint.tree import Tree
 
@@ -52,16 +52,13 @@ ADDOPTION = re.compile(r"addoption\(\s*(?P<names>(?:[\"'][-\w]+[\"']\s*,\s*)+)(?
 FLAG_ACTIONS = re.compile(r"action\s*=\s*[\"'](store_true|store_false|count|store_const|append_const)[\"']")
 
 
-def project_value_options(root: Path, tree: Tree) -> set[str]:
+def project_value_options(tree: Tree, read: Callable[[str], str]) -> set[str]:
     """Options the project's conftest files add that take a value (`--metric 0.58`, `--model NAME`)."""
     found: set[str] = set()
     for path in tree.files:
         if posixpath.basename(path) != "conftest.py":
             continue
-        try:
-            text = (root / path).read_text(errors="replace")
-        except OSError:
-            continue
+        text = read(path)
         for match in ADDOPTION.finditer(text):
             if FLAG_ACTIONS.search(match.group("rest")):
                 continue

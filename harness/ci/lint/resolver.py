@@ -8,15 +8,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.ci.lint.cache import AnalysisCache
+from harness.ci.lint.files import Files
 from harness.ci.lint.pytest_options import PYTEST_FLAGS, PYTEST_VALUE_OPTS, project_value_options
 from harness.ci.lint.shell_text import (
     ARRAY_EXPANSION,
+    SPLIT_COMMANDS,
     WINDOWS_SEPARATOR,
     branch,
     logical_lines,
     module_pytest,
     open_quote,
-    split_commands,
 )
 from harness.ci.lint.shell_values import ASSIGNMENT, ShellValues, expand
 from harness.ci.lint.tree import Tree
@@ -45,18 +47,19 @@ class Reach:
 
 
 class Resolver:
-    def __init__(self, root: Path, tree: Tree, config: ProjectConfig) -> None:
-        self.root, self.tree, self.config = root, tree, config
-        self.value_options = PYTEST_VALUE_OPTS | project_value_options(root, tree)
+    def __init__(
+        self, root: Path, tree: Tree, config: ProjectConfig, files: Files, cache: AnalysisCache | None = None
+    ) -> None:
+        self.root, self.tree, self.config, self.files = root, tree, config, files
+        self.cache = cache or AnalysisCache(None)
         self._texts: dict[str, str] = {}
+        self._scripts: dict[tuple[object, ...], tuple[Reach, dict[str, str]]] = {}
+        self.value_options = PYTEST_VALUE_OPTS | project_value_options(tree, self.read)
 
     def read(self, path: str) -> str:
-        """A file of the checkout, read once per lint however many steps and checks need it."""
+        """A file of the tree, read once per lint however many steps and checks need it."""
         if path not in self._texts:
-            try:
-                self._texts[path] = (self.root / path).read_text(errors="replace")
-            except OSError:
-                self._texts[path] = ""
+            self._texts[path] = self.files.read(path)
         return self._texts[path]
 
     def to_repo(self, cwd: str, path: str) -> str | None:
@@ -126,7 +129,7 @@ class Resolver:
             else:
                 env[assignment["name"]] = value
             return cwd
-        commands = split_commands(line)
+        commands = self.cache.get(SPLIT_COMMANDS, line)
         for i, words in enumerate(commands):
             while words and words[0] in KEYWORDS:
                 words.pop(0)  # shell keywords before a command: `for …; do pytest …`
@@ -314,4 +317,18 @@ class Resolver:
         path = self._path(written, cwd, env, reach, script=True)
         if path is None or depth > 3:
             return
-        self._text(self.read(path), cwd, env, reach, depth + 1, here=path)
+        # Many steps run one script from the same folder with the same variables: walked once.
+        key = (path, cwd, tuple(sorted(env.items())), depth)
+        if key not in self._scripts:
+            ran, after = Reach(), dict(env)
+            self._text(self.read(path), cwd, after, ran, depth + 1, here=path)
+            self._scripts[key] = (ran, after)
+        ran, after = self._scripts[key]
+        reach.targets += ran.targets
+        reach.files |= ran.files
+        reach.scripts += ran.scripts
+        reach.missing += ran.missing
+        reach.after_unknown.update(ran.after_unknown)
+        reach.env |= ran.env
+        env.clear()
+        env.update(after)

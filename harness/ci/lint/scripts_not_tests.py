@@ -12,6 +12,8 @@ import posixpath
 import re
 from collections.abc import Callable
 
+from harness.ci.lint.cache import Analysis
+
 # Fixtures pytest and its common plugins provide to any test.
 BUILTIN_FIXTURES = frozenset(
     {
@@ -26,28 +28,42 @@ FIXTURE_DEF = re.compile(r"@pytest\.fixture[^\n]*\n(?:\s*@[^\n]*\n)*\s*(?:async\
 
 def is_script_not_tests(text: str, fixtures: frozenset[str]) -> bool:
     """A module with a `__main__` block whose every test function needs arguments no fixture gives."""
+    return script_needs_of(test_needs(text), fixtures)
+
+
+def script_needs_of(needs: list[list[str]] | None, fixtures: frozenset[str]) -> bool:
+    """`is_script_not_tests` from `test_needs`: every test wants a name no fixture gives."""
+    return needs is not None and all(any(name not in fixtures for name in names) for names in needs)
+
+
+def test_needs(text: str) -> list[list[str]] | None:
+    """For a `__main__` module with test functions: each test's arguments its own module does not
+    provide (by fixture or parametrize); None for any other module. The project's conftest
+    fixtures are judged after, so this depends on the module's text alone."""
     if "__main__" not in text:
-        return False
+        return None
     try:
         tree = ast.parse(text)
     except SyntaxError:
-        return False
+        return None
     has_main = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
     if not has_main:
-        return False
-    known = fixtures | set(FIXTURE_DEF.findall(text)) | _parametrized(tree)
+        return None
+    known = set(FIXTURE_DEF.findall(text)) | _parametrized(tree) | {"self"}
     tests = [
         node
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
     ]
     if not tests:
-        return False
-    for test in tests:
-        names = [a.arg for a in [*test.args.posonlyargs, *test.args.args, *test.args.kwonlyargs] if a.arg != "self"]
-        if all(name in known for name in names):
-            return False  # pytest can run this one
-    return True
+        return None
+    return [
+        [a.arg for a in [*test.args.posonlyargs, *test.args.args, *test.args.kwonlyargs] if a.arg not in known]
+        for test in tests
+    ]
+
+
+TEST_NEEDS: Analysis[list[list[str]] | None] = Analysis("test-needs", test_needs)
 
 
 def _parametrized(tree: ast.Module) -> set[str]:

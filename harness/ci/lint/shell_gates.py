@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.ci.lint.cache import Analysis
 from harness.ci.lint.shell_text import numbered_lines
 from harness.ci.lint.shell_values import REFERENCE, reference_name
 
@@ -356,3 +357,11 @@ def _value(word: str, env: dict[str, str]) -> str:
         return match.group("default") or ""
 
     return REFERENCE.sub(one, word)
+
+
+SHELL_GATES: Analysis[dict[str, tuple[int, str]]] = Analysis(
+    "shell-gates",
+    gate_details,
+    lambda gates: {name: list(where) for name, where in gates.items()},
+    lambda data: {name: (where[0], where[1]) for name, where in data.items()},
+)

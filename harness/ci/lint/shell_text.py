@@ -6,6 +6,8 @@ import re
 import shlex
 from collections.abc import Iterator
 
+from harness.ci.lint.cache import Analysis
+
 WINDOWS_SEPARATOR = re.compile(r"(?<=[\w.])\\(?=[A-Za-z_])")
 ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
 
@@ -29,6 +31,16 @@ def split_commands(line: str) -> list[list[str]]:
             continue
         return [c for c in commands if c]
     return []
+
+
+# A script run by many steps is split once, not once a step; callers consume the lists they get,
+# so each gets its own copy.
+SPLIT_COMMANDS: Analysis[list[list[str]]] = Analysis(
+    "split-commands",
+    split_commands,
+    lambda commands: [list(words) for words in commands],
+    lambda data: [list(words) for words in data],
+)
 
 
 def module_pytest(words: list[str]) -> int | None:

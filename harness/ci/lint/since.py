@@ -1,7 +1,7 @@
 """`lint --since REV`: only what a change did to CI coverage, so a pull request sees its own effect.
 
-The lint runs on the tree at REV (a detached git worktree, removed afterwards) and on the checkout
-as it is, each with its own declarations and `[tool.gpuci]`; a finding is the same one in both when
+The lint runs on the tree at REV (read from git's objects, nothing checked out: see `files`) and on
+the checkout as it is, each with its own declarations and `[tool.gpuci]`; a finding is the same one in both when
 its kind, file, step, path and variable agree (lines move), and for an unset gate what it holds
 back: more tests behind a gate that was already unset is a new loss. New findings are what the
 change introduced; findings gone are what it resolved.
@@ -15,11 +15,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.ci.lint.files import CommitFiles, Files
 from harness.ci.lint.findings import Finding
 from harness.errors import UsageError
 from harness.git import run_git
 
-Lint = Callable[[Path], list[Finding]]
+Lint = Callable[[Path, Files | None], list[Finding]]  # a root, and its files where not that folder's
 
 
 def key(finding: Finding) -> tuple[object, ...]:
@@ -36,18 +37,16 @@ def lint_since(root: Path, rev: str, run_lint: Lint) -> tuple[list[Finding], lis
     commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     if commit.returncode != 0:
         raise UsageError(f"--since {rev!r} names no commit here; fetch it (git fetch origin {rev}) or give a SHA.")
+    at_commit = CommitFiles(root, commit.stdout.strip())  # read from git: nothing is checked out
     scratch = Path(tempfile.mkdtemp(prefix="gpuci-lint-since-"))
-    tree = scratch / "tree"
     try:
-        added = _git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit.stdout.strip())
-        if added.returncode != 0:
-            raise UsageError(f"could not check out {rev} to compare with: {added.stderr.strip()}")
-        before = run_lint(tree)
+        tree = scratch / root.name  # stands for the checkout at REV: its settings and declarations
+        tree.mkdir()
+        at_commit.write_settings(tree)
+        before = run_lint(tree, at_commit)
     finally:
-        _git(root, "worktree", "remove", "--force", str(tree))
         shutil.rmtree(scratch, ignore_errors=True)
-        _git(root, "worktree", "prune")
-    return compare(before, run_lint(root))
+    return compare(before, run_lint(root, None))
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,12 +6,9 @@ import bisect
 import fnmatch
 import os
 import posixpath
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from harness.git import git_command, run_git
 
 SKIP_DIRS = {".git", ".nox", ".gpuci", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
 
@@ -25,8 +22,9 @@ class Tree:
     by_name: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def scan(cls, root: Path) -> Tree:
-        files = _git_files(root)
+    def scan(cls, root: Path, names: list[str] | None = None) -> Tree:
+        """The files `names` lists (git's list of the checkout or of a commit), else those under `root`."""
+        files = list(names) if names is not None else None
         if files is None:
             files = []
             for directory, subdirs, names in os.walk(root):
@@ -81,25 +79,6 @@ class Tree:
             return n
 
         return max(sorted(candidates), key=shared_tail)
-
-
-def _git_files(root: Path) -> list[str] | None:
-    try:
-        done = subprocess.run(
-            git_command(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"),
-            capture_output=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return None
-    inside = run_git(root, "rev-parse", "--show-prefix")
-    prefix = inside.stdout.strip()
-    names = [n for n in done.stdout.decode().split("\0") if n]
-    if not names:
-        return None  # a folder the enclosing repository ignores (an exported tree): walk it instead
-    return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,154 @@
+"""The files a lint reads: the checkout as it is, or a commit of it read from git without a checkout.
+
+`lint --since REV` lints the tree at REV too. Checking REV out writes every file of a large project
+(seconds on a slow disk, for a tree that differs from the checkout in a handful of files), so a
+commit is read instead: its file list from git, each file's text from the checkout where the change
+left it alone and from git's objects where it did not. Only the files the declarations and settings
+are read from (YAML, pyproject.toml, pytest's ini files) are written, to a scratch folder that stands
+for the commit's root.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from harness.ci.lint.findings import ALLOW_FILE
+from harness.declare.sources import Declaration
+from harness.errors import UsageError
+from harness.git import git_command, run_git
+
+# What is read from a folder rather than through `Files.read`: [tool.gpuci], pytest's settings and the
+# allow-list first; then the pipeline files the declarations name. Written out at a commit.
+SETTINGS = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", ALLOW_FILE)
+PIPELINE = re.compile(r"\.ya?ml$")
+
+
+class Files(Protocol):
+    def names(self) -> list[str] | None:
+        """The tree's files as relative POSIX paths; None where the folder must be walked."""
+
+    def read(self, path: str) -> str:
+        """A file's text; empty where it cannot be read."""
+
+    def place_declared(self, folder: Path, declarations: tuple[str, ...]) -> None:
+        """Make the declared pipeline files readable under `folder` (where they are not already)."""
+
+
+class CheckoutFiles:
+    """The checkout on disk: git's list of its files (tracked and untracked, ignored ones not)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def names(self) -> list[str] | None:
+        try:
+            done = subprocess.run(
+                git_command(self.root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"),
+                capture_output=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if done.returncode != 0:
+            return None
+        prefix = run_git(self.root, "rev-parse", "--show-prefix").stdout.strip()
+        names = [n for n in done.stdout.decode().split("\0") if n]
+        if not names:
+            return None  # a folder the enclosing repository ignores (an exported tree): walk it instead
+        return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
+
+    def read(self, path: str) -> str:
+        try:
+            return (self.root / path).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def place_declared(self, folder: Path, declarations: tuple[str, ...]) -> None:
+        return None  # they are there
+
+
+class CommitFiles:
+    """The checkout's folder at `commit`: its files as git lists them there; a file's text from the
+    checkout where it is the same at the commit, else from the commit's objects."""
+
+    def __init__(self, root: Path, commit: str) -> None:
+        self.root, self.commit = root, commit
+        listed = _git_bytes(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", ".")
+        self._names = sorted(n for n in listed.decode("utf-8", "surrogateescape").split("\0") if n)
+        # Changed since the commit, in the index or the working tree: read from the commit's objects.
+        diff = _git_bytes(root, "diff", "--no-renames", "--name-only", "-z", "--relative", commit, "--", ".")
+        changed = {n for n in diff.decode("utf-8", "surrogateescape").split("\0") if n}
+        at_commit = set(self._names)
+        wanted = sorted((changed & at_commit) | {n for n in SETTINGS if n in at_commit})
+        wanted = [n for n in wanted if "\n" not in n]  # cat-file's requests are lines
+        self._texts = _blobs(root, commit, wanted)
+        self._changed = changed
+
+    def names(self) -> list[str]:
+        return self._names
+
+    def read(self, path: str) -> str:
+        if path in self._texts:
+            return self._texts[path]
+        if path in self._changed:
+            return ""  # changed since the commit and not there: absent at it
+        try:
+            return (self.root / path).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def write_settings(self, folder: Path) -> None:
+        """The commit's settings files into `folder`, which stands for its root."""
+        self._write(folder, [n for n in SETTINGS if n in self._texts])
+
+    def place_declared(self, folder: Path, declarations: tuple[str, ...]) -> None:
+        """The commit's pipeline files any entry may name (a file, a folder's, a glob's), into `folder`."""
+        patterns = [Declaration.parse(d, "declarations").pattern.strip("/") for d in declarations]
+        named = [
+            n
+            for n in self._names
+            if PIPELINE.search(n) and any(n == p or n.startswith(p + "/") or fnmatch.fnmatch(n, p) for p in patterns)
+        ]
+        for name in named:
+            if name not in self._texts:
+                self._texts[name] = self.read(name)  # unchanged since the commit: the checkout's copy
+        self._write(folder, named)
+
+    def _write(self, folder: Path, names: list[str]) -> None:
+        for name in names:
+            target = folder / name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(self._texts.get(name, ""), errors="surrogateescape")
+
+
+def _git_bytes(root: Path, *args: str) -> bytes:
+    done = subprocess.run(git_command(root, *args), capture_output=True, timeout=120)
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip()
+        raise UsageError(f"git {' '.join(args[:2])} failed in {root}: {message}; is it a git checkout?")
+    return done.stdout
+
+
+def _blobs(root: Path, commit: str, names: list[str]) -> dict[str, str]:
+    """Each named file's text at `commit`, in one `git cat-file --batch` (paths relative to `root`)."""
+    if not names:
+        return {}
+    request = "".join(f"{commit}:./{name}\n" for name in names).encode("utf-8", "surrogateescape")
+    done = subprocess.run(git_command(root, "cat-file", "--batch"), input=request, capture_output=True, timeout=300)
+    out, texts, at = done.stdout, {}, 0
+    for name in names:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if header[-1] == b"missing" or len(header) < 3:
+            continue
+        size = int(header[2])
+        if header[1] == b"blob":
+            texts[name] = out[at : at + size].decode("utf-8", "replace")
+        at += size + 1
+    return texts
