@@ -33,3 +33,23 @@ def run_git(root: Path | str, *args: str, timeout: float | None = None) -> subpr
     """`git -C root ARGS` with gpuci's safe settings; output captured as text."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     return subprocess.run(git_command(root, *args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def checkout_files(root: Path) -> list[str] | None:
+    """The checkout's files as git sees them (tracked, and untracked ones not ignored), relative to
+    `root`; None where `root` is not in a repository or git lists nothing (an exported tree)."""
+    try:
+        done = subprocess.run(
+            git_command(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"),
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    prefix = run_git(root, "rev-parse", "--show-prefix").stdout.strip()
+    names = [n for n in done.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+    if not names:
+        return None  # a folder the enclosing repository ignores (an exported tree): walk it instead
+    return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]

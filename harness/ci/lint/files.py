@@ -19,7 +19,7 @@ from typing import Protocol
 from harness.ci.lint.findings import ALLOW_FILE
 from harness.declare.sources import Declaration
 from harness.errors import UsageError
-from harness.git import git_command, run_git
+from harness.git import checkout_files, git_command
 
 # What is read from a folder rather than through `Files.read`: [tool.gpuci], pytest's settings and the
 # allow-list first; then the pipeline files the declarations name. Written out at a commit.
@@ -45,21 +45,7 @@ class CheckoutFiles:
         self.root = root
 
     def names(self) -> list[str] | None:
-        try:
-            done = subprocess.run(
-                git_command(self.root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"),
-                capture_output=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if done.returncode != 0:
-            return None
-        prefix = run_git(self.root, "rev-parse", "--show-prefix").stdout.strip()
-        names = [n for n in done.stdout.decode().split("\0") if n]
-        if not names:
-            return None  # a folder the enclosing repository ignores (an exported tree): walk it instead
-        return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
+        return checkout_files(self.root)
 
     def read(self, path: str) -> str:
         try:
