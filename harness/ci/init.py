@@ -45,6 +45,9 @@ TOOL_GPUCI = """
 workspace = "/workspace"
 # The project's own requirement or lock files, installed in its images (and part of their tag):
 # requirements = ["requirements-test.txt"]
+# The project itself is installed editable in its images (metadata, entry points; code from the
+# checkout); "none" leaves it out.
+# install = "editable"
 # Images by digest: publish once per commit, pull everywhere else.
 # registry = "registry.example.com:5000/ci"
 """

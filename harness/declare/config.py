@@ -87,6 +87,9 @@ class ProjectConfig:
     vram_timeout: float | None = None
     lease_timeout: float | None = None
     ca_bundle: str | None = None
+    # The project itself in its images: "editable" (its metadata and entry points installed, its code
+    # the mounted checkout's) or "none".
+    install: str = "editable"
 
     @property
     def working_dir(self) -> str:
@@ -131,6 +134,7 @@ KINDS: dict[str, str] = {
     "vram_timeout": "number",
     "lease_timeout": "number",
     "ca_bundle": "str",
+    "install": "install",
 }
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
@@ -138,6 +142,7 @@ KIND_WORDS = {
     "list": "a list of strings",
     "table": 'a table of strings ([tool.gpuci.queues] name = "queue")',
     "match": '"component", "substring" or "prefix"',
+    "install": '"editable" or "none"',
     "size": 'a size in Docker\'s form ("16g", "512m")',
     "number": "a number greater than 0",
     "count": "a whole number greater than 0",
@@ -202,6 +207,7 @@ def load_config(root: Path) -> ProjectConfig:
         secrets=tuple(section.get("secrets", ())),
         **{key: _float(section.get(key)) for key in ("timeout", "grace", "vram_timeout", "lease_timeout")},
         ca_bundle=section.get("ca_bundle"),
+        install=str(section.get("install", config.install)),
     )
 
 
@@ -214,6 +220,8 @@ def _is(kind: str, value: object) -> bool:
         return isinstance(value, str) and value.startswith("/")
     if kind == "str":
         return isinstance(value, str) and value != ""
+    if kind == "install":
+        return value in ("editable", "none")
     if kind == "match":
         return value in DEPENDENCY_MATCHES
     if kind == "size":

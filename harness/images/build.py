@@ -16,6 +16,7 @@ from harness.console import say
 from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
 from harness.images.airgap import BaseRecipe, bootstrap_base, fill_wheelhouse, wheelhouse_dir
+from harness.images.project_install import copy_checkout
 from harness.images.recipe import ImageRecipe, project_requirements_text
 from harness.images.resolve import ask_image, resolve
 from harness.images.wheels import copy_verified, record_fetched
@@ -80,6 +81,11 @@ def _build_missing(
     ctx = make_owned_dir(contexts, CONTEXT_PREFIX)
     try:
         shutil.copyfile(recipe.dockerfile, ctx / "Dockerfile")
+        if recipe.install is not None:
+            copied = copy_checkout(Path(root), ctx / "project")
+            with open(ctx / "Dockerfile", "a") as dockerfile:
+                dockerfile.write(recipe.install.dockerfile_lines())
+            say(f"installing the project (editable at {recipe.install.workspace}, {copied} files) in {tag}")
         shutil.copyfile(recipe.requirements, ctx / "requirements.txt")
         # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
         (ctx / "project-requirements.txt").write_text("")
@@ -92,6 +98,8 @@ def _build_missing(
         (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
         wheels = copy_verified(Path(root), wheelhouse, ctx / "wheelhouse")
         labels = {"gpuci.content-hash": content_hash, "gpuci.wheels-sha256": wheels, **resolved}
+        if recipe.install is not None:
+            labels["gpuci.install"] = f"editable {recipe.install.workspace}"
         _build(client, ctx, tag, recipe, labels)
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
@@ -115,7 +123,9 @@ def resolve_project(
     files = [*recipe.project_requirements, *([root / "pyproject.toml"] if recipe.declared_requirements else [])]
     sources = tuple(p.relative_to(root) if p.is_relative_to(root) else p for p in files)
     before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
-    resolution = resolve(source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle)
+    resolution = resolve(
+        source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle, recipe.requirements
+    )
     record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
     say(f"resolved {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
     return list(resolution.pins)

@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.declare.platforms import get_platform
 from harness.errors import UsageError
 from harness.images.airgap import BaseRecipe
+from harness.images.project_install import ProjectInstall, project_install
 
 CONTAINERS_DIR = Path("containers")
 REQUIREMENTS = CONTAINERS_DIR / "requirements.txt"
@@ -30,8 +31,11 @@ class ImageRecipe:
     ca_bundle: Path | None = None
     # The project's requirement or lock files ([tool.gpuci] requirements): a changed one is another image.
     project_requirements: tuple[Path, ...] = ()
-    # Requirement lines of its extras and dependency groups ([tool.gpuci] extras, dependency_groups).
+    # Requirement lines of its extras and dependency groups ([tool.gpuci] extras, dependency_groups),
+    # and of its own build backend and dependencies where it is installed.
     declared_requirements: tuple[str, ...] = ()
+    # The project itself, installed editable in the image ([tool.gpuci] install); None: not installed.
+    install: ProjectInstall | None = None
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -48,6 +52,8 @@ class ImageRecipe:
             digest.update(f"declared\0{line}\0".encode())
         for key in sorted(self.build_args):
             digest.update(f"arg\0{key}={self.build_args[key]}\0".encode())
+        if self.install is not None:  # where it points and what its metadata is made from
+            digest.update(f"install\0{self.install.workspace}\0{self.install.metadata_sha256}\0".encode())
         return digest.hexdigest()
 
     @property
@@ -86,9 +92,19 @@ def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bund
     from harness.declare.project_deps import declared_requirements
 
     config = load_config(root)
-    declared = tuple(declared_requirements(Path(root), config.extras, config.dependency_groups))
+    declared = declared_requirements(Path(root), config.extras, config.dependency_groups)
+    install = project_install(Path(root), config.install, config.workspace)
+    if install is not None:
+        declared += install.requirements
     return ImageRecipe(
-        platform, dockerfile, Path(root) / REQUIREMENTS, args, ca_bundle, _project_requirements(root), declared
+        platform,
+        dockerfile,
+        Path(root) / REQUIREMENTS,
+        args,
+        ca_bundle,
+        _project_requirements(root),
+        tuple(dict.fromkeys(declared)),
+        install,
     )
 
 
@@ -129,6 +145,6 @@ def project_requirements_text(recipe: ImageRecipe) -> str:
             )
     text = "".join(f"# {p.name}\n{p.read_text()}\n" for p in recipe.project_requirements)
     if recipe.declared_requirements:
-        text += "# pyproject.toml: [tool.gpuci] extras and dependency_groups\n"
+        text += "# pyproject.toml: [tool.gpuci] extras and groups, the build backend, the dependencies\n"
         text += "".join(f"{line}\n" for line in recipe.declared_requirements)
     return text

@@ -29,6 +29,7 @@ from harness.errors import GpuciError, ImageBuildError, UsageError
 NETWORK_WORDS = ("Could not fetch URL", "Failed to establish a new connection", "Temporary failure in name",
                  "Max retries exceeded", "Read timed out", "SSLError", "ProxyError")  # fmt: skip
 _MISSING = re.compile(r"No matching distribution found for (\S+)")
+_CONFLICT = re.compile(r"Cannot install [^\n]*? because these package versions have conflicting dependencies")
 _SAVED = re.compile(r"(?:Saved|File was already downloaded) (\S+\.whl)")
 _WHEEL = re.compile(r"^([^-]+)-([^-]+)-")
 
@@ -100,14 +101,21 @@ class Resolution:
 
 
 def resolve(
-    requirements: Path, sources: tuple[Path, ...], wheelhouse: Path, target: PythonTarget, ca_bundle: Path | None
+    requirements: Path,
+    sources: tuple[Path, ...],
+    wheelhouse: Path,
+    target: PythonTarget,
+    ca_bundle: Path | None,
+    constraints: Path | None = None,
 ) -> Resolution:
     """Resolve `requirements` (the user's `sources` in one file) with their dependencies for `target`
-    into `wheelhouse`; offline first, from the wheelhouse alone."""
+    into `wheelhouse`; offline first, from the wheelhouse alone. `constraints` are the pins the image
+    installs beside them (gpuci's own): the resolution must agree with them."""
     shown_as = ", ".join(str(s) for s in sources) or str(requirements)
     wheelhouse.mkdir(parents=True, exist_ok=True)
+    pinned = ["-c", str(constraints)] if constraints else []
     base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
-            *target.pip_args(), "-r", str(requirements), "-d", str(wheelhouse)]  # fmt: skip
+            *target.pip_args(), "-r", str(requirements), *pinned, "-d", str(wheelhouse)]  # fmt: skip
     offline = subprocess.run([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if offline.returncode == 0:
         return Resolution(_pins(offline.stdout), target)
@@ -121,7 +129,7 @@ def resolve(
         if line.startswith(("Collecting", "Saved", "Downloading")):  # progress while pip works
             print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
     if proc.wait() != 0:
-        _fail(lines, sources, shown_as, target, wheelhouse)
+        _fail(lines, sources, shown_as, target, wheelhouse, constraints)
     return Resolution(_pins("\n".join(lines)), target)
 
 
@@ -133,12 +141,27 @@ def _pins(output: str) -> tuple[str, ...]:
     return tuple(sorted(pins))
 
 
-def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: PythonTarget, wheelhouse: Path) -> None:
+def _fail(
+    lines: list[str],
+    sources: tuple[Path, ...],
+    shown_as: str,
+    target: PythonTarget,
+    wheelhouse: Path,
+    constraints: Path | None = None,
+) -> None:
     text = "\n".join(lines)
     if any(word in text for word in NETWORK_WORDS):
         raise ImageBuildError(
             f"could not reach the package index to resolve {shown_as} (pip: {_last_error(lines)}). On a host "
             f"with no access, fill {wheelhouse} with the wheels (or set GPUCI_WHEELHOUSE to a folder that has them)."
+        )
+    conflict = _CONFLICT.search(text)
+    if conflict or "ResolutionImpossible" in text:
+        beside = f" or with the pins the image installs beside them ({constraints})" if constraints else ""
+        what = f" ({conflict.group(0)[:200]})" if conflict else ""
+        raise UsageError(
+            f"{shown_as}: the requirements conflict with each other{beside}{what}; loosen the pin that "
+            "disagrees (gpuci's own pins are what its pytest plugin was tested with)."
         )
     missing = _MISSING.search(text)
     what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"

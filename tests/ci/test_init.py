@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -76,53 +77,74 @@ def test_the_projects_requirements_are_part_of_the_content_tag(tmp_path: Path) -
     assert recipe_for(repo, "cpu").tag != first
 
 
-def test_a_real_library_runs_its_own_suite_in_gpucis_container(run_harness, tmp_path: Path, cpu_image) -> None:
-    """six, downloaded from PyPI as an sdist: nobody here wrote it or its tests."""
+def test_a_real_library_with_compiled_test_dependencies_runs_its_own_suite_as_plain_pytest_does(
+    run_harness, tmp_path: Path, cpu_image
+) -> None:
+    """tabulate, downloaded from PyPI as an sdist (nobody here wrote it or its tests), with the test
+    dependencies its suite uses written as people write them: unpinned, numpy and pandas compiled.
+    Through `gpuci init` and its own suite: the counts plain pytest gives, the project installed
+    (its metadata and its console script), pytest pinned to gpuci's own."""
     download = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-binary",
-            ":all:",
-            "--no-deps",
-            "-q",
-            "-d",
-            str(tmp_path),
-            "six==1.17.0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q", "-d", str(tmp_path),
+         "tabulate==0.9.0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert download.returncode == 0, download.stderr
-    with tarfile.open(tmp_path / "six-1.17.0.tar.gz") as tar:
+    with tarfile.open(tmp_path / "tabulate-0.9.0.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
-    repo = tmp_path / "six-1.17.0"
+    repo = tmp_path / "tabulate-0.9.0"
+    (repo / "requirements-test.txt").write_text("pytest\nnumpy\npandas\nwcwidth\n")
     ident = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
-    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "six 1.17.0 from PyPI"]):
+    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "tabulate 0.9.0 from PyPI"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
     assert run_harness("init", "--root", str(repo)).returncode == 0
+    pyproject = (repo / "pyproject.toml").read_text()
+    (repo / "pyproject.toml").write_text(pyproject.replace("# requirements = [", "requirements = ["))
     (repo / ".buildkite" / "test_areas" / "example.yaml").unlink()
-    (repo / ".buildkite" / "test_areas" / "six.yaml").write_text(
-        "group: six\nplatforms: [cpu]\nsteps:\n"
-        "  - label: suite\n    commands: [pytest -q test_six.py]\n    num_gpus: 0\n"
+    (repo / ".buildkite" / "test_areas" / "tabulate.yaml").write_text(
+        "group: tabulate\nplatforms: [cpu]\nsteps:\n"
+        "  - label: suite\n    num_gpus: 0\n    commands:\n      - pytest -q test\n"
+        "      - tabulate --help | head -1\n"
+        "      - python -c \"import importlib.metadata as m; print('version', m.version('tabulate'))\"\n"
     )
     env = harness_env(PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, "-m", "nox", "-s", "cpu_six", "-f", str(repo / "noxfile.py")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=repo,
-        timeout=900,
-    )
+        [sys.executable, "-m", "nox", "-s", "cpu_tabulate", "-f", str(repo / "noxfile.py")],
+        capture_output=True, text=True, env=env, cwd=repo, timeout=1200,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((repo / ".gpuci" / "runs" / "latest" / "report.json").read_text())
     assert report["outcome"] == "passed" and report["mode"] == "container"
-    assert " passed" in done.stdout and "failed" not in done.stdout.split("passed")[-1]
-    assert os.path.exists(report["junit"])
+    assert "Usage: tabulate [options]" in done.stdout and "version 0.9.0" in done.stdout  # installed
+    resolved = docker_label(report["image"]["tag"], "gpuci.resolved")
+    assert "pytest==8.4.2" in resolved and "numpy==" in resolved and "pandas==" in resolved
+
+    # Plain pytest on this machine, with the same packages (the wheels gpuci resolved, where they fit).
+    venv = tmp_path / "plain"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pins = [p for p in resolved.split(",") if p.split("==")[0] in ("pytest", "numpy", "pandas", "wcwidth")]
+    wheelhouse = env["GPUCI_WHEELHOUSE"]
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--find-links", wheelhouse, *pins],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    plain = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "test"],
+        capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=600,
+    )  # fmt: skip
+    summary = plain.stdout.strip().splitlines()[-1]
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|xfailed|xpassed)", summary)}
+    assert counts["passed"] > 250, summary
+    assert counts == {k: v for k, v in report["counts"].items() if v}, (summary, report["counts"])
+
+
+def docker_label(tag: str, name: str) -> str:
+    inspected = subprocess.run(
+        ["docker", "image", "inspect", "--format", f"{{{{index .Config.Labels {json.dumps(name)}}}}}", tag],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return inspected.stdout.strip()
 
 
 def test_init_in_a_setup_py_project_says_what_it_writes_and_works_with_nox_on_its_own(

@@ -59,6 +59,18 @@ def test_a_requirement_that_exists_nowhere_is_exit_2_naming_file_and_line(
     assert "Traceback" not in done.stderr
 
 
+def test_a_requirement_that_conflicts_with_gpucis_own_pins_is_exit_2_before_any_build(
+    run_harness, cpu_image, tmp_path: Path
+) -> None:
+    """Both sets go into one image: a project asking for another pytest than gpuci's plugin runs
+    with is told so on the host, not by a failed build retried as infrastructure."""
+    root = project(tmp_path, "markupsafe\npytest==8.3.5\n")
+    done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "conflict" in done.stderr and "containers/requirements.txt" in done.stderr
+    assert "requirements-test.txt" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_dependency_group_is_resolved_and_its_missing_entry_named_in_pyproject(
     run_harness, cpu_image, tmp_path: Path
 ) -> None:

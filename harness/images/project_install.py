@@ -1,0 +1,132 @@
+"""The project itself installed in its image: editable, at the path its checkout is mounted at.
+
+Tests that read the package's own metadata (`importlib.metadata.version("mylib")`) or run its
+console scripts need the project installed, not only on PYTHONPATH. gpuci installs it once per
+content tag, editable at the workspace path (`/workspace`): the metadata and entry points live in
+the image, while the code imported is the checkout mounted over that path at run time, so a
+change to the code needs no new image — only a change to what the metadata is made from
+(pyproject.toml, setup.py, setup.cfg) does, and that is what the tag covers.
+
+The build backend (`[build-system] requires`, setuptools for a setup.py project) and the static
+`[project] dependencies` are resolved with the rest of the project's requirements; the install
+itself is `pip install --no-deps --no-build-isolation --no-index -e`, offline, inside the build's
+container (the project's setup.py never runs on the host). A project whose version comes from git
+(setuptools-scm, hatch-vcs) is built without `.git`: its version is its sdist's PKG-INFO where
+there is one, else `0+gpuci`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.git import checkout_files
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+METADATA_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+MODES = ("editable", "none")
+# What setuptools needs to build a setup.py project that declares no [build-system] (PEP 517's default).
+LEGACY_BUILD = ("setuptools>=64", "wheel")
+# Never copied into a build context: git's data, gpuci's and nox's own folders.
+NOT_COPIED = (".git", ".gpuci", ".nox")
+SCM_FALLBACK_VERSION = "0+gpuci"
+
+
+@dataclass(frozen=True)
+class ProjectInstall:
+    workspace: str  # where the checkout is mounted in containers: the editable install points there
+    metadata_sha256: str  # of pyproject.toml, setup.py and setup.cfg as they are
+    requirements: tuple[str, ...]  # the build backend's and the static [project] dependencies
+
+    def dockerfile_lines(self) -> str:
+        """Appended to the recipe's Dockerfile: the checkout's copy installed, then its code left to
+        the mount (the copy stays in a layer: setuptools needs the packages there to map them)."""
+        version = f"${{SETUPTOOLS_SCM_PRETEND_VERSION:-{SCM_FALLBACK_VERSION}}}"
+        return (
+            "\n# gpuci: the project itself, editable at the workspace its checkout is mounted at\n"
+            f"COPY project/ {self.workspace}/\n"
+            'RUN set -e; PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; \\\n'
+            f"    if [ ! -f {self.workspace}/PKG-INFO ]; then export SETUPTOOLS_SCM_PRETEND_VERSION={version}; fi; \\\n"
+            '    "$PY" -m pip install --no-deps --no-build-isolation --no-index --disable-pip-version-check '
+            f"--use-pep517 --quiet -e {self.workspace}; \\\n"
+            '    "$PY" -m pip check || echo \'gpuci: warning: the project needs packages its image lacks '
+            "(list them in [tool.gpuci] requirements)'\n"
+        )
+
+
+def project_install(root: Path, mode: str, workspace: str) -> ProjectInstall | None:
+    """How the project at `root` goes into its image, or None: `mode` "none", or nothing to install
+    (no setup.py, and a pyproject.toml with neither [project] nor [build-system])."""
+    if mode not in MODES:
+        raise UsageError(
+            f'{Path(root) / "pyproject.toml"}: [tool.gpuci] install is {mode!r}; use "editable" (the project '
+            'installed in its image, its code from the checkout) or "none".'
+        )
+    root = Path(root)
+    pyproject = _pyproject(root)
+    has_setup = (root / "setup.py").is_file()
+    if mode == "none" or not (has_setup or "project" in pyproject or "build-system" in pyproject):
+        return None
+    build = pyproject.get("build-system", {}).get("requires")
+    requirements = [str(r) for r in (build if build is not None else LEGACY_BUILD)]
+    requirements += [str(r) for r in pyproject.get("project", {}).get("dependencies", [])]
+    digest = hashlib.sha256()
+    for name in METADATA_FILES:
+        path = root / name
+        data = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+        digest.update(f"{name}\0{len(data)}\0".encode() + data)
+    return ProjectInstall(workspace, digest.hexdigest(), tuple(dict.fromkeys(requirements)))
+
+
+def _pyproject(root: Path) -> dict:  # type: ignore[type-arg]
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: cannot be read as TOML ({exc}); fix it so the project can be installed.") from None
+
+
+def copy_checkout(root: Path, target: Path) -> int:
+    """The checkout's files (git's list: tracked, and untracked ones not ignored) into `target` for
+    the build. The checkout is the pull request's: links are copied as links, never followed, and
+    anything but regular files and links is left out. Returns how many files were copied."""
+    names = checkout_files(root)
+    if names is None:  # not a git checkout: every file but gpuci's, nox's and git's folders
+        names = []
+        for directory, subdirs, files in os.walk(root):
+            subdirs[:] = [s for s in subdirs if s not in NOT_COPIED]
+            names += [os.path.relpath(os.path.join(directory, n), root) for n in files]
+    inside = os.path.realpath(root)
+    copied = 0
+    for name in names:
+        if name.split("/", 1)[0] in NOT_COPIED or ".." in name.split("/"):
+            continue
+        source, destination = Path(root) / name, target / name
+        if not os.path.realpath(source.parent).startswith(inside):
+            continue  # a folder on the way is a link out of the checkout
+        try:
+            info = os.lstat(source)
+        except OSError:
+            continue  # listed by git, gone from the tree
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if stat.S_ISLNK(info.st_mode):
+            os.symlink(os.readlink(source), destination)
+        elif stat.S_ISREG(info.st_mode):
+            descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(descriptor, "rb") as src, open(destination, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.chmod(destination, stat.S_IMODE(info.st_mode) & 0o755)
+            copied += 1
+    return copied

@@ -1,0 +1,89 @@
+"""The project itself in its image: what is installed, what the tag covers, what the build copies."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.declare.config import load_config
+from harness.errors import UsageError
+from harness.images.project_install import LEGACY_BUILD, copy_checkout, project_install
+from harness.images.recipe import recipe_for
+from tests.conftest import ROOT, git
+
+PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.20"]
+build-backend = "hatchling.build"
+
+[project]
+name = "mylib"
+version = "1.0"
+dependencies = ["attrs>=23"]
+"""
+
+
+def library(root: Path, pyproject: str = PYPROJECT) -> Path:
+    (root / "src" / "mylib").mkdir(parents=True)
+    (root / "src" / "mylib" / "__init__.py").write_text("VALUE = 1\n")
+    (root / "pyproject.toml").write_text(pyproject)
+    (root / "containers").symlink_to(ROOT / "containers")
+    return root
+
+
+def test_what_a_project_needs_to_be_installed_is_resolved_with_its_requirements(tmp_path: Path) -> None:
+    install = project_install(library(tmp_path / "lib"), "editable", "/workspace")
+    assert install is not None and install.requirements == ("hatchling>=1.20", "attrs>=23")
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "setup.py").write_text("from setuptools import setup\nsetup(name='legacy')\n")
+    assert project_install(legacy, "editable", "/workspace").requirements == LEGACY_BUILD  # type: ignore[union-attr]
+    assert project_install(legacy, "none", "/workspace") is None
+    settings_only = tmp_path / "settings"
+    settings_only.mkdir()
+    (settings_only / "pyproject.toml").write_text("[tool.gpuci]\n")  # nothing to install
+    assert project_install(settings_only, "editable", "/workspace") is None
+    recipe = recipe_for(tmp_path / "lib", "cpu")
+    assert recipe.install is not None and {"hatchling>=1.20", "attrs>=23"} <= set(recipe.declared_requirements)
+
+
+def test_the_tag_follows_the_metadata_not_the_code(tmp_path: Path) -> None:
+    root = library(tmp_path / "lib")
+    first = recipe_for(root, "cpu").tag
+    (root / "src" / "mylib" / "__init__.py").write_text("VALUE = 2\n")  # code: the mount brings it
+    assert recipe_for(root, "cpu").tag == first
+    (root / "pyproject.toml").write_text(PYPROJECT.replace('version = "1.0"', 'version = "1.1"'))
+    assert recipe_for(root, "cpu").tag != first
+    (root / "pyproject.toml").write_text(PYPROJECT + '\n[tool.gpuci]\ninstall = "none"\n')
+    assert recipe_for(root, "cpu").install is None
+
+
+def test_an_unknown_install_mode_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.gpuci]\n\ninstall = "wheel"\n')
+    with pytest.raises(UsageError) as err:
+        load_config(tmp_path)
+    assert "pyproject.toml:3" in str(err.value) and '"editable" or "none"' in str(err.value)
+
+
+def test_the_build_copies_the_checkout_without_following_what_it_links_to(tmp_path: Path) -> None:
+    root = library(tmp_path / "lib")
+    git(root, "init", "-q")
+    (root / ".gitignore").write_text("ignored.txt\n")
+    (root / "ignored.txt").write_text("local only")
+    (root / "src" / "mylib" / "secret").symlink_to("/etc/passwd")  # the pull request's link
+    (root / "outside").symlink_to(tmp_path)  # a folder link out of the checkout
+    (tmp_path / "host-file.txt").write_text("host")
+    os.mkfifo(root / "src" / "mylib" / "pipe")
+    (root / ".gpuci").mkdir()
+    (root / ".gpuci" / "state.json").write_text("{}")
+    git(root, "add", "src/mylib/__init__.py", "pyproject.toml", ".gitignore", "src/mylib/secret", "outside")
+    target = tmp_path / "context"
+    copied = copy_checkout(root, target)
+    assert (target / "src" / "mylib" / "__init__.py").read_text() == "VALUE = 1\n"
+    assert os.readlink(target / "src" / "mylib" / "secret") == "/etc/passwd"  # a link still, not its target
+    assert os.path.islink(target / "outside")  # recreated as a link: nothing under it was read
+    assert not (target / "ignored.txt").exists() and not (target / ".gpuci").exists() and not (target / ".git").exists()
+    assert not (target / "src" / "mylib" / "pipe").exists()
+    assert copied == 3  # __init__.py, pyproject.toml, .gitignore: links are recreated, not counted
