@@ -52,8 +52,11 @@ def test_the_declared_lists_are_part_of_the_content_tag(tmp_path: Path) -> None:
     from tests.conftest import ROOT
 
     shutil.copytree(ROOT / "containers", tmp_path / "containers")
-    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    # Not installed itself: its metadata would be in the tag too, and this is about the lists alone.
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT + 'install = "none"\n')
     first = recipe_for(tmp_path, "cpu")
     assert first.declared_requirements == ("pytest>=8", "hypothesis")
-    (tmp_path / "pyproject.toml").write_text(PYPROJECT.replace('"hypothesis"', '"hypothesis>=6"'))
+    (tmp_path / "pyproject.toml").write_text(
+        PYPROJECT.replace('"hypothesis"', '"hypothesis>=6"') + 'install = "none"\n'
+    )
     assert recipe_for(tmp_path, "cpu").tag != first.tag
