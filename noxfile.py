@@ -89,10 +89,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="venv")
 def bench(session: nox.Session) -> None:
-    """Speed figures against their baselines: bench/results/{cpu,registry}.json (needs Docker)."""
+    """Speed figures against their baselines: bench/results/{cpu,registry,install}.json (needs Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
+    session.run("python", "bench/install_bench.py")  # pip and uv on a real dependency layer: install.json
 
 
 @nox.session(venv_backend="venv")

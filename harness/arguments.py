@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.pythons import SUITES
 from harness.gpu.vram import BACKEND_NAMES
 
 
@@ -74,6 +75,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-container", action="store_true", help="run on the host, under the same supervisor")
     run.add_argument("--base-image", help="base image of the platform's image ('local': the Debian base)")
     run.add_argument(
+        "--python",
+        choices=list(SUITES),
+        help="the Python of the image, on gpuci's Debian base (over the step's and [tool.gpuci] python)",
+    )
+    run.add_argument(
         "--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image ([tool.gpuci] ca_bundle)"
     )
     run.add_argument("--build", action="store_true", help="build a missing image here, even with a registry")
@@ -117,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
         p = image_sub.add_parser(name, help=text)
         p.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
         p.add_argument("--base-image")
+        p.add_argument("--python", choices=list(SUITES), help="the Python of the image, on gpuci's Debian base")
         p.add_argument("--ca-bundle", type=Path)
         p.add_argument("--root", type=Path, default=Path.cwd())
         if name == "save":

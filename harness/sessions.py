@@ -22,8 +22,10 @@ from pathlib import Path
 import nox
 
 from harness.declare.areas import session_name
+from harness.declare.config import load_config
+from harness.declare.pythons import builds_on_local_base
 from harness.declare.sources import load_areas
-from harness.errors import DeclarationError
+from harness.errors import DeclarationError, UsageError
 
 __all__ = ["area_sessions", "end_session", "split_posargs"]
 
@@ -73,7 +75,11 @@ def end_session(s: nox.Session, code: int, what: str) -> None:
     s.error(f"{what} exited {code}: {meaning}")
 
 
-def _area_session(root: Path, platform: str, area: str) -> None:
+def _area_session(
+    root: Path, platform: str, area: str, pythons: tuple[str | None, ...] = (None,), name: str = ""
+) -> str:
+    """A session that runs the area on `platform`, once per Python of `pythons` (None: the default)."""
+
     def session(s: nox.Session) -> None:
         from harness.cli import main
 
@@ -81,12 +87,18 @@ def _area_session(root: Path, platform: str, area: str) -> None:
         for noisy in ("urllib3", "docker"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         harness, pytest_args = split_posargs(s.posargs)
-        argv = ["run", "--platform", platform, "--area", area, "--root", str(root), *harness, "--", *pytest_args]
-        s.log("python -m harness " + shlex.join(argv))
-        end_session(s, main(argv), "python -m harness run")
+        for python in pythons:
+            chosen = ["--python", python] if python and "--python" not in harness else []
+            argv = ["run", "--platform", platform, "--area", area, "--root", str(root), *chosen, *harness]
+            argv += ["--", *pytest_args]
+            s.log("python -m harness " + shlex.join(argv))
+            end_session(s, main(argv), "python -m harness run")
 
-    session.__doc__ = f"Run the {area} area on {platform}."
-    nox.session(name=session_name(platform, area), venv_backend="none", tags=[platform, area])(session)
+    name = name or session_name(platform, area)
+    on = f" on Python {', '.join(p for p in pythons if p)}" if any(pythons) else ""
+    session.__doc__ = f"Run the {area} area on {platform}{on}."
+    nox.session(name=name, venv_backend="none", tags=[platform, area])(session)
+    return name
 
 
 def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
@@ -97,7 +109,8 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
     """
     try:
         areas = load_areas(root)
-    except DeclarationError as exc:
+        pythons = load_config(root).python
+    except (DeclarationError, UsageError) as exc:
         print(f"gpuci: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     taken: dict[str, str] = {}
@@ -112,7 +125,13 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
                 )
                 raise SystemExit(2)
             taken[name] = str(area.path)
-            _area_session(root, platform, area.name)
+            if len(pythons) > 1 and builds_on_local_base(platform):
+                # As nox parametrizes: `cpu_x-3.13` runs one version, `cpu_x` every one in turn.
+                for python in pythons:
+                    taken[_area_session(root, platform, area.name, (python,), f"{name}-{python}")] = str(area.path)
+                _area_session(root, platform, area.name, pythons)
+            else:
+                _area_session(root, platform, area.name)
     if _asked_only_for(set(taken), sys.argv[1:]):
         # An agent's cancel can land while nox itself starts (its first 0.1 s): noted from here, it
         # stops the run in order with a report, as `python -m harness run` does from its first line.

@@ -17,6 +17,7 @@ from harness.console import say
 from harness.declare.areas import Area, Step, session_name
 from harness.declare.config import ProjectConfig
 from harness.declare.dependencies import matches, mode_for, touches
+from harness.declare.pythons import builds_on_local_base
 
 __all__ = ["Selection", "changed_files", "generate", "matches", "to_yaml", "touches"]
 from harness.errors import ExitCode, UsageError
@@ -77,8 +78,17 @@ def step_key(step: Step, area: Area, platform: str) -> str:
     return _KEY_CHARS.sub("-", base).strip("-").lower()[:100]
 
 
-def _command(area: Area, step: Step, platform: str) -> str:
-    return f"nox -s {shlex.quote(session_name(platform, area.name))} -- --step {shlex.quote(step.label)}"
+def _command(area: Area, step: Step, platform: str, python: str | None = None) -> str:
+    session = session_name(platform, area.name) + (f"-{python}" if python else "")
+    return f"nox -s {shlex.quote(session)} -- --step {shlex.quote(step.label)}"
+
+
+def pythons_of(step: Step, platform: str, config: ProjectConfig) -> tuple[str | None, ...]:
+    """The Pythons a step runs on, a job each: [tool.gpuci] python's versions where there are several,
+    the platform builds on gpuci's Debian base and the step chose none; else one job."""
+    if step.python or len(config.python) < 2 or not builds_on_local_base(platform):
+        return (None,)
+    return config.python
 
 
 def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]) -> list[Any]:
@@ -90,13 +100,15 @@ def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]
     return deps
 
 
-def command_step(area: Area, step: Step, platform: str, config: ProjectConfig, key: str, deps: list[str]) -> dict:
+def command_step(
+    area: Area, step: Step, platform: str, config: ProjectConfig, key: str, deps: list[str], python: str | None = None
+) -> dict:
     effective = step.on(platform)
     agents = {"queue": config.queue_for(effective.device, platform), **effective.agent_tags}
     out: dict[str, Any] = {
-        "label": f"{step.label} ({platform})",
+        "label": f"{step.label} ({platform}{f', Python {python}' if python else ''})",
         "key": key,
-        "command": _command(area, step, platform),
+        "command": _command(area, step, platform, python),
         "agents": agents,
         "artifact_paths": [ARTIFACTS],
         "retry": {
@@ -148,7 +160,10 @@ def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> 
                         }
                     )
                     deps = [f"block-{key}"[:100], *deps]
-                steps.append(command_step(area, step, platform, config, key, deps))
+                pythons = pythons_of(effective, platform, config)
+                for python in pythons:
+                    versioned = key if python is None else f"{key}-py{python.replace('.', '-')}"[:100]
+                    steps.append(command_step(area, step, platform, config, versioned, deps, python))
         if steps:
             groups.append({"group": area.group, "key": f"area-{_KEY_CHARS.sub('-', area.name)}"[:100], "steps": steps})
     if config.registry:

@@ -25,7 +25,10 @@ PREAMBLE = """\
 """
 BODY = """\
 
-# Everything below needs no network: wheels come from the host's wheelhouse.
+# Everything below needs no network: wheels come from the host's wheelhouse. uv installs them where
+# its wheel is there and runs on this base (much faster for large compiled wheels); pip otherwise.
+# GPUCI_INSTALLER=pip (a build arg) forces pip.
+ARG GPUCI_INSTALLER=auto
 COPY requirements.txt project-requirements.txt extra-ca.crt /opt/gpuci/build/
 COPY wheelhouse/ /opt/gpuci/build/wheelhouse/
 # Bases without ensurepip (Debian's python3 with no python3-venv) make the venv with the system's pip.
@@ -35,10 +38,23 @@ RUN set -e; \\
     fi; \\
     python3 -m venv --system-site-packages /opt/gpuci/venv 2>/dev/null \\
         || python3 -m venv --without-pip --system-site-packages /opt/gpuci/venv; \\
-    /opt/gpuci/venv/bin/python -m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
-        --find-links /opt/gpuci/build/wheelhouse -r /opt/gpuci/build/requirements.txt \\
-        -r /opt/gpuci/build/project-requirements.txt; \\
-    rm -rf /opt/gpuci/build
+    cd /opt/gpuci/build; UV=""; \\
+    for wheel in wheelhouse/uv-*.whl; do \\
+        if [ "$GPUCI_INSTALLER" != pip ] && [ -f "$wheel" ] && python3 -m zipfile -e "$wheel" uv \\
+            && chmod +x uv/uv-*.data/scripts/uv && uv/uv-*.data/scripts/uv --version >/dev/null 2>&1; then \\
+            UV=$(echo /opt/gpuci/build/uv/uv-*.data/scripts/uv); \\
+        fi; \\
+    done; \\
+    if [ -n "$UV" ]; then \\
+        echo "gpuci: installing with $("$UV" --version)"; \\
+        "$UV" pip install --offline --no-index --no-cache --compile-bytecode --python /opt/gpuci/venv/bin/python \\
+            --find-links wheelhouse -r requirements.txt -r project-requirements.txt; \\
+    else \\
+        echo "gpuci: installing with pip"; \\
+        /opt/gpuci/venv/bin/python -m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
+            --find-links wheelhouse -r requirements.txt -r project-requirements.txt; \\
+    fi; \\
+    cd /; rm -rf /opt/gpuci/build
 ENV PATH=/opt/gpuci/venv/bin:$PATH \\
     PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\

@@ -17,6 +17,7 @@ import yaml
 from harness.declare.platforms import PLATFORM_NAMES
 from harness.declare.reader import Reader, suggest
 from harness.declare.step_forms import IGNORED_WITH_WARNING, IGNORED_WITH_WARNING_WHY, command_steps, unique_labels
+from harness.declare.step_keys import limits, python_of, shutdown_budget
 from harness.declare.yaml_nodes import LOADER, Converter, expanded_size
 from harness.declare.yaml_nodes import Node as _Node
 from harness.errors import DeclarationError
@@ -56,6 +57,7 @@ STEP_KEYS = frozenset(
         "cpus",
         "pids_limit",
         "network",
+        "python",
     }
 )
 MAX_LABEL = 500
@@ -113,6 +115,8 @@ class Step:
     cpus: float | None = None
     pids_limit: int | None = None
     network: str | None = None
+    # The Python this step's image runs on gpuci's Debian base (harness.declare.pythons), over [tool.gpuci]'s.
+    python: str | None = None
     # Per platform, keys that replace the base step's (the ROCm form from `mirror.amd`).
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -176,44 +180,6 @@ def _default_platforms(reader: Reader) -> tuple[str, ...]:
     hardwares = reader.conv.unwrap(node.value) if node is not None else None
     mirrored = isinstance(hardwares, list) and any(str(h).startswith("amd") for h in hardwares)
     return ("cuda", "rocm") if "amd" in mirror or mirrored else ("cuda",)
-
-
-def _budget(reader: Reader) -> dict[str, float]:
-    raw = reader.get("shutdown_budget", (int, float, dict), None)
-    if raw is None:
-        return {}
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return {name: float(raw) for name in PLATFORM_NAMES}
-    budgets: dict[str, float] = {}
-    for name, seconds in raw.items():
-        if name not in PLATFORM_NAMES or not isinstance(seconds, (int, float)) or seconds <= 0:
-            raise reader.fail(
-                "shutdown_budget",
-                f"'shutdown_budget' maps a platform ({', '.join(PLATFORM_NAMES)}) to seconds "
-                f"greater than 0, or is one number for all; got {name!r}: {seconds!r}.",
-            )
-        budgets[name] = float(seconds)
-    return budgets
-
-
-MEMORY_FORM = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
-NETWORK_FORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _limits(reader: Reader) -> dict[str, Any]:
-    """memory, cpus, pids_limit and network of one step, checked for form."""
-    memory = reader.get("memory", (str, int), None)
-    if memory is not None and not MEMORY_FORM.match(str(memory)):
-        raise reader.fail("memory", f"'memory' is Docker's size form (16g, 512m), not {str(memory)[:40]!r}.")
-    cpus = reader.get("cpus", float, None)
-    pids = reader.get("pids_limit", int, None)
-    for key, value in (("cpus", cpus), ("pids_limit", pids)):
-        if value is not None and value <= 0:
-            raise reader.fail(key, f"{key!r} must be greater than 0.")
-    network = reader.get("network", str, None)
-    if network is not None and not NETWORK_FORM.match(network):
-        raise reader.fail("network", f"'network' is a Docker network name (none, bridge), not {network[:40]!r}.")
-    return {"memory": None if memory is None else str(memory), "cpus": cpus, "pids_limit": pids, "network": network}
 
 
 def _mirror_overrides(path: Path, node: _Node, conv: Converter) -> dict[str, dict[str, Any]]:
@@ -297,7 +263,7 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         soft_fail=bool(reader.get("soft_fail", (bool, list), False)),
         parallelism=reader.get("parallelism", int, 1),
         env={str(k): str(v) for k, v in env.items()},
-        shutdown_budget=_budget(reader),
+        shutdown_budget=shutdown_budget(reader),
         key=reader.get("key", str, None),
         depends_on=reader.dependencies("depends_on")[0],
         allow_failure_of=reader.dependencies("depends_on")[1],
@@ -305,7 +271,8 @@ def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] |
         concurrency_group=reader.get("concurrency_group", str, None),
         agent_tags={str(k): str(v) for k, v in (reader.get("agent_tags", dict, {}) or {}).items()},
         run_as_root=reader.get("run_as_root", bool, False),
-        **_limits(reader),
+        python=python_of(reader),
+        **limits(reader),
         overrides=_mirror_overrides(path, node, conv),
         extra={k: conv.unwrap(v.value) for k, v in node.value.items() if k not in STEP_KEYS},
     )

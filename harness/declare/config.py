@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.declare.dependencies import DEPENDENCY_MATCHES
+from harness.declare.pythons import SUITES
 from harness.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -90,6 +91,9 @@ class ProjectConfig:
     # The project itself in its images: "editable" (its metadata and entry points installed, its code
     # the mounted checkout's) or "none".
     install: str = "editable"
+    # The Pythons its images run on gpuci's Debian base (harness.declare.pythons); several: a
+    # session each (`cpu_<area>-3.13`). Empty: the base's default.
+    python: tuple[str, ...] = ()
 
     @property
     def working_dir(self) -> str:
@@ -135,6 +139,7 @@ KINDS: dict[str, str] = {
     "lease_timeout": "number",
     "ca_bundle": "str",
     "install": "install",
+    "python": "pythons",
 }
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
@@ -143,6 +148,7 @@ KIND_WORDS = {
     "table": 'a table of strings ([tool.gpuci.queues] name = "queue")',
     "match": '"component", "substring" or "prefix"',
     "install": '"editable" or "none"',
+    "pythons": f"a Python version or a list of them, each one of {', '.join(SUITES)}",
     "size": 'a size in Docker\'s form ("16g", "512m")',
     "number": "a number greater than 0",
     "count": "a whole number greater than 0",
@@ -208,7 +214,14 @@ def load_config(root: Path) -> ProjectConfig:
         **{key: _float(section.get(key)) for key in ("timeout", "grace", "vram_timeout", "lease_timeout")},
         ca_bundle=section.get("ca_bundle"),
         install=str(section.get("install", config.install)),
+        python=_pythons(section.get("python")),
     )
+
+
+def _pythons(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(dict.fromkeys(value))  # type: ignore[arg-type]
 
 
 def _float(value: object) -> float | None:
@@ -220,6 +233,9 @@ def _is(kind: str, value: object) -> bool:
         return isinstance(value, str) and value.startswith("/")
     if kind == "str":
         return isinstance(value, str) and value != ""
+    if kind == "pythons":
+        versions = [value] if isinstance(value, str) else value
+        return isinstance(versions, list) and bool(versions) and all(v in SUITES for v in versions)
     if kind == "install":
         return value in ("editable", "none")
     if kind == "match":

@@ -92,6 +92,7 @@ def make_packages_tarball(output: Path, mirror: str = DEFAULT_MIRROR, recipe: Ba
                 recipe.suite,
                 work,
                 mirror,
+                *_script_for(_debootstrap(), recipe.suite),
             ],
             "downloading Debian packages",
         )
@@ -133,6 +134,7 @@ def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, pac
                 recipe.suite,
                 str(rootfs),
                 mirror,
+                *_script_for(tool, recipe.suite),
             ],
             "debootstrap",
         )
@@ -162,6 +164,15 @@ def _bootstrap(client: docker.DockerClient, recipe: BaseRecipe, mirror: str, pac
             raise ImageBuildError(f"docker import of the base image failed: {exc.explanation or exc}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _script_for(tool: str, suite: str) -> list[str]:
+    """debootstrap's script for a suite it was released before (a Debian testing named after it):
+    every Debian suite uses the common one that `sid` names."""
+    scripts = Path(os.environ.get("DEBOOTSTRAP_DIR", "/usr/share/debootstrap")) / "scripts"
+    if (scripts / suite).exists() or not (scripts / "sid").exists():
+        return []
+    return [str(scripts / "sid")]
 
 
 def _scratch() -> str | None:

@@ -15,7 +15,8 @@ import docker.errors
 from harness.console import say
 from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
-from harness.images.airgap import BaseRecipe, bootstrap_base, fill_wheelhouse, wheelhouse_dir
+from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
+from harness.images.installer import fetch_uv
 from harness.images.project_install import copy_checkout
 from harness.images.recipe import ImageRecipe, project_requirements_text
 from harness.images.resolve import ask_image, resolve
@@ -69,10 +70,12 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
 def _build_missing(
     client: docker.DockerClient, recipe: ImageRecipe, root: Path, tag: str, content_hash: str, started: float
 ) -> EnsuredImage:
-    if recipe.local_base:
-        bootstrap_base(client, BaseRecipe(ca_bundle=recipe.ca_bundle))
+    if recipe.base_recipe is not None:
+        bootstrap_base(client, recipe.base_recipe)
     wheelhouse = wheelhouse_dir(Path(root))
     fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
+    if os.environ.get("GPUCI_INSTALLER") != "pip":
+        fetch_uv(wheelhouse, recipe.ca_bundle, Path(root))
     project = project_requirements_text(recipe)
     say(f"building {tag} from {recipe.dockerfile}")
     contexts = build_dir(Path(root))

@@ -28,7 +28,7 @@ def image_command(args: argparse.Namespace) -> int:
         tags, digest = archive.load(connect(), args.file, root)
         print(f"{' '.join(tags)} sha256:{digest}")
         return 0
-    recipe = recipe_for(root, args.platform, args.base_image, args.ca_bundle)
+    recipe = recipe_for(root, args.platform, args.base_image, args.ca_bundle, _python(root, args))
     if args.image_command == "tag":
         print(recipe.tag)
         return 0
@@ -62,3 +62,14 @@ def publish_command(root: Path, recipe: object) -> int:
         say(f"{done.ref} is already in the registry ({done.seconds * 1000:.0f} ms): nothing pushed, nothing built")
     print(done.pinned)
     return 0
+
+
+def _python(root: Path, args: argparse.Namespace) -> str | None:
+    """--python, else [tool.gpuci] python's first where the platform builds on gpuci's Debian base."""
+    from harness.declare.config import load_config
+    from harness.declare.pythons import builds_on_local_base
+
+    if args.python:
+        return str(args.python)
+    pythons = load_config(root).python
+    return pythons[0] if pythons and builds_on_local_base(args.platform, args.base_image) else None

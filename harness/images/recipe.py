@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.declare.platforms import get_platform
+from harness.declare.pythons import builds_on_local_base, suite_for
 from harness.errors import UsageError
-from harness.images.airgap import BaseRecipe
+from harness.images.airgap import SUITE, BaseRecipe
 from harness.images.project_install import ProjectInstall, project_install
 
 CONTAINERS_DIR = Path("containers")
@@ -69,16 +70,30 @@ class ImageRecipe:
         return (match.group(1) or match.group(2)) if match else None
 
     @property
+    def base_recipe(self) -> BaseRecipe | None:
+        """The gpuci base this recipe builds on, as a recipe to bootstrap it (its suite is in its tag)."""
+        base = self.local_base
+        return BaseRecipe(suite=base.split(":", 1)[1].rsplit("-", 1)[0], ca_bundle=self.ca_bundle) if base else None
+
+    @property
     def local_base(self) -> str | None:
         """The gpuci base image this recipe builds on, when it is one (made, not pulled)."""
         base = self.build_args.get("BASE_IMAGE", "")
         return base if base.startswith(BaseRecipe().tag.split(":")[0] + ":") else None
 
 
-def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bundle: Path | None = None) -> ImageRecipe:
+def recipe_for(
+    root: Path,
+    platform: str,
+    base_image: str | None = None,
+    ca_bundle: Path | None = None,
+    python: str | None = None,
+) -> ImageRecipe:
     """The recipe of a platform's image. With no base image named, cpu builds on the local
     Debian base (no registry needed) and cuda/rocm on the vendors' images (their Dockerfile
-    defaults); GPUCI_BASE_IMAGE or --base-image overrides, e.g. `local` for the Debian base."""
+    defaults); GPUCI_BASE_IMAGE or --base-image overrides, e.g. `local` for the Debian base.
+    `python` picks the Debian release the local base is made from (harness.declare.pythons); a
+    vendor's base has its own Python, so asking one for a version is an error."""
     dockerfile = Path(root) / CONTAINERS_DIR / get_platform(platform).recipe / "Dockerfile"
     if not dockerfile.is_file():
         raise UsageError(f"{dockerfile} is missing: each platform's image recipe lives there.")
@@ -86,8 +101,15 @@ def recipe_for(root: Path, platform: str, base_image: str | None = None, ca_bund
         raise UsageError(f"CA bundle {ca_bundle} does not exist; pass a PEM file with --ca-bundle.")
     base_image = base_image or os.environ.get("GPUCI_BASE_IMAGE") or ("local" if platform == "cpu" else None)
     args = {}
+    if python and not builds_on_local_base(platform, base_image):
+        raise UsageError(
+            f"Python {python} is asked for the {platform} image, but it builds on "
+            f"{base_image or 'its Dockerfile base'}, which runs the Python it ships; give `--base-image local` "
+            "(gpuci's Debian base, made for that Python) or drop the choice for this platform."
+        )
     if base_image:
-        args["BASE_IMAGE"] = BaseRecipe(ca_bundle=ca_bundle).tag if base_image == "local" else base_image
+        local = BaseRecipe(suite=suite_for(python, "python") if python else SUITE, ca_bundle=ca_bundle)
+        args["BASE_IMAGE"] = local.tag if base_image == "local" else base_image
     from harness.declare.config import load_config
     from harness.declare.project_deps import declared_requirements
 

@@ -43,6 +43,8 @@ def run_command(args: argparse.Namespace) -> int:
         pytest_args=tuple(args.pytest_args),
         container=not args.no_container,
         base_image=args.base_image,
+        python=args.python,
+        project_python=config.python[0] if config.python else None,
         ca_bundle=args.ca_bundle
         or (in_checkout(args.root, config.ca_bundle, "ca_bundle") if config.ca_bundle else None),
         timeout_s=args.timeout if args.timeout is not None else config.timeout,

@@ -156,6 +156,7 @@ def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
     content tag, image ID and the registry's digest, so "the same image" means the same bytes."""
     import time
 
+    from harness.declare.pythons import builds_on_local_base
     from harness.images import archive, manifest
     from harness.images.obtain import obtain
     from harness.images.recipe import recipe_for
@@ -165,7 +166,10 @@ def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
         image_id, recorded = options.pinned_image, dict(options.pinned_report or {})
         ctx.report["image"] = {**recorded, "id": image_id, "pinned": True}
     else:
-        recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle)
+        python = options.python or (
+            options.project_python if builds_on_local_base(options.platform, options.base_image) else None
+        )
+        recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle, python)
         image = obtain(client, recipe, options.root, options.registry, options.build)
         image_id = image.id
         ctx.report["image"] = {

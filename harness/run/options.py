@@ -33,6 +33,10 @@ class RunOptions:
     vram_tolerance: int = DEFAULT_TOLERANCE
     base_image: str | None = None
     ca_bundle: Path | None = None
+    # The Python the image runs: chosen by --python or the step (on gpuci's Debian base only), else
+    # [tool.gpuci] python's first where the platform builds on that base.
+    python: str | None = None
+    project_python: str | None = None
     # Host variables passed through by name (secrets included, which reports never show).
     pass_env: tuple[str, ...] = ()
     echo: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,11 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
         raise UsageError(f"area {area.name!r} has no step that runs on {options.platform} ({area.path}).")
     worst = ExitCode.PASSED
     for step in steps:
-        code = _execute_one(options, area.name, step, f"nox -s cpu_{area.name}" if "cpu" in area.platforms else None)
+        # The step's own Python, where the command line chose none (harness.declare.pythons).
+        options_for_step = replace(options, python=options.python or step.python)
+        code = _execute_one(
+            options_for_step, area.name, step, f"nox -s cpu_{area.name}" if "cpu" in area.platforms else None
+        )
         worst = max(worst, code, key=_severity)
     return worst
 

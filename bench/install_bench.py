@@ -1,0 +1,155 @@
+"""A real project's dependency layer installed with pip and with uv, side by side.
+
+The project: tabulate 0.9.0 from PyPI (its sdist), with the test requirements its suite uses as
+people write them (pytest, numpy, pandas, wcwidth: compiled wheels among them), resolved by gpuci
+for its cpu image as `gpuci run` does. Then the image's dependency layer (the recipe's install
+step, the same Dockerfile gpuci ships) is built from scratch (no layer cache) with
+`GPUCI_INSTALLER=pip` and with uv, alternating, `--runs` times each; the install step is timed
+from the build's own output (from its `RUN` line to the next step). Also timed: a whole gpuci
+session on that project cold (no image) and warm (image present), as a user meets them.
+
+Writes bench/results/install.json.
+
+    python bench/install_bench.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+
+from harness.images.airgap import wheelhouse_dir  # noqa: E402
+from harness.images.installer import UV, fetch_uv  # noqa: E402
+
+REQUIREMENTS = "pytest\nnumpy\npandas\nwcwidth\n"
+
+
+def project(scratch: Path) -> Path:
+    """tabulate's sdist as a git checkout, with gpuci init and an area for its suite."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q", "-d", str(scratch),
+         "tabulate==0.9.0"], check=True,
+    )  # fmt: skip
+    with tarfile.open(scratch / "tabulate-0.9.0.tar.gz") as tar:
+        tar.extractall(scratch, filter="data")
+    repo = scratch / "tabulate-0.9.0"
+    (repo / "requirements-test.txt").write_text(REQUIREMENTS)
+    ident = ["-c", "user.email=bench@gpuci", "-c", "user.name=bench"]
+    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", "tabulate"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "harness", "init", "--root", str(repo)], check=True, cwd=ROOT)
+    text = (repo / "pyproject.toml").read_text()
+    (repo / "pyproject.toml").write_text(text.replace("# requirements = [", "requirements = ["))
+    (repo / ".buildkite" / "test_areas" / "example.yaml").unlink()
+    (repo / ".buildkite" / "test_areas" / "tabulate.yaml").write_text(
+        "group: tabulate\nplatforms: [cpu]\nsteps:\n  - label: suite\n    num_gpus: 0\n    commands: [pytest -q test]\n"
+    )
+    return repo
+
+
+def session(repo: Path) -> tuple[float, dict]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", "tabulate", "--root", str(repo)],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"install_bench: the session failed:\n{done.stderr[-3000:]}")
+    return seconds, json.loads((repo / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+
+
+def layer_context(repo: Path, client: docker.DockerClient, tag: str, wheelhouse: Path, into: Path) -> None:
+    """The image's build context as gpuci makes it: the recipe, gpuci's pins, the project's resolved pins."""
+    pins = client.images.get(tag).labels["gpuci.resolved"].split(",")
+    shutil.copyfile(repo / "containers" / "cpu" / "Dockerfile", into / "Dockerfile")
+    shutil.copyfile(repo / "containers" / "requirements.txt", into / "requirements.txt")
+    (into / "project-requirements.txt").write_text("".join(f"{p}\n" for p in pins))
+    (into / "extra-ca.crt").write_bytes(b"")
+    shutil.copytree(wheelhouse, into / "wheelhouse")
+
+
+def build_layer(client: docker.DockerClient, context: Path, base: str, installer: str) -> float:
+    """Seconds of the install step, from the build's own output."""
+    started = ended = None
+    for chunk in client.api.build(
+        path=str(context), buildargs={"BASE_IMAGE": base, "GPUCI_INSTALLER": installer}, nocache=True,
+        rm=True, forcerm=True, decode=True, pull=False,
+    ):  # fmt: skip
+        line = chunk.get("stream", "")
+        if "error" in chunk:
+            raise SystemExit(f"install_bench: build failed: {chunk['error']}")
+        if re.match(r"Step \d+/\d+ : RUN set -e", line):
+            started = time.perf_counter()
+        elif started and ended is None and re.match(r"Step \d+/\d+ : ", line):
+            ended = time.perf_counter()
+        if "gpuci: installing with" in line:
+            print(f"    {line.strip()}", flush=True)
+    assert started and ended, "the recipe's install step was not seen"
+    return ended - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "install.json")
+    args = parser.parse_args(argv)
+    client = docker.from_env()
+    with tempfile.TemporaryDirectory(prefix="gpuci-install-bench-") as tmp:
+        scratch = Path(tmp)
+        repo = project(scratch)
+        print("  a whole session, cold (no image; wheels fetched or found in the wheelhouse)", flush=True)
+        cold, report = session(repo)
+        print(f"    {cold:.1f} s ({report['counts']})", flush=True)
+        warm = [session(repo)[0] for _ in range(args.runs)]
+        print(f"  warm (image present): {statistics.median(warm):.2f} s", flush=True)
+        tag = report["image"]["tag"]
+        base = report["image"]["base_image"]
+        wheelhouse = wheelhouse_dir(repo)
+        if not fetch_uv(wheelhouse):
+            raise SystemExit(f"install_bench: {UV} could not be fetched; the comparison needs it")
+        context = scratch / "context"
+        context.mkdir()
+        layer_context(repo, client, tag, wheelhouse, context)
+        times: dict[str, list[float]] = {"pip": [], "uv": []}
+        for run in range(args.runs):
+            for installer, arg in (("pip", "pip"), ("uv", "auto")):
+                seconds = build_layer(client, context, base, arg)
+                times[installer].append(seconds)
+                print(f"  run {run + 1}: {installer} {seconds:.1f} s", flush=True)
+        client.images.prune(filters={"dangling": True})
+    pip, uv = statistics.median(times["pip"]), statistics.median(times["uv"])
+    result = {
+        "project": "tabulate 0.9.0 (PyPI sdist) with pytest, numpy, pandas, wcwidth",
+        "resolved": client.images.get(tag).labels["gpuci.resolved"].split(","),
+        "layer_s": {k: [round(t, 2) for t in v] for k, v in times.items()},
+        "layer_median_s": {"pip": round(pip, 2), "uv": round(uv, 2)},
+        "uv_over_pip": round(uv / pip, 3),
+        "session_cold_s": round(cold, 1),
+        "session_warm_median_s": round(statistics.median(warm), 2),
+        "uv": UV,
+        "machine": f"{os.cpu_count()} cores",
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "resolved"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
