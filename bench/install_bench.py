@@ -4,8 +4,9 @@ The project: tabulate 0.9.0 from PyPI (its sdist), with the test requirements it
 people write them (pytest, numpy, pandas, wcwidth: compiled wheels among them), resolved by gpuci
 for its cpu image as `gpuci run` does. Then the image's dependency layer (the recipe's install
 step, the same Dockerfile gpuci ships) is built from scratch (no layer cache) with
-`GPUCI_INSTALLER=pip` and with uv, alternating, `--runs` times each; the install step is timed
-from the build's own output (from its `RUN` line to the next step). Also timed: a whole gpuci
+`GPUCI_INSTALLER=pip` and with uv, alternating, `--runs` times each; timed are the install command
+alone (the recipe prints it) and the whole layer (from the build's own output: its `RUN` line to
+the next step, venv and the layer's commit included). Also timed: a whole gpuci
 session on that project cold (no image) and warm (image present), as a user meets them.
 
 Writes bench/results/install.json.
@@ -85,9 +86,10 @@ def layer_context(repo: Path, client: docker.DockerClient, tag: str, wheelhouse:
     shutil.copytree(wheelhouse, into / "wheelhouse")
 
 
-def build_layer(client: docker.DockerClient, context: Path, base: str, installer: str) -> float:
-    """Seconds of the install step, from the build's own output."""
-    started = ended = None
+def build_layer(client: docker.DockerClient, context: Path, base: str, installer: str) -> tuple[float, float]:
+    """Seconds of the install step (the layer, from the build's own output: its RUN line to the next
+    step, the layer's commit included), and of the install command alone (as the recipe reports it)."""
+    started = ended = installed = None
     for chunk in client.api.build(
         path=str(context), buildargs={"BASE_IMAGE": base, "GPUCI_INSTALLER": installer}, nocache=True,
         rm=True, forcerm=True, decode=True, pull=False,
@@ -99,10 +101,13 @@ def build_layer(client: docker.DockerClient, context: Path, base: str, installer
             started = time.perf_counter()
         elif started and ended is None and re.match(r"Step \d+/\d+ : ", line):
             ended = time.perf_counter()
-        if "gpuci: installing with" in line:
+        if line.startswith("gpuci: installing with"):
             print(f"    {line.strip()}", flush=True)
-    assert started and ended, "the recipe's install step was not seen"
-    return ended - started
+        took = re.match(r"gpuci: installed in ([0-9.]+) s", line)
+        if took:
+            installed = float(took.group(1))
+    assert started and ended and installed is not None, "the recipe's install step was not seen"
+    return ended - started, installed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,19 +133,26 @@ def main(argv: list[str] | None = None) -> int:
         context.mkdir()
         layer_context(repo, client, tag, wheelhouse, context)
         times: dict[str, list[float]] = {"pip": [], "uv": []}
+        installs: dict[str, list[float]] = {"pip": [], "uv": []}
         for run in range(args.runs):
             for installer, arg in (("pip", "pip"), ("uv", "auto")):
-                seconds = build_layer(client, context, base, arg)
-                times[installer].append(seconds)
-                print(f"  run {run + 1}: {installer} {seconds:.1f} s", flush=True)
+                layer, install = build_layer(client, context, base, arg)
+                times[installer].append(layer)
+                installs[installer].append(install)
+                print(f"  run {run + 1}: {installer}: install {install:.1f} s, layer {layer:.1f} s", flush=True)
         client.images.prune(filters={"dangling": True})
     pip, uv = statistics.median(times["pip"]), statistics.median(times["uv"])
+    pip_install, uv_install = statistics.median(installs["pip"]), statistics.median(installs["uv"])
     result = {
         "project": "tabulate 0.9.0 (PyPI sdist) with pytest, numpy, pandas, wcwidth",
         "resolved": client.images.get(tag).labels["gpuci.resolved"].split(","),
         "layer_s": {k: [round(t, 2) for t in v] for k, v in times.items()},
         "layer_median_s": {"pip": round(pip, 2), "uv": round(uv, 2)},
-        "uv_over_pip": round(uv / pip, 3),
+        "layer_uv_over_pip": round(uv / pip, 3),
+        "install_s": {k: [round(t, 2) for t in v] for k, v in installs.items()},
+        "install_median_s": {"pip": round(pip_install, 2), "uv": round(uv_install, 2)},
+        "install_uv_over_pip": round(uv_install / pip_install, 3),
+        "storage_driver": client.info().get("Driver"),
         "session_cold_s": round(cold, 1),
         "session_warm_median_s": round(statistics.median(warm), 2),
         "uv": UV,

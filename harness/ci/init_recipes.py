@@ -45,6 +45,7 @@ RUN set -e; \\
             UV=$(echo /opt/gpuci/build/uv/uv-*.data/scripts/uv); \\
         fi; \\
     done; \\
+    started=$(python3 -c 'import time; print(time.time())'); \\
     if [ -n "$UV" ]; then \\
         echo "gpuci: installing with $("$UV" --version)"; \\
         "$UV" pip install --offline --no-index --no-cache --compile-bytecode --python /opt/gpuci/venv/bin/python \\
@@ -54,6 +55,8 @@ RUN set -e; \\
         /opt/gpuci/venv/bin/python -m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
             --find-links wheelhouse -r requirements.txt -r project-requirements.txt; \\
     fi; \\
+    python3 -c 'import sys, time; print("gpuci: installed in %.1f s" % (time.time() - float(sys.argv[1])))' \\
+        "$started"; \\
     cd /; rm -rf /opt/gpuci/build
 ENV PATH=/opt/gpuci/venv/bin:$PATH \\
     PYTHONDONTWRITEBYTECODE=1 \\

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 
 from harness.errors import UsageError
@@ -30,6 +31,7 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.declare.config import in_checkout, load_config
     from harness.images.registry import registry_from
     from harness.run.step import execute_step
+    from harness.run.test_engine import TOKEN_ENV
 
     config = load_config(args.root.resolve()).with_flags(
         workspace=args.workspace, default_working_dir=args.default_working_dir
@@ -54,7 +56,8 @@ def run_command(args: argparse.Namespace) -> int:
         mounts=config.mounts,
         limits=project_limits(config),
         allow_dangerous_mounts=config.allow_dangerous_mounts,
-        pass_env=(*config.secrets, *args.env),
+        # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.test_engine).
+        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if os.environ.get(TOKEN_ENV) else ())),
         registry=None if args.no_container else registry_from(config),
         build=args.build,
     )

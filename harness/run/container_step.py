@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from harness.console import say
 from harness.gpu.vram import sim as simgpu
 from harness.redact import Redactor
+from harness.run import test_engine
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
 from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunContext, RunOptions
@@ -90,6 +91,12 @@ def container_workload(
     extra_env.update(watch_env(options.grace_s, timeout_s))
     if timeout_s:  # the plugin dumps a hanging test's stacks shortly before the stop
         extra_env["GPUCI_STEP_TIMEOUT_S"] = f"{timeout_s:g}"
+    if test_engine.wanted():  # each test's result to Buildkite's Test Engine, by Buildkite's collector
+        folder = test_engine.collector_folder(options.root, client, image)
+        mounts.append(BindMount(str(folder), test_engine.MOUNT, read_only=True))
+        extra_env.update({**test_engine.build_variables(), test_engine.FOLDER_ENV: test_engine.MOUNT})
+        ctx.report["test_engine"] = {"collector": test_engine.COLLECTOR[0]}
+    # The token, where set, is among pass_env (run/commands): a secret, through the secrets file.
     env, secret = split_env(
         {**container_env(step.env, options, run_id, extra_env, shards), **devices.env}, set(options.pass_env)
     )
