@@ -27,6 +27,7 @@ from harness.images.engine import connect  # noqa: E402
 from harness.images.recipe import recipe_for  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
+from harness.run.logs import LogTarget  # noqa: E402
 from harness.run.process_tree import Baseline, StopPolicy, shutdown_many  # noqa: E402
 from harness.run.supervisor import VramWatch, supervise  # noqa: E402
 
@@ -167,7 +168,9 @@ def teardown_overhead(directory: Path, runs: int = 21) -> dict[str, Any]:
     after_exit = []
     with tempfile.TemporaryDirectory() as logs:
         for i in range(runs):
-            workload = HostWorkload(["true"], dict(os.environ), ROOT, Path(logs) / f"{i}.log", Redactor(), echo=False)
+            workload = HostWorkload(
+                ["true"], dict(os.environ), ROOT, LogTarget(Path(logs) / f"{i}.log", Redactor(), echo=False)
+            )
             result = supervise(workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10))
             after_exit.append(result.timings["remove_s"] + result.timings["vram_back_s"])
     return {"median_ms": round(statistics.median(after_exit) * 1e3, 3), "goal_ms": 10, "runs": runs}

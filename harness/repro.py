@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,20 +111,26 @@ def check_image(tree: Path, report: dict[str, Any]) -> str | None:
     return base
 
 
-def repro(
-    root: Path,
-    source: str,
-    pass_env: tuple[str, ...],
-    allow_dirty: bool,
-    shell: bool,
-    echo: bool = True,
-    rebuild: bool = False,
-) -> ExitCode:
+@dataclass(frozen=True)
+class ReproRequest:
+    """What `gpuci repro` is asked: the original's report (a path, folder or URL) and repro's own
+    settings, which a run's options do not carry."""
+
+    source: str
+    pass_env: tuple[str, ...] = ()  # secrets to take from this environment, by name
+    allow_dirty: bool = False  # reproduce a run that ran on a dirty tree
+    shell: bool = False  # a shell in the container instead of the step's commands
+    echo: bool = True
+    rebuild: bool = False  # from the recipe when the original image is gone (not identical)
+
+
+def repro(root: Path, request: ReproRequest) -> ExitCode:
     from harness.run.options import RunOptions
     from harness.run.step import execute_step
 
+    source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
     report = load_report(source)
-    tree = worktree(root, report, allow_dirty)
+    tree = worktree(root, report, request.allow_dirty)
     container = report.get("mode", "container") == "container"
     base = check_image(tree, report) if rebuild or not container else report["image"].get("base_image")
     pinned = _image(root, tree, report, base, rebuild) if container else None
@@ -152,8 +159,8 @@ def repro(
         repro_of={"run_id": report["run_id"], "report": source},
         # The reproduction's report lands in this checkout's runs folder, beside the others.
         report_dir=root / ".gpuci" / "runs" / f"repro-{report['run_id']}-{os.getpid()}",
-        shell=shell,
-        echo=echo,
+        shell=request.shell,
+        echo=request.echo,
     )
     return execute_step(options, report["area"], report["step"])
 
@@ -186,9 +193,8 @@ def _image(root: Path, tree: Path, report: dict[str, Any], base: str | None, reb
 
 
 def repro_command(args: Any) -> int:
-    """`gpuci repro REPORT`: the argparse edge, called with keywords."""
-    return repro(
-        root=args.root.resolve(),
+    """`gpuci repro REPORT`: the argparse edge."""
+    request = ReproRequest(
         source=args.report,
         pass_env=tuple(args.env),
         allow_dirty=args.allow_dirty,
@@ -196,3 +202,4 @@ def repro_command(args: Any) -> int:
         echo=not args.quiet,
         rebuild=args.rebuild,
     )
+    return repro(args.root.resolve(), request)

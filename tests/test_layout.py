@@ -90,3 +90,20 @@ def test_no_module_past_the_size_where_it_holds_two_jobs() -> None:
         str(p.relative_to(ROOT)): n for p in HARNESS.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not big, f"modules over {MAX_LINES} lines (cut them by job): {big}"
+
+
+def test_one_runs_data_is_handed_on_as_one_object_not_long_parameter_lists() -> None:
+    """The run stage takes a `Run` (harness.run.run); past six parameters a function is carrying
+    one run's state by hand again."""
+    long = []
+    for path in [*sorted((HARNESS / "run").glob("*.py")), HARNESS / "repro.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                names = [
+                    a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.arg not in ("self", "cls")
+                ]
+                count = len(names) + bool(args.vararg) + bool(args.kwarg)
+                if count > 6:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({count})")
+    assert not long, f"functions with more than 6 parameters: {long}"

@@ -27,6 +27,7 @@ from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
 from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
+from harness.run.logs import LogTarget  # noqa: E402
 from harness.run.process_tree import Baseline, StopPolicy, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
 from harness.run.supervisor import VramWatch, supervise  # noqa: E402
 
@@ -65,7 +66,7 @@ def supervised(name: str, command: list[str], backend: NvmlBackend, gib: float, 
     if cancel:
         cancel_when_holding(backend, device, baseline + int(gib * GIB * 0.9))
     LOGS.mkdir(parents=True, exist_ok=True)
-    workload = HostWorkload(command, dict(os.environ), ROOT, LOGS / f"{name}.log", Redactor(), echo=False)
+    workload = HostWorkload(command, dict(os.environ), ROOT, LogTarget(LOGS / f"{name}.log", Redactor(), echo=False))
     result = supervise(
         workload,
         timeout_s=120,
@@ -230,7 +231,8 @@ def supervisor_overhead(backend: NvmlBackend, runs: int = 20) -> dict:
     device = backend.devices()[0]
     samples = []
     for i in range(runs):
-        workload = HostWorkload(["true"], dict(os.environ), ROOT, LOGS / f"overhead-{i}.log", Redactor(), echo=False)
+        log = LogTarget(LOGS / f"overhead-{i}.log", Redactor(), echo=False)
+        workload = HostWorkload(["true"], dict(os.environ), ROOT, log)
         t = time.perf_counter()
         result = supervise(workload, timeout_s=30, budget_s=2.1, vram=VramWatch(backend, [device], timeout_s=10))
         total = time.perf_counter() - t

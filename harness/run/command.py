@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
+from dataclasses import replace
 from pathlib import Path
 
 from harness.declare.platforms import get_platform
@@ -11,10 +11,11 @@ from harness.errors import ExitCode, GpuciError
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.environment import host_env, run_labels, supervisor_env
-from harness.run.finish import finish, finish_failed, new_context, supervise_into
+from harness.run.finish import finish, finish_failed, supervise_into
 from harness.run.gpus import lease_gpus, let_go
 from harness.run.host import HostWorkload
 from harness.run.options import RunOptions
+from harness.run.run import Run
 from harness.run.supervisor import Workload
 
 
@@ -22,13 +23,15 @@ def execute_command(
     options: RunOptions, command: list[str], image: str | None, num_gpus: int, timeout_s: float | None
 ) -> ExitCode:
     """`python -m harness supervise`: any command, on the host or in `image`, under the supervisor."""
-    started = time.monotonic()
     run_id = new_run_id("supervise")
-    directory = run_directory(options.root, run_id, options.report_dir)
-    redactor = Redactor(os.environ)
-    platform = get_platform(options.platform)
-    ctx = new_context(options, run_id, directory, container=bool(image), session="supervise")
-    ctx.redactor = redactor
+    run = Run(
+        replace(options, timeout_s=timeout_s),
+        run_id,
+        run_directory(options.root, run_id, options.report_dir),
+        get_platform(options.platform),
+        Redactor(os.environ),
+    )
+    run.begin_report(container=bool(image), session="supervise")
     watch, held = None, None
     try:
         watch, held = lease_gpus(options, num_gpus, run_id)
@@ -46,16 +49,16 @@ def execute_command(
                 env=supervisor_env(options.root),
                 user=f"{os.getuid()}:{os.getgid()}",
             )
-            ctx.report["spec"] = spec.to_report(redactor)
-            workload = ContainerWorkload(connect(), spec, directory / "output.log", redactor, echo=options.echo)
+            run.report["spec"] = spec.to_report(run.redactor)
+            workload = ContainerWorkload(connect(), spec, run.log_target())
         else:
             env = host_env(options, run_id, watch)
-            ctx.report["spec"] = {"command": [redactor.text(c) for c in command], "cwd": os.getcwd()}
-            workload = HostWorkload(command, env, Path.cwd(), directory / "output.log", redactor, echo=options.echo)
-        code = supervise_into(ctx, workload, options, watch, timeout_s, platform.shutdown_budget_s)
+            run.report["spec"] = {"command": [run.redactor.text(c) for c in command], "cwd": os.getcwd()}
+            workload = HostWorkload(command, env, Path.cwd(), run.log_target())
+        code = supervise_into(run, workload, watch)
     except GpuciError as exc:
-        finish_failed(ctx, options, started, exc)
+        finish_failed(run, exc)
         raise
     finally:
         let_go(watch, held)
-    return finish(ctx, options.root, options.report_dir, started, code)
+    return finish(run, code)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -14,8 +12,7 @@ import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
 from harness.errors import InfrastructureError, UsageError
-from harness.redact import Redactor
-from harness.run.logs import DEFAULT_LOG_CAP, LogPump
+from harness.run.logs import LogTarget
 from harness.run.spec import RunSpec
 
 # Bounds what a flooding workload costs in Docker's own json log.
@@ -25,19 +22,11 @@ DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
 class ContainerWorkload:
     """One container's life: create, start, wait, signal, remove."""
 
-    def __init__(
-        self,
-        client: docker.DockerClient,
-        spec: RunSpec,
-        log_path: Path,
-        redactor: Redactor,
-        log_cap: int = DEFAULT_LOG_CAP,
-        echo: bool = True,
-    ) -> None:
+    def __init__(self, client: docker.DockerClient, spec: RunSpec, log: LogTarget) -> None:
         self.client, self.spec = client, spec
         self.container: Any = None
         self._stdin: Any = None
-        self.pump = LogPump(log_path, log_cap, redactor, sys.stdout.buffer if echo else None)
+        self.pump = log.pump()
 
     def start(self) -> None:
         spec = self.spec

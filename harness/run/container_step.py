@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from harness.console import say
 from harness.gpu.vram import sim as simgpu
-from harness.redact import Redactor
 from harness.run import test_engine
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
 from harness.run.mounts import project_mounts
-from harness.run.options import SIM_MOUNT, RunContext, RunOptions
+from harness.run.options import SIM_MOUNT, RunOptions
 from harness.run.orphan import watch_env, watched_command
 from harness.run.reaper import dead_run_containers, project_id
+from harness.run.run import Run
 from harness.run.secrets import SECRETS_MOUNT, SOURCE_LINE, split_env, write_secrets
 from harness.run.sharding import shard_args
 from harness.run.spec import NETWORK_ENV, REPORT_MOUNT
@@ -43,29 +43,21 @@ def reap_own_leftovers(client: Any, area: str, platform: str, project: str) -> N
             say(f"could not clean up: {problem}")
 
 
-def container_workload(
-    options: RunOptions,
-    step: Step,
-    run_id: str,
-    area: str,
-    directory: Path,
-    redactor: Redactor,
-    watch: VramWatch | None,
-    ctx: RunContext,
-) -> ContainerWorkload:
+def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
     from harness.gpu.devices import container_devices
     from harness.images.engine import connect
     from harness.run.container import ContainerWorkload
     from harness.run.spec import BindMount, RunSpec
 
+    options, step, area, run_id = run.options, run.step, run.area, run.run_id
+    assert step is not None and area is not None and run.outbox is not None
     client = connect()
     reap_own_leftovers(client, area, options.platform, project_id(options.root))
-    image = image_for_run(client, options, ctx)
-    assert ctx.outbox is not None
+    image = image_for_run(client, run)
     mounts = [
         BindMount(str(options.root.resolve()), options.workspace),
         *guarded_state(options.root, options.workspace),
-        BindMount(str(ctx.outbox.resolve()), REPORT_MOUNT),
+        BindMount(str(run.outbox.resolve()), REPORT_MOUNT),
         BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
         *project_mounts(options.mounts, options.root, options.allow_dangerous_mounts),
     ]
@@ -79,15 +71,15 @@ def container_workload(
     # The NVIDIA runtime's GPU request where the engine has it; CDI or raw nodes otherwise.
     has_runtime = options.platform != "cuda" or "nvidia" in (client.info().get("Runtimes") or {})
     devices = container_devices(options.platform, watch.devices if watch else [], has_runtime)
-    ctx.report["devices"] = {
+    run.report["devices"] = {
         "route": devices.route,
         "nodes": list(devices.nodes),
         "groups": list(devices.groups),
     }
     limits = step_limits(options, step)
-    shards = shard_args(ctx.outbox, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
+    shards = shard_args(run.outbox, REPORT_MOUNT, f"{options.platform}_{area}", options.root)
     workdir = step.working_dir or options.default_working_dir or options.workspace
-    timeout_s = options.timeout_for(step.timeout_in_minutes)
+    timeout_s = run.timeout_s
     extra_env.update(watch_env(options.grace_s, timeout_s))
     if timeout_s:  # the plugin dumps a hanging test's stacks shortly before the stop
         extra_env["GPUCI_STEP_TIMEOUT_S"] = f"{timeout_s:g}"
@@ -95,15 +87,15 @@ def container_workload(
         folder = test_engine.collector_folder(options.root, client, image)
         mounts.append(BindMount(str(folder), test_engine.MOUNT, read_only=True))
         extra_env.update({**test_engine.build_variables(), test_engine.FOLDER_ENV: test_engine.MOUNT})
-        ctx.report["test_engine"] = {"collector": test_engine.COLLECTOR[0]}
+        run.report["test_engine"] = {"collector": test_engine.COLLECTOR[0]}
     # The token, where set, is among pass_env (run/commands): a secret, through the secrets file.
     env, secret = split_env(
         {**container_env(step.env, options, run_id, extra_env, shards), **devices.env}, set(options.pass_env)
     )
     commands = list(step.commands)
     if secret:
-        ctx.secrets = write_secrets(secret)
-        mounts.append(BindMount(str(ctx.secrets), SECRETS_MOUNT, read_only=True))
+        run.secrets = write_secrets(secret)
+        mounts.append(BindMount(str(run.secrets), SECRETS_MOUNT, read_only=True))
         commands.insert(0, SOURCE_LINE)
     spec = RunSpec(
         image=image,
@@ -127,8 +119,8 @@ def container_workload(
         network_mode=limits.network,
         limits=limits,
     )
-    ctx.report["spec"] = spec.to_report(redactor)
-    return ContainerWorkload(client, spec, directory / "output.log", redactor, echo=options.echo)
+    run.report["spec"] = spec.to_report(run.redactor)
+    return ContainerWorkload(client, spec, run.log_target())
 
 
 def step_limits(options: RunOptions, step: Step) -> Limits:
@@ -158,7 +150,7 @@ def guarded_state(root: Path, workspace: str) -> list[BindMount]:
     return guarded
 
 
-def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
+def image_for_run(client: Any, run: Run) -> str:
     """The run's image (pinned by a repro, else local, pulled or built) and what the report says of it:
     content tag, image ID and the registry's digest, so "the same image" means the same bytes."""
     import time
@@ -168,10 +160,11 @@ def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
     from harness.images.obtain import obtain
     from harness.images.recipe import recipe_for
 
+    options = run.options
     started = time.monotonic()
     if options.pinned_image:
         image_id, recorded = options.pinned_image, dict(options.pinned_report or {})
-        ctx.report["image"] = {**recorded, "id": image_id, "pinned": True}
+        run.report["image"] = {**recorded, "id": image_id, "pinned": True}
     else:
         python = options.python or (
             options.project_python if builds_on_local_base(options.platform, options.base_image) else None
@@ -179,7 +172,7 @@ def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
         recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle, python)
         image = obtain(client, recipe, options.root, options.registry, options.build)
         image_id = image.id
-        ctx.report["image"] = {
+        run.report["image"] = {
             "tag": image.tag,
             "id": image.id,
             "built": image.built,
@@ -190,9 +183,9 @@ def image_for_run(client: Any, options: RunOptions, ctx: RunContext) -> str:
         }
     loaded = archive.loaded_from(options.root, image_id)
     if loaded:
-        ctx.report["image"]["archive"] = {"file": loaded["file"], "sha256": loaded["sha256"]}
-    ctx.report["image"]["packages"] = manifest.packages(
-        client, image_id, options.root, {"gpuci.run-id": str(ctx.report.get("run_id"))}
+        run.report["image"]["archive"] = {"file": loaded["file"], "sha256": loaded["sha256"]}
+    run.report["image"]["packages"] = manifest.packages(
+        client, image_id, options.root, {"gpuci.run-id": str(run.report.get("run_id"))}
     )
-    ctx.report["timings"] = {"image_ensure_s": round(time.monotonic() - started, 6)}
+    run.report["timings"] = {"image_ensure_s": round(time.monotonic() - started, 6)}
     return image_id

@@ -1,39 +1,20 @@
-"""The one place that turns a run into its report: context, supervised outcome, exit code, report.json."""
+"""The one place that turns a run into its report: supervised outcome, exit code, report.json."""
 
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from harness.console import say
 from harness.errors import ExitCode, GpuciError
-from harness.reports.report import git_state, host_facts, write_report
+from harness.reports.report import write_report
 from harness.run.environment import stop_policy
-from harness.run.options import RunContext, RunOptions
+from harness.run.run import Run
 from harness.run.supervisor import Supervised, VramWatch, Workload, supervise
 
 
-def new_context(options: RunOptions, run_id: str, directory: Path, *, container: bool, **fields: Any) -> RunContext:
-    """What every report starts with, so a run that fails at any point still says what it was."""
-    return RunContext(
-        run_id,
-        directory,
-        {
-            "run_id": run_id,
-            "platform": options.platform,
-            **fields,
-            "started_at": time.time(),
-            "git": git_state(options.root),
-            "host": host_facts(),
-            "mode": "container" if container else "host",
-            "report_dir": str(directory),
-        },
-    )
-
-
-def _outcome(sup: Supervised, soft_fail: bool = False) -> tuple[str, ExitCode]:
+def _outcome(sup: Supervised) -> tuple[str, ExitCode]:
     if sup.stop_reason not in ("exited", "timeout"):
         return "cancelled", ExitCode.TESTS_FAILED  # the agent or a person stopped it: nothing to retry
     if sup.teardown_failed:
@@ -78,48 +59,43 @@ def _supervised_report(sup: Supervised, watch: VramWatch | None) -> dict[str, An
     }
 
 
-def supervise_into(
-    ctx: RunContext,
-    workload: Workload,
-    options: RunOptions,
-    watch: VramWatch | None,
-    timeout_s: float | None,
-    budget_s: float,
-    soft_fail: bool = False,
-) -> ExitCode:
-    sup = supervise(workload, timeout_s=timeout_s, budget_s=budget_s, stop=stop_policy(options.grace_s), vram=watch)
+def supervise_into(run: Run, workload: Workload, watch: VramWatch | None) -> ExitCode:
+    """The workload supervised to its end; what happened goes into the run's report."""
+    stop = stop_policy(run.options.grace_s)
+    sup = supervise(workload, timeout_s=run.timeout_s, budget_s=run.budget_s, stop=stop, vram=watch)
     supervised = _supervised_report(sup, watch)
-    ctx.report["timings"] = {**ctx.report.get("timings", {}), **supervised.pop("timings")}
-    ctx.report.update(supervised)
+    run.report["timings"] = {**run.report.get("timings", {}), **supervised.pop("timings")}
+    run.report.update(supervised)
     leftovers = getattr(workload, "leftovers", [])
     if leftovers:
-        ctx.report["leftover_pids"] = leftovers
-        ctx.report["survivor_pids"] = getattr(workload, "survivors", [])
-    outcome, code = _outcome(sup, soft_fail)
-    ctx.report["outcome"] = outcome
-    ctx.report["soft_fail"] = soft_fail
+        run.report["leftover_pids"] = leftovers
+        run.report["survivor_pids"] = getattr(workload, "survivors", [])
+    outcome, code = _outcome(sup)
+    run.report["outcome"] = outcome
+    run.report["soft_fail"] = run.soft_fail
     return code
 
 
-def finish(ctx: RunContext, root: Path, report_dir: Path | None, started: float, code: ExitCode) -> ExitCode:
-    ctx.report["gpuci_exit_code"] = int(code)
-    ctx.report["timings"] = {**ctx.report.get("timings", {}), "total_s": round(time.monotonic() - started, 6)}
-    ctx.report["finished_at"] = time.time()
-    if ctx.redactor is not None:  # the last pass: pytest arguments, errors, anything quoted from the run
-        ctx.report = json.loads(ctx.redactor.text(json.dumps(ctx.report, default=str)))
-    path = write_report(ctx.directory, ctx.report, None if report_dir else root)
-    say(f"{ctx.report.get('outcome', '?')}: report {path}")
+def finish(run: Run, code: ExitCode) -> ExitCode:
+    run.report["gpuci_exit_code"] = int(code)
+    run.report["timings"] = {**run.report.get("timings", {}), "total_s": round(time.monotonic() - run.started, 6)}
+    run.report["finished_at"] = time.time()
+    # The last pass: pytest arguments, errors, anything quoted from the run.
+    run.report = json.loads(run.redactor.text(json.dumps(run.report, default=str)))
+    options = run.options
+    path = write_report(run.directory, run.report, None if options.report_dir else options.root)
+    say(f"{run.report.get('outcome', '?')}: report {path}")
     from harness.reports.summary import on_buildkite
 
-    on_buildkite(ctx.report, ctx.directory)
+    on_buildkite(run.report, run.directory)
     return code
 
 
-def finish_failed(ctx: RunContext, options: RunOptions, started: float, exc: GpuciError) -> None:
+def finish_failed(run: Run, exc: GpuciError) -> None:
     """A run that could not run (no engine, bad image, no free GPU) still leaves its report."""
-    ctx.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
-    ctx.report["error"] = str(exc)
+    run.report["outcome"] = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
+    run.report["error"] = str(exc)
     signal_name = getattr(exc, "signal_name", None)  # a cancel before the workload started
     if signal_name:
-        ctx.report["outcome"], ctx.report["stop_reason"] = "cancelled", signal_name
-    finish(ctx, options.root, options.report_dir, started, exc.exit_code)
+        run.report["outcome"], run.report["stop_reason"] = "cancelled", signal_name
+    finish(run, exc.exit_code)

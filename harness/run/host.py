@@ -9,11 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from harness.redact import Redactor
-from harness.run.logs import DEFAULT_LOG_CAP, LogPump
+from harness.run.logs import LogTarget
 from harness.run.process_tree import StopPolicy, become_subreaper, descendants, reap_zombies, send, terminate
 
 # Grace for escapees found after the command itself has exited.
@@ -21,19 +19,10 @@ LEFTOVER_GRACE_S = 1.0
 
 
 class HostWorkload:
-    def __init__(
-        self,
-        command: list[str],
-        env: dict[str, str],
-        cwd: Path,
-        log_path: Path,
-        redactor: Redactor,
-        log_cap: int = DEFAULT_LOG_CAP,
-        echo: bool = True,
-    ) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, log: LogTarget) -> None:
         self.command, self.env, self.cwd = command, env, cwd
         self.proc: subprocess.Popen[bytes] | None = None
-        self.pump = LogPump(log_path, log_cap, redactor, sys.stdout.buffer if echo else None)
+        self.pump = log.pump()
         self.leftovers: list[int] = []
         self.survivors: list[int] = []
 

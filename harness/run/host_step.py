@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.redact import Redactor
 from harness.run.environment import host_env
 from harness.run.host import HostWorkload
-from harness.run.options import PYTEST_PLUGIN_ARGS, RunContext, RunOptions
+from harness.run.options import PYTEST_PLUGIN_ARGS
+from harness.run.run import Run
 from harness.run.sharding import shard_args
 from harness.run.supervisor import VramWatch
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
-    from harness.declare.areas import Step
+    pass
 
 
-def host_workload(
-    options: RunOptions,
-    step: Step,
-    run_id: str,
-    area: str,
-    directory: Path,
-    redactor: Redactor,
-    watch: VramWatch | None,
-    ctx: RunContext,
-) -> HostWorkload:
-    assert ctx.outbox is not None
-    outbox = ctx.outbox.resolve()
+def host_workload(run: Run, watch: VramWatch | None) -> HostWorkload:
+    options, step, area = run.options, run.step, run.area
+    assert step is not None and run.outbox is not None
+    outbox = run.outbox.resolve()
     shards = shard_args(outbox, str(outbox), f"{options.platform}_{area}", options.root)
     addopts = [
         f"--junitxml={outbox}/junit.xml",
@@ -39,21 +30,21 @@ def host_workload(
     ]
     env = host_env(
         options,
-        run_id,
+        run.run_id,
         watch,
         **step.env,
         GPUCI_REPORT_DIR=str(outbox),
         GPUCI_VRAM_GUARD="1" if watch else "0",
         GPUCI_RUN_GPUS=",".join(d.id for d in watch.devices) if watch else "",
-        GPUCI_STEP_TIMEOUT_S=f"{options.timeout_for(step.timeout_in_minutes) or ''}",
+        GPUCI_STEP_TIMEOUT_S=f"{run.timeout_s or ''}",
         PYTEST_ADDOPTS=shlex.join(addopts),
         PYTHONPATH=os.pathsep.join(p for p in (str(options.root), os.environ.get("PYTHONPATH")) if p),
     )
     cwd = options.host_path(step.working_dir)
     command = ["bash", "-ec", "\n".join(step.commands)]
-    ctx.report["spec"] = {
-        "command": [redactor.text(c) for c in command],
+    run.report["spec"] = {
+        "command": [run.redactor.text(c) for c in command],
         "cwd": str(cwd),
-        "env": redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),
+        "env": run.redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),
     }
-    return HostWorkload(command, env, cwd, directory / "output.log", redactor, echo=options.echo)
+    return HostWorkload(command, env, cwd, run.log_target())

@@ -8,13 +8,29 @@ The terminal shows the head as it comes, then the cut note and the tail when the
 from __future__ import annotations
 
 import collections
+import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from harness.redact import Redactor
 
 DEFAULT_LOG_CAP = 64 * 1024**2
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    """Where a workload's output goes: the run's log file (redacted, head and tail kept past `cap`),
+    and the terminal too when `echo`."""
+
+    path: Path
+    redactor: Redactor
+    echo: bool = True
+    cap: int = DEFAULT_LOG_CAP
+
+    def pump(self) -> LogPump:
+        return LogPump(self.path, self.cap, self.redactor, sys.stdout.buffer if self.echo else None)
 
 
 class LogPump:

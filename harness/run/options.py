@@ -1,4 +1,4 @@
-"""What one run is asked to do (`RunOptions`) and what it has gathered so far (`RunContext`)."""
+"""What one run is asked to do (`RunOptions`); the run itself is `harness.run.run.Run`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from harness.run.spec import Limits
 
 if TYPE_CHECKING:  # the Docker SDK is imported only where used
     from harness.images.registry import Registry
-    from harness.redact import Redactor
 
 SIM_MOUNT = "/gpuci/simgpu"
 
@@ -73,17 +72,3 @@ class RunOptions:
         if path == self.workspace or path.startswith(self.workspace.rstrip("/") + "/"):
             return self.root / path[len(self.workspace) :].lstrip("/")
         return Path(path) if path.startswith("/") else self.root / path
-
-
-@dataclass
-class RunContext:
-    """What a run has gathered so far, so a failure at any point still writes a report."""
-
-    run_id: str
-    directory: Path
-    report: dict[str, Any] = field(default_factory=dict)
-    # The workload's outbox (.gpuci/outbox/run-…): the only folder of gpuci's it can write.
-    outbox: Path | None = None
-    # The private folder of the secrets file the container sources, removed when the run ends.
-    secrets: Path | None = None
-    redactor: Redactor | None = None

@@ -13,34 +13,25 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from harness.errors import InfrastructureError
-from harness.redact import Redactor
-from harness.run.logs import DEFAULT_LOG_CAP, LogPump
+from harness.run.logs import LogTarget
 from harness.run.process_tree import become_subreaper, wait_exited
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+STATE_ROOT = Path("/run/gpuci-runc")
 
 
 class RuncWorkload:
     def __init__(
-        self,
-        runc: str,
-        bundle: Path,
-        container_id: str,
-        log_path: Path,
-        redactor: Redactor,
-        cgroup: str,
-        state_root: Path = Path("/run/gpuci-runc"),
-        echo: bool = True,
+        self, runc: str, bundle: Path, container_id: str, log: LogTarget, cgroup: str, state_root: Path = STATE_ROOT
     ) -> None:
         self.runc, self.bundle, self.id, self.state_root = runc, bundle, container_id, state_root
         # cgroup v2 has one tree; on v1 any controller's tree lists the same processes.
         self.cgroups = [CGROUP_ROOT / sub / cgroup.lstrip("/") for sub in ("", "pids", "freezer", "memory", "devices")]
         self.init_pid = 0
-        self.pump = LogPump(log_path, DEFAULT_LOG_CAP, redactor, sys.stdout.buffer if echo else None)
+        self.pump = log.pump()
         self.leftovers: list[int] = []
         self.survivors: list[int] = []
 

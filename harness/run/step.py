@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.console import say
@@ -15,11 +13,12 @@ from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
 from harness.run.container_step import container_workload
-from harness.run.finish import finish, finish_failed, new_context, supervise_into
+from harness.run.finish import finish, finish_failed, supervise_into
 from harness.run.gpus import lease_gpus, let_go
 from harness.run.host_step import host_workload
-from harness.run.options import RunContext, RunOptions
+from harness.run.options import RunOptions
 from harness.run.outbox import Collected, collect, discard, make_outbox
+from harness.run.run import Run
 from harness.run.secrets import remove_secrets
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
@@ -49,24 +48,24 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
     return worst
 
 
-def report_tests(ctx: RunContext, collected: Collected, directory: Path) -> None:
+def report_tests(run: Run, collected: Collected) -> None:
     """Each test's outcome and the counts; the test a timeout caught, with its stacks."""
     from harness.reports.results import counts, summary_lines, write_junit
 
     junit = collected.junit
-    stopped = ctx.report.get("outcome") != "passed" and collected.running
+    stopped = run.report.get("outcome") != "passed" and collected.running
     if junit is None and (collected.results or stopped):  # pytest wrote none: the step was stopped
-        junit = write_junit(collected.results, directory / "junit.xml", collected.running)
-    ctx.report["junit"] = str(junit) if junit else None
-    ctx.report["tests"] = collected.records
-    ctx.report["results"] = collected.results
-    ctx.report["counts"] = counts(collected.results)
+        junit = write_junit(collected.results, run.directory / "junit.xml", collected.running)
+    run.report["junit"] = str(junit) if junit else None
+    run.report["tests"] = collected.records
+    run.report["results"] = collected.results
+    run.report["counts"] = counts(collected.results)
     if collected.running:
-        ctx.report["hang"] = {"running": collected.running, "stacks": collected.stacks or None}
+        run.report["hang"] = {"running": collected.running, "stacks": collected.stacks or None}
         if collected.stacks:
-            with open(directory / "output.log", "a") as log:  # the supervisor's own file: safe to append
+            with open(run.directory / "output.log", "a") as log:  # the supervisor's own file: safe to append
                 log.write("\n[gpuci: Python stacks of the test still running at the step's timeout]\n")
-                log.write(ctx.redactor.text(collected.stacks) if ctx.redactor else collected.stacks)
+                log.write(run.redactor.text(collected.stacks))
     for line in summary_lines(collected.results, collected.running):
         say(line)
 
@@ -84,19 +83,21 @@ def _severity(code: ExitCode) -> int:
 def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | None = None) -> ExitCode:
     from harness.declare.areas import session_name
 
-    started = time.monotonic()
     session = session_name(options.platform, area)
     run_id = new_run_id(session)
-    directory = run_directory(options.root, run_id, options.report_dir)
-    outbox = make_outbox(options.root)
-    platform = get_platform(options.platform)
-    # Every value passed by --env or declared secret is masked by value, whatever its name.
-    redactor = Redactor(os.environ, step.env, secrets=[os.environ.get(n, "") for n in options.pass_env])
-    say(f"{session} · step {step.label!r} · run {run_id}")
-    ctx = new_context(
+    run = Run(
         options,
         run_id,
-        directory,
+        run_directory(options.root, run_id, options.report_dir),
+        get_platform(options.platform),
+        # Every value passed by --env or declared secret is masked by value, whatever its name.
+        Redactor(os.environ, step.env, secrets=[os.environ.get(n, "") for n in options.pass_env]),
+        step=step,
+        area=area,
+        outbox=make_outbox(options.root),
+    )
+    say(f"{session} · step {step.label!r} · run {run_id}")
+    run.begin_report(
         container=options.container,
         session=session,
         area=area,
@@ -104,23 +105,17 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
         pytest_args=list(options.pytest_args),
         **({"repro_of": options.repro_of} if options.repro_of else {}),
     )
-    ctx.outbox, ctx.redactor = outbox, redactor
+    assert run.outbox is not None
     watch, held = None, None
     try:
         with GATE.cancellable():  # a cancel before the workload runs stops the run here, reported
             # A cancel while waiting for a GPU stops the wait at once; the lease takes nothing half.
             watch, held = lease_gpus(options, step.num_gpus, run_id, cpu_session)
-            ctx.report["lease"] = [d.id for d in held.devices] if held else []
-            ctx.report["gpus"] = [
+            run.report["lease"] = [d.id for d in held.devices] if held else []
+            run.report["gpus"] = [
                 {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
             ]
-            timeout_s = options.timeout_for(step.timeout_in_minutes)
-            budget_s = step.shutdown_budget.get(options.platform, platform.shutdown_budget_s)
-            workload = (
-                container_workload(options, step, run_id, area, directory, redactor, watch, ctx)
-                if options.container
-                else host_workload(options, step, run_id, area, directory, redactor, watch, ctx)
-            )
+            workload = container_workload(run, watch) if options.container else host_workload(run, watch)
             if options.shell:
                 from harness.run.container import interactive_shell
 
@@ -128,31 +123,31 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
                     raise UsageError("--shell opens a shell in the run's container; drop --no-container.")
                 say("opening a shell in the run's container (exit it to end the run)")
                 code = ExitCode.PASSED if interactive_shell(workload.spec) == 0 else ExitCode.TESTS_FAILED
-                ctx.report["outcome"] = "shell"
-                return finish(ctx, options.root, options.report_dir, started, code)
-            code = supervise_into(ctx, workload, options, watch, timeout_s, budget_s, step.soft_fail)
+                run.report["outcome"] = "shell"
+                return finish(run, code)
+            code = supervise_into(run, workload, watch)
         log_failure = getattr(getattr(workload, "pump", None), "failure", None)
         if log_failure:  # a full disk: the tests ran, but what they said is not all kept
-            ctx.report["log_error"] = log_failure
+            run.report["log_error"] = log_failure
             say(f"the log could not be written ({log_failure}); the run counts as an infrastructure failure")
             code = max(code, ExitCode.INFRASTRUCTURE, key=_severity)
-        collected = collect(outbox, directory)
-        report_tests(ctx, collected, directory)
+        collected = collect(run.outbox, run.directory)
+        report_tests(run, collected)
         if collected.skipped:
-            ctx.report["outbox_skipped"] = [vars(s) for s in collected.skipped]
+            run.report["outbox_skipped"] = [vars(s) for s in collected.skipped]
             say(f"ignored {len(collected.skipped)} file(s) the workload left: links, odd or oversized files")
-        ctx.report["log"] = str(directory / "output.log")
+        run.report["log"] = str(run.directory / "output.log")
     except GpuciError as exc:
-        finish_failed(ctx, options, started, exc)
+        finish_failed(run, exc)
         raise
     except Exception as exc:
         cause = gpuci_cause(exc)  # a cancel a library wrapped (the Docker SDK, requests)
         if cause is None:
             raise
-        finish_failed(ctx, options, started, cause)
+        finish_failed(run, cause)
         raise cause from None
     finally:
         let_go(watch, held)
-        discard(outbox)
-        remove_secrets(ctx.secrets)
-    return finish(ctx, options.root, options.report_dir, started, code)
+        discard(run.outbox)
+        remove_secrets(run.secrets)
+    return finish(run, code)

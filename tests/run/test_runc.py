@@ -15,6 +15,7 @@ import pytest
 
 from harness.gpu.vram import sim
 from harness.redact import Redactor
+from harness.run.logs import LogTarget
 from harness.run.oci import write_bundle
 from harness.run.runc import RuncWorkload
 from harness.run.spec import BindMount, RunSpec
@@ -68,11 +69,9 @@ def run(
         runc,
         tmp_path / "bundle",
         name,
-        tmp_path / "out.log",
-        Redactor(),
+        LogTarget(tmp_path / "out.log", Redactor(), echo=False),
         cgroup=f"/gpuci/{name}",
         state_root=tmp_path / "state",
-        echo=False,
     )
     backend = sim.SimBackend(sim_gpus)
     result = supervise(
