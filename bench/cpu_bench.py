@@ -28,8 +28,10 @@ from harness.images.recipe import recipe_for  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
 from harness.run.logs import LogTarget  # noqa: E402
-from harness.run.process_tree import Baseline, StopPolicy, shutdown_many  # noqa: E402
-from harness.run.supervisor import VramWatch, supervise  # noqa: E402
+from harness.run.process_tree import Baseline, shutdown_many  # noqa: E402
+from harness.run.stop import StopPolicy  # noqa: E402
+from harness.run.supervised import VramWatch  # noqa: E402
+from harness.run.supervisor import supervise  # noqa: E402
 
 REPEATS = int(os.environ.get("GPUCI_BENCH_REPEATS", "7"))
 

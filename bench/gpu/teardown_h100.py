@@ -28,8 +28,10 @@ from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E4
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host import HostWorkload  # noqa: E402
 from harness.run.logs import LogTarget  # noqa: E402
-from harness.run.process_tree import Baseline, StopPolicy, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
-from harness.run.supervisor import VramWatch, supervise  # noqa: E402
+from harness.run.process_tree import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
+from harness.run.stop import StopPolicy  # noqa: E402
+from harness.run.supervised import VramWatch  # noqa: E402
+from harness.run.supervisor import supervise  # noqa: E402
 
 HOLDER = [sys.executable, str(ROOT / "bench" / "gpu" / "torch_holder.py")]
 GIB = 1024**3

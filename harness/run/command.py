@@ -16,7 +16,7 @@ from harness.run.gpus import lease_gpus, let_go
 from harness.run.host import HostWorkload
 from harness.run.options import RunOptions
 from harness.run.run import Run
-from harness.run.supervisor import Workload
+from harness.run.supervised import Workload
 
 
 def execute_command(

@@ -19,7 +19,7 @@ from harness.run.run import Run
 from harness.run.secrets import SECRETS_MOUNT, SOURCE_LINE, split_env, write_secrets
 from harness.run.sharding import shard_args
 from harness.run.spec import NETWORK_ENV, REPORT_MOUNT
-from harness.run.supervisor import VramWatch
+from harness.run.supervised import VramWatch
 from harness.untrusted import private_dir
 
 # Folders of the checkout that the host side reads or runs: never writable from a container.

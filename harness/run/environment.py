@@ -1,4 +1,4 @@
-"""A run's environment: the variables, labels and stop policy its workload gets, on the host or in a container."""
+"""A run's environment: the variables and labels its workload gets, on the host or in a container."""
 
 from __future__ import annotations
 
@@ -18,19 +18,10 @@ from harness.run.reaper import (
     supervisor_identity,
 )
 from harness.run.spec import REPORT_MOUNT
-from harness.run.supervisor import StopPolicy, VramWatch
+from harness.run.supervised import VramWatch
 
 # Where gpuci's own package is mounted (read-only) in every run's container.
 HARNESS_LIB = "/opt/gpuci/lib"
-
-
-def stop_policy(grace_s: float) -> StopPolicy:
-    """Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
-    agent_grace = float(os.environ.get("BUILDKITE_CANCEL_GRACE_PERIOD", "0") or 0)
-    if agent_grace > 0:
-        grace_s = min(grace_s, max(0.5, agent_grace * 0.4))
-        return StopPolicy(grace_s=grace_s, kill_wait_s=max(1.0, agent_grace * 0.3))
-    return StopPolicy(grace_s=grace_s)
 
 
 def visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[str, str]:

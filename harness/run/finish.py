@@ -9,21 +9,10 @@ from typing import Any
 from harness.console import say
 from harness.errors import ExitCode, GpuciError
 from harness.reports.report import write_report
-from harness.run.environment import stop_policy
 from harness.run.run import Run
-from harness.run.supervisor import Supervised, VramWatch, Workload, supervise
-
-
-def _outcome(sup: Supervised) -> tuple[str, ExitCode]:
-    if sup.stop_reason not in ("exited", "timeout"):
-        return "cancelled", ExitCode.TESTS_FAILED  # the agent or a person stopped it: nothing to retry
-    if sup.teardown_failed:
-        return "teardown-failed", ExitCode.TEARDOWN_FAILED
-    if sup.stop_reason == "timeout":
-        return "timeout", ExitCode.TESTS_FAILED
-    if sup.exit_code == 0:
-        return "passed", ExitCode.PASSED
-    return "failed", ExitCode.TESTS_FAILED
+from harness.run.stop import outcome, stop_policy, teardown_failures
+from harness.run.supervised import Supervised, VramWatch, Workload
+from harness.run.supervisor import supervise
 
 
 def _supervised_report(sup: Supervised, watch: VramWatch | None) -> dict[str, Any]:
@@ -55,7 +44,7 @@ def _supervised_report(sup: Supervised, watch: VramWatch | None) -> dict[str, An
             "baseline_holders": [vars(h) for h in sup.baseline_holders],
         },
         "removed": sup.removed,
-        "teardown_failures": sup.teardown_failures(),
+        "teardown_failures": teardown_failures(sup),
     }
 
 
@@ -70,8 +59,8 @@ def supervise_into(run: Run, workload: Workload, watch: VramWatch | None) -> Exi
     if leftovers:
         run.report["leftover_pids"] = leftovers
         run.report["survivor_pids"] = getattr(workload, "survivors", [])
-    outcome, code = _outcome(sup)
-    run.report["outcome"] = outcome
+    ended, code = outcome(sup)
+    run.report["outcome"] = ended
     run.report["soft_fail"] = run.soft_fail
     return code
 

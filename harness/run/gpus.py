@@ -13,7 +13,7 @@ from harness.gpu.vram import open_backend
 from harness.gpu.vram import sim as simgpu
 from harness.run.handoff import hand_over
 from harness.run.options import RunOptions
-from harness.run.supervisor import VramWatch
+from harness.run.supervised import VramWatch
 
 
 def lease_gpus(

@@ -11,7 +11,7 @@ from harness.run.host import HostWorkload
 from harness.run.options import PYTEST_PLUGIN_ARGS
 from harness.run.run import Run
 from harness.run.sharding import shard_args
-from harness.run.supervisor import VramWatch
+from harness.run.supervised import VramWatch
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
     pass

@@ -22,6 +22,7 @@ import psutil
 
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import ReleaseResult, wait_for_release
+from harness.run.stop import StopPolicy
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -106,15 +107,6 @@ def send(pids: Iterable[int], signum: int) -> list[int]:
             os.kill(pid, signum)
             sent.append(pid)
     return sent
-
-
-@dataclass(frozen=True)
-class StopPolicy:
-    """How anything gpuci stops is stopped: a run's workload, a test server's tree, a run's leftovers."""
-
-    grace_s: float = 5.0  # SIGTERM, then this long before SIGKILL
-    # After SIGKILL: how long exit may take before the process counts as stuck (a survivor).
-    kill_wait_s: float = 30.0
 
 
 def terminate(pids: Iterable[int], stop: StopPolicy) -> TreeResult:

@@ -1,4 +1,4 @@
-"""Supervise one workload: start, wait, stop (SIGTERM, grace, SIGKILL), wait for VRAM, time every phase.
+"""Supervise one workload: start, wait, stop it (harness.run.stop), wait for VRAM, time every phase.
 
 The workload is a container or a host process tree behind one small interface. Waits for exit
 are blocking (a waiter thread in `wait()`), never sleep loops; the main thread sleeps in
@@ -15,88 +15,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from harness.console import say
-from harness.gpu.vram.base import Device, VramBackend
-from harness.gpu.vram.release import HolderInfo, ReleaseResult, describe_holders, take_baseline, wait_for_release
-from harness.run.process_tree import StopPolicy
+from harness.gpu.vram.release import HolderInfo, describe_holders, take_baseline
+from harness.run.stop import StopPolicy, await_release, stop_workload
+from harness.run.supervised import Supervised, VramWatch, Workload
 from harness.units import format_size
 
 DEFAULT_STOP = StopPolicy()
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Workload(Protocol):
-    def start(self) -> None: ...
-
-    def wait(self) -> int:
-        """Block until the workload exits; its exit code."""
-        ...
-
-    def signal(self, signum: int) -> None: ...
-
-    def host_pids(self) -> set[int]:
-        """Host PIDs that belong to this run now (for naming and killing holders)."""
-        ...
-
-    def remove(self) -> bool:
-        """Take down whatever is left (container, escaped processes), finish its logs; True when
-        nothing remains."""
-        ...
-
-
-@dataclass(frozen=True)
-class VramWatch:
-    backend: VramBackend
-    devices: list[Device]
-    timeout_s: float = 60.0
-    tolerance_bytes: int = 16 * 1024**2
-
-
-@dataclass
-class Supervised:
-    exit_code: int | None
-    stop_reason: str  # exited | timeout | SIGINT | SIGTERM | start-failed
-    signals_sent: list[str]
-    timings: dict[str, float]
-    budget_s: float
-    baseline: dict[str, int] = field(default_factory=dict)
-    release: ReleaseResult | None = None
-    killed_holders: list[HolderInfo] = field(default_factory=list)
-    # Processes already holding the leased GPUs when the run began (a dirty baseline).
-    baseline_holders: list[HolderInfo] = field(default_factory=list)
-    removed: bool = True
-
-    @property
-    def stop_s(self) -> float | None:
-        """Stop requested (or exit noticed) to VRAM back: what the budget is judged on."""
-        if "vram_back_s" not in self.timings:
-            return None
-        return self.timings.get("exited_s", 0.0) + self.timings["vram_back_s"]
-
-    @property
-    def budget_margin_s(self) -> float | None:
-        return None if self.stop_s is None else self.budget_s - self.stop_s
-
-    def teardown_failures(self) -> list[str]:
-        """Why the teardown failed (DESIGN's exit 3): VRAM not released in time (even if killing this
-        run's holders released it later), survivors, the stop over its budget; empty when it did not."""
-        reasons = []
-        if self.release is not None and not self.release.released:
-            reasons.append("VRAM not back at baseline")
-        elif self.killed_holders:
-            reasons.append("VRAM back only after killing this run's holders")
-        if not self.removed or self.exit_code is None:
-            reasons.append("processes or the container survived")
-        if self.budget_margin_s is not None and self.budget_margin_s < 0:
-            reasons.append(f"stop took {self.stop_s:.2f}s, over the {self.budget_s:.1f}s budget")
-        return reasons
-
-    @property
-    def teardown_failed(self) -> bool:
-        return bool(self.teardown_failures())
 
 
 class _Wakeups:
@@ -178,7 +105,7 @@ def supervise(
             t_stop = time.monotonic()
             if event != "exit":
                 say(f"stopping the workload ({'step timeout' if event is None else event})")
-                _stop(workload, wakeups, stop, signals_sent)
+                stop_workload(workload, wakeups.next, stop, signals_sent)
                 timings["exited_s"] = time.monotonic() - t_stop
             t_remove = time.monotonic()
             removed = workload.remove()
@@ -186,7 +113,7 @@ def supervise(
             result = Supervised(wakeups.exit_code, reason, signals_sent, timings, budget_s, baseline, removed=removed)
             result.baseline_holders = dirty
             if vram:
-                _await_release(workload, vram, result, t_stop)
+                await_release(workload, vram, result, t_stop)
             return result
     finally:
         wakeups.close()
@@ -201,47 +128,3 @@ def _dirty_baseline(vram: VramWatch, baseline: dict[str, int]) -> list[HolderInf
     names = "; ".join(f"pid {h.pid} {h.command[:60]}" for h in holders) or "no process listed"
     say(f"warning: the leased GPUs were not empty at the start ({used}; {names}); release is judged against that")
     return holders
-
-
-def _stop(workload: Workload, wakeups: _Wakeups, stop: StopPolicy, sent: list[str]) -> None:
-    workload.signal(signal.SIGTERM)
-    sent.append("SIGTERM")
-    deadline = time.monotonic() + stop.grace_s
-    while (left := deadline - time.monotonic()) > 0:
-        event = wakeups.next(left)
-        if event == "exit":
-            return
-        if event:  # a second Ctrl-C while stopping: keep going, it is already under way
-            say("already stopping; the workload gets SIGKILL when its grace ends")
-    workload.signal(signal.SIGKILL)
-    sent.append("SIGKILL")
-    deadline = time.monotonic() + stop.kill_wait_s
-    while (left := deadline - time.monotonic()) > 0:
-        if wakeups.next(left) == "exit":
-            return
-
-
-def _await_release(workload: Workload, vram: VramWatch, result: Supervised, t_stop: float) -> None:
-    def progress(elapsed: float, used: dict[str, int]) -> None:
-        over = ", ".join(f"{k}: {format_size(v)} (baseline {format_size(result.baseline[k])})" for k, v in used.items())
-        say(f"waiting for VRAM release ({elapsed:.0f}s): {over}")
-
-    release = wait_for_release(
-        vram.backend, vram.devices, result.baseline, vram.timeout_s, vram.tolerance_bytes, progress
-    )
-    if not release.released:
-        # Holders of this run (by PID) are killed and the wait repeated; others are only named.
-        ours = workload.host_pids()
-        mine = [h for h in release.holders if h.pid in ours]
-        for holder in mine:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(holder.pid, signal.SIGKILL)
-        if mine:
-            result.killed_holders = mine
-            again = wait_for_release(vram.backend, vram.devices, result.baseline, vram.timeout_s, vram.tolerance_bytes)
-            again.seconds += release.seconds
-            again.holders = release.holders
-            release = again
-    result.release = release
-    result.timings["vram_back_s"] = release.seconds
-    result.timings["stop_to_vram_back_s"] = time.monotonic() - t_stop

@@ -10,12 +10,12 @@ import psutil
 from harness.gpu.vram import sim
 from harness.run.process_tree import (
     Baseline,
-    StopPolicy,
     become_subreaper,
     earliest_baseline,
     shutdown_many,
     terminate_tree,
 )
+from harness.run.stop import StopPolicy
 
 SERVER = """
 import os, signal, subprocess, sys, time

@@ -19,7 +19,9 @@ from harness.run.logs import LogTarget
 from harness.run.oci import write_bundle
 from harness.run.runc import RuncWorkload
 from harness.run.spec import BindMount, RunSpec
-from harness.run.supervisor import StopPolicy, VramWatch, supervise
+from harness.run.stop import StopPolicy
+from harness.run.supervised import VramWatch
+from harness.run.supervisor import supervise
 from tests.conftest import ROOT
 
 PY = "/usr/bin/python3"  # the host's system Python: the container sees the host's /usr
