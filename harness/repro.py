@@ -24,12 +24,12 @@ from harness.console import say
 from harness.errors import ExitCode, UsageError
 from harness.git import run_git
 from harness.redact import MASK
-from harness.reports.shape import malformed
+from harness.reports.report import MalformedReport, RunReport
 
 REPRO_DIR = Path(".gpuci") / "repro"
 
 
-def load_report(source: str) -> dict[str, Any]:
+def load_report(source: str) -> RunReport:
     """A report by path (file or run directory) or by URL (a Buildkite artifact link)."""
     try:
         if source.startswith(("http://", "https://")):
@@ -42,29 +42,31 @@ def load_report(source: str) -> dict[str, Any]:
         raise UsageError(
             f"cannot read the report {source!r}: {exc}. Pass a report.json, its folder or its URL."
         ) from None
-    problem = malformed(data, required=("run_id", "area", "step", "platform", "git", "image"))
-    if problem:
-        raise UsageError(f"{source} {problem}: only reports of `python -m harness run` steps can be reproduced.")
-    return data
+    try:
+        return RunReport.from_json(data, required=("run_id", "area", "step", "platform", "git", "image"))
+    except MalformedReport as problem:
+        raise UsageError(
+            f"{source} {problem}: only reports of `python -m harness run` steps can be reproduced."
+        ) from None
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_git(root, *args)
 
 
-def worktree(root: Path, report: dict[str, Any], allow_dirty: bool) -> Path:
+def worktree(root: Path, report: RunReport, allow_dirty: bool) -> Path:
     """A worktree of the recorded commit (made once, reused)."""
-    commit = (report.get("git") or {}).get("commit")
+    commit = (report.git or {}).get("commit")
     if not commit:
         raise UsageError("the report records no git commit (the run was not in a git checkout); nothing to check out.")
-    if (report.get("git") or {}).get("dirty") and not allow_dirty:
+    if (report.git or {}).get("dirty") and not allow_dirty:
         raise UsageError(
-            f"run {report['run_id']} ran on a dirty tree: commit {commit[:12]} is not exactly what ran. "
+            f"run {report.run_id} ran on a dirty tree: commit {commit[:12]} is not exactly what ran. "
             "Pass --allow-dirty to reproduce at that commit anyway."
         )
     if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         raise UsageError(f"commit {commit[:12]} is not in this repository; `git fetch` it, then run again.")
-    target = root / REPRO_DIR / report["run_id"]
+    target = root / REPRO_DIR / report.run_id
     if not target.exists():
         done = _git(root, "worktree", "add", "--detach", str(target), commit)
         if done.returncode != 0:
@@ -72,19 +74,19 @@ def worktree(root: Path, report: dict[str, Any], allow_dirty: bool) -> Path:
     return target
 
 
-def differences(report: dict[str, Any]) -> list[str]:
+def differences(report: RunReport) -> list[str]:
     """What differs from the original run here: host, GPU models."""
     found = []
-    host = (report.get("host") or {}).get("hostname")
+    host = (report.host or {}).get("hostname")
     if host and host != socket.gethostname():
         found.append(f"host: {host} → {socket.gethostname()}")
-    recorded = [g.get("name") for g in report.get("gpus") or []]
+    recorded = [g.get("name") for g in report.gpus or []]
     if recorded:
         try:
             from harness.declare.platforms import get_platform
             from harness.gpu.vram import open_backend
 
-            backend = open_backend(get_platform(report["platform"]).vram_backend)
+            backend = open_backend(get_platform(report.platform).vram_backend)
             here = [d.name for d in backend.devices()[: len(recorded)]]
             backend.close()
         except Exception as exc:  # the local GPUs are unknown: say so, do not stop
@@ -94,16 +96,16 @@ def differences(report: dict[str, Any]) -> list[str]:
     return found
 
 
-def check_image(tree: Path, report: dict[str, Any]) -> str | None:
+def check_image(tree: Path, report: RunReport) -> str | None:
     """The recorded base image; refuses when the recipe at the commit hashes differently."""
     from harness.images.recipe import recipe_for
 
-    recorded = report["image"]
+    recorded = report.image
     base = recorded.get("base_image")
-    recipe = recipe_for(tree, report["platform"], base_image=base or None)
+    recipe = recipe_for(tree, report.platform, base_image=base or None)
     if recipe.content_hash() != recorded.get("content_hash"):
         raise UsageError(
-            f"the image recipe at commit {report['git']['commit'][:12]} "
+            f"the image recipe at commit {report.git['commit'][:12]} "
             f"hashes to {recipe.content_hash()[:16]}, "
             f"not {str(recorded.get('content_hash'))[:16]} as recorded: it would not be the same image "
             "(a CA bundle or base image given to the original run?). Nothing was run."
@@ -131,16 +133,16 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
     source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
     report = load_report(source)
     tree = worktree(root, report, request.allow_dirty)
-    container = report.get("mode", "container") == "container"
-    base = check_image(tree, report) if rebuild or not container else report["image"].get("base_image")
+    container = (report.mode or "container") == "container"
+    base = check_image(tree, report) if rebuild or not container else report.image.get("base_image")
     pinned = _image(root, tree, report, base, rebuild) if container else None
-    redacted = [k for k, v in ((report.get("spec") or {}).get("env") or {}).items() if v == MASK]
+    redacted = [k for k, v in ((report.spec or {}).get("env") or {}).items() if v == MASK]
     missing = [name for name in redacted if name not in pass_env]
     if missing:
         say(f"the original run had secrets {', '.join(missing)}; pass --env NAME to take each from this environment")
     for line in differences(report):
         say(f"differs from the original run: {line}")
-    say(f"reproducing {report['run_id']} ({report['platform']}_{report['area']}, step {report['step']!r}) in {tree}")
+    say(f"reproducing {report.run_id} ({report.platform}_{report.area}, step {report.step!r}) in {tree}")
     from harness.declare.config import load_config
 
     config = load_config(tree)  # the original commit's workspace and mounts
@@ -149,23 +151,23 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
         default_working_dir=config.default_working_dir,
         mounts=config.mounts,
         root=tree,
-        platform=report["platform"],
-        pytest_args=tuple(report.get("pytest_args") or ()),
+        platform=report.platform,
+        pytest_args=tuple(report.pytest_args or ()),
         container=container,
         base_image=base,
         pinned_image=pinned,
-        pinned_report={k: v for k, v in report["image"].items() if k != "packages"},
+        pinned_report={k: v for k, v in report.image.items() if k != "packages"},
         pass_env=tuple(name for name in pass_env if name in os.environ),
-        repro_of={"run_id": report["run_id"], "report": source},
+        repro_of={"run_id": report.run_id, "report": source},
         # The reproduction's report lands in this checkout's runs folder, beside the others.
-        report_dir=root / ".gpuci" / "runs" / f"repro-{report['run_id']}-{os.getpid()}",
+        report_dir=root / ".gpuci" / "runs" / f"repro-{report.run_id}-{os.getpid()}",
         shell=request.shell,
         echo=request.echo,
     )
-    return execute_step(options, report["area"], report["step"])
+    return execute_step(options, report.area, report.step)
 
 
-def _image(root: Path, tree: Path, report: dict[str, Any], base: str | None, rebuild: bool) -> str:
+def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild: bool) -> str:
     """The original's image by ID or digest; with --rebuild, one built from the recipe, its differences said."""
     from harness.declare.config import load_config
     from harness.images import manifest
@@ -177,15 +179,15 @@ def _image(root: Path, tree: Path, report: dict[str, Any], base: str | None, reb
 
     client = connect()
     if not rebuild:
-        return pinned_image(client, report["image"], registry_from(load_config(root)))
-    built = ensure(client, recipe_for(tree, report["platform"], base_image=base or None), tree)
-    if built.id == report["image"].get("id"):
+        return pinned_image(client, report.image, registry_from(load_config(root)))
+    built = ensure(client, recipe_for(tree, report.platform, base_image=base or None), tree)
+    if built.id == report.image.get("id"):
         say(f"--rebuild: the image here is the original one ({built.id[:19]}): identical")
         return built.id
     say("=" * 72)
     say(f"NOT IDENTICAL: image {built.id[:19]} was rebuilt from the recipe; the original ran in")
-    say(f"{str(report['image'].get('id'))[:19]} ({report['image'].get('repo_digest') or 'never published'}).")
-    lines = manifest.differences(report["image"].get("packages"), manifest.packages(client, built.id, root))
+    say(f"{str(report.image.get('id'))[:19]} ({report.image.get('repo_digest') or 'never published'}).")
+    lines = manifest.differences(report.image.get("packages"), manifest.packages(client, built.id, root))
     for line in lines or ["no package version differs (other bytes all the same: timestamps, caches)"]:
         say(f"  differs: {line}")
     say("=" * 72)

@@ -1,4 +1,4 @@
-"""The run report: `report.json` is the source of truth; `latest` points at the newest run."""
+"""The run report: `report.json` is the source of truth (a typed `RunReport`); `latest` points at the newest run."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InfrastructureError
 from harness.git import run_git
 from harness.untrusted import private_dir
+
+__all__ = ["RUNS_DIR", "SCHEMA_VERSION", "MalformedReport", "RunReport", "new_run_id", "run_directory", "write_report"]
 
 RUNS_DIR = Path(".gpuci") / "runs"
 SCHEMA_VERSION = 1
@@ -53,12 +56,12 @@ def host_facts() -> dict[str, Any]:
     return {"hostname": socket.gethostname(), "pid": os.getpid()}
 
 
-def write_report(directory: Path, report: dict[str, Any], root: Path | None = None) -> Path:
+def write_report(directory: Path, report: RunReport, root: Path | None = None) -> Path:
     """Write report.json atomically; point `latest` of the runs folder it lives in at it (a repro
     runs in a worktree but reports into the checkout's runs folder, whose newest it then is)."""
     path = directory / "report.json"
     # A fresh name (O_EXCL) then a rename: never written through whatever sits at a fixed name.
-    text = json.dumps({"schema": SCHEMA_VERSION, **report}, indent=2, sort_keys=False, default=str)
+    text = json.dumps(report.to_json(), indent=2, sort_keys=False, default=str)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".tmp", dir=directory)
@@ -72,7 +75,7 @@ def write_report(directory: Path, report: dict[str, Any], root: Path | None = No
                 os.unlink(tmp)
         raise InfrastructureError(
             f"cannot write the report {path} ({exc.strerror}); the run's outcome was "
-            f"{report.get('outcome', 'unknown')}. Free space on that disk and run again."
+            f"{report.outcome or 'unknown'}. Free space on that disk and run again."
         ) from None
     parent = directory.resolve().parent
     if parent.name == RUNS_DIR.name and parent.parent.name == RUNS_DIR.parent.name:
@@ -86,3 +89,141 @@ def write_report(directory: Path, report: dict[str, Any], root: Path | None = No
         os.symlink(os.path.relpath(directory.resolve(), runs.resolve()), link)
         link.replace(latest)
     return path
+
+
+class MalformedReport(ValueError):
+    """A file that is not a run report gpuci can read: said in one sentence, never a traceback."""
+
+
+NUMBER = (int, float)
+# Keys absent from report.json until set: readers test for their presence.
+OPTIONAL = ("repro_of", "error", "log_error", "hang", "leftover_pids", "survivor_pids", "outbox_skipped", "test_engine")
+
+
+@dataclass
+class RunReport:
+    """One run's report.json, typed. Sub-records (the image, the spec, the VRAM wait, the budget,
+    each test) stay JSON objects: their keys are written in one place each and read where shown.
+
+    A run fills it as it goes (harness.run.run.Run.report); `to_json` is what report.json holds
+    (its fields unchanged since schema 1), `from_json` reads one back, checking each field's kind."""
+
+    run_id: str
+    platform: str = ""
+    session: str | None = None
+    area: str | None = None
+    step: str | None = None
+    pytest_args: list[str] | None = None
+    repro_of: dict[str, str] | None = None
+    started_at: float | None = None
+    git: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    mode: str = "container"
+    report_dir: str | None = None
+    lease: list[str] | None = None
+    gpus: list[dict[str, Any]] | None = None
+    image: dict[str, Any] | None = None
+    devices: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None
+    test_engine: dict[str, str] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    # What the supervisor saw (harness.run.finish): exit, stop, the budget and the VRAM wait.
+    exit_code: int | None = None
+    stop_reason: str | None = None
+    signals_sent: list[str] | None = None
+    budget: dict[str, Any] | None = None
+    vram: dict[str, Any] | None = None
+    removed: bool | None = None
+    teardown_failures: list[str] | None = None
+    leftover_pids: list[int] | None = None
+    survivor_pids: list[int] | None = None
+    outcome: str | None = None
+    soft_fail: bool | None = None
+    # What the tests said (harness.run.step): records, outcomes, counts, a hang, JUnit, the log.
+    log_error: str | None = None
+    junit: str | None = None
+    tests: list[dict[str, Any]] | None = None
+    results: list[dict[str, Any]] | None = None
+    counts: dict[str, int] | None = None
+    hang: dict[str, Any] | None = None
+    outbox_skipped: list[dict[str, Any]] | None = None
+    log: str | None = None
+    error: str | None = None
+    gpuci_exit_code: int | None = None
+    finished_at: float | None = None
+    # Keys this version does not know (a newer gpuci's): kept, written back as they were.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema": SCHEMA_VERSION}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "extra" or (value is None and item.name in OPTIONAL):
+                continue
+            data[item.name] = value
+        return {**data, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: object, required: tuple[str, ...] = ("run_id",)) -> RunReport:
+        """A report read back: MalformedReport, in a sentence, where a field has the wrong kind."""
+        problem = _malformed(data, required)
+        if problem:
+            raise MalformedReport(problem)
+        assert isinstance(data, dict)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known and k != "schema"})
+
+
+# Fields whose kind is checked on reading (absent or null is always allowed, except for the required ones).
+KINDS: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "session": (str,),
+    "area": (str,),
+    "step": (str,),
+    "platform": (str,),
+    "mode": (str,),
+    "outcome": (str,),
+    "gpuci_exit_code": (int,),
+    "started_at": (*NUMBER, str),
+    "budget": (dict, type(None)),
+    "timings": (dict,),
+    "tests": (list, type(None)),
+    "git": (dict,),
+    "image": (dict, type(None)),
+    "spec": (dict, type(None)),
+    "pytest_args": (list, type(None)),
+    "counts": (dict, type(None)),
+    "results": (list, type(None)),
+}
+
+
+def _malformed(report: object, required: tuple[str, ...]) -> str | None:
+    """Why `report` is not a run report gpuci can read; None when it is."""
+    if not isinstance(report, dict):
+        return f"is a JSON {type(report).__name__}, not a run report (an object)"
+    missing = [key for key in required if report.get(key) is None]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    for key, kinds in KINDS.items():
+        value = report.get(key)
+        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            return f"has {key} = {_short(value)}, not {' or '.join(k.__name__ for k in kinds)}"
+    for name, value in (report.get("timings") or {}).items():
+        if value is not None and (not isinstance(value, NUMBER) or isinstance(value, bool)):
+            return f"has timings.{name} = {_short(value)}, not a number"
+    budget = report.get("budget") or {}
+    for name in ("stop_seconds", "margin_seconds"):
+        if budget.get(name) is not None and not isinstance(budget[name], NUMBER):
+            return f"has budget.{name} = {_short(budget[name])}, not a number"
+    for record in report.get("tests") or []:
+        if not isinstance(record, dict) or not isinstance(record.get("seconds", 0) or 0, NUMBER):
+            return f"has a test record {_short(record)} that is not {{phase, test, seconds}}"
+    if not isinstance((report.get("git") or {}).get("commit"), (str, type(None))):
+        return f"has git.commit = {_short(report['git'].get('commit'))}, not a commit id"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.console import say
-from harness.reports.shape import malformed
+from harness.reports.report import MalformedReport, RunReport
 
 STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
 
@@ -36,8 +36,9 @@ def collect(sources: list[Path], runs: Path | None = None) -> list[dict[str, Any
                 continue
             if not isinstance(data, dict) or "run_id" not in data:
                 continue  # some other JSON file of that name
-            problem = malformed(data)
-            if problem:
+            try:
+                RunReport.from_json(data)  # each field of the kind the tables read
+            except MalformedReport as problem:
                 say(f"warning: {path} {problem}; skipped")
                 continue
             data["_path"] = str(path)

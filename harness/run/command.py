@@ -49,11 +49,11 @@ def execute_command(
                 env=supervisor_env(options.root),
                 user=f"{os.getuid()}:{os.getgid()}",
             )
-            run.report["spec"] = spec.to_report(run.redactor)
+            run.report.spec = spec.to_report(run.redactor)
             workload = ContainerWorkload(connect(), spec, run.log_target())
         else:
             env = host_env(options, run_id, watch)
-            run.report["spec"] = {"command": [run.redactor.text(c) for c in command], "cwd": os.getcwd()}
+            run.report.spec = {"command": [run.redactor.text(c) for c in command], "cwd": os.getcwd()}
             workload = HostWorkload(command, env, Path.cwd(), run.log_target())
         code = supervise_into(run, workload, watch)
     except GpuciError as exc:

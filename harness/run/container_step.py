@@ -71,7 +71,7 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
     # The NVIDIA runtime's GPU request where the engine has it; CDI or raw nodes otherwise.
     has_runtime = options.platform != "cuda" or "nvidia" in (client.info().get("Runtimes") or {})
     devices = container_devices(options.platform, watch.devices if watch else [], has_runtime)
-    run.report["devices"] = {
+    run.report.devices = {
         "route": devices.route,
         "nodes": list(devices.nodes),
         "groups": list(devices.groups),
@@ -87,7 +87,7 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
         folder = test_engine.collector_folder(options.root, client, image)
         mounts.append(BindMount(str(folder), test_engine.MOUNT, read_only=True))
         extra_env.update({**test_engine.build_variables(), test_engine.FOLDER_ENV: test_engine.MOUNT})
-        run.report["test_engine"] = {"collector": test_engine.COLLECTOR[0]}
+        run.report.test_engine = {"collector": test_engine.COLLECTOR[0]}
     # The token, where set, is among pass_env (run/commands): a secret, through the secrets file.
     env, secret = split_env(
         {**container_env(step.env, options, run_id, extra_env, shards), **devices.env}, set(options.pass_env)
@@ -119,7 +119,7 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
         network_mode=limits.network,
         limits=limits,
     )
-    run.report["spec"] = spec.to_report(run.redactor)
+    run.report.spec = spec.to_report(run.redactor)
     return ContainerWorkload(client, spec, run.log_target())
 
 
@@ -164,7 +164,7 @@ def image_for_run(client: Any, run: Run) -> str:
     started = time.monotonic()
     if options.pinned_image:
         image_id, recorded = options.pinned_image, dict(options.pinned_report or {})
-        run.report["image"] = {**recorded, "id": image_id, "pinned": True}
+        run.report.image = {**recorded, "id": image_id, "pinned": True}
     else:
         python = options.python or (
             options.project_python if builds_on_local_base(options.platform, options.base_image) else None
@@ -172,7 +172,7 @@ def image_for_run(client: Any, run: Run) -> str:
         recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle, python)
         image = obtain(client, recipe, options.root, options.registry, options.build)
         image_id = image.id
-        run.report["image"] = {
+        run.report.image = {
             "tag": image.tag,
             "id": image.id,
             "built": image.built,
@@ -181,11 +181,11 @@ def image_for_run(client: Any, run: Run) -> str:
             "content_hash": image.content_hash,
             "base_image": recipe.build_args.get("BASE_IMAGE"),
         }
+    said = run.report.image
+    assert said is not None
     loaded = archive.loaded_from(options.root, image_id)
     if loaded:
-        run.report["image"]["archive"] = {"file": loaded["file"], "sha256": loaded["sha256"]}
-    run.report["image"]["packages"] = manifest.packages(
-        client, image_id, options.root, {"gpuci.run-id": str(run.report.get("run_id"))}
-    )
-    run.report["timings"] = {"image_ensure_s": round(time.monotonic() - started, 6)}
+        said["archive"] = {"file": loaded["file"], "sha256": loaded["sha256"]}
+    said["packages"] = manifest.packages(client, image_id, options.root, {"gpuci.run-id": run.run_id})
+    run.report.timings = {"image_ensure_s": round(time.monotonic() - started, 6)}
     return image_id

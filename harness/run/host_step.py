@@ -42,7 +42,7 @@ def host_workload(run: Run, watch: VramWatch | None) -> HostWorkload:
     )
     cwd = options.host_path(step.working_dir)
     command = ["bash", "-ec", "\n".join(step.commands)]
-    run.report["spec"] = {
+    run.report.spec = {
         "command": [run.redactor.text(c) for c in command],
         "cwd": str(cwd),
         "env": run.redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness.declare.platforms import Platform
 from harness.redact import Redactor
-from harness.reports.report import git_state, host_facts
+from harness.reports.report import RunReport, git_state, host_facts
 from harness.run.logs import LogTarget
 from harness.run.options import RunOptions
 
@@ -34,24 +34,27 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     step: Step | None = None
     area: str | None = None
-    report: dict[str, Any] = field(default_factory=dict)
+    report: RunReport = field(init=False)
     # The workload's outbox (.gpuci/outbox/run-…): the only folder of gpuci's it can write.
     outbox: Path | None = None
     # The private folder of the secrets file the container sources, removed when the run ends.
     secrets: Path | None = None
 
-    def begin_report(self, *, container: bool, **fields: Any) -> None:
+    def __post_init__(self) -> None:
+        self.report = RunReport(self.run_id, self.options.platform, report_dir=str(self.directory))
+
+    def begin_report(self, *, container: bool, session: str) -> None:
         """What every report starts with, so a run that fails at any point still says what it was."""
-        self.report = {
-            "run_id": self.run_id,
-            "platform": self.options.platform,
-            **fields,
-            "started_at": time.time(),
-            "git": git_state(self.options.root),
-            "host": host_facts(),
-            "mode": "container" if container else "host",
-            "report_dir": str(self.directory),
-        }
+        report = self.report
+        report.session = session
+        if self.step is not None:
+            report.area, report.step = self.area, self.step.label
+            report.pytest_args = list(self.options.pytest_args)
+        report.repro_of = self.options.repro_of
+        report.started_at = time.time()
+        report.git = git_state(self.options.root)
+        report.host = host_facts()
+        report.mode = "container" if container else "host"
 
     def log_target(self) -> LogTarget:
         """The run's output.log, redacted, echoed unless --quiet."""

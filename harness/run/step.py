@@ -53,15 +53,15 @@ def report_tests(run: Run, collected: Collected) -> None:
     from harness.reports.results import counts, summary_lines, write_junit
 
     junit = collected.junit
-    stopped = run.report.get("outcome") != "passed" and collected.running
+    stopped = run.report.outcome != "passed" and collected.running
     if junit is None and (collected.results or stopped):  # pytest wrote none: the step was stopped
         junit = write_junit(collected.results, run.directory / "junit.xml", collected.running)
-    run.report["junit"] = str(junit) if junit else None
-    run.report["tests"] = collected.records
-    run.report["results"] = collected.results
-    run.report["counts"] = counts(collected.results)
+    run.report.junit = str(junit) if junit else None
+    run.report.tests = collected.records
+    run.report.results = collected.results
+    run.report.counts = counts(collected.results)
     if collected.running:
-        run.report["hang"] = {"running": collected.running, "stacks": collected.stacks or None}
+        run.report.hang = {"running": collected.running, "stacks": collected.stacks or None}
         if collected.stacks:
             with open(run.directory / "output.log", "a") as log:  # the supervisor's own file: safe to append
                 log.write("\n[gpuci: Python stacks of the test still running at the step's timeout]\n")
@@ -97,22 +97,15 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
         outbox=make_outbox(options.root),
     )
     say(f"{session} · step {step.label!r} · run {run_id}")
-    run.begin_report(
-        container=options.container,
-        session=session,
-        area=area,
-        step=step.label,
-        pytest_args=list(options.pytest_args),
-        **({"repro_of": options.repro_of} if options.repro_of else {}),
-    )
+    run.begin_report(container=options.container, session=session)
     assert run.outbox is not None
     watch, held = None, None
     try:
         with GATE.cancellable():  # a cancel before the workload runs stops the run here, reported
             # A cancel while waiting for a GPU stops the wait at once; the lease takes nothing half.
             watch, held = lease_gpus(options, step.num_gpus, run_id, cpu_session)
-            run.report["lease"] = [d.id for d in held.devices] if held else []
-            run.report["gpus"] = [
+            run.report.lease = [d.id for d in held.devices] if held else []
+            run.report.gpus = [
                 {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
             ]
             workload = container_workload(run, watch) if options.container else host_workload(run, watch)
@@ -123,20 +116,20 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
                     raise UsageError("--shell opens a shell in the run's container; drop --no-container.")
                 say("opening a shell in the run's container (exit it to end the run)")
                 code = ExitCode.PASSED if interactive_shell(workload.spec) == 0 else ExitCode.TESTS_FAILED
-                run.report["outcome"] = "shell"
+                run.report.outcome = "shell"
                 return finish(run, code)
             code = supervise_into(run, workload, watch)
         log_failure = getattr(getattr(workload, "pump", None), "failure", None)
         if log_failure:  # a full disk: the tests ran, but what they said is not all kept
-            run.report["log_error"] = log_failure
+            run.report.log_error = log_failure
             say(f"the log could not be written ({log_failure}); the run counts as an infrastructure failure")
             code = max(code, ExitCode.INFRASTRUCTURE, key=_severity)
         collected = collect(run.outbox, run.directory)
         report_tests(run, collected)
         if collected.skipped:
-            run.report["outbox_skipped"] = [vars(s) for s in collected.skipped]
+            run.report.outbox_skipped = [vars(s) for s in collected.skipped]
             say(f"ignored {len(collected.skipped)} file(s) the workload left: links, odd or oversized files")
-        run.report["log"] = str(run.directory / "output.log")
+        run.report.log = str(run.directory / "output.log")
     except GpuciError as exc:
         finish_failed(run, exc)
         raise

@@ -1,0 +1,43 @@
+"""Finishing a run, in-process: the report written once, redacted, `latest` pointing at it, the code kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.declare.platforms import get_platform
+from harness.errors import ExitCode, InfrastructureError
+from harness.redact import Redactor
+from harness.run.finish import finish, finish_failed
+from harness.run.options import RunOptions
+from harness.run.run import Run
+
+SECRET = "hf_" + "q8Zr2LmN4pXv7TbK1sWy9CdE3fGh6JkA"  # shaped like a Hugging Face token
+
+
+def a_run(root: Path) -> Run:
+    options = RunOptions(root=root, platform="cpu")
+    run = Run(options, "20261130T000000Z-cpu_demo-000001", root / "runs" / "one", get_platform("cpu"), Redactor({}))
+    run.directory.mkdir(parents=True)
+    run.begin_report(container=False, session="cpu_demo")
+    return run
+
+
+def test_a_finished_run_writes_its_report_redacted_and_keeps_its_code(tmp_path: Path) -> None:
+    run = a_run(tmp_path)
+    run.report.outcome = "failed"
+    run.report.spec = {"command": ["pytest", "-k", f"token={SECRET}"]}  # quoted from the run, unmasked
+    assert finish(run, ExitCode.TESTS_FAILED) == ExitCode.TESTS_FAILED
+    text = (run.directory / "report.json").read_text()
+    report = json.loads(text)
+    assert report["gpuci_exit_code"] == 1 and report["outcome"] == "failed" and report["mode"] == "host"
+    assert report["timings"]["total_s"] >= 0 and report["finished_at"] >= report["started_at"]
+    assert SECRET not in text and "token=" in text  # masked by its shape, the rest kept
+
+
+def test_a_run_that_could_not_run_still_leaves_its_report(tmp_path: Path) -> None:
+    run = a_run(tmp_path)
+    finish_failed(run, InfrastructureError("the Docker Engine is not running"))
+    report = json.loads((run.directory / "report.json").read_text())
+    assert report["outcome"] == "infrastructure" and report["gpuci_exit_code"] == 75
+    assert report["error"] == "the Docker Engine is not running"
