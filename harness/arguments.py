@@ -8,50 +8,22 @@ from pathlib import Path
 
 from harness.declare.platforms import PLATFORM_NAMES
 from harness.declare.pythons import SUITES
+from harness.declare.settings import add_flags
 from harness.gpu.vram import BACKEND_NAMES
 
 
-def common_run_options(parser: argparse.ArgumentParser) -> None:
+def common_run_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
     parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
     parser.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], help="default: the platform's")
-    parser.add_argument(
-        "--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 5; [tool.gpuci] grace)"
-    )
-    parser.add_argument(
-        "--vram-timeout", type=float, help="seconds to wait for VRAM release (default 60; [tool.gpuci] vram_timeout)"
-    )
+    add_flags(parser, command)  # the project's settings this command takes (harness.declare.settings)
     parser.add_argument("--quiet", action="store_true", help="do not echo the workload's output")
 
 
-def _declaration_flags(command: argparse.ArgumentParser) -> None:
-    """What `pipeline` and `lint` read: the same project settings, overridable on the command line."""
-    command.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
-    command.add_argument("--default-working-dir", help="working dir of steps without one")
-    command.add_argument(
-        "--declarations",
-        action="append",
-        metavar="PATH[:PLATFORM,...]",
-        help="a pipeline file, folder or glob to read (repeatable; replaces [tool.gpuci] declarations)",
-    )
-    command.add_argument(
-        "--dependency-match",
-        choices=["component", "substring", "prefix"],
-        help="how source_file_dependencies match changed files ([tool.gpuci] dependency_match)",
-    )
-    command.add_argument(
-        "--dependency-match-for",
-        action="append",
-        metavar="PIPELINE=MODE",
-        help="one pipeline file's (or folder's, glob's) match mode (repeatable; [tool.gpuci.dependency_match_for])",
-    )
+def _declaration_flags(command: argparse.ArgumentParser, name: str) -> None:
+    """What `pipeline` and `lint` read: the project's settings, overridable on the command line."""
+    add_flags(command, name)
     command.add_argument("--verbose", action="store_true", help="each warning with file and line (else one per kind)")
-    command.add_argument(
-        "--external-script",
-        action="append",
-        metavar="GLOB",
-        help="a script CI runs from outside the pipeline files (repeatable; [tool.gpuci] external_scripts)",
-    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,22 +51,9 @@ def parser() -> argparse.ArgumentParser:
         choices=list(SUITES),
         help="the Python of the image, on gpuci's Debian base (over the step's and [tool.gpuci] python)",
     )
-    run.add_argument(
-        "--ca-bundle", type=Path, help="extra CA certificates (PEM) baked into the image ([tool.gpuci] ca_bundle)"
-    )
     run.add_argument("--build", action="store_true", help="build a missing image here, even with a registry")
-    run.add_argument(
-        "--timeout", type=float, help="seconds before the step is stopped (default: its own; [tool.gpuci] timeout)"
-    )
-    run.add_argument(
-        "--lease-timeout",
-        type=float,
-        help="seconds to wait for GPUs another run holds (default 600; [tool.gpuci] lease_timeout)",
-    )
-    run.add_argument("--workspace", help="the checkout's path inside containers ([tool.gpuci] workspace)")
-    run.add_argument("--default-working-dir", help="working dir of steps without one")
     run.add_argument("--env", action="append", default=[], metavar="NAME", help="pass a host variable through")
-    common_run_options(run)
+    common_run_options(run, "run")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
 
     sup = command("supervise", "harness.run.commands:supervise_command", help="run any command under the supervisor")
@@ -102,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     sup.add_argument("--platform", default="cpu", choices=PLATFORM_NAMES)
     sup.add_argument("--num-gpus", type=int, default=None, help="GPUs to watch (default: 1 with a backend)")
     sup.add_argument("--timeout", type=float, help="seconds before the command is stopped")
-    common_run_options(sup)
+    common_run_options(sup, "supervise")
     sup.add_argument("cmd", nargs=argparse.REMAINDER, help="after --: the command")
 
     image = command(
@@ -153,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--changed-files", type=Path, help="select steps by the files listed here, one a line")
     which.add_argument("--all", action="store_true", help="every step (default branch, nightly)")
     pipe.add_argument("--include-optional", action="store_true", help="optional steps run too")
-    _declaration_flags(pipe)
+    _declaration_flags(pipe, "pipeline")
 
     lint = command(
         "lint",
@@ -162,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     )
     lint.add_argument("--root", type=Path, default=Path.cwd())
     lint.add_argument("--format", choices=["text", "json"], default="text")
-    _declaration_flags(lint)
+    _declaration_flags(lint, "lint")
     lint.add_argument("--since", metavar="REV", help="report only what changed since REV (a branch's merge base)")
     lint.add_argument(
         "--no-cache",

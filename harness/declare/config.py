@@ -30,6 +30,7 @@ from typing import Any
 
 from harness.declare.dependencies import DEPENDENCY_MATCHES
 from harness.declare.pythons import SUITES
+from harness.declare.settings import BY_KEY, from_flags, kinds
 from harness.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -39,8 +40,8 @@ else:  # pragma: no cover - Python 3.10
 
 DEFAULT_QUEUES = {"cpu": "cpu", "cuda": "gpu", "rocm": "amd"}
 DEFAULT_RUN_ALL = ("harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml")
-REGISTRY_ENV = "GPUCI_REGISTRY"
-MOUNTS_ENV = "GPUCI_MOUNTS"
+REGISTRY_ENV = str(BY_KEY["registry"].env)
+MOUNTS_ENV = str(BY_KEY["mounts"].env)
 # HOST[:PORT][/PATH], as Docker spells a repository's prefix (lowercase path components).
 REGISTRY_FORMAT = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
@@ -109,38 +110,8 @@ class ProjectConfig:
         return replace(self, **{k: v for k, v in flags.items() if v is not None})
 
 
-# Each key of [tool.gpuci] and the kind of value it takes.
-KINDS: dict[str, str] = {
-    "workspace": "path",
-    "default_working_dir": "str",
-    "default_branch": "str",
-    "run_all": "list",
-    "queues": "table",
-    "registry": "str",
-    "registry_username_env": "str",
-    "registry_password_env": "str",
-    "requirements": "list",
-    "extras": "list",
-    "dependency_groups": "list",
-    "declarations": "list",
-    "mounts": "list",
-    "dependency_match": "match",
-    "external_scripts": "list",
-    "dependency_match_for": "table",
-    "memory": "size",
-    "cpus": "number",
-    "pids_limit": "count",
-    "network": "str",
-    "allow_dangerous_mounts": "bool",
-    "secrets": "list",
-    "timeout": "number",
-    "grace": "number",
-    "vram_timeout": "number",
-    "lease_timeout": "number",
-    "ca_bundle": "str",
-    "install": "install",
-    "python": "pythons",
-}
+# Each key of [tool.gpuci] and the kind of value it takes: declared once, in harness.declare.settings.
+KINDS: dict[str, str] = kinds()
 KIND_WORDS = {
     "path": "an absolute path (a string starting with /)",
     "str": "a string",
@@ -307,31 +278,8 @@ def _registry(path: Path, value: object) -> str | None:
 
 
 def config_with_flags(root: Path, args: Any) -> ProjectConfig:
-    """[tool.gpuci] of `root` with the command line's settings (--workspace, --declarations, …)."""
-    declarations = tuple(args.declarations) if args.declarations else None
-    return load_config(root).with_flags(
-        workspace=args.workspace,
-        default_working_dir=args.default_working_dir,
-        declarations=declarations,
-        dependency_match=args.dependency_match,
-        external_scripts=tuple(args.external_script) if args.external_script else None,
-        dependency_match_for=_flag_modes(args.dependency_match_for),
-    )
-
-
-def _flag_modes(entries: list[str] | None) -> dict[str, str] | None:
-    """--dependency-match-for PIPELINE=MODE, repeated."""
-    if not entries:
-        return None
-    modes: dict[str, str] = {}
-    for entry in entries:
-        path, _, mode = entry.rpartition("=")
-        if not path or mode not in DEPENDENCY_MATCHES:
-            raise UsageError(
-                f"--dependency-match-for {entry!r} is not PIPELINE=MODE (MODE: {', '.join(DEPENDENCY_MATCHES)})."
-            )
-        modes[path] = mode
-    return modes
+    """[tool.gpuci] of `root` with the command line's settings over it (harness.declare.settings)."""
+    return load_config(root).with_flags(**from_flags(args))
 
 
 def in_checkout(root: Path, name: str, key: str) -> Path:

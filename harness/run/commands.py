@@ -5,20 +5,27 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from harness.errors import UsageError
 
+if TYPE_CHECKING:
+    from harness.declare.config import ProjectConfig
 
-def run_options(args: argparse.Namespace, platform: str, **extra: object):  # type: ignore[no-untyped-def]
+
+def run_options(args: argparse.Namespace, platform: str, config: ProjectConfig | None = None, **extra: object):  # type: ignore[no-untyped-def]
+    """The options every run takes; with `config`, its settings (the flags already over it)."""
     from harness.run.options import RunOptions
 
+    grace = config.grace if config else args.grace
+    vram_timeout = config.vram_timeout if config else args.vram_timeout
     return RunOptions(
         root=args.root.resolve(),
         platform=platform,
         report_dir=args.report_dir,
         vram_backend=None if args.vram_backend == "auto" else args.vram_backend,
-        grace_s=args.grace if args.grace is not None else 5.0,
-        vram_timeout_s=args.vram_timeout if args.vram_timeout is not None else 60.0,
+        grace_s=grace if grace is not None else 5.0,
+        vram_timeout_s=vram_timeout if vram_timeout is not None else 60.0,
         echo=not args.quiet,
         **extra,  # type: ignore[arg-type]
     )
@@ -28,29 +35,26 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.run.cancel import GATE
 
     GATE.install()  # from here a cancel is noted, never a silent death without a report
-    from harness.declare.config import in_checkout, load_config
+    from harness.declare.config import config_with_flags, in_checkout
     from harness.images.registry import registry_from
     from harness.run.step import execute_step
     from harness.run.test_engine import TOKEN_ENV
 
-    config = load_config(args.root.resolve()).with_flags(
-        workspace=args.workspace, default_working_dir=args.default_working_dir
-    )
-    # [tool.gpuci] values for what the command line left out (the flag wins).
-    args.grace = args.grace if args.grace is not None else config.grace
-    args.vram_timeout = args.vram_timeout if args.vram_timeout is not None else config.vram_timeout
+    config = config_with_flags(args.root.resolve(), args)  # each setting: its flag, else [tool.gpuci]
     options = run_options(
         args,
         args.platform,
+        config,
         pytest_args=tuple(args.pytest_args),
         container=not args.no_container,
         base_image=args.base_image,
         python=args.python,
         project_python=config.python[0] if config.python else None,
+        # A CA bundle given on the command line is the host's; [tool.gpuci]'s must be in the checkout.
         ca_bundle=args.ca_bundle
         or (in_checkout(args.root, config.ca_bundle, "ca_bundle") if config.ca_bundle else None),
-        timeout_s=args.timeout if args.timeout is not None else config.timeout,
-        lease_timeout_s=next(v for v in (args.lease_timeout, config.lease_timeout, 600.0) if v is not None),
+        timeout_s=config.timeout,
+        lease_timeout_s=config.lease_timeout if config.lease_timeout is not None else 600.0,
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
         mounts=config.mounts,

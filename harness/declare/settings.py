@@ -1,0 +1,145 @@
+"""Every project setting, declared once: its `[tool.gpuci]` key, kind, command-line flag, environment
+variable and help. The config loader checks keys and kinds from this table and argparse builds the
+flags from it, so a setting cannot be spelled three ways in three places (nox's `_options.py` keeps
+its options the same way).
+
+Precedence, for a setting that has them: the flag, then the environment variable, then
+`[tool.gpuci]`, then the default in `ProjectConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.declare.dependencies import DEPENDENCY_MATCHES
+from harness.errors import UsageError
+
+ALL = ("run", "pipeline", "lint")  # the commands that read the project's settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # [tool.gpuci] key and ProjectConfig field
+    kind: str  # what the key takes (KIND_WORDS in harness.declare.config)
+    help: str
+    flag: str | None = None
+    commands: tuple[str, ...] = ()  # the subcommands that take the flag
+    env: str | None = None  # a host variable that sets it (the flag wins)
+    metavar: str | None = None
+    # Read from the flag but merged by its command, not over [tool.gpuci] (a host path, not a checkout's).
+    merged: bool = True
+
+    @property
+    def dest(self) -> str:
+        return (self.flag or "").lstrip("-").replace("-", "_")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workspace", "path", "the checkout's path inside containers", "--workspace", ALL),
+    Setting("default_working_dir", "str", "working dir of steps without one", "--default-working-dir", ALL),
+    Setting(
+        "declarations", "list", "a pipeline file, folder or glob to read (repeatable; replaces the list)",
+        "--declarations", ("pipeline", "lint"), metavar="PATH[:PLATFORM,...]",
+    ),
+    Setting(
+        "dependency_match", "match", "how source_file_dependencies match changed files",
+        "--dependency-match", ("pipeline", "lint"),
+    ),
+    Setting(
+        "dependency_match_for", "table", "one pipeline file's (or folder's, glob's) match mode (repeatable)",
+        "--dependency-match-for", ("pipeline", "lint"), metavar="PIPELINE=MODE",
+    ),
+    Setting(
+        "external_scripts", "list", "a script CI runs from outside the pipeline files (repeatable)",
+        "--external-script", ("pipeline", "lint"), metavar="GLOB",
+    ),
+    Setting("timeout", "number", "seconds before the step is stopped (default: its own)", "--timeout", ("run",)),
+    Setting("grace", "number", "seconds between SIGTERM and SIGKILL (default 5)", "--grace", ("run", "supervise")),
+    Setting(
+        "vram_timeout", "number", "seconds to wait for VRAM release (default 60)", "--vram-timeout",
+        ("run", "supervise"),
+    ),
+    Setting(
+        "lease_timeout", "number", "seconds to wait for GPUs another run holds (default 600)", "--lease-timeout",
+        ("run",),
+    ),
+    Setting(
+        "ca_bundle", "str", "extra CA certificates (PEM) baked into the image", "--ca-bundle", ("run",),
+        merged=False,
+    ),
+    Setting("registry", "str", "images by digest: HOST[:PORT][/PATH]", env="GPUCI_REGISTRY"),
+    Setting("mounts", "list", "host folders bound into every step's container", env="GPUCI_MOUNTS"),
+    Setting("network", "str", "a Docker network mode for every step's container"),
+    Setting("default_branch", "str", "the branch whose builds run every step"),
+    Setting("run_all", "list", "paths whose change runs every step"),
+    Setting("queues", "table", "Buildkite queue per platform or device"),
+    Setting("registry_username_env", "str", "the variable holding the registry's user name"),
+    Setting("registry_password_env", "str", "the variable holding the registry's password"),
+    Setting("requirements", "list", "the project's requirement files, installed in its images"),
+    Setting("extras", "list", "[project.optional-dependencies] installed in its images"),
+    Setting("dependency_groups", "list", "PEP 735 dependency groups installed in its images"),
+    Setting("memory", "size", "every step container's memory limit"),
+    Setting("cpus", "number", "every step container's CPUs"),
+    Setting("pids_limit", "count", "every step container's process limit"),
+    Setting("allow_dangerous_mounts", "bool", "let mounts that give the host away run"),
+    Setting("secrets", "list", "host variables every step gets as secrets"),
+    Setting("install", "install", "the project itself in its images: editable or none"),
+    Setting("python", "pythons", "the Pythons its images run on gpuci's Debian base"),
+)  # fmt: skip
+BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def kinds() -> dict[str, str]:
+    """Each [tool.gpuci] key and the kind it takes."""
+    return {s.key: s.kind for s in SETTINGS}
+
+
+def add_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of the settings `command` takes."""
+    for setting in SETTINGS:
+        if setting.flag is None or command not in setting.commands:
+            continue
+        kwargs: dict[str, Any] = {"help": f"{setting.help} ([tool.gpuci] {setting.key})", "metavar": setting.metavar}
+        if setting.kind == "number":
+            kwargs["type"] = float
+        elif setting.kind == "match":
+            kwargs["choices"] = list(DEPENDENCY_MATCHES)
+        elif setting.key == "ca_bundle":
+            kwargs["type"] = Path
+        if setting.kind in ("list", "table"):
+            kwargs["action"] = "append"
+        parser.add_argument(setting.flag, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the command line gave (None: not given), in ProjectConfig's form, for
+    `ProjectConfig.with_flags`."""
+    given: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.flag is None or not setting.merged or not hasattr(args, setting.dest):
+            continue
+        value = getattr(args, setting.dest)
+        if setting.key == "dependency_match_for":
+            value = flag_modes(value)
+        elif setting.kind == "list" and value is not None:
+            value = tuple(value) or None
+        given[setting.key] = value
+    return given
+
+
+def flag_modes(entries: list[str] | None) -> dict[str, str] | None:
+    """--dependency-match-for PIPELINE=MODE, repeated."""
+    if not entries:
+        return None
+    modes: dict[str, str] = {}
+    for entry in entries:
+        path, _, mode = entry.rpartition("=")
+        if not path or mode not in DEPENDENCY_MATCHES:
+            raise UsageError(
+                f"--dependency-match-for {entry!r} is not PIPELINE=MODE (MODE: {', '.join(DEPENDENCY_MATCHES)})."
+            )
+        modes[path] = mode
+    return modes
