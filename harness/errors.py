@@ -1,4 +1,4 @@
-"""Typed errors and the exit codes every entry point maps them to (DESIGN.md)."""
+"""Typed errors and the exit codes every entry point maps them to (the README lists them)."""
 
 from __future__ import annotations
 

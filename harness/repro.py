@@ -127,8 +127,8 @@ class ReproRequest:
 
 
 def repro(root: Path, request: ReproRequest) -> ExitCode:
+    from harness.run.execute import execute_step
     from harness.run.options import RunOptions
-    from harness.run.step import execute_step
 
     source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
     report = load_report(source)

@@ -139,7 +139,7 @@ class RunReport:
     survivor_pids: list[int] | None = None
     outcome: str | None = None
     soft_fail: bool | None = None
-    # What the tests said (harness.run.step): records, outcomes, counts, a hang, JUnit, the log.
+    # What the tests said (harness.run.execute): records, outcomes, counts, a hang, JUnit, the log.
     log_error: str | None = None
     junit: str | None = None
     tests: list[dict[str, Any]] | None = None

@@ -37,7 +37,7 @@ def run_command(args: argparse.Namespace) -> int:
     GATE.install()  # from here a cancel is noted, never a silent death without a report
     from harness.declare.config import config_with_flags, in_checkout
     from harness.images.registry import registry_from
-    from harness.run.step import execute_step
+    from harness.run.execute import execute_step
     from harness.run.test_engine import TOKEN_ENV
 
     config = config_with_flags(args.root.resolve(), args)  # each setting: its flag, else [tool.gpuci]

@@ -1,4 +1,5 @@
-"""A Buildkite job's share of a `parallelism` step's tests, balanced by earlier durations."""
+"""A Buildkite job's share of a `parallelism` step's tests, balanced by earlier durations: the host's
+half of test sharding (the arguments a run gives pytest); `harness.plugin.sharding` is the pytest half."""
 
 from __future__ import annotations
 

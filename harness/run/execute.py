@@ -12,10 +12,10 @@ from harness.errors import ExitCode, GpuciError, UsageError, gpuci_cause
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
-from harness.run.container_step import container_workload
+from harness.run.container_workload import container_workload
 from harness.run.finish import finish, finish_failed, supervise_into
 from harness.run.gpus import lease_gpus, let_go
-from harness.run.host_step import host_workload
+from harness.run.host_workload import host_workload
 from harness.run.options import RunOptions
 from harness.run.outbox import Collected, collect, discard, make_outbox
 from harness.run.run import Run
