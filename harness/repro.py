@@ -16,15 +16,18 @@ import os
 import socket
 import subprocess
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.console import say
 from harness.errors import ExitCode, UsageError
 from harness.git import run_git
 from harness.redact import MASK
 from harness.reports.report import MalformedReport, RunReport
+
+if TYPE_CHECKING:
+    from harness.images.recipe import ImageRecipe
 
 REPRO_DIR = Path(".gpuci") / "repro"
 
@@ -96,13 +99,24 @@ def differences(report: RunReport) -> list[str]:
     return found
 
 
+def recipe_at(tree: Path, report: RunReport) -> ImageRecipe:
+    """The original's recipe at its commit, with the resolution it ran with: the commit's gpuci.lock,
+    else the set its report recorded (a lock that was never committed)."""
+    from harness.images.recipe import recipe_for
+
+    image = report.image or {}
+    recipe = recipe_for(tree, report.platform, base_image=image.get("base_image") or None)
+    if not recipe.pins and image.get("resolved"):
+        recipe = replace(recipe, pins=tuple(str(p) for p in image["resolved"]))
+    return recipe
+
+
 def check_image(tree: Path, report: RunReport) -> str | None:
     """The recorded base image; refuses when the recipe at the commit hashes differently."""
-    from harness.images.recipe import recipe_for
 
     recorded = report.image
     base = recorded.get("base_image")
-    recipe = recipe_for(tree, report.platform, base_image=base or None)
+    recipe = recipe_at(tree, report)
     if recipe.content_hash() != recorded.get("content_hash"):
         raise UsageError(
             f"the image recipe at commit {report.git['commit'][:12]} "
@@ -174,13 +188,12 @@ def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild:
     from harness.images.build import ensure
     from harness.images.engine import connect
     from harness.images.pin import pinned_image
-    from harness.images.recipe import recipe_for
     from harness.images.registry import registry_from
 
     client = connect()
     if not rebuild:
         return pinned_image(client, report.image, registry_from(load_config(root)))
-    built = ensure(client, recipe_for(tree, report.platform, base_image=base or None), tree)
+    built = ensure(client, recipe_at(tree, report), tree)
     if built.id == report.image.get("id"):
         say(f"--rebuild: the image here is the original one ({built.id[:19]}): identical")
         return built.id

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import docker
@@ -17,6 +18,7 @@ from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.installer import fetch_uv
+from harness.images.lock import write_pins
 from harness.images.project_install import copy_checkout
 from harness.images.recipe import ImageRecipe, project_requirements_text
 from harness.images.resolve import ask_image, resolve
@@ -54,6 +56,7 @@ def existing(client: docker.DockerClient, tag: str) -> str | None:
 def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> EnsuredImage:
     """The recipe's image, built only when its tag is missing."""
     started = time.monotonic()
+    recipe = resolved(recipe, root, client)  # the tag covers what the requirements resolved to
     content_hash = recipe.content_hash()
     tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
     image_id = existing(client, tag)
@@ -93,7 +96,7 @@ def _build_missing(
         # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
         (ctx / "project-requirements.txt").write_text("")
         if project.strip():
-            pins = resolve_project(client, recipe, Path(root), ctx, wheelhouse)
+            pins, _ = resolve_project(client, recipe, Path(root), ctx, wheelhouse)
             (ctx / "project-requirements.txt").write_text("".join(f"{pin}\n" for pin in pins))
             resolved = {"gpuci.resolved": ",".join(pins)[:60000]}
         else:
@@ -114,15 +117,33 @@ def _build_missing(
     return EnsuredImage(tag, image_id, True, seconds, content_hash)
 
 
+def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None = None) -> ImageRecipe:
+    """The recipe with its project's resolution in it (and so in its tag): the lock's where it is
+    fresh, else resolved now, for the base image's own Python, and written to the lock."""
+    if recipe.pins or not project_requirements_text(recipe).strip():
+        return recipe
+    if client is None:
+        from harness.images.engine import connect
+
+        client = connect()
+    if recipe.base_recipe is not None:
+        bootstrap_base(client, recipe.base_recipe)  # asked which Python it runs
+    with tempfile.TemporaryDirectory(prefix="gpuci-resolve-") as scratch:
+        pins, python = resolve_project(client, recipe, Path(root), Path(scratch), wheelhouse_dir(Path(root)))
+    write_pins(Path(root), recipe.lock_key, recipe.lock_inputs, tuple(pins), python)
+    return replace(recipe, pins=tuple(pins))
+
+
 def resolve_project(
     client: docker.DockerClient, recipe: ImageRecipe, root: Path, ctx: Path, wheelhouse: Path
-) -> list[str]:
-    """The project's requirements resolved for the base image's own Python; the pins installed."""
+) -> tuple[list[str], str]:
+    """The project's requirements resolved for the base image's own Python: the pins installed (the
+    lock's, where the recipe has them: fetched, not resolved again), and that Python's version."""
     if recipe.base_image is None:
         raise ImageBuildError(f"{recipe.dockerfile} names no base image to ask which Python it runs.")
     target = ask_image(client, recipe.base_image)
     source = ctx / "project-requirements.in"
-    source.write_text(project_requirements_text(recipe))
+    source.write_text("".join(f"{pin}\n" for pin in recipe.pins) or project_requirements_text(recipe))
     files = [*recipe.project_requirements, *([root / "pyproject.toml"] if recipe.declared_requirements else [])]
     sources = tuple(p.relative_to(root) if p.is_relative_to(root) else p for p in files)
     before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
@@ -131,7 +152,7 @@ def resolve_project(
     )
     record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
     say(f"resolved {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
-    return list(resolution.pins)
+    return list(resolution.pins), target.version
 
 
 def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str]) -> None:

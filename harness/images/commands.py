@@ -11,7 +11,7 @@ from harness.errors import UsageError
 
 def image_command(args: argparse.Namespace) -> int:
     from harness.images import airgap, archive
-    from harness.images.build import ensure
+    from harness.images.build import ensure, resolved
     from harness.images.engine import connect
     from harness.images.recipe import recipe_for
 
@@ -28,7 +28,7 @@ def image_command(args: argparse.Namespace) -> int:
         tags, digest = archive.load(connect(), args.file, root)
         print(f"{' '.join(tags)} sha256:{digest}")
         return 0
-    recipe = recipe_for(root, args.platform, args.base_image, args.ca_bundle, _python(root, args))
+    recipe = resolved(recipe_for(root, args.platform, args.base_image, args.ca_bundle, _python(root, args)), root)
     if args.image_command == "tag":
         print(recipe.tag)
         return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 
 from harness.console import say
-from harness.images.build import EnsuredImage, ensure, existing
+from harness.images.build import EnsuredImage, ensure, existing, resolved
 from harness.images.recipe import ImageRecipe
 from harness.images.registry import Registry, pull, remote_digest, repo_digest
 
@@ -19,6 +19,7 @@ def obtain(
 ) -> EnsuredImage:
     """With a registry, a missing image is pulled before any build is considered; `build` skips the pull."""
     started = time.monotonic()
+    recipe = resolved(recipe, root, client)  # the tag covers what the requirements resolved to
     content_hash = recipe.content_hash()
     local = existing(client, recipe.tag)
     if local:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.declare.platforms import get_platform
 from harness.declare.pythons import builds_on_local_base, suite_for
 from harness.errors import UsageError
 from harness.images.airgap import SUITE, BaseRecipe
+from harness.images.lock import inputs_hash, lock_key, locked_pins
 from harness.images.project_install import ProjectInstall, project_install
 
 CONTAINERS_DIR = Path("containers")
@@ -37,6 +38,8 @@ class ImageRecipe:
     declared_requirements: tuple[str, ...] = ()
     # The project itself, installed editable in the image ([tool.gpuci] install); None: not installed.
     install: ProjectInstall | None = None
+    # What the project's requirements resolved to for this image (harness.images.lock): in the tag.
+    pins: tuple[str, ...] = ()
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -55,7 +58,17 @@ class ImageRecipe:
             digest.update(f"arg\0{key}={self.build_args[key]}\0".encode())
         if self.install is not None:  # where it points and what its metadata is made from
             digest.update(f"install\0{self.install.workspace}\0{self.install.metadata_sha256}\0".encode())
+        for pin in self.pins:  # the resolution: a new release of an unpinned requirement is a new image
+            digest.update(f"pin\0{pin}\0".encode())
         return digest.hexdigest()
+
+    @property
+    def lock_key(self) -> str:
+        return lock_key(self.platform, self.base_image)
+
+    @property
+    def lock_inputs(self) -> str:
+        return inputs_hash(project_requirements_text(self), self.requirements)
 
     @property
     def tag(self) -> str:
@@ -118,7 +131,7 @@ def recipe_for(
     install = project_install(Path(root), config.install, config.workspace)
     if install is not None:
         declared += install.requirements
-    return ImageRecipe(
+    recipe = ImageRecipe(
         platform,
         dockerfile,
         Path(root) / REQUIREMENTS,
@@ -128,6 +141,9 @@ def recipe_for(
         tuple(dict.fromkeys(declared)),
         install,
     )
+    if not project_requirements_text(recipe).strip():
+        return recipe  # nothing to resolve: gpuci's own pins are the whole set
+    return replace(recipe, pins=locked_pins(Path(root), recipe.lock_key, recipe.lock_inputs) or ())
 
 
 def _project_requirements(root: Path) -> tuple[Path, ...]:

@@ -157,6 +157,7 @@ def image_for_run(client: Any, run: Run) -> str:
 
     from harness.declare.pythons import builds_on_local_base
     from harness.images import archive, manifest
+    from harness.images.build import resolved
     from harness.images.obtain import obtain
     from harness.images.recipe import recipe_for
 
@@ -169,7 +170,11 @@ def image_for_run(client: Any, run: Run) -> str:
         python = options.python or (
             options.project_python if builds_on_local_base(options.platform, options.base_image) else None
         )
-        recipe = recipe_for(options.root, options.platform, options.base_image, options.ca_bundle, python)
+        recipe = resolved(
+            recipe_for(options.root, options.platform, options.base_image, options.ca_bundle, python),
+            options.root,
+            client,
+        )
         image = obtain(client, recipe, options.root, options.registry, options.build)
         image_id = image.id
         run.report.image = {
@@ -180,6 +185,7 @@ def image_for_run(client: Any, run: Run) -> str:
             "repo_digest": image.repo_digest,
             "content_hash": image.content_hash,
             "base_image": recipe.build_args.get("BASE_IMAGE"),
+            "resolved": list(recipe.pins),  # the project's resolution, in the tag (gpuci.lock)
         }
     said = run.report.image
     assert said is not None
