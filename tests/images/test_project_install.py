@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,30 @@ def test_the_build_copies_the_checkout_without_following_what_it_links_to(tmp_pa
     assert not (target / "ignored.txt").exists() and not (target / ".gpuci").exists() and not (target / ".git").exists()
     assert not (target / "src" / "mylib" / "pipe").exists()
     assert copied == 3  # __init__.py, pyproject.toml, .gitignore: links are recreated, not counted
+
+
+def test_a_setup_py_project_is_installed_with_its_metadata_and_console_script(run_harness, cpu_image, tmp_path) -> None:
+    """No pyproject.toml at all: setuptools builds it, inside the build's container, never on the host."""
+    root = tmp_path / "legacy"
+    (root / "legacy").mkdir(parents=True)
+    (root / "legacy" / "__init__.py").write_text(
+        "def hello():\n    print('hello from legacy', VERSION)\n\nVERSION = 'x'\n"
+    )
+    (root / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "setup(name='legacy', version='2.5', packages=['legacy'],\n"
+        "      entry_points={'console_scripts': ['legacy-hello = legacy:hello']})\n"
+    )
+    shutil.copytree(ROOT / "containers", root / "containers")
+    (root / ".buildkite" / "test_areas").mkdir(parents=True)
+    (root / ".buildkite" / "test_areas" / "legacy.yaml").write_text(
+        "platforms: [cpu]\nsteps:\n  - label: installed\n    num_gpus: 0\n    commands:\n      - legacy-hello\n"
+        "      - python3 -c \"import importlib.metadata as m; print('metadata says', m.version('legacy'))\"\n"
+    )
+    done = run_harness("run", "--platform", "cpu", "--area", "legacy", "--root", str(root), timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "hello from legacy x" in done.stdout and "metadata says 2.5" in done.stdout
+    # The code is the checkout's (mounted over the install): a change needs no new image.
+    (root / "legacy" / "__init__.py").write_text("def hello():\n    print('hello again')\n")
+    again = run_harness("run", "--platform", "cpu", "--area", "legacy", "--root", str(root), timeout=900)
+    assert again.returncode == 0 and "hello again" in again.stdout and "building" not in again.stderr
