@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.git import run_git
-from harness.reports.report import git_state
+from harness.reports.report import RunReport, git_state
 from harness.repro import worktree
 from tests.conftest import git
 
@@ -38,6 +38,6 @@ def test_status_runs_no_fsmonitor_command(tmp_path: Path) -> None:
 def test_repros_worktree_runs_no_hook(tmp_path: Path) -> None:
     root, marks = planted_repository(tmp_path)
     commit = git(root, "rev-parse", "HEAD").strip()
-    tree = worktree(root, {"run_id": "r1", "git": {"commit": commit, "dirty": False}}, allow_dirty=False)
+    tree = worktree(root, RunReport("r1", git={"commit": commit, "dirty": False}), allow_dirty=False)
     assert (tree / "a.txt").read_text() == "a\n"
     assert list(marks.iterdir()) == []
