@@ -9,6 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from harness.run.reaper import PROJECT_LABEL, project_id
 from tests.conftest import git
 from tests.registry_server import RegistryServer
 
@@ -118,7 +119,9 @@ def test_repro_pulls_the_recorded_digest_or_refuses_and_rebuild_lists_difference
     refused = run_harness("repro", str(original_path), "--root", str(project))
     assert refused.returncode == 75, refused.stderr
     assert "no longer has" in refused.stderr and "--rebuild" in refused.stderr and "Traceback" not in refused.stderr
-    assert not docker_client.containers.list(all=True, filters={"label": "gpuci.area=reg"})
+    # This project's containers: another test of this file may be running its own "reg" area beside it.
+    mine = ["gpuci.area=reg", f"{PROJECT_LABEL}={project_id(project)}"]
+    assert not docker_client.containers.list(all=True, filters={"label": mine})
 
     # A rebuild says loudly it is not the same container and lists what differs from the recorded packages.
     edited = json.loads(original_path.read_text())
@@ -167,7 +170,9 @@ def test_an_unreachable_registry_is_exit_75_naming_it_and_leaves_nothing(project
     assert done.returncode == 75
     assert "the registry 127.0.0.1:9/ci cannot be reached" in done.stderr and "Traceback" not in done.stderr
     assert latest_report(project)["outcome"] == "infrastructure"
-    assert not docker_client.containers.list(all=True, filters={"label": "gpuci.area=reg"})
+    # This project's containers: another test of this file may be running its own "reg" area beside it.
+    mine = ["gpuci.area=reg", f"{PROJECT_LABEL}={project_id(project)}"]
+    assert not docker_client.containers.list(all=True, filters={"label": mine})
     published = run_harness("image", "publish", "--platform", "cpu", "--root", str(project))
     assert published.returncode == 75 and "cannot be reached" in published.stderr
     assert not (project / ".gpuci" / "images" / "published").exists()
