@@ -142,7 +142,7 @@ class ReproRequest:
 
 def repro(root: Path, request: ReproRequest) -> ExitCode:
     from harness.run.execute import execute_step
-    from harness.run.options import RunOptions
+    from harness.run.options import Reproduction, RunOptions
 
     source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
     report = load_report(source)
@@ -169,13 +169,15 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
         pytest_args=tuple(report.pytest_args or ()),
         container=container,
         base_image=base,
-        pinned_image=pinned,
-        pinned_report={k: v for k, v in report.image.items() if k != "packages"},
         pass_env=tuple(name for name in pass_env if name in os.environ),
-        repro_of={"run_id": report.run_id, "report": source},
+        reproduction=Reproduction(
+            of={"run_id": report.run_id, "report": source},
+            image_id=pinned,
+            image_report={k: v for k, v in report.image.items() if k != "packages"},
+            shell=request.shell,
+        ),
         # The reproduction's report lands in this checkout's runs folder, beside the others.
         report_dir=root / ".gpuci" / "runs" / f"repro-{report.run_id}-{os.getpid()}",
-        shell=request.shell,
         echo=request.echo,
     )
     return execute_step(options, report.area, report.step)

@@ -163,8 +163,9 @@ def image_for_run(client: Any, run: Run) -> str:
 
     options = run.options
     started = time.monotonic()
-    if options.pinned_image:
-        image_id, recorded = options.pinned_image, dict(options.pinned_report or {})
+    pinned = options.reproduction
+    if pinned and pinned.image_id:
+        image_id, recorded = pinned.image_id, dict(pinned.image_report)
         run.report.image = {**recorded, "id": image_id, "pinned": True}
     else:
         python = options.python or (

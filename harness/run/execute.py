@@ -109,7 +109,7 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
                 {"id": d.id, "name": d.name, "total_bytes": d.total_bytes} for d in (watch.devices if watch else [])
             ]
             workload = container_workload(run, watch) if options.container else host_workload(run, watch)
-            if options.shell:
+            if options.reproduction and options.reproduction.shell:
                 from harness.run.container import interactive_shell
 
                 if not options.container:

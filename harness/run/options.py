@@ -20,6 +20,18 @@ PYTEST_PLUGIN_ARGS = ("-p", "harness.pytest_plugin", "-p", "no:cacheprovider")
 
 
 @dataclass(frozen=True)
+class Reproduction:
+    """What a `gpuci repro` run carries that no other run has: the run it reproduces, its exact
+    image (by ID) with what the original report recorded of it, and whether a shell replaces the
+    step's commands."""
+
+    of: dict[str, str]  # run_id and the report's source
+    image_id: str | None = None
+    image_report: dict[str, Any] = field(default_factory=dict)
+    shell: bool = False
+
+
+@dataclass(frozen=True)
 class RunOptions:
     root: Path
     platform: str
@@ -41,15 +53,11 @@ class RunOptions:
     echo: bool = True
     # Overrides the step's timeout_in_minutes.
     timeout_s: float | None = None
-    # A reproduction: the run id and report it reproduces; `shell` opens a shell instead of the command.
-    repro_of: dict[str, str] | None = None
-    shell: bool = False
+    # Set by `gpuci repro` only: what it reproduces, in its own object.
+    reproduction: Reproduction | None = None
     # Images by digest: pulled from this registry before a build is considered; `build` skips the pull.
     registry: Registry | None = None
     build: bool = False
-    # A repro's exact image (its ID) and what the original report recorded of it.
-    pinned_image: str | None = None
-    pinned_report: dict[str, Any] | None = None
     # How long a run waits for GPUs that another run on this host has leased.
     lease_timeout_s: float = 600.0
     # The checkout's path inside containers, and where steps without working_dir run

@@ -50,7 +50,7 @@ class Run:
         if self.step is not None:
             report.area, report.step = self.area, self.step.label
             report.pytest_args = list(self.options.pytest_args)
-        report.repro_of = self.options.repro_of
+        report.repro_of = self.options.reproduction.of if self.options.reproduction else None
         report.started_at = time.time()
         report.git = git_state(self.options.root)
         report.host = host_facts()
