@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from harness.ci.lint import lint
@@ -97,3 +98,25 @@ def test_a_commit_lints_as_its_checkout_does(tmp_path: Path) -> None:
     at_base.place_declared(scratch, load_config(scratch).declarations)
     assert findings_at(scratch, at_base) == expected
     assert not (scratch / "tests").exists()  # nothing but the settings and pipeline files was written
+
+
+def test_a_crafted_commit_naming_dot_dot_writes_nothing_outside_the_scratch_folder(tmp_path: Path) -> None:
+    """A tree can be made by hand with a `..` folder in it; its files are no files of the commit."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+
+    def run(*args: str, data: str = "") -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    blob = run("hash-object", "-w", "--stdin", data="steps: []\n")
+    inner = run("mktree", data=f"100644 blob {blob}\tevil.yaml\n")
+    top = run("mktree", data=f"040000 tree {inner}\t..\n100644 blob {blob}\tok.yaml\n")
+    commit = run("commit-tree", top, "-m", "crafted")
+    at_commit = CommitFiles(repo, commit)
+    assert at_commit.names() == ["ok.yaml"]
+    scratch = tmp_path / "scratch" / "root"
+    scratch.mkdir(parents=True)
+    at_commit.place_declared(scratch, ("*",))
+    assert (scratch / "ok.yaml").is_file() and not (tmp_path / "scratch" / "evil.yaml").exists()

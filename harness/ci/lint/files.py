@@ -64,7 +64,9 @@ class CommitFiles:
     def __init__(self, root: Path, commit: str) -> None:
         self.root, self.commit = root, commit
         listed = _git_bytes(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", ".")
-        self._names = sorted(n for n in listed.decode("utf-8", "surrogateescape").split("\0") if n)
+        # The tree is the pull request's: a crafted one may name `../x`, which must not reach the scratch folder.
+        names = listed.decode("utf-8", "surrogateescape").split("\0")
+        self._names = sorted(n for n in names if n and not n.startswith("/") and ".." not in n.split("/"))
         # Changed since the commit, in the index or the working tree: read from the commit's objects.
         diff = _git_bytes(root, "diff", "--no-renames", "--name-only", "-z", "--relative", commit, "--", ".")
         changed = {n for n in diff.decode("utf-8", "surrogateescape").split("\0") if n}
