@@ -119,7 +119,8 @@ def copy_checkout(root: Path, target: Path) -> int:
         if name.split("/", 1)[0] in NOT_COPIED or ".." in name.split("/"):
             continue
         source, destination = Path(root) / name, target / name
-        if not os.path.realpath(source.parent).startswith(inside):
+        folder = os.path.realpath(source.parent)
+        if folder != inside and not folder.startswith(inside + os.sep):
             continue  # a folder on the way is a link out of the checkout
         try:
             info = os.lstat(source)
