@@ -102,7 +102,8 @@ def lint(
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )
-    findings.extend(_unset_gates(root, gates_checked, tree, read, analyse))
+    # The project's own modules are read for one pattern, once, and not kept (files.read, not read).
+    findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, files.read)))
     findings.extend(_platform_skips(runs, analyse))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
@@ -202,7 +203,7 @@ SELF_SET = re.compile(
 
 
 def _set_by_the_project(tree: Tree, read: Callable[[str], str]) -> set[str]:
-    """Read once, on the first gate candidate (the whole package, read for one pattern)."""
+    """Read once, on the first gate candidate; not kept (the whole package, read for one pattern)."""
     names: set[str] = set()
     for path in tree.files:
         if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
@@ -214,9 +215,9 @@ def _set_by_the_project(tree: Tree, read: Callable[[str], str]) -> set[str]:
 def _unset_gates(
     root: Path,
     runs: dict[str, list[tuple[Area, Step, set[str]]]],
-    tree: Tree,
     read: Callable[[str], str],
     analyse: Analyse,
+    set_by_the_project: Callable[[], set[str]],
 ) -> Iterable[Finding]:
     self_set: set[str] | None = None
     for path, steps in sorted(runs.items()):
@@ -235,7 +236,7 @@ def _unset_gates(
         for variable, (line, holds) in sorted(gates.items()):
             if AMBIENT.match(variable) or any(variable in env for _, _, env in steps):
                 continue
-            self_set = _set_by_the_project(tree, read) if self_set is None else self_set
+            self_set = set_by_the_project() if self_set is None else self_set
             if variable in self_set:
                 continue
             area, step, _ = steps[0]
