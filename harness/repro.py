@@ -164,6 +164,8 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
         mounts=config.mounts,
+        host_mounts=config.host_mounts,
+        policy=config.policy,
         root=tree,
         platform=report.platform,
         pytest_args=tuple(report.pytest_args or ()),

@@ -109,7 +109,7 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
     """
     try:
         areas = load_areas(root)
-        pythons = load_config(root).python
+        pythons = load_config(root, for_host=False).python
     except (DeclarationError, UsageError) as exc:
         print(f"gpuci: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -192,7 +192,7 @@ def _with_image_steps(groups: list[dict[str, Any]], config: ProjectConfig) -> li
             "label": f":docker: image {platform}",
             "key": image_key(platform),
             "command": f"nox -s image -- publish --platform {platform}",
-            "agents": {"queue": config.queues.get("build", "build")},
+            "agents": {"queue": config.queue_for(None, "build")},
             "retry": {"automatic": [dict(rule) for rule in AUTOMATIC_RETRY]},
             "env": {"GPUCI_PLATFORM": platform},
         }

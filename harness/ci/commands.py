@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.console import say
 from harness.declare.config import config_with_flags
+from harness.declare.within_policy import check_areas
 from harness.errors import ExitCode, UsageError
 
 
@@ -30,11 +31,9 @@ def pipeline_command(args: argparse.Namespace) -> int:
     selection = buildkite.Selection(
         changed, args.include_optional, config.run_all, config.dependency_match, config.dependency_match_for
     )
-    sys.stdout.write(
-        buildkite.to_yaml(
-            buildkite.generate(loaded_areas(root, config.declarations, args.verbose, _origin(args)), config, selection)
-        )
-    )
+    areas = loaded_areas(root, config.declarations, args.verbose, _origin(args))
+    check_areas(config.policy, areas)  # each step's queue, limits and network: asks the policy allows
+    sys.stdout.write(buildkite.to_yaml(buildkite.generate(areas, config, selection)))
     return 0
 
 
@@ -48,7 +47,7 @@ def lint_command(args: argparse.Namespace) -> int:
     cache = AnalysisCache.open(enabled=not args.no_cache)  # one for both trees of --since: most files agree
 
     def run_lint(tree: Path, files: Files | None = None) -> tuple[list[lint.Finding], int]:
-        config = config_with_flags(tree, args)
+        config = config_with_flags(tree, args, for_host=False)  # the lint reads; it grants nothing
         if files is not None:
             files.place_declared(tree, config.declarations)
         areas = loaded_areas(tree, config.declarations, args.verbose, _origin(args), quiet=files is not None)

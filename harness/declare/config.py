@@ -5,14 +5,15 @@ workspace = "/workspace"                  # the checkout's path inside container
 default_working_dir = "/workspace"        # where steps without working_dir run
 default_branch = "main"
 run_all = ["harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml"]
-registry = "registry.example.com:5000/ci"  # images by digest (GPUCI_REGISTRY overrides)
-registry_username_env = "REGISTRY_USER"   # credentials from these variables; else `docker login`
-registry_password_env = "REGISTRY_PASSWORD"
+registry = "registry.example.com:5000/ci"  # images by digest (GPUCI_REGISTRY overrides); the host
+                                          # policy must list it, and names its credentials
 requirements = ["requirements-test.txt"] # the project's own, installed in its images
 declarations = [".buildkite/test_areas", ".buildkite/test-amd.yaml:rocm"]  # pipeline files read
-mounts = ["~/.cache/huggingface:/root/.cache/huggingface"]  # host folders in every container
+mounts = ["models:/models:ro"]            # folders in every container: the checkout's, or host
+                                          # folders the host policy grants
 dependency_match = "component"            # or "substring", as the project's generator matches
-[tool.gpuci.queues]                       # Buildkite queue per device class or platform
+[tool.gpuci.queues]                       # Buildkite queue per device class or platform (the
+                                          # host policy's queues, or ones it allows)
 h100 = "gpu-h100"
 mi325_1 = "amd-mi325"
 cpu = "cpu"
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.declare.dependencies import DEPENDENCY_MATCHES
+from harness.declare.policy import HostPolicy, load_policy
 from harness.declare.pythons import SUITES
 from harness.declare.settings import BY_KEY, from_flags, kinds
 from harness.errors import UsageError
@@ -38,7 +40,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-DEFAULT_QUEUES = {"cpu": "cpu", "cuda": "gpu", "rocm": "amd"}
 DEFAULT_RUN_ALL = ("harness", "containers", ".buildkite", "noxfile.py", "pyproject.toml")
 REGISTRY_ENV = str(BY_KEY["registry"].env)
 MOUNTS_ENV = str(BY_KEY["mounts"].env)
@@ -53,7 +54,8 @@ class ProjectConfig:
     default_working_dir: str | None = None
     default_branch: str = "main"
     run_all: tuple[str, ...] = DEFAULT_RUN_ALL
-    queues: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_QUEUES))
+    # The queues the project asks for, per device or platform: only those the host policy allows.
+    queues: dict[str, str] = field(default_factory=dict)
     registry: str | None = None
     registry_username_env: str | None = None
     registry_password_env: str | None = None
@@ -96,19 +98,32 @@ class ProjectConfig:
     # The Pythons its images run on gpuci's Debian base (harness.declare.pythons); several: a
     # session each (`cpu_<area>-3.13`). Empty: the base's default.
     python: tuple[str, ...] = ()
+    # Host folders the agent binds into every container (GPUCI_MOUNTS): the host's, not the project's.
+    host_mounts: tuple[str, ...] = ()
+    # Where the project set each key it set ("pyproject.toml:12"): the host policy names it in a refusal.
+    # A key the command line or the agent's environment set is the host's and has no origin here.
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
+    # The agent's policy the project's asks were checked against (harness.declare.policy).
+    policy: HostPolicy = field(default_factory=HostPolicy, compare=False)
+
+    def set_by_project(self, key: str) -> bool:
+        return key in self.origins
 
     @property
     def working_dir(self) -> str:
         return self.default_working_dir or self.workspace
 
     def queue_for(self, device: str | None, platform: str) -> str:
-        if device and device in self.queues:
-            return self.queues[device]
-        return self.queues.get(platform, DEFAULT_QUEUES[platform])
+        """The project's ask for the device or platform, else the host's queue for it."""
+        for name in (device, platform):
+            if name and name in self.queues:
+                return self.queues[name]
+        return self.policy.queue_for(device, platform)
 
     def with_flags(self, **flags: Any) -> ProjectConfig:
-        """Command-line flags win over pyproject.toml; None means not given."""
-        return replace(self, **{k: v for k, v in flags.items() if v is not None})
+        """Command-line flags win over pyproject.toml; None means not given. A flag is the host's word."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        return replace(self, **given, origins={k: v for k, v in self.origins.items() if k not in given})
 
 
 # Each key of [tool.gpuci] and the kind of value it takes: declared once, in harness.declare.settings.
@@ -128,12 +143,25 @@ KIND_WORDS = {
 }
 
 
-def load_config(root: Path) -> ProjectConfig:
-    path = Path(root) / "pyproject.toml"
+def load_config(root: Path, *, for_host: bool = True) -> ProjectConfig:
+    """[tool.gpuci] of `root`, checked against the agent's policy: the project asks, the host allows.
+    `for_host=False` reads it only (the lint, the list of sessions): nothing of the host is used then."""
+    from harness.declare.within_policy import check_config
+
+    config = _read_config(Path(root))
+    if not for_host:
+        return config
+    policy = load_policy(Path(root))
+    check_config(config, policy)
+    return replace(config, policy=policy)
+
+
+def _read_config(root: Path) -> ProjectConfig:
+    path = root / "pyproject.toml"
+    host_registry = _registry(Path(REGISTRY_ENV), os.environ.get(REGISTRY_ENV))
+    host_mounts = _mounts(Path(MOUNTS_ENV), [m for m in os.environ.get(MOUNTS_ENV, "").split(",") if m.strip()])
     if not path.exists():
-        return replace(
-            ProjectConfig(), registry=_registry(path, os.environ.get(REGISTRY_ENV)), mounts=_mounts(path, [])
-        )
+        return replace(ProjectConfig(), registry=host_registry, host_mounts=host_mounts)
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
@@ -158,7 +186,10 @@ def load_config(root: Path) -> ProjectConfig:
                 f"{path}:{_line(text, key)}: [tool.gpuci] {key} must be {KIND_WORDS[KINDS[key]]}, not {value!r}."
             )
     config = ProjectConfig()
-    queues = {**config.queues, **{str(k): str(v) for k, v in section.get("queues", {}).items()}}
+    queues = {str(k): str(v) for k, v in section.get("queues", {}).items()}
+    origins = {key: f"{path}:{_line(text, key)}" for key in section}
+    if host_registry:  # the agent's GPUCI_REGISTRY wins, and is the host's
+        origins.pop("registry", None)
     return replace(
         config,
         workspace=str(section.get("workspace", config.workspace)),
@@ -166,7 +197,7 @@ def load_config(root: Path) -> ProjectConfig:
         default_branch=str(section.get("default_branch", config.default_branch)),
         run_all=tuple(section.get("run_all", config.run_all)),
         queues=queues,
-        registry=_registry(path, os.environ.get(REGISTRY_ENV) or section.get("registry")),
+        registry=host_registry or _registry(path, section.get("registry")),
         registry_username_env=section.get("registry_username_env"),
         registry_password_env=section.get("registry_password_env"),
         requirements=tuple(str(r) for r in section.get("requirements", ())),
@@ -174,6 +205,7 @@ def load_config(root: Path) -> ProjectConfig:
         dependency_groups=tuple(section.get("dependency_groups", ())),
         declarations=tuple(str(d) for d in section.get("declarations", config.declarations)),
         mounts=_mounts(path, section.get("mounts", [])),
+        host_mounts=host_mounts,
         dependency_match=str(section.get("dependency_match", config.dependency_match)),
         external_scripts=tuple(str(g) for g in section.get("external_scripts", ())),
         dependency_match_for=_modes(path, text, section.get("dependency_match_for", {})),
@@ -187,6 +219,7 @@ def load_config(root: Path) -> ProjectConfig:
         ca_bundle=section.get("ca_bundle"),
         install=str(section.get("install", config.install)),
         python=_pythons(section.get("python")),
+        origins=origins,
     )
 
 
@@ -246,10 +279,9 @@ def _line(text: str, key: str) -> int:
 
 def _mounts(path: Path, declared: object) -> tuple[str, ...]:
     """SOURCE:TARGET[:ro|rw] entries, checked for form here and for a source that exists at run time."""
-    extra = [m for m in os.environ.get(MOUNTS_ENV, "").split(",") if m.strip()]
     if not isinstance(declared, list):
         declared = [declared]
-    mounts = tuple(str(m).strip() for m in [*declared, *extra])
+    mounts = tuple(str(m).strip() for m in declared)
     for mount in mounts:
         parts = mount.split(":")
         if (
@@ -278,9 +310,9 @@ def _registry(path: Path, value: object) -> str | None:
     return text
 
 
-def config_with_flags(root: Path, args: Any) -> ProjectConfig:
+def config_with_flags(root: Path, args: Any, *, for_host: bool = True) -> ProjectConfig:
     """[tool.gpuci] of `root` with the command line's settings over it (harness.declare.settings)."""
-    return load_config(root).with_flags(**from_flags(args))
+    return load_config(root, for_host=for_host).with_flags(**from_flags(args))
 
 
 def in_checkout(root: Path, name: str, key: str) -> Path:

@@ -4,7 +4,9 @@ flags from it, so a setting cannot be spelled three ways in three places (nox's 
 its options the same way).
 
 Precedence, for a setting that has them: the flag, then the environment variable, then
-`[tool.gpuci]`, then the default in `ProjectConfig`.
+`[tool.gpuci]`, then the default in `ProjectConfig`. Each setting has an owner: the project's may be
+set in `[tool.gpuci]`, within the host policy's rule where it reaches the host
+(harness.declare.policy); the host's only by the agent (its policy, environment and flags).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class Setting:
     metavar: str | None = None
     # Read from the flag but merged by its command, not over [tool.gpuci] (a host path, not a checkout's).
     merged: bool = True
+    # Who may set it: "project" ([tool.gpuci], i.e. the pull request) or "host" (the agent's policy,
+    # environment and flags only); `policy` names the host policy's rule a project's value must keep within.
+    owner: str = "project"
+    policy: str | None = None
 
     @property
     def dest(self) -> str:
@@ -70,22 +76,22 @@ SETTINGS: tuple[Setting, ...] = (
         "ca_bundle", "str", "extra CA certificates (PEM) baked into the image", "--ca-bundle", ("run",),
         merged=False,
     ),
-    Setting("registry", "str", "images by digest: HOST[:PORT][/PATH]", env="GPUCI_REGISTRY"),
-    Setting("mounts", "list", "host folders bound into every step's container", env="GPUCI_MOUNTS"),
-    Setting("network", "str", "a Docker network mode for every step's container"),
+    Setting("registry", "str", "images by digest: HOST[:PORT][/PATH]", env="GPUCI_REGISTRY", policy="registries"),
+    Setting("mounts", "list", "folders bound into every step's container", env="GPUCI_MOUNTS", policy="mounts"),
+    Setting("network", "str", "a Docker network mode for every step's container", policy="networks"),
     Setting("default_branch", "str", "the branch whose builds run every step"),
     Setting("run_all", "list", "paths whose change runs every step"),
-    Setting("queues", "table", "Buildkite queue per platform or device"),
-    Setting("registry_username_env", "str", "the variable holding the registry's user name"),
-    Setting("registry_password_env", "str", "the variable holding the registry's password"),
+    Setting("queues", "table", "Buildkite queue per platform or device", policy="queues"),
+    Setting("registry_username_env", "str", "the variable holding the registry's user name", owner="host"),
+    Setting("registry_password_env", "str", "the variable holding the registry's password", owner="host"),
     Setting("requirements", "list", "the project's requirement files, installed in its images"),
     Setting("extras", "list", "[project.optional-dependencies] installed in its images"),
     Setting("dependency_groups", "list", "PEP 735 dependency groups installed in its images"),
-    Setting("memory", "size", "every step container's memory limit"),
-    Setting("cpus", "number", "every step container's CPUs"),
-    Setting("pids_limit", "count", "every step container's process limit"),
-    Setting("allow_dangerous_mounts", "bool", "let mounts that give the host away run"),
-    Setting("secrets", "list", "host variables every step gets as secrets"),
+    Setting("memory", "size", "every step container's memory limit", policy="limits.memory"),
+    Setting("cpus", "number", "every step container's CPUs", policy="limits.cpus"),
+    Setting("pids_limit", "count", "every step container's process limit", policy="limits.pids"),
+    Setting("allow_dangerous_mounts", "bool", "let mounts that give the host away run", owner="host"),
+    Setting("secrets", "list", "host variables every step gets as secrets", policy="env"),
     Setting("install", "install", "the project itself in its images: editable or none"),
     Setting("python", "pythons", "the Pythons its images run on gpuci's Debian base"),
 )  # fmt: skip

@@ -104,7 +104,7 @@ def load_areas(root: Path, declarations: tuple[str, ...] | None = None, origin: 
     if declarations is None:
         from harness.declare.config import load_config
 
-        declarations = load_config(root).declarations
+        declarations = load_config(root, for_host=False).declarations
     by_name: dict[str, Area] = {}
     seen: set[Path] = set()
     origin = origin or str(root / "pyproject.toml")

@@ -71,5 +71,5 @@ def _python(root: Path, args: argparse.Namespace) -> str | None:
 
     if args.python:
         return str(args.python)
-    pythons = load_config(root).python
+    pythons = load_config(root, for_host=False).python
     return pythons[0] if pythons and builds_on_local_base(args.platform, args.base_image) else None

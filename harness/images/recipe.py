@@ -126,7 +126,7 @@ def recipe_for(
     from harness.declare.config import load_config
     from harness.declare.project_deps import declared_requirements
 
-    config = load_config(root)
+    config = load_config(root, for_host=False)  # what the image holds is the project's alone
     declared = declared_requirements(Path(root), config.extras, config.dependency_groups)
     install = project_install(Path(root), config.install, config.workspace)
     if install is not None:
@@ -149,7 +149,7 @@ def recipe_for(
 def _project_requirements(root: Path) -> tuple[Path, ...]:
     from harness.declare.config import in_checkout, load_config
 
-    files = tuple(in_checkout(root, name, "requirements") for name in load_config(root).requirements)
+    files = tuple(in_checkout(root, name, "requirements") for name in load_config(root, for_host=False).requirements)
     for path in files:
         if not path.is_file():
             raise UsageError(

@@ -51,22 +51,20 @@ class Registry:
 
 
 def registry_from(config: ProjectConfig, environ: Mapping[str, str] = os.environ) -> Registry | None:
+    """The registry and its credentials: the variables the host policy names for it (the project may
+    name a registry the policy lists, never a host variable), else what `docker login` stored."""
     if not config.registry:
         return None
-    names = (config.registry_username_env, config.registry_password_env)
-    if any(names) and not all(names):
-        raise UsageError(
-            "[tool.gpuci] names only one of registry_username_env and registry_password_env; "
-            "name both, or neither to use the credentials `docker login` stored."
-        )
+    grant = config.policy.registries.get(config.registry)
+    names = (grant.username_env, grant.password_env) if grant else (None, None)
     if not all(names):
         return Registry(config.registry)
     missing = [n for n in names if not environ.get(str(n))]
     if missing:
         raise UsageError(
-            f"the registry {config.registry} takes its credentials from {' and '.join(map(str, names))}, "
-            f"but {' and '.join(map(str, missing))} is not set here; set it, or drop the *_env keys from "
-            "[tool.gpuci] to use `docker login`."
+            f"the registry {config.registry} takes its credentials from {' and '.join(map(str, names))} "
+            f"({config.policy.rule('registries')}), but {' and '.join(map(str, missing))} is not set here; set it "
+            "in the agent's environment, or drop them from the policy to use `docker login`."
         )
     return Registry(config.registry, environ[str(names[0])], environ[str(names[1])])
 
@@ -78,8 +76,8 @@ def failure(registry: Registry, exc: Exception | str, doing: str) -> Infrastruct
     if any(w in lowered for w in ("unauthorized", "authentication required", "denied", "401")):
         what = (
             "refused the credentials. Run `docker login "
-            f"{registry.host}` as this user, or set the variables that [tool.gpuci] registry_username_env "
-            "and registry_password_env name"
+            f"{registry.host}` as this user, or set the variables that the host policy's "
+            "registries entry names"
         )
     elif any(w in lowered for w in ("connection refused", "no such host", "timeout", "dial tcp", "i/o timeout")):
         what = (

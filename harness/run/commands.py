@@ -59,7 +59,8 @@ def run_command(args: argparse.Namespace) -> int:
         default_working_dir=config.default_working_dir,
         mounts=config.mounts,
         limits=project_limits(config),
-        allow_dangerous_mounts=config.allow_dangerous_mounts,
+        host_mounts=config.host_mounts,
+        policy=config.policy,
         # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.test_engine).
         pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if os.environ.get(TOKEN_ENV) else ())),
         registry=None if args.no_container else registry_from(config),

@@ -59,7 +59,7 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
         *guarded_state(options.root, options.workspace),
         BindMount(str(run.outbox.resolve()), REPORT_MOUNT),
         BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
-        *project_mounts(options.mounts, options.root, options.allow_dangerous_mounts),
+        *project_mounts(options.mounts, options.root, options.policy, options.host_mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
     if watch:  # the run's GPUs: xdist workers divide them instead of leasing against the run

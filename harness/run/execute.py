@@ -37,6 +37,11 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
     )
     if not steps:
         raise UsageError(f"area {area.name!r} has no step that runs on {options.platform} ({area.path}).")
+    if options.container:  # the declared limits and network are the project's asks (host mode trusts it whole)
+        from harness.declare.within_policy import check_step
+
+        for step in steps:
+            check_step(options.policy, area, step)
     worst = ExitCode.PASSED
     for step in steps:
         # The step's own Python, where the command line chose none (harness.declare.pythons).

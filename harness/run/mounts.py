@@ -1,8 +1,14 @@
-"""The project's own mounts ([tool.gpuci] mounts, GPUCI_MOUNTS), and which of them give the host away.
+"""Mounts of host folders: the project's ([tool.gpuci] mounts) within the host policy, and the host's
+own (GPUCI_MOUNTS), and which of them give the host away.
 
-A mount of the Docker socket is root on the host; `/`, `/etc`, a home folder or a parent of the
-checkout hands the workload the host's files. Such a mount runs only with an explicit opt-in
-(`allow_dangerous_mounts = true`, or `:dangerous` at the end of the entry) and a warning each run.
+The project names folders of the agent's host; the host decides (harness.declare.policy). A
+relative source is in the checkout, which is the project's already: allowed, but never `.git`,
+`.gpuci` or `.nox` writable (the host runs git, and trusts gpuci's and nox's state). Anything else
+must lie in a folder the policy grants, and is writable only where the grant says `:rw`. A link is
+judged by its target. A mount of the Docker socket is root on the host; `/`, `/etc`, a home folder
+or a parent of the checkout hands the workload the host's files: such a mount runs only where the
+host opts in (the policy's `allow_dangerous_mounts`, or `:dangerous` on a GPUCI_MOUNTS entry), with a
+warning each run.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import stat
 from pathlib import Path
 
 from harness.console import say
+from harness.declare.policy import GUARDED, HostPolicy
 from harness.errors import UsageError
 from harness.run.spec import BindMount
 
@@ -24,32 +31,65 @@ HOME_ROOTS = ("/", "/root", "/home", "/usr", "/var")
 CREDENTIALS = (".ssh", ".docker", ".gnupg", ".aws", ".kube", ".config/gcloud")
 
 
-def project_mounts(entries: tuple[str, ...], root: Path, allow_dangerous: bool) -> list[BindMount]:
-    """SOURCE:TARGET[:ro|rw][:dangerous] entries as binds; relative sources are the checkout's."""
+def project_mounts(
+    entries: tuple[str, ...], root: Path, policy: HostPolicy, host_entries: tuple[str, ...] = ()
+) -> list[BindMount]:
+    """SOURCE:TARGET[:ro|rw][:dangerous] entries as binds: the project's within the policy, then the host's."""
+    checkout = Path(root).resolve()
     mounts = []
-    for entry in entries:
+    for entry, by_host in [*((e, False) for e in entries), *((e, True) for e in host_entries)]:
         source, target, *mode = entry.split(":")
-        marked = DANGEROUS_MARK in mode
-        path = Path(source).expanduser()
+        said = "GPUCI_MOUNTS" if by_host else "[tool.gpuci] mounts"
+        path = Path(source).expanduser() if by_host else Path(source)
         if not path.is_absolute():
             path = Path(root) / path
         if not os.path.lexists(path):
-            raise UsageError(
-                f"mount {entry!r} ([tool.gpuci] mounts or GPUCI_MOUNTS): {path} does not exist on this host; "
-                "create it or remove the entry."
-            )
+            raise UsageError(f"mount {entry!r} ({said}): {path} does not exist on this host; create it or remove it.")
         resolved = path.resolve()
-        why = dangerous_because(resolved, Path(root).resolve())
-        if why and not (allow_dangerous or marked):
+        writable = "ro" not in mode
+        if not by_host:
+            _within_policy(entry, resolved, writable, checkout, policy)
+        why = dangerous_because(resolved, checkout)
+        opted_in = policy.allow_dangerous_mounts or (by_host and DANGEROUS_MARK in mode)
+        if why and not opted_in:
             raise UsageError(
-                f"mount {entry!r} ([tool.gpuci] mounts or GPUCI_MOUNTS) {why}: the step's code could take over "
-                "this host through it. If that is really meant, end the entry with ':dangerous' (or set "
-                "[tool.gpuci] allow_dangerous_mounts = true); otherwise mount a narrower folder."
+                f"mount {entry!r} ({said}) {why}: the step's code could take over this host through it. If that "
+                "is really meant, the host says so (':dangerous' at the end of a GPUCI_MOUNTS entry, or the host "
+                "policy's allow_dangerous_mounts); otherwise mount a narrower folder."
             )
         if why:
-            say(f"warning: mount {entry!r} {why}; allowed by its opt-in, so this step can reach the host")
-        mounts.append(BindMount(str(resolved), target, read_only="ro" in mode))
+            say(f"warning: mount {entry!r} {why}; allowed by the host's opt-in, so this step can reach the host")
+        mounts.append(BindMount(str(resolved), target, read_only=not writable))
     return mounts
+
+
+def _within_policy(entry: str, source: Path, writable: bool, checkout: Path, policy: HostPolicy) -> None:
+    """A project's mount: the checkout (never its guarded folders writable), or a folder the policy grants."""
+    if source == checkout or source.is_relative_to(checkout):
+        guarded = [name for name in GUARDED if _overlaps(source, checkout / name)]
+        if writable and guarded:
+            raise UsageError(
+                f"[tool.gpuci] mounts entry {entry!r} would make the checkout's {guarded[0]} writable in the "
+                f"container, and the host trusts it ({guarded[0]} holds what host commands run or read); "
+                "end the entry with ':ro' or mount a narrower folder."
+            )
+        return
+    grant = policy.grant_for(source)
+    if grant is None:
+        raise UsageError(
+            f"[tool.gpuci] mounts entry {entry!r} names the host folder {source}, which {policy.rule('mounts')} "
+            "does not grant; the project may mount its own checkout's folders, and host folders only where the "
+            "agent's owner lists them in the policy."
+        )
+    if writable and not grant.writable:
+        raise UsageError(
+            f"[tool.gpuci] mounts entry {entry!r} asks for {source} writable, and {policy.rule('mounts')} grants "
+            f"{grant.folder} read-only; end the entry with ':ro'."
+        )
+
+
+def _overlaps(source: Path, guarded: Path) -> bool:
+    return source == guarded or source.is_relative_to(guarded) or guarded.is_relative_to(source)
 
 
 def dangerous_because(source: Path, checkout: Path) -> str | None:

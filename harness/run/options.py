@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.declare.policy import HostPolicy
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
 from harness.run.spec import Limits
 
@@ -66,9 +67,11 @@ class RunOptions:
     default_working_dir: str | None = None
     # Host folders bound into the container, SOURCE:TARGET[:ro|rw] ([tool.gpuci] mounts).
     mounts: tuple[str, ...] = ()
-    # The project's container limits and its opt-in to mounts that give the host away ([tool.gpuci]).
+    # The project's container limits ([tool.gpuci]; a step's own go in their place).
     limits: Limits = field(default_factory=Limits)
-    allow_dangerous_mounts: bool = False
+    host_mounts: tuple[str, ...] = ()  # GPUCI_MOUNTS: the host's own
+    # The agent's policy that the project's asks are held against (harness.declare.policy).
+    policy: HostPolicy = field(default_factory=HostPolicy)
 
     def timeout_for(self, timeout_in_minutes: int | None) -> float | None:
         """The step's timeout in seconds: --timeout, else its declared timeout_in_minutes."""

@@ -35,9 +35,12 @@ def test_bytes_that_are_not_utf8_are_said(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
-def test_run_settings_come_from_tool_gpuci_too(tmp_path) -> None:
+def test_run_settings_come_from_tool_gpuci_too(tmp_path, monkeypatch) -> None:
     from harness.declare.config import load_config
 
+    # secrets name what the host allows
+    (tmp_path.parent / "policy.toml").write_text('env = ["HF_TOKEN"]\n[limits]\ncpus = 4\n')
+    monkeypatch.setenv("GPUCI_POLICY", str(tmp_path.parent / "policy.toml"))
     (tmp_path / "pyproject.toml").write_text(
         '[tool.gpuci]\ntimeout = 900\ngrace = 2.5\nlease_timeout = 30\nca_bundle = "certs/corp.pem"\n'
         'memory = "16g"\ncpus = 4\npids_limit = 2048\nnetwork = "none"\nsecrets = ["HF_TOKEN"]\n'
