@@ -12,6 +12,7 @@ import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
 from harness.errors import InfrastructureError, UsageError
+from harness.run import janitor
 from harness.run.logs import LogTarget
 from harness.run.spec import RunSpec
 
@@ -26,6 +27,7 @@ class ContainerWorkload:
         self.client, self.spec = client, spec
         self.container: Any = None
         self._stdin: Any = None
+        self._janitor: Any = None  # harness.run.janitor: the host's clock for this container
         self.pump = log.pump()
 
     def start(self) -> None:
@@ -64,6 +66,12 @@ class ContainerWorkload:
             if spec.watch_supervisor:
                 # Held for the container's life; the kernel closes it if this process dies.
                 self._stdin = self.container.attach_socket(params={"stdin": 1, "stream": 1})
+                # The watcher inside can be killed by the step; the janitor on the host cannot.
+                self._janitor = janitor.start(
+                    self.container.id,
+                    float(spec.env.get("GPUCI_GRACE_S", "5")),
+                    float(spec.env.get("GPUCI_DEADLINE_S", "0")),
+                )
             # Attached before the start: the output comes straight from the container, every byte, at
             # the pace gpuci reads it. Following Docker's json log instead lost everything past the
             # first rotation when the workload wrote faster than that (19 MB of a 100 MB step).
@@ -127,9 +135,11 @@ class ContainerWorkload:
         try:
             self.container.remove(force=True)
         except docker.errors.NotFound:
-            return True
+            pass
         except docker.errors.APIError:
             return False
+        janitor.release(self._janitor)  # only once the container is gone: else the janitor stays on guard
+        self._janitor = None
         return True
 
 

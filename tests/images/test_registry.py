@@ -22,10 +22,12 @@ steps:
 
 
 @pytest.fixture
-def project(make_project, cpu_image) -> Path:
+def project(make_project, cpu_image, monkeypatch) -> Path:
     """A committed project whose cpu recipe is its own (one more label): its own content tag, so a test
-    can delete its image without touching the image the rest of the suite shares."""
+    can delete its image without touching the image the rest of the suite shares. The agent's policy
+    (outside the checkout) grants the registries `configure` names."""
     root = make_project(AREA, name="reg")
+    monkeypatch.setenv("GPUCI_POLICY", str(root.parent / "agent-policy.toml"))
     dockerfile = root / "containers" / "cpu" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + f"LABEL gpuci.test={uuid.uuid4().hex}\n")
     (root / "marker.txt").write_text("first\n")
@@ -36,9 +38,11 @@ def project(make_project, cpu_image) -> Path:
     return root
 
 
-def configure(root: Path, registry: str, *extra: str) -> None:
-    lines = ["[tool.gpuci]", f'registry = "{registry}"', *extra]
-    (root / "pyproject.toml").write_text("\n".join(lines) + "\n")
+def configure(root: Path, registry: str, credentials: bool = False) -> None:
+    """The project asks for `registry`; the host's policy grants it (with the credentials' variables)."""
+    (root / "pyproject.toml").write_text(f'[tool.gpuci]\nregistry = "{registry}"\n')
+    grant = 'username_env = "REG_USER"\npassword_env = "REG_PASS"\n' if credentials else ""
+    (root.parent / "agent-policy.toml").write_text(f'[registries."{registry}"]\n{grant}')
 
 
 def local_tag(run_harness, root: Path) -> str:
@@ -139,9 +143,7 @@ def test_credentials_work_and_never_reach_output_reports_or_records(
     project, private_registry, run_harness, docker_client
 ) -> None:
     password = "reg-pa55-hunter2-xyz"
-    configure(
-        project, private_registry.address, 'registry_username_env = "REG_USER"', 'registry_password_env = "REG_PASS"'
-    )
+    configure(project, private_registry.address, credentials=True)
     wrong = run_harness(
         "image", "publish", "--platform", "cpu", "--root", str(project), REG_USER="ci-bot", REG_PASS="nope-nope"
     )

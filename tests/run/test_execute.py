@@ -176,7 +176,11 @@ def test_project_mounts_reach_the_container_read_only(make_project, run_harness,
     area = "platforms: [cpu]\nsteps:\n  - label: m\n    commands: [cat /models/weights.txt, touch /models/x]\n"
     root = make_project(area, name="mnt")
     (root / "pyproject.toml").write_text(f'[tool.gpuci]\nmounts = ["{cache}:/models:ro"]\n')
-    done = run_harness("run", "--platform", "cpu", "--area", "mnt", "--root", str(root))
+    refused = run_harness("run", "--platform", "cpu", "--area", "mnt", "--root", str(root))
+    assert refused.returncode == 2 and "does not grant" in refused.stderr  # a host folder: the host decides
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'mounts = ["{cache}"]\n')
+    done = run_harness("run", "--platform", "cpu", "--area", "mnt", "--root", str(root), GPUCI_POLICY=str(policy))
     assert done.returncode == 1 and "w0" in done.stdout  # read, and the write refused
     assert "Read-only file system" in done.stdout + done.stderr
     assert not (cache / "x").exists()

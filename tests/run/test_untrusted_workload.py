@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 
+from harness.run.reaper import project_id
 from tests.conftest import git, harness_cmd, harness_env
 
 
@@ -226,3 +227,35 @@ def test_a_setting_docker_refuses_is_exit_2_not_a_retry(make_project, run_harnes
     done = _run(run_harness, root)
     assert done.returncode == 2, done.stderr
     assert "Docker refused the container" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_pull_request_cannot_choose_host_resources_through_its_settings(
+    make_project, run_harness, cpu_image, docker_client: docker.DockerClient
+) -> None:
+    """Each ask is exit 2 before any container exists, naming the setting and where it was set."""
+    root = make_project(_area("echo RAN; env"), name="attack")
+    token = "bkagent-" + "9f" * 20
+    attacks = [
+        ('[tool.gpuci]\nsecrets = ["BUILDKITE_AGENT_ACCESS_TOKEN"]\n', "", "pyproject.toml:2"),
+        ('[tool.gpuci]\nregistry_password_env = "BUILDKITE_AGENT_ACCESS_TOKEN"\n', "", "pyproject.toml:2"),
+        ('[tool.gpuci]\nmounts = [".git:/gitrw"]\n', "", ".git writable"),
+        ('[tool.gpuci]\nmounts = ["/var/lib:/varlib:ro"]\n', "", "does not grant"),
+        ("", "    network: host\n", "attack.yaml:3"),
+        ("", "    memory: 999999g\n", "limits.memory"),
+    ]
+    (root / ".git").mkdir(exist_ok=True)
+    for pyproject, step_extra, named in attacks:
+        (root / "pyproject.toml").write_text(pyproject)
+        (root / ".buildkite" / "test_areas" / "attack.yaml").write_text(_area("echo RAN; env", extra=step_extra))
+        done = _run(run_harness, root, BUILDKITE_AGENT_ACCESS_TOKEN=token)
+        assert done.returncode == 2, (pyproject, step_extra, done.stderr)
+        assert named in done.stderr and "policy" in done.stderr and "Traceback" not in done.stderr
+        assert "RAN" not in done.stdout and token not in done.stdout + done.stderr
+    mine = f"gpuci.project={project_id(root)}"
+    assert not docker_client.containers.list(all=True, filters={"label": mine})
+    (root / "pyproject.toml").write_text("")
+    (root / ".buildkite" / "test_areas" / "attack.yaml").write_text(
+        _area("true", extra="    agent_tags: {queue: deploy-prod}\n")
+    )
+    pipeline = run_harness("pipeline", "--root", str(root), "--all")
+    assert pipeline.returncode == 2 and "deploy-prod" in pipeline.stderr and "queues" in pipeline.stderr
