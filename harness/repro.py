@@ -25,6 +25,7 @@ from harness.errors import ExitCode, UsageError
 from harness.git import run_git
 from harness.redact import MASK
 from harness.reports.report import MalformedReport, RunReport
+from harness.state import check_state
 
 if TYPE_CHECKING:
     from harness.images.recipe import ImageRecipe
@@ -145,6 +146,7 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
     from harness.run.options import Reproduction, RunOptions
 
     source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
+    check_state(root)
     report = load_report(source)
     tree = worktree(root, report, request.allow_dirty)
     container = (report.mode or "container") == "container"

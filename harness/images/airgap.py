@@ -181,7 +181,11 @@ def _scratch() -> str | None:
 
 
 def wheelhouse_dir(root: Path) -> Path:
-    return Path(os.environ.get("GPUCI_WHEELHOUSE") or root / ".gpuci" / "wheelhouse")
+    """The host's GPUCI_WHEELHOUSE, else gpuci's own folder in the checkout (a real folder, never a link)."""
+    from harness.untrusted import private_dir
+
+    named = os.environ.get("GPUCI_WHEELHOUSE")
+    return Path(named) if named else private_dir(root, ".gpuci", "wheelhouse")
 
 
 def fill_wheelhouse(

@@ -29,6 +29,9 @@ from harness.untrusted import private_dir
 # A build's context lives in the project's .gpuci/build, named by its process (harness/owned.py).
 CONTEXT_PREFIX = "context-"
 
+# The recipe an image was built from; a pulled image is used only where it agrees with the tag.
+CONTENT_LABEL = "gpuci.content-hash"
+
 
 def build_dir(root: Path) -> Path:
     return private_dir(root, ".gpuci", "build")
@@ -103,7 +106,7 @@ def _build_missing(
             resolved = {}
         (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
         wheels = copy_verified(Path(root), wheelhouse, ctx / "wheelhouse")
-        labels = {"gpuci.content-hash": content_hash, "gpuci.wheels-sha256": wheels, **resolved}
+        labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, **resolved}
         if recipe.install is not None:
             labels["gpuci.install"] = f"editable {recipe.install.workspace}"
         _build(client, ctx, tag, recipe, labels)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.console import say
 from harness.errors import UsageError
+from harness.state import check_state
 
 
 def image_command(args: argparse.Namespace) -> int:
@@ -24,6 +25,7 @@ def image_command(args: argparse.Namespace) -> int:
         print(airgap.bootstrap_base(connect(), recipe, args.mirror, args.from_tarball))
         return 0
     root = args.root.resolve()
+    check_state(root)  # the wheelhouse and records are gpuci's, never the commit's
     if args.image_command == "load":
         tags, digest = archive.load(connect(), args.file, root)
         print(f"{' '.join(tags)} sha256:{digest}")

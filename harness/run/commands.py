@@ -39,7 +39,9 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.images.registry import registry_from
     from harness.run.execute import execute_step
     from harness.run.test_engine import TOKEN_ENV
+    from harness.state import check_state
 
+    check_state(args.root.resolve())  # gpuci's state is never the commit's, nor a link
     config = config_with_flags(args.root.resolve(), args)  # each setting: its flag, else [tool.gpuci]
     options = run_options(
         args,

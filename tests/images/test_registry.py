@@ -200,3 +200,43 @@ def test_save_and_load_carry_an_image_and_the_report_names_the_file(
     ran = run_harness("run", "--platform", "cpu", "--area", "reg", "--root", str(project))
     assert ran.returncode == 0 and "building" not in ran.stderr
     assert latest_report(project)["image"]["archive"]["sha256"] == digest
+
+
+def test_a_pulled_image_whose_label_disagrees_with_its_tag_is_never_used(
+    project, registry, run_harness, docker_client, cpu_image
+) -> None:
+    """Someone with push rights put another image (the suite's own cpu image) under this recipe's tag."""
+    configure(project, registry.address)
+    content_tag = local_tag(run_harness, project).split(":")[1]
+    ref = f"{registry.address}/gpuci-cpu:{content_tag}"
+    docker_client.api.tag(cpu_image.id, f"{registry.address}/gpuci-cpu", content_tag)
+    for chunk in docker_client.api.push(f"{registry.address}/gpuci-cpu", tag=content_tag, stream=True, decode=True):
+        assert "error" not in chunk, chunk
+    docker_client.api.remove_image(ref)
+    done = run_harness("run", "--platform", "cpu", "--area", "reg", "--root", str(project))
+    assert done.returncode == 0, done.stderr
+    assert "not used" in done.stderr and "building it here" in done.stderr
+    image = latest_report(project)["image"]
+    assert image["built"] is True and image["id"] != cpu_image.id
+
+
+def test_gpucis_state_from_git_or_through_a_link_is_refused(project, run_harness, tmp_path) -> None:
+    planted = project / ".gpuci" / "wheelhouse"
+    planted.mkdir(parents=True)
+    (planted / "evil-1.0-py3-none-any.whl").write_bytes(b"PK planted")
+    (project / ".gpuci" / "wheel-hashes.json").write_text("{}")
+    git(project, "add", "-f", ".gpuci")
+    git(project, "commit", "-qm", "a pull request commits gpuci's state")
+    for command in (("run", "--platform", "cpu", "--area", "reg"), ("image", "tag", "--platform", "cpu")):
+        done = run_harness(*command, "--root", str(project))
+        assert done.returncode == 2 and "git rm -r --cached .gpuci" in done.stderr, done.stderr
+        assert "evil-1.0" in done.stderr and "Traceback" not in done.stderr
+    git(project, "rm", "-rq", "--cached", ".gpuci")
+    git(project, "commit", "-qm", "untracked")
+    import shutil
+
+    shutil.rmtree(planted)
+    (tmp_path / "elsewhere").mkdir()
+    planted.symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # a link to any host folder
+    done = run_harness("run", "--platform", "cpu", "--area", "reg", "--root", str(project))
+    assert done.returncode == 2 and "is a link" in done.stderr and "Traceback" not in done.stderr
