@@ -27,6 +27,7 @@ def project(make_project, cpu_image, monkeypatch) -> Path:
     can delete its image without touching the image the rest of the suite shares. The agent's policy
     (outside the checkout) grants the registries `configure` names."""
     root = make_project(AREA, name="reg")
+    (root.parent / "agent-policy.toml").write_text("")  # grants nothing until `configure` says
     monkeypatch.setenv("GPUCI_POLICY", str(root.parent / "agent-policy.toml"))
     dockerfile = root / "containers" / "cpu" / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text() + f"LABEL gpuci.test={uuid.uuid4().hex}\n")

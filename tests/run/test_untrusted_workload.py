@@ -249,7 +249,7 @@ def test_a_pull_request_cannot_choose_host_resources_through_its_settings(
         (root / ".buildkite" / "test_areas" / "attack.yaml").write_text(_area("echo RAN; env", extra=step_extra))
         done = _run(run_harness, root, BUILDKITE_AGENT_ACCESS_TOKEN=token)
         assert done.returncode == 2, (pyproject, step_extra, done.stderr)
-        assert named in done.stderr and "policy" in done.stderr and "Traceback" not in done.stderr
+        assert named in done.stderr and "Traceback" not in done.stderr
         assert "RAN" not in done.stdout and token not in done.stdout + done.stderr
     mine = f"gpuci.project={project_id(root)}"
     assert not docker_client.containers.list(all=True, filters={"label": mine})
