@@ -186,9 +186,8 @@ def test_project_mounts_reach_the_container_read_only(make_project, run_harness,
     assert not (cache / "x").exists()
     report = report_of(root)
     assert {"source": str(cache), "target": "/models", "read_only": True} in report["spec"]["mounts"]
-    missing = run_harness(
-        "run", "--platform", "cpu", "--area", "mnt", "--root", str(root), GPUCI_MOUNTS="/nope:/x", GPUCI_POLICY=str(policy)
-    )
+    run = ("run", "--platform", "cpu", "--area", "mnt", "--root", str(root))
+    missing = run_harness(*run, GPUCI_MOUNTS="/nope:/x", GPUCI_POLICY=str(policy))
     assert missing.returncode == 2 and "/nope does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
     bad = run_harness("run", "--platform", "cpu", "--area", "mnt", "--root", str(root), GPUCI_MOUNTS="rel")
