@@ -8,7 +8,7 @@ namespaces, that reads a pipe whose other end only the supervisor holds. The sup
 SIGKILLed, OOM-killed, lost with its agent - or the step's deadline passing, and the janitor stops
 the container (SIGTERM, the run's grace, SIGKILL) and exits. Nothing in the container can signal it.
 
-Run as a script (`python -I janitor.py CONTAINER GRACE DEADLINE`): isolated from the working
+Run as a script (`python -I janitor.py CONTAINER GRACE DEADLINE SDK_FOLDER`): isolated from the working
 directory and PYTHON* variables, importing nothing of gpuci, idle until it has to act.
 """
 
@@ -28,9 +28,14 @@ DONE = b"done\n"
 
 def start(container_id: str, grace_s: float, deadline_s: float | None) -> subprocess.Popen[bytes]:
     """A janitor for one container; write DONE to its stdin once the container is removed."""
+    import docker
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # Where this process found the Docker SDK (a venv, or a folder PYTHONPATH named): -I drops PYTHONPATH.
+    sdk = str(Path(docker.__file__).resolve().parents[1])
+    script = str(Path(__file__).resolve())
     return subprocess.Popen(
-        [sys.executable, "-I", str(Path(__file__).resolve()), container_id, f"{grace_s:g}", f"{deadline_s or 0:g}"],
+        [sys.executable, "-I", script, container_id, f"{grace_s:g}", f"{deadline_s or 0:g}", sdk],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -74,7 +79,9 @@ def watch(pipe: IO[bytes], deadline_s: float) -> bool:
             return False
 
 
-def stop(container_id: str, grace_s: float) -> None:
+def stop(container_id: str, grace_s: float, sdk: str) -> None:
+    if sdk not in sys.path:
+        sys.path.append(sdk)  # after the standard library: nothing there shadows it
     import docker  # only now: an idle janitor costs no import
 
     client: Any = docker.from_env(timeout=int(grace_s) + 30)
@@ -83,9 +90,9 @@ def stop(container_id: str, grace_s: float) -> None:
 
 
 def main(argv: list[str]) -> int:
-    container_id, grace_s, deadline_s = argv[0], float(argv[1]), float(argv[2])
+    container_id, grace_s, deadline_s, sdk = argv[0], float(argv[1]), float(argv[2]), argv[3]
     if watch(sys.stdin.buffer, deadline_s):
-        stop(container_id, grace_s)
+        stop(container_id, grace_s, sdk)
     return 0
 
 
