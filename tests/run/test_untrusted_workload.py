@@ -226,3 +226,23 @@ def test_a_setting_docker_refuses_is_exit_2_not_a_retry(make_project, run_harnes
     done = _run(run_harness, root)
     assert done.returncode == 2, done.stderr
     assert "Docker refused the container" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_deeply_nested_outbox_json_is_skipped_and_the_report_written(make_project, run_harness, cpu_image) -> None:
+    writer = (
+        "d = '[' * 200000 + ']' * 200000; "
+        "open('/gpuci/report/pytest-records-deep.json', 'w').write(d); "
+        "open('/gpuci/report/tests-deep.jsonl', 'w').write("
+        '\'{"test": "t::deep", "outcome": "failed", "message": \' + d + \'}\\n\' + '
+        '\'{"test": "t::deep2", "outcome": "passed", "message": \' '
+        "+ '{\"a\":' * 900 + '1' + '}' * 900 + '}\\n')"
+    )
+    root = make_project(_area(f"python3 -c {json.dumps(writer)}"), name="attack")
+    done = _run(run_harness, root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr  # the step passed: its report says so
+    assert "RecursionError" not in done.stderr and "Traceback" not in done.stderr
+    report = _report(root)
+    assert report["outcome"] == "passed"
+    skipped = {s["name"]: s["reason"] for s in report["outbox_skipped"]}
+    assert "nested deeper" in skipped["pytest-records-deep.json"]
+    assert not report.get("results")  # neither deep line was taken as a test's outcome
