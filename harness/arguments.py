@@ -138,6 +138,11 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--allow-dirty", action="store_true", help="reproduce a run that ran on a dirty tree")
     rep.add_argument("--shell", action="store_true", help="open a shell in the container instead")
     rep.add_argument(
+        "--no-container",
+        action="store_true",
+        help="run on this host (a report never decides this: a run it says ran on the host runs in its container)",
+    )
+    rep.add_argument(
         "--rebuild", action="store_true", help="rebuild from the recipe when the original image is gone (NOT identical)"
     )
     rep.add_argument("--quiet", action="store_true")

@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
 
         # A message may quote a command line or a value: secrets are masked here too.
         passed = [os.environ.get(name, "") for name in getattr(args, "env", None) or []]
-        print(f"gpuci: error: {Redactor(os.environ, secrets=passed).text(str(exc))}", file=sys.stderr)
+        from harness.console import printable
+
+        message = printable(Redactor(os.environ, secrets=passed).text(str(exc)), keep_lines=True)
+        print(f"gpuci: error: {message}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("gpuci: interrupted", file=sys.stderr)

@@ -7,13 +7,20 @@ against that ID), with the same pytest arguments and number of GPUs, and writes 
 that points at the original. Only `--rebuild` builds from the recipe instead (refused when the
 recipe there hashes differently), and it says loudly which packages differ. Secrets are never in a report: those the
 step needs come from the local environment, by name (`--env NAME`).
+
+A report is untrusted input (an artifact anyone with the link can have edited): it is read with a
+size cap, its run id, names, commit and image references are checked before any is used (no
+`..`, no absolute path, no option for git, plain characters), and it never decides that a run
+leaves its container: a run the report says ran on the host is reproduced in its platform's
+container unless the user says `--no-container` on the command line.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import socket
+import stat
 import subprocess
 import urllib.request
 from dataclasses import dataclass, replace
@@ -31,27 +38,83 @@ if TYPE_CHECKING:
     from harness.images.recipe import ImageRecipe
 
 REPRO_DIR = Path(".gpuci") / "repro"
+REPORT_LIMIT = 32 * 1024 * 1024  # a report with every test's outcome of a huge suite is a few MiB
+# What a report's names may hold: they become folder names and git's arguments.
+PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+CONTENT_HASH = re.compile(r"[0-9a-f]{16,128}")
+REPO_DIGEST = re.compile(r"[a-z0-9][a-z0-9._:/-]{0,254}@sha256:[0-9a-f]{64}")
+IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}")
 
 
 def load_report(source: str) -> RunReport:
-    """A report by path (file or run directory) or by URL (a Buildkite artifact link)."""
+    """A report by path (file or run directory) or by URL (a Buildkite artifact link), checked."""
+    from harness.untrusted import parse_json
+
     try:
         if source.startswith(("http://", "https://")):
             with urllib.request.urlopen(source, timeout=60) as response:
-                data = json.loads(response.read())
+                raw = response.read(REPORT_LIMIT + 1)
         else:
             path = Path(source)
-            data = json.loads((path / "report.json" if path.is_dir() else path).read_text())
+            with open(path / "report.json" if path.is_dir() else path, "rb") as file:
+                info = os.fstat(file.fileno())
+                if not stat.S_ISREG(info.st_mode) or info.st_size > REPORT_LIMIT:
+                    raise ValueError("not a regular file" if not stat.S_ISREG(info.st_mode) else "too large")
+                raw = file.read(REPORT_LIMIT + 1)
+        if len(raw) > REPORT_LIMIT:
+            raise ValueError("too large")
+        data = parse_json(raw)
     except (OSError, ValueError) as exc:
+        why = f"larger than {REPORT_LIMIT // 2**20} MiB" if str(exc) == "too large" else str(exc)
         raise UsageError(
-            f"cannot read the report {source!r}: {exc}. Pass a report.json, its folder or its URL."
+            f"cannot read the report {_shown(source)}: {_shown(why)}. Pass a report.json, its folder or its URL."
         ) from None
     try:
-        return RunReport.from_json(data, required=("run_id", "area", "step", "platform", "git", "image"))
+        report = RunReport.from_json(data, required=("run_id", "area", "step", "platform", "git", "image"))
     except MalformedReport as problem:
         raise UsageError(
-            f"{source} {problem}: only reports of `python -m harness run` steps can be reproduced."
+            f"{_shown(source)} {_shown(str(problem))}: only reports of `python -m harness run` steps can be reproduced."
         ) from None
+    check_report(report, _shown(source))
+    return report
+
+
+def _shown(text: str) -> str:
+    """A report's text as it may be printed: no control characters, at most 200 of them."""
+    return "".join(c if c.isprintable() else "?" for c in text[:200])
+
+
+def check_report(report: RunReport, source: str) -> None:
+    """UsageError naming the first field that is not what gpuci writes: a report is untrusted input."""
+    from harness.declare.platforms import PLATFORM_NAMES
+
+    git = report.git or {}
+    image = report.image or {}
+    checks: list[tuple[str, object, re.Pattern[str] | tuple[str, ...] | None]] = [
+        ("run_id", report.run_id, PLAIN),
+        ("area", report.area, PLAIN),
+        ("platform", report.platform, tuple(PLATFORM_NAMES)),
+        ("mode", report.mode or "container", ("container", "host")),
+        ("git.commit", git.get("commit"), COMMIT),
+        ("image.id", image.get("id"), IMAGE_ID),
+        ("image.content_hash", image.get("content_hash"), CONTENT_HASH),
+        ("image.repo_digest", image.get("repo_digest"), REPO_DIGEST),
+        ("image.base_image", image.get("base_image"), IMAGE_REF),
+    ]
+    for name, value, rule in checks:
+        if value is None or (value == "" and name.startswith("image.")):
+            continue
+        text = value if isinstance(value, str) else None
+        ok = text is not None and (text in rule if isinstance(rule, tuple) else bool(rule and rule.fullmatch(text)))
+        if not ok or (text is not None and ".." in text):
+            raise UsageError(
+                f"{source}: {name} is {_shown(repr(value))}, which gpuci never writes (a report's names may not hold "
+                "'..', '/', spaces or control characters); the report was edited or is not gpuci's. Nothing was run."
+            )
+    if not isinstance(report.step, str) or len(report.step) > 1000:
+        raise UsageError(f"{source}: step is not a label of at most 1000 characters. Nothing was run.")
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -137,6 +200,7 @@ class ReproRequest:
     pass_env: tuple[str, ...] = ()  # secrets to take from this environment, by name
     allow_dirty: bool = False  # reproduce a run that ran on a dirty tree
     shell: bool = False  # a shell in the container instead of the step's commands
+    no_container: bool = False  # on the host: only ever the user's choice, never the report's
     echo: bool = True
     rebuild: bool = False  # from the recipe when the original image is gone (not identical)
 
@@ -149,16 +213,23 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
     check_state(root)
     report = load_report(source)
     tree = worktree(root, report, request.allow_dirty)
-    container = (report.mode or "container") == "container"
-    base = check_image(tree, report) if rebuild or not container else report.image.get("base_image")
-    pinned = _image(root, tree, report, base, rebuild) if container else None
+    container = not request.no_container
+    from_host = (report.mode or "container") == "host"
+    if from_host and container:
+        say(
+            f"run {report.run_id} ran on the host; it is reproduced in its platform's container, built from the "
+            "recipe at its commit (say --no-container to run it on this host, which runs the commit's code here)"
+        )
+    base = check_image(tree, report) if container and rebuild else report.image.get("base_image")
+    pinned = _image(root, tree, report, base, rebuild, from_host) if container else None
     redacted = [k for k, v in ((report.spec or {}).get("env") or {}).items() if v == MASK]
     missing = [name for name in redacted if name not in pass_env]
     if missing:
-        say(f"the original run had secrets {', '.join(missing)}; pass --env NAME to take each from this environment")
+        names = _shown(", ".join(missing))
+        say(f"the original run had secrets {names}; pass --env NAME to take each from this environment")
     for line in differences(report):
         say(f"differs from the original run: {line}")
-    say(f"reproducing {report.run_id} ({report.platform}_{report.area}, step {report.step!r}) in {tree}")
+    say(f"reproducing {report.run_id} ({report.platform}_{report.area}, step {_shown(repr(report.step))}) in {tree}")
     from harness.declare.config import load_config
 
     config = load_config(tree)  # the original commit's workspace and mounts
@@ -187,7 +258,7 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
     return execute_step(options, report.area, report.step)
 
 
-def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild: bool) -> str:
+def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild: bool, from_host: bool = False) -> str:
     """The original's image by ID or digest; with --rebuild, one built from the recipe, its differences said."""
     from harness.declare.config import load_config
     from harness.images import manifest
@@ -197,6 +268,8 @@ def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild:
     from harness.images.registry import registry_from
 
     client = connect()
+    if from_host:  # the original had no image: the platform's, from the recipe at its commit
+        return ensure(client, recipe_at(tree, report), tree).id
     if not rebuild:
         return pinned_image(client, report.image, registry_from(load_config(root)))
     built = ensure(client, recipe_at(tree, report), tree)
@@ -220,6 +293,7 @@ def repro_command(args: Any) -> int:
         pass_env=tuple(args.env),
         allow_dirty=args.allow_dirty,
         shell=args.shell,
+        no_container=args.no_container,
         echo=not args.quiet,
         rebuild=args.rebuild,
     )

@@ -11,14 +11,36 @@ gpuci's own state folders must be real folders: a checkout that ships `.gpuci` a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UsageError
 
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Deeper than any record gpuci writes; shallow enough that every reader after the parse (the
+# redactor, json.dumps, dataclasses) stays far from Python's recursion limit.
+MAX_DEPTH = 64
+
+
+def parse_json(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+    """json.loads of input someone else wrote: ValueError (never RecursionError) when it is not
+    JSON or nests deeper than `max_depth`, so no later reader can meet a structure too deep."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {max_depth} levels") from None
+    stack = [(value, 1)]
+    while stack:  # iterative: the check itself cannot recurse
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
 
 
 @dataclass(frozen=True)

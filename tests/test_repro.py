@@ -81,3 +81,104 @@ def test_an_unknown_commit_says_to_fetch_it(repo, run_harness, cpu_image, tmp_pa
     path.write_text(json.dumps(report))
     done = run_harness("repro", str(path), "--root", str(repo))
     assert done.returncode == 2 and "git fetch" in done.stderr
+
+
+def _forged(repo: Path, **changes: object) -> dict:
+    """A report as gpuci writes one for `repo`'s HEAD (no run needed to refuse it), then edited."""
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    report = {
+        "run_id": "20260101-000000-abcdef",
+        "area": "rep",
+        "step": "check",
+        "platform": "cpu",
+        "mode": "container",
+        "git": {"commit": commit, "dirty": False},
+        "image": {"id": "sha256:" + "a" * 64, "content_hash": "b" * 64},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            report[section][field] = value
+        else:
+            report[section] = value
+    return report
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("run_id", "../../../escaped"),
+        ("run_id", "/tmp/escaped"),
+        ("run_id", ".."),
+        ("run_id", "x\x1b]52;c;ZXZpbA==\x07"),
+        ("area", "../rep"),
+        ("platform", "../cpu"),
+        ("mode", "hostile"),
+        ("git__commit", "--upload-pack=touch PWNED"),
+        ("git__commit", "HEAD"),
+        ("image__id", "sha256:../../x"),
+        ("image__repo_digest", "evil.example.com/x:latest"),
+    ],
+)
+def test_a_report_whose_fields_gpuci_never_writes_is_refused_before_anything_runs(
+    repo, run_harness, tmp_path, field, value
+) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(_forged(repo, **{field: value})))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = run_harness("repro", str(path), "--root", str(repo), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert field.replace("__", ".") in done.stderr and "Nothing was run" in done.stderr
+    assert "Traceback" not in done.stderr and "\x1b" not in done.stderr and "\x07" not in done.stderr
+    assert not (repo / ".gpuci" / "repro").exists()  # no worktree, anywhere
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not (repo.parent / "escaped").exists() and not Path("/tmp/escaped").exists()
+    assert git(repo, "worktree", "list").count("\n") == 1
+
+
+def test_a_report_too_large_or_too_deep_is_one_line_and_quick(repo, run_harness, tmp_path) -> None:
+    import time
+
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"run_id": ' + "[" * 100000 + "]" * 100000 + "}")
+    big = tmp_path / "big.json"
+    with big.open("wb") as file:
+        file.truncate(40 * 1024 * 1024)  # sparse: 40 MiB of NULs
+    for path, said in ((deep, "nested deeper"), (big, "larger than")):
+        started = time.monotonic()
+        done = run_harness("repro", str(path), "--root", str(repo), timeout=60)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+        assert time.monotonic() - started < 5  # a whole gpuci process, on a busy machine
+
+
+WHERE = """\
+platforms: [cpu]
+steps:
+  - label: where
+    commands: ["echo WHERE=$PWD"]
+"""
+
+
+def test_a_report_saying_host_still_runs_in_its_container(make_project, run_harness, cpu_image, tmp_path) -> None:
+    root = make_project(WHERE, name="where")
+    (root / ".gitignore").write_text(".gpuci/\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "first")
+    done = run_harness("run", "--platform", "cpu", "--area", "where", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    original = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+    assert "WHERE=/workspace" in done.stdout  # in the container, the checkout is /workspace
+    original["mode"] = "host"
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(original))
+    again = run_harness("repro", str(path), "--root", str(root))
+    assert again.returncode == 0, again.stderr
+    assert "WHERE=/workspace" in again.stdout and "--no-container" in again.stderr
+    mine = json.loads(next((root / ".gpuci" / "runs").glob("repro-*/report.json")).read_text())
+    assert mine["mode"] == "container"
+    # Only the user's own flag runs it here.
+    here = run_harness("repro", str(path), "--root", str(root), "--no-container")
+    assert here.returncode == 0, here.stderr
+    assert f"WHERE={root}/.gpuci/repro/" in here.stdout

@@ -1,7 +1,10 @@
 """The Buildkite pipeline, generated from the same declarations that make the nox sessions.
 
-Each command step runs exactly what a developer types locally (`nox -s <platform>_<area> --
---step LABEL`), so local and CI runs cannot drift. On a branch, a step whose
+Each command step calls the agent's installed `gpuci` (`gpuci run --platform P --area A --step
+LABEL`): the command a developer's `nox -s <platform>_<area> -- --step LABEL` runs in-process, so
+local and CI runs cannot drift, yet the agent never runs the checkout's noxfile or imports its
+modules (DESIGN.md, "Trust boundary"). Every string that reaches the YAML has its `$` doubled, so the
+uploading agent interpolates none of the declarations' `${VAR}` or `$VAR`. On a branch, a step whose
 `source_file_dependencies` no changed file touches becomes a block step the user can unblock.
 """
 
@@ -14,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.console import say
-from harness.declare.areas import Area, Step, session_name
+from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
 from harness.declare.dependencies import matches, mode_for, touches
 from harness.declare.pythons import builds_on_local_base
 
-__all__ = ["Selection", "changed_files", "generate", "matches", "to_yaml", "touches"]
+__all__ = ["Selection", "changed_files", "escape_interpolation", "generate", "matches", "to_yaml", "touches"]
 from harness.errors import ExitCode, UsageError
 from harness.git import run_git
 
@@ -78,9 +81,27 @@ def step_key(step: Step, area: Area, platform: str) -> str:
     return _KEY_CHARS.sub("-", base).strip("-").lower()[:100]
 
 
+# The console command every agent has installed: never the checkout's noxfile, never `python -m`.
+AGENT_COMMAND = "gpuci"
+
+
 def _command(area: Area, step: Step, platform: str, python: str | None = None) -> str:
-    session = session_name(platform, area.name) + (f"-{python}" if python else "")
-    return f"nox -s {shlex.quote(session)} -- --step {shlex.quote(step.label)}"
+    words = [AGENT_COMMAND, "run", "--platform", platform, "--area", area.name, "--step", step.label]
+    if python:
+        words += ["--python", python]
+    return shlex.join(words)
+
+
+def escape_interpolation(value: Any) -> Any:
+    """`value` with every `$` of every string (keys too) doubled: Buildkite's agent interpolates
+    `$VAR` and `${VAR}` in a pipeline it uploads, and `$$` is its escape for one literal `$`."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {escape_interpolation(k): escape_interpolation(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_interpolation(v) for v in value]
+    return value
 
 
 def pythons_of(step: Step, platform: str, config: ProjectConfig) -> tuple[str | None, ...]:
@@ -169,7 +190,7 @@ def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> 
     if config.registry:
         groups = _with_image_steps(groups, config)
     _drop_unknown_dependencies(groups)
-    return {"steps": groups}
+    return {"steps": escape_interpolation(groups)}
 
 
 def image_key(platform: str) -> str:
@@ -191,7 +212,7 @@ def _with_image_steps(groups: list[dict[str, Any]], config: ProjectConfig) -> li
         {
             "label": f":docker: image {platform}",
             "key": image_key(platform),
-            "command": f"nox -s image -- publish --platform {platform}",
+            "command": shlex.join([AGENT_COMMAND, "image", "publish", "--platform", platform]),
             "agents": {"queue": config.queue_for(None, "build")},
             "retry": {"automatic": [dict(rule) for rule in AUTOMATIC_RETRY]},
             "env": {"GPUCI_PLATFORM": platform},

@@ -41,7 +41,7 @@ def lint_command(args: argparse.Namespace) -> int:
     from harness.ci import lint
     from harness.ci.lint.cache import AnalysisCache
     from harness.ci.lint.files import Files
-    from harness.reports.annotate import annotate
+    from harness.reports.annotate import annotate, block
 
     root = args.root.resolve()
     cache = AnalysisCache.open(enabled=not args.no_cache)  # one for both trees of --since: most files agree
@@ -68,13 +68,13 @@ def lint_command(args: argparse.Namespace) -> int:
                 text + f"gpuci lint --since {args.since}: {len(introduced)} introduced, {len(resolved)} resolved\n"
             )
         if introduced:
-            body = f"**gpuci lint**: this change loses CI coverage\n\n```\n{lint.as_text(introduced, 0)}```"
+            body = f"**gpuci lint**: this change loses CI coverage\n\n{block(lint.as_text(introduced, 0))}"
             annotate(body, "gpuci-lint", "error")
         return int(ExitCode.TESTS_FAILED) if introduced else 0
     findings, allowed = run_lint(root)
     sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
     if findings:
-        body = "**gpuci lint**: CI does not run everything it should\n\n```\n" + lint.as_text(findings, allowed) + "```"
+        body = "**gpuci lint**: CI does not run everything it should\n\n" + block(lint.as_text(findings, allowed))
         annotate(body, "gpuci-lint", "error")
     return int(ExitCode.TESTS_FAILED) if findings else 0
 

@@ -193,11 +193,13 @@ def fill_wheelhouse(
 ) -> None:
     """Make sure every pinned wheel is in `wheelhouse`: offline first, then from the index; the
     hashes of what the index gave are recorded in `root`'s .gpuci (checked at every build)."""
+    from harness.host_python import run_python
     from harness.images.wheels import record_fetched
 
+    wheelhouse = Path(os.path.abspath(wheelhouse))
+    requirements = Path(os.path.abspath(requirements))
     wheelhouse.mkdir(parents=True, exist_ok=True)
     base = [
-        sys.executable,
         "-m",
         "pip",
         "download",
@@ -210,7 +212,7 @@ def fill_wheelhouse(
         "-d",
         str(wheelhouse),
     ]
-    offline = subprocess.run([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
+    offline = run_python([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if offline.returncode == 0:
         return
     machine = platform.machine()
@@ -220,10 +222,10 @@ def fill_wheelhouse(
         "--python-version=3.10",
         "--implementation=cp",
     ]
-    cert = ["--cert", str(ca_bundle)] if ca_bundle else []
+    cert = ["--cert", os.path.abspath(ca_bundle)] if ca_bundle else []
     say(f"downloading wheels for the image into {wheelhouse}")
     before = set(os.listdir(wheelhouse))
-    online = subprocess.run([*base, *targets, *cert], capture_output=True, text=True)
+    online = run_python([*base, *targets, *cert], capture_output=True, text=True)
     if root is not None:
         record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
     if online.returncode != 0:

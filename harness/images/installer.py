@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
 from harness.console import say
@@ -28,14 +26,16 @@ def fetch_uv(wheelhouse: Path, ca_bundle: Path | None = None, root: Path | None 
     """uv's pinned wheel in `wheelhouse`; False (and pip builds the image) where it cannot be had."""
     if has_uv(wheelhouse):
         return True
+    from harness.host_python import run_python
     from harness.images.wheels import record_fetched
 
     machine = platform.machine()
+    wheelhouse = Path(os.path.abspath(wheelhouse))
     before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+    done = run_python(
+        ["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
          "--only-binary=:all:", f"--platform=manylinux_2_17_{machine}", f"--platform=manylinux2014_{machine}",
-         "--python-version=3.10", "--implementation=cp", *(["--cert", str(ca_bundle)] if ca_bundle else []),
+         "--python-version=3.10", "--implementation=cp", *(["--cert", os.path.abspath(ca_bundle)] if ca_bundle else []),
          UV, "-d", str(wheelhouse)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

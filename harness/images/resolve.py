@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -111,17 +112,20 @@ def resolve(
     """Resolve `requirements` (the user's `sources` in one file) with their dependencies for `target`
     into `wheelhouse`; offline first, from the wheelhouse alone. `constraints` are the pins the image
     installs beside them (gpuci's own): the resolution must agree with them."""
+    from harness.host_python import run_python, start_python
+
     shown_as = ", ".join(str(s) for s in sources) or str(requirements)
+    wheelhouse, requirements = Path(os.path.abspath(wheelhouse)), Path(os.path.abspath(requirements))
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    pinned = ["-c", str(constraints)] if constraints else []
-    base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
+    pinned = ["-c", os.path.abspath(constraints)] if constraints else []
+    base = ["-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
             *target.pip_args(), "-r", str(requirements), *pinned, "-d", str(wheelhouse)]  # fmt: skip
-    offline = subprocess.run([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
+    offline = run_python([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if offline.returncode == 0:
         return Resolution(_pins(offline.stdout), target)
     say(f"resolving {shown_as} for Python {target.version} ({target.machine}, glibc {target.glibc}) into {wheelhouse}")
-    cert = ["--cert", str(ca_bundle)] if ca_bundle else []
-    proc = subprocess.Popen([*base, *cert], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cert = ["--cert", os.path.abspath(ca_bundle)] if ca_bundle else []
+    proc = start_python([*base, *cert], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     lines = []
     for line in proc.stdout:

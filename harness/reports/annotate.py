@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import subprocess
 
-from harness.console import say
+from harness.console import printable, say
+
+# CommonMark lets a backslash make any ASCII punctuation literal.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&:\"'=$])")
+
+
+def inline(text: str) -> str:
+    """Text for an annotation's markdown (a label, a session): no emphasis, link, HTML or line of its own."""
+    return _MARKDOWN.sub(r"\\\1", printable(text))
+
+
+def block(text: str) -> str:
+    """Lines for an annotation, shown as they are: an HTML <pre>, whose end no escaped text can forge
+    (a label's ``` would end a markdown fence and have the rest rendered)."""
+    return f"<pre>{html.escape(printable(text, keep_lines=True))}</pre>\n"
 
 
 def annotate(body: str, context: str, style: str) -> bool:

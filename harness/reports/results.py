@@ -6,12 +6,34 @@ has them). Also a JUnit file for what ran when pytest wrote none (a stopped step
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape as _escape
+from xml.sax.saxutils import quoteattr as _quoteattr
 
 FAILED = ("failed", "error")
+# Characters XML 1.0 forbids (a workload's \x1b would make the whole file unreadable to CI tools).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub(lambda m: m.group(0).encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
+def escape(text: str) -> str:
+    return _escape(_xml_safe(text))
+
+
+def quoteattr(text: str) -> str:
+    return _quoteattr(_xml_safe(text))
+
+
+def masked(results: list[dict[str, Any]], mask: Callable[[str], str]) -> list[dict[str, Any]]:
+    """The results with `mask` (a redactor's) applied to each test's name and message."""
+    return [{**r, **{k: mask(str(r[k])) for k in ("test", "message") if r.get(k) is not None}} for r in results]
 
 
 def counts(results: list[dict[str, Any]]) -> dict[str, int]:

@@ -146,9 +146,11 @@ def on_buildkite(report: dict[str, Any], directory: Path) -> None:
         say(f"no timeline picture: {exc}")
     subprocess.run([agent, "artifact", "upload", f"{directory}/**/*"], capture_output=True)
     style = STYLE.get(str(report.get("outcome")), "warning")
-    text = f"**{report.get('session')}** · {report.get('step')} · {report.get('outcome')}\n\n```\n{table([report])}```"
+    from harness.reports.annotate import annotate, block, inline
+
+    session, step, outcome = (inline(str(report.get(k))) for k in ("session", "step", "outcome"))
+    text = f"**{session}** · {step} · {outcome}\n\n{block(table([report]))}"
     if picture:
-        text += f'\n<img src="artifact://{os.path.relpath(picture)}" alt="timeline">\n'
-    from harness.reports.annotate import annotate
+        text += f'\n<img src="artifact://{html.escape(os.path.relpath(picture))}" alt="timeline">\n'
 
     annotate(text, str(report.get("session", "gpuci")), style)

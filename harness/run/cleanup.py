@@ -38,6 +38,7 @@ def reap_command(args: argparse.Namespace) -> int:
     leftovers += reaper.orphaned_processes({int(i.id) for i in leftovers if i.kind.endswith("holder")}, project)
     leftovers += reaper.stale_leases()
     leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.stale_build_folders(args.root)]
+    leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.stale_secrets()]
     for item in leftovers:
         run = f" (run {item.run_id})" if item.run_id else ""
         print(f"{item.kind:15} {item.id:14} {item.detail}{run}")

@@ -55,8 +55,11 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
 
 def report_tests(run: Run, collected: Collected) -> None:
     """Each test's outcome and the counts; the test a timeout caught, with its stacks."""
-    from harness.reports.results import counts, summary_lines, write_junit
+    from harness.reports.results import counts, masked, summary_lines, write_junit
 
+    # What the workload wrote, secrets masked before any line is printed or file written from it.
+    collected.results = masked(collected.results, run.redactor.text)
+    collected.running = [run.redactor.text(test) for test in collected.running]
     junit = collected.junit
     stopped = run.report.outcome != "passed" and collected.running
     if junit is None and (collected.results or stopped):  # pytest wrote none: the step was stopped

@@ -4,8 +4,8 @@ Each recipe change leaves an image (tens of MB to GBs), every repro a worktree, 
 its context folder, every build a lock file. `gc` lists them (a dry run by default) and with
 `--yes` removes them: gpuci's images beyond the newest `--keep` per platform and older than
 `--older-than` days (never one a container uses), dangling images of interrupted builds, repro
-worktrees older than `--older-than`, build folders of processes that are gone, and build lock
-files nobody holds.
+worktrees older than `--older-than`, build folders of processes that are gone, the secrets
+folders of runs whose supervisor died, and build lock files nobody holds.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ REPRO_DIR = (".gpuci", "repro")
 
 @dataclass(frozen=True)
 class Garbage:
-    kind: str  # image | dangling-image | worktree | build-folder | lock-file
+    kind: str  # image | dangling-image | worktree | build-folder | secrets-folder | lock-file
     id: str
     bytes: int
     detail: str
@@ -55,6 +55,16 @@ def stale_build_folders(root: Path) -> list[Garbage]:
     ]
 
 
+def stale_secrets() -> list[Garbage]:
+    """The secrets folders of runs whose supervisor is gone (SIGKILLed, the machine reset)."""
+    from harness.run.secrets import SECRETS_PREFIX, secrets_parent
+
+    return [
+        Garbage("secrets-folder", str(path), _size(path), "secrets of a run whose supervisor died")
+        for path in stale_owned_dirs(secrets_parent(), SECRETS_PREFIX)
+    ]
+
+
 def find_garbage(root: Path, client: Any, keep: int, older_than_s: float) -> list[Garbage]:
     now = time.time()
     found: list[Garbage] = []
@@ -62,6 +72,7 @@ def find_garbage(root: Path, client: Any, keep: int, older_than_s: float) -> lis
         found += _old_images(client, keep, now - older_than_s)
         found += dangling_images(client)
     found += stale_build_folders(root)
+    found += stale_secrets()
     repro = Path(root).joinpath(*REPRO_DIR)
     if repro.is_dir():
         for tree in sorted(repro.iterdir()):
@@ -122,7 +133,7 @@ def remove_garbage(root: Path, client: Any, garbage: list[Garbage]) -> list[str]
             elif item.kind == "worktree":
                 run_git(root, "worktree", "remove", "--force", item.id)
                 shutil.rmtree(item.id, ignore_errors=True)
-            elif item.kind == "build-folder":
+            elif item.kind in ("build-folder", "secrets-folder"):
                 shutil.rmtree(item.id)
             elif item.kind == "lock-file":
                 os.unlink(item.id)

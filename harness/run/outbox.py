@@ -8,14 +8,13 @@ bounded, copies what it accepts into the run folder and deletes the outbox.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.owned import make_owned_dir, remove_stale
-from harness.untrusted import Skipped, list_names, private_dir, read_names
+from harness.untrusted import Skipped, list_names, parse_json, private_dir, read_names
 
 OUTBOX_DIR = (".gpuci", "outbox")
 OUTBOX_PREFIX = "run-"
@@ -75,10 +74,10 @@ def collect(outbox: Path, directory: Path) -> Collected:
                 continue
             collected.junit = directory / JUNIT_NAME
             continue
-        try:
-            records = json.loads(found[name])
-        except ValueError:
-            collected.skipped.append(Skipped(name, "not JSON"))
+        try:  # a nesting as deep as the workload likes is a skipped file, never a RecursionError
+            records = parse_json(found[name])
+        except ValueError as exc:
+            collected.skipped.append(Skipped(name, f"not JSON gpuci reads ({str(exc)[:100]})"))
             continue
         if isinstance(records, list):
             collected.records.extend(r for r in records if isinstance(r, dict))
@@ -90,7 +89,7 @@ def _results(data: bytes) -> list[dict[str, Any]]:
     results = []
     for line in data.decode(errors="replace").splitlines():
         try:
-            entry = json.loads(line)
+            entry = parse_json(line)
         except ValueError:
             continue
         if isinstance(entry, dict) and isinstance(entry.get("test"), str) and isinstance(entry.get("outcome"), str):

@@ -169,7 +169,7 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
         elif item.kind == "lease-file":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(item.id)
-        elif item.kind == "build-folder":
+        elif item.kind in ("build-folder", "secrets-folder"):
             shutil.rmtree(item.id, ignore_errors=True)
         elif item.kind == "dangling-image" and client is not None:
             try:

@@ -38,10 +38,15 @@ def split_env(env: Mapping[str, str], passed: set[str]) -> tuple[dict[str, str],
     return public, secret
 
 
+def secrets_parent() -> Path:
+    """Where runs' secrets folders are made: the host's temporary folder, outside every checkout."""
+    return Path(tempfile.gettempdir())
+
+
 def write_secrets(secret: Mapping[str, str]) -> Path:
     """A private folder holding the `env` file the step's shell sources."""
-    parent = Path(tempfile.gettempdir())
-    remove_stale(parent, SECRETS_PREFIX)  # a SIGKILLed run's secrets do not stay on disk
+    parent = secrets_parent()
+    remove_stale(parent, SECRETS_PREFIX)  # a SIGKILLed run's secrets do not stay on disk (reap and gc too)
     folder = make_owned_dir(parent, SECRETS_PREFIX)
     fd = os.open(folder / "env", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,12 +60,15 @@ def collector_folder(root: Path, client: Any, image: str) -> Path:
     if (folder / ".complete").is_file():
         return folder
     say(f"installing Buildkite's test collector for Python {target.version} into {folder}")
-    wheelhouse = wheelhouse_dir(root)
-    base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+    from harness.host_python import run_python
+
+    wheelhouse = Path(os.path.abspath(wheelhouse_dir(root)))
+    folder = Path(os.path.abspath(folder))
+    base = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
             "--target", str(folder), "--upgrade", *target.pip_args(), *COLLECTOR]  # fmt: skip
-    done = subprocess.run([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
+    done = run_python([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if done.returncode != 0:
-        done = subprocess.run(base, capture_output=True, text=True)
+        done = run_python(base, capture_output=True, text=True)
     if done.returncode != 0:
         raise ImageBuildError(
             f"{TOKEN_ENV} is set, but Buildkite's test collector could not be installed for Python "

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from harness.ci.buildkite import Selection, generate, matches, touches
+from harness.ci.buildkite import Selection, generate, matches, to_yaml, touches
 from harness.declare.config import ProjectConfig
 from harness.declare.sources import load_areas
 from tests.conftest import ROOT, harness_cmd, harness_env
@@ -34,7 +34,7 @@ def test_the_pipeline_of_this_repository_validates() -> None:
     pipeline = generate(load_areas(ROOT), ProjectConfig(), Selection(None))
     validate(pipeline)
     commands = [s["command"] for s in all_steps(pipeline)]
-    assert commands == [f"nox -s {p}_sampler -- --step sampler" for p in ("cpu", "cuda", "rocm")]
+    assert commands == [f"gpuci run --platform {p} --area sampler --step sampler" for p in ("cpu", "cuda", "rocm")]
 
 
 def test_with_a_registry_each_platform_gets_one_image_step_its_test_steps_depend_on() -> None:
@@ -44,7 +44,7 @@ def test_with_a_registry_each_platform_gets_one_image_step_its_test_steps_depend
     images, *areas = pipeline["steps"]
     assert [s["key"] for s in images["steps"]] == ["image-cpu", "image-cuda", "image-rocm"]
     assert {s["agents"]["queue"] for s in images["steps"]} == {"docker-builders"}
-    assert images["steps"][1]["command"] == "nox -s image -- publish --platform cuda"
+    assert images["steps"][1]["command"] == "gpuci image publish --platform cuda"
     for step in (s for group in areas for s in group["steps"]):
         assert step["depends_on"][0] == f"image-{step['env']['GPUCI_PLATFORM']}"
 
@@ -65,7 +65,7 @@ def test_500_steps_with_amd_mirrors_validate(tmp_path: Path) -> None:
     assert len({s["key"] for s in steps}) == 1000
     rocm = [s for s in steps if s["label"].endswith("(rocm)")]
     assert {s["agents"]["queue"] for s in rocm} == {"amd-mi325"}
-    assert rocm[0]["command"] == "nox -s rocm_area0 -- --step 'Area 0 step 0'"
+    assert rocm[0]["command"] == "gpuci run --platform rocm --area area0 --step 'Area 0 step 0'"
     assert rocm[0]["parallelism"] == 2 and rocm[0]["retry"]["automatic"][0] == {"exit_status": 75, "limit": 2}
     assert not any(rule["exit_status"] == 1 for s in steps for rule in s["retry"]["automatic"])
 
@@ -181,4 +181,81 @@ def test_a_label_reaches_the_agents_shell_as_one_word(tmp_path: Path) -> None:
     )
     pipeline = generate(load_areas(tmp_path), ProjectConfig(), Selection(None))
     command = all_steps(pipeline)[0]["command"]
-    assert shlex.split(command) == ["nox", "-s", "cpu_k", "--", "--step", label]
+    # The agent first undoes the `$$` escape (its upload-time interpolation), then its shell splits.
+    words = shlex.split(command.replace("$$", "$"))
+    assert words == ["gpuci", "run", "--platform", "cpu", "--area", "k", "--step", label]
+
+
+def _buildkite_interpolate(text: str, env: dict[str, str]) -> str:
+    """What the uploading agent does to every string before it runs a step: `$$` is one literal `$`,
+    `$VAR`, `${VAR}` and `${VAR:-default}` are the agent's variables (or the default)."""
+    import re
+
+    pattern = r"\$\$|\$\{(?P<braced>[A-Za-z_]\w*)(?::?-(?P<default>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group("braced") or match.group("bare"), match.group("default") or "")
+
+    return re.sub(pattern, one, text)
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_no_declared_string_is_interpolated_by_the_uploading_agent(tmp_path: Path) -> None:
+    import shlex
+
+    secret = "AGENT-TOKEN-0123456789"
+    hostile = {
+        "group": "grp ${BUILDKITE_AGENT_ACCESS_TOKEN} $BUILDKITE_AGENT_ACCESS_TOKEN",
+        "steps": [
+            {
+                "label": "t ${BUILDKITE_AGENT_ACCESS_TOKEN} $$BUILDKITE_AGENT_ACCESS_TOKEN $$$HOME ${X:-$HOME}",
+                "key": "k$HOME",
+                "commands": ["pytest"],
+                "platforms": ["cpu"],
+                "agent_tags": {"pool": "${BUILDKITE_AGENT_ACCESS_TOKEN}"},
+                "concurrency": 1,
+                "concurrency_group": "g/${BUILDKITE_AGENT_ACCESS_TOKEN}",
+                "optional": True,
+            },
+            {"label": "plain", "commands": ["pytest"], "platforms": ["cpu"], "depends_on": ["k$HOME"]},
+        ],
+    }
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    (areas / "k.yaml").write_text(yaml.safe_dump(hostile))
+    config = ProjectConfig(registry="registry.example.com/ci", queues={"cpu": "q-${BUILDKITE_AGENT_ACCESS_TOKEN}"})
+    for selection in (Selection(None, include_optional=True), Selection(())):  # command steps, then block steps
+        pipeline = yaml.safe_load(to_yaml(generate(load_areas(tmp_path), config, selection)))
+        validate(pipeline)
+        env = {"BUILDKITE_AGENT_ACCESS_TOKEN": secret, "HOME": "/root", "X": "x"}
+        seen = [_buildkite_interpolate(s, env) for s in _strings(pipeline)]
+        assert not any(secret in s or "/root" in s for s in seen), seen
+        # what the agent ends with is what was declared, to the byte
+        label = hostile["steps"][0]["label"]
+        assert any(s.startswith(f"Run {label} (cpu)") or s.startswith(f"{label} (cpu)") for s in seen)
+        assert hostile["group"] in seen
+        commands = [_buildkite_interpolate(s["command"], env) for s in all_steps(pipeline) if "command" in s]
+        words = ["gpuci", "run", "--platform", "cpu", "--area", "k", "--step", label]
+        assert words in [shlex.split(c) for c in commands]
+        assert "gpuci image publish --platform cpu" in commands
+
+
+def test_every_step_calls_the_installed_gpuci_never_nox_or_python(tmp_path: Path) -> None:
+    root = synthetic_project(tmp_path, areas=3, steps_per_area=4)
+    config = ProjectConfig(registry="registry.example.com/ci", python=("3.11", "3.13"))
+    pipeline = generate(load_areas(root), config, Selection(None, include_optional=True))
+    validate(pipeline)
+    commands = [s["command"] for s in all_steps(pipeline) if "command" in s]
+    assert commands and all(c.split()[0] == "gpuci" for c in commands)
+    assert not any(word in c.split() for c in commands for word in ("nox", "python", "python3", "-m", "noxfile.py"))

@@ -92,9 +92,9 @@ def test_the_pipeline_has_a_job_per_version_where_the_step_chose_none(tmp_path: 
     pipeline = generate(load_areas(root), config, Selection(None))
     commands = [s["command"] for g in pipeline["steps"] for s in g["steps"] if "command" in s]
     assert commands == [
-        "nox -s cpu_versions-3.11 -- --step each",
-        "nox -s cpu_versions-3.13 -- --step each",
-        "nox -s cpu_versions -- --step pinned",  # its own python: one job
+        "gpuci run --platform cpu --area versions --step each --python 3.11",
+        "gpuci run --platform cpu --area versions --step each --python 3.13",
+        "gpuci run --platform cpu --area versions --step pinned",  # its own python: one job
     ]
     labels = [s["label"] for g in pipeline["steps"] for s in g["steps"]]
     assert "each (cpu, Python 3.13)" in labels

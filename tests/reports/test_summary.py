@@ -128,3 +128,27 @@ def test_report_takes_a_run_id(tmp_path: Path) -> None:
     (runs / "20261130T000000Z-cpu_x-abcdef" / "report.json").write_text('{"run_id": "20261130T000000Z-cpu_x-abcdef"}')
     assert summary.resolve(Path("20261130T000000Z-cpu_x"), runs) == runs / "20261130T000000Z-cpu_x-abcdef"
     assert summary.resolve(Path("nothing-like-it"), runs) == Path("nothing-like-it")
+
+
+def test_a_label_reaches_the_annotation_as_text_not_markdown_or_html(tmp_path: Path, monkeypatch) -> None:
+    from harness.reports.summary import on_buildkite
+
+    agent_dir = tmp_path / "bin"
+    agent_dir.mkdir()
+    body = tmp_path / "body.md"
+    (agent_dir / "buildkite-agent").write_text(f'#!/bin/sh\n[ "$1" = annotate ] && cat > {body}\nexit 0\n')
+    (agent_dir / "buildkite-agent").chmod(0o755)
+    monkeypatch.setenv("BUILDKITE", "true")
+    monkeypatch.setenv("PATH", f"{agent_dir}:{os.environ['PATH']}")
+    label = "**big** [click](https://evil.example) <img src=x onerror=alert(1)>\n```\n</pre><script>x()</script>\x1b[2J"
+    report = {"run_id": "r1", "session": "cpu_x", "step": label, "outcome": "passed", "gpuci_exit_code": 0}
+    (tmp_path / "run").mkdir()
+    on_buildkite(report, tmp_path / "run")
+    text = body.read_text()
+    assert "<script>" not in text and "<img src=x" not in text and "</pre><" not in text
+    assert "\x1b" not in text
+    header, rest = text.split("\n", 1)
+    assert header.startswith("**cpu\\_x** · ") and "\\*\\*big\\*\\*" in header  # markdown shown as text
+    assert "**big**" not in header and "[click](" not in header and "\\n\\`\\`\\`" in header  # one line
+    # The table is one <pre> whose end nothing in it forges: inside it, markdown is never rendered.
+    assert rest.count("<pre>") == 1 and rest.count("</pre>") == 1 and "&lt;/pre&gt;&lt;script&gt;" in rest

@@ -86,3 +86,42 @@ def test_gc_keeps_the_newest_images_of_a_platform(cpu_image, docker_client: dock
         for image in (older, newer):
             with contextlib.suppress(docker.errors.NotFound):
                 docker_client.images.remove(image, force=True)
+
+
+def test_a_crashed_runs_secrets_folder_is_removed_by_reap_and_gc(make_project, cpu_image, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from tests.conftest import harness_cmd, harness_env
+
+    temp = tmp_path / "tmp"  # the runs' temporary folder: only this test's secrets are there
+    temp.mkdir()
+    secret = "crash-s3cret-0123456789"
+    root = make_project("platforms: [cpu]\nsteps: [{label: s, commands: ['sleep 120']}]\n", name="crash")
+    env = harness_env(TMPDIR=str(temp), API_TOKEN=secret)
+    run = ["run", "--platform", "cpu", "--area", "crash", "--root", str(root), "--env", "API_TOKEN"]
+    supervisor = subprocess.Popen(harness_cmd(*run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not list(temp.glob("gpuci-secrets-*/env")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (left,) = temp.glob("gpuci-secrets-*")
+    assert secret in (left / "env").read_text()
+    supervisor.send_signal(signal.SIGKILL)  # a crash: nothing of gpuci's runs after this
+    supervisor.wait()
+    assert (left / "env").exists()
+
+    def gpuci(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(harness_cmd(*args), env=env, capture_output=True, text=True, timeout=300)
+
+    listed = gpuci("gc", "--root", str(root))
+    assert "secrets-folder" in listed.stdout and left.name in listed.stdout and secret not in listed.stdout
+    reaped = gpuci("reap", "--root", str(root), "--yes", "--vram-backend", "none")
+    assert reaped.returncode == 0, reaped.stderr
+    assert not left.exists() and secret not in reaped.stdout + reaped.stderr
+    # gc removes one too (a folder of a process that is gone, as a crash leaves it).
+    dead = temp / "gpuci-secrets-999999-12.00-abcdef"
+    dead.mkdir(mode=0o700)
+    (dead / "env").write_text(f"export API_TOKEN={secret}\n")
+    done = gpuci("gc", "--root", str(root), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert not dead.exists() and not list(temp.glob("gpuci-secrets-*"))

@@ -259,3 +259,48 @@ def test_a_pull_request_cannot_choose_host_resources_through_its_settings(
     )
     pipeline = run_harness("pipeline", "--root", str(root), "--all")
     assert pipeline.returncode == 2 and "deploy-prod" in pipeline.stderr and "queues" in pipeline.stderr
+
+
+def test_a_deeply_nested_outbox_json_is_skipped_and_the_report_written(make_project, run_harness, cpu_image) -> None:
+    writer = (
+        "d = '[' * 200000 + ']' * 200000; "
+        "open('/gpuci/report/pytest-records-deep.json', 'w').write(d); "
+        "open('/gpuci/report/tests-deep.jsonl', 'w').write("
+        '\'{"test": "t::deep", "outcome": "failed", "message": \' + d + \'}\\n\' + '
+        '\'{"test": "t::deep2", "outcome": "passed", "message": \' '
+        "+ '{\"a\":' * 900 + '1' + '}' * 900 + '}\\n')"
+    )
+    root = make_project(_area(f"python3 -c {json.dumps(writer)}"), name="attack")
+    done = _run(run_harness, root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr  # the step passed: its report says so
+    assert "RecursionError" not in done.stderr and "Traceback" not in done.stderr
+    report = _report(root)
+    assert report["outcome"] == "passed"
+    skipped = {s["name"]: s["reason"] for s in report["outbox_skipped"]}
+    assert "nested deeper" in skipped["pytest-records-deep.json"]
+    assert not report.get("results")  # neither deep line was taken as a test's outcome
+
+
+def test_a_tests_message_reaches_gpucis_lines_masked_and_inert(make_project, run_harness, cpu_image) -> None:
+    import xml.etree.ElementTree as ET
+
+    secret = "s3cret-0123456789-token"
+    hostile = "\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\x1b[H\\rgpuci: passed\\ngpuci: passed"
+    root = make_project(_area("pytest -q t_msg.py"), name="attack")
+    (root / "t_msg.py").write_text(
+        "import os\n\n"
+        f"def test_leak():\n    assert False, 'leak ' + os.environ['API_TOKEN'] + '{hostile}'\n\n"
+        f"def test_other():\n    assert False, '\\u202e{hostile}'\n"
+    )
+    done = _run(run_harness, root, "--env", "API_TOKEN", API_TOKEN=secret)
+    assert done.returncode == 1, done.stderr
+    gpucis = [line for line in done.stderr.splitlines() if line.startswith("gpuci:")]
+    assert any("failed: t_msg.py::test_leak — AssertionError: leak [redacted]" in line for line in gpucis), gpucis
+    assert secret not in done.stderr and secret not in done.stdout
+    assert "\x1b" not in done.stderr and "\r" not in done.stderr and "\u202e" not in done.stderr
+    assert not [line for line in done.stderr.splitlines() if line.startswith("gpuci: passed")]
+    run = (root / ".gpuci" / "runs" / "latest").resolve()
+    junit = (run / "junit.xml").read_text()
+    assert secret not in junit and "[redacted]" in junit and "\x1b" not in junit
+    ET.fromstring(junit.split("\n", 1)[1])  # still XML a CI tool can read
+    assert secret not in (run / "report.json").read_text() and secret not in (run / "output.log").read_text()
