@@ -167,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
     reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
     reap.add_argument("--root", type=Path, default=Path.cwd(), help="the project whose runs are reaped")
     reap.add_argument("--all-projects", action="store_true", help="every project's crashed runs on this host")
+    reap.add_argument(
+        "--label", action="append", default=[], metavar="KEY[=VALUE]", help="only containers and images with it"
+    )
 
     gc = command(
         "gc",
@@ -177,6 +180,7 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep", type=int, default=3, help="newest images kept per platform (default 3)")
     gc.add_argument("--older-than", type=float, default=14.0, metavar="DAYS", help="age past which things go")
     gc.add_argument("--yes", action="store_true", help="remove what is listed")
+    gc.add_argument("--label", action="append", default=[], metavar="KEY[=VALUE]", help="only images with it")
 
     init = command(
         "init",

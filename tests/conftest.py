@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ import pytest
 from tests.registry_server import RegistryServer
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every image or container a test makes carries this label (one value per test process): a test
+# lists, counts and removes only what carries it, so suites can run side by side on one engine.
+SESSION_LABEL_KEY = "gpuci.test-session"
+SESSION_LABEL = f"{SESSION_LABEL_KEY}={uuid.uuid4().hex[:16]}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,6 +7,7 @@ import fcntl
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +18,71 @@ def lock_path(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def host_lock(name: str) -> Iterator[None]:
-    """Exclusive across processes on this host, e.g. two sessions building the same image tag."""
-    fd = os.open(lock_path(name), os.O_CREAT | os.O_RDWR, 0o666)
+def host_lock(name: str, shared: bool = False) -> Iterator[None]:
+    """Exclusive across processes on this host, e.g. two sessions building the same image tag;
+    `shared` lets other shared holders in and keeps exclusive ones out."""
+    fd = _locked(lock_path(name), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def try_host_lock(name: str, wait_s: float = 0.0) -> Iterator[bool]:
+    """Exclusive, waiting at most `wait_s`: yields whether it was had (held until the block ends)."""
+    path = lock_path(name)
+    deadline = time.monotonic() + wait_s
+    while True:
+        fd = _locked(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fd is not None or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _locked(path: Path, operation: int) -> int | None:
+    """An open, locked descriptor of `path`, or None where LOCK_NB found it held. A lock file that
+    was removed between the open and the lock (see `remove_if_unheld`) is opened again: a lock on a
+    removed file would exclude nobody."""
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def remove_if_unheld(path: Path) -> bool:
+    """Delete a lock file that no process holds, holding it while it goes, so a process that opened it
+    meanwhile notices (by its inode) and locks a new one; False when held or gone."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            return False
+        os.unlink(path)
+        return True
+    except (BlockingIOError, FileNotFoundError):
+        return False
     finally:
         os.close(fd)
 

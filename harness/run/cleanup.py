@@ -18,12 +18,13 @@ def reap_command(args: argparse.Namespace) -> int:
 
     # This checkout's runs only, unless told otherwise: another project's crash is its own to clean.
     project = None if args.all_projects else reaper.project_id(args.root)
+    labels = tuple(args.label)
     leftovers = []
     try:
         client = connect(timeout=30)
-        leftovers += reaper.dead_run_containers(client, project=project)
+        leftovers += reaper.dead_run_containers(client, project=project, labels=labels)
         # Interrupted builds: their dangling layers (host-wide: images are shared by every project).
-        leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.dangling_images(client)]
+        leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.dangling_images(client, labels)]
     except DockerUnavailable as exc:
         client = None
         print(f"gpuci: could not look for containers crashed runs left: {exc}", file=sys.stderr)
@@ -67,7 +68,7 @@ def gc_command(args: argparse.Namespace) -> int:
     except DockerUnavailable as exc:
         client = None
         print(f"gpuci: could not look at images: {exc}", file=sys.stderr)
-    garbage = gc.find_garbage(args.root.resolve(), client, args.keep, args.older_than * 86400)
+    garbage = gc.find_garbage(args.root.resolve(), client, args.keep, args.older_than * 86400, tuple(args.label))
     for item in garbage:
         print(f"{item.kind:15} {format_size(item.bytes):>10}  {item.id}  ({item.detail})")
     total = format_size(sum(g.bytes for g in garbage))

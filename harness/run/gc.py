@@ -3,9 +3,12 @@
 Each recipe change leaves an image (tens of MB to GBs), every repro a worktree, every killed build
 its context folder, every build a lock file. `gc` lists them (a dry run by default) and with
 `--yes` removes them: gpuci's images beyond the newest `--keep` per platform and older than
-`--older-than` days (never one a container uses), dangling images of interrupted builds, repro
-worktrees older than `--older-than`, build folders of processes that are gone, the secrets
-folders of runs whose supervisor died, and build lock files nobody holds.
+`--older-than` days, dangling images of interrupted builds, repro worktrees older than
+`--older-than`, build folders of processes that are gone, the secrets folders of runs whose
+supervisor died, and lock files nobody holds. Never an image a container, a build or a run on this
+host may be using (harness/images/in_use.py), and only images with every `--label` given. Every
+image is listed and removed through harness/images/engine.py: one another process removed
+meanwhile is gone, not an error.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.gpu.locks import is_locked, lock_path
+from harness.console import say
+from harness.gpu.locks import is_locked, lock_path, remove_if_unheld
+from harness.images import engine
+from harness.images import in_use as in_use_guard
 from harness.images.build import CONTEXT_PREFIX
 from harness.owned import stale_owned_dirs
 
@@ -32,19 +38,20 @@ class Garbage:
     id: str
     bytes: int
     detail: str
+    image_id: str = ""  # an image's id where `id` is its tag
 
 
-def dangling_images(client: Any) -> list[Garbage]:
-    """Layers an interrupted build of a gpuci image left (they carry its base's label); never one a
-    container uses (a build in progress, or a container not yet removed)."""
-    in_use = {c.attrs.get("ImageID") for c in client.containers.list(all=True, sparse=True)}
+def dangling_images(client: Any, labels: tuple[str, ...] = ()) -> list[Garbage]:
+    """Layers an interrupted build of a gpuci image left (they carry its base's label): never one a
+    container uses, nor one younger than a build's window (the newest layer of a build in progress
+    is dangling between two steps; see harness/images/in_use.py). `labels`: only images with these."""
+    in_use = engine.images_in_use(client)
+    cutoff = time.time() - in_use_guard.BUILD_WINDOW_S
     found = []
     for label in ("gpuci.base", "gpuci.platform"):
-        for image in client.images.list(filters={"dangling": True, "label": label}):
-            if image.id not in in_use:
-                found.append(
-                    Garbage("dangling-image", image.id, int(image.attrs.get("Size") or 0), "interrupted build")
-                )
+        for image in engine.list_images(client, (label, *labels), dangling=True):
+            if image.id not in in_use and image.created < cutoff:
+                found.append(Garbage("dangling-image", image.id, image.size, "interrupted build"))
     return list({g.id: g for g in found}.values())
 
 
@@ -65,12 +72,14 @@ def stale_secrets() -> list[Garbage]:
     ]
 
 
-def find_garbage(root: Path, client: Any, keep: int, older_than_s: float) -> list[Garbage]:
+def find_garbage(
+    root: Path, client: Any, keep: int, older_than_s: float, labels: tuple[str, ...] = ()
+) -> list[Garbage]:
     now = time.time()
     found: list[Garbage] = []
     if client is not None:
-        found += _old_images(client, keep, now - older_than_s)
-        found += dangling_images(client)
+        found += _old_images(client, keep, now - older_than_s, labels)
+        found += dangling_images(client, labels)
     found += stale_build_folders(root)
     found += stale_secrets()
     repro = Path(root).joinpath(*REPRO_DIR)
@@ -79,37 +88,49 @@ def find_garbage(root: Path, client: Any, keep: int, older_than_s: float) -> lis
             age = now - tree.lstat().st_mtime
             if tree.is_dir() and not tree.is_symlink() and age > older_than_s:
                 found.append(Garbage("worktree", str(tree), _size(tree), f"repro worktree, {age / 86400:.0f} days old"))
-    for path in sorted(lock_path("build-x").parent.glob("gpuci-build-*.lock")):
-        if is_locked(path) is False and now - path.stat().st_mtime > 3600:
-            found.append(Garbage("lock-file", str(path), 0, "no process holds it"))
+    folder = lock_path("build-x").parent
+    for path in sorted([*folder.glob("gpuci-build-*.lock"), *folder.glob("gpuci-image-*.lock")]):
+        with contextlib.suppress(FileNotFoundError):
+            if is_locked(path) is False and now - path.stat().st_mtime > 3600:
+                found.append(Garbage("lock-file", str(path), 0, "no process holds it"))
     return found
 
 
-def _old_images(client: Any, keep: int, cutoff: float) -> list[Garbage]:
-    in_use = {c.attrs.get("ImageID") for c in client.containers.list(all=True, sparse=True)}
-    by_platform: dict[str, list[Any]] = {}
-    for image in client.images.list(filters={"label": "gpuci.content-hash"}):
-        by_platform.setdefault(image.labels.get("gpuci.platform", "?"), []).append(image)
+def _old_images(client: Any, keep: int, cutoff: float, labels: tuple[str, ...]) -> list[Garbage]:
+    """gpuci's tagged images beyond the newest `keep` of their platform, older than `cutoff`, that no
+    container uses (untagged ones are dangling layers: see `dangling_images`)."""
+    in_use = engine.images_in_use(client)
+    by_platform: dict[str, list[engine.ImageEntry]] = {}
+    for image in engine.list_images(client, ("gpuci.content-hash", *labels)):
+        if image.tags:
+            by_platform.setdefault(image.labels.get("gpuci.platform", "?"), []).append(image)
     found = []
     for images in by_platform.values():
-        images.sort(key=lambda i: i.attrs.get("Created", ""), reverse=True)
+        images.sort(key=lambda i: i.created, reverse=True)
         for image in images[keep:]:
-            created = _created(image.attrs.get("Created", ""))
-            if image.id in in_use or created > cutoff:
+            if image.id in in_use or image.created > cutoff:
                 continue
-            name = (image.tags or [image.id[:19]])[0]
-            days = (time.time() - created) / 86400
-            found.append(Garbage("image", name, int(image.attrs.get("Size") or 0), f"{days:.0f} days old"))
+            days = (time.time() - image.created) / 86400
+            found.append(Garbage("image", image.name, image.size, f"{days:.0f} days old", image.id))
     return found
 
 
-def _created(text: str) -> float:
-    from datetime import datetime
-
-    try:  # Docker's RFC 3339 with nanoseconds: seconds are enough here
-        return datetime.fromisoformat(text[:19] + "+00:00").timestamp()
-    except ValueError:
-        return time.time()
+def remove_image(client: Any, item: Garbage) -> str | None:
+    """Remove one image garbage item unless a build or run on this host may be using it; a problem
+    to report, or None (removed, gone already, or kept because it is in use: said on stderr)."""
+    image_id = item.image_id or item.id
+    guard = in_use_guard.no_builds() if item.kind == "dangling-image" else in_use_guard.unpinned(image_id)
+    with guard as free:
+        if not free:
+            say(f"kept {item.kind} {item.id[:19]}: a build or run on this host is using it")
+            return None
+        try:
+            engine.remove_image(client, item.id)
+        except engine.ImageInUse:
+            say(f"kept {item.kind} {item.id[:19]}: a container or a newer image uses it now")
+        except Exception as exc:  # reported, not raised: remove the rest
+            return f"{item.kind} {item.id[:19]}: {exc}"
+    return None
 
 
 def _size(path: Path) -> int:
@@ -129,14 +150,16 @@ def remove_garbage(root: Path, client: Any, garbage: list[Garbage]) -> list[str]
     for item in garbage:
         try:
             if item.kind in ("image", "dangling-image"):
-                client.images.remove(item.id, noprune=False)
+                problem = remove_image(client, item)
+                if problem:
+                    problems.append(problem)
             elif item.kind == "worktree":
                 run_git(root, "worktree", "remove", "--force", item.id)
                 shutil.rmtree(item.id, ignore_errors=True)
             elif item.kind in ("build-folder", "secrets-folder"):
                 shutil.rmtree(item.id)
             elif item.kind == "lock-file":
-                os.unlink(item.id)
+                remove_if_unheld(Path(item.id))
         except Exception as exc:  # reported, not raised: remove the rest
             problems.append(f"{item.kind} {item.id}: {exc}")
     if any(g.kind == "worktree" for g in garbage):

@@ -76,16 +76,16 @@ def _clear(watch: VramWatch, pending: dict[str, dict[str, Any]], use_docker: boo
 
 
 def _remove_containers(run_ids: set[str]) -> None:
-    from harness.images.engine import connect
+    from harness.images import engine
 
     try:
-        client = connect(timeout=10)
+        client = engine.connect(timeout=10)
     except Exception:  # no engine: nothing of a crashed run can be in a container here
         return
     for run_id in run_ids:
-        for container in client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.run-id={run_id}"}):
-            with contextlib.suppress(Exception):  # gone already, or the engine is removing it
-                container.remove(force=True)
+        for container in engine.list_containers(client, [f"gpuci.run-id={run_id}"]):
+            with contextlib.suppress(Exception):  # the engine is removing it already
+                engine.remove_container(client, container.id)
 
 
 def _kill_processes(crashed: set[str]) -> None:

@@ -22,8 +22,9 @@ from typing import Any
 import psutil
 
 from harness.gpu.lease import lease_files
-from harness.gpu.locks import is_locked
+from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
+from harness.images import engine
 from harness.run.process_tree import wait_exited
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
@@ -63,10 +64,15 @@ def supervisor_alive(pid: str | None, start: str | None) -> bool:
 
 
 def dead_run_containers(
-    client: Any, area: str | None = None, platform: str | None = None, project: str | None = None
+    client: Any,
+    area: str | None = None,
+    platform: str | None = None,
+    project: str | None = None,
+    labels: tuple[str, ...] = (),
 ) -> list[Leftover]:
-    """Containers of runs whose supervisor is gone: of `project` only, unless it is None."""
-    filters = ["gpuci.run-id"]
+    """Containers of runs whose supervisor is gone: of `project` only, unless it is None, and only
+    those with every label in `labels`."""
+    filters = ["gpuci.run-id", *labels]
     if project:
         filters.append(f"{PROJECT_LABEL}={project}")
     if area:
@@ -75,15 +81,14 @@ def dead_run_containers(
         filters.append(f"gpuci.platform={platform}")
     found = []
     host = socket.gethostname()
-    for container in client.containers.list(all=True, sparse=True, filters={"label": filters}):
-        labels = container.attrs.get("Labels") or {}
+    for container in engine.list_containers(client, filters):
+        labels = container.labels
         if labels.get("gpuci.host", host) != host:
             continue  # another host's run, on a shared engine: not ours to judge
         if supervisor_alive(labels.get("gpuci.supervisor-pid"), labels.get("gpuci.supervisor-start")):
             continue
-        name = (container.attrs.get("Names") or ["?"])[0]
-        state = container.attrs.get("State")
-        found.append(Leftover("container", container.id[:12], labels.get("gpuci.run-id"), f"{name} ({state})"))
+        detail = f"/{container.name} ({container.state})"
+        found.append(Leftover("container", container.id[:12], labels.get("gpuci.run-id"), detail))
     return found
 
 
@@ -145,11 +150,8 @@ def stale_leases() -> list[Leftover]:
 def _gone(client: Any, container_id: str, within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
-            client.containers.get(container_id)
-        except Exception as exc:
-            if "No such container" in str(exc) or "404" in str(exc):
-                return True
+        if not engine.container_exists(client, container_id):
+            return True
         time.sleep(0.2)
     return False
 
@@ -160,23 +162,22 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
     for item in leftovers:
         if item.kind == "container" and client is not None:
             try:
-                client.containers.get(item.id).remove(force=True)
+                engine.remove_container(client, item.id)  # gone already: done
             except Exception as exc:  # reported, not raised: reap the rest
-                # The engine may be removing it already (its --rm after the kill): a problem only
-                # if it is still there once that had time to finish.
-                if "No such container" not in str(exc) and not _gone(client, item.id, 10.0):
+                # The engine may be removing it (its --rm after the kill): a problem only if it is
+                # still there once that had time to finish.
+                if not _gone(client, item.id, 10.0):
                     problems.append(f"container {item.id}: {exc}")
         elif item.kind == "lease-file":
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(item.id)
+            remove_if_unheld(Path(item.id))  # held by now: a new lease, not stale any more
         elif item.kind in ("build-folder", "secrets-folder"):
             shutil.rmtree(item.id, ignore_errors=True)
         elif item.kind == "dangling-image" and client is not None:
-            try:
-                client.images.remove(item.id)
-            except Exception as exc:  # in use by now (a build, a container): left for a later reap
-                if "409" not in str(exc) and "No such image" not in str(exc):
-                    problems.append(f"image {item.id[:19]}: {exc}")
+            from harness.run.gc import Garbage, remove_image
+
+            problem = remove_image(client, Garbage(item.kind, item.id, 0, item.detail))
+            if problem:
+                problems.append(problem)
     holders = [int(i.id) for i in leftovers if i.kind in ("holder", "process")]
     for pid in holders:
         with contextlib.suppress(ProcessLookupError):

@@ -6,13 +6,18 @@ import contextlib
 import io
 import os
 import tarfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import docker
 import pytest
 
-from harness.run import gc
+from harness.images import engine, in_use
+from harness.run import gc, reaper
+from tests.conftest import SESSION_LABEL
+from tests.images.test_engine import tiny_image
 
 pytestmark = pytest.mark.xdist_group("reap")
 
@@ -29,10 +34,11 @@ def test_reap_removes_the_context_a_killed_build_left_and_keeps_a_live_ones(run_
     from harness.owned import make_owned_dir
 
     live = make_owned_dir(tmp_path / ".gpuci" / "build", "context-")  # this test process: alive
-    listed = run_harness("reap", "--root", str(tmp_path), "--vram-backend", "none")
+    own = ("--label", SESSION_LABEL)  # no other suite's images on a shared engine
+    listed = run_harness("reap", "--root", str(tmp_path), "--vram-backend", "none", *own)
     assert "build-folder" in listed.stdout and dead.name in listed.stdout and live.name not in listed.stdout
     assert dead.exists()  # listing alone removes nothing
-    done = run_harness("reap", "--root", str(tmp_path), "--yes", "--vram-backend", "none")
+    done = run_harness("reap", "--root", str(tmp_path), "--yes", "--vram-backend", "none", *own)
     assert done.returncode == 0, done.stderr
     assert not dead.exists() and live.exists()
 
@@ -48,17 +54,18 @@ def test_gc_is_a_dry_run_until_told_and_then_removes_old_worktrees_and_build_fol
     os.utime(old, (month_ago, month_ago))
     young = tmp_path / ".gpuci" / "repro" / "young"
     young.mkdir()
-    dry = run_harness("gc", "--root", str(tmp_path))
+    own = ("--label", SESSION_LABEL)  # no other suite's images on a shared engine
+    dry = run_harness("gc", "--root", str(tmp_path), *own)
     assert dry.returncode == 0, dry.stderr
     assert "worktree" in dry.stdout and old.name in dry.stdout and "young" not in dry.stdout
     assert "run again with --yes" in dry.stdout and dead.exists() and old.exists()
-    done = run_harness("gc", "--root", str(tmp_path), "--yes")
+    done = run_harness("gc", "--root", str(tmp_path), "--yes", *own)
     assert done.returncode == 0, done.stderr
     assert not dead.exists() and not old.exists() and young.exists()
 
 
 def _image(client: docker.DockerClient, base: str, platform: str, marker: str) -> str:
-    dockerfile = f"FROM {base}\nLABEL gpuci.content-hash={marker} gpuci.platform={platform}\n".encode()
+    dockerfile = f"FROM {base}\nLABEL gpuci.content-hash={marker} gpuci.platform={platform} {SESSION_LABEL}\n".encode()
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         info = tarfile.TarInfo("Dockerfile")
@@ -77,10 +84,11 @@ def test_gc_keeps_the_newest_images_of_a_platform(cpu_image, docker_client: dock
     time.sleep(1.1)  # Created has second resolution
     newer = _image(docker_client, cpu_image.tag, platform, "newer")
     try:
-        found = [g for g in gc.find_garbage(Path("/nonexistent"), docker_client, 1, 0) if platform in g.id]
+        mine = (SESSION_LABEL, f"gpuci.platform={platform}")
+        found = [g for g in gc.find_garbage(Path("/nonexistent"), docker_client, 1, 0, mine) if g.kind == "image"]
         assert [g.id for g in found] == [f"gpuci/{platform}:older"]
         assert gc.remove_garbage(Path("/nonexistent"), docker_client, found) == []
-        tags = {t for i in docker_client.images.list(filters={"label": f"gpuci.platform={platform}"}) for t in i.tags}
+        tags = {t for i in engine.list_images(docker_client, mine) for t in i.tags}
         assert tags == {f"gpuci/{platform}:newer"}
     finally:
         for image in (older, newer):
@@ -125,3 +133,80 @@ def test_a_crashed_runs_secrets_folder_is_removed_by_reap_and_gc(make_project, c
     done = gpuci("gc", "--root", str(root), "--yes")
     assert done.returncode == 0, done.stderr
     assert not dead.exists() and not list(temp.glob("gpuci-secrets-*"))
+
+
+def _churn(client: docker.DockerClient, label: str, stop: threading.Event, made: list[int]) -> None:
+    """Another process on the engine: gpuci-looking images and dead runs' containers, made and removed
+    as fast as the engine allows."""
+    key, value = label.split("=")
+    while not stop.is_set():
+        image = tiny_image(
+            client, label, "gpuci.content-hash=race", "gpuci.platform=race", tag=f"gpuci-race/{value}:{made[0]}"
+        )
+        container = client.api.create_container(
+            image, ["/marker"], labels={key: value, "gpuci.run-id": f"race-{made[0]}", "gpuci.supervisor-pid": "0"}
+        )
+        engine.remove_container(client, container["Id"])  # gc or reap may have been first
+        engine.remove_image(client, image, force=True)
+        made[0] += 1
+
+
+def test_gc_and_reap_never_crash_when_another_process_removes_what_they_listed(docker_client, tmp_path) -> None:
+    """The race of a shared engine: docker-py's images.list inspected each image it listed, so one
+    removed meanwhile raised "No such image" out of gc and reap."""
+    label = f"gpuci.test-race={uuid.uuid4().hex[:12]}"
+    stop, made = threading.Event(), [0]
+    churners = [threading.Thread(target=_churn, args=(docker_client, label, stop, made)) for _ in range(2)]
+    for thread in churners:
+        thread.start()
+    rounds = 0
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline or rounds < 20:
+            garbage = gc.find_garbage(tmp_path, docker_client, 0, 0, (label,))
+            assert gc.remove_garbage(tmp_path, docker_client, [g for g in garbage if g.kind == "image"]) == []
+            leftovers = reaper.dead_run_containers(docker_client, labels=(label,))
+            leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.dangling_images(docker_client)]
+            assert reaper.clean([i for i in leftovers if i.kind == "container"], docker_client) == []
+            rounds += 1
+    finally:
+        stop.set()
+        for thread in churners:
+            thread.join()
+        for image in engine.list_images(docker_client, (label,)):
+            engine.remove_image(docker_client, image.id, force=True)
+    assert made[0] >= 10 and rounds >= 20, (made, rounds)  # they did overlap, many times
+
+
+def test_gc_keeps_an_image_a_build_or_run_on_this_host_pins(docker_client, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GPUCI_LOCK_DIR", str(tmp_path))  # this test's pins only
+    platform = f"gcpin{uuid.uuid4().hex[:8]}"
+    mine = (SESSION_LABEL, f"gpuci.platform={platform}")
+    image_id = tiny_image(
+        docker_client, "gpuci.content-hash=pin", f"gpuci.platform={platform}", tag=f"gpuci/{platform}:a"
+    )
+    try:
+        [found] = [g for g in gc.find_garbage(tmp_path, docker_client, 0, 0, mine) if g.kind == "image"]
+        assert found.image_id == image_id
+        with in_use.pinned(image_id):  # a run between finding its image and creating its container
+            assert gc.remove_garbage(tmp_path, docker_client, [found]) == []
+            assert engine.image_id(docker_client, image_id) == image_id  # kept
+        assert gc.remove_garbage(tmp_path, docker_client, [found]) == []
+        assert engine.image_id(docker_client, image_id) is None  # unpinned: collected
+    finally:
+        engine.remove_image(docker_client, image_id, force=True)
+
+
+def test_dangling_layers_wait_while_a_build_runs_on_this_host(docker_client, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GPUCI_LOCK_DIR", str(tmp_path))
+    image_id = tiny_image(docker_client, "gpuci.base=test-dangling")  # untagged: dangling
+    try:
+        old = gc.Garbage("dangling-image", image_id, 0, "interrupted build")
+        assert image_id not in {g.id for g in gc.dangling_images(docker_client, (SESSION_LABEL,))}  # too young
+        with in_use.building():
+            assert gc.remove_garbage(tmp_path, docker_client, [old]) == []
+            assert engine.image_id(docker_client, image_id) == image_id  # a build runs: kept
+        assert gc.remove_garbage(tmp_path, docker_client, [old]) == []
+        assert engine.image_id(docker_client, image_id) is None
+    finally:
+        engine.remove_image(docker_client, image_id, force=True)

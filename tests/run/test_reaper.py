@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from harness.gpu.vram import sim
+from harness.run.reaper import PROJECT_LABEL, project_id
 from tests.conftest import harness_cmd, harness_env
 
 # `reap --yes` cleans every dead run on the host: tests that reap share one xdist worker, so one
@@ -22,6 +23,11 @@ steps:
   - label: hold
     commands: ["python3 misbehave.py hold"]
 """
+
+
+def own(root) -> tuple[str, str]:
+    """reap's scope in a test: the project's containers (its label), and no image (none carries it)."""
+    return ("--label", f"{PROJECT_LABEL}={project_id(root)}")
 
 
 def start_and_kill_supervisor(root, sim_gpus, docker_client, *extra: str) -> str:
@@ -49,10 +55,12 @@ def test_reap_removes_the_container_of_a_killed_supervisor(
     label = {"label": f"gpuci.run-id={run_id}"}
     # Left behind: stopped by its own orphan watcher once its supervisor died, never removed.
     assert docker_client.containers.list(all=True, sparse=True, filters=label)
-    listed = run_harness("reap", "--root", str(root), "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    listed = run_harness("reap", "--root", str(root), *own(root), "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
     assert listed.returncode == 0 and "container" in listed.stdout and run_id in listed.stdout
     assert docker_client.containers.list(all=True, sparse=True, filters=label)  # listing alone touches nothing
-    done = run_harness("reap", "--root", str(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    done = run_harness(
+        "reap", "--root", str(root), *own(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus)
+    )
     assert done.returncode == 0, done.stderr
     assert docker_client.containers.list(all=True, sparse=True, filters=label) == []
     backend = sim.SimBackend(sim_gpus)
@@ -70,7 +78,9 @@ def test_reap_kills_a_dead_runs_gpu_holder_and_spares_foreign_ones(make_project,
     )
     try:
         assert "holding" in foreign.stdout.readline()  # type: ignore[union-attr]
-        done = run_harness("reap", "--root", str(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+        done = run_harness(
+            "reap", "--root", str(root), *own(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus)
+        )
         assert done.returncode == 0, done.stderr
         assert f"(run {run_id})" in done.stdout and "foreign-holder" in done.stdout
         backend = sim.SimBackend(sim_gpus)
@@ -125,7 +135,9 @@ def test_reap_ends_a_dead_runs_processes_that_hold_no_gpu(make_project, sim_gpus
     root = make_project(area, name="reap")
     run_id = start_and_kill_supervisor(root, sim_gpus, None, "--no-container")
     assert len(_processes_of(run_id)) >= 3  # the holder and both helpers, orphaned
-    done = run_harness("reap", "--root", str(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus))
+    done = run_harness(
+        "reap", "--root", str(root), *own(root), "--yes", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus)
+    )
     assert done.returncode == 0, done.stderr
     assert "process" in done.stdout and "sleep 30" in done.stdout
     deadline = time.monotonic() + 10
@@ -142,12 +154,21 @@ def test_reap_touches_only_its_own_projects_runs_unless_told(
     label = {"label": f"gpuci.run-id={run_id}"}
     other = tmp_path / "another-checkout"
     other.mkdir()
-    spared = run_harness("reap", "--root", str(other), "--yes", "--vram-backend", "none")
+    spared = run_harness("reap", "--root", str(other), "--yes", "--vram-backend", "none", *own(other))
     assert spared.returncode == 0, spared.stderr
     assert run_id not in spared.stdout
     assert docker_client.containers.list(all=True, sparse=True, filters=label)  # another project's: untouched
     every = run_harness(
-        "reap", "--root", str(other), "--yes", "--all-projects", "--vram-backend", "sim", GPUCI_SIM_GPUS=str(sim_gpus)
+        "reap",
+        "--root",
+        str(other),
+        "--yes",
+        "--all-projects",
+        "--label",  # every project's, of this run only: never a neighbour suite's crashed runs
+        f"gpuci.run-id={run_id}",
+        "--vram-backend",
+        "sim",
+        GPUCI_SIM_GPUS=str(sim_gpus),
     )
     assert every.returncode == 0, every.stderr
     assert run_id in every.stdout
