@@ -83,6 +83,19 @@ def lint(
                             suggestion=f"moved to {home}?" if home and not option else None,
                         )
                     )
+                for written in dict.fromkeys(reach.unresolved):
+                    findings.append(
+                        Finding(
+                            "unresolved-target",
+                            rel,
+                            step.line,
+                            step.label,
+                            f"step {step.label!r} runs pytest on `{written}`, which the lint cannot resolve: "
+                            "it counts as reaching nothing, so tests only it runs are reported unrun",
+                            variable=written,
+                            suggestion="name the files, or loop over a glob, a list or a `find` the lint can read",
+                        )
+                    )
                 reached |= reach.files
                 # Gates count where they run: scripts the step runs, test modules its pytest collects.
                 ran = set(reach.scripts) | {p for t, _ in reach.targets for p in tree.under(t) if p.endswith(".py")}
