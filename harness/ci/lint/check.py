@@ -16,7 +16,7 @@ from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
 from harness.ci.lint.resolver import Resolver
-from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, script_needs_of
+from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, why_a_script
 from harness.ci.lint.shell_gates import SHELL_GATES
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
@@ -110,8 +110,10 @@ def lint(
         if path not in reached and DEFINES_TESTS.search(read(path)):
             if "__main__" in read(path):
                 fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
-                if script_needs_of(analyse(TEST_NEEDS, path), fixtures):
-                    continue  # a script named like a test: pytest would error on it, not run tests
+                why = why_a_script(analyse(TEST_NEEDS, path), fixtures)
+                if why is not None:  # a script named like a test: pytest would error on it, not run tests
+                    findings.append(Finding("script-not-test", path, 0, "", f"{path}: {why}", path=path))
+                    continue
             findings.append(
                 Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
             )

@@ -14,6 +14,7 @@ KINDS = (
     "dead-dependency",
     "platform-skip",
     "unresolved-target",  # a pytest target with a variable the lint cannot bound (`pytest $f`)
+    "script-not-test",  # named like a test, but nothing would fill its tests' parameters: a script
 )
 
 
