@@ -5,6 +5,7 @@ Snippets in the shape of a large GPU project's steps (our own words and paths).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness.ci.lint import Finding, lint
@@ -534,3 +535,32 @@ def test_tests_whose_parameters_decorators_fill_are_tests_even_with_a_main(tmp_p
     findings = found(root)
     assert [f.kind for f in findings] == ["script-not-test"]
     assert "test_run takes 'model_path', which no fixture" in findings[0].message
+
+
+def test_an_ignore_or_deselect_of_a_path_that_is_gone_is_a_stale_note_not_a_missing_test(
+    tmp_path: Path, run_harness
+) -> None:
+    steps = [
+        {
+            "label": "compile",
+            "platforms": ["cpu"],
+            "commands": [
+                "pytest tests/compile --ignore=tests/compile/old_folder --deselect tests/compile/test_gone.py::test_x",
+                "pytest tests/distributed",
+            ],
+        }
+    ]
+    root = project(tmp_path, steps, FILES)
+    findings = found(root)
+    assert [(f.kind, f.path) for f in findings] == [
+        ("stale-ignore", "tests/compile/old_folder"),
+        ("stale-ignore", "tests/compile/test_gone.py"),
+    ]
+    assert (
+        "no test is lost" in findings[0].message and findings[0].suggestion == "drop --ignore tests/compile/old_folder"
+    )
+    done = run_harness("lint", "--root", str(root), "--format", "json")
+    assert done.returncode == 0, done.stdout  # notes only: the lint passes
+    assert {f["severity"] for f in json.loads(done.stdout)} == {"note"}
+    text = run_harness("lint", "--root", str(root))
+    assert "stale-ignore (note):" in text.stdout

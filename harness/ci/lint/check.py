@@ -83,6 +83,19 @@ def lint(
                             suggestion=f"moved to {home}?" if home and not option else None,
                         )
                     )
+                for path, written, option in dict.fromkeys(reach.stale):
+                    findings.append(
+                        Finding(
+                            "stale-ignore",
+                            rel,
+                            step.line,
+                            step.label,
+                            f"{option} {written!r} (resolved to {path or '.'}) names nothing that exists: pytest "
+                            "accepts it and no test is lost, but it no longer does anything",
+                            path=path,
+                            suggestion=f"drop {option} {written}",
+                        )
+                    )
                 for written in dict.fromkeys(reach.unresolved):
                     findings.append(
                         Finding(
@@ -114,15 +127,20 @@ def lint(
                 if why is not None:  # a script named like a test: pytest would error on it, not run tests
                     findings.append(Finding("script-not-test", path, 0, "", f"{path}: {why}", path=path))
                     continue
-            findings.append(
-                Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
-            )
+            message = f"{path} is collected by pytest but no step runs it"
+            findings.append(Finding("unrun-test", path, 0, "", message, path=path, holds=_tests_of(read(path))))
     # The project's own modules are read for one pattern, once, and not kept (files.read, not read).
     findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, files.read)))
     findings.extend(_platform_skips(runs, analyse))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
+
+
+def _tests_of(text: str) -> str:
+    """A fingerprint of a module's tests (their names): the same tests moved elsewhere are the same."""
+    names = sorted(re.findall(r"^\s*(?:async\s+)?def (test\w*)|^class (Test\w*)", text, re.M))
+    return hashlib.sha256(repr(names).encode()).hexdigest()[:12]
 
 
 # What pytest collects from a module by default: test functions and Test classes. A library module

@@ -48,6 +48,8 @@ class Reach:
     env: set[str] = field(default_factory=set)
     # Targets of pytest with a variable the lint cannot bound (`pytest $f`): they reach nothing.
     unresolved: list[str] = field(default_factory=list)
+    # `--ignore`/`--deselect` of a path that is not there: (resolved path, as written, option).
+    stale: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class Resolver:
@@ -115,7 +117,7 @@ class Resolver:
         at = 0
         while at < len(lines):
             raw = lines[at]
-            inside, before = quote is not None, len(reach.missing)
+            inside, before, stale = quote is not None, len(reach.missing), len(reach.stale)
             if not inside:
                 cwd = branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
             loop = find_loop(lines, at) if ("for" in raw or "while" in raw) and depth < 8 else None
@@ -129,6 +131,7 @@ class Resolver:
                 taken = [raw]
             if inside:
                 del reach.missing[before:]
+                del reach.stale[stale:]
             else:
                 cwd = moved
             for each in taken:
@@ -243,9 +246,10 @@ class Resolver:
                 # A command passed as a string (`bash -c "pytest x"`, `run_and_track "python3 -m pytest y"`)
                 # runs somewhere: what it reaches counts; a path it names is not judged.
                 if depth < 4 and (STRING_COMMAND.match(word) or FOR_HEAD.search(word)):
-                    before = len(reach.missing)  # `bash -c "for f in …; do pytest $f; done"`: a script
+                    before, stale = len(reach.missing), len(reach.stale)  # `bash -c "for f in …; done"` too
                     self._text(word, string_cwd, dict(env), reach, depth + 1, here)
                     del reach.missing[before:]
+                    del reach.stale[stale:]
         return cwd
 
     def _directory(self, line: str, words: list[str], cwd: str, env: dict[str, str], here: str | None) -> str | None:
@@ -304,7 +308,11 @@ class Resolver:
                 written = value.split("::")[0]
                 if option == "--deselect" and self.tree.exists(expand(written, env)):
                     continue  # a node id, relative to pytest's rootdir (the checkout), not the cwd
+                before = len(reach.missing)
                 path = self._path(written, cwd, env, reach)
+                # Not there: pytest ignores nothing and no coverage is lost; a stale option, not a missing test.
+                reach.stale += [(p, w, option) for p, w in reach.missing[before:]]
+                del reach.missing[before:]
                 if path is not None and option == "--ignore":
                     ignores.append(path)
                 continue
@@ -370,5 +378,6 @@ class Resolver:
         reach.after_unknown.update(ran.after_unknown)
         reach.env |= ran.env
         reach.unresolved += ran.unresolved
+        reach.stale += ran.stale
         env.clear()
         env.update(after)
