@@ -14,6 +14,7 @@ from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
+from harness.ci.lint.homes import Homes
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
 from harness.ci.lint.resolver import Resolver
 from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, why_a_script
@@ -41,6 +42,7 @@ def lint(
     tree = Tree.scan(root, files.names())
     cache = cache or AnalysisCache(None)
     resolver = Resolver(root, tree, config, files, cache)
+    homes = Homes(tree, files.history(), resolver.read)
 
     def analyse(analysis: Analysis[T], path: str) -> T:
         return cache.get(analysis, resolver.read(path))
@@ -64,7 +66,7 @@ def lint(
             for step in {id(f): f for f in forms.values()}.values():
                 reach = reaches[id(step)]
                 for path, written in dict.fromkeys(reach.missing):
-                    home = tree.likely_home(path)
+                    home = homes.of(path)
                     option = reach.after_unknown.get(written)
                     message = (
                         f"pytest has no option {option} here (no conftest adds it): its value {written!r} "
@@ -115,7 +117,7 @@ def lint(
                 for path in ran:
                     gates_checked.setdefault(path, []).append((area, step, reach.env))
             mode = mode_for(area.path, config.dependency_match, config.dependency_match_for)
-            findings.extend(_dead_dependencies(tree, rel, base, mode))
+            findings.extend(_dead_dependencies(tree, rel, base, mode, homes, config.run_all))
     read = resolver.read  # each file read once per lint, by whichever step or check needs it first
     pytest_config = PytestConfig.read(root)
     fixtures: frozenset[str] | None = None  # read once, and only if a candidate needs it
@@ -199,10 +201,13 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str = "component") -> Iterable[Finding]:
+def _dead_dependencies(
+    tree: Tree, rel: str, step: Step, mode: str, homes: Homes, run_all: tuple[str, ...]
+) -> Iterable[Finding]:
     deps = list(step.source_file_dependencies)
     for platform in step.platforms:
         deps += [d for d in step.on(platform).source_file_dependencies if d not in deps]
+    live: list[str] | None = None  # entries that still match a file: read once, on the first dead one
     for entry in deps:
         path = entry.lstrip("!").strip().strip("/")
         if any(c in path for c in "*?[") or tree.exists(path):
@@ -213,18 +218,36 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str = "component"
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
             None,
         )
-        home = hint or tree.likely_home(path)
+        home = hint or homes.of(path)
+        if live is None:
+            live = [d for d in deps if not d.startswith("!") and d != entry and _matches_any(tree, d, mode)]
+        still = [d for d in live if d != entry]
+        reset = [p for p in run_all if _matches_any(tree, p, "component")]
+        if still:
+            shown = ", ".join(repr(d) for d in still[:3]) + (f" and {len(still) - 3} more" if len(still) > 3 else "")
+            effect = f"the step is still triggered by its other entries ({shown})"
+        elif reset:
+            effect = f"no entry of the step matches a file: only a change under run_all ({', '.join(reset)}) runs it"
+        else:
+            effect = "no entry of the step matches a file, so no change ever triggers this step"
         yield Finding(
             "dead-dependency",
             rel,
             step.line,
             step.label,
-            f"source_file_dependencies entry {entry!r} matches no file, so no change ever triggers this step",
+            f"source_file_dependencies entry {entry!r} matches no file; {effect}",
             path=path,
             suggestion=(
                 f"did you mean {hint!r} (with its extension)?" if hint else f"moved to {home}?" if home else None
             ),
         )
+
+
+def _matches_any(tree: Tree, entry: str, mode: str) -> bool:
+    path = entry.strip().strip("/")
+    if any(c in path for c in "*?["):
+        return any(fnmatch.fnmatch(f, path) or fnmatch.fnmatch(f, path + "/*") for f in tree.files)
+    return tree.exists(path) or (mode != "component" and any(matches(f, entry, mode) for f in tree.files))
 
 
 # The project's own code setting a variable at run time (`os.environ["X"] = …` in its package, as an

@@ -195,22 +195,43 @@ class LoopItems:
         )
 
 
+LEAD = re.compile(
+    r"(?:^|[;&|{(]|\b(?:then|do|else)\b)[ \t]*(?:(?:export|local|readonly|declare(?:[ \t]+-\w+)*)[ \t]+)?$",
+    re.M,
+)
+
+
 def _assignments(scope: str, name: str) -> list[str]:
     """The values `name=…`, `name+=…`, `name=(…)` are given in a script (an array's words, whole), as
     written: one shell word, wherever a command starts (`then X="$X more"; fi` too)."""
     found = []
-    lead = r"(?:^|[;&|{(]|\b(?:then|do|else)\b)[ \t]*(?:(?:export|local|readonly|declare(?:[ \t]+-\w+)*)[ \t]+)?"
-    for match in re.finditer(rf"(?m){lead}{re.escape(name)}\+?=", scope):
-        rest = scope[match.end() :]
-        if rest.startswith("("):
-            end = rest.find(")")
-            found.append(rest[1:end] if end > 0 else "")
-        elif rest[:1] in ("'", '"'):
-            end = _closing_quote(rest)
-            found.append(rest[: end + 1] if end > 0 else rest.split("\n")[0])
-        else:
-            found.append(re.split(r"[\s;&|]", rest, maxsplit=1)[0])
+    at = scope.find(name)
+    while at >= 0:
+        end = at + len(name)
+        rest = (
+            scope[end + 1 :]
+            if scope.startswith("=", end)
+            else scope[end + 2 :]
+            if scope.startswith("+=", end)
+            else None
+        )
+        line_start = scope.rfind("\n", 0, at) + 1
+        own = at == 0 or not (scope[at - 1].isalnum() or scope[at - 1] in "_$")
+        if rest is not None and own and LEAD.search(scope, line_start, at):
+            found.append(_word(rest))
+        at = scope.find(name, end)
     return found
+
+
+def _word(rest: str) -> str:
+    """The shell word an assignment's value is (an array's words inside its parentheses)."""
+    if rest.startswith("("):
+        end = rest.find(")")
+        return rest[1:end] if end > 0 else ""
+    if rest[:1] in ("'", '"'):
+        end = _closing_quote(rest)
+        return rest[: end + 1] if end > 0 else rest.split("\n")[0]
+    return re.split(r"[\s;&|]", rest, maxsplit=1)[0]
 
 
 def _closing_quote(text: str) -> int:
