@@ -38,7 +38,16 @@ sys.path.insert(0, str(HERE))
 
 from load import present  # noqa: E402
 
-KINDS = ("missing-path", "unrun-test", "unset-gate", "dead-dependency", "platform-skip")
+KINDS = (
+    "missing-path",
+    "unrun-test",
+    "unset-gate",
+    "dead-dependency",
+    "platform-skip",
+    "unresolved-target",
+    "script-not-test",
+    "stale-ignore",
+)
 
 
 def settings(tree: Path, project: dict, commit: str) -> list[str]:

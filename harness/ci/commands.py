@@ -41,6 +41,7 @@ def lint_command(args: argparse.Namespace) -> int:
     from harness.ci import lint
     from harness.ci.lint.cache import AnalysisCache
     from harness.ci.lint.files import Files
+    from harness.ci.lint.findings import failing
     from harness.reports.annotate import annotate, block
 
     root = args.root.resolve()
@@ -67,16 +68,16 @@ def lint_command(args: argparse.Namespace) -> int:
             sys.stdout.write(
                 text + f"gpuci lint --since {args.since}: {len(introduced)} introduced, {len(resolved)} resolved\n"
             )
-        if introduced:
+        if failing(introduced):
             body = f"**gpuci lint**: this change loses CI coverage\n\n{block(lint.as_text(introduced, 0))}"
             annotate(body, "gpuci-lint", "error")
-        return int(ExitCode.TESTS_FAILED) if introduced else 0
+        return int(ExitCode.TESTS_FAILED) if failing(introduced) else 0
     findings, allowed = run_lint(root)
     sys.stdout.write(lint.as_json(findings) if args.format == "json" else lint.as_text(findings, allowed))
-    if findings:
+    if failing(findings):
         body = "**gpuci lint**: CI does not run everything it should\n\n" + block(lint.as_text(findings, allowed))
         annotate(body, "gpuci-lint", "error")
-    return int(ExitCode.TESTS_FAILED) if findings else 0
+    return int(ExitCode.TESTS_FAILED) if failing(findings) else 0
 
 
 def changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | None:

@@ -11,6 +11,7 @@ import yaml
 from harness.ci.lint import lint
 from harness.declare.config import ProjectConfig
 from harness.declare.sources import load_areas
+from tests.conftest import git
 
 GATED_SCRIPT = """#!/bin/bash
 set -e
@@ -71,10 +72,14 @@ def test_a_clean_project_is_clean(tmp_path: Path) -> None:
 
 
 def test_a_moved_test_file_is_a_missing_path_with_its_new_home(tmp_path: Path) -> None:
-    files = {**BASE_FILES, "tests/engine/v1/test_core.py": BASE_FILES["tests/engine/test_core.py"]}
-    del files["tests/engine/test_core.py"]
     steps = [{**BASE_STEPS[0], "commands": ["pytest -v tests/engine/test_core.py::test_x"]}, BASE_STEPS[1]]
-    root = project(tmp_path, steps, files)
+    root = project(tmp_path, steps, BASE_FILES)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    (root / "tests/engine/v1").mkdir()
+    git(root, "mv", "tests/engine/test_core.py", "tests/engine/v1/test_core.py")  # git sees the rename
+    git(root, "commit", "-qm", "move")
     findings, _ = lint(root, load_areas(root), ProjectConfig())
     assert [(f.kind, f.path) for f in findings] == [
         ("missing-path", "tests/engine/test_core.py"),
@@ -82,6 +87,45 @@ def test_a_moved_test_file_is_a_missing_path_with_its_new_home(tmp_path: Path) -
     ]
     assert findings[0].suggestion == "moved to tests/engine/v1/test_core.py?"
     assert findings[0].file == ".buildkite/test_areas/ci.yaml" and findings[0].line == 3  # the step's line
+
+
+def test_a_suggestion_needs_the_history_and_a_test_path_is_only_suggested_for_a_test_path(tmp_path: Path) -> None:
+    files = {
+        **BASE_FILES,
+        "tests/models/moe/test_moe.py": "def test_experts(): pass\n",
+        "tests/models/fusers/test_moe.py": "import torch\n\ndef test_fuse_something_else(): assert torch\n",
+        "vllm/kv_connector/base.py": "",
+        "tests/kv_connector/test_base.py": TEST,
+    }
+    steps = [
+        *BASE_STEPS,
+        {
+            "label": "MoE",
+            "commands": ["pytest tests/models/moe/test_moe.py", "pytest tests/models/fusers tests/kv_connector"],
+            "source_file_dependencies": ["vllm/kv_connector", "tests/models"],
+        },
+    ]
+    root = project(tmp_path, steps, files)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    # A test renamed: a same-named unrelated test elsewhere is no home for it.
+    git(root, "mv", "tests/models/moe/test_moe.py", "tests/models/moe/sub_test_moe.py")
+    # A source folder moved far away, where only a test folder shares its name.
+    (root / "vllm/distributed").mkdir()
+    git(root, "mv", "vllm/kv_connector", "vllm/distributed/kv_transfer")
+    git(root, "commit", "-qm", "refactor")
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    by_path = {f.path: f for f in findings}
+    assert by_path["tests/models/moe/test_moe.py"].kind == "missing-path"
+    assert by_path["tests/models/moe/test_moe.py"].suggestion == "moved to tests/models/moe/sub_test_moe.py?"
+    dead = by_path["vllm/kv_connector"]
+    assert dead.kind == "dead-dependency" and dead.suggestion == "moved to vllm/distributed/kv_transfer?"
+    assert "still triggered by its other entries ('tests/models')" in dead.message
+    # Without history (an exported tree), no guess from a shared name.
+    (root / ".git").rename(root / "git-was-here")
+    findings, _ = lint(root, load_areas(root), ProjectConfig())
+    assert [f.suggestion for f in findings if f.kind in ("missing-path", "dead-dependency")] == [None, None]
 
 
 def test_a_config_moved_behind_an_unset_variable_is_an_unset_gate(tmp_path: Path) -> None:

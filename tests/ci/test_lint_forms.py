@@ -5,6 +5,7 @@ Snippets in the shape of a large GPU project's steps (our own words and paths).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness.ci.lint import Finding, lint
@@ -453,3 +454,113 @@ def test_a_multi_node_runner_runs_its_commands_in_the_folder_it_is_given(tmp_pat
     root = project(tmp_path, steps, files)
     findings = found(root, ProjectConfig(workspace="/vllm-workspace"))  # the project's checkout in its image
     assert [f.path for f in findings if f.kind == "unrun-test"] == []  # both distributed modules run, from tests/
+
+
+DECORATED = """\
+import unittest
+from unittest import mock
+from unittest.mock import patch
+
+import pytest
+from hypothesis import given, strategies as st
+
+
+@pytest.fixture(params=[1, 2])
+def level(request):
+    return request.param
+
+
+class TestSupported(unittest.TestCase):
+    @patch("vllm.platforms.current_platform")
+    @patch.object(unittest.TestCase, "assertTrue")
+    @patch.dict("os.environ", {"X": "1"})
+    def test_supported(self, mock_platform, mock_assert):
+        pass
+
+
+@mock.patch("vllm.engine.run")
+def test_patched(mock_run):
+    pass
+
+
+@given(st.integers(), size=st.integers())
+def test_given(value, size):
+    pass
+
+
+@pytest.mark.parametrize("backend", ["a", "b"], indirect=True)
+def test_indirect(backend):
+    pass
+
+
+@pytest.mark.usefixtures("plugin_model")
+def test_plugin(plugin_model, from_conftest_plugin, mocked_server):
+    pass
+
+
+if __name__ == "__main__":
+    unittest.main()
+"""
+
+
+def test_tests_whose_parameters_decorators_fill_are_tests_even_with_a_main(tmp_path: Path) -> None:
+    from harness.ci.lint.scripts_not_tests import test_needs
+
+    needs = test_needs(DECORATED)
+    assert needs is not None and {n[0]: n[1:] for n in needs} == {
+        "test_supported": [],
+        "test_patched": [],
+        "test_given": [],
+        "test_indirect": [],
+        "test_plugin": ["from_conftest_plugin", "mocked_server"],
+    }
+    files = {
+        **FILES,
+        "tests/kernels/test_decorated.py": DECORATED,
+        "tests/conftest.py": 'pytest_plugins = ["tests.plugins.models"]\n',
+        "tests/plugins/models.py": "import pytest\n\n@pytest.fixture(name='from_conftest_plugin')\ndef f(): pass\n",
+        "requirements/test.txt": "pytest-httpserver==1.0\n",
+        "pytest.ini": "[pytest]\naddopts = -p tests.plugins.server\n",
+        "tests/plugins/server.py": "import pytest\n\n@pytest.fixture\ndef mocked_server():\n    pass\n",
+    }
+    steps = [{"label": "compile", "platforms": ["cpu"], "commands": ["pytest tests/compile tests/distributed"]}]
+    root = project(tmp_path, steps, files)
+    # The loaded plugins fill the rest: a test module, which no step runs.
+    assert unrun(root) == ["tests/kernels/test_decorated.py"]
+    # patch.dict passes no argument, and nothing else gives model_path: a script, and the finding says why.
+    script = (
+        '@patch.dict("os.environ", {})\ndef test_run(model_path):\n    pass\n\nif __name__ == "__main__":\n    pass\n'
+    )
+    (root / "tests/kernels/test_decorated.py").write_text("from unittest.mock import patch\n" + script)
+    findings = found(root)
+    assert [f.kind for f in findings] == ["script-not-test"]
+    assert "test_run takes 'model_path', which no fixture" in findings[0].message
+
+
+def test_an_ignore_or_deselect_of_a_path_that_is_gone_is_a_stale_note_not_a_missing_test(
+    tmp_path: Path, run_harness
+) -> None:
+    steps = [
+        {
+            "label": "compile",
+            "platforms": ["cpu"],
+            "commands": [
+                "pytest tests/compile --ignore=tests/compile/old_folder --deselect tests/compile/test_gone.py::test_x",
+                "pytest tests/distributed",
+            ],
+        }
+    ]
+    root = project(tmp_path, steps, FILES)
+    findings = found(root)
+    assert [(f.kind, f.path) for f in findings] == [
+        ("stale-ignore", "tests/compile/old_folder"),
+        ("stale-ignore", "tests/compile/test_gone.py"),
+    ]
+    assert (
+        "no test is lost" in findings[0].message and findings[0].suggestion == "drop --ignore tests/compile/old_folder"
+    )
+    done = run_harness("lint", "--root", str(root), "--format", "json")
+    assert done.returncode == 0, done.stdout  # notes only: the lint passes
+    assert {f["severity"] for f in json.loads(done.stdout)} == {"note"}
+    text = run_harness("lint", "--root", str(root))
+    assert "stale-ignore (note):" in text.stdout

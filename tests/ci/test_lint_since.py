@@ -110,3 +110,29 @@ def test_the_pre_commit_hook_reports_what_the_uncommitted_change_loses(tmp_path:
     git(tmp_path, "add", "-A")  # staged, as pre-commit runs hooks on what is about to be committed
     done = run_harness(*arguments, "--root", str(tmp_path))  # what the hook runs, before the commit
     assert done.returncode == 1 and "2 introduced" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_test_moved_while_unrun_before_and_after_is_neither_introduced_nor_resolved(
+    tmp_path: Path, run_harness
+) -> None:
+    (tmp_path / "tests" / "engine").mkdir(parents=True)
+    (tmp_path / "tests" / "engine" / "test_core.py").write_text("def test_a():\n    pass\n")
+    (tmp_path / "tests" / "moe").mkdir()
+    (tmp_path / "tests" / "moe" / "test_moe.py").write_text("def test_experts():\n    pass\n")  # unrun already
+    areas = tmp_path / ".buildkite" / "test_areas"
+    areas.mkdir(parents=True)
+    (areas / "engine.yaml").write_text(AREA.replace("  - pytest -v tests/engine/test_gone.py\n", ""))
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "base")
+    (tmp_path / "tests" / "moe" / "fused").mkdir()
+    git(tmp_path, "mv", "tests/moe/test_moe.py", "tests/moe/fused/test_fused_moe.py")
+    git(tmp_path, "commit", "-qm", "move the unrun test")
+    since = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD~1")
+    assert since.returncode == 0 and "0 introduced, 0 resolved" in since.stdout, since.stdout
+    # A second unrun module with new tests is a new loss all the same.
+    (tmp_path / "tests" / "moe" / "test_router.py").write_text("def test_route():\n    pass\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "an unrun test")
+    since = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD~2", "--format", "json")
+    assert [(f["kind"], f["path"]) for f in json.loads(since.stdout)] == [("unrun-test", "tests/moe/test_router.py")]

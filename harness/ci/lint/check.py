@@ -14,9 +14,10 @@ from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
+from harness.ci.lint.homes import Homes
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
 from harness.ci.lint.resolver import Resolver
-from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, script_needs_of
+from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, why_a_script
 from harness.ci.lint.shell_gates import SHELL_GATES
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
@@ -41,6 +42,7 @@ def lint(
     tree = Tree.scan(root, files.names())
     cache = cache or AnalysisCache(None)
     resolver = Resolver(root, tree, config, files, cache)
+    homes = Homes(tree, files.history(), resolver.read)
 
     def analyse(analysis: Analysis[T], path: str) -> T:
         return cache.get(analysis, resolver.read(path))
@@ -64,7 +66,7 @@ def lint(
             for step in {id(f): f for f in forms.values()}.values():
                 reach = reaches[id(step)]
                 for path, written in dict.fromkeys(reach.missing):
-                    home = tree.likely_home(path)
+                    home = homes.of(path)
                     option = reach.after_unknown.get(written)
                     message = (
                         f"pytest has no option {option} here (no conftest adds it): its value {written!r} "
@@ -83,13 +85,39 @@ def lint(
                             suggestion=f"moved to {home}?" if home and not option else None,
                         )
                     )
+                for path, written, option in dict.fromkeys(reach.stale):
+                    findings.append(
+                        Finding(
+                            "stale-ignore",
+                            rel,
+                            step.line,
+                            step.label,
+                            f"{option} {written!r} (resolved to {path or '.'}) names nothing that exists: pytest "
+                            "accepts it and no test is lost, but it no longer does anything",
+                            path=path,
+                            suggestion=f"drop {option} {written}",
+                        )
+                    )
+                for written in dict.fromkeys(reach.unresolved):
+                    findings.append(
+                        Finding(
+                            "unresolved-target",
+                            rel,
+                            step.line,
+                            step.label,
+                            f"step {step.label!r} runs pytest on `{written}`, which the lint cannot resolve: "
+                            "it counts as reaching nothing, so tests only it runs are reported unrun",
+                            variable=written,
+                            suggestion="name the files, or loop over a glob, a list or a `find` the lint can read",
+                        )
+                    )
                 reached |= reach.files
                 # Gates count where they run: scripts the step runs, test modules its pytest collects.
                 ran = set(reach.scripts) | {p for t, _ in reach.targets for p in tree.under(t) if p.endswith(".py")}
                 for path in ran:
                     gates_checked.setdefault(path, []).append((area, step, reach.env))
             mode = mode_for(area.path, config.dependency_match, config.dependency_match_for)
-            findings.extend(_dead_dependencies(tree, rel, base, mode))
+            findings.extend(_dead_dependencies(tree, rel, base, mode, homes, config.run_all))
     read = resolver.read  # each file read once per lint, by whichever step or check needs it first
     pytest_config = PytestConfig.read(root)
     fixtures: frozenset[str] | None = None  # read once, and only if a candidate needs it
@@ -97,17 +125,24 @@ def lint(
         if path not in reached and DEFINES_TESTS.search(read(path)):
             if "__main__" in read(path):
                 fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
-                if script_needs_of(analyse(TEST_NEEDS, path), fixtures):
-                    continue  # a script named like a test: pytest would error on it, not run tests
-            findings.append(
-                Finding("unrun-test", path, 0, "", f"{path} is collected by pytest but no step runs it", path=path)
-            )
+                why = why_a_script(analyse(TEST_NEEDS, path), fixtures)
+                if why is not None:  # a script named like a test: pytest would error on it, not run tests
+                    findings.append(Finding("script-not-test", path, 0, "", f"{path}: {why}", path=path))
+                    continue
+            message = f"{path} is collected by pytest but no step runs it"
+            findings.append(Finding("unrun-test", path, 0, "", message, path=path, holds=_tests_of(read(path))))
     # The project's own modules are read for one pattern, once, and not kept (files.read, not read).
     findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, files.read)))
     findings.extend(_platform_skips(runs, analyse))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
+
+
+def _tests_of(text: str) -> str:
+    """A fingerprint of a module's tests (their names): the same tests moved elsewhere are the same."""
+    names = sorted(re.findall(r"^\s*(?:async\s+)?def (test\w*)|^class (Test\w*)", text, re.M))
+    return hashlib.sha256(repr(names).encode()).hexdigest()[:12]
 
 
 # What pytest collects from a module by default: test functions and Test classes. A library module
@@ -166,10 +201,13 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str = "component") -> Iterable[Finding]:
+def _dead_dependencies(
+    tree: Tree, rel: str, step: Step, mode: str, homes: Homes, run_all: tuple[str, ...]
+) -> Iterable[Finding]:
     deps = list(step.source_file_dependencies)
     for platform in step.platforms:
         deps += [d for d in step.on(platform).source_file_dependencies if d not in deps]
+    live: list[str] | None = None  # entries that still match a file: read once, on the first dead one
     for entry in deps:
         path = entry.lstrip("!").strip().strip("/")
         if any(c in path for c in "*?[") or tree.exists(path):
@@ -180,18 +218,36 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str = "component"
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
             None,
         )
-        home = hint or tree.likely_home(path)
+        home = hint or homes.of(path)
+        if live is None:
+            live = [d for d in deps if not d.startswith("!") and d != entry and _matches_any(tree, d, mode)]
+        still = [d for d in live if d != entry]
+        reset = [p for p in run_all if _matches_any(tree, p, "component")]
+        if still:
+            shown = ", ".join(repr(d) for d in still[:3]) + (f" and {len(still) - 3} more" if len(still) > 3 else "")
+            effect = f"the step is still triggered by its other entries ({shown})"
+        elif reset:
+            effect = f"no entry of the step matches a file: only a change under run_all ({', '.join(reset)}) runs it"
+        else:
+            effect = "no entry of the step matches a file, so no change ever triggers this step"
         yield Finding(
             "dead-dependency",
             rel,
             step.line,
             step.label,
-            f"source_file_dependencies entry {entry!r} matches no file, so no change ever triggers this step",
+            f"source_file_dependencies entry {entry!r} matches no file; {effect}",
             path=path,
             suggestion=(
                 f"did you mean {hint!r} (with its extension)?" if hint else f"moved to {home}?" if home else None
             ),
         )
+
+
+def _matches_any(tree: Tree, entry: str, mode: str) -> bool:
+    path = entry.strip().strip("/")
+    if any(c in path for c in "*?["):
+        return any(fnmatch.fnmatch(f, path) or fnmatch.fnmatch(f, path + "/*") for f in tree.files)
+    return tree.exists(path) or (mode != "component" and any(matches(f, entry, mode) for f in tree.files))
 
 
 # The project's own code setting a variable at run time (`os.environ["X"] = …` in its package, as an

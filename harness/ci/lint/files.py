@@ -37,15 +37,25 @@ class Files(Protocol):
     def place_declared(self, folder: Path, declarations: tuple[str, ...]) -> None:
         """Make the declared pipeline files readable under `folder` (where they are not already)."""
 
+    def history(self) -> tuple[Path, str] | None:
+        """The git folder and revision whose history led to these files; None for an exported tree."""
+
 
 class CheckoutFiles:
     """The checkout on disk: git's list of its files (tracked and untracked, ignored ones not)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._names: list[str] | None = None
+        self._listed = False
 
     def names(self) -> list[str] | None:
-        return checkout_files(self.root)
+        if not self._listed:
+            self._names, self._listed = checkout_files(self.root), True
+        return self._names
+
+    def history(self) -> tuple[Path, str] | None:
+        return (self.root, "HEAD") if self.names() is not None else None
 
     def read(self, path: str) -> str:
         try:
@@ -78,6 +88,9 @@ class CommitFiles:
 
     def names(self) -> list[str]:
         return self._names
+
+    def history(self) -> tuple[Path, str] | None:
+        return (self.root, self.commit)
 
     def read(self, path: str) -> str:
         if path in self._texts:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from harness.ci.lint.cache import AnalysisCache
 from harness.ci.lint.files import Files
+from harness.ci.lint.loop_items import LoopItems, find_listing, find_start
 from harness.ci.lint.pytest_options import PYTEST_FLAGS, PYTEST_VALUE_OPTS, project_value_options
+from harness.ci.lint.shell_loops import FOR_HEAD, Loop, find_loop
 from harness.ci.lint.shell_text import (
     ARRAY_EXPANSION,
     SPLIT_COMMANDS,
@@ -44,6 +46,10 @@ class Reach:
     # as written -> that option, so the finding names the option, the real break.
     after_unknown: dict[str, str] = field(default_factory=dict)
     env: set[str] = field(default_factory=set)
+    # Targets of pytest with a variable the lint cannot bound (`pytest $f`): they reach nothing.
+    unresolved: list[str] = field(default_factory=list)
+    # `--ignore`/`--deselect` of a path that is not there: (resolved path, as written, option).
+    stale: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class Resolver:
@@ -55,6 +61,7 @@ class Resolver:
         self._texts: dict[str, str] = {}
         self._scripts: dict[tuple[object, ...], tuple[Reach, dict[str, str]]] = {}
         self.value_options = PYTEST_VALUE_OPTS | project_value_options(tree, self.read)
+        self.items = LoopItems(tree, config.workspace, self.to_repo)
 
     def read(self, path: str) -> str:
         """A file of the tree, read once per lint however many steps and checks need it."""
@@ -90,24 +97,71 @@ class Resolver:
             cwd = self._text(command, cwd, env, reach, depth=0)
         return reach
 
-    def _text(self, text: str, cwd: str, env: dict[str, str], reach: Reach, depth: int, here: str | None = None) -> str:
+    def _text(
+        self,
+        text: str,
+        cwd: str,
+        env: dict[str, str],
+        reach: Reach,
+        depth: int,
+        here: str | None = None,
+        scope: str | None = None,
+    ) -> str:
         """Lines run in order. Lines inside a multi-line quoted string (`docker exec c bash -c "` …)
         run elsewhere, in a container whose working directory no one knows here: what they reach
-        counts, but a path they name that is not in the tree is not called missing."""
+        counts, but a path they name that is not in the tree is not called missing. A loop runs its
+        body once per item; `scope` is the script whose assignments bound a loop's variables."""
         quote: str | None = None
         starts: list[tuple[str, str]] = []  # open `if`/`case` blocks and the folder each began in
-        for raw in logical_lines(text):
-            inside, before = quote is not None, len(reach.missing)
+        lines = list(logical_lines(text))
+        at = 0
+        while at < len(lines):
+            raw = lines[at]
+            inside, before, stale = quote is not None, len(reach.missing), len(reach.stale)
             if not inside:
                 cwd = branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
-            # A leading keyword off, so `then X="$(…)"` and `do cd "$(…)"` read as the assignment and the cd.
-            line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", raw)
-            moved = self._line(line, cwd, env, reach, depth, here)
+            loop = find_loop(lines, at) if ("for" in raw or "while" in raw) and depth < 8 else None
+            if loop is not None:
+                moved = self._loop(loop, scope or text, cwd, env, reach, depth, here)
+                taken = lines[at : at + loop.lines]
+            else:
+                # A leading keyword off, so `then X="$(…)"` and `do cd "$(…)"` read as the assignment and the cd.
+                line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", raw)
+                moved = self._line(line, cwd, env, reach, depth, here)
+                taken = [raw]
             if inside:
                 del reach.missing[before:]
+                del reach.stale[stale:]
             else:
                 cwd = moved
-            quote = open_quote(raw, quote)
+            for each in taken:
+                quote = open_quote(each, quote)
+            at += len(taken)
+        return cwd
+
+    def _loop(
+        self, loop: Loop, scope: str, cwd: str, env: dict[str, str], reach: Reach, depth: int, here: str | None
+    ) -> str:
+        """The body once per item the loop iterates over. Items no one can bound: the body runs once
+        with its variable unknown, so what it names reaches nothing and is reported unresolved."""
+        items: list[str] | None = None
+        if loop.before:
+            cwd = self._line(loop.before.rstrip("|&; "), cwd, env, reach, depth, here)
+        if loop.kind == "for":
+            items = self.items.of_for(loop.items, scope, cwd, env)
+        elif loop.before.endswith("|") and (feeding := self.cache.get(SPLIT_COMMANDS, loop.before.rstrip("| "))):
+            items = self.items.of_command(feeding[-1], cwd, env)  # find … | while read f
+        elif (source := re.match(r"^<\s*<\((.*)\)", loop.after)) is not None:
+            commands = self.cache.get(SPLIT_COMMANDS, source.group(1))  # done < <(find …)
+            items = self.items.of_command(commands[-1], cwd, env) if commands else None
+        for item in [None] if items is None else items:
+            if item is None:
+                env.pop(loop.name, None)
+            else:
+                env[loop.name] = item
+            cwd = self._text(loop.body, cwd, env, reach, depth + 1, here, scope)
+        if loop.after.startswith(("|", "&&", ";")):
+            cwd = self._line(loop.after.lstrip("|&; "), cwd, env, reach, depth, here)
         return cwd
 
     def _working_dir(self, step: Step) -> str:
@@ -191,10 +245,11 @@ class Resolver:
                         string_cwd = folder
                 # A command passed as a string (`bash -c "pytest x"`, `run_and_track "python3 -m pytest y"`)
                 # runs somewhere: what it reaches counts; a path it names is not judged.
-                if depth < 4 and STRING_COMMAND.match(word):
-                    before = len(reach.missing)
-                    self._line(word, string_cwd, dict(env), reach, depth + 1, here)
+                if depth < 4 and (STRING_COMMAND.match(word) or FOR_HEAD.search(word)):
+                    before, stale = len(reach.missing), len(reach.stale)  # `bash -c "for f in …; done"` too
+                    self._text(word, string_cwd, dict(env), reach, depth + 1, here)
                     del reach.missing[before:]
+                    del reach.stale[stale:]
         return cwd
 
     def _directory(self, line: str, words: list[str], cwd: str, env: dict[str, str], here: str | None) -> str | None:
@@ -253,7 +308,11 @@ class Resolver:
                 written = value.split("::")[0]
                 if option == "--deselect" and self.tree.exists(expand(written, env)):
                     continue  # a node id, relative to pytest's rootdir (the checkout), not the cwd
+                before = len(reach.missing)
                 path = self._path(written, cwd, env, reach)
+                # Not there: pytest ignores nothing and no coverage is lost; a stale option, not a missing test.
+                reach.stale += [(p, w, option) for p, w in reach.missing[before:]]
+                del reach.missing[before:]
                 if path is not None and option == "--ignore":
                     ignores.append(path)
                 continue
@@ -263,7 +322,9 @@ class Resolver:
             unknown = arg.startswith("--") and "=" not in arg and arg not in PYTEST_FLAGS
             if unknown and i + 1 < len(args) and not args[i + 1].startswith("-"):
                 reach.after_unknown[args[i + 1]] = arg
-            if not arg.startswith("-"):
+            if not arg.startswith("-") and "$" in expand(arg.split("::")[0], env):
+                reach.unresolved.append(arg)  # `pytest $f` with f unknown here: it reaches nothing
+            elif not arg.startswith("-"):
                 path = self._path(arg.split("::")[0], cwd, env, reach)
                 if path is not None:
                     reach.targets.append((path, arg))
@@ -277,9 +338,10 @@ class Resolver:
             reach.files.update(f for f in self.tree.under(target) if f not in skipped)
 
     def _pattern(self, written: str, cwd: str, env: dict[str, str]) -> list[str]:
-        """A target with a variable no one can know here (`test_$m.py` in a loop) or a glob: every
-        file it could name counts as reached, so the lint never calls a maybe-run test unrun."""
-        expanded = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", "*", expand(written, env))
+        """A glob as a target (`pytest tests/a/*.py`): the files it names."""
+        expanded = expand(written, env)
+        if "$" in expanded:
+            return []
         if "*" not in expanded and "?" not in expanded and "[" not in expanded:
             return []
         pattern = self.to_repo(cwd, expanded)
@@ -290,28 +352,13 @@ class Resolver:
 
     def _find_xargs(self, find: list[str], rest: list[str], cwd: str, env: dict[str, str], reach: Reach) -> None:
         """`find DIR [-maxdepth N] -name P [-not -name Q | ! -name Q] | xargs pytest`: the files find lists."""
-        starts = [w for w in find[1:] if not w.startswith("-") and w != "!"][:1] or ["."]
-        names, excluded, depth = [], [], None
-        for i, word in enumerate(find[:-1]):
-            value = find[i + 1].strip("'\"")
-            if word == "-maxdepth" and value.isdigit():
-                depth = int(value)
-            elif word == "-name":
-                negated = i > 0 and find[i - 1] in ("-not", "!")
-                (excluded if negated else names).append(value)
-        base = self._path(starts[0], cwd, env, reach)
+        start = find_start(find)
+        base = self._path(start, cwd, env, reach)
         if base is None:
             return
-        base_depth = 0 if base in ("", ".") else base.count("/") + 1
-        for path in self.tree.under(base):
-            name = posixpath.basename(path)
-            if depth is not None and path.count("/") + 1 - base_depth > depth:
-                continue  # deeper than -maxdepth: find never lists it
-            if any(fnmatch.fnmatch(name, p) for p in excluded):
-                continue
-            if all(fnmatch.fnmatch(name, p) for p in names or ["*"]):
-                reach.targets.append((path, f"find {starts[0]}"))
-                reach.files.add(path)
+        for path in find_listing(self.tree, find, base):
+            reach.targets.append((path, f"find {start}"))
+            reach.files.add(path)
 
     def _script(self, written: str, cwd: str, env: dict[str, str], reach: Reach, depth: int) -> None:
         path = self._path(written, cwd, env, reach, script=True)
@@ -330,5 +377,7 @@ class Resolver:
         reach.missing += ran.missing
         reach.after_unknown.update(ran.after_unknown)
         reach.env |= ran.env
+        reach.unresolved += ran.unresolved
+        reach.stale += ran.stale
         env.clear()
         env.update(after)

@@ -3,8 +3,9 @@
 The lint runs on the tree at REV (read from git's objects, nothing checked out: see `files`) and on
 the checkout as it is, each with its own declarations and `[tool.gpuci]`; a finding is the same one in both when
 its kind, file, step, path and variable agree (lines move), and for an unset gate what it holds
-back: more tests behind a gate that was already unset is a new loss. New findings are what the
-change introduced; findings gone are what it resolved.
+back: more tests behind a gate that was already unset is a new loss. An unrun test is the same one
+when its tests are (their names): a module moved while unrun is neither introduced nor resolved.
+New findings are what the change introduced; findings gone are what it resolved.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,13 +26,25 @@ Lint = Callable[[Path, Files | None], list[Finding]]  # a root, and its files wh
 
 
 def key(finding: Finding) -> tuple[object, ...]:
+    if finding.kind == "unrun-test" and finding.holds:
+        return (finding.kind, finding.holds)  # by its tests: a module moved while unrun is the same finding
     return (finding.kind, finding.file, finding.step, finding.path, finding.variable, finding.holds)
 
 
 def compare(before: list[Finding], after: list[Finding]) -> tuple[list[Finding], list[Finding]]:
-    """(introduced, resolved)."""
-    old, new = {key(f) for f in before}, {key(f) for f in after}
-    return [f for f in after if key(f) not in old], [f for f in before if key(f) not in new]
+    """(introduced, resolved), matched one to one: two unrun modules with the same tests are two."""
+    return _unmatched(after, before), _unmatched(before, after)
+
+
+def _unmatched(findings: list[Finding], others: list[Finding]) -> list[Finding]:
+    left = Counter(key(f) for f in others)
+    unmatched = []
+    for finding in findings:
+        if left[key(finding)] > 0:
+            left[key(finding)] -= 1
+        else:
+            unmatched.append(finding)
+    return unmatched
 
 
 def lint_since(root: Path, rev: str, run_lint: Lint) -> tuple[list[Finding], list[Finding]]:

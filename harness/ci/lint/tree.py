@@ -63,23 +63,6 @@ class Tree:
             yield self.files[i]
             i += 1
 
-    def likely_home(self, missing: str) -> str | None:
-        """Where a moved file or folder probably went: the same name elsewhere in the tree."""
-        candidates = self.by_name.get(posixpath.basename(missing.rstrip("/")), [])
-        if not candidates:
-            return None
-        # The candidate sharing the longest tail of path components with the missing path wins.
-        parts = missing.strip("/").split("/")
-
-        def shared_tail(candidate: str) -> int:
-            other = candidate.split("/")
-            n = 0
-            while n < min(len(parts), len(other)) and parts[-1 - n] == other[-1 - n]:
-                n += 1
-            return n
-
-        return max(sorted(candidates), key=shared_tail)
-
 
 @dataclass(frozen=True)
 class PytestConfig:
