@@ -24,14 +24,14 @@ from harness.images.lock import write_pins
 from harness.images.project_install import INSTALL_SCRIPT, INSTALL_SCRIPT_SOURCE, OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_requirements_text
 from harness.images.resolve import ask_image, resolve
-from harness.images.system_layer import ensure_layer
+from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.wheels import copy_verified, record_fetched
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
 # A build's context lives in the project's .gpuci/build, named by its process (harness/owned.py).
 CONTEXT_PREFIX = "context-"
-MAX_LINES = 5000  # of the build's output, kept to find the project's first error in
+MAX_OUTPUT = 4 * 2**20  # of the build's output, kept to find the project's first error in
 
 
 def build_dir(root: Path) -> Path:
@@ -196,16 +196,15 @@ def _build(
             pull=False,
             network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
         )
-        lines: list[str] = []
+        output = ""
         for chunk in stream:
             if "error" in chunk:
-                mine = project_failure(lines, root, recipe.install)  # the project's own build: exit 2
+                mine = project_failure(plain_lines(output), root, recipe.install)  # the project's own build: exit 2
                 if mine is not None:
                     raise mine
                 raise ImageBuildError(f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}")
             text = chunk.get("stream", "")
-            lines += text.splitlines()[-MAX_LINES:]
-            del lines[:-MAX_LINES]
+            output = (output + text)[-MAX_OUTPUT:]
             if text.strip():
                 sys.stderr.write(f"  {text.rstrip()}\n")
                 sys.stderr.flush()

@@ -28,6 +28,8 @@ from harness.errors import ImageBuildError, UsageError
 from harness.gpu.locks import host_lock
 
 REPOSITORY = "gpuci/system"
+MAX_OUTPUT = 2**20
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # A base whose own Python already has its headers (a vendor's conda Python) needs no python3-dev.
 HAS_HEADERS = (
     'python3 -c "import os, sys, sysconfig; '
@@ -70,7 +72,7 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
         except docker.errors.ImageNotFound:
             pass
         say(f"building the system layer {layer.tag} on {layer.base}: {' '.join(layer.packages)} ({layer.why})")
-        lines: list[str] = []
+        output = ""
         try:
             stream = client.api.build(
                 fileobj=io.BytesIO(layer.dockerfile().encode()),
@@ -84,15 +86,19 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
             )
             for chunk in stream:
                 text = chunk.get("stream", "") + chunk.get("error", "")
-                for line in text.splitlines():
-                    lines.append(line)
-                    if line.strip():
-                        sys.stderr.write(f"  {line.rstrip()}\n")
+                output = (output + text)[-MAX_OUTPUT:]
+                if text.strip():
+                    sys.stderr.write(f"  {text.rstrip()}\n")
                 if "error" in chunk:
-                    _fail(layer, lines, pyproject)
+                    _fail(layer, plain_lines(output), pyproject)
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"building the system layer {layer.tag} failed: {exc.explanation or exc}") from None
     return layer.tag
+
+
+def plain_lines(output: str) -> list[str]:
+    """A build's output as lines: the engine sends stderr in pieces, colored, that join into lines."""
+    return ANSI.sub("", output).splitlines()
 
 
 def _fail(layer: SystemLayer, lines: list[str], pyproject: Path) -> None:
