@@ -45,6 +45,8 @@ REGISTRY_ENV = str(BY_KEY["registry"].env)
 MOUNTS_ENV = str(BY_KEY["mounts"].env)
 # HOST[:PORT][/PATH], as Docker spells a repository's prefix (lowercase path components).
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}$")  # Debian's form: nothing a shell reads as more
+PACKAGE_TABLE_KEYS = ("all", "cpu", "cuda", "rocm")
 REGISTRY_FORMAT = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 
@@ -98,6 +100,10 @@ class ProjectConfig:
     # The Pythons its images run on gpuci's Debian base (harness.declare.pythons); several: a
     # session each (`cpu_<area>-3.13`). Empty: the base's default.
     python: tuple[str, ...] = ()
+    # Debian packages its images add in a layer of their own (harness.images.system_layer): "all"
+    # platforms' and each platform's, from a list (every platform) or a table by platform.
+    system_packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
     # Host folders the agent binds into every container (GPUCI_MOUNTS): the host's, not the project's.
     host_mounts: tuple[str, ...] = ()
     # Where the project set each key it set ("pyproject.toml:12"): the host policy names it in a refusal.
@@ -108,6 +114,9 @@ class ProjectConfig:
 
     def set_by_project(self, key: str) -> bool:
         return key in self.origins
+
+    def packages_for(self, platform: str) -> tuple[str, ...]:
+        return (*self.system_packages.get("all", ()), *self.system_packages.get(platform, ()))
 
     @property
     def working_dir(self) -> str:
@@ -140,6 +149,8 @@ KIND_WORDS = {
     "number": "a number greater than 0",
     "count": "a whole number greater than 0",
     "bool": "true or false",
+    "packages": "a list of Debian package names, or a table of them by platform ([tool.gpuci.system_packages] "
+    'all = ["libfoo-dev"], cuda = […])',
 }
 
 
@@ -220,7 +231,15 @@ def _read_config(root: Path) -> ProjectConfig:
         install=str(section.get("install", config.install)),
         python=_pythons(section.get("python")),
         origins=origins,
+        system_packages=_packages(section.get("system_packages")),
     )
+
+
+def _packages(value: object) -> dict[str, tuple[str, ...]]:
+    if value is None:
+        return {}
+    table = {"all": value} if isinstance(value, list) else value
+    return {str(k): tuple(dict.fromkeys(v)) for k, v in table.items()}  # type: ignore[union-attr]
 
 
 def _pythons(value: object) -> tuple[str, ...]:
@@ -252,9 +271,18 @@ def _is(kind: str, value: object) -> bool:
         return isinstance(value, wanted) and not isinstance(value, bool) and value > 0
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "packages":  # each name reaches an apt-get line: Debian's name form only
+        table = {"all": value} if isinstance(value, list) else value
+        return isinstance(table, dict) and all(
+            k in PACKAGE_TABLE_KEYS and isinstance(v, list) and all(_is_package(n) for n in v) for k, v in table.items()
+        )
     if kind == "list":
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
     return isinstance(value, dict) and all(isinstance(v, str) and v for v in value.values())
+
+
+def _is_package(name: object) -> bool:
+    return isinstance(name, str) and PACKAGE_NAME.match(name) is not None
 
 
 def _modes(path: Path, text: str, table: dict[str, str]) -> dict[str, str]:

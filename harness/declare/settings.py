@@ -94,6 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secrets", "list", "host variables every step gets as secrets", policy="env"),
     Setting("install", "install", "the project itself in its images: editable or none"),
     Setting("python", "pythons", "the Pythons its images run on gpuci's Debian base"),
+    Setting("system_packages", "packages", "Debian packages its images add, in a layer of their own"),
 )  # fmt: skip
 BY_KEY = {s.key: s for s in SETTINGS}
 

@@ -17,17 +17,21 @@ from harness.console import say
 from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
+from harness.images.backend_requires import backend_requires
+from harness.images.build_errors import project_failure
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
-from harness.images.project_install import copy_checkout
+from harness.images.project_install import INSTALL_SCRIPT, INSTALL_SCRIPT_SOURCE, OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_requirements_text
 from harness.images.resolve import ask_image, resolve
+from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.wheels import copy_verified, record_fetched
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
 # A build's context lives in the project's .gpuci/build, named by its process (harness/owned.py).
 CONTEXT_PREFIX = "context-"
+MAX_OUTPUT = 4 * 2**20  # of the build's output, kept to find the project's first error in
 
 # The recipe an image was built from; a pulled image is used only where it agrees with the tag.
 CONTENT_LABEL = "gpuci.content-hash"
@@ -78,6 +82,8 @@ def _build_missing(
 ) -> EnsuredImage:
     if recipe.base_recipe is not None:
         bootstrap_base(client, recipe.base_recipe)
+    if recipe.system_layer is not None:
+        ensure_layer(client, recipe.system_layer, Path(root) / "pyproject.toml")
     wheelhouse = wheelhouse_dir(Path(root))
     fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     if os.environ.get("GPUCI_INSTALLER") != "pip":
@@ -92,9 +98,15 @@ def _build_missing(
         shutil.copyfile(recipe.dockerfile, ctx / "Dockerfile")
         if recipe.install is not None:
             copied = copy_checkout(Path(root), ctx / "project")
+            shutil.copyfile(INSTALL_SCRIPT_SOURCE, ctx / INSTALL_SCRIPT)
             with open(ctx / "Dockerfile", "a") as dockerfile:
                 dockerfile.write(recipe.install.dockerfile_lines())
             say(f"installing the project (editable at {recipe.install.workspace}, {copied} files) in {tag}")
+            if recipe.install.needs is not None:
+                say(
+                    f"the project compiles ({recipe.install.needs.why}): its image has a compiler, and what its "
+                    f"build writes into the workspace is kept in {OUTPUTS_DIR}, first on the import path"
+                )
         shutil.copyfile(recipe.requirements, ctx / "requirements.txt")
         # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
         (ctx / "project-requirements.txt").write_text("")
@@ -109,7 +121,7 @@ def _build_missing(
         labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, **resolved}
         if recipe.install is not None:
             labels["gpuci.install"] = f"editable {recipe.install.workspace}"
-        _build(client, ctx, tag, recipe, labels)
+        _build(client, ctx, tag, recipe, labels, Path(root))
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     image_id = existing(client, tag)
@@ -131,6 +143,8 @@ def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None
         client = connect()
     if recipe.base_recipe is not None:
         bootstrap_base(client, recipe.base_recipe)  # asked which Python it runs
+    if recipe.system_layer is not None and recipe.install is not None:  # its build backend is asked there
+        ensure_layer(client, recipe.system_layer, Path(root) / "pyproject.toml")
     with tempfile.TemporaryDirectory(prefix="gpuci-resolve-") as scratch:
         pins, python = resolve_project(client, recipe, Path(root), Path(scratch), wheelhouse_dir(Path(root)))
     write_pins(Path(root), recipe.lock_key, recipe.lock_inputs, tuple(pins), python)
@@ -146,7 +160,15 @@ def resolve_project(
         raise ImageBuildError(f"{recipe.dockerfile} names no base image to ask which Python it runs.")
     target = ask_image(client, recipe.base_image)
     source = ctx / "project-requirements.in"
-    source.write_text("".join(f"{pin}\n" for pin in recipe.pins) or project_requirements_text(recipe))
+    text = "".join(f"{pin}\n" for pin in recipe.pins) or project_requirements_text(recipe)
+    if not recipe.pins and recipe.install is not None:  # what the backend asks for beyond what is declared
+        image = str(recipe.build_base)
+        asked = backend_requires(
+            client, image, root, recipe.install, target, wheelhouse, recipe.ca_bundle, recipe.requirements
+        )
+        text += "# asked of the project's build backend (get_requires_for_build_wheel, _editable)\n"
+        text += "".join(f"{line}\n" for line in asked)
+    source.write_text(text)
     files = [*recipe.project_requirements, *([root / "pyproject.toml"] if recipe.declared_requirements else [])]
     sources = tuple(p.relative_to(root) if p.is_relative_to(root) else p for p in files)
     before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
@@ -158,13 +180,18 @@ def resolve_project(
     return list(resolution.pins), target.version
 
 
-def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str]) -> None:
+def _build(
+    client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str], root: Path
+) -> None:
     labels = {"gpuci.platform": recipe.platform, **labels}
+    args = dict(recipe.build_args)
+    if recipe.system_layer is not None:
+        args["BASE_IMAGE"] = recipe.system_layer.tag
     try:
         stream = client.api.build(
             path=str(context),
             tag=tag,
-            buildargs=recipe.build_args,
+            buildargs=args,
             labels=labels,
             rm=True,
             forcerm=True,
@@ -172,10 +199,15 @@ def _build(client: docker.DockerClient, context: Path, tag: str, recipe: ImageRe
             pull=False,
             network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
         )
+        output = ""
         for chunk in stream:
             if "error" in chunk:
+                mine = project_failure(plain_lines(output), root, recipe.install)  # the project's own build: exit 2
+                if mine is not None:
+                    raise mine
                 raise ImageBuildError(f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}")
             text = chunk.get("stream", "")
+            output = (output + text)[-MAX_OUTPUT:]
             if text.strip():
                 sys.stderr.write(f"  {text.rstrip()}\n")
                 sys.stderr.flush()

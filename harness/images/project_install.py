@@ -28,6 +28,7 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.git import checkout_files
+from harness.images.toolchain import BuildNeeds, build_needs, is_compiled_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +39,12 @@ METADATA_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 MODES = ("editable", "none")
 # What setuptools needs to build a setup.py project that declares no [build-system] (PEP 517's default).
 LEGACY_BUILD = ("setuptools>=64", "wheel")
+LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
+# The in-image script that runs the install and keeps its build outputs (harness/images/in_image).
+INSTALL_SCRIPT = "gpuci-install-project.py"
+INSTALL_SCRIPT_SOURCE = Path(__file__).parent / "in_image" / "install_project.py"
+OUTPUTS_DIR = "/opt/gpuci/outputs"  # the build outputs the mount would hide, first on the import path
+MESON_BUILD_DIR = "/opt/gpuci/meson-build"
 # Never copied into a build context: git's data, gpuci's and nox's own folders.
 NOT_COPIED = (".git", ".gpuci", ".nox")
 SCM_FALLBACK_VERSION = "0+gpuci"
@@ -48,18 +55,28 @@ class ProjectInstall:
     workspace: str  # where the checkout is mounted in containers: the editable install points there
     metadata_sha256: str  # of pyproject.toml, setup.py and setup.cfg as they are
     requirements: tuple[str, ...]  # the build backend's and the static [project] dependencies
+    backend: str = LEGACY_BACKEND  # [build-system] build-backend
+    needs: BuildNeeds | None = None  # the compiler (and Rust) its build needs; None: a pure-Python build
+    build_requires: tuple[str, ...] = LEGACY_BUILD  # [build-system] requires: what asking the backend needs
 
     def dockerfile_lines(self) -> str:
-        """Appended to the recipe's Dockerfile: the checkout's copy installed, then its code left to
-        the mount (the copy stays in a layer: setuptools needs the packages there to map them)."""
+        """Appended to the recipe's Dockerfile: the checkout's copy installed, its build outputs moved
+        out of the workspace (install_project.py), then its code left to the mount (the copy stays in a
+        layer: setuptools needs the packages there to map them)."""
         version = f"${{SETUPTOOLS_SCM_PRETEND_VERSION:-{SCM_FALLBACK_VERSION}}}"
+        settings = ""
+        if self.backend == "mesonpy":  # its editable rebuilds on import: in the image, never in the checkout
+            settings = f"--config-settings=build-dir={MESON_BUILD_DIR} "
         return (
             "\n# gpuci: the project itself, editable at the workspace its checkout is mounted at\n"
             f"COPY project/ {self.workspace}/\n"
+            f"COPY {INSTALL_SCRIPT} /opt/gpuci/{INSTALL_SCRIPT}\n"
             'RUN set -e; PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; \\\n'
             f"    if [ ! -f {self.workspace}/PKG-INFO ]; then export SETUPTOOLS_SCM_PRETEND_VERSION={version}; fi; \\\n"
+            f'    "$PY" /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} -- \\\n'
             '    "$PY" -m pip install --no-deps --no-build-isolation --no-index --disable-pip-version-check '
-            f"--use-pep517 --quiet -e {self.workspace}; \\\n"
+            f"--use-pep517 --quiet {settings}-e {self.workspace}; \\\n"
+            f"    if [ -d {MESON_BUILD_DIR} ]; then chmod -R a+rwX {MESON_BUILD_DIR}; fi; \\\n"
             '    "$PY" -m pip check || echo \'gpuci: warning: the project needs packages its image lacks '
             "(list them in [tool.gpuci] requirements)'\n"
         )
@@ -82,7 +99,8 @@ def project_install(root: Path, mode: str, workspace: str) -> ProjectInstall | N
         raise UsageError(
             f"the workspace {workspace[:80]!r} is not a plain absolute path; it must be one to install into."
         )
-    build = pyproject.get("build-system", {}).get("requires")
+    system = pyproject.get("build-system", {})
+    build = system.get("requires")
     requirements = [str(r) for r in (build if build is not None else LEGACY_BUILD)]
     requirements += [str(r) for r in pyproject.get("project", {}).get("dependencies", [])]
     digest = hashlib.sha256()
@@ -90,7 +108,16 @@ def project_install(root: Path, mode: str, workspace: str) -> ProjectInstall | N
         path = root / name
         data = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
         digest.update(f"{name}\0{len(data)}\0".encode() + data)
-    return ProjectInstall(workspace, digest.hexdigest(), tuple(dict.fromkeys(requirements)))
+    backend = str(system.get("build-backend") or LEGACY_BACKEND)
+    needs = build_needs(root, pyproject)
+    if needs is not None:  # its compiled modules are the image's: a changed source is a new image
+        for name in sorted(n for n in checkout_names(root) if is_compiled_source(n)):
+            data = _regular_bytes(root / name)
+            digest.update(f"compiled\0{name}\0{len(data)}\0".encode() + data)
+    build_requires = tuple(str(r) for r in (build if build is not None else LEGACY_BUILD))
+    return ProjectInstall(
+        workspace, digest.hexdigest(), tuple(dict.fromkeys(requirements)), backend, needs, build_requires
+    )
 
 
 def _pyproject(root: Path) -> dict:  # type: ignore[type-arg]
@@ -103,16 +130,33 @@ def _pyproject(root: Path) -> dict:  # type: ignore[type-arg]
         raise UsageError(f"{path}: cannot be read as TOML ({exc}); fix it so the project can be installed.") from None
 
 
-def copy_checkout(root: Path, target: Path) -> int:
-    """The checkout's files (git's list: tracked, and untracked ones not ignored) into `target` for
-    the build. The checkout is the pull request's: links are copied as links, never followed, and
-    anything but regular files and links is left out. Returns how many files were copied."""
+def checkout_names(root: Path) -> list[str]:
+    """The checkout's files: git's list (tracked, and untracked ones not ignored), else every file but
+    gpuci's, nox's and git's folders."""
     names = checkout_files(root)
-    if names is None:  # not a git checkout: every file but gpuci's, nox's and git's folders
+    if names is None:
         names = []
         for directory, subdirs, files in os.walk(root):
             subdirs[:] = [s for s in subdirs if s not in NOT_COPIED]
             names += [os.path.relpath(os.path.join(directory, n), root) for n in files]
+    return [n for n in names if n.split("/", 1)[0] not in NOT_COPIED and ".." not in n.split("/")]
+
+
+def _regular_bytes(path: Path) -> bytes:
+    """A checkout file's bytes, not through a link (b"" for anything but a regular file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as file:
+        return file.read() if stat.S_ISREG(os.fstat(file.fileno()).st_mode) else b""
+
+
+def copy_checkout(root: Path, target: Path) -> int:
+    """The checkout's files (git's list: tracked, and untracked ones not ignored) into `target` for
+    the build. The checkout is the pull request's: links are copied as links, never followed, and
+    anything but regular files and links is left out. Returns how many files were copied."""
+    names = checkout_names(root)
     inside = os.path.realpath(root)
     copied = 0
     for name in names:

@@ -19,6 +19,8 @@ from harness.errors import UsageError
 from harness.images.airgap import SUITE, BaseRecipe
 from harness.images.lock import inputs_hash, lock_key, locked_pins
 from harness.images.project_install import ProjectInstall, project_install
+from harness.images.system_layer import SystemLayer
+from harness.images.toolchain import system_packages
 
 CONTAINERS_DIR = Path("containers")
 REQUIREMENTS = CONTAINERS_DIR / "requirements.txt"
@@ -40,6 +42,9 @@ class ImageRecipe:
     install: ProjectInstall | None = None
     # What the project's requirements resolved to for this image (harness.images.lock): in the tag.
     pins: tuple[str, ...] = ()
+    # Debian packages on the base (its build's toolchain, [tool.gpuci] system_packages): the recipe
+    # builds FROM this layer instead of the bare base.
+    system_layer: SystemLayer | None = None
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -60,6 +65,8 @@ class ImageRecipe:
             digest.update(f"install\0{self.install.workspace}\0{self.install.metadata_sha256}\0".encode())
         for pin in self.pins:  # the resolution: a new release of an unpinned requirement is a new image
             digest.update(f"pin\0{pin}\0".encode())
+        if self.system_layer is not None:
+            digest.update(f"system\0{self.system_layer.tag}\0".encode())
         return digest.hexdigest()
 
     @property
@@ -68,11 +75,21 @@ class ImageRecipe:
 
     @property
     def lock_inputs(self) -> str:
-        return inputs_hash(project_requirements_text(self), self.requirements)
+        """What the pins were resolved from: the requirements and, where the project is installed, its
+        metadata files (its build backend is asked what the build needs: a changed setup.py may ask more)."""
+        text = project_requirements_text(self)
+        if self.install is not None:
+            text += f"\0install\0{self.install.metadata_sha256}\0{self.system_layer.tag if self.system_layer else ''}"
+        return inputs_hash(text, self.requirements)
 
     @property
     def tag(self) -> str:
         return f"gpuci/{self.platform}:{self.content_hash()[:16]}"
+
+    @property
+    def build_base(self) -> str | None:
+        """The image the recipe's FROM takes: the system layer where there is one, else the base."""
+        return self.system_layer.tag if self.system_layer else self.base_image
 
     @property
     def base_image(self) -> str | None:
@@ -141,6 +158,10 @@ def recipe_for(
         tuple(dict.fromkeys(declared)),
         install,
     )
+    packages = system_packages(install.needs if install else None, config.packages_for(platform))
+    if packages and recipe.base_image:
+        why = install.needs.why if install and install.needs else "[tool.gpuci] system_packages"
+        recipe = replace(recipe, system_layer=SystemLayer(recipe.base_image, packages, why))
     if not project_requirements_text(recipe).strip():
         return recipe  # nothing to resolve: gpuci's own pins are the whole set
     return replace(recipe, pins=locked_pins(Path(root), recipe.lock_key, recipe.lock_inputs) or ())

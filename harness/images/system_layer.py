@@ -1,0 +1,117 @@
+"""Debian packages on top of a base, as an image of their own: the project's system layer.
+
+The compiler toolchain a project with extensions needs (harness.images.toolchain) and the packages
+`[tool.gpuci] system_packages` names are installed by apt in one image `gpuci/system:<hash>` built
+FROM the platform's base; its tag hashes the base and the sorted package names, so every project
+asking for the same set on the same base shares it (built once per engine, cached like the base),
+and projects that need nothing keep building on the bare base. The platform's recipe then builds
+FROM this layer. This is the one build step that reaches Debian's mirror (the base's own apt
+sources): a package apt does not know is the user's to fix (exit 2, naming the setting), a mirror it
+cannot reach is infrastructure (75).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from harness.console import say
+from harness.errors import ImageBuildError, UsageError
+from harness.gpu.locks import host_lock
+
+REPOSITORY = "gpuci/system"
+MAX_OUTPUT = 2**20
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# A base whose own Python already has its headers (a vendor's conda Python) needs no python3-dev.
+HAS_HEADERS = (
+    'python3 -c "import os, sys, sysconfig; '
+    "sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))\""
+)
+UNKNOWN = re.compile(r"E: (?:Unable to locate package |Package '?)(\S+?)'?(?: has no installation candidate|$)", re.M)
+NETWORK = ("Temporary failure resolving", "Could not connect", "Failed to fetch", "Could not resolve",
+           "Connection timed out", "No space left on device")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SystemLayer:
+    base: str  # the image it builds on
+    packages: tuple[str, ...]  # sorted
+    why: str = ""  # for the log: what asked for them
+
+    @property
+    def tag(self) -> str:
+        digest = hashlib.sha256(f"{self.base}\n{' '.join(self.packages)}\n".encode()).hexdigest()
+        return f"{REPOSITORY}:{digest[:16]}"
+
+    def dockerfile(self) -> str:
+        names = " ".join(self.packages)
+        return (
+            f"FROM {self.base}\n"
+            f"RUN set -e; PKGS=' {names} '; \\\n"
+            f"    if {HAS_HEADERS} 2>/dev/null; then PKGS=$(echo \"$PKGS\" | sed 's/ python3-dev / /'); fi; \\\n"
+            '    export DEBIAN_FRONTEND=noninteractive; echo "gpuci: apt-get install$PKGS"; \\\n'
+            "    apt-get update -qq; apt-get install -y -qq --no-install-recommends $PKGS >/dev/null; \\\n"
+            "    apt-get clean; rm -rf /var/lib/apt/lists/*\n"
+        )
+
+
+def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Path) -> str:
+    """The layer's image, built unless its tag exists (once per host: a lock); returns the tag."""
+    with host_lock(f"build-{layer.tag}"):
+        try:
+            client.images.get(layer.tag)
+            return layer.tag
+        except docker.errors.ImageNotFound:
+            pass
+        say(f"building the system layer {layer.tag} on {layer.base}: {' '.join(layer.packages)} ({layer.why})")
+        output = ""
+        try:
+            stream = client.api.build(
+                fileobj=io.BytesIO(layer.dockerfile().encode()),
+                tag=layer.tag,
+                labels={"gpuci.system-layer": layer.tag, "gpuci.base": layer.base},
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+                network_mode=os.environ.get("GPUCI_NETWORK") or None,
+            )
+            for chunk in stream:
+                text = chunk.get("stream", "") + chunk.get("error", "")
+                output = (output + text)[-MAX_OUTPUT:]
+                if text.strip():
+                    sys.stderr.write(f"  {text.rstrip()}\n")
+                if "error" in chunk:
+                    _fail(layer, plain_lines(output), pyproject)
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(f"building the system layer {layer.tag} failed: {exc.explanation or exc}") from None
+    return layer.tag
+
+
+def plain_lines(output: str) -> list[str]:
+    """A build's output as lines: the engine sends stderr in pieces, colored, that join into lines."""
+    return ANSI.sub("", output).splitlines()
+
+
+def _fail(layer: SystemLayer, lines: list[str], pyproject: Path) -> None:
+    text = "\n".join(lines)
+    unknown = UNKNOWN.search(text)
+    if unknown and not any(word in text for word in NETWORK):
+        raise UsageError(
+            f"{pyproject}: apt on {layer.base} knows no package {unknown.group(1)!r} (asked for: "
+            f"{' '.join(layer.packages)}); fix its name in [tool.gpuci] system_packages (Debian's names, as "
+            "`apt-cache search` gives them)."
+        )
+    last = next((line for line in reversed(lines) if line.strip()), "no output")
+    raise ImageBuildError(
+        f"building the system layer {layer.tag} ({' '.join(layer.packages)}) on {layer.base} failed: "
+        f"{last.strip()[:300]}. apt reaches the mirror of the base's sources; check the engine's network."
+    )

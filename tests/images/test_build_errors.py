@@ -1,0 +1,60 @@
+"""A failed image build is the project's (exit 2, its first error and file) or the engine's (75)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.errors import ExitCode
+from harness.images.build_errors import project_failure
+from harness.images.in_image.install_project import FAILED, START
+from harness.images.project_install import ProjectInstall
+from tests.images.test_toolchain import _c_project
+
+SETUPTOOLS = ProjectInstall("/workspace", "x", (), "setuptools.build_meta")
+PIP_TAIL = ["  error: subprocess-exited-with-error", "  × Building editable for fastmath (pyproject.toml) did not run"]
+
+
+def test_a_compiler_error_names_the_checkout_s_file_and_line(tmp_path: Path) -> None:
+    lines = [
+        "Step 9/9 : RUN set -e; …",
+        START,
+        "      fastmath/_speed.c: In function 'add':",
+        "      fastmath/_speed.c:4:5: error: unknown type name 'lon'",
+        "      fastmath/_speed.c:9:1: error: expected ';'",
+        *PIP_TAIL,
+        f"{FAILED} (exit 1)",
+    ]
+    error = project_failure(lines, tmp_path, SETUPTOOLS)
+    assert error is not None and error.exit_code == ExitCode.USAGE
+    assert str(error).startswith(f"{tmp_path}/fastmath/_speed.c:4: the project's build failed")
+    assert "unknown type name 'lon'" in str(error) and "expected ';'" not in str(error)
+
+
+def test_a_backend_exception_names_the_metadata_file(tmp_path: Path) -> None:
+    lines = [START, "  Traceback (most recent call last):", '    File "setup.py", line 3', *PIP_TAIL,
+             "  ModuleNotFoundError: No module named 'numpy'", f"{FAILED} (exit 1)"]  # fmt: skip
+    (tmp_path / "setup.py").write_text("")
+    error = project_failure(lines, tmp_path, SETUPTOOLS)
+    assert error is not None and str(error).startswith(f"{tmp_path}/setup.py: ")
+    assert "ModuleNotFoundError: No module named 'numpy'" in str(error)
+    cmake = [START, "  CMake Error at /workspace/CMakeLists.txt:7 (add_library):", f"{FAILED} (exit 1)"]
+    assert str(project_failure(cmake, tmp_path, SETUPTOOLS)).startswith(f"{tmp_path}/CMakeLists.txt:7: ")
+
+
+def test_failures_outside_the_project_s_step_or_of_the_disk_stay_infrastructure(tmp_path: Path) -> None:
+    assert project_failure(["Step 3/9 : RUN …", "uv: network unreachable"], tmp_path, SETUPTOOLS) is None
+    full = [START, "  OSError: [Errno 28] No space left on device", f"{FAILED} (exit 1)"]
+    assert project_failure(full, tmp_path, SETUPTOOLS) is None
+    assert project_failure([START, f"{FAILED} (exit 1)"], tmp_path, None) is None  # no project install
+
+
+def test_a_project_that_does_not_compile_exits_2_naming_its_file(run_harness, tmp_path: Path) -> None:
+    root = _c_project(tmp_path / "fastmath")
+    source = root / "fastmath" / "_speed.c"
+    source.write_text(source.read_text().replace("    long a, b;", "    lon a, b;"))
+    done = run_harness("run", "--platform", "cpu", "--area", "fast", "--root", str(root), timeout=1500)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-4000:]
+    assert f"{source}:4: the project's build failed" in done.stderr and "lon" in done.stderr, done.stderr[-3000:]
+    report = root / ".gpuci" / "runs" / "latest" / "report.json"
+    assert not report.exists() or json.loads(report.read_text()).get("exit_code") in (2, None)
