@@ -101,12 +101,15 @@ def _area_session(
     return name
 
 
-def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
+def area_sessions(root: Path, reserved: tuple[str, ...] = (), needs: str | None = None) -> list[str]:
     """Register a session per declared area and platform; the names registered.
 
     A bad declaration ends nox with exit 2 and the file and line; `reserved` names (the
     noxfile's own sessions) may not be taken by an area, as nox would silently keep one of two.
+    `needs` (`gpuci-harness>=0.1.0`, what `gpuci init` writes) is checked against the gpuci installed.
     """
+    if needs:
+        _check_installed(needs)
     try:
         areas = load_areas(root)
         pythons = load_config(root).python
@@ -139,6 +142,28 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
 
         GATE.install()
     return list(taken)
+
+
+def _check_installed(needs: str) -> None:
+    """Exit 2, saying what to do, when the installed gpuci is older than the noxfile needs."""
+    import importlib.metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        wanted = Requirement(needs)
+    except InvalidRequirement:
+        print(f"gpuci: error: noxfile.py: needs={needs!r} is no requirement; write e.g. 'gpuci-harness>=0.1'.",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
+    try:
+        have = importlib.metadata.version(wanted.name)
+    except importlib.metadata.PackageNotFoundError:
+        return  # gpuci from a checkout on the path (its own noxfile, its tests): nothing to compare
+    if not wanted.specifier.contains(have, prereleases=True):
+        print(f"gpuci: error: noxfile.py needs {needs}, and the gpuci installed here is {have}; install a newer "
+              "gpuci (its README: 'Use gpuci in your project') and run nox again.", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
 
 
 def _asked_only_for(names: set[str], argv: list[str]) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
+from harness.images.installer import pip_command
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -114,7 +115,7 @@ def resolve(
     shown_as = ", ".join(str(s) for s in sources) or str(requirements)
     wheelhouse.mkdir(parents=True, exist_ok=True)
     pinned = ["-c", str(constraints)] if constraints else []
-    base = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
+    base = [*pip_command(), "download", "--disable-pip-version-check", "--progress-bar", "off",
             *target.pip_args(), "-r", str(requirements), *pinned, "-d", str(wheelhouse)]  # fmt: skip
     offline = subprocess.run([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if offline.returncode == 0:
