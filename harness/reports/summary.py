@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.console import say
 from harness.reports.report import MalformedReport, RunReport
+from harness.reports.results import NEEDS_LOOK
 
 STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
 
@@ -83,6 +84,35 @@ def table(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_look_at(reports: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(report, result) of each failed, erroring and hung test, in that order: what a person reads first.
+    A hang in a report written before hung tests were results (only `hang.running`) counts too."""
+    found = []
+    for outcome in NEEDS_LOOK:
+        for report in reports:
+            results = report.get("results") or []
+            found += [(report, r) for r in results if r.get("outcome") == outcome]
+            if outcome == "timeout":
+                listed = {str(r.get("test")) for r in results}
+                for test in (report.get("hang") or {}).get("running") or []:
+                    if test not in listed:
+                        found.append((report, {"test": test, "outcome": "timeout", "message": "still running"}))
+    return found
+
+
+def look_lines(reports: list[dict[str, Any]], limit: int = 50) -> list[str]:
+    """The failed and hung tests with the first line of their messages, for the terminal."""
+    found = to_look_at(reports)
+    lines = [f"{len(found)} test(s) to look at (failed, errors, hung):"] if found else []
+    for report, result in found[:limit]:
+        message = str(result.get("message") or "").strip().splitlines()
+        first = f" — {message[0][:200]}" if message else ""
+        lines.append(f"  {result.get('outcome')}: {result.get('test')} [{report.get('run_id')}]{first}")
+    if len(found) > limit:
+        lines.append(f"  … and {len(found) - limit} more (each run's report.json, `results`)")
+    return lines
+
+
 def slowest_tests(reports: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
     found = [
         (float(rec.get("seconds") or 0), str(rec.get("phase")), str(rec.get("test")))
@@ -146,7 +176,9 @@ def on_buildkite(report: dict[str, Any], directory: Path) -> None:
         say(f"no timeline picture: {exc}")
     subprocess.run([agent, "artifact", "upload", f"{directory}/**/*"], capture_output=True)
     style = STYLE.get(str(report.get("outcome")), "warning")
-    text = f"**{report.get('session')}** · {report.get('step')} · {report.get('outcome')}\n\n```\n{table([report])}```"
+    looks = "".join(line + "\n" for line in look_lines([report], limit=20))
+    text = f"**{report.get('session')}** · {report.get('step')} · {report.get('outcome')}\n\n```\n{table([report])}"
+    text += f"\n{looks}```" if looks else "```"
     if picture:
         text += f'\n<img src="artifact://{os.path.relpath(picture)}" alt="timeline">\n'
     from harness.reports.annotate import annotate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,9 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
     extra_env.update(watch_env(options.grace_s, timeout_s))
     if timeout_s:  # the plugin dumps a hanging test's stacks shortly before the stop
         extra_env["GPUCI_STEP_TIMEOUT_S"] = f"{timeout_s:g}"
+        # The stop's time on the host's clock (a container shares it): a slow start inside the container
+        # (a busy host) does not push the dump of a hanging test's stacks past the stop.
+        extra_env["GPUCI_STEP_DEADLINE"] = f"{time.time() + timeout_s:.3f}"
     if test_engine.wanted():  # each test's result to Buildkite's Test Engine, by Buildkite's collector
         folder = test_engine.collector_folder(options.root, client, image)
         mounts.append(BindMount(str(folder), test_engine.MOUNT, read_only=True))

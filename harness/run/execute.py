@@ -50,7 +50,7 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
 
 def report_tests(run: Run, collected: Collected) -> None:
     """Each test's outcome and the counts; the test a timeout caught, with its stacks."""
-    from harness.reports.results import counts, summary_lines, write_junit
+    from harness.reports.results import counts, hung_results, summary_lines, write_junit
 
     junit = collected.junit
     stopped = run.report.outcome != "passed" and collected.running
@@ -58,8 +58,8 @@ def report_tests(run: Run, collected: Collected) -> None:
         junit = write_junit(collected.results, run.directory / "junit.xml", collected.running)
     run.report.junit = str(junit) if junit else None
     run.report.tests = collected.records
-    run.report.results = collected.results
-    run.report.counts = counts(collected.results)
+    run.report.results = collected.results + hung_results(collected.running, collected.stacks, run.report.outcome)
+    run.report.counts = counts(run.report.results)
     if collected.running:
         run.report.hang = {"running": collected.running, "stacks": collected.stacks or None}
         if collected.stacks:
