@@ -22,6 +22,7 @@ import pytest
 from harness.run.outbox import RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
 
 MAX_MESSAGE = 2000
+MAX_STACK = 8000  # the end of pytest's report of a failure: where it failed
 # Stacks are dumped this long before the supervisor's stop (or a tenth of the timeout if smaller).
 DUMP_MARGIN_S = 10.0
 
@@ -67,6 +68,7 @@ class ResultWriter:
         entry: dict[str, Any] = {"test": report.nodeid, "outcome": outcome, "seconds": round(report.duration, 6)}
         if report.failed and report.longrepr is not None:
             entry["message"] = _message(report)
+            entry["stack"] = _stack(report)
         self.results.write(json.dumps(entry) + "\n")
         self.results.flush()
 
@@ -95,6 +97,10 @@ def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
     return text[:MAX_MESSAGE]
 
 
+def _stack(report: pytest.TestReport | pytest.CollectReport) -> str:
+    return report.longreprtext[-MAX_STACK:]
+
+
 class CollectWriter:
     """Collection that did not pass: a module skipped as it was imported (`pytest.importorskip` at
     module level) counts one skipped, a module that failed to import one error, as pytest counts
@@ -110,6 +116,8 @@ class CollectWriter:
         entry = {"test": report.nodeid, "outcome": "error" if report.failed else "skipped", "seconds": 0.0}
         if report.longrepr is not None:
             entry["message"] = _message(report)
+            if report.failed:
+                entry["stack"] = _stack(report)
         self.results.write(json.dumps(entry) + "\n")
         self.results.flush()
 

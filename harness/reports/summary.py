@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import shutil
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.console import say
+from harness.reports.page import has_gpus
 from harness.reports.report import MalformedReport, RunReport
 from harness.reports.results import NEEDS_LOOK
 
@@ -67,8 +67,8 @@ def table(reports: list[dict[str, Any]]) -> str:
     header = ("run", "session", "step", "outcome", "exit", "tests", "stop→VRAM s", "budget margin s", "total s")
     rows = [
         (r["run_id"], str(r.get("session", "")), str(r.get("step", "")), str(r.get("outcome", "?")),
-         str(r.get("gpuci_exit_code", "?")), _tests(r), _stop(r) if r.get("vram") else "-",
-         _margin(r) if r.get("vram") else "-", f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
+         str(r.get("gpuci_exit_code", "?")), _tests(r), _stop(r) if has_gpus(r) else "-",
+         _margin(r) if has_gpus(r) else "-", f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
         for r in reports
     ]  # fmt: skip
     # Columns with nothing in any row (the GPU columns of cpu runs) are left out, not shown as dashes.
@@ -124,38 +124,22 @@ def slowest_tests(reports: list[dict[str, Any]]) -> list[tuple[float, str, str]]
 
 
 def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) -> Path:
-    """One page: the table, each run's timeline (up to 20 runs), the trend across runs."""
+    """One page (harness/reports/page.py): the tests to look at first, the runs, and for runs that had
+    GPUs their timelines (up to 20) and the trend across runs."""
+    from harness.reports.page import has_gpus, render
     from harness.reports.timeline import can_draw, draw_timeline, draw_trend, has_trend
 
     out.parent.mkdir(parents=True, exist_ok=True)
     figures = []
-    if pictures and reports and can_draw():  # without matplotlib: the page, with no pictures
-        for report in reports[-20:]:
+    with_gpus = [r for r in reports if has_gpus(r)]
+    if pictures and with_gpus and can_draw():  # without matplotlib: the page, with no pictures
+        for report in with_gpus[-20:]:
             svg, _ = draw_timeline(report, out.parent / "pictures" / f"timeline-{report['run_id']}")
-            figures.append((f"run {report['run_id']}", svg))
-        if has_trend(reports):
-            svg, _ = draw_trend(reports, out.parent / "pictures" / "trend")
-            figures.insert(0, ("shutdown times across runs", svg))
-    body = [f"<h1>gpuci: {len(reports)} run(s)</h1>"]
-    failures = [(r, t) for r in reports for t in r.get("results") or [] if t.get("outcome") in ("failed", "error")]
-    hung = [(r, test) for r in reports for test in (r.get("hang") or {}).get("running") or []]
-    if failures or hung:  # what needs looking at, first
-        body.append(f"<h2>failed tests ({len(failures) + len(hung)})</h2><ul>")
-        for report, test in failures:
-            message = str(test.get("message") or "").splitlines()[0][:300] if test.get("message") else ""
-            body.append(
-                f"<li><b>{html.escape(str(test['test']))}</b> ({html.escape(str(report.get('session')))}): "
-                f"<code>{html.escape(message)}</code></li>"
-            )
-        for _, test in hung:
-            body.append(f"<li><b>{html.escape(str(test))}</b>: still running at the step's timeout</li>")
-        body.append("</ul>")
-    body += ["<pre>", html.escape(table(reports)), "</pre>"]
-    for title, svg in figures:
-        body += [f"<h2>{html.escape(title)}</h2>", f'<img src="{html.escape(os.path.relpath(svg, out.parent))}">']
-    page = "<!doctype html><meta charset=utf-8><title>gpuci report</title>\n"
-    page += "<style>body{font-family:sans-serif;margin:2em}img{max-width:100%}pre{font-size:12px}</style>\n"
-    out.write_text(page + "\n".join(body) + "\n")
+            figures.append((f"run {report['run_id']}", os.path.relpath(svg, out.parent)))
+        if has_trend(with_gpus):
+            svg, _ = draw_trend(with_gpus, out.parent / "pictures" / "trend")
+            figures.insert(0, ("shutdown times across runs", os.path.relpath(svg, out.parent)))
+    out.write_text(render(reports, to_look_at(reports), slowest_tests(reports), figures, out.parent.resolve()))
     return out
 
 

@@ -45,6 +45,7 @@ def test_a_timed_out_step_reports_each_test_and_the_one_that_hung(make_project, 
     assert hung["outcome"] == "timeout" and "in test_hangs" in hung["message"]  # the innermost frame
     bad = next(r for r in report["results"] if r["test"] == "test_demo.py::test_bad")
     assert bad["outcome"] == "failed" and "one is not two" in bad["message"]
+    assert "assert 1 == 2" in bad["stack"]  # pytest's report of the failure, for the HTML page
     assert report["hang"]["running"] == ["test_demo.py::test_hangs"]
     assert "in test_hangs" in report["hang"]["stacks"]  # faulthandler's dump, before the stop
     assert "in test_hangs" in (run / "output.log").read_text()
