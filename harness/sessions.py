@@ -25,7 +25,7 @@ from harness.declare.areas import session_name
 from harness.declare.config import load_config
 from harness.declare.pythons import builds_on_local_base
 from harness.declare.sources import load_areas
-from harness.errors import DeclarationError, UsageError
+from harness.errors import DeclarationError, UsageError, worst
 
 __all__ = ["area_sessions", "end_session", "split_posargs"]
 
@@ -87,12 +87,18 @@ def _area_session(
         for noisy in ("urllib3", "docker"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         harness, pytest_args = split_posargs(s.posargs)
-        for python in pythons:
+        codes: list[int] = []
+        for python in pythons:  # each in turn, whatever the one before it gave
             chosen = ["--python", python] if python and "--python" not in harness else []
             argv = ["run", "--platform", platform, "--area", area, "--root", str(root), *chosen, *harness]
             argv += ["--", *pytest_args]
             s.log("python -m harness " + shlex.join(argv))
-            end_session(s, main(argv), "python -m harness run")
+            codes.append(main(argv))
+            if codes[-1] and len(pythons) > 1:
+                s.log(f"Python {python}: python -m harness run exited {codes[-1]}: {CODE_MEANINGS.get(codes[-1], '?')}")
+        if len(pythons) > 1:
+            s.log("Pythons: " + ", ".join(f"{p} exited {c}" for p, c in zip(pythons, codes, strict=True)))
+        end_session(s, worst(codes), "python -m harness run")
 
     name = name or session_name(platform, area)
     on = f" on Python {', '.join(p for p in pythons if p)}" if any(pythons) else ""

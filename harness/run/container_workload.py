@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.console import say
+from harness.errors import ImageBuildError
 from harness.gpu.vram import sim as simgpu
 from harness.run import test_engine
+from harness.run.deadline import deadline
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
 from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunOptions
@@ -154,6 +156,14 @@ def guarded_state(root: Path, workspace: str) -> list[BindMount]:
     return guarded
 
 
+def _image_too_slow(seconds: float, tag: str) -> ImageBuildError:
+    return ImageBuildError(
+        f"the image {tag} took longer than {seconds:g} s to build or pull (image_timeout), so the run stopped "
+        "before its step: publish the image once (`gpuci image publish`) and pull it on agents, or raise "
+        "[tool.gpuci] image_timeout (at most 3600)."
+    )
+
+
 def image_for_run(client: Any, run: Run) -> str:
     """The run's image (pinned by a repro, else local, pulled or built) and what the report says of it:
     content tag, image ID and the registry's digest, so "the same image" means the same bytes."""
@@ -180,7 +190,8 @@ def image_for_run(client: Any, run: Run) -> str:
             options.root,
             client,
         )
-        image = obtain(client, recipe, options.root, options.registry, options.build)
+        with deadline(options.image_timeout_s, lambda: _image_too_slow(options.image_timeout_s, recipe.tag)):
+            image = obtain(client, recipe, options.root, options.registry, options.build)
         image_id = image.id
         run.report.image = {
             "tag": image.tag,

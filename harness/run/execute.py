@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from harness.console import say
 from harness.declare.platforms import get_platform
-from harness.errors import ExitCode, GpuciError, UsageError, gpuci_cause
+from harness.errors import SEVERITY, ExitCode, GpuciError, UsageError, gpuci_cause
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
@@ -71,13 +71,7 @@ def report_tests(run: Run, collected: Collected) -> None:
 
 
 def _severity(code: ExitCode) -> int:
-    return [
-        ExitCode.PASSED,
-        ExitCode.TESTS_FAILED,
-        ExitCode.TEARDOWN_FAILED,
-        ExitCode.USAGE,
-        ExitCode.INFRASTRUCTURE,
-    ].index(code)
+    return SEVERITY.index(code)
 
 
 def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | None = None) -> ExitCode:
