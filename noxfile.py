@@ -52,11 +52,13 @@ sys.path.insert(0, str(ROOT))
 
 from harness.sessions import area_sessions, end_session  # noqa: E402
 
-nox.options.default_venv_backend = "venv"
+# uv where it is installed, else the standard library's venv; `--force-venv-backend virtualenv|uv|venv`
+# works as well: a session installs what it needs through nox (uv's venvs have no pip; gpuci names pip).
+nox.options.default_venv_backend = "uv|venv"
 nox.options.sessions = ["cpu_sampler"]
 
 
-STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image", "corpus", "soak")
+STATIC_SESSIONS = ("tests", "lint", "bench", "repro", "image", "corpus", "soak", "build")
 
 
 @nox.session(venv_backend="none")
@@ -79,7 +81,14 @@ def repro(session: nox.Session) -> None:
     end_session(session, main(["repro", "--root", str(ROOT), *session.posargs]), "python -m harness repro")
 
 
-@nox.session(venv_backend="venv")
+@nox.session
+def build(session: nox.Session) -> None:
+    """gpuci's wheel in dist/ (`pip install dist/gpuci_harness-*.whl` anywhere: gpuci is on no index yet)."""
+    session.install("build>=1")
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(ROOT / "dist"), str(ROOT))
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """The harness's own test suite (needs a Docker Engine; builds and runs real containers)."""
     session.install("-e", ".[test]")
@@ -87,23 +96,24 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-n", workers, "--durations=15", *session.posargs)
 
 
-@nox.session(venv_backend="venv")
+@nox.session
 def bench(session: nox.Session) -> None:
     """Speed figures against their baselines: bench/results/{cpu,registry,install}.json (needs Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
     session.run("python", "bench/install_bench.py")  # pip and uv on a real dependency layer: install.json
+    session.run("python", "bench/first_command_bench.py")  # nox -l and a warm run's overhead: first-command.json
 
 
-@nox.session(venv_backend="venv")
+@nox.session
 def soak(session: nox.Session) -> None:
     """Many runs with faults at random moments: bench/results/soak.json (`-- --runs 200 --seed 3`)."""
     session.install("-e", ".")
     session.run("python", "bench/soak.py", *session.posargs)
 
 
-@nox.session(venv_backend="venv")
+@nox.session
 def corpus(session: nox.Session) -> None:
     """Real pipelines of public projects, gathered, loaded and linted: bench/results/corpus.json and
     bench/results/lint-precision.json (findings by kind, the sample judged in bench/corpus/judged.toml)
@@ -118,7 +128,7 @@ def corpus(session: nox.Session) -> None:
     session.run("python", "bench/corpus/speed.py")  # lint and lint --since on the largest trees: lint-speed.json
 
 
-@nox.session(venv_backend="venv")
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the project, and gpuci's CI-coverage lint over its declarations."""
     session.install("-e", ".", "ruff>=0.6")

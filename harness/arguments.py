@@ -189,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--root", type=Path, default=Path.cwd())
     init.add_argument("--dry-run", action="store_true", help="show the files it would write, write nothing")
+    # Shown in --help; `gpuci nox ARGS` is dispatched before parsing, so nox's options stay nox's.
+    command("nox", "harness.ci.commands:nox_command", help="nox in gpuci's own Python: `gpuci nox -s cpu_<area>`")
 
     gpus = command(
         "gpus", "harness.gpu.commands:gpus_command", help="every device of the active backend: used/total and holders"

@@ -15,6 +15,11 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["nox"]:  # nox's own options follow, which gpuci's parser must not read
+        from harness.ci.commands import nox_command
+
+        return nox_command(given[1:])
     args = parser().parse_args(argv)
     if args.command != "run":
         from harness.run.cancel import GATE

@@ -13,6 +13,22 @@ class ExitCode(IntEnum):
     INFRASTRUCTURE = 75
 
 
+# From least to most severe: of several runs' codes, the one a whole job ends with.
+SEVERITY = (
+    ExitCode.PASSED,
+    ExitCode.TESTS_FAILED,
+    ExitCode.TEARDOWN_FAILED,
+    ExitCode.USAGE,
+    ExitCode.INFRASTRUCTURE,
+)
+
+
+def worst(codes: list[int]) -> int:
+    """The most severe of `codes` (0 for none); a code gpuci does not know counts as infrastructure."""
+    rank = {int(code): i for i, code in enumerate(SEVERITY)}
+    return max(codes, key=lambda code: rank.get(int(code), len(SEVERITY)), default=0)
+
+
 class GpuciError(Exception):
     """An error with a one-paragraph message meant for people, and an exit code."""
 

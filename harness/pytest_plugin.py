@@ -26,7 +26,7 @@ from harness.gpu.vram import open_backend
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.pinning import RUN_GPUS_ENV, Pinned, PinningError, pin_worker
-from harness.plugin.results import writer_for
+from harness.plugin.results import collect_writer_for, writer_for
 from harness.plugin.servers import ServerPool, ServerProcess
 from harness.plugin.sharding import DurationRecorder, load_durations, shard_of
 from harness.plugin.state import PluginState
@@ -102,6 +102,10 @@ def pytest_configure(config: pytest.Config) -> None:
     writer = None if is_xdist_controller else writer_for(config)  # workers report their own tests
     if writer is not None:
         config.pluginmanager.register(writer, "gpuci-results")
+    if not hasattr(config, "workerinput"):  # collection skips and errors: once, from the process pytest counts in
+        collect_writer = collect_writer_for(config)
+        if collect_writer is not None:
+            config.pluginmanager.register(collect_writer, "gpuci-collect-results")
     pinned = config.stash.get(_PINNED, None)
     if pinned is not None:  # an xdist worker: its own GPUs only, for its guard too
         state.backend, state.devices, state.lease = pinned.backend, pinned.devices, pinned.lease

@@ -25,7 +25,7 @@ from harness.declare.areas import session_name
 from harness.declare.config import load_config
 from harness.declare.pythons import builds_on_local_base
 from harness.declare.sources import load_areas
-from harness.errors import DeclarationError, UsageError
+from harness.errors import DeclarationError, UsageError, worst
 
 __all__ = ["area_sessions", "end_session", "split_posargs"]
 
@@ -87,12 +87,18 @@ def _area_session(
         for noisy in ("urllib3", "docker"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         harness, pytest_args = split_posargs(s.posargs)
-        for python in pythons:
+        codes: list[int] = []
+        for python in pythons:  # each in turn, whatever the one before it gave
             chosen = ["--python", python] if python and "--python" not in harness else []
             argv = ["run", "--platform", platform, "--area", area, "--root", str(root), *chosen, *harness]
             argv += ["--", *pytest_args]
             s.log("python -m harness " + shlex.join(argv))
-            end_session(s, main(argv), "python -m harness run")
+            codes.append(main(argv))
+            if codes[-1] and len(pythons) > 1:
+                s.log(f"Python {python}: python -m harness run exited {codes[-1]}: {CODE_MEANINGS.get(codes[-1], '?')}")
+        if len(pythons) > 1:
+            s.log("Pythons: " + ", ".join(f"{p} exited {c}" for p, c in zip(pythons, codes, strict=True)))
+        end_session(s, worst(codes), "python -m harness run")
 
     name = name or session_name(platform, area)
     on = f" on Python {', '.join(p for p in pythons if p)}" if any(pythons) else ""
@@ -101,12 +107,15 @@ def _area_session(
     return name
 
 
-def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
+def area_sessions(root: Path, reserved: tuple[str, ...] = (), needs: str | None = None) -> list[str]:
     """Register a session per declared area and platform; the names registered.
 
     A bad declaration ends nox with exit 2 and the file and line; `reserved` names (the
     noxfile's own sessions) may not be taken by an area, as nox would silently keep one of two.
+    `needs` (`gpuci-harness>=0.1.0`, what `gpuci init` writes) is checked against the gpuci installed.
     """
+    if needs:
+        _check_installed(needs)
     try:
         areas = load_areas(root)
         pythons = load_config(root, for_host=False).python
@@ -139,6 +148,28 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = ()) -> list[str]:
 
         GATE.install()
     return list(taken)
+
+
+def _check_installed(needs: str) -> None:
+    """Exit 2, saying what to do, when the installed gpuci is older than the noxfile needs."""
+    import importlib.metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        wanted = Requirement(needs)
+    except InvalidRequirement:
+        print(f"gpuci: error: noxfile.py: needs={needs!r} is no requirement; write e.g. 'gpuci-harness>=0.1'.",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
+    try:
+        have = importlib.metadata.version(wanted.name)
+    except importlib.metadata.PackageNotFoundError:
+        return  # gpuci from a checkout on the path (its own noxfile, its tests): nothing to compare
+    if not wanted.specifier.contains(have, prereleases=True):
+        print(f"gpuci: error: noxfile.py needs {needs}, and the gpuci installed here is {have}; install a newer "
+              "gpuci (its README: 'Use gpuci in your project') and run nox again.", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
 
 
 def _asked_only_for(names: set[str], argv: list[str]) -> bool:

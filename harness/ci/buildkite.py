@@ -10,6 +10,7 @@ uploading agent interpolates none of the declarations' `${VAR}` or `$VAR`. On a 
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 from harness.console import say
 from harness.declare.areas import Area, Step
-from harness.declare.config import ProjectConfig
+from harness.declare.config import ProjectConfig, image_timeout_s
 from harness.declare.dependencies import matches, mode_for, touches
 from harness.declare.pythons import builds_on_local_base
 
@@ -112,6 +113,17 @@ def pythons_of(step: Step, platform: str, config: ProjectConfig) -> tuple[str | 
     return config.python
 
 
+# The minutes a job adds to its step's timeout besides the image's: the stop (grace, the VRAM release
+# wait) and the report.
+STOP_MINUTES = 2
+
+
+def job_timeout_minutes(step_minutes: int, config: ProjectConfig) -> int:
+    """The job's timeout: the step's, plus the image's time (bounded: image_timeout_s), plus the stop.
+    A cold agent builds or pulls the image before the step's clock starts."""
+    return step_minutes + math.ceil(image_timeout_s(config) / 60) + STOP_MINUTES
+
+
 def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]) -> list[Any]:
     deps: list[Any] = []
     for dep in step.depends_on:
@@ -139,7 +151,7 @@ def command_step(
         "env": {"GPUCI_PLATFORM": platform},
     }
     if effective.timeout_in_minutes:
-        out["timeout_in_minutes"] = effective.timeout_in_minutes
+        out["timeout_in_minutes"] = job_timeout_minutes(effective.timeout_in_minutes, config)
     if effective.parallelism > 1:
         out["parallelism"] = effective.parallelism
     if effective.concurrency:

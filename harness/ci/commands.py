@@ -132,6 +132,19 @@ def warning_kind(warning: str) -> str:
     return text[:160]
 
 
+def nox_command(nox_args: list[str]) -> int:
+    """`gpuci nox ARGS`: nox in gpuci's own Python, where gpuci (and nox, its dependency) are installed;
+    what a noxfile from `gpuci init` runs when the nox that read it has no gpuci (pipx, `uv tool`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nox") is None:
+        raise UsageError(f"gpuci's Python ({sys.executable}) has no nox; reinstall gpuci with its dependencies.")
+    os.environ["GPUCI_NOX"] = "1"  # the noxfile's fallback never runs twice
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "nox", *nox_args])
+
+
 def init_command(args: argparse.Namespace) -> int:
     from harness.ci.init import apply, plan
 

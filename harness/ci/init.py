@@ -15,29 +15,38 @@ from harness.declare.areas import AREAS_DIR
 from harness.declare.platforms import PLATFORM_NAMES
 
 MARK = "from harness.sessions import area_sessions"
-SCRIPT_BLOCK = "# /// script"
-# nox (2025.02 and later) reads this block and, where gpuci is missing from its own environment (nox
-# installed on its own with pipx or `uv tool`), runs the noxfile in an environment that has it.
-SCRIPT = """# /// script
-# dependencies = ["nox", "{source}"]
-# ///
+# What the sessions need: a version, never a place (a `file:///` path exists on one machine only). nox
+# imports gpuci where both were installed together (`pip install` of gpuci brings nox); a nox installed
+# on its own (pipx, `uv tool`) finds the `gpuci` command on PATH and runs again in gpuci's own Python
+# (`gpuci nox`), so nothing is installed at a nox call. No `# /// script` block: nox's script mode
+# re-runs pip at every call (seconds each time) and needs a requirement an index can resolve.
+FALLBACK = """try:
+    {MARK}
+except ModuleNotFoundError:  # nox without gpuci beside it (pipx, uv tool): again, in gpuci's own Python
+    import os
+    import shutil
+    import sys
+
+    if os.environ.get("GPUCI_NOX") or not shutil.which("gpuci"):
+        print("gpuci: error: this nox has no gpuci and no `gpuci` command is on PATH; install gpuci once "
+              "(its README: 'Use gpuci in your project') and run nox again.", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
+    os.execv(shutil.which("gpuci"), ["gpuci", "nox", "-f", os.path.abspath(__file__), *sys.argv[1:]])
 """
-NOXFILE = f'''{{script}}"""nox sessions: `<platform>_<area>` for every test area in .buildkite/test_areas (gpuci)."""
+NOXFILE = '''"""nox sessions: `<platform>_<area>` for every test area in .buildkite/test_areas (gpuci)."""
 
 from pathlib import Path
 
-{MARK}
-
-area_sessions(Path(__file__).resolve().parent)
+{fallback}
+area_sessions(Path(__file__).resolve().parent, needs="{needs}")
 '''
-NOX_LINES = f"""
+NOX_LINES = """
 
 # gpuci: `<platform>_<area>` sessions from .buildkite/test_areas (added by `gpuci init`).
 from pathlib import Path as _GpuciPath  # noqa: E402
 
-{MARK}  # noqa: E402
-
-area_sessions(_GpuciPath(__file__).resolve().parent)
+{fallback}
+area_sessions(_GpuciPath(__file__).resolve().parent, needs="{needs}")
 """
 TOOL_GPUCI = """
 [tool.gpuci]
@@ -71,26 +80,11 @@ class Change:
     why: str = ""  # said beside the change, where it is not obvious
 
 
-def gpuci_source() -> str:
-    """How a noxfile's environment gets gpuci: as it was installed here (a path, a wheel, a URL), or
-    the checkout this code runs from, or the package's name."""
-    import importlib.metadata
-    import json
+def requirement() -> str:
+    """The gpuci a written noxfile needs: this version or later, wherever it was installed from."""
+    from harness import __version__
 
-    try:
-        direct = importlib.metadata.distribution("gpuci-harness").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        direct = None
-    if direct:
-        url = json.loads(direct).get("url")
-        if url:
-            return f"gpuci-harness @ {url}"
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and 'name = "gpuci-harness"' in (
-        checkout / "pyproject.toml"
-    ).read_text():
-        return f"gpuci-harness @ {checkout.as_uri()}"
-    return "gpuci-harness"
+    return f"gpuci-harness>={__version__}"
 
 
 def plan(root: Path) -> list[Change]:
@@ -98,15 +92,11 @@ def plan(root: Path) -> list[Change]:
     root = Path(root)
     changes: list[Change] = []
     noxfile = root / "noxfile.py"
-    script = SCRIPT.format(source=gpuci_source())
+    fallback = FALLBACK.format(MARK=MARK)
     if not noxfile.exists():
-        changes.append(Change(noxfile, "create", NOXFILE.format(script=script)))
+        changes.append(Change(noxfile, "create", NOXFILE.format(fallback=fallback, needs=requirement())))
     elif MARK not in noxfile.read_text():
-        has_block = SCRIPT_BLOCK in noxfile.read_text()
-        note = (
-            f"your noxfile has a script block already: add {gpuci_source()!r} to its dependencies" if has_block else ""
-        )
-        changes.append(Change(noxfile, "append", NOX_LINES if has_block else "\n" + script + NOX_LINES, note))
+        changes.append(Change(noxfile, "append", NOX_LINES.format(fallback=fallback, needs=requirement())))
     pyproject = root / "pyproject.toml"
     if not pyproject.exists():
         why = (

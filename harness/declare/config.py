@@ -93,6 +93,8 @@ class ProjectConfig:
     grace: float | None = None
     vram_timeout: float | None = None
     lease_timeout: float | None = None
+    # Seconds an image may take to build or pull (harness.declare.config.image_timeout_s bounds it).
+    image_timeout: float | None = None
     ca_bundle: str | None = None
     # The project itself in its images: "editable" (its metadata and entry points installed, its code
     # the mounted checkout's) or "none".
@@ -226,7 +228,10 @@ def _read_config(root: Path) -> ProjectConfig:
         network=section.get("network"),
         allow_dangerous_mounts=bool(section.get("allow_dangerous_mounts", False)),
         secrets=tuple(section.get("secrets", ())),
-        **{key: _float(section.get(key)) for key in ("timeout", "grace", "vram_timeout", "lease_timeout")},
+        **{
+            key: _float(section.get(key))
+            for key in ("timeout", "grace", "vram_timeout", "lease_timeout", "image_timeout")
+        },
         ca_bundle=section.get("ca_bundle"),
         install=str(section.get("install", config.install)),
         python=_pythons(section.get("python")),
@@ -240,6 +245,25 @@ def _packages(value: object) -> dict[str, tuple[str, ...]]:
         return {}
     table = {"all": value} if isinstance(value, list) else value
     return {str(k): tuple(dict.fromkeys(v)) for k, v in table.items()}  # type: ignore[union-attr]
+
+
+TIMEOUTS = ("timeout", "grace", "vram_timeout", "lease_timeout", "image_timeout")
+# An image's time: what a cold agent may spend building or pulling before the run gives up (exit 75,
+# retried), and what each CI job's timeout adds to its step's. Bounded, so a pull request cannot make
+# its jobs run for days.
+IMAGE_TIMEOUT_S = 1200.0
+IMAGE_TIMEOUT_MAX_S = 3600.0
+
+
+def image_timeout_s(config: ProjectConfig) -> float:
+    value = IMAGE_TIMEOUT_S if config.image_timeout is None else float(config.image_timeout)
+    if value > IMAGE_TIMEOUT_MAX_S:
+        raise UsageError(
+            f"image_timeout ([tool.gpuci] or --image-timeout) is {value:g} seconds; at most "
+            f"{IMAGE_TIMEOUT_MAX_S:g} (an hour) is taken: publish the image once (`gpuci image publish`) and pull "
+            "it, or lower the setting."
+        )
+    return value
 
 
 def _pythons(value: object) -> tuple[str, ...]:

@@ -73,6 +73,11 @@ SETTINGS: tuple[Setting, ...] = (
         ("run",),
     ),
     Setting(
+        "image_timeout", "number",
+        "seconds an image may take to build or pull, at most 3600 (default 1200); each CI job's timeout adds it",
+        "--image-timeout", ("run", "pipeline"),
+    ),
+    Setting(
         "ca_bundle", "str", "extra CA certificates (PEM) baked into the image", "--ca-bundle", ("run",),
         merged=False,
     ),

@@ -24,6 +24,7 @@ import docker.errors
 from harness.console import say
 from harness.errors import ImageBuildError, UsageError
 from harness.gpu.locks import host_lock
+from harness.images.installer import pip_command
 from harness.owned import make_owned_dir, remove_stale
 
 SUITE = "bookworm"
@@ -200,8 +201,7 @@ def fill_wheelhouse(
     requirements = Path(os.path.abspath(requirements))
     wheelhouse.mkdir(parents=True, exist_ok=True)
     base = [
-        "-m",
-        "pip",
+        *pip_command(),
         "download",
         "--quiet",
         "--disable-pip-version-check",

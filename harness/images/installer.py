@@ -10,11 +10,30 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 from harness.console import say
 
 UV = "uv==0.13.9"
+
+
+def pip_command() -> list[str]:
+    """`-m pip`, for harness.host_python to run with gpuci's own Python, isolated (pip fetches the
+    images' wheels); exit 2, saying what to do, where that Python has no pip (a uv-made environment
+    has none unless asked for: gpuci names pip among its dependencies, so only a gpuci put on the path
+    by hand meets this)."""
+    import importlib.util
+
+    from harness.errors import UsageError
+
+    if importlib.util.find_spec("pip") is None:
+        raise UsageError(
+            f"gpuci fetches the images' wheels with pip, and the Python it runs on ({sys.executable}) has none "
+            "(environments made by uv have no pip): install gpuci with its dependencies, which include pip "
+            f"(`uv pip install` of gpuci does), or add pip there: `{sys.executable} -m ensurepip`."
+        )
+    return ["-m", "pip"]
 
 
 def has_uv(wheelhouse: Path) -> bool:
@@ -33,7 +52,7 @@ def fetch_uv(wheelhouse: Path, ca_bundle: Path | None = None, root: Path | None 
     wheelhouse = Path(os.path.abspath(wheelhouse))
     before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
     done = run_python(
-        ["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+        [*pip_command(), "download", "--quiet", "--disable-pip-version-check", "--no-deps",
          "--only-binary=:all:", f"--platform=manylinux_2_17_{machine}", f"--platform=manylinux2014_{machine}",
          "--python-version=3.10", "--implementation=cp", *(["--cert", os.path.abspath(ca_bundle)] if ca_bundle else []),
          UV, "-d", str(wheelhouse)],

@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
+from harness.images.installer import pip_command
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -118,7 +119,7 @@ def resolve(
     wheelhouse, requirements = Path(os.path.abspath(wheelhouse)), Path(os.path.abspath(requirements))
     wheelhouse.mkdir(parents=True, exist_ok=True)
     pinned = ["-c", os.path.abspath(constraints)] if constraints else []
-    base = ["-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
+    base = [*pip_command(), "download", "--disable-pip-version-check", "--progress-bar", "off",
             *target.pip_args(), "-r", str(requirements), *pinned, "-d", str(wheelhouse)]  # fmt: skip
     offline = run_python([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if offline.returncode == 0:

@@ -22,6 +22,7 @@ import pytest
 from harness.run.outbox import RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
 
 MAX_MESSAGE = 2000
+MAX_STACK = 8000  # the end of pytest's report of a failure: where it failed
 # Stacks are dumped this long before the supervisor's stop (or a tenth of the timeout if smaller).
 DUMP_MARGIN_S = 10.0
 
@@ -40,7 +41,7 @@ def _outcome(report: pytest.TestReport) -> str | None:
 class ResultWriter:
     """Registered by the plugin where a run's outbox is known."""
 
-    def __init__(self, outbox: Path, worker: str, timeout_s: float | None) -> None:
+    def __init__(self, outbox: Path, worker: str, timeout_s: float | None, deadline: float | None = None) -> None:
         self.worker = worker
         self.results: IO[str] = open(outbox / f"{RESULTS_PREFIX}{worker}.jsonl", "a")  # noqa: SIM115
         self.running = outbox / f"{RUNNING_PREFIX}{worker}.txt"
@@ -48,7 +49,9 @@ class ResultWriter:
         self.deadline: float | None = None
         if timeout_s:
             self.stacks = open(outbox / f"{STACKS_PREFIX}{worker}.txt", "w")  # noqa: SIM115
-            self.deadline = time.monotonic() + timeout_s - min(DUMP_MARGIN_S, timeout_s / 10)
+            # From the stop's time on the host's clock where given, else from now (a later start).
+            left = timeout_s if deadline is None else min(timeout_s, deadline - time.time())
+            self.deadline = time.monotonic() + left - min(DUMP_MARGIN_S, timeout_s / 10)
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.running.write_text(nodeid)
@@ -65,6 +68,7 @@ class ResultWriter:
         entry: dict[str, Any] = {"test": report.nodeid, "outcome": outcome, "seconds": round(report.duration, 6)}
         if report.failed and report.longrepr is not None:
             entry["message"] = _message(report)
+            entry["stack"] = _stack(report)
         self.results.write(json.dumps(entry) + "\n")
         self.results.flush()
 
@@ -82,10 +86,50 @@ class ResultWriter:
             self.stacks.close()
 
 
-def _message(report: pytest.TestReport) -> str:
+def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
-    text = f"{crash.message}" if crash is not None else str(report.longrepr)
+    if crash is not None:
+        text = f"{crash.message}"
+    elif isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:  # a skip: (path, line, reason)
+        text = str(report.longrepr[2])
+    else:
+        text = str(report.longrepr)
     return text[:MAX_MESSAGE]
+
+
+def _stack(report: pytest.TestReport | pytest.CollectReport) -> str:
+    return report.longreprtext[-MAX_STACK:]
+
+
+class CollectWriter:
+    """Collection that did not pass: a module skipped as it was imported (`pytest.importorskip` at
+    module level) counts one skipped, a module that failed to import one error, as pytest counts
+    them. Registered in the process pytest counts in (the only one, or xdist's controller, which
+    hears each such report once, whatever the number of workers)."""
+
+    def __init__(self, outbox: Path) -> None:
+        self.results: IO[str] = open(outbox / f"{RESULTS_PREFIX}collect.jsonl", "a")  # noqa: SIM115
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.passed:
+            return
+        entry = {"test": report.nodeid, "outcome": "error" if report.failed else "skipped", "seconds": 0.0}
+        if report.longrepr is not None:
+            entry["message"] = _message(report)
+            if report.failed:
+                entry["stack"] = _stack(report)
+        self.results.write(json.dumps(entry) + "\n")
+        self.results.flush()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.results.close()
+
+
+def collect_writer_for(config: pytest.Config) -> CollectWriter | None:
+    outbox = os.environ.get("GPUCI_REPORT_DIR")
+    if not outbox or not os.environ.get("GPUCI_RUN_ID") or not Path(outbox).is_dir():
+        return None
+    return CollectWriter(Path(outbox))
 
 
 def writer_for(config: pytest.Config) -> ResultWriter | None:
@@ -94,4 +138,9 @@ def writer_for(config: pytest.Config) -> ResultWriter | None:
         return None
     worker = getattr(config, "workerinput", {}).get("workerid", "main")
     timeout = os.environ.get("GPUCI_STEP_TIMEOUT_S")
-    return ResultWriter(Path(outbox), worker, float(timeout) if timeout else None)
+    deadline = os.environ.get("GPUCI_STEP_DEADLINE")
+    try:
+        at = float(deadline) if deadline else None
+    except ValueError:
+        at = None
+    return ResultWriter(Path(outbox), worker, float(timeout) if timeout else None, at)

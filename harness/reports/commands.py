@@ -19,6 +19,9 @@ def report_command(args: argparse.Namespace) -> int:
             f"folders or run ids of {RUNS_DIR}."
         )
     sys.stdout.write(summary.table(reports))
+    looks = summary.look_lines(reports)
+    if looks:
+        sys.stdout.write("\n" + "\n".join(looks) + "\n")
     page = summary.write_html(reports, args.html, pictures=not args.no_pictures)
     print(f"gpuci: wrote {page}", file=sys.stderr)
     return 0

@@ -36,6 +36,29 @@ def masked(results: list[dict[str, Any]], mask: Callable[[str], str]) -> list[di
     return [{**r, **{k: mask(str(r[k])) for k in ("test", "message") if r.get(k) is not None}} for r in results]
 
 
+# Outcomes a person must look at, in the order reports list them.
+NEEDS_LOOK = ("failed", "error", "timeout")
+
+
+def hung_results(running: list[str], stacks: str, outcome: str | None) -> list[dict[str, Any]]:
+    """The tests still running when the step was stopped, as results: `timeout` when the step's
+    timeout stopped it (any other stop, a cancel or a crash, leaves them an `error`), with the
+    innermost frame of the stacks the plugin dumped as their message."""
+    kind = "timeout" if outcome == "timeout" else "error"
+    why = "still running at the step's timeout" if kind == "timeout" else f"still running as the run ended ({outcome})"
+    where = innermost_frame(stacks)
+    message = f"{why}{f'; at {where}' if where else ''}"
+    return [{"test": test, "outcome": kind, "seconds": None, "message": message} for test in running]
+
+
+def innermost_frame(stacks: str) -> str:
+    """`File "t.py", line 5 in test_x`: the first frame faulthandler lists (most recent call first)."""
+    for line in stacks.splitlines():
+        if line.strip().startswith('File "'):
+            return line.strip()[:300]
+    return ""
+
+
 def counts(results: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(Counter(str(r.get("outcome")) for r in results).items()))
 

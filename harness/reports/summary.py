@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.console import say
+from harness.reports.page import has_gpus
 from harness.reports.report import MalformedReport, RunReport
+from harness.reports.results import NEEDS_LOOK
 
 STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
 
@@ -66,8 +68,8 @@ def table(reports: list[dict[str, Any]]) -> str:
     header = ("run", "session", "step", "outcome", "exit", "tests", "stop→VRAM s", "budget margin s", "total s")
     rows = [
         (r["run_id"], str(r.get("session", "")), str(r.get("step", "")), str(r.get("outcome", "?")),
-         str(r.get("gpuci_exit_code", "?")), _tests(r), _stop(r) if r.get("vram") else "-",
-         _margin(r) if r.get("vram") else "-", f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
+         str(r.get("gpuci_exit_code", "?")), _tests(r), _stop(r) if has_gpus(r) else "-",
+         _margin(r) if has_gpus(r) else "-", f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
         for r in reports
     ]  # fmt: skip
     # Columns with nothing in any row (the GPU columns of cpu runs) are left out, not shown as dashes.
@@ -83,6 +85,35 @@ def table(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_look_at(reports: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(report, result) of each failed, erroring and hung test, in that order: what a person reads first.
+    A hang in a report written before hung tests were results (only `hang.running`) counts too."""
+    found = []
+    for outcome in NEEDS_LOOK:
+        for report in reports:
+            results = report.get("results") or []
+            found += [(report, r) for r in results if r.get("outcome") == outcome]
+            if outcome == "timeout":
+                listed = {str(r.get("test")) for r in results}
+                for test in (report.get("hang") or {}).get("running") or []:
+                    if test not in listed:
+                        found.append((report, {"test": test, "outcome": "timeout", "message": "still running"}))
+    return found
+
+
+def look_lines(reports: list[dict[str, Any]], limit: int = 50) -> list[str]:
+    """The failed and hung tests with the first line of their messages, for the terminal."""
+    found = to_look_at(reports)
+    lines = [f"{len(found)} test(s) to look at (failed, errors, hung):"] if found else []
+    for report, result in found[:limit]:
+        message = str(result.get("message") or "").strip().splitlines()
+        first = f" — {message[0][:200]}" if message else ""
+        lines.append(f"  {result.get('outcome')}: {result.get('test')} [{report.get('run_id')}]{first}")
+    if len(found) > limit:
+        lines.append(f"  … and {len(found) - limit} more (each run's report.json, `results`)")
+    return lines
+
+
 def slowest_tests(reports: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
     found = [
         (float(rec.get("seconds") or 0), str(rec.get("phase")), str(rec.get("test")))
@@ -94,38 +125,22 @@ def slowest_tests(reports: list[dict[str, Any]]) -> list[tuple[float, str, str]]
 
 
 def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) -> Path:
-    """One page: the table, each run's timeline (up to 20 runs), the trend across runs."""
+    """One page (harness/reports/page.py): the tests to look at first, the runs, and for runs that had
+    GPUs their timelines (up to 20) and the trend across runs."""
+    from harness.reports.page import has_gpus, render
     from harness.reports.timeline import can_draw, draw_timeline, draw_trend, has_trend
 
     out.parent.mkdir(parents=True, exist_ok=True)
     figures = []
-    if pictures and reports and can_draw():  # without matplotlib: the page, with no pictures
-        for report in reports[-20:]:
+    with_gpus = [r for r in reports if has_gpus(r)]
+    if pictures and with_gpus and can_draw():  # without matplotlib: the page, with no pictures
+        for report in with_gpus[-20:]:
             svg, _ = draw_timeline(report, out.parent / "pictures" / f"timeline-{report['run_id']}")
-            figures.append((f"run {report['run_id']}", svg))
-        if has_trend(reports):
-            svg, _ = draw_trend(reports, out.parent / "pictures" / "trend")
-            figures.insert(0, ("shutdown times across runs", svg))
-    body = [f"<h1>gpuci: {len(reports)} run(s)</h1>"]
-    failures = [(r, t) for r in reports for t in r.get("results") or [] if t.get("outcome") in ("failed", "error")]
-    hung = [(r, test) for r in reports for test in (r.get("hang") or {}).get("running") or []]
-    if failures or hung:  # what needs looking at, first
-        body.append(f"<h2>failed tests ({len(failures) + len(hung)})</h2><ul>")
-        for report, test in failures:
-            message = str(test.get("message") or "").splitlines()[0][:300] if test.get("message") else ""
-            body.append(
-                f"<li><b>{html.escape(str(test['test']))}</b> ({html.escape(str(report.get('session')))}): "
-                f"<code>{html.escape(message)}</code></li>"
-            )
-        for _, test in hung:
-            body.append(f"<li><b>{html.escape(str(test))}</b>: still running at the step's timeout</li>")
-        body.append("</ul>")
-    body += ["<pre>", html.escape(table(reports)), "</pre>"]
-    for title, svg in figures:
-        body += [f"<h2>{html.escape(title)}</h2>", f'<img src="{html.escape(os.path.relpath(svg, out.parent))}">']
-    page = "<!doctype html><meta charset=utf-8><title>gpuci report</title>\n"
-    page += "<style>body{font-family:sans-serif;margin:2em}img{max-width:100%}pre{font-size:12px}</style>\n"
-    out.write_text(page + "\n".join(body) + "\n")
+            figures.append((f"run {report['run_id']}", os.path.relpath(svg, out.parent)))
+        if has_trend(with_gpus):
+            svg, _ = draw_trend(with_gpus, out.parent / "pictures" / "trend")
+            figures.insert(0, ("shutdown times across runs", os.path.relpath(svg, out.parent)))
+    out.write_text(render(reports, to_look_at(reports), slowest_tests(reports), figures, out.parent.resolve()))
     return out
 
 
@@ -149,7 +164,8 @@ def on_buildkite(report: dict[str, Any], directory: Path) -> None:
     from harness.reports.annotate import annotate, block, inline
 
     session, step, outcome = (inline(str(report.get(k))) for k in ("session", "step", "outcome"))
-    text = f"**{session}** · {step} · {outcome}\n\n{block(table([report]))}"
+    looks = "".join("\n" + line for line in look_lines([report], limit=20))
+    text = f"**{session}** · {step} · {outcome}\n\n{block(table([report]) + looks)}"
     if picture:
         text += f'\n<img src="artifact://{html.escape(os.path.relpath(picture))}" alt="timeline">\n'
 

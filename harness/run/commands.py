@@ -35,7 +35,7 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.run.cancel import GATE
 
     GATE.install()  # from here a cancel is noted, never a silent death without a report
-    from harness.declare.config import config_with_flags, in_checkout
+    from harness.declare.config import config_with_flags, image_timeout_s, in_checkout
     from harness.images.registry import registry_from
     from harness.run.execute import execute_step
     from harness.run.test_engine import TOKEN_ENV
@@ -57,6 +57,7 @@ def run_command(args: argparse.Namespace) -> int:
         or (in_checkout(args.root, config.ca_bundle, "ca_bundle") if config.ca_bundle else None),
         timeout_s=config.timeout,
         lease_timeout_s=config.lease_timeout if config.lease_timeout is not None else 600.0,
+        image_timeout_s=image_timeout_s(config),
         workspace=config.workspace,
         default_working_dir=config.default_working_dir,
         mounts=config.mounts,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.console import say
+from harness.errors import ImageBuildError
 from harness.gpu.vram import sim as simgpu
 from harness.run import test_engine
+from harness.run.deadline import deadline
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
 from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunOptions
@@ -83,6 +86,9 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
     extra_env.update(watch_env(options.grace_s, timeout_s))
     if timeout_s:  # the plugin dumps a hanging test's stacks shortly before the stop
         extra_env["GPUCI_STEP_TIMEOUT_S"] = f"{timeout_s:g}"
+        # The stop's time on the host's clock (a container shares it): a slow start inside the container
+        # (a busy host) does not push the dump of a hanging test's stacks past the stop.
+        extra_env["GPUCI_STEP_DEADLINE"] = f"{time.time() + timeout_s:.3f}"
     if test_engine.wanted():  # each test's result to Buildkite's Test Engine, by Buildkite's collector
         folder = test_engine.collector_folder(options.root, client, image)
         mounts.append(BindMount(str(folder), test_engine.MOUNT, read_only=True))
@@ -150,6 +156,14 @@ def guarded_state(root: Path, workspace: str) -> list[BindMount]:
     return guarded
 
 
+def _image_too_slow(seconds: float, tag: str) -> ImageBuildError:
+    return ImageBuildError(
+        f"the image {tag} took longer than {seconds:g} s to build or pull (image_timeout), so the run stopped "
+        "before its step: publish the image once (`gpuci image publish`) and pull it on agents, or raise "
+        "[tool.gpuci] image_timeout (at most 3600)."
+    )
+
+
 def image_for_run(client: Any, run: Run) -> str:
     """The run's image (pinned by a repro, else local, pulled or built) and what the report says of it:
     content tag, image ID and the registry's digest, so "the same image" means the same bytes."""
@@ -176,7 +190,8 @@ def image_for_run(client: Any, run: Run) -> str:
             options.root,
             client,
         )
-        image = obtain(client, recipe, options.root, options.registry, options.build)
+        with deadline(options.image_timeout_s, lambda: _image_too_slow(options.image_timeout_s, recipe.tag)):
+            image = obtain(client, recipe, options.root, options.registry, options.build)
         image_id = image.id
         run.report.image = {
             "tag": image.tag,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from harness.console import say
 from harness.declare.platforms import get_platform
-from harness.errors import ExitCode, GpuciError, UsageError, gpuci_cause
+from harness.errors import SEVERITY, ExitCode, GpuciError, UsageError, gpuci_cause
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
@@ -55,7 +55,7 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
 
 def report_tests(run: Run, collected: Collected) -> None:
     """Each test's outcome and the counts; the test a timeout caught, with its stacks."""
-    from harness.reports.results import counts, masked, summary_lines, write_junit
+    from harness.reports.results import counts, hung_results, masked, summary_lines, write_junit
 
     # What the workload wrote, secrets masked before any line is printed or file written from it.
     collected.results = masked(collected.results, run.redactor.text)
@@ -66,8 +66,8 @@ def report_tests(run: Run, collected: Collected) -> None:
         junit = write_junit(collected.results, run.directory / "junit.xml", collected.running)
     run.report.junit = str(junit) if junit else None
     run.report.tests = collected.records
-    run.report.results = collected.results
-    run.report.counts = counts(collected.results)
+    run.report.results = collected.results + hung_results(collected.running, collected.stacks, run.report.outcome)
+    run.report.counts = counts(run.report.results)
     if collected.running:
         run.report.hang = {"running": collected.running, "stacks": collected.stacks or None}
         if collected.stacks:
@@ -79,13 +79,7 @@ def report_tests(run: Run, collected: Collected) -> None:
 
 
 def _severity(code: ExitCode) -> int:
-    return [
-        ExitCode.PASSED,
-        ExitCode.TESTS_FAILED,
-        ExitCode.TEARDOWN_FAILED,
-        ExitCode.USAGE,
-        ExitCode.INFRASTRUCTURE,
-    ].index(code)
+    return SEVERITY.index(code)
 
 
 def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | None = None) -> ExitCode:

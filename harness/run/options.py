@@ -61,6 +61,8 @@ class RunOptions:
     build: bool = False
     # How long a run waits for GPUs that another run on this host has leased.
     lease_timeout_s: float = 600.0
+    # How long the run's image may take to build or pull ([tool.gpuci] image_timeout, bounded).
+    image_timeout_s: float = 1200.0
     # The checkout's path inside containers, and where steps without working_dir run
     # ([tool.gpuci] workspace / default_working_dir).
     workspace: str = "/workspace"

@@ -25,6 +25,7 @@ RECORDS_NAME = "pytest-records"
 RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX = "tests-", "running-", "stacks-"
 WANTED_PREFIXES = (RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX)
 MAX_STACKS = 256 * 1024
+MAX_STACK = 8000  # one failed test's traceback, as the plugin wrote it
 # Generous for a large suite's records and JUnit file, small enough that a flood costs nothing.
 MAX_FILE_BYTES = 64 * 2**20
 
@@ -99,6 +100,7 @@ def _results(data: bytes) -> list[dict[str, Any]]:
                     "outcome": entry["outcome"][:20],
                     "seconds": entry.get("seconds") if isinstance(entry.get("seconds"), (int, float)) else None,
                     **({"message": str(entry["message"])[:2000]} if entry.get("message") else {}),
+                    **({"stack": str(entry["stack"])[-MAX_STACK:]} if entry.get("stack") else {}),
                 }
             )
     return results

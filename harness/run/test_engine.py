@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.console import say
 from harness.errors import ImageBuildError
+from harness.images.installer import pip_command
 
 TOKEN_ENV = "BUILDKITE_ANALYTICS_TOKEN"
 FOLDER_ENV = "GPUCI_TEST_ENGINE"  # where the collector is mounted, for gpuci's plugin
@@ -64,7 +65,7 @@ def collector_folder(root: Path, client: Any, image: str) -> Path:
 
     wheelhouse = Path(os.path.abspath(wheelhouse_dir(root)))
     folder = Path(os.path.abspath(folder))
-    base = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+    base = [*pip_command(), "install", "--quiet", "--disable-pip-version-check", "--no-deps",
             "--target", str(folder), "--upgrade", *target.pip_args(), *COLLECTOR]  # fmt: skip
     done = run_python([*base, "--no-index", "--find-links", str(wheelhouse)], capture_output=True, text=True)
     if done.returncode != 0:

@@ -157,18 +157,50 @@ def test_init_in_a_setup_py_project_says_what_it_writes_and_works_with_nox_on_it
     assert done.returncode == 0, done.stderr
     assert "created pyproject.toml (for [tool.gpuci] only: setup.py still builds the project)" in done.stdout
     assert ".gpuci/" in (repo / ".gitignore").read_text().splitlines()
-    assert (repo / "noxfile.py").read_text().startswith("# /// script\n")
-    # nox installed on its own (pipx, `uv tool`): its environment has no gpuci; the noxfile's script
-    # block makes nox run it in one that has.
+    noxfile = (repo / "noxfile.py").read_text()
+    # A version, never a place: no `file:///` path of this machine, no script block (nox's script mode
+    # re-runs pip at every call and needs a name an index resolves).
+    assert 'needs="gpuci-harness>=0.1.0"' in noxfile
+    assert "file://" not in noxfile and "# /// script" not in noxfile and str(ROOT) not in noxfile
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--line-length", "120",
+                           "--select", "E,F,W,I,B,UP,SIM,RUF", str(repo / "noxfile.py")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout  # what init writes passes the linters users run
+    # nox installed on its own (pipx, `uv tool`): its environment has no gpuci; the noxfile runs nox
+    # again in the Python of the `gpuci` command on PATH (here: this suite's, where gpuci is installed).
     venv = tmp_path / "nox-alone"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "nox>=2025.2.9"], capture_output=True, text=True
+        [str(venv / "bin" / "pip"), "install", "-q", "nox>=2024.4.15"], capture_output=True, text=True
     )
     assert installed.returncode == 0, installed.stderr[-2000:]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "GPUCI_NOX")}
+    gpuci_bin = Path(sys.executable).parent
+    assert (gpuci_bin / "gpuci").exists(), "the suite runs where gpuci is installed (pip install -e .)"
     listed = subprocess.run(
-        [str(venv / "bin" / "nox"), "-l"], cwd=repo, env=env, capture_output=True, text=True, timeout=600
-    )
+        [str(venv / "bin" / "nox"), "-l"],
+        cwd=repo, env={**env, "PATH": f"{gpuci_bin}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-3000:]
     assert "cpu_example" in listed.stdout
+    # No gpuci anywhere: one paragraph that says what to do, exit 2, no traceback.
+    alone = subprocess.run(
+        [str(venv / "bin" / "nox"), "-l"],
+        cwd=repo, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert alone.returncode == 2, alone.stdout + alone.stderr
+    assert "install gpuci once" in alone.stderr and "Traceback" not in alone.stderr
+
+
+def test_a_noxfile_that_needs_a_newer_gpuci_says_so(run_harness, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert run_harness("init", "--root", str(repo)).returncode == 0
+    noxfile = repo / "noxfile.py"
+    noxfile.write_text(noxfile.read_text().replace('needs="gpuci-harness>=0.1.0"', 'needs="gpuci-harness>=99"'))
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=repo, env=harness_env(), capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 2, listed.stdout + listed.stderr
+    assert "needs gpuci-harness>=99, and the gpuci installed here is 0.1.0" in listed.stderr
+    assert "Traceback" not in listed.stderr

@@ -116,3 +116,33 @@ def test_a_step_runs_on_the_python_chosen_for_it(run_harness, tmp_path: Path) ->
                        timeout=1200)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "running on 3.13." in done.stdout
+
+
+def test_a_session_of_several_pythons_runs_each_even_when_one_fails_and_ends_with_the_worst_code(
+    tmp_path: Path,
+) -> None:
+    """`nox -s cpu_versions` with [tool.gpuci] python = 3.11 and 3.13: the first fails (exit 1), the second
+    still runs (and passes); on CI the session ends with the worst code, 1."""
+    import json
+    import os
+
+    root = project(tmp_path / "p")
+    step = {
+        "label": "which",
+        "num_gpus": 0,
+        "commands": ["python3 -c 'import sys; print(\"on\", sys.version[:4]); sys.exit(sys.version_info < (3, 12))'"],
+    }
+    (root / ".buildkite" / "test_areas" / "versions.yaml").write_text(
+        yaml.safe_dump({"group": "v", "platforms": ["cpu"], "steps": [step]})
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CI": "true"}
+    env.setdefault("GPUCI_WHEELHOUSE", str(ROOT / ".gpuci" / "wheelhouse"))
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "-s", "cpu_versions"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "on 3.11" in done.stdout and "on 3.13" in done.stdout  # the second ran after the first failed
+    assert "3.11 exited 1, 3.13 exited 0" in done.stderr
+    runs = [json.loads(p.read_text()) for p in (root / ".gpuci" / "runs").glob("2*/report.json")]
+    assert sorted(r["gpuci_exit_code"] for r in runs) == [0, 1]

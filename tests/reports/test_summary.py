@@ -25,6 +25,8 @@ REPORT = {
         "total_s": 44.4,
     },
     "budget": {"seconds": 4.0, "stop_seconds": 4.1, "margin_seconds": -0.1},
+    "lease": ["0"],
+    "vram": {"wait_seconds": 2.9, "polls": 3, "holders": []},
     "tests": [
         {"test": "tests/engine/test_dp.py::test_four_servers", "phase": "shutdown-many", "seconds": 5.5, "budget": 4.0},
         {"test": "tests/engine/test_dp.py::test_one", "phase": "shutdown", "seconds": 0.8, "budget": 4.0},
@@ -97,27 +99,47 @@ def test_report_cli_and_buildkite_annotation(make_project, run_harness, tmp_path
     assert no_agent.stderr.count("buildkite-agent is not on PATH") == 1
 
 
-def test_a_cpu_run_has_no_gpu_columns_and_failures_come_first(tmp_path: Path, monkeypatch) -> None:
+def test_a_cpu_run_has_no_gpu_figures_and_failures_come_first_with_stacks_and_links(
+    tmp_path: Path, monkeypatch
+) -> None:
     from harness.reports import summary, timeline
 
+    run = tmp_path / "runs" / "20261130T000000Z-cpu_x-abcdef"
     report = {
         "run_id": "20261130T000000Z-cpu_x-abcdef",
         "session": "cpu_x",
         "step": "s",
-        "outcome": "failed",
+        "outcome": "timeout",
         "gpuci_exit_code": 1,
-        "timings": {"total_s": 1.0},
-        "budget": {"seconds": 2.1, "stop_seconds": 0.01, "margin_seconds": 2.09},
-        "counts": {"failed": 1, "passed": 3},
-        "results": [{"test": "t.py::test_bad", "outcome": "failed", "message": "boom <here>"}],
-        "hang": {"running": ["t.py::test_slow"]},
+        "timings": {"total_s": 1.0, "run_s": 0.9},
+        "budget": {"seconds": 2.1, "stop_seconds": 0.01, "margin_seconds": 2.09},  # measured, but no GPUs
+        "lease": [],
+        "vram": None,
+        "counts": {"failed": 1, "passed": 3, "timeout": 1},
+        "results": [
+            {
+                "test": "t.py::test_bad",
+                "outcome": "failed",
+                "message": "boom <here>",
+                "stack": "def test_bad():\n>       assert 0, 'boom <here>'\nE       AssertionError",
+            },
+            {"test": "t.py::test_slow", "outcome": "timeout", "message": "still running at the step's timeout"},
+        ],
+        "hang": {"running": ["t.py::test_slow"], "stacks": 'File "t.py", line 9 in test_slow'},
+        "log": str(run / "output.log"),
+        "junit": str(run / "junit.xml"),
     }
     text = summary.table([report])
-    assert "stop→VRAM" not in text and "budget margin" not in text and "1 failed, 3 passed" in text
-    monkeypatch.setattr(timeline, "can_draw", lambda: False)  # a machine without matplotlib
-    page = summary.write_html([report], tmp_path / "index.html").read_text()
-    assert "<img" not in page and page.index("failed tests (2)") < page.index("<pre>")
-    assert "boom &lt;here&gt;" in page and "t.py::test_slow" in page
+    assert "stop→VRAM" not in text and "budget margin" not in text and "1 failed, 3 passed, 1 timeout" in text
+    monkeypatch.setattr(timeline, "can_draw", lambda: True)  # pictures could be drawn: none for a run without GPUs
+    page = summary.write_html([report], tmp_path / "html" / "index.html").read_text()
+    assert "<img" not in page and "VRAM" not in page and "budget" not in page
+    assert page.index("To look at: 2 test(s) (1 failed, 1 timeout)") < page.index("Runs (1)")  # failures first
+    assert page.index("t.py::test_bad") < page.index("t.py::test_slow")  # failed, then hung
+    assert "boom &lt;here&gt;" in page and "AssertionError" in page  # message and stack, escaped
+    assert "line 9 in test_slow" in page  # the hang's stacks
+    assert '<a href="../runs/20261130T000000Z-cpu_x-abcdef/output.log">log</a>' in page
+    assert "1 failed, 3 passed, 1 timeout" in page  # the heading's numbers are the table's
 
 
 def test_report_takes_a_run_id(tmp_path: Path) -> None:

@@ -40,9 +40,12 @@ def test_a_timed_out_step_reports_each_test_and_the_one_that_hung(make_project, 
     run = root / ".gpuci" / "runs" / "latest"
     report = json.loads((run / "report.json").read_text())
     assert report["outcome"] == "timeout"
-    assert report["counts"] == {"failed": 1, "passed": 1, "skipped": 1}
+    assert report["counts"] == {"failed": 1, "passed": 1, "skipped": 1, "timeout": 1}
+    hung = next(r for r in report["results"] if r["test"] == "test_demo.py::test_hangs")
+    assert hung["outcome"] == "timeout" and "in test_hangs" in hung["message"]  # the innermost frame
     bad = next(r for r in report["results"] if r["test"] == "test_demo.py::test_bad")
     assert bad["outcome"] == "failed" and "one is not two" in bad["message"]
+    assert "assert 1 == 2" in bad["stack"]  # pytest's report of the failure, for the HTML page
     assert report["hang"]["running"] == ["test_demo.py::test_hangs"]
     assert "in test_hangs" in report["hang"]["stacks"]  # faulthandler's dump, before the stop
     assert "in test_hangs" in (run / "output.log").read_text()
@@ -50,6 +53,60 @@ def test_a_timed_out_step_reports_each_test_and_the_one_that_hung(make_project, 
     assert "failed: test_demo.py::test_bad — AssertionError: one is not two" in done.stderr
     suite = ET.parse(run / "junit.xml").getroot().find("testsuite")  # written for what ran
     assert suite is not None and suite.get("tests") == "4" and suite.get("errors") == "1"
+    # `gpuci report RUN_ID` names the failed and the hung test, with their messages.
+    listed = run_harness("report", report["run_id"], "--no-pictures", "--html", str(root / "r.html"), cwd=root)
+    assert listed.returncode == 0, listed.stderr
+    assert "2 test(s) to look at" in listed.stdout
+    assert "failed: test_demo.py::test_bad" in listed.stdout and "one is not two" in listed.stdout
+    assert "timeout: test_demo.py::test_hangs" in listed.stdout
+    assert "still running at the step's timeout" in listed.stdout
+
+
+COUNTED = """\
+platforms: [cpu]
+steps:
+  - label: suite
+    commands: ["python3 -m pytest -q -n 2 --continue-on-collection-errors tests"]
+"""
+COUNTED_TESTS = {
+    "test_plain.py": "import pytest\n\ndef test_ok():\n    pass\n\ndef test_bad():\n    assert 0, 'nope'\n\n"
+    "@pytest.mark.skip(reason='later')\ndef test_skip():\n    pass\n\n"
+    "@pytest.mark.xfail(reason='known')\ndef test_xfail():\n    assert 0\n\n"
+    "@pytest.mark.parametrize('n', range(5))\ndef test_many(n):\n    pass\n",
+    # Skipped as it is imported: pytest counts each module once, whatever the number of xdist workers.
+    "test_needs_a.py": "import pytest\n\npytest.importorskip('no_such_module_a')\n\ndef test_a():\n    pass\n",
+    "test_needs_b.py": "import pytest\n\npytest.importorskip('no_such_module_b')\n\ndef test_b():\n    pass\n",
+    "test_broken.py": "import no_such_module_c\n\ndef test_c():\n    pass\n",  # a collection error
+}
+
+
+def test_counts_are_pytests_with_collection_skips_and_errors_under_xdist(
+    make_project, run_harness, cpu_image, tmp_path: Path
+) -> None:
+    import re
+    import subprocess
+    import sys
+
+    root = make_project(COUNTED, name="counted")
+    (root / "tests").mkdir()
+    for name, text in COUNTED_TESTS.items():
+        (root / "tests" / name).write_text(text)
+    done = run_harness("run", "--platform", "cpu", "--area", "counted", "--root", str(root))
+    assert done.returncode == 1, done.stderr[-3000:]
+    report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", "-p", "no:randomly",
+         "--continue-on-collection-errors", "tests"],
+        cwd=root, capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    summary = plain.stdout.strip().splitlines()[-1]
+    said = {("error" if k.startswith("error") else k): int(n) for n, k in re.findall(r"(\d+) ([a-z]+)", summary)}
+    assert said == {"failed": 1, "passed": 6, "skipped": 3, "xfailed": 1, "error": 1}, summary
+    assert report["counts"] == said
+    broken = next(r for r in report["results"] if r["test"] == "tests/test_broken.py")
+    assert broken["outcome"] == "error" and "no_such_module_c" in broken["message"]
+    skipped = next(r for r in report["results"] if r["test"] == "tests/test_needs_a.py")
+    assert skipped["outcome"] == "skipped" and "no_such_module_a" in skipped["message"]
 
 
 def test_the_summary_and_a_junit_file_from_results(tmp_path: Path) -> None:

@@ -1,0 +1,117 @@
+"""The first command as a user runs it: `nox -l` and a warm `nox -s cpu_<area>` in a project `gpuci init`
+made, against the step itself (the same command in the same image, `docker run --rm`).
+
+Run it with the Python where gpuci is installed (`pip install dist/gpuci_harness-*.whl` or the checkout):
+`python bench/first_command_bench.py`. Writes bench/results/first-command.json: medians of wall seconds,
+and the CPU seconds gpuci's processes used (user + system: what the overhead costs on an idle machine,
+whatever the neighbours do), with the load average while it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST = "def test_one():\n    assert 1 + 1 == 2\n"
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and the CPU seconds (user + system) of the command and its children."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def medians(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    return {
+        "wall_s": round(statistics.median(s[0] for s in samples), 3),
+        "cpu_s": round(statistics.median(s[1] for s in samples), 3),
+        "samples_wall_s": [round(s[0], 3) for s in samples],
+    }
+
+
+def project(where: Path, env: dict[str, str]) -> Path:
+    repo = where / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([sys.executable, "-m", "harness", "init", "--root", str(repo)], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_one.py").write_text(TEST)
+    ident = ["-c", "user.email=bench@example.com", "-c", "user.name=bench"]
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), *ident, "commit", "-qm", "init"], check=True)
+    return repo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("GPUCI_BENCH_REPEATS", "5")))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "first-command.json")
+    args = parser.parse_args()
+    if not (Path(sys.executable).parent / "gpuci").exists():
+        raise SystemExit(f"run this with the Python where gpuci is installed; {sys.executable} has no `gpuci`.")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CI", "BUILDKITE")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    nox = [sys.executable, "-m", "nox"]
+    where = Path(tempfile.mkdtemp(prefix="gpuci-first-"))
+    load_before = os.getloadavg()
+    try:
+        repo = project(where, env)
+        own = medians([timed([*nox, "-l"], ROOT, env) for _ in range(args.repeats)])
+        listed = medians([timed([*nox, "-l"], repo, env) for _ in range(args.repeats)])
+        timed([*nox, "-s", "cpu_example"], repo, env)  # cold: builds the project's image once
+        report = json.loads((repo / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+        tag = report["image"]["tag"]
+        bare = [
+            "docker", "run", "--rm", "--init", "-v", f"{repo}:/workspace", "-w", "/workspace", tag,
+            "pytest", "-q", "-p", "no:cacheprovider",
+        ]  # fmt: skip
+        runs, steps, gpuci_totals = [], [], []
+        for _ in range(args.repeats):  # interleaved: the neighbours' load falls on both alike
+            runs.append(timed([*nox, "-s", "cpu_example"], repo, env))
+            report = json.loads((repo / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+            gpuci_totals.append(report["timings"]["total_s"])
+            steps.append(timed(bare, repo, env))
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    warm, step = medians(runs), medians(steps)
+    result = {
+        "what": "nox -l and a warm `nox -s cpu_example` in a project `gpuci init` made (gpuci installed, nox "
+        "beside it), against the same pytest in the same image with `docker run --rm`",
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
+        "repeats": args.repeats,
+        "nox_list_gpuci_checkout": own,
+        "nox_list_init_project": listed,
+        "warm_run": warm,
+        "step_itself_docker_run": step,
+        "gpuci_run_total_s_median": round(statistics.median(gpuci_totals), 3),
+        "warm_overhead_wall_s": round(warm["wall_s"] - step["wall_s"], 3),
+        "nox_list_under_1s": listed["wall_s"] < 1.0,
+        "warm_overhead_under_1s": warm["wall_s"] - step["wall_s"] < 1.0,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The run's image is bounded in time: a build that takes longer than image_timeout stops the run (75)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_an_image_slower_than_its_bound_stops_the_run_with_75_saying_what_to_do(run_harness, tmp_path: Path) -> None:
+    root = tmp_path / "slow"
+    (root / ".buildkite" / "test_areas").mkdir(parents=True)
+    shutil.copytree(ROOT / "containers", root / "containers")
+    marker = f"gpuci-slow-{tmp_path.name}"
+    with open(root / "containers" / "cpu" / "Dockerfile", "a") as dockerfile:  # a new tag: built here, slowly
+        dockerfile.write(f"\nRUN sleep 300 # {marker}\n")
+    (root / ".buildkite" / "test_areas" / "slow.yaml").write_text(
+        "platforms: [cpu]\nsteps:\n  - label: t\n    num_gpus: 0\n    commands: ['true']\n"
+    )
+    (root / "pyproject.toml").write_text('[tool.gpuci]\ninstall = "none"\nimage_timeout = 10\n')
+    started = time.monotonic()
+    done = run_harness("run", "--platform", "cpu", "--area", "slow", "--root", str(root))
+    took = time.monotonic() - started
+    assert done.returncode == 75, done.stderr[-3000:]
+    assert "took longer than 10 s to build or pull (image_timeout)" in done.stderr and "Traceback" not in done.stderr
+    assert took < 120, took  # not the 300 s the build would have taken
+    report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+    assert report["outcome"] == "infrastructure" and report["gpuci_exit_code"] == 75
+    time.sleep(3)
+    listed = ["docker", "ps", "--no-trunc", "--format", "{{.Command}}"]
+    building = subprocess.run(listed, capture_output=True, text=True)
+    assert marker not in building.stdout  # the engine's build went with the connection
