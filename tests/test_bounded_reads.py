@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,10 +25,10 @@ MEASURED = (
 )
 
 
-def gpuci(root: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float, int]:
+def gpuci(root: Path, *args: str, root_flag: bool = True) -> tuple[subprocess.CompletedProcess[str], float, int]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", MEASURED, *args, "--root", str(root)],
+        [sys.executable, "-c", MEASURED, *args, *(["--root", str(root)] if root_flag else [])],
         cwd=root, env=harness_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     *said, peak = done.stderr.strip().splitlines() or ["0"]
@@ -103,3 +104,24 @@ def test_the_lint_skips_test_files_that_are_devices_links_out_or_huge(tmp_path: 
     assert done.returncode in (0, 1), done.stderr
     assert "Traceback" not in done.stderr and "root:" not in done.stdout
     assert seconds < 20 and peak < 300 * 2**20, (seconds, peak)
+
+
+def test_report_and_sharding_read_run_folders_a_checkout_can_carry_bounded(tmp_path: Path) -> None:
+    from harness.run.sharding import _earlier_durations
+
+    root = project(tmp_path)
+    runs = root / ".gpuci" / "runs"
+    for name in ("20260101T000000Z-cpu_a-aaaaaa", "20260101T000001Z-cpu_a-bbbbbb", "20260101T000002Z-cpu_a-cccccc"):
+        (runs / name).mkdir(parents=True)
+    sparse(runs / "20260101T000002Z-cpu_a-cccccc" / "report.json", 3 * 2**30)
+    (runs / "20260101T000001Z-cpu_a-bbbbbb" / "report.json").write_text('{"run_id": ' + "[" * 100000 + "]" * 100000)
+    good = {"run_id": "20260101T000000Z-cpu_a-aaaaaa", "session": "cpu_a", "step": "a", "outcome": "passed",
+            "tests": [{"test": "t::x", "phase": "call", "seconds": 1.5}, {"phase": "call"}]}  # fmt: skip
+    (runs / "20260101T000000Z-cpu_a-aaaaaa" / "report.json").write_text(json.dumps(good))
+    done, seconds, peak = gpuci(
+        root, "report", str(runs), "--no-pictures", "--html", str(tmp_path / "r.html"), root_flag=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "20260101T000000Z-cpu_a-aaaaaa" in done.stdout and "larger than 32 MiB" in done.stderr
+    assert "Traceback" not in done.stderr and peak < 300 * 2**20 and seconds < 15
+    assert _earlier_durations(root, "cpu_a") == {"t::x": 1.5}  # the huge and the deep one skipped

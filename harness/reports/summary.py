@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 import shutil
 import subprocess
@@ -12,6 +11,9 @@ from typing import Any
 
 from harness.console import say
 from harness.reports.report import MalformedReport, RunReport
+from harness.untrusted import Refused, parse_json, read_capped
+
+REPORT_LIMIT = 32 * 2**20  # a report with every outcome of a very large suite is a few MiB
 
 STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
 
@@ -30,9 +32,11 @@ def collect(sources: list[Path], runs: Path | None = None) -> list[dict[str, Any
     for source in (resolve(s, runs) if runs else s for s in sources):
         paths = [source] if source.is_file() else sorted(source.rglob("report.json"))
         for path in paths:
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
+            try:  # a checkout can hold any file there: bounded, regular, not too deep
+                data = parse_json(read_capped(path, REPORT_LIMIT))
+            except (OSError, ValueError) as exc:
+                if isinstance(exc, Refused):
+                    say(f"warning: {exc}; skipped")
                 continue
             if not isinstance(data, dict) or "run_id" not in data:
                 continue  # some other JSON file of that name
