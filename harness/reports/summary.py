@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from harness.console import say
+from harness.console import printable, say
 from harness.reports.report import MalformedReport, RunReport
 from harness.untrusted import Refused, parse_json, read_capped
 
@@ -79,11 +79,12 @@ def table(reports: list[dict[str, Any]]) -> str:
     header = tuple(header[i] for i in keep)
     rows = [tuple(row[i] for i in keep) for row in rows]
     slow = slowest_tests(reports)
+    rows = [tuple(printable(str(x)) for x in row) for row in rows]  # labels, ids: shown, never acted on
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=False)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)) for row in [header, *rows]]
     if slow:
         lines += ["", "slowest tests (teardown, VRAM waits, startup):"]
-        lines += [f"  {s:8.3f}s  {phase:17} {test}" for s, phase, test in slow[:15]]
+        lines += [f"  {s:8.3f}s  {printable(phase):17} {printable(test)}" for s, phase, test in slow[:15]]
     return "\n".join(lines) + "\n"
 
 
