@@ -26,6 +26,69 @@ _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_DEPTH = 64
 
 
+class Refused(ValueError):
+    """A file of the project's or the workload's that gpuci does not read: the reason, one line."""
+
+
+def read_capped(path: Path, limit: int, inside: Path | None = None) -> bytes:
+    """`path`'s bytes when it is a regular file of at most `limit` bytes (and, with `inside`, one whose
+    real place is in that folder: a link out of a checkout is refused); else Refused, at once: the
+    size is known before a byte is read, and a FIFO or a device (`/dev/zero`) is never read at all."""
+    real = os.path.realpath(path)
+    if inside is not None and not Path(real).is_relative_to(os.path.realpath(inside)):
+        raise Refused(f"{path} is a link out of {inside}; gpuci does not follow it")
+    try:
+        fd = os.open(real, _FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise Refused(f"{path} cannot be read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Refused(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise Refused(f"{path} is larger than {_size(limit)} ({_size(info.st_size)})")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # it grew while read
+            raise Refused(f"{path} is larger than {_size(limit)}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+# A project's own files gpuci reads on the host (pyproject.toml, requirement files, pytest's ini
+# files): real ones are kilobytes; this is far above them and parses in well under a second.
+PROJECT_FILE_LIMIT = 2 * 2**20
+
+
+def project_text(path: Path, root: Path, limit: int = PROJECT_FILE_LIMIT) -> str:
+    """A file of the checkout as text (UTF-8): read_capped, inside `root`."""
+    return read_capped(path, limit, root).decode("utf-8")
+
+
+def parse_toml(text: str, path: Path) -> dict[str, Any]:
+    """tomllib.loads, with a nesting too deep for its recursive parser Refused rather than a crash."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise Refused(f"{path} nests too deeply to be read as TOML") from None
+
+
 def parse_json(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     """json.loads of input someone else wrote: ValueError (never RecursionError) when it is not
     JSON or nests deeper than `max_depth`, so no later reader can meet a structure too deep."""

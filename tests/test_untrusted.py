@@ -52,3 +52,46 @@ def test_state_folders_are_made_and_must_not_be_links(tmp_path: Path) -> None:
         private_dir(other, ".gpuci", "runs")
     assert "is a symbolic link" in str(err.value) and "never writes through a link" in str(err.value)
     assert list(target.iterdir()) == []
+
+
+def test_read_capped_refuses_devices_fifos_links_out_and_huge_files_at_once(tmp_path: Path) -> None:
+    import re
+    import time
+
+    from harness.untrusted import Refused, read_capped
+
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "zero.py").symlink_to("/dev/zero")
+    os.mkfifo(root / "fifo.py")
+    (root / "out.py").symlink_to(tmp_path / "host.txt")
+    (tmp_path / "host.txt").write_text("HOST")
+    with (root / "huge.py").open("wb") as file:
+        file.truncate(3 * 2**30)  # sparse: 3 GiB that cost no disk
+    (root / "inside.py").symlink_to(root / "ok.py")
+    (root / "ok.py").write_text("x = 1\n")
+    started = time.monotonic()
+    for name, said in (
+        ("zero.py", "link out of"),
+        ("fifo.py", "not a regular file"),
+        ("out.py", "link out of"),
+        ("huge.py", "larger than 1 MiB (3072 MiB)"),
+    ):
+        with pytest.raises(Refused, match=re.escape(said)):
+            read_capped(root / name, 2**20, root)
+    with pytest.raises(Refused, match="not a regular file"):
+        read_capped(Path("/dev/zero"), 2**20)  # named outright, without a folder to stay in
+    assert time.monotonic() - started < 1
+    assert read_capped(root / "inside.py", 2**20, root) == b"x = 1\n"  # a link inside the checkout is fine
+
+
+def test_deep_nesting_is_a_value_error_never_a_recursion_error(tmp_path: Path) -> None:
+    from harness.untrusted import Refused, parse_json, parse_toml
+
+    with pytest.raises(ValueError, match="nested deeper than 64"):
+        parse_json("[" * 100000 + "]" * 100000)
+    with pytest.raises(ValueError, match="nested deeper than 64"):
+        parse_json("[" * 65 + "]" * 65)  # within Python's limit, beyond gpuci's: later readers stay safe
+    assert parse_json("[" * 64 + "]" * 64)
+    with pytest.raises(Refused, match="nests too deeply"):
+        parse_toml("a = " + "[" * 100000 + "]" * 100000, tmp_path / "pyproject.toml")

@@ -21,6 +21,7 @@ from harness.declare.step_keys import limits, python_of, shutdown_budget
 from harness.declare.yaml_nodes import LOADER, Converter, expanded_size
 from harness.declare.yaml_nodes import Node as _Node
 from harness.errors import DeclarationError
+from harness.untrusted import Refused, read_capped
 
 AREAS_DIR = Path(".buildkite") / "test_areas"
 
@@ -282,13 +283,18 @@ def load_area(path: Path, name: str | None = None, platforms: tuple[str, ...] | 
     """One pipeline file; `platforms` are its steps' platforms where the file names none itself."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DeclarationError(
-                path, None, f"is {size // 2**20} MiB; a pipeline file is at most {MAX_FILE_BYTES // 2**20} MiB."
-            )
-        text = path.read_text(encoding="utf-8")
+        # Never through a FIFO or a device (a link to /dev/zero), never past the cap: known before reading.
+        text = read_capped(path, MAX_FILE_BYTES).decode("utf-8")
         root = yaml.compose(text, Loader=LOADER)
+    except Refused as exc:
+        raise DeclarationError(
+            path,
+            None,
+            f"{str(exc).removeprefix(str(path) + ' ')}; a pipeline file is at most "
+            f"{MAX_FILE_BYTES // 2**20} MiB, a regular file.",
+        ) from None
+    except RecursionError:  # composing is recursive too: a deep nesting is a bad file, not a crash
+        raise DeclarationError(path, None, "nests too deeply to be a pipeline.") from None
     except OSError as exc:
         raise DeclarationError(path, None, f"cannot be read ({exc.strerror}).") from None
     except UnicodeDecodeError as exc:
@@ -309,7 +315,11 @@ def load_area(path: Path, name: str | None = None, platforms: tuple[str, ...] | 
         # Buildkite takes an empty file (a deprecated pipeline left with a comment) as no steps.
         why = f"{path}:1: has no steps (empty, or comments only), so it declares nothing"
         return Area(name=name or path.stem, group=name or path.stem, path=path, steps=(), warnings=(why,))
-    if expanded_size(root, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+    try:
+        expanded = expanded_size(root, MAX_EXPANDED_NODES)
+    except RecursionError:
+        raise DeclarationError(path, None, "nests too deeply to be a pipeline.") from None
+    if expanded > MAX_EXPANDED_NODES:
         raise DeclarationError(
             path,
             None,

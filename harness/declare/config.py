@@ -34,6 +34,7 @@ from harness.declare.policy import HostPolicy, load_policy
 from harness.declare.pythons import SUITES
 from harness.declare.settings import BY_KEY, from_flags, kinds
 from harness.errors import UsageError
+from harness.untrusted import Refused, parse_toml, project_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,8 +177,10 @@ def _read_config(root: Path) -> ProjectConfig:
     if not path.exists():
         return replace(ProjectConfig(), registry=host_registry, host_mounts=host_mounts)
     try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
+        text = project_text(path, Path(root))
+        data = parse_toml(text, path)
+    except Refused as exc:
+        raise UsageError(f"{exc}; pyproject.toml must be a regular file of the checkout, at most 2 MiB.") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: is not UTF-8 text; save it as UTF-8.") from None
     except OSError as exc:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.untrusted import parse_toml, project_text
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    pass
 
 
 def declared_requirements(root: Path, extras: tuple[str, ...], groups: tuple[str, ...]) -> list[str]:
@@ -25,8 +26,8 @@ def declared_requirements(root: Path, extras: tuple[str, ...], groups: tuple[str
         return []
     path = Path(root) / "pyproject.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = parse_toml(project_text(path, Path(root)), path)
+    except (OSError, ValueError) as exc:  # Refused, TOMLDecodeError and UnicodeDecodeError are ValueErrors
         raise UsageError(f"{path}: cannot read the extras and dependency groups [tool.gpuci] names ({exc}).") from None
     lines: list[str] = []
     optional = (data.get("project") or {}).get("optional-dependencies") or {}

@@ -31,6 +31,7 @@ def simgpu_command(args: argparse.Namespace) -> int:
 
 
 def gpus_command(args: argparse.Namespace) -> int:
+    from harness.console import printable
     from harness.gpu.vram import open_backend
     from harness.gpu.vram.release import describe_holders
 
@@ -44,7 +45,8 @@ def gpus_command(args: argparse.Namespace) -> int:
             )
             for holder in describe_holders(backend, [device]):
                 size = "?" if holder.used_bytes is None else format_size(holder.used_bytes)
-                print(f"      pid {holder.pid:>7}  {size:>10}  {holder.command[:100]}")
+                # A holder's command line is its own to write (a container's process): shown, never acted on.
+                print(f"      pid {holder.pid:>7}  {size:>10}  {printable(holder.command[:100])}")
     finally:
         backend.close()
     return 0

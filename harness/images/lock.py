@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.console import say
 from harness.errors import UsageError
-from harness.untrusted import read_names
+from harness.untrusted import parse_json, read_names
 
 LOCK_FILE = "gpuci.lock"
 LOCK_VERSION = 1
@@ -55,7 +55,7 @@ def read_lock(root: Path) -> dict[str, Any]:
     if LOCK_FILE not in found:
         return {}
     try:
-        data = json.loads(found[LOCK_FILE])
+        data = parse_json(found[LOCK_FILE])  # a nesting too deep is a ValueError, never a RecursionError
     except ValueError as exc:
         raise UsageError(f"{path}: is not JSON ({exc}); remove it and gpuci resolves and writes it again.") from None
     entries = data.get("entries") if isinstance(data, dict) else None

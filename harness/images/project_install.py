@@ -29,11 +29,12 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.git import checkout_files
 from harness.images.toolchain import BuildNeeds, build_needs, is_compiled_source
+from harness.untrusted import PROJECT_FILE_LIMIT, Refused, parse_toml, project_text, read_capped
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    pass
 
 METADATA_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 MODES = ("editable", "none")
@@ -106,7 +107,7 @@ def project_install(root: Path, mode: str, workspace: str) -> ProjectInstall | N
     digest = hashlib.sha256()
     for name in METADATA_FILES:
         path = root / name
-        data = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+        data = _metadata(path, root)
         digest.update(f"{name}\0{len(data)}\0".encode() + data)
     backend = str(system.get("build-backend") or LEGACY_BACKEND)
     needs = build_needs(root, pyproject)
@@ -120,13 +121,23 @@ def project_install(root: Path, mode: str, workspace: str) -> ProjectInstall | N
     )
 
 
+def _metadata(path: Path, root: Path) -> bytes:
+    """A metadata file's bytes for the install layer's hash (none: absent, a link or not a file)."""
+    if not path.is_file() or path.is_symlink():
+        return b""
+    try:
+        return read_capped(path, PROJECT_FILE_LIMIT, root)
+    except Refused as exc:
+        raise UsageError(f"{exc}; the project's metadata files are regular files of at most 2 MiB.") from None
+
+
 def _pyproject(root: Path) -> dict:  # type: ignore[type-arg]
     path = root / "pyproject.toml"
     if not path.is_file():
         return {}
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return parse_toml(project_text(path, root), path)
+    except (OSError, ValueError) as exc:  # Refused, TOMLDecodeError and UnicodeDecodeError are ValueErrors
         raise UsageError(f"{path}: cannot be read as TOML ({exc}); fix it so the project can be installed.") from None
 
 

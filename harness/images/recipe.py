@@ -49,13 +49,13 @@ class ImageRecipe:
     def content_hash(self) -> str:
         digest = hashlib.sha256()
         for name, data in (
-            ("Dockerfile", self.dockerfile.read_bytes()),
-            ("requirements.txt", self.requirements.read_bytes()),
+            ("Dockerfile", project_bytes(self.dockerfile)),
+            ("requirements.txt", project_bytes(self.requirements)),
             ("extra-ca.crt", self.ca_bundle.read_bytes() if self.ca_bundle else b""),
         ):
             digest.update(f"{name}\0{len(data)}\0".encode() + data)
         for path in self.project_requirements:
-            data = path.read_bytes()
+            data = project_bytes(path)
             digest.update(f"project\0{path.name}\0{len(data)}\0".encode() + data)
         for line in self.declared_requirements:
             digest.update(f"declared\0{line}\0".encode())
@@ -96,7 +96,9 @@ class ImageRecipe:
         """The image the Dockerfile builds on: BASE_IMAGE as given, else the Dockerfile's default."""
         if self.build_args.get("BASE_IMAGE"):
             return self.build_args["BASE_IMAGE"]
-        match = re.search(r"^ARG BASE_IMAGE=(\S+)|^FROM (\S+)", self.dockerfile.read_text(), re.MULTILINE)
+        match = re.search(
+            r"^ARG BASE_IMAGE=(\S+)|^FROM (\S+)", project_bytes(self.dockerfile).decode(errors="replace"), re.MULTILINE
+        )
         return (match.group(1) or match.group(2)) if match else None
 
     @property
@@ -179,6 +181,17 @@ def _project_requirements(root: Path) -> tuple[Path, ...]:
     return files
 
 
+def project_bytes(path: Path) -> bytes:
+    """A recipe file the project controls (its Dockerfile, requirement files): a regular file of at
+    most 2 MiB, never read through a FIFO or a device; else a one-line error."""
+    from harness.untrusted import PROJECT_FILE_LIMIT, Refused, read_capped
+
+    try:
+        return read_capped(path, PROJECT_FILE_LIMIT)
+    except Refused as exc:
+        raise UsageError(f"{exc}; an image's recipe files are regular files of at most 2 MiB.") from None
+
+
 # What a requirement line may not do: pip options (`-r /etc/shadow`, `--index-url`, `-e git+…`) and
 # local or URL references. The file is the pull request's; pip runs on the host, so such a line could
 # read a host file into the log or fetch from an index of the author's choosing.
@@ -189,7 +202,7 @@ def project_requirements_text(recipe: ImageRecipe) -> str:
     """The project's requirements as one file for the image's build context (empty: none); a line
     that is a pip option or a local or URL reference is an error naming its file and line."""
     for path in recipe.project_requirements:
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        for number, line in enumerate(project_bytes(path).decode(errors="replace").splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#") and FORBIDDEN_LINE.search(line):
                 raise UsageError(
                     f"{path}:{number}: {line.strip()[:80]!r} is a pip option or a local or URL reference; gpuci "
@@ -202,7 +215,7 @@ def project_requirements_text(recipe: ImageRecipe) -> str:
                 f"pyproject.toml: the extras or dependency groups [tool.gpuci] names hold {line[:80]!r}, a local or "
                 "URL reference; gpuci resolves names and versions only."
             )
-    text = "".join(f"# {p.name}\n{p.read_text()}\n" for p in recipe.project_requirements)
+    text = "".join(f"# {p.name}\n{project_bytes(p).decode(errors='replace')}\n" for p in recipe.project_requirements)
     if recipe.declared_requirements:
         text += "# pyproject.toml: [tool.gpuci] extras and groups, the build backend, the dependencies\n"
         text += "".join(f"{line}\n" for line in recipe.declared_requirements)

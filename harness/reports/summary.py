@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from harness.console import say
+from harness.console import printable, say
 from harness.reports.page import has_gpus
 from harness.reports.report import MalformedReport, RunReport
 from harness.reports.results import NEEDS_LOOK
+from harness.untrusted import Refused, parse_json, read_capped
+
+REPORT_LIMIT = 32 * 2**20  # a report with every outcome of a very large suite is a few MiB
 
 STYLE = {"passed": "success", "failed": "error", "timeout": "error", "teardown-failed": "warning"}
 
@@ -32,9 +34,11 @@ def collect(sources: list[Path], runs: Path | None = None) -> list[dict[str, Any
     for source in (resolve(s, runs) if runs else s for s in sources):
         paths = [source] if source.is_file() else sorted(source.rglob("report.json"))
         for path in paths:
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
+            try:  # a checkout can hold any file there: bounded, regular, not too deep
+                data = parse_json(read_capped(path, REPORT_LIMIT))
+            except (OSError, ValueError) as exc:
+                if isinstance(exc, Refused):
+                    say(f"warning: {exc}; skipped")
                 continue
             if not isinstance(data, dict) or "run_id" not in data:
                 continue  # some other JSON file of that name
@@ -77,11 +81,12 @@ def table(reports: list[dict[str, Any]]) -> str:
     header = tuple(header[i] for i in keep)
     rows = [tuple(row[i] for i in keep) for row in rows]
     slow = slowest_tests(reports)
+    rows = [tuple(printable(str(x)) for x in row) for row in rows]  # labels, ids: shown, never acted on
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=False)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)) for row in [header, *rows]]
     if slow:
         lines += ["", "slowest tests (teardown, VRAM waits, startup):"]
-        lines += [f"  {s:8.3f}s  {phase:17} {test}" for s, phase, test in slow[:15]]
+        lines += [f"  {s:8.3f}s  {printable(phase):17} {printable(test)}" for s, phase, test in slow[:15]]
     return "\n".join(lines) + "\n"
 
 

@@ -24,14 +24,23 @@ def shard_args(directory: Path, report_dir_inside: str, session: str, root: Path
 
 def _earlier_durations(root: Path, session: str) -> dict[str, float]:
     from harness.reports.report import RUNS_DIR
+    from harness.untrusted import parse_json, read_capped
 
     reports = sorted((Path(root) / RUNS_DIR).glob(f"*-{session}-*/report.json"), reverse=True)
     for path in reports:
-        try:
-            records = json.loads(path.read_text()).get("tests") or []
+        try:  # the checkout may hold any file there: bounded, regular, not too deep
+            data = parse_json(read_capped(path, 32 * 2**20))
+            records = (data.get("tests") if isinstance(data, dict) else None) or []
         except (OSError, ValueError):
             continue
-        durations = {r["test"]: r["seconds"] for r in records if r.get("phase") == "call"}
+        durations = {
+            str(r["test"]): float(r["seconds"])
+            for r in records
+            if isinstance(r, dict)
+            and r.get("phase") == "call"
+            and isinstance(r.get("seconds"), (int, float))
+            and "test" in r
+        }
         if durations:
             return durations
     return {}

@@ -148,8 +148,8 @@ def test_lint_and_pipeline_take_declarations_from_the_command_line(tmp_path: Pat
     (group,) = yaml.safe_load(result.stdout)["steps"]
     commands = [s["command"] for s in group["steps"]]
     assert commands[1:] == [
-        "nox -s rocm_test-amd -- --step 'Kernels Core'",
-        "nox -s rocm_test-amd -- --step 'Kernels Core #2'",
+        "gpuci run --platform rocm --area test-amd --step 'Kernels Core'",
+        "gpuci run --platform rocm --area test-amd --step 'Kernels Core #2'",
     ]  # only the file given: the test areas were not read
     assert "second step labelled 'Kernels Core'" in result.stderr
     old_pipeline = ["--declarations", ".buildkite/test-pipeline.yaml"]

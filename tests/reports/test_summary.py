@@ -174,3 +174,15 @@ def test_a_label_reaches_the_annotation_as_text_not_markdown_or_html(tmp_path: P
     assert "**big**" not in header and "[click](" not in header and "\\n\\`\\`\\`" in header  # one line
     # The table is one <pre> whose end nothing in it forges: inside it, markdown is never rendered.
     assert rest.count("<pre>") == 1 and rest.count("</pre>") == 1 and "&lt;/pre&gt;&lt;script&gt;" in rest
+
+
+def test_the_table_shows_control_characters_and_never_acts_on_them() -> None:
+    from harness.reports.summary import table
+
+    hostile = "s\x1b]52;c;ZXZpbA==\x07\x1b[2J\rgpuci: passed\n"
+    report = {"run_id": "r1", "session": "cpu_x", "step": hostile, "outcome": "passed", "gpuci_exit_code": 0,
+              "tests": [{"test": "t::" + hostile, "phase": "teardown", "seconds": 2.0}]}  # fmt: skip
+    text = table([report])
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert not [line for line in text.splitlines() if line.startswith("gpuci: passed")]
+    assert "\\x1b]52;c;ZXZpbA==" in text

@@ -38,8 +38,14 @@ def load_allowed(root: Path) -> list[Allowed]:
         return []
     import yaml
 
+    from harness.untrusted import Refused, project_text
+
     try:
-        entries = yaml.safe_load(path.read_text()) or []
+        entries = yaml.safe_load(project_text(path, root)) or []
+    except (Refused, UnicodeDecodeError) as exc:
+        raise DeclarationError(path, None, f"cannot be read: {exc}; it is a UTF-8 file of at most 2 MiB.") from None
+    except RecursionError:
+        raise DeclarationError(path, None, "nests too deeply to be an allow list.") from None
     except yaml.YAMLError as exc:
         raise DeclarationError(path, None, f"is not valid YAML ({exc}).") from None
     allowed = []

@@ -27,6 +27,21 @@ SETTINGS = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", ALLOW_FILE)
 PIPELINE = re.compile(r"\.ya?ml$")
 
 
+# A test or script the lint reads: the largest real ones are a few hundred KiB.
+MAX_SOURCE_BYTES = 4 * 2**20
+
+
+def read_checkout_file(root: Path, path: str) -> str:
+    """A file's text as the lint reads it; empty where it is not a regular file of the checkout of at
+    most MAX_SOURCE_BYTES (a test file linked to /dev/zero, or out of the checkout, or huge)."""
+    from harness.untrusted import read_capped
+
+    try:
+        return read_capped(root / path, MAX_SOURCE_BYTES, root).decode(errors="replace")
+    except (OSError, ValueError):
+        return ""
+
+
 class Files(Protocol):
     def names(self) -> list[str] | None:
         """The tree's files as relative POSIX paths; None where the folder must be walked."""
@@ -58,10 +73,7 @@ class CheckoutFiles:
         return (self.root, "HEAD") if self.names() is not None else None
 
     def read(self, path: str) -> str:
-        try:
-            return (self.root / path).read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_checkout_file(self.root, path)
 
     def place_declared(self, folder: Path, declarations: tuple[str, ...]) -> None:
         return None  # they are there
@@ -97,10 +109,7 @@ class CommitFiles:
             return self._texts[path]
         if path in self._changed:
             return ""  # changed since the commit and not there: absent at it
-        try:
-            return (self.root / path).read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_checkout_file(self.root, path)
 
     def write_settings(self, folder: Path) -> None:
         """The commit's settings files into `folder`, which stands for its root."""

@@ -82,21 +82,25 @@ class PytestConfig:
 
     @classmethod
     def read(cls, root: Path) -> PytestConfig:
-        from harness.declare.config import tomllib
+        from harness.untrusted import parse_toml, project_text
 
         ini: dict[str, object] = {}
         pyproject = root / "pyproject.toml"
         if pyproject.exists():
             try:
-                ini = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pytest", {}).get("ini_options", {})
-            except tomllib.TOMLDecodeError:
+                data = parse_toml(project_text(pyproject, root), pyproject)
+                ini = data.get("tool", {}).get("pytest", {}).get("ini_options", {})
+            except (OSError, ValueError):  # not TOML, too large, a link out: no pytest settings from it
                 ini = {}
         for name in ("pytest.ini", "tox.ini", "setup.cfg"):
             if (root / name).exists() and not ini:
                 import configparser
 
                 parser = configparser.ConfigParser()
-                parser.read(root / name)
+                try:
+                    parser.read_string(project_text(root / name, root), str(root / name))
+                except (OSError, ValueError, configparser.Error):  # too large, a link out, not ini
+                    continue
                 section = "pytest" if name == "pytest.ini" or parser.has_section("pytest") else "tool:pytest"
                 if parser.has_section(section):
                     ini = {k: v.split() for k, v in parser.items(section)}
