@@ -22,6 +22,12 @@ SAFE_CONFIG = (
     "core.sshCommand=ssh",
     "-c",
     "protocol.ext.allow=never",
+    # A submodule's own repository is not read-only in a container (only the checkout's .git is): a
+    # step can plant one, with filters in its config, that `git status` would run. Never look inside.
+    "-c",
+    "diff.ignoreSubmodules=all",
+    "-c",
+    "submodule.recurse=false",
 )
 
 

@@ -44,3 +44,16 @@ def format_size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+# Docker's own reading of a memory size (go-units RAMInBytes): k, m, g, t, p are powers of 1024,
+# an `i` and a `b` after them change nothing. What Docker gives a container is what is compared.
+_DOCKER_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp])?i?b?\s*$", re.IGNORECASE)
+
+
+def docker_size(text: str) -> int:
+    match = _DOCKER_SIZE.match(text)
+    if not match:
+        raise UsageError(f"{text!r} is not a size as Docker reads one; write a number and k, m, g or t, like 16g.")
+    power = "kmgtp".index(match.group(2).lower()) + 1 if match.group(2) else 0
+    return int(float(match.group(1)) * 1024**power)

@@ -41,3 +41,50 @@ def test_repros_worktree_runs_no_hook(tmp_path: Path) -> None:
     tree = worktree(root, RunReport("r1", git={"commit": commit, "dirty": False}), allow_dirty=False)
     assert (tree / "a.txt").read_text() == "a\n"
     assert list(marks.iterdir()) == []
+
+
+def test_a_submodule_repository_a_step_planted_runs_nothing_at_the_hosts_git_status(tmp_path: Path) -> None:
+    """A pull request commits a gitlink; its step makes the submodule's folder a repository whose
+    config has a clean filter. Only the checkout's own .git is read-only in containers."""
+    marker = tmp_path / "filter-ran"
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    git(planted, "init", "-q")
+    (planted / "a.txt").write_text("a\n")
+    (planted / ".gitattributes").write_text("* filter=x\n")
+    git(planted, "add", "-A")
+    git(planted, "commit", "-qm", "planted")
+    script = tmp_path / "clean.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\ncat\n")
+    script.chmod(0o755)
+    with open(planted / ".git" / "config", "a") as config:
+        config.write(f'[filter "x"]\n\tclean = {script}\n')
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / "b.txt").write_text("b\n")
+    git(root, "add", "b.txt")
+    git(root, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},vendor/x")
+    git(root, "commit", "-qm", "a gitlink")
+    import shutil
+
+    shutil.copytree(planted, root / "vendor" / "x")  # what the step leaves in the writable checkout
+    (root / "vendor" / "x" / "a.txt").write_text("changed\n")  # stat differs: git would re-hash, filtering
+    assert git_state(root)["commit"]
+    run_git(root, "status")
+    run_git(root, "diff", "--stat")
+    assert not marker.exists()
+
+
+def test_a_checkout_without_its_own_git_gets_a_read_only_empty_one_in_containers(tmp_path: Path) -> None:
+    from harness.run.container_workload import guarded_state
+
+    mono = tmp_path / "mono"
+    (mono / "sub").mkdir(parents=True)
+    git(mono, "init", "-q")
+    (mono / "sub" / "t.txt").write_text("t\n")
+    git(mono, "add", "-A")
+    git(mono, "commit", "-qm", "mono")
+    mounts = {m.target: m for m in guarded_state(mono / "sub", "/workspace")}
+    assert mounts["/workspace/.git"].read_only and (mono / "sub" / ".git").is_dir()
+    assert git_state(mono / "sub")["commit"]  # git still finds the larger repository above it

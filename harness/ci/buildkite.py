@@ -156,7 +156,10 @@ def command_step(
         out["parallelism"] = effective.parallelism
     if effective.concurrency:
         out["concurrency"] = effective.concurrency
-        out["concurrency_group"] = effective.concurrency_group or f"gpuci/{key}"
+        # Buildkite's groups span the organisation: a declared one is kept under gpuci's prefix, so a pull
+        # request cannot take a slot of a group outside gpuci's (a deploy's, say).
+        group = effective.concurrency_group or key
+        out["concurrency_group"] = group if group.startswith("gpuci/") else f"gpuci/{group}"
     if effective.soft_fail:
         out["soft_fail"] = True
     if deps:

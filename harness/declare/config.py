@@ -22,6 +22,7 @@ build = "build"                           # where image steps run (registry only
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -295,7 +296,7 @@ def _is(kind: str, value: object) -> bool:
         return isinstance(value, str) and re.match(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$", value) is not None
     if kind in ("number", "count"):
         wanted = int if kind == "count" else (int, float)
-        return isinstance(value, wanted) and not isinstance(value, bool) and value > 0
+        return isinstance(value, wanted) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "packages":  # each name reaches an apt-get line: Debian's name form only

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.units import parse_size
+from harness.units import docker_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -92,7 +92,9 @@ class HostPolicy:
         return DEFAULT_QUEUE
 
     def allows_queue(self, queue: str) -> bool:
-        return queue == DEFAULT_QUEUE or queue in self.queues.values() or queue in self.queues_allowed
+        """The host's own queues, those it allows besides, and `default` only where it is the host's fallback."""
+        fallback = self.queues.get("*", DEFAULT_QUEUE)
+        return queue == fallback or queue in self.queues.values() or queue in self.queues_allowed
 
     def memory_cap(self) -> int:
         if self.max_memory is not None:
@@ -170,7 +172,7 @@ def _parse(data: dict[str, Any], where: str) -> HostPolicy:
     if not isinstance(limits, dict) or set(limits) - {"memory", "cpus", "pids"}:
         raise fail("limits", "a table of memory, cpus and pids")
     try:
-        memory = parse_size(str(limits["memory"])) if "memory" in limits else None
+        memory = docker_size(str(limits["memory"])) if "memory" in limits else None
     except UsageError:
         raise fail("limits", 'a table whose memory is a size ("64g")') from None
     for key in ("cpus", "pids"):

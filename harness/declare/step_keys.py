@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -40,8 +41,8 @@ def limits(reader: Reader) -> dict[str, Any]:
     cpus = reader.get("cpus", float, None)
     pids = reader.get("pids_limit", int, None)
     for key, value in (("cpus", cpus), ("pids_limit", pids)):
-        if value is not None and value <= 0:
-            raise reader.fail(key, f"{key!r} must be greater than 0.")
+        if value is not None and not (math.isfinite(value) and value > 0):  # nan passes `<= 0`
+            raise reader.fail(key, f"{key!r} must be a number greater than 0.")
     network = reader.get("network", str, None)
     if network is not None and not NETWORK_FORM.match(network):
         raise reader.fail("network", f"'network' is a Docker network name (none, bridge), not {network[:40]!r}.")

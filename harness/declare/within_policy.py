@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.declare.policy import ALWAYS_ALLOWED_NETWORKS, HostPolicy
 from harness.errors import UsageError
-from harness.units import parse_size
+from harness.units import docker_size
 
 if TYPE_CHECKING:
     from harness.declare.areas import Area, Step
@@ -71,7 +71,12 @@ def check_limits(
     pids_limit: int | None = None,
     network: str | None = None,
 ) -> None:
-    if memory is not None and parse_size(str(memory)) > policy.memory_cap():
+    if memory is not None and docker_size(str(memory)) == 0:
+        raise refuse(
+            where("memory"), "asks for memory 0, which Docker takes for no limit at all", policy, "limits.memory",
+            f"ask for a size, at most {policy.memory_cap() // 2**20}m.",
+        )  # fmt: skip
+    if memory is not None and docker_size(str(memory)) > policy.memory_cap():
         raise refuse(
             where("memory"), f"asks for {memory} of memory", policy, "limits.memory",
             f"ask for at most {policy.memory_cap() // 2**20}m.",

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from harness.console import say
+from harness.console import printable, say
 from harness.errors import ImageBuildError
 from harness.gpu.locks import host_lock
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
@@ -209,7 +209,7 @@ def _build(
             text = chunk.get("stream", "")
             output = (output + text)[-MAX_OUTPUT:]
             if text.strip():
-                sys.stderr.write(f"  {text.rstrip()}\n")
+                sys.stderr.write(f"  {printable(text.rstrip())}\n")  # the recipe is the project's
                 sys.stderr.flush()
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"building {tag} failed: {exc.explanation or exc}") from None

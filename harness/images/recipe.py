@@ -129,6 +129,13 @@ def recipe_for(
     dockerfile = Path(root) / CONTAINERS_DIR / get_platform(platform).recipe / "Dockerfile"
     if not dockerfile.is_file():
         raise UsageError(f"{dockerfile} is missing: each platform's image recipe lives there.")
+    for recipe_file in (dockerfile, Path(root) / REQUIREMENTS):
+        # The checkout's own: a link to a host file would carry it into the build's output and image.
+        if not recipe_file.resolve().is_relative_to(Path(root).resolve()):
+            raise UsageError(
+                f"{recipe_file} is a link out of the checkout; gpuci reads and builds the checkout's own recipe "
+                "files only. Make it a file of the checkout."
+            )
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"CA bundle {ca_bundle} does not exist; pass a PEM file with --ca-bundle.")
     base_image = base_image or os.environ.get("GPUCI_BASE_IMAGE") or ("local" if platform == "cpu" else None)

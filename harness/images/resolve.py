@@ -93,7 +93,31 @@ def ask_image(client: Any, image: str) -> PythonTarget:
     finally:
         with contextlib.suppress(Exception):
             client.api.remove_container(name, force=True)
-    return PythonTarget(str(data["version"]), str(data["machine"]), data.get("glibc"))
+    return _checked_target(image, data)
+
+
+# The image is the project's: its answer names host folders and pip's words, so it must be plain.
+_VERSION = re.compile(r"^3\.[0-9]{1,2}$")
+_MACHINE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_GLIBC = re.compile(r"^[0-9]{1,2}\.[0-9]{1,3}$")
+
+
+def _checked_target(image: str, data: object) -> PythonTarget:
+    version = data.get("version") if isinstance(data, dict) else None
+    machine = data.get("machine") if isinstance(data, dict) else None
+    glibc = data.get("glibc") if isinstance(data, dict) else None
+    if not (
+        isinstance(version, str)
+        and _VERSION.match(version)
+        and isinstance(machine, str)
+        and _MACHINE.match(machine)
+        and (glibc is None or (isinstance(glibc, str) and _GLIBC.match(glibc)))
+    ):
+        raise UsageError(
+            f"the image {image} answered which Python it runs with {str(data)[:120]!r}, which is no Python "
+            "version, machine and C library version; its python3 is not a real Python. Fix the image's recipe."
+        )
+    return PythonTarget(version, machine, glibc)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from harness.console import say
+from harness.console import printable, say
 from harness.errors import ImageBuildError, UsageError
 from harness.gpu.locks import host_lock
 
@@ -88,7 +88,7 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
                 text = chunk.get("stream", "") + chunk.get("error", "")
                 output = (output + text)[-MAX_OUTPUT:]
                 if text.strip():
-                    sys.stderr.write(f"  {text.rstrip()}\n")
+                    sys.stderr.write(f"  {printable(text.rstrip())}\n")  # the recipe is the project's
                 if "error" in chunk:
                     _fail(layer, plain_lines(output), pyproject)
         except docker.errors.APIError as exc:

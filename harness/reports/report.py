@@ -39,7 +39,9 @@ def run_directory(root: Path, run_id: str, report_dir: Path | None) -> Path:
 def git_state(root: Path) -> dict[str, Any]:
     """The commit and whether tracked files differ from it: one `git status` call."""
     try:
-        out = run_git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=no", timeout=10)
+        out = run_git(
+            root, "status", "--porcelain=v2", "--branch", "--untracked-files=no", "--ignore-submodules=all", timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None}
     if out.returncode != 0:

@@ -149,7 +149,10 @@ def guarded_state(root: Path, workspace: str) -> list[BindMount]:
     guarded = []
     for name in STATE_FOLDERS:
         path = root.resolve() / name
-        if name != ".git":
+        if name != ".git" or not os.path.lexists(path):
+            # A checkout with no .git of its own (an exported tree, a folder of a larger repository) gets
+            # an empty one, read-only: else a step could make /workspace/.git, and the host's next git in
+            # this folder would take its config (filters, hooks) for the repository's.
             private_dir(root, name)
         if os.path.lexists(path) and not os.path.islink(path):  # a linked .git is no repository of ours
             guarded.append(BindMount(str(path), f"{workspace.rstrip('/')}/{name}", read_only=True))

@@ -57,7 +57,8 @@ def collector_folder(root: Path, client: Any, image: str) -> Path:
 
     target = ask_image(client, image)
     pins = hashlib.sha256("\n".join(COLLECTOR).encode()).hexdigest()[:8]
-    folder = private_dir(root, ".gpuci", "test-engine") / f"{target.version}-{target.machine}-{pins}"
+    # Every component a real folder, never a link (the words are the image's, checked plain by ask_image).
+    folder = private_dir(root, ".gpuci", "test-engine", f"{target.version}-{target.machine}-{pins}")
     if (folder / ".complete").is_file():
         return folder
     say(f"installing Buildkite's test collector for Python {target.version} into {folder}")

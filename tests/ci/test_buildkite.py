@@ -284,3 +284,12 @@ def test_a_jobs_timeout_is_its_steps_plus_the_images_bounded_time(run_harness, t
     refused = run_harness("pipeline", "--all", "--root", str(tmp_path))
     assert refused.returncode == 2 and "image_timeout" in refused.stderr and "at most 3600" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_declared_concurrency_group_stays_under_gpucis_prefix(tmp_path: Path) -> None:
+    area = "steps:\n  - label: t\n    commands: [pytest]\n    platforms: [cpu]\n    concurrency: 1\n"
+    (tmp_path / ".buildkite" / "test_areas").mkdir(parents=True)
+    for group, wanted in [("deploy-prod", "gpuci/deploy-prod"), ("gpuci/mine", "gpuci/mine")]:
+        (tmp_path / ".buildkite" / "test_areas" / "a.yaml").write_text(area + f"    concurrency_group: {group}\n")
+        [step] = all_steps(generate(load_areas(tmp_path), ProjectConfig(), Selection(None)))
+        assert step["concurrency_group"] == wanted

@@ -225,3 +225,30 @@ def test_warnings_are_one_line_per_kind_unless_verbose(run_harness, tmp_path) ->
     assert any(line.startswith("gpuci: warning: 4× ") and "--verbose lists them" in line for line in kinds)
     loud = run_harness("lint", "--root", str(tmp_path), "--verbose")
     assert len([line for line in loud.stderr.splitlines() if line.startswith("gpuci: warning:")]) == 5
+
+
+def test_a_file_name_with_escape_sequences_prints_inert() -> None:
+    from harness.ci.lint.findings import Finding, as_text
+
+    hostile = "tests/test_\x1b]0;PWN\x07\x1b[2J\rgpuci: clean.py"
+    text = as_text([Finding("unrun-test", hostile, 0, "", "no step runs it", path=hostile)], 0)
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert "\\x1b" in text
+
+
+def test_recipe_files_linked_out_of_the_checkout_are_refused(tmp_path) -> None:
+    import shutil
+
+    import pytest
+
+    from harness.errors import UsageError
+    from harness.images.recipe import recipe_for
+    from tests.conftest import ROOT
+
+    shutil.copytree(ROOT / "containers", tmp_path / "containers")
+    secret = tmp_path.parent / f"{tmp_path.name}-host-file.txt"
+    secret.write_text("line1-SECRET\n")
+    (tmp_path / "containers" / "requirements.txt").unlink()
+    (tmp_path / "containers" / "requirements.txt").symlink_to(secret)
+    with pytest.raises(UsageError, match="link out of the checkout"):
+        recipe_for(tmp_path, "cpu")

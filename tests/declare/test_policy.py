@@ -155,3 +155,28 @@ def test_a_steps_own_limits_network_and_queue_are_asks_too(tmp_path: Path) -> No
         assert f"{area}:2: step 's'" in str(err.value) and named in str(err.value)
     area.write_text("steps:\n  - label: s\n    commands: [pytest]\n    network: none\n    memory: 1g\n")
     check_areas(HostPolicy(), [load_area(area)])  # less than the default is always allowed
+
+
+def test_held_out_variants_a_hostile_review_found(tmp_path: Path) -> None:
+    """memory 0 (Docker: no limit), units read as Docker reads them, nan CPUs, the default queue where
+    the host's fallback is another."""
+    from harness.declare.policy import _parse
+
+    capped = _parse({"limits": {"memory": "16GiB"}, "queues": {"*": "pr-sandbox"}}, "test policy")
+    area = tmp_path / "a.yaml"
+    for extra, named in [
+        ('    memory: "0"\n', "no limit"),
+        ("    memory: 17g\n", "limits.memory"),  # 17 GiB to Docker, over a 16 GiB cap
+        ("    agent_tags: {queue: default}\n", "default"),
+    ]:
+        area.write_text(f"steps:\n  - label: s\n    commands: [pytest]\n{extra}")
+        with pytest.raises(UsageError) as err:
+            check_areas(capped, [load_area(area)])
+        assert named in str(err.value)
+    area.write_text(
+        "steps:\n  - label: s\n    commands: [pytest]\n    memory: 16g\n    agent_tags: {queue: pr-sandbox}\n"
+    )
+    check_areas(capped, [load_area(area)])
+    area.write_text("steps:\n  - label: s\n    commands: [pytest]\n    cpus: .nan\n")
+    with pytest.raises(UsageError, match="greater than 0"):
+        load_area(area)

@@ -92,3 +92,20 @@ def test_a_requirement_line_that_is_a_pip_option_or_a_path_is_refused(run_harnes
         assert done.returncode == 2, (line, done.stderr[-1500:])
         assert "requirements-test.txt:2" in done.stderr and "pip option or a local or URL reference" in done.stderr
         assert "root:" not in done.stderr
+
+
+def test_an_images_answer_about_its_python_is_plain_words_or_refused() -> None:
+    import pytest
+
+    from harness.errors import UsageError
+    from harness.images.resolve import _checked_target
+
+    assert _checked_target("img", {"version": "3.11", "machine": "x86_64", "glibc": "2.36"}).version == "3.11"
+    for hostile in (
+        {"version": "3.11", "machine": "x/../../../lnk", "glibc": None},
+        {"version": "../../lnk", "machine": "x86_64", "glibc": None},
+        {"version": "3.11", "machine": "x86_64", "glibc": "2.36; rm"},
+        ["not", "a", "dict"],
+    ):
+        with pytest.raises(UsageError, match="not a real Python"):
+            _checked_target("img", hostile)

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.console import printable
+
 ALLOW_FILE = Path(".buildkite") / "gpuci-lint-allow.yaml"
 KINDS = (
     "missing-path",
@@ -60,7 +62,8 @@ def as_text(findings: list[Finding], allowed: int) -> str:
         step = f" [{f.step}]" if f.step else ""
         hint = f" — {f.suggestion}" if f.suggestion else ""
         note = " (note)" if f.kind in NOTES else ""
-        lines.append(f"{where}{step} {f.kind}{note}: {f.message}{hint}")
+        # File names, labels and messages quote the checkout: nothing of it acts on the terminal.
+        lines.append(printable(f"{where}{step} {f.kind}{note}: {f.message}{hint}"))
     lines.append(f"gpuci lint: {len(findings)} finding(s); accept one on purpose in {ALLOW_FILE} with a reason")
     return "\n".join(lines) + "\n"
 
