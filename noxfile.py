@@ -98,7 +98,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed figures against their baselines: bench/results/{cpu,registry,install}.json (needs Docker)."""
+    """Speed figures against their baselines: bench/results/{cpu,registry,install,first-command}.json (Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")

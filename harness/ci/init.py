@@ -82,9 +82,11 @@ class Change:
 
 def requirement() -> str:
     """The gpuci a written noxfile needs: this version or later, wherever it was installed from."""
-    from harness import __version__
+    import re
 
-    return f"gpuci-harness>={__version__}"
+    # Read, not imported: ci/ imports nothing of the entry package (tests/test_layout.py).
+    found = re.search(r'__version__ = "([^"]+)"', (Path(__file__).resolve().parents[1] / "__init__.py").read_text())
+    return f"gpuci-harness>={found.group(1) if found else '0'}"
 
 
 def plan(root: Path) -> list[Change]:
