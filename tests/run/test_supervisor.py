@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from harness.gpu.vram import sim
+from harness.images import engine
 
 MODES = [
     "ignore-sigterm",
@@ -77,7 +78,7 @@ def test_misbehaving_workload_is_torn_down(
     backend = sim.SimBackend(sim_gpus)
     assert backend.used_bytes(backend.devices()[0]) == 0
     assert leftovers(report["run_id"]) == []
-    assert docker_client.containers.list(all=True, filters={"label": f"gpuci.run-id={report['run_id']}"}) == []
+    assert engine.list_containers(docker_client, [f"gpuci.run-id={report['run_id']}"]) == []
     if mode == "release-lag":
         assert report["vram"]["wait_seconds"] > 1.0  # waited for the lagging release, not past it
     if mode == "flood":
