@@ -168,7 +168,11 @@ def parser() -> argparse.ArgumentParser:
     reap.add_argument("--root", type=Path, default=Path.cwd(), help="the project whose runs are reaped")
     reap.add_argument("--all-projects", action="store_true", help="every project's crashed runs on this host")
     reap.add_argument(
-        "--label", action="append", default=[], metavar="KEY[=VALUE]", help="only containers and images with it"
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="only containers and images with it (lease files are then left alone)",
     )
 
     gc = command(
@@ -180,7 +184,13 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep", type=int, default=3, help="newest images kept per platform (default 3)")
     gc.add_argument("--older-than", type=float, default=14.0, metavar="DAYS", help="age past which things go")
     gc.add_argument("--yes", action="store_true", help="remove what is listed")
-    gc.add_argument("--label", action="append", default=[], metavar="KEY[=VALUE]", help="only images with it")
+    gc.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY[=VALUE]",
+        help="only images with it (lock files are then left alone)",
+    )
 
     init = command(
         "init",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -14,8 +15,9 @@ import docker
 import docker.errors
 
 from harness.console import printable, say
-from harness.errors import ImageBuildError
+from harness.errors import ImageBuildError, InfrastructureError
 from harness.gpu.locks import host_lock
+from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.backend_requires import backend_requires
 from harness.images.build_errors import project_failure
@@ -39,6 +41,10 @@ CONTENT_LABEL = "gpuci.content-hash"
 
 def build_dir(root: Path) -> Path:
     return private_dir(root, ".gpuci", "build")
+
+
+class ParentImageGone(InfrastructureError):
+    """An image the build builds on was removed while it built, twice."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def _build_missing(
         labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, **resolved}
         if recipe.install is not None:
             labels["gpuci.install"] = f"editable {recipe.install.workspace}"
-        _build(client, ctx, tag, recipe, labels, Path(root))
+        build_in_context(client, ctx, tag, recipe, labels, Path(root))
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     image_id = existing(client, tag)
@@ -178,6 +184,52 @@ def resolve_project(
     record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
     say(f"resolved {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
     return list(resolution.pins), target.version
+
+
+def build_in_context(
+    client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str], root: Path
+) -> None:
+    """Build, holding the host's build lock and a pin on the base image (harness/images/in_use.py:
+    gc and reap keep off both). A build whose parent image vanished meanwhile (a clean-up of the
+    engine by another tool or host) is built once more, on its base made again where gpuci makes it;
+    twice is infrastructure (exit 75)."""
+    base = recipe.base_image
+    for attempt in (1, 2):
+        base_id = engine.image_id(client, base) if base else None
+        if attempt == 2 and base and base_id is None:  # not made again: nothing to build on
+            raise ParentImageGone(_orphaned_message(tag, f"{base} is gone"))
+        with in_use.building(), in_use.pinned(base_id) if base_id else contextlib.nullcontext():
+            try:
+                _build(client, context, tag, recipe, labels, root)
+                return
+            except ImageBuildError as exc:
+                if not orphaned(client, str(exc), base_id):
+                    raise
+                if attempt == 2:
+                    raise ParentImageGone(_orphaned_message(tag, str(exc))) from None
+                say(f"the image {tag} builds on was removed while it built ({exc}): building it once more")
+        if recipe.base_recipe is not None:
+            bootstrap_base(client, recipe.base_recipe)  # made again if it was the one removed
+
+
+def _orphaned_message(tag: str, cause: str) -> str:
+    return (
+        f"building {tag} failed twice because an image it builds on was removed while it built ({cause}). "
+        "Another process is cleaning this Docker Engine (a `docker image prune`, or a clean-up on another "
+        "host that shares it): keep such clean-ups off images younger than a build (`gpuci gc` does) and "
+        "run again; CI retries exit 75."
+    )
+
+
+# The engine's words when a parent layer or the base vanished mid-build (classic builder and BuildKit).
+ORPHANED = ("unknown parent image", "failed to set parent", "failed to get digest", "No such image")
+
+
+def orphaned(client: docker.DockerClient, error: str, base_id: str | None) -> bool:
+    """Whether a build failed because an image it builds on vanished (not because of the recipe)."""
+    if base_id and engine.image_id(client, base_id) is None:
+        return True
+    return any(text in error for text in ORPHANED)
 
 
 def _build(

@@ -37,7 +37,8 @@ def reap_command(args: argparse.Namespace) -> int:
             leftovers += reaper.stray_holders(backend, project)
             backend.close()
     leftovers += reaper.orphaned_processes({int(i.id) for i in leftovers if i.kind.endswith("holder")}, project)
-    leftovers += reaper.stale_leases()
+    if not labels:  # lease files carry no labels: a reap scoped by label leaves them to others
+        leftovers += reaper.stale_leases()
     leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.stale_build_folders(args.root)]
     leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.stale_secrets()]
     for item in leftovers:

@@ -23,14 +23,24 @@ DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
 class ContainerWorkload:
     """One container's life: create, start, wait, signal, remove."""
 
-    def __init__(self, client: docker.DockerClient, spec: RunSpec, log: LogTarget) -> None:
+    def __init__(
+        self, client: docker.DockerClient, spec: RunSpec, log: LogTarget, pin: contextlib.ExitStack | None = None
+    ) -> None:
         self.client, self.spec = client, spec
         self.container: Any = None
+        # Keeps gc off the image until the container exists (the engine keeps it from then on).
+        self.pin = pin or contextlib.ExitStack()
         self._stdin: Any = None
         self._janitor: Any = None  # harness.run.janitor: the host's clock for this container
         self.pump = log.pump()
 
     def start(self) -> None:
+        try:
+            self._start()
+        finally:
+            self.pin.close()
+
+    def _start(self) -> None:
         spec = self.spec
         try:
             self.container = self.client.containers.create(
@@ -120,6 +130,7 @@ class ContainerWorkload:
 
     def remove(self) -> bool:
         """Remove the container (force) once its log stream has ended; True when it is gone."""
+        self.pin.close()
         self.pump.join(timeout=30)
         if self._stdin is not None:
             with contextlib.suppress(Exception):

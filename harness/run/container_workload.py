@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import replace
@@ -47,16 +48,30 @@ def reap_own_leftovers(client: Any, area: str, platform: str, project: str) -> N
 
 
 def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
-    from harness.gpu.devices import container_devices
     from harness.images.engine import connect
+
+    options, area = run.options, run.area
+    assert area is not None
+    client = connect()
+    reap_own_leftovers(client, area, options.platform, project_id(options.root))
+    pin = contextlib.ExitStack()  # gc keeps off the image until the container exists
+    try:
+        image = image_for_run(client, run, pin)
+        return _workload(run, watch, client, image, pin)
+    except BaseException:
+        pin.close()
+        raise
+
+
+def _workload(
+    run: Run, watch: VramWatch | None, client: Any, image: str, pin: contextlib.ExitStack
+) -> ContainerWorkload:
+    from harness.gpu.devices import container_devices
     from harness.run.container import ContainerWorkload
     from harness.run.spec import BindMount, RunSpec
 
     options, step, area, run_id = run.options, run.step, run.area, run.run_id
     assert step is not None and area is not None and run.outbox is not None
-    client = connect()
-    reap_own_leftovers(client, area, options.platform, project_id(options.root))
-    image = image_for_run(client, run)
     mounts = [
         BindMount(str(options.root.resolve()), options.workspace),
         *guarded_state(options.root, options.workspace),
@@ -126,7 +141,7 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
         limits=limits,
     )
     run.report.spec = spec.to_report(run.redactor)
-    return ContainerWorkload(client, spec, run.log_target())
+    return ContainerWorkload(client, spec, run.log_target(), pin)
 
 
 def step_limits(options: RunOptions, step: Step) -> Limits:
@@ -167,13 +182,28 @@ def _image_too_slow(seconds: float, tag: str) -> ImageBuildError:
     )
 
 
-def image_for_run(client: Any, run: Run) -> str:
+def image_for_run(client: Any, run: Run, pin: contextlib.ExitStack) -> str:
     """The run's image (pinned by a repro, else local, pulled or built) and what the report says of it:
-    content tag, image ID and the registry's digest, so "the same image" means the same bytes."""
+    content tag, image ID and the registry's digest, so "the same image" means the same bytes. The
+    image is pinned in `pin` from the moment it is found (harness/images/in_use.py); one removed by
+    another process before that is looked for once more."""
+    from harness.images import engine, in_use
+
+    image_id = _find_image(client, run)
+    pin.enter_context(in_use.pinned(image_id))
+    if engine.image_id(client, image_id) is None:
+        say(f"the image {image_id[:19]} was removed as this run found it (a clean-up of the engine): once more")
+        pin.close()
+        image_id = _find_image(client, run)
+        pin.enter_context(in_use.pinned(image_id))
+    _describe_image(client, run, image_id)
+    return image_id
+
+
+def _find_image(client: Any, run: Run) -> str:
     import time
 
     from harness.declare.pythons import builds_on_local_base
-    from harness.images import archive, manifest
     from harness.images.build import resolved
     from harness.images.obtain import obtain
     from harness.images.recipe import recipe_for
@@ -206,11 +236,17 @@ def image_for_run(client: Any, run: Run) -> str:
             "base_image": recipe.build_args.get("BASE_IMAGE"),
             "resolved": list(recipe.pins),  # the project's resolution, in the tag (gpuci.lock)
         }
+    run.report.timings = {"image_ensure_s": round(time.monotonic() - started, 6)}
+    return image_id
+
+
+def _describe_image(client: Any, run: Run, image_id: str) -> None:
+    from harness.images import archive, manifest
+
+    options = run.options
     said = run.report.image
     assert said is not None
     loaded = archive.loaded_from(options.root, image_id)
     if loaded:
         said["archive"] = {"file": loaded["file"], "sha256": loaded["sha256"]}
     said["packages"] = manifest.packages(client, image_id, options.root, {"gpuci.run-id": run.run_id})
-    run.report.timings = {"image_ensure_s": round(time.monotonic() - started, 6)}
-    return image_id

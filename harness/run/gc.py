@@ -89,7 +89,9 @@ def find_garbage(
             if tree.is_dir() and not tree.is_symlink() and age > older_than_s:
                 found.append(Garbage("worktree", str(tree), _size(tree), f"repro worktree, {age / 86400:.0f} days old"))
     folder = lock_path("build-x").parent
-    for path in sorted([*folder.glob("gpuci-build-*.lock"), *folder.glob("gpuci-image-*.lock")]):
+    # Lock files carry no labels: a gc scoped by label leaves them to others.
+    host_wide = [] if labels else [*folder.glob("gpuci-build-*.lock"), *folder.glob("gpuci-image-*.lock")]
+    for path in sorted(host_wide):
         with contextlib.suppress(FileNotFoundError):
             if is_locked(path) is False and now - path.stat().st_mtime > 3600:
                 found.append(Garbage("lock-file", str(path), 0, "no process holds it"))

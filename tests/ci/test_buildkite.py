@@ -16,6 +16,8 @@ import yaml
 from harness.ci.buildkite import Selection, generate, matches, to_yaml, touches
 from harness.declare.config import ProjectConfig
 from harness.declare.sources import load_areas
+from harness.images import engine
+from harness.run.reaper import PROJECT_LABEL, project_id
 from tests.conftest import ROOT, harness_cmd, harness_env
 from tests.synthetic import synthetic_project
 
@@ -135,9 +137,9 @@ def test_an_agent_cancel_stops_the_container_and_writes_the_report_within_its_gr
         text=True,
         start_new_session=True,
     )
-    label = "gpuci.area=agentcancel"
+    label = ["gpuci.area=agentcancel", f"{PROJECT_LABEL}={project_id(root)}"]  # this test's run, no twin's
     deadline = time.monotonic() + 60
-    while not docker_client.containers.list(sparse=True, filters={"label": label, "status": "running"}):
+    while not engine.list_containers(docker_client, label, status="running"):
         assert time.monotonic() < deadline and job.poll() is None
         time.sleep(0.1)
     time.sleep(0.5)
@@ -151,7 +153,7 @@ def test_an_agent_cancel_stops_the_container_and_writes_the_report_within_its_gr
     took = time.monotonic() - cancelled
     report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
     assert report["outcome"] == "cancelled" and took < grace
-    assert docker_client.containers.list(all=True, sparse=True, filters={"label": label}) == []
+    assert engine.list_containers(docker_client, label) == []
 
 
 def test_a_dependency_whose_failure_is_allowed_stays_so_in_the_pipeline(tmp_path: Path) -> None:

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+import io
 import shutil
+import tarfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from harness.errors import UsageError
-from harness.images.build import ensure
+from harness.errors import ExitCode, UsageError
+from harness.images import engine
+from harness.images.build import ParentImageGone, build_in_context, ensure
 from harness.images.recipe import recipe_for
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SESSION_LABEL
 
 
 def copy_recipes(tmp_path: Path) -> Path:
@@ -37,11 +42,16 @@ def test_a_missing_recipe_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_ensure_of_an_existing_tag_builds_nothing(docker_client, cpu_image) -> None:
     recipe = recipe_for(ROOT, "cpu")
-    before = len(docker_client.images.list(all=True))
+    since = int(time.time()) - 1
     started = time.monotonic()
     again = ensure(docker_client, recipe, ROOT)
     assert again.built is False and again.tag == cpu_image.tag and again.id == cpu_image.id
-    assert len(docker_client.images.list(all=True)) == before
+    # A build of the recipe would tag its content tag anew: the engine's events for that tag alone
+    # (a neighbour's builds on a shared engine are not counted), none since the call began.
+    events = docker_client.events(
+        since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image", "image": cpu_image.tag}
+    )
+    assert [e for e in events if e.get("Action") in ("tag", "build")] == []
     assert time.monotonic() - started < 5  # generous: the figure itself is in bench/
 
 
@@ -66,3 +76,84 @@ def test_a_ca_bundle_reaches_the_image(docker_client, cpu_image, tmp_path: Path)
         ensured.tag, ["tail", "-n", "2", "/etc/ssl/certs/ca-certificates.crt"], remove=True
     )
     assert b"Z3BVY2ktdGVzdC1jYQ==" in out
+
+
+def _base(client, marker: str, parent: str) -> str:
+    """A base image of this test's own (the cpu image and two labels), made in a moment; its tag."""
+    tag = f"gpuci-test-base/{marker}:x"
+    dockerfile = f"FROM {parent}\nLABEL {SESSION_LABEL} gpuci.test-base={marker}\n".encode()
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    for chunk in client.api.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True, tag=tag, decode=True):
+        assert "error" not in chunk, chunk
+    return tag
+
+
+def _remove_base_mid_build(client, base: str, replacement: str | None) -> threading.Thread:
+    """Another process cleaning the engine: removes the base once a build step ran on it (and, with a
+    `replacement`, first moves the base's tag onto that image, as a pull of a newer base would)."""
+    base_id = engine.image_id(client, base)
+
+    def remove() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(c.image_id == base_id for c in engine.list_containers(client)):
+                if replacement:
+                    repository, tag = base.rsplit(":", 1)
+                    client.api.tag(replacement, repository, tag, force=True)
+                try:  # the engine refuses while the step's container runs: until it has stopped
+                    engine.remove_image(client, base_id, force=True)
+                except engine.ImageInUse:
+                    time.sleep(0.02)
+                    continue
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=remove)
+    thread.start()
+    return thread
+
+
+def _slow_context(tmp_path: Path) -> Path:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN sleep 4\nRUN echo built > /built\n")
+    return context
+
+
+def test_a_build_whose_base_is_removed_midway_is_built_once_more(docker_client, cpu_image, tmp_path, capfd) -> None:
+    marker = uuid.uuid4().hex[:12]
+    base = _base(docker_client, marker, cpu_image.tag)
+    newer = _base(docker_client, marker + "-newer", cpu_image.tag)
+    tag = f"gpuci-test-orphan/{marker}:x"
+    recipe = recipe_for(ROOT, "cpu", base_image=base)
+    remover = _remove_base_mid_build(docker_client, base, replacement=newer)
+    try:
+        build_in_context(docker_client, _slow_context(tmp_path), tag, recipe, {"gpuci.test": marker})
+        remover.join()
+        assert "building it once more" in capfd.readouterr().err
+        assert docker_client.containers.run(tag, ["cat", "/built"], remove=True).strip() == b"built"
+    finally:
+        remover.join()
+        for ref in (tag, base, newer):
+            engine.remove_image(docker_client, ref, force=True)
+
+
+def test_a_build_whose_base_is_gone_for_good_says_so_and_exits_75(docker_client, cpu_image, tmp_path) -> None:
+    marker = uuid.uuid4().hex[:12]
+    base = _base(docker_client, marker, cpu_image.tag)
+    tag = f"gpuci-test-orphan/{marker}:x"
+    recipe = recipe_for(ROOT, "cpu", base_image=base)
+    remover = _remove_base_mid_build(docker_client, base, replacement=None)
+    try:
+        with pytest.raises(ParentImageGone, match="was removed while it built") as failed:
+            build_in_context(docker_client, _slow_context(tmp_path), tag, recipe, {"gpuci.test": marker})
+        assert failed.value.exit_code == ExitCode.INFRASTRUCTURE
+        assert engine.image_id(docker_client, tag) is None
+    finally:
+        remover.join()
+        for ref in (tag, base):
+            engine.remove_image(docker_client, ref, force=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from harness.images import engine
 from harness.run.reaper import PROJECT_LABEL, project_id
 from tests.conftest import git
 from tests.registry_server import RegistryServer
@@ -54,11 +55,9 @@ def remove_local(client: docker.DockerClient, root: Path, run_harness, registry:
     """The project's image gone from this host: by tag, by registry tag and by digest (a repro pulls by digest)."""
     tag = local_tag(run_harness, root)
     names = (tag, f"{registry.address}/gpuci-cpu:{tag.split(':')[1]}")
-    for image in client.images.list():
-        if set(names) & set(image.tags) or any(
-            d.startswith(f"{registry.address}/gpuci-cpu@") for d in image.attrs.get("RepoDigests") or []
-        ):
-            client.images.remove(image.id, force=True, noprune=False)
+    for image in engine.list_images(client):
+        if set(names) & set(image.tags) or any(d.startswith(f"{registry.address}/gpuci-cpu@") for d in image.digests):
+            engine.remove_image(client, image.id, force=True)
 
 
 def latest_report(root: Path) -> dict:
@@ -126,7 +125,7 @@ def test_repro_pulls_the_recorded_digest_or_refuses_and_rebuild_lists_difference
     assert "no longer has" in refused.stderr and "--rebuild" in refused.stderr and "Traceback" not in refused.stderr
     # This project's containers: another test of this file may be running its own "reg" area beside it.
     mine = ["gpuci.area=reg", f"{PROJECT_LABEL}={project_id(project)}"]
-    assert not docker_client.containers.list(all=True, filters={"label": mine})
+    assert not engine.list_containers(docker_client, mine)
 
     # A rebuild says loudly it is not the same container and lists what differs from the recorded packages.
     edited = json.loads(original_path.read_text())
@@ -175,7 +174,7 @@ def test_an_unreachable_registry_is_exit_75_naming_it_and_leaves_nothing(project
     assert latest_report(project)["outcome"] == "infrastructure"
     # This project's containers: another test of this file may be running its own "reg" area beside it.
     mine = ["gpuci.area=reg", f"{PROJECT_LABEL}={project_id(project)}"]
-    assert not docker_client.containers.list(all=True, filters={"label": mine})
+    assert not engine.list_containers(docker_client, mine)
     published = run_harness("image", "publish", "--platform", "cpu", "--root", str(project))
     assert published.returncode == 75 and "cannot be reached" in published.stderr
     assert not (project / ".gpuci" / "images" / "published").exists()

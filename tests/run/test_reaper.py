@@ -177,7 +177,13 @@ def test_reap_touches_only_its_own_projects_runs_unless_told(
 
 def test_reap_without_an_engine_says_it_could_not_look_and_exits_75(run_harness, tmp_path) -> None:
     done = run_harness(
-        "reap", "--root", str(tmp_path), "--vram-backend", "none", DOCKER_HOST="unix:///nonexistent/docker.sock"
+        "reap",
+        "--root",
+        str(tmp_path),
+        "--vram-backend",
+        "none",
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        GPUCI_LOCK_DIR=str(tmp_path),  # its own lock folder: not the lease files other suites left in /tmp
     )
     assert done.returncode == 75, done.stderr
     assert "could not look for containers" in done.stderr and "Traceback" not in done.stderr

@@ -7,12 +7,12 @@ back at its baseline.
 from __future__ import annotations
 
 import json
-import time
 
 import psutil
 import pytest
 
 from harness.gpu.vram import sim
+from harness.images import engine
 
 MODES = [
     "ignore-sigterm",
@@ -77,7 +77,7 @@ def test_misbehaving_workload_is_torn_down(
     backend = sim.SimBackend(sim_gpus)
     assert backend.used_bytes(backend.devices()[0]) == 0
     assert leftovers(report["run_id"]) == []
-    assert docker_client.containers.list(all=True, filters={"label": f"gpuci.run-id={report['run_id']}"}) == []
+    assert engine.list_containers(docker_client, [f"gpuci.run-id={report['run_id']}"]) == []
     if mode == "release-lag":
         assert report["vram"]["wait_seconds"] > 1.0  # waited for the lagging release, not past it
     if mode == "flood":
@@ -128,7 +128,7 @@ def test_a_holder_outside_the_run_is_named_and_fails_the_teardown(make_project, 
 
     from tests.conftest import harness_cmd, harness_env
 
-    area = "platforms: [cpu]\nsteps:\n  - label: wait\n    commands: ['sleep 3']\n"
+    area = "platforms: [cpu]\nsteps:\n  - label: wait\n    commands: ['echo step-started; sleep 3']\n"
     root = make_project(area, name="outsider")
     env = harness_env(GPUCI_SIM_GPUS=str(sim_gpus))
     run = subprocess.Popen(
@@ -148,10 +148,14 @@ def test_a_holder_outside_the_run_is_named_and_fails_the_teardown(make_project, 
         ),
         env=env,
         stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # the baseline is taken; now someone else takes memory on the run's GPU
+    # The step runs, so the baseline is taken (a fixed sleep was too short on a loaded host: the
+    # run took 9 s to start); now someone else takes memory on the run's GPU.
+    while "step-started" not in (line := run.stdout.readline()):  # type: ignore[union-attr]
+        assert line, "the run ended before its step started"
     outsider = subprocess.Popen(harness_cmd("simgpu", "hold", "1GiB"), env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert "holding" in outsider.stdout.readline()  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ host afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import docker
 
-from harness.run.reaper import project_id
+from harness.images import engine
+from harness.run.reaper import PROJECT_LABEL, project_id
 from tests.conftest import git, harness_cmd, harness_env
 
 
@@ -195,11 +197,12 @@ def test_secrets_are_masked_by_value_and_absent_from_docker_inspect(
         text=True,
     )
     inspected = ""
+    mine = f"{PROJECT_LABEL}={project_id(root)}"  # this test's run, never a neighbour suite's
     deadline = time.monotonic() + 60
     while not inspected and time.monotonic() < deadline and proc.poll() is None:
-        for container in docker_client.containers.list(filters={"label": "gpuci.area=attack"}):
-            if container.labels.get("gpuci.project"):
-                inspected = json.dumps(container.attrs)
+        for container in engine.list_containers(docker_client, ["gpuci.area=attack", mine]):
+            with contextlib.suppress(docker.errors.NotFound):  # it may end and go as we look
+                inspected = json.dumps(docker_client.api.inspect_container(container.id))
         time.sleep(0.2)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
