@@ -124,3 +124,46 @@ def test_a_setup_py_project_is_installed_with_its_metadata_and_console_script(ru
     (root / "legacy" / "__init__.py").write_text("def hello():\n    print('hello again')\n")
     again = run_harness("run", "--platform", "cpu", "--area", "legacy", "--root", str(root), timeout=900)
     assert again.returncode == 0 and "hello again" in again.stdout and "building" not in again.stderr
+
+
+UJSON = "ujson==5.10.0"  # a C (and C++) extension, top-level module, setuptools + setuptools-scm
+
+
+def test_a_real_c_extension_from_pypi_gives_pytest_s_counts_with_nothing_set(run_harness, tmp_path) -> None:
+    """ujson's sdist as a new user's checkout: no [tool.gpuci] at all, only an area that runs its tests."""
+    import json
+    import subprocess
+    import sys
+    import tarfile
+
+    from tests.images.test_toolchain import _host_counts
+
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", UJSON, "-d", tmp_path],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if got.returncode != 0:
+        pytest.skip(f"PyPI cannot be reached for {UJSON}: {got.stderr[-300:]}")
+    (sdist,) = tmp_path.glob("ujson-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data")
+    root = next(p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith("ujson-"))
+    area = root / ".buildkite" / "test_areas" / "ujson.yaml"
+    area.parent.mkdir(parents=True)
+    area.write_text(
+        "platforms: [cpu]\nsteps:\n  - label: ujson\n    num_gpus: 0\n    commands:\n"
+        "      - python -m pytest -p no:cacheprovider tests/test_ujson.py -q\n"
+    )
+    shutil.copytree(ROOT / "containers", root / "containers")
+    (root / ".gitignore").write_text(".gpuci/\n")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "ujson")
+    done = run_harness("run", "--platform", "cpu", "--area", "ujson", "--root", str(root), timeout=2400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-5000:]
+    report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
+    counts = {k: v for k, v in (report.get("counts") or {}).items() if v}
+    host = _host_counts(root, tmp_path, ("setuptools", "wheel", "setuptools-scm"), "tests/test_ujson.py")
+    assert counts == {k: v for k, v in host.items() if v} and counts["passed"] > 100, (counts, host)
+    status = git(root, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert status in ([], ["?? gpuci.lock"]), status  # nothing compiled into the checkout

@@ -168,7 +168,9 @@ def _c_project(root: Path) -> Path:
     return root
 
 
-def _host_counts(project: Path, tmp_path: Path) -> dict[str, int]:
+def _host_counts(
+    project: Path, tmp_path: Path, build: tuple[str, ...] = ("setuptools", "wheel"), tests: str = "tests"
+) -> dict[str, int]:
     """`pip install -e .` and pytest on the host, from the suite's wheelhouse (offline), in a copy."""
     copy = tmp_path / "host-copy"
     subprocess.run(["cp", "-a", str(project), str(copy)], check=True)
@@ -176,11 +178,11 @@ def _host_counts(project: Path, tmp_path: Path) -> dict[str, int]:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--find-links",
            str(ROOT / ".gpuci" / "wheelhouse")]  # fmt: skip
-    subprocess.run([*pip, "setuptools", "wheel", "pytest"], check=True)
+    subprocess.run([*pip, *build, "pytest"], check=True)
     subprocess.run([*pip, "--no-build-isolation", "-e", str(copy)], check=True)
     report = tmp_path / "host.json"
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "tests", "-q",
+        [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", tests, "-q",
          f"--junitxml={report}"], cwd=copy, capture_output=True, text=True,
     )  # fmt: skip
     import xml.etree.ElementTree as ET

@@ -1,0 +1,172 @@
+"""Every build backend is asked what its builds need, in a container, and gets it installed."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UsageError
+from harness.images.airgap import bootstrap_base
+from harness.images.backend_requires import backend_requires
+from harness.images.project_install import project_install
+from harness.images.resolve import ask_image
+from tests.conftest import ROOT, git
+
+WHEELHOUSE = ROOT / ".gpuci" / "wheelhouse"
+PYPROJECT = (
+    '[build-system]\nrequires = [{requires}]\nbuild-backend = "{backend}"\n\n'
+    '[project]\nname = "{name}"\nversion = "0.1"\n'
+)
+SETUP_PY = "from setuptools import setup\nsetup(name='st_setup_py', version='0.1', py_modules=['st_setup_py'])\n"
+CMAKE = """\
+cmake_minimum_required(VERSION 3.15)
+project(skb_lib LANGUAGES C)
+find_package(Python COMPONENTS Interpreter Development.Module REQUIRED)
+python_add_library(_skb MODULE skb.c WITH_SOABI)
+install(TARGETS _skb DESTINATION .)
+"""
+SKB_C = """\
+#include <Python.h>
+static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(42); }
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, ""}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_skb", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__skb(void) { return PyModule_Create(&module); }
+"""
+# name: (build-system requires, build-backend, extra files)
+BACKENDS = {
+    "st_setup_py": (None, None, {"setup.py": SETUP_PY}),
+    "st_pyproject": ('"setuptools>=64"', "setuptools.build_meta", {}),
+    "hatch_lib": ('"hatchling"', "hatchling.build", {}),
+    "flit_lib": ('"flit_core>=3.4"', "flit_core.buildapi", {}),
+    "pdm_lib": ('"pdm-backend"', "pdm.backend", {}),
+    "poetry_lib": ('"poetry-core>=1.9"', "poetry.core.masonry.api", {}),
+    "skb_lib": ('"scikit-build-core>=0.10"', "scikit_build_core.build", {"CMakeLists.txt": CMAKE, "skb.c": SKB_C}),
+    "maturin_lib": ('"maturin>=1,<2"', "maturin", {
+        "Cargo.toml": '[package]\nname = "maturin_lib"\nversion = "0.1.0"\nedition = "2021"\n',
+        "src/main.rs": 'fn main() { println!("hello from rust"); }\n'}),
+}  # fmt: skip
+
+
+def _project(root: Path, name: str) -> Path:
+    requires, backend, files = BACKENDS[name]
+    root.mkdir(parents=True)
+    if requires is not None:
+        text = PYPROJECT.format(requires=requires, backend=backend, name=name)
+        if name == "flit_lib":
+            text = text.replace('version = "0.1"', 'version = "0.1"\ndescription = "x"')
+        if name == "poetry_lib":
+            text += f'\n[tool.poetry]\nname = "{name}"\nversion = "0.1"\ndescription = "x"\nauthors = []\n'
+        if name == "maturin_lib":
+            text += '\n[tool.maturin]\nbindings = "bin"\n'
+        (root / "pyproject.toml").write_text(text)
+    if name.endswith("_lib") and name not in ("skb_lib", "maturin_lib"):
+        (root / "src" / name).mkdir(parents=True)
+        (root / "src" / name / "__init__.py").write_text('"""A tiny library."""\n__version__ = "0.1"\nVALUE = 42\n')
+    else:
+        (root / f"{name}.py").write_text("VALUE = 42\n")
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root
+
+
+def test_each_backend_is_asked_in_a_container_and_answers(docker_client, tmp_path: Path) -> None:
+    base = bootstrap_base(docker_client)
+    target = ask_image(docker_client, base)
+    constraints = ROOT / "containers" / "requirements.txt"
+    answers = {}
+    for name in BACKENDS:
+        root = _project(tmp_path / name, name)
+        install = project_install(root, "editable", "/workspace")
+        assert install is not None
+        answers[name] = backend_requires(docker_client, base, root, install, target, WHEELHOUSE, None, constraints)
+    print(json.dumps(answers, indent=1))
+    names = {k: {re.split(r"[<>=!~;\[ ]", a, maxsplit=1)[0].lower() for a in v} for k, v in answers.items()}
+    assert "editables" in names["hatch_lib"]  # hatchling's editable build: not in [build-system] requires
+    assert {"cmake", "ninja"} <= names["skb_lib"]  # the bare base has neither: scikit-build-core asks for both
+    for name in ("flit_lib", "poetry_lib", "st_pyproject"):
+        assert "editables" not in names[name]
+    # Nothing ran on the host: setuptools' egg_info ran in the container, not in the project's folder.
+    assert not list((tmp_path / "st_setup_py").glob("*.egg-info"))
+
+
+def test_a_backend_that_fails_when_asked_is_the_project_s_to_fix(docker_client, tmp_path: Path) -> None:
+    base = bootstrap_base(docker_client)
+    root = _project(tmp_path / "st_setup_py", "st_setup_py")
+    (root / "setup.py").write_text("from setuptools import setup\nimport no_such_module_here\nsetup(name='x')\n")
+    install = project_install(root, "editable", "/workspace")
+    assert install is not None
+    with pytest.raises(UsageError) as err:
+        backend_requires(docker_client, base, root, install, ask_image(docker_client, base), WHEELHOUSE, None, None)
+    assert f"{root}/setup.py" in str(err.value) and "No module named 'no_such_module_here'" in str(err.value)
+
+
+HATCH_CHECK = 'import hatch_lib, importlib.metadata as m; print("ok", hatch_lib.VALUE, m.version("hatch_lib"))'
+
+
+def _area(root: Path, command: str) -> None:
+    area = root / ".buildkite" / "test_areas" / "it.yaml"
+    area.parent.mkdir(parents=True)
+    area.write_text(textwrap.dedent(f"""\
+        platforms: [cpu]
+        steps:
+          - label: it
+            num_gpus: 0
+            commands:
+              - {command}
+        """))  # fmt: skip
+    (root / "containers" / "cpu").mkdir(parents=True)
+    (root / "containers" / "cpu" / "Dockerfile").write_text((ROOT / "containers" / "cpu" / "Dockerfile").read_text())
+    (root / "containers" / "requirements.txt").write_text((ROOT / "containers" / "requirements.txt").read_text())
+    (root / ".gitignore").write_text(".gpuci/\n")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "it")
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "expected"),
+    [
+        ("hatch_lib", f"python -c '{HATCH_CHECK}'", "ok 42 0.1"),
+        ("skb_lib", "python -c 'import _skb; print(\"skb says\", _skb.answer())'", "skb says 42"),
+    ],
+)  # fmt: skip
+# maturin's is left out here: its image (Debian's cargo in the system layer, a release build of a Rust
+# binary) took longer than 25 minutes on a shared 2-core engine; its backend's answer is tested above.
+def test_a_project_of_each_kind_installs_in_its_image(run_harness, tmp_path: Path, name, command, expected) -> None:
+    root = _project(tmp_path / name, name)
+    _area(root, command)
+    done = run_harness("run", "--platform", "cpu", "--area", "it", "--root", str(root), timeout=1500)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert expected in done.stdout
+    lock = json.loads((root / "gpuci.lock").read_text())
+    (pins,) = [entry["pins"] for entry in lock["entries"].values()]
+    if name == "hatch_lib":  # asked of the backend, resolved with the rest, and locked
+        assert any(p.startswith("editables==") for p in pins), pins
+    assert git(root, "status", "--porcelain") in ("", "?? gpuci.lock\n")
+
+
+def test_the_backend_s_answer_is_input_checked_before_the_resolver_sees_it(tmp_path: Path) -> None:
+    from harness.errors import ImageBuildError
+    from harness.images.backend_requires import _answer
+    from harness.images.in_image.ask_backend import MARKER
+
+    install = project_install(_project(tmp_path / "hatch_lib", "hatch_lib"), "editable", "/workspace")
+    assert install is not None
+
+    def said(data: object) -> str:
+        return f"noise the project printed\n{MARKER}{json.dumps(data)}\n"
+
+    assert _answer(said({"wheel": [], "editable": ["editables~=0.3"]}), install, tmp_path) == ["editables~=0.3"]
+    for hostile in ("pkg @ https://evil.example/pkg.whl", "-r /etc/shadow", "x" * 400):
+        with pytest.raises(UsageError, match="not a requirement by name"):
+            _answer(said({"wheel": [hostile]}), install, tmp_path)
+    with pytest.raises(ImageBuildError, match="not a short list"):
+        _answer(said({"wheel": ["a"] * 1000}), install, tmp_path)
+    with pytest.raises(UsageError, match="failed when asked") as err:
+        _answer(said({"error": "Traceback …\nValueError: bad config"}), install, tmp_path)
+    assert f"{tmp_path}/pyproject.toml" in str(err.value) and "ValueError: bad config" in str(err.value)
