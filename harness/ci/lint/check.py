@@ -15,6 +15,7 @@ from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
 from harness.ci.lint.homes import Homes
+from harness.ci.lint.module_facts import SELF_SET_NAMES, TEST_FACTS
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
 from harness.ci.lint.resolver import Resolver
 from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, why_a_script
@@ -44,8 +45,7 @@ def lint(
     resolver = Resolver(root, tree, config, files, cache)
     homes = Homes(tree, files.history(), resolver.read)
 
-    def analyse(analysis: Analysis[T], path: str) -> T:
-        return cache.get(analysis, resolver.read(path))
+    analyse = resolver.analyse
 
     areas = [*areas, *_external(root, tree, config)]
     findings: list[Finding] = []
@@ -61,7 +61,7 @@ def lint(
                 # A step on hardware gpuci has no platform for runs its tests somewhere unknown ("?").
                 known = "?" if OTHER_HARDWARE.search(step.device or "") else platform
                 for path in reaches[id(step)].files:
-                    if posixpath.basename(path).startswith("test_"):
+                    if path.rpartition("/")[2].startswith("test_"):
                         runs.setdefault(path, []).append((rel, step.line, step.label, known))
             for step in {id(f): f for f in forms.values()}.values():
                 reach = reaches[id(step)]
@@ -122,32 +122,25 @@ def lint(
     pytest_config = PytestConfig.read(root)
     fixtures: frozenset[str] | None = None  # read once, and only if a candidate needs it
     for path in pytest_config.test_files(tree):
-        if path not in reached and DEFINES_TESTS.search(read(path)):
-            if "__main__" in read(path):
-                fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
-                why = why_a_script(analyse(TEST_NEEDS, path), fixtures)
-                if why is not None:  # a script named like a test: pytest would error on it, not run tests
-                    findings.append(Finding("script-not-test", path, 0, "", f"{path}: {why}", path=path))
-                    continue
-            message = f"{path} is collected by pytest but no step runs it"
-            findings.append(Finding("unrun-test", path, 0, "", message, path=path, holds=_tests_of(read(path))))
+        if path in reached:
+            continue
+        defines, has_main, tests = analyse(TEST_FACTS, path)
+        if not defines:
+            continue
+        if has_main:
+            fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
+            why = why_a_script(analyse(TEST_NEEDS, path), fixtures)
+            if why is not None:  # a script named like a test: pytest would error on it, not run tests
+                findings.append(Finding("script-not-test", path, 0, "", f"{path}: {why}", path=path))
+                continue
+        message = f"{path} is collected by pytest but no step runs it"
+        findings.append(Finding("unrun-test", path, 0, "", message, path=path, holds=tests))
     # The project's own modules are read for one pattern, once, and not kept (files.read, not read).
-    findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, files.read)))
+    findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, analyse)))
     findings.extend(_platform_skips(runs, analyse))
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
-
-
-def _tests_of(text: str) -> str:
-    """A fingerprint of a module's tests (their names): the same tests moved elsewhere are the same."""
-    names = sorted(re.findall(r"^\s*(?:async\s+)?def (test\w*)|^class (Test\w*)", text, re.M))
-    return hashlib.sha256(repr(names).encode()).hexdigest()[:12]
-
-
-# What pytest collects from a module by default: test functions and Test classes. A library module
-# whose name only looks like a test's (`marlin_utils_test.py`) defines neither.
-DEFINES_TESTS = re.compile(r"^(?:\s*(?:async\s+)?def test|class Test)", re.M)
 
 
 # Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs, scripts run from
@@ -250,21 +243,12 @@ def _matches_any(tree: Tree, entry: str, mode: str) -> bool:
     return tree.exists(path) or (mode != "component" and any(matches(f, entry, mode) for f in tree.files))
 
 
-# The project's own code setting a variable at run time (`os.environ["X"] = …` in its package, as an
-# engine that picks its mode at import does): such a variable is not a step's to set.
-SELF_SET = re.compile(
-    r"""os\.environ\[\s*["']([A-Za-z_]\w*)["']\s*\]\s*=[^=]|os\.environ\.setdefault\(\s*["']([A-Za-z_]\w*)["']"""
-    r"""|os\.putenv\(\s*["']([A-Za-z_]\w*)["']"""
-)
-
-
-def _set_by_the_project(tree: Tree, read: Callable[[str], str]) -> set[str]:
-    """Read once, on the first gate candidate; not kept (the whole package, read for one pattern)."""
+def _set_by_the_project(tree: Tree, analyse: Analyse) -> set[str]:
+    """Read once, on the first gate candidate (each module's answer kept by the cache, its text not)."""
     names: set[str] = set()
     for path in tree.files:
         if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
-            text = read(path)
-            names.update(g for m in SELF_SET.finditer(text) for g in m.groups() if g)
+            names.update(analyse(SELF_SET_NAMES, path))
     return names
 
 
