@@ -34,6 +34,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -380,13 +381,13 @@ def draw(repo: Path, used: set[str], seed: int) -> list[tuple[str, str]]:
     return chosen
 
 
-def lint_unrun(tree: Path, project: dict, commit: str) -> tuple[list[str], dict[str, int], float]:
+def lint_unrun(tree: Path, project: dict, commit: str, cache: Path) -> tuple[list[str], dict[str, int], float]:
     from precision import settings
 
     args = [sys.executable, "-m", "harness", "lint", "--root", str(tree), "--format", "json"]
     args += settings(tree, project, commit)
     started = time.perf_counter()
-    env = {"PATH": "/usr/bin:/bin", "GPUCI_CACHE_DIR": str(tree.parent / "cache")}
+    env = {"PATH": "/usr/bin:/bin", "GPUCI_CACHE_DIR": str(cache)}  # shared by the commits: as a user's
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 1) or "Traceback" in done.stderr:
@@ -421,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         commits = [(git(repo, "rev-parse", c).strip(), "asked for") for c in args.only]
     results = []
+    cache = Path(tempfile.mkdtemp(prefix="gpuci-heldout-cache-"))
     for commit, why in commits:
         with tempfile.TemporaryDirectory(prefix="gpuci-heldout-") as scratch:
             tree = Path(scratch) / "tree"
@@ -428,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             archive = subprocess.run(["git", "-C", str(repo), "archive", commit], capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
             date = git(repo, "log", "-1", "--format=%cs", commit).strip()
-            lint, kinds, seconds = lint_unrun(tree, project, commit)
+            lint, kinds, seconds = lint_unrun(tree, project, commit, cache)
             listed = independent_unrun(tree, project)
         only_lint, only_listed = sorted(set(lint) - set(listed)), sorted(set(listed) - set(lint))
         results.append(
@@ -451,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             f" lint-only {len(only_lint)} independent-only {len(only_listed)}  ({why})",
             flush=True,
         )
+    shutil.rmtree(cache, ignore_errors=True)
     summary = {
         "project": project["name"],
         "mirror": str(repo),
