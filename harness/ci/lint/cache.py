@@ -96,6 +96,19 @@ class AnalysisCache:
             self._learnt = True
         return self._get(analysis, digest, lambda: text)
 
+    def recall(self, key: str) -> Any:
+        """A value `remember` stored under `key` (this run's or the store's), or None."""
+        if key in self._used:
+            return self._used[key]
+        if key in self._old:
+            self._used[key] = self._old[key]
+            return self._old[key]
+        return None
+
+    def remember(self, key: str, value: Any) -> None:
+        self._used[key] = value
+        self._learnt = True
+
     def _get(self, analysis: Analysis[T], digest: str, read: Callable[[], str]) -> T:
         key = analysis.name + ":" + digest
         if key in self._used:

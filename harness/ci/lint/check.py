@@ -14,7 +14,7 @@ from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
-from harness.ci.lint.homes import Homes
+from harness.ci.lint.homes import PENDING, Homes
 from harness.ci.lint.module_facts import SELF_SET_NAMES, TEST_FACTS
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
 from harness.ci.lint.resolver import Resolver
@@ -43,7 +43,7 @@ def lint(
     tree = Tree.scan(root, files.names())
     cache = cache or AnalysisCache(None)
     resolver = Resolver(root, tree, config, files, cache)
-    homes = Homes(tree, files.history(), resolver.read)
+    homes = Homes(tree, files.history(), resolver.read, cache)
 
     analyse = resolver.analyse
 
@@ -66,7 +66,6 @@ def lint(
             for step in {id(f): f for f in forms.values()}.values():
                 reach = reaches[id(step)]
                 for path, written in dict.fromkeys(reach.missing):
-                    home = homes.of(path)
                     option = reach.after_unknown.get(written)
                     message = (
                         f"pytest has no option {option} here (no conftest adds it): its value {written!r} "
@@ -82,7 +81,7 @@ def lint(
                             step.label,
                             message,
                             path=path,
-                            suggestion=f"moved to {home}?" if home and not option else None,
+                            suggestion=PENDING if not option else None,  # looked up with the others
                         )
                     )
                 for path, written, option in dict.fromkeys(reach.stale):
@@ -117,7 +116,7 @@ def lint(
                 for path in ran:
                     gates_checked.setdefault(path, []).append((area, step, reach.env))
             mode = mode_for(area.path, config.dependency_match, config.dependency_match_for)
-            findings.extend(_dead_dependencies(tree, rel, base, mode, homes, config.run_all))
+            findings.extend(_dead_dependencies(tree, rel, base, mode, config.run_all))
     read = resolver.read  # each file read once per lint, by whichever step or check needs it first
     pytest_config = PytestConfig.read(root)
     fixtures: frozenset[str] | None = None  # read once, and only if a candidate needs it
@@ -138,6 +137,7 @@ def lint(
     # The project's own modules are read for one pattern, once, and not kept (files.read, not read).
     findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, analyse)))
     findings.extend(_platform_skips(runs, analyse))
+    findings = homes.fill(findings)  # where missing paths went, all looked up at once
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
@@ -194,9 +194,7 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _dead_dependencies(
-    tree: Tree, rel: str, step: Step, mode: str, homes: Homes, run_all: tuple[str, ...]
-) -> Iterable[Finding]:
+def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str, run_all: tuple[str, ...]) -> Iterable[Finding]:
     deps = list(step.source_file_dependencies)
     for platform in step.platforms:
         deps += [d for d in step.on(platform).source_file_dependencies if d not in deps]
@@ -211,7 +209,6 @@ def _dead_dependencies(
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
             None,
         )
-        home = hint or homes.of(path)
         if live is None:
             live = [d for d in deps if not d.startswith("!") and d != entry and _matches_any(tree, d, mode)]
         still = [d for d in live if d != entry]
@@ -230,9 +227,7 @@ def _dead_dependencies(
             step.label,
             f"source_file_dependencies entry {entry!r} matches no file; {effect}",
             path=path,
-            suggestion=(
-                f"did you mean {hint!r} (with its extension)?" if hint else f"moved to {home}?" if home else None
-            ),
+            suggestion=f"did you mean {hint!r} (with its extension)?" if hint else PENDING,
         )
 
 
