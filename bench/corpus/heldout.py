@@ -52,6 +52,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
+from gather import export  # noqa: E402
+
 # The cases the issue names, by commit: both must be in the held-out set.
 CASES = {
     "ff0e59d83a287c3d749b02e8b6a43f31bc856753": "loop: run-neuron-test.sh runs `for f in …/2_core/*.py; pytest $f`",
@@ -436,13 +438,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         with tempfile.TemporaryDirectory(prefix="gpuci-heldout-") as scratch:
             tree = Path(scratch) / "tree"
-            tree.mkdir()
-            archive = subprocess.run(["git", "-C", str(repo), "archive", commit], capture_output=True)
-            if archive.returncode != 0:  # the mirror lacks some of its objects: say so, draw no other
-                skipped.append({"commit": commit, "why": why, "error": archive.stderr.decode(errors="replace")[-300:]})
-                print(f"{commit[:12]} skipped: git archive failed ({why})", flush=True)
+            try:  # as gather.py exports: a blob the mirror left out is written empty (docs' images)
+                absent = export(repo, commit, tree)
+            except (subprocess.SubprocessError, OSError, IndexError) as exc:
+                skipped.append({"commit": commit, "why": why, "error": str(exc)[-300:]})
+                print(f"{commit[:12]} skipped: export failed ({why})", flush=True)
                 continue
-            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
             date = git(repo, "log", "-1", "--format=%cs", commit).strip()
             lint, kinds, seconds = lint_unrun(tree, project, commit, cache)
             listed = independent_unrun(tree, project)
@@ -459,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                 "independent_only": only_listed,
                 "lint_findings": kinds,
                 "lint_seconds": round(seconds, 2),
+                "blobs_absent_from_mirror": absent,
             }
         )
         r = results[-1]
