@@ -47,6 +47,9 @@ def lint(
 
     analyse = resolver.analyse
 
+    def unkept(analysis: Analysis[T], path: str) -> T:  # the package's modules: read once, text not kept
+        return cache.for_path(analysis, path, files.fingerprint(path), lambda: files.read(path))
+
     areas = [*areas, *_external(root, tree, config)]
     findings: list[Finding] = []
     reached: set[str] = set()
@@ -135,7 +138,7 @@ def lint(
         message = f"{path} is collected by pytest but no step runs it"
         findings.append(Finding("unrun-test", path, 0, "", message, path=path, holds=tests))
     # The project's own modules are read for one pattern, once, and not kept (files.read, not read).
-    findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, analyse)))
+    findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, unkept)))
     findings.extend(_platform_skips(runs, analyse))
     findings = homes.fill(findings)  # where missing paths went, all looked up at once
     allowed = load_allowed(root)
@@ -239,7 +242,8 @@ def _matches_any(tree: Tree, entry: str, mode: str) -> bool:
 
 
 def _set_by_the_project(tree: Tree, analyse: Analyse) -> set[str]:
-    """Read once, on the first gate candidate (each module's answer kept by the cache, its text not)."""
+    """Read once, on the first gate candidate (each module's answer kept by the cache, its text not:
+    `analyse` here reads through the files source, not the resolver, which keeps what it reads)."""
     names: set[str] = set()
     for path in tree.files:
         if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
