@@ -244,6 +244,8 @@ class Listing:
                 continue
             if not arg.startswith("-"):
                 word = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), arg.split("::")[0])
+                # A script's own root variable before a path (`"${GIT_ROOT}"/tests/x.py`): from the root.
+                word = re.sub(r"^\$\{?\w+\}?/(?=(tests|examples|benchmarks)/)", self.workspace + "/", word)
                 rel = self.repo_path(cwd, word) if cwd != "\0unknown" or word.startswith("/") else None
                 if rel is not None:
                     targets += self.glob(rel) if any(c in rel for c in "*?[") else [rel]
@@ -333,7 +335,8 @@ def steps_of(root: Path, declarations: list[str], default_dir: str, workspace: s
                     commands = [commands]
                 flat = [c for item in commands for c in (item if isinstance(item, list) else [item])]
                 text = "\n".join(c for c in flat if isinstance(c, str))
-                wd = step.get("working_dir") or (workspace if at else default_dir)
+                on_agent = step.get("no_plugin") is True  # runs in the agent's checkout, from its root
+                wd = step.get("working_dir") or (workspace if at or on_agent else default_dir)
                 out.append((text, str(wd)))
     return out
 
