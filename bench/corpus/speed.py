@@ -7,11 +7,16 @@ interpreter each time (its start included), with the project's settings as preci
 
 - `lint` cold (an empty cache folder) and warm (the median of 5 runs after it);
 - `lint --since HEAD~1` cold and warm, the same way;
-- findings cold, warm and with `--no-cache` compared: a cache may never change a finding.
+- findings cold, warm and with `--no-cache` compared: a cache may never change a finding;
+- with `--previous DIR` (a checkout of the previous release, e.g. `git worktree add /tmp/prev 330f9de`),
+  the same `lint` cold and warm with that code, on the same tree, one after the other.
+
+The issue's goal: under 0.5 s warm and 1.5 s cold on a ~6.5k-file tree. The machine's load at the
+start and the end is recorded: a shared machine's figures are not a quiet machine's.
 
 Writes bench/results/lint-speed.json and prints a table.
 
-    python bench/corpus/speed.py [--corpus .corpus] [--trees 3] [--runs 5]
+    python bench/corpus/speed.py [--corpus .corpus] [--trees 3] [--runs 5] [--previous /tmp/prev]
 """
 
 from __future__ import annotations
@@ -44,10 +49,11 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *ident, *args], check=True, capture_output=True, text=True).stdout
 
 
-def timed(args: list[str], cache: Path) -> tuple[float, list[dict]]:
+def timed(args: list[str], cache: Path, code: Path = ROOT) -> tuple[float, list[dict]]:
+    """One run as a user runs it (a fresh interpreter), of the gpuci whose code is at `code`."""
     env = {"PATH": "/usr/bin:/bin", "GPUCI_CACHE_DIR": str(cache), "HOME": os.environ.get("HOME", "/root")}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    done = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=code, env=env)
     seconds = time.perf_counter() - started
     if done.returncode not in (0, 1):
         raise SystemExit(f"speed: lint failed ({' '.join(args[:4])} …):\n{done.stderr[-2000:]}")
@@ -62,7 +68,15 @@ def moved_test(repo: Path) -> tuple[str, str]:
     return str(source.relative_to(repo)), str(target.relative_to(repo))
 
 
-def measure(tree: Path, project: dict, commit: str, runs: int, scratch: Path) -> dict:
+def measure(
+    tree: Path,
+    project: dict,
+    commit: str,
+    runs: int,
+    scratch: Path,
+    previous: Path | None = None,
+    skip_since: bool = False,
+) -> dict:
     repo = scratch / "repo"
     shutil.copytree(tree, repo, symlinks=True)
     git(repo, "init", "-q")
@@ -75,7 +89,7 @@ def measure(tree: Path, project: dict, commit: str, runs: int, scratch: Path) ->
     files = int(subprocess.run(["git", "-C", str(repo), "ls-files"], capture_output=True, text=True).stdout.count("\n"))
     flags = ["--root", str(repo), "--format", "json", *settings(repo, project, commit)]
     result: dict = {"project": project["name"], "commit": commit, "files": files, "change": f"{source} -> {target}"}
-    for name, extra in (("lint", []), ("lint_since", ["--since", "HEAD~1"])):
+    for name, extra in (("lint", []), ("lint_since", ["--since", "HEAD~1"]))[: 1 if skip_since else 2]:
         cache = scratch / f"cache-{name}"
         cold, cold_findings = timed(["lint", *extra, *flags], cache)
         warm = []
@@ -95,6 +109,11 @@ def measure(tree: Path, project: dict, commit: str, runs: int, scratch: Path) ->
             "warm_max_s": round(max(warm), 3),
             "findings": len(cold_findings),
         }
+    if previous is not None:  # the previous release's code on the same tree, the same way
+        cache = scratch / "cache-previous"
+        cold, _ = timed(["lint", *flags], cache, previous)
+        warm = [timed(["lint", *flags], cache, previous)[0] for _ in range(runs)]
+        result["previous_lint"] = {"cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3)}
     return result
 
 
@@ -105,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lint-speed.json")
     parser.add_argument("--trees", type=int, default=3, help="how many of the largest trees")
     parser.add_argument("--runs", type=int, default=5, help="warm runs per measure (the median is quoted)")
+    parser.add_argument("--previous", type=Path, help="a checkout of the previous release, timed alongside")
+    parser.add_argument("--skip-since", action="store_true", help="time `lint` only, not `lint --since`")
     args = parser.parse_args(argv)
 
     manifest = tomllib.loads(args.manifest.read_text())
@@ -117,27 +138,35 @@ def main(argv: list[str] | None = None) -> int:
     if not candidates:
         raise SystemExit("speed: no tree gathered; run bench/corpus/gather.py first (nox -s corpus does)")
     largest = sorted(candidates, key=lambda c: -c[0])[: args.trees]
+    load_at_start = os.getloadavg()[0]
     results = []
     for count, tree, project, commit in largest:
         print(f"  {project['name']} {commit[:12]} ({count} entries): measuring", flush=True)
         with tempfile.TemporaryDirectory(prefix="gpuci-lint-speed-") as scratch:
-            results.append(measure(tree, project, commit, args.runs, Path(scratch)))
+            results.append(measure(tree, project, commit, args.runs, Path(scratch), args.previous, args.skip_since))
         r = results[-1]
-        print(
-            f"    lint {r['lint']['cold_s']:.2f} s cold, {r['lint']['warm_median_s']:.2f} s warm;"
-            f" --since {r['lint_since']['cold_s']:.2f} s cold, {r['lint_since']['warm_median_s']:.2f} s warm",
-            flush=True,
-        )
+        line = f"    lint {r['lint']['cold_s']:.2f} s cold, {r['lint']['warm_median_s']:.2f} s warm"
+        if "lint_since" in r:
+            line += f"; --since {r['lint_since']['cold_s']:.2f} s cold, {r['lint_since']['warm_median_s']:.2f} s warm"
+        if "previous_lint" in r:
+            p = r["previous_lint"]
+            line += f"; previous release {p['cold_s']:.2f} s cold, {p['warm_median_s']:.2f} s warm"
+        print(line, flush=True)
     summary = {
         "trees": len(results),
         "largest_files": max(r["files"] for r in results),
         "lint_warm_median_s_max": max(r["lint"]["warm_median_s"] for r in results),
-        "lint_since_warm_median_s_max": max(r["lint_since"]["warm_median_s"] for r in results),
         "lint_cold_s_max": max(r["lint"]["cold_s"] for r in results),
-        "lint_since_cold_s_max": max(r["lint_since"]["cold_s"] for r in results),
         "machine": f"{os.cpu_count()} cores",
+        "load_average_start_end": [load_at_start, os.getloadavg()[0]],
         "python": sys.version.split()[0],
     }
+    if all("lint_since" in r for r in results):
+        summary["lint_since_warm_median_s_max"] = max(r["lint_since"]["warm_median_s"] for r in results)
+        summary["lint_since_cold_s_max"] = max(r["lint_since"]["cold_s"] for r in results)
+    if all("previous_lint" in r for r in results):
+        summary["previous_warm_median_s_max"] = max(r["previous_lint"]["warm_median_s"] for r in results)
+        summary["previous_cold_s_max"] = max(r["previous_lint"]["cold_s"] for r in results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "trees": results}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

@@ -40,6 +40,10 @@ class Analysis(Generic[T]):
     decode: Callable[[Any], T] = _same
 
 
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
 def cache_folder() -> Path:
     if os.environ.get("GPUCI_CACHE_DIR"):
         return Path(os.environ["GPUCI_CACHE_DIR"])
@@ -63,6 +67,7 @@ class AnalysisCache:
         self._old: dict[str, Any] = {}
         self._used: dict[str, Any] = {}
         self.hits = self.misses = 0
+        self._learnt = False  # a file's fingerprint recorded: worth writing even without a miss
         if store is not None:
             with contextlib.suppress(OSError, ValueError):
                 loaded = json.loads(store.read_text())
@@ -74,7 +79,38 @@ class AnalysisCache:
         return cls(cache_folder() / f"lint-{code_version()}.json" if enabled else None)
 
     def get(self, analysis: Analysis[T], text: str) -> T:
-        key = analysis.name + ":" + hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return self._get(analysis, _digest(text), lambda: text)
+
+    def for_path(self, analysis: Analysis[T], path: str, fingerprint: str | None, read: Callable[[], str]) -> T:
+        """`get` for a file, read only where needed: a file whose fingerprint (its size and times) is
+        the one a run recorded with its text's hash is not read again when its analysis is known."""
+        memo = "stat:" + path
+        known = self._used.get(memo) or self._old.get(memo)
+        if fingerprint is not None and isinstance(known, list) and len(known) == 2 and known[0] == fingerprint:
+            self._used[memo] = known
+            return self._get(analysis, str(known[1]), read)
+        text = read()
+        digest = _digest(text)
+        if fingerprint is not None:
+            self._used[memo] = [fingerprint, digest]
+            self._learnt = True
+        return self._get(analysis, digest, lambda: text)
+
+    def recall(self, key: str) -> Any:
+        """A value `remember` stored under `key` (this run's or the store's), or None."""
+        if key in self._used:
+            return self._used[key]
+        if key in self._old:
+            self._used[key] = self._old[key]
+            return self._old[key]
+        return None
+
+    def remember(self, key: str, value: Any) -> None:
+        self._used[key] = value
+        self._learnt = True
+
+    def _get(self, analysis: Analysis[T], digest: str, read: Callable[[], str]) -> T:
+        key = analysis.name + ":" + digest
         if key in self._used:
             self.hits += 1
             return analysis.decode(self._used[key])
@@ -85,14 +121,14 @@ class AnalysisCache:
                 self.hits += 1
                 return value
         self.misses += 1
-        value = analysis.compute(text)
+        value = analysis.compute(read())
         self._used[key] = analysis.encode(value)
         return value
 
     def save(self) -> None:
         """Write what this run used (and what room is left of the rest); stores of other code go.
         A cache that cannot be written is no error: the next run computes again."""
-        if self.store is None or self.misses == 0:
+        if self.store is None or (self.misses == 0 and not self._learnt):
             return  # nothing new learnt
         kept = dict(self._used)
         for key, value in self._old.items():

@@ -14,7 +14,8 @@ from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
-from harness.ci.lint.homes import Homes
+from harness.ci.lint.homes import PENDING, Homes
+from harness.ci.lint.module_facts import SELF_SET_NAMES, TEST_FACTS
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
 from harness.ci.lint.resolver import Resolver
 from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, why_a_script
@@ -42,10 +43,12 @@ def lint(
     tree = Tree.scan(root, files.names())
     cache = cache or AnalysisCache(None)
     resolver = Resolver(root, tree, config, files, cache)
-    homes = Homes(tree, files.history(), resolver.read)
+    homes = Homes(tree, files.history(), resolver.read, cache)
 
-    def analyse(analysis: Analysis[T], path: str) -> T:
-        return cache.get(analysis, resolver.read(path))
+    analyse = resolver.analyse
+
+    def unkept(analysis: Analysis[T], path: str) -> T:  # the package's modules: read once, text not kept
+        return cache.for_path(analysis, path, files.fingerprint(path), lambda: files.read(path))
 
     areas = [*areas, *_external(root, tree, config)]
     findings: list[Finding] = []
@@ -61,12 +64,11 @@ def lint(
                 # A step on hardware gpuci has no platform for runs its tests somewhere unknown ("?").
                 known = "?" if OTHER_HARDWARE.search(step.device or "") else platform
                 for path in reaches[id(step)].files:
-                    if posixpath.basename(path).startswith("test_"):
+                    if path.rpartition("/")[2].startswith("test_"):
                         runs.setdefault(path, []).append((rel, step.line, step.label, known))
             for step in {id(f): f for f in forms.values()}.values():
                 reach = reaches[id(step)]
                 for path, written in dict.fromkeys(reach.missing):
-                    home = homes.of(path)
                     option = reach.after_unknown.get(written)
                     message = (
                         f"pytest has no option {option} here (no conftest adds it): its value {written!r} "
@@ -82,7 +84,7 @@ def lint(
                             step.label,
                             message,
                             path=path,
-                            suggestion=f"moved to {home}?" if home and not option else None,
+                            suggestion=PENDING if not option else None,  # looked up with the others
                         )
                     )
                 for path, written, option in dict.fromkeys(reach.stale):
@@ -117,37 +119,31 @@ def lint(
                 for path in ran:
                     gates_checked.setdefault(path, []).append((area, step, reach.env))
             mode = mode_for(area.path, config.dependency_match, config.dependency_match_for)
-            findings.extend(_dead_dependencies(tree, rel, base, mode, homes, config.run_all))
+            findings.extend(_dead_dependencies(tree, rel, base, mode, config.run_all))
     read = resolver.read  # each file read once per lint, by whichever step or check needs it first
     pytest_config = PytestConfig.read(root)
     fixtures: frozenset[str] | None = None  # read once, and only if a candidate needs it
     for path in pytest_config.test_files(tree):
-        if path not in reached and DEFINES_TESTS.search(read(path)):
-            if "__main__" in read(path):
-                fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
-                why = why_a_script(analyse(TEST_NEEDS, path), fixtures)
-                if why is not None:  # a script named like a test: pytest would error on it, not run tests
-                    findings.append(Finding("script-not-test", path, 0, "", f"{path}: {why}", path=path))
-                    continue
-            message = f"{path} is collected by pytest but no step runs it"
-            findings.append(Finding("unrun-test", path, 0, "", message, path=path, holds=_tests_of(read(path))))
+        if path in reached:
+            continue
+        defines, has_main, tests = analyse(TEST_FACTS, path)
+        if not defines:
+            continue
+        if has_main:
+            fixtures = fixtures if fixtures is not None else project_fixtures(tree.files, read)
+            why = why_a_script(analyse(TEST_NEEDS, path), fixtures)
+            if why is not None:  # a script named like a test: pytest would error on it, not run tests
+                findings.append(Finding("script-not-test", path, 0, "", f"{path}: {why}", path=path))
+                continue
+        message = f"{path} is collected by pytest but no step runs it"
+        findings.append(Finding("unrun-test", path, 0, "", message, path=path, holds=tests))
     # The project's own modules are read for one pattern, once, and not kept (files.read, not read).
-    findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, files.read)))
+    findings.extend(_unset_gates(root, gates_checked, read, analyse, lambda: _set_by_the_project(tree, unkept)))
     findings.extend(_platform_skips(runs, analyse))
+    findings = homes.fill(findings)  # where missing paths went, all looked up at once
     allowed = load_allowed(root)
     kept = [f for f in findings if not any(a.covers(f) for a in allowed)]
     return dedupe(kept), len(findings) - len(kept)
-
-
-def _tests_of(text: str) -> str:
-    """A fingerprint of a module's tests (their names): the same tests moved elsewhere are the same."""
-    names = sorted(re.findall(r"^\s*(?:async\s+)?def (test\w*)|^class (Test\w*)", text, re.M))
-    return hashlib.sha256(repr(names).encode()).hexdigest()[:12]
-
-
-# What pytest collects from a module by default: test functions and Test classes. A library module
-# whose name only looks like a test's (`marlin_utils_test.py`) defines neither.
-DEFINES_TESTS = re.compile(r"^(?:\s*(?:async\s+)?def test|class Test)", re.M)
 
 
 # Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs, scripts run from
@@ -201,9 +197,7 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-def _dead_dependencies(
-    tree: Tree, rel: str, step: Step, mode: str, homes: Homes, run_all: tuple[str, ...]
-) -> Iterable[Finding]:
+def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str, run_all: tuple[str, ...]) -> Iterable[Finding]:
     deps = list(step.source_file_dependencies)
     for platform in step.platforms:
         deps += [d for d in step.on(platform).source_file_dependencies if d not in deps]
@@ -218,7 +212,6 @@ def _dead_dependencies(
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
             None,
         )
-        home = hint or homes.of(path)
         if live is None:
             live = [d for d in deps if not d.startswith("!") and d != entry and _matches_any(tree, d, mode)]
         still = [d for d in live if d != entry]
@@ -237,9 +230,7 @@ def _dead_dependencies(
             step.label,
             f"source_file_dependencies entry {entry!r} matches no file; {effect}",
             path=path,
-            suggestion=(
-                f"did you mean {hint!r} (with its extension)?" if hint else f"moved to {home}?" if home else None
-            ),
+            suggestion=f"did you mean {hint!r} (with its extension)?" if hint else PENDING,
         )
 
 
@@ -250,21 +241,13 @@ def _matches_any(tree: Tree, entry: str, mode: str) -> bool:
     return tree.exists(path) or (mode != "component" and any(matches(f, entry, mode) for f in tree.files))
 
 
-# The project's own code setting a variable at run time (`os.environ["X"] = …` in its package, as an
-# engine that picks its mode at import does): such a variable is not a step's to set.
-SELF_SET = re.compile(
-    r"""os\.environ\[\s*["']([A-Za-z_]\w*)["']\s*\]\s*=[^=]|os\.environ\.setdefault\(\s*["']([A-Za-z_]\w*)["']"""
-    r"""|os\.putenv\(\s*["']([A-Za-z_]\w*)["']"""
-)
-
-
-def _set_by_the_project(tree: Tree, read: Callable[[str], str]) -> set[str]:
-    """Read once, on the first gate candidate; not kept (the whole package, read for one pattern)."""
+def _set_by_the_project(tree: Tree, analyse: Analyse) -> set[str]:
+    """Read once, on the first gate candidate (each module's answer kept by the cache, its text not:
+    `analyse` here reads through the files source, not the resolver, which keeps what it reads)."""
     names: set[str] = set()
     for path in tree.files:
         if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
-            text = read(path)
-            names.update(g for m in SELF_SET.finditer(text) for g in m.groups() if g)
+            names.update(analyse(SELF_SET_NAMES, path))
     return names
 
 

@@ -11,6 +11,7 @@ for the commit's root.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -52,6 +53,9 @@ class Files(Protocol):
     def place_declared(self, folder: Path, declarations: tuple[str, ...]) -> None:
         """Make the declared pipeline files readable under `folder` (where they are not already)."""
 
+    def fingerprint(self, path: str) -> str | None:
+        """What changes when the file's text may have (size, times, inode); None: read it to know."""
+
     def history(self) -> tuple[Path, str] | None:
         """The git folder and revision whose history led to these files; None for an exported tree."""
 
@@ -71,6 +75,9 @@ class CheckoutFiles:
 
     def history(self) -> tuple[Path, str] | None:
         return (self.root, "HEAD") if self.names() is not None else None
+
+    def fingerprint(self, path: str) -> str | None:
+        return _stat(os.path.join(self.root, path))
 
     def read(self, path: str) -> str:
         return read_checkout_file(self.root, path)
@@ -104,6 +111,11 @@ class CommitFiles:
     def history(self) -> tuple[Path, str] | None:
         return (self.root, self.commit)
 
+    def fingerprint(self, path: str) -> str | None:
+        if path in self._texts or path in self._changed:
+            return None  # the commit's text, from git's objects
+        return _stat(os.path.join(self.root, path))
+
     def read(self, path: str) -> str:
         if path in self._texts:
             return self._texts[path]
@@ -134,6 +146,14 @@ class CommitFiles:
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(self._texts.get(name, ""), errors="surrogateescape")
+
+
+def _stat(path: str) -> str | None:
+    try:
+        done = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return f"{done.st_size}:{done.st_mtime_ns}:{done.st_ctime_ns}:{done.st_ino}"
 
 
 def _git_bytes(root: Path, *args: str) -> bytes:

@@ -5,6 +5,10 @@ the unrelated `fusers/test_moe.py`). A suggestion is made when git's rename dete
 that removed the path, says where it went, or when a file of the same name now has much of the text
 the path had before it was removed. A test path is only ever suggested for a test path, a source
 path only for a source path. Without history (an exported tree) nothing is suggested.
+
+All missing paths of a lint are looked up together (one `git log`, one `git show` per removing
+commit), and the answers are kept in the lint's cache under the commit's id: a warm run asks git
+only for the commit's id.
 """
 
 from __future__ import annotations
@@ -14,13 +18,18 @@ import posixpath
 import re
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from harness.ci.lint.cache import AnalysisCache
+from harness.ci.lint.findings import Finding
 from harness.ci.lint.tree import Tree
 from harness.git import run_git
 
+PENDING = "\0home"  # a finding's suggestion until `fill` looks its path up
 SIMILAR = 0.6  # SequenceMatcher ratio above which a same-named file holds the removed one's text
 MAX_TEXT = 200_000  # a removed file's text read for comparison, at most
+MAX_COMMITS = 40  # removing commits looked at, at most
 TEST_PATH = re.compile(r"(^|/)(tests?|testing)(/|$)|(^|/)(test_[^/]*|[^/]*_test\.py|conftest\.py)$")
 
 
@@ -29,58 +38,104 @@ def is_test_path(path: str) -> bool:
 
 
 class Homes:
-    """Suggestions for missing paths of one tree, from `repo`'s history up to `rev`."""
+    """Suggestions for missing paths of one tree, from the history of `history` = (repo, rev)."""
 
-    def __init__(self, tree: Tree, history: tuple[Path, str] | None, read: Callable[[str], str]) -> None:
-        self.tree, self.history, self.read = tree, history, read
-        self._known: dict[str, str | None] = {}
+    def __init__(
+        self, tree: Tree, history: tuple[Path, str] | None, read: Callable[[str], str], cache: AnalysisCache
+    ) -> None:
+        self.tree, self.history, self.read, self.cache = tree, history, read, cache
 
-    def of(self, missing: str) -> str | None:
-        if missing not in self._known:
-            self._known[missing] = self._find(missing.strip("/")) if self.history and missing else None
-        return self._known[missing]
+    def fill(self, findings: list[Finding]) -> list[Finding]:
+        """The findings with each pending suggestion made ("moved to X?") or dropped."""
+        wanted = sorted({f.path or "" for f in findings if f.suggestion == PENDING})
+        found = self.find(wanted) if wanted else {}
+        return [
+            replace(f, suggestion=f"moved to {found[f.path or '']}?" if found.get(f.path or "") else None)
+            if f.suggestion == PENDING
+            else f
+            for f in findings
+        ]
 
-    def _find(self, missing: str) -> str | None:
-        removed = self._git("log", "-1", "--format=%H", "--diff-filter=D", self._rev, "--", missing).strip()
-        if not removed:
-            return None  # never in the history here (a typo), or still there
-        moved = self._renamed(removed, missing)
-        if moved is not None:
-            return moved if is_test_path(moved) == is_test_path(missing) and self.tree.exists(moved) else None
-        if missing in self.tree.dirs or posixpath.splitext(missing)[1] == "":
-            return None  # a folder's files went apart: no one place to suggest
-        before = self._git("show", f"{removed}^:./{missing}")[:MAX_TEXT]
+    def find(self, missing: list[str]) -> dict[str, str | None]:
+        if self.history is None:
+            return {}
+        head = self._git("rev-parse", "--verify", "--quiet", f"{self.history[1]}^{{commit}}").strip()
+        if not head:
+            return {}
+        answers: dict[str, str | None] = {}
+        for path in missing:
+            known = self.cache.recall(f"home:{head}:{path}")
+            if isinstance(known, list) and len(known) == 1:
+                answers[path] = known[0]
+        asked = [p.strip("/") for p in missing if p not in answers and p.strip("/")]
+        if asked:
+            found = self._look_up(head, asked)
+            for path in asked:
+                answers[path] = found.get(path)
+                self.cache.remember(f"home:{head}:{path}", [answers[path]])
+        return answers
+
+    def _look_up(self, head: str, missing: list[str]) -> dict[str, str | None]:
+        log = self._git("log", "--diff-filter=D", "--name-only", "--format=%x00%H", head, "--", *missing)
+        removing: dict[str, str] = {}  # missing path -> the latest commit that removed it (or files under it)
+        commit = ""
+        for line in log.splitlines():
+            if line.startswith("\0"):
+                commit = line[1:]
+            elif line:
+                for path in missing:
+                    if path not in removing and (line == path or line.startswith(path + "/")):
+                        removing[path] = commit
+        found: dict[str, str | None] = {}
+        renames: dict[str, list[tuple[str, str]]] = {}
+        for path, commit in removing.items():
+            if commit not in renames:
+                if len(renames) >= MAX_COMMITS:
+                    continue
+                renames[commit] = self._renames(commit)
+            found[path] = self._where(path, commit, renames[commit])
+        return found
+
+    def _where(self, missing: str, commit: str, renames: list[tuple[str, str]]) -> str | None:
+        places = set()
+        for old, new in renames:
+            if old == missing:
+                places = {new}
+                break
+            if old.startswith(missing + "/"):
+                tail = old[len(missing) :]
+                places.add(new[: -len(tail)] if new.endswith(tail) else "")
+        if len(places) == 1:
+            moved = places.pop()
+            test = is_test_path(missing) == is_test_path(moved)
+            return moved if moved and test and self.tree.exists(moved) else None
+        if places or missing in self.tree.dirs or posixpath.splitext(missing)[1] == "":
+            return None  # a folder's files went apart, or a folder: no one place to suggest
+        return self._similar(missing, self._git("show", f"{commit}^:./{missing}")[:MAX_TEXT])
+
+    def _similar(self, missing: str, before: str) -> str | None:
+        """A same-named file (test for test) that holds most of the removed file's text."""
         if not before:
             return None
         test = is_test_path(missing)
         for candidate in sorted(self.tree.by_name.get(posixpath.basename(missing), [])):
             if candidate in self.tree.dirs or is_test_path(candidate) != test:
                 continue
-            text = self.read(candidate)[:MAX_TEXT]
-            matcher = difflib.SequenceMatcher(None, before, text, autojunk=False)
+            matcher = difflib.SequenceMatcher(None, before, self.read(candidate)[:MAX_TEXT], autojunk=False)
             if matcher.quick_ratio() >= SIMILAR and matcher.ratio() >= SIMILAR:
                 return candidate
         return None
 
-    def _renamed(self, commit: str, missing: str) -> str | None:
-        """Where git's rename detection says `missing` (a file, or the files of a folder) went in `commit`."""
+    def _renames(self, commit: str) -> list[tuple[str, str]]:
+        """(old, new) of each rename git's detection finds in `commit`."""
         listing = self._git("show", "-M", "--name-status", "--relative", "--format=", commit)
-        places = set()
+        out = []
         for line in listing.splitlines():
             status, _, paths = line.partition("\t")
             old, _, new = paths.partition("\t")
-            if not status.startswith("R") or not new:
-                continue
-            if old == missing:
-                return new
-            if old.startswith(missing + "/"):
-                tail = old[len(missing) :]
-                places.add(new[: -len(tail)] if new.endswith(tail) else None)
-        return places.pop() if len(places) == 1 else None
-
-    @property
-    def _rev(self) -> str:
-        return self.history[1] if self.history else "HEAD"
+            if status.startswith("R") and new:
+                out.append((old, new))
+        return out
 
     def _git(self, *args: str) -> str:
         if self.history is None:

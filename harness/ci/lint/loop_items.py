@@ -173,10 +173,9 @@ class LoopItems:
         path = self.to_repo(cwd, pattern)
         if path is None and pattern.startswith("/"):
             parts = pattern.strip("/").split("/")  # another container's mount of the checkout: a tail
-            for i in range(1, len(parts) - 1):
-                static = [p for p in parts[i:] if not GLOB.search(p)]
-                first = "/".join(parts[i : i + 1])
-                if static and not GLOB.search(first) and first in self.tree.dirs:
+            fixed = next((i for i, p in enumerate(parts) if GLOB.search(p)), len(parts))
+            for i in range(1, fixed):  # the longest tail whose folders (before the glob) are the tree's
+                if "/".join(parts[i:fixed]) in self.tree.dirs:
                     path = "/".join(parts[i:])
                     break
         if path is None:

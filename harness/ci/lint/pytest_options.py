@@ -3,10 +3,10 @@ never paths to test (`--metric 0.58`, `--model NAME`)."""
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Callable
 
+from harness.ci.lint.cache import Analysis
 from harness.ci.lint.tree import Tree
 
 PYTEST_VALUE_OPTS = {
@@ -52,15 +52,23 @@ ADDOPTION = re.compile(r"addoption\(\s*(?P<names>(?:[\"'][-\w]+[\"']\s*,\s*)+)(?
 FLAG_ACTIONS = re.compile(r"action\s*=\s*[\"'](store_true|store_false|count|store_const|append_const)[\"']")
 
 
-def project_value_options(tree: Tree, read: Callable[[str], str]) -> set[str]:
+def value_options_of(text: str) -> list[str]:
+    """Options one conftest adds that take a value."""
+    found: set[str] = set()
+    for match in ADDOPTION.finditer(text):
+        if FLAG_ACTIONS.search(match.group("rest")):
+            continue
+        found.update(n for n in re.findall(r"[\"']([-\w]+)[\"']", match.group("names")) if n.startswith("-"))
+    return sorted(found)
+
+
+VALUE_OPTIONS: Analysis[list[str]] = Analysis("value-options", value_options_of)
+
+
+def project_value_options(tree: Tree, analyse: Callable[[Analysis[list[str]], str], list[str]]) -> set[str]:
     """Options the project's conftest files add that take a value (`--metric 0.58`, `--model NAME`)."""
     found: set[str] = set()
-    for path in tree.files:
-        if posixpath.basename(path) != "conftest.py":
-            continue
-        text = read(path)
-        for match in ADDOPTION.finditer(text):
-            if FLAG_ACTIONS.search(match.group("rest")):
-                continue
-            found.update(n for n in re.findall(r"[\"']([-\w]+)[\"']", match.group("names")) if n.startswith("-"))
+    for path in tree.by_name.get("conftest.py", []):
+        if path not in tree.dirs:
+            found.update(analyse(VALUE_OPTIONS, path))
     return found

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.ci.lint.cache import AnalysisCache
+from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import Files
 from harness.ci.lint.loop_items import LoopItems, find_listing, find_start
 from harness.ci.lint.pytest_options import PYTEST_FLAGS, PYTEST_VALUE_OPTS, project_value_options
@@ -28,6 +28,11 @@ from harness.declare.areas import Step
 from harness.declare.config import ProjectConfig
 
 STRING_COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S*\s+)*(?:pytest|torchrun|python3?(?:\.\d+)?)\s")
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+LEADING_KEYWORD = re.compile(r"^(then|do|else|elif|if|while|for)\s+")
+PREFIX_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# A loop body that may reach a test or a script: only then does each item matter.
+RUNS_SOMETHING = re.compile(r"pytest|python|torchrun|\bbash\b|\bsh\b|\.sh\b|\.py\b")
 KEYWORDS = frozenset({"do", "then", "else", "elif", "if", "while", "until", "!", "{", "time"})
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
@@ -59,9 +64,21 @@ class Resolver:
         self.root, self.tree, self.config, self.files = root, tree, config, files
         self.cache = cache or AnalysisCache(None)
         self._texts: dict[str, str] = {}
-        self._scripts: dict[tuple[object, ...], tuple[Reach, dict[str, str]]] = {}
-        self.value_options = PYTEST_VALUE_OPTS | project_value_options(tree, self.read)
+        self._splits: dict[str, list[list[str]]] = {}
+        self._scripts: dict[tuple[object, ...], tuple[Reach, tuple[dict[str, str], list[str]]]] = {}
+        self._names: dict[str, set[str]] = {}  # per script: the names it and the scripts it runs hold
+        self.value_options = PYTEST_VALUE_OPTS | project_value_options(tree, self.analyse)
         self.items = LoopItems(tree, config.workspace, self.to_repo)
+
+    def _split(self, line: str) -> list[list[str]]:
+        """A line's simple commands, split once a lint (a copy each time: callers consume them)."""
+        if line not in self._splits:
+            self._splits[line] = self.cache.get(SPLIT_COMMANDS, line)
+        return [list(words) for words in self._splits[line]]
+
+    def analyse(self, analysis: Analysis[T], path: str) -> T:
+        """What `analysis` says of a file, from the cache where the file is unchanged (not read)."""
+        return self.cache.for_path(analysis, path, self.files.fingerprint(path), lambda: self.read(path))
 
     def read(self, path: str) -> str:
         """A file of the tree, read once per lint however many steps and checks need it."""
@@ -120,13 +137,13 @@ class Resolver:
             inside, before, stale = quote is not None, len(reach.missing), len(reach.stale)
             if not inside:
                 cwd = branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
-            loop = find_loop(lines, at) if ("for" in raw or "while" in raw) and depth < 8 else None
+            loop = find_loop(lines, at) if "for" in raw or "while" in raw else None
             if loop is not None:
                 moved = self._loop(loop, scope or text, cwd, env, reach, depth, here)
                 taken = lines[at : at + loop.lines]
             else:
                 # A leading keyword off, so `then X="$(…)"` and `do cd "$(…)"` read as the assignment and the cd.
-                line = re.sub(r"^(then|do|else|elif|if|while|for)\s+", "", raw)
+                line = LEADING_KEYWORD.sub("", raw)
                 moved = self._line(line, cwd, env, reach, depth, here)
                 taken = [raw]
             if inside:
@@ -147,7 +164,9 @@ class Resolver:
         items: list[str] | None = None
         if loop.before:
             cwd = self._line(loop.before.rstrip("|&; "), cwd, env, reach, depth, here)
-        if loop.kind == "for":
+        if not (RUNS_SOMETHING.search(loop.body) and re.search(rf"\$\{{?{loop.name}\b", loop.body)):
+            items = [""]  # the item changes nothing the body reaches (ports, retries, models): once
+        elif loop.kind == "for":
             items = self.items.of_for(loop.items, scope, cwd, env)
         elif loop.before.endswith("|") and (feeding := self.cache.get(SPLIT_COMMANDS, loop.before.rstrip("| "))):
             items = self.items.of_command(feeding[-1], cwd, env)  # find … | while read f
@@ -155,11 +174,11 @@ class Resolver:
             commands = self.cache.get(SPLIT_COMMANDS, source.group(1))  # done < <(find …)
             items = self.items.of_command(commands[-1], cwd, env) if commands else None
         for item in [None] if items is None else items:
-            if item is None:
+            if item is None or item == "":
                 env.pop(loop.name, None)
             else:
                 env[loop.name] = item
-            cwd = self._text(loop.body, cwd, env, reach, depth + 1, here, scope)
+            cwd = self._text(loop.body, cwd, env, reach, depth, here, scope)
         if loop.after.startswith(("|", "&&", ";")):
             cwd = self._line(loop.after.lstrip("|&; "), cwd, env, reach, depth, here)
         return cwd
@@ -183,13 +202,13 @@ class Resolver:
             else:
                 env[assignment["name"]] = value
             return cwd
-        commands = self.cache.get(SPLIT_COMMANDS, line)
+        commands = self._split(line)
         for i, words in enumerate(commands):
             while words and words[0] in KEYWORDS:
                 words.pop(0)  # shell keywords before a command: `for …; do pytest …`
             if words[:2] in (["uv", "run"], ["poetry", "run"], ["pipenv", "run"], ["hatch", "run"]):
                 del words[:2]  # a runner's `run`: the command after it runs
-            while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):  # VAR=x cmd
+            while words and PREFIX_ASSIGNMENT.match(words[0]):  # VAR=x cmd
                 name, _, value = words.pop(0).partition("=")
                 env[name] = value
                 reach.env.add(name)
@@ -364,13 +383,20 @@ class Resolver:
         path = self._path(written, cwd, env, reach, script=True)
         if path is None or depth > 3:
             return
-        # Many steps run one script from the same folder with the same variables: walked once.
-        key = (path, cwd, tuple(sorted(env.items())), depth)
+        # Many steps run one script from the same folder with the same variables: walked once. The
+        # variables that count are those it or a script it runs names (a loop's item it never reads
+        # is no reason to walk it again).
+        names = self._names.get(path)
+        key = (path, cwd, tuple(sorted((k, v) for k, v in env.items() if names is None or k in names)), depth)
         if key not in self._scripts:
             ran, after = Reach(), dict(env)
             self._text(self.read(path), cwd, after, ran, depth + 1, here=path)
-            self._scripts[key] = (ran, after)
-        ran, after = self._scripts[key]
+            names = {DIRECTORY_STACK}.union(*(set(IDENTIFIER.findall(self.read(p))) for p in {path, *ran.scripts}))
+            self._names[path] = names
+            changed = {k: v for k, v in after.items() if env.get(k) != v}
+            key = (path, cwd, tuple(sorted((k, v) for k, v in env.items() if k in names)), depth)
+            self._scripts[key] = (ran, (changed, [k for k in env if k not in after]))
+        ran, (changed, removed) = self._scripts[key]
         reach.targets += ran.targets
         reach.files |= ran.files
         reach.scripts += ran.scripts
@@ -379,5 +405,6 @@ class Resolver:
         reach.env |= ran.env
         reach.unresolved += ran.unresolved
         reach.stale += ran.stale
-        env.clear()
-        env.update(after)
+        env.update(changed)
+        for name in removed:
+            env.pop(name, None)

@@ -71,6 +71,8 @@ def branch(line: str, cwd: str, starts: list[tuple[str, str]]) -> str:
 
 def open_quote(line: str, quote: str | None) -> str | None:
     """The quote still open at the end of `line`, given the one open at its start."""
+    if "\\" not in line and (quote or "'") not in line and (quote is not None or '"' not in line):
+        return quote  # no quote opens or closes here (most lines)
     escaped = False
     for char in line:
         if escaped:
