@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 HARNESS = ROOT / "harness"
 # The flow, left to right: a module imports only from its own stage or stages to its left.
 STAGES = ["shared", "declare", "gpu", "images", "reports", "run", "plugin", "ci", "entry"]
-SHARED = {"errors", "console", "units", "redact", "untrusted", "git", "owned", "host_python"}
+SHARED = {"errors", "console", "units", "redact", "untrusted", "git", "owned", "host_python", "state"}
 ENTRY = {"cli", "arguments", "__main__", "repro", "pytest_plugin", "sessions"}
 MAX_LINES = 400
 

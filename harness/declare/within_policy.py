@@ -7,7 +7,7 @@ Mounts are checked where they are made (harness.run.mounts), once their sources 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.declare.policy import ALWAYS_ALLOWED_NETWORKS, HostPolicy
 from harness.errors import UsageError
@@ -15,14 +15,13 @@ from harness.units import docker_size
 
 if TYPE_CHECKING:
     from harness.declare.areas import Area, Step
-    from harness.declare.config import ProjectConfig
 
 
 def refuse(where: str, what: str, policy: HostPolicy, rule: str, fix: str) -> UsageError:
     return UsageError(f"{where}: {what}, which {policy.rule(rule)} does not allow; {fix}")
 
 
-def check_config(config: ProjectConfig, policy: HostPolicy) -> None:
+def check_config(config: Any, policy: HostPolicy) -> None:  # a ProjectConfig (config imports this module)
     """Every [tool.gpuci] key that reaches past the container, against the policy."""
 
     def at(key: str) -> str:

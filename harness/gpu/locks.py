@@ -50,7 +50,7 @@ def _locked(path: Path, operation: int) -> int | None:
     was removed between the open and the lock (see `remove_if_unheld`) is opened again: a lock on a
     removed file would exclude nobody."""
     while True:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        fd = _open_lock_file(path)
         try:
             fcntl.flock(fd, operation)
         except BlockingIOError:
@@ -100,3 +100,17 @@ def is_locked(path: Path) -> bool | None:
     finally:
         os.close(fd)
     return False
+
+
+def _open_lock_file(path: Path) -> int:
+    """Lock files in the shared temporary folder are every user's: made writable to all (the umask
+    would leave root's 0644, which another user cannot open for writing); one that still refuses is
+    opened read-only, which flock takes just as well."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+    except PermissionError:
+        return os.open(path, os.O_RDONLY)
+    with contextlib.suppress(OSError):  # not ours to change: it stays as its maker left it
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o666)
+    return fd

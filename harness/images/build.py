@@ -187,7 +187,12 @@ def resolve_project(
 
 
 def build_in_context(
-    client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str], root: Path
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    recipe: ImageRecipe,
+    labels: dict[str, str],
+    root: Path | None = None,
 ) -> None:
     """Build, holding the host's build lock and a pin on the base image (harness/images/in_use.py:
     gc and reap keep off both). A build whose parent image vanished meanwhile (a clean-up of the
@@ -233,7 +238,12 @@ def orphaned(client: docker.DockerClient, error: str, base_id: str | None) -> bo
 
 
 def _build(
-    client: docker.DockerClient, context: Path, tag: str, recipe: ImageRecipe, labels: dict[str, str], root: Path
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    recipe: ImageRecipe,
+    labels: dict[str, str],
+    root: Path | None = None,
 ) -> None:
     labels = {"gpuci.platform": recipe.platform, **labels}
     args = dict(recipe.build_args)
@@ -254,7 +264,8 @@ def _build(
         output = ""
         for chunk in stream:
             if "error" in chunk:
-                mine = project_failure(plain_lines(output), root, recipe.install)  # the project's own build: exit 2
+                # The project's own build failing is exit 2 (where the checkout is known to name its files).
+                mine = project_failure(plain_lines(output), root, recipe.install) if root else None
                 if mine is not None:
                     raise mine
                 raise ImageBuildError(f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -61,7 +62,7 @@ def test_system_packages_go_into_a_layer_of_their_own_and_the_tag(tmp_path: Path
     root = tmp_path / "lib"
     (root / "lib").mkdir(parents=True)
     (root / "lib" / "__init__.py").write_text("")
-    (root / "containers").symlink_to(ROOT / "containers")
+    shutil.copytree(ROOT / "containers", root / "containers")  # the checkout's own: links out are refused
     (root / "pyproject.toml").write_text(_pyproject("hatchling.build", '"hatchling"'))
     bare = recipe_for(root, "cpu")
     assert bare.system_layer is None and bare.build_base == bare.base_image  # a pure-Python project: the bare base

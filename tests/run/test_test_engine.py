@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 AREA = """\
@@ -59,6 +60,8 @@ def test_each_result_reaches_test_engine_through_buildkites_collector(make_proje
         "BUILDKITE_BRANCH": "feature/x",
         "BUILDKITE_COMMIT": "a" * 40,
         "BUILDKITE_BUILD_NUMBER": "42",
+        # The step asks for the host's network (the stand-in API is on loopback): the agent's policy grants it.
+        "GPUCI_POLICY": str(_policy(root.parent, 'networks = ["host"]\n')),
     }
     try:
         done = run_harness("run", "--platform", "cpu", "--area", "engine", "--root", str(root), timeout=900, **build)
@@ -78,3 +81,9 @@ def test_each_result_reaches_test_engine_through_buildkites_collector(make_proje
     assert json.loads((report / "report.json").read_text())["test_engine"]["collector"].startswith(
         "buildkite-test-collector=="
     )
+
+
+def _policy(folder: Path, text: str) -> Path:
+    path = folder / "agent-policy.toml"
+    path.write_text(text)
+    return path

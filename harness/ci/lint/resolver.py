@@ -5,13 +5,13 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import Files
 from harness.ci.lint.loop_items import LoopItems, find_listing, find_start
 from harness.ci.lint.pytest_options import PYTEST_FLAGS, PYTEST_VALUE_OPTS, project_value_options
+from harness.ci.lint.reach import Reach
 from harness.ci.lint.shell_loops import FOR_HEAD, Loop, find_loop
 from harness.ci.lint.shell_text import (
     ARRAY_EXPANSION,
@@ -36,25 +36,6 @@ RUNS_SOMETHING = re.compile(r"pytest|python|torchrun|\bbash\b|\bsh\b|\.sh\b|\.py
 KEYWORDS = frozenset({"do", "then", "else", "elif", "if", "while", "until", "!", "{", "time"})
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
-
-
-@dataclass
-class Reach:
-    """What a step's commands reach: pytest targets, ignores, scripts, and variables they set."""
-
-    targets: list[tuple[str, str]] = field(default_factory=list)  # (path, as written)
-    # Files some pytest invocation reaches: under its targets and not under its own --ignore.
-    files: set[str] = field(default_factory=set)
-    scripts: list[str] = field(default_factory=list)
-    missing: list[tuple[str, str]] = field(default_factory=list)  # (resolved path, as written)
-    # A word after an option pytest does not know (`--metric 0.58` once the conftest dropped it):
-    # as written -> that option, so the finding names the option, the real break.
-    after_unknown: dict[str, str] = field(default_factory=dict)
-    env: set[str] = field(default_factory=set)
-    # Targets of pytest with a variable the lint cannot bound (`pytest $f`): they reach nothing.
-    unresolved: list[str] = field(default_factory=list)
-    # `--ignore`/`--deselect` of a path that is not there: (resolved path, as written, option).
-    stale: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class Resolver:
