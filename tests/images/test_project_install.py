@@ -96,7 +96,8 @@ def test_the_build_copies_the_checkout_without_following_what_it_links_to(tmp_pa
     assert os.path.islink(target / "outside")  # recreated as a link: nothing under it was read
     assert not (target / "ignored.txt").exists() and not (target / ".gpuci").exists() and not (target / ".git").exists()
     assert not (target / "src" / "mylib" / "pipe").exists()
-    assert copied == 3  # __init__.py, pyproject.toml, .gitignore: links are recreated, not counted
+    recipes = sum(1 for p in (root / "containers").rglob("*") if p.is_file())  # gpuci's recipes, copied in
+    assert copied == 3 + recipes  # __init__.py, pyproject.toml, .gitignore: links are recreated, not counted
 
 
 def test_a_setup_py_project_is_installed_with_its_metadata_and_console_script(run_harness, cpu_image, tmp_path) -> None:
