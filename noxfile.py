@@ -41,7 +41,7 @@ def _ensure_dependencies() -> None:
     if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
         print("gpuci: installing gpuci's dependencies into .nox/_gpuci (once)", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *DEPENDENCIES], check=True)
+        subprocess.run([str(python), "-I", "-m", "pip", "install", "--quiet", *DEPENDENCIES], check=True, cwd="/")
         stamp.write_text(wanted)
     os.environ["GPUCI_NOX_REEXEC"] = "1"
     os.execv(str(python), [str(python), "-m", "nox", "-f", str(Path(__file__).resolve()), *sys.argv[1:]])

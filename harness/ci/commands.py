@@ -142,7 +142,8 @@ def nox_command(nox_args: list[str]) -> int:
     os.environ["GPUCI_NOX"] = "1"  # the noxfile's fallback never runs twice
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "nox", *nox_args])
+    # -I: run in the checkout, `-m nox` would import the checkout's own `nox/` folder (or sitecustomize) first.
+    os.execv(sys.executable, [sys.executable, "-I", "-m", "nox", *nox_args])
 
 
 def init_command(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -177,12 +178,16 @@ def test_init_in_a_setup_py_project_says_what_it_writes_and_works_with_nox_on_it
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "GPUCI_NOX")}
     gpuci_bin = Path(sys.executable).parent
     assert (gpuci_bin / "gpuci").exists(), "the suite runs where gpuci is installed (pip install -e .)"
+    planted = tmp_path / "planted-nox-ran"  # a checkout's own nox/ is never what gpuci's nox imports
+    (repo / "nox").mkdir()
+    (repo / "nox" / "__init__.py").write_text(f"open({str(planted)!r}, 'w').close()\n")
     listed = subprocess.run(
         [str(venv / "bin" / "nox"), "-l"],
         cwd=repo, env={**env, "PATH": f"{gpuci_bin}:/usr/bin:/bin"}, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-3000:]
-    assert "cpu_example" in listed.stdout
+    assert "cpu_example" in listed.stdout and not planted.exists()
+    shutil.rmtree(repo / "nox")
     # No gpuci anywhere: one paragraph that says what to do, exit 2, no traceback.
     alone = subprocess.run(
         [str(venv / "bin" / "nox"), "-l"],
