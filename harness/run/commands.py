@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -38,7 +37,7 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.declare.config import config_with_flags, image_timeout_s, in_checkout
     from harness.images.registry import registry_from
     from harness.run.execute import execute_step
-    from harness.run.test_engine import TOKEN_ENV
+    from harness.run.test_engine import TOKEN_ENV, wanted
     from harness.state import check_state
 
     check_state(args.root.resolve())  # gpuci's state is never the commit's, nor a link
@@ -65,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
         host_mounts=config.host_mounts,
         policy=config.policy,
         # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.test_engine).
-        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if os.environ.get(TOKEN_ENV) else ())),
+        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if wanted() else ())),
         registry=None if args.no_container else registry_from(config),
         build=args.build,
     )
