@@ -1,4 +1,5 @@
-"""What a run executes, independent of how: Docker (harness/container.py) or an OCI runtime (harness/oci.py)."""
+"""What a run executes, independent of how: Docker (harness/run/container.py) or an OCI runtime
+(harness/run/oci.py)."""
 
 from __future__ import annotations
 
