@@ -4,12 +4,14 @@ recipe, lint names and foreign pipelines' marks; unregistered, it is gone."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness.ci.buildkite import Selection, generate
 from harness.ci.init_recipes import dockerfile
+from harness.ci.lint.check import other_hardware
 from harness.ci.lint.platform_skips import platform_skip
 from harness.declare.areas import load_area, session_name
 from harness.declare.config import ProjectConfig
@@ -133,6 +135,11 @@ def test_the_vendors_backend_opens_by_name_and_pins_host_workloads(sim_gpus: Pat
 
 
 def test_lint_and_missing_gpu_know_the_new_vendor(fake: Vendor, tmp_path: Path) -> None:
+    assert other_hardware("intel_gpu") and not other_hardware("fk1")
+    with registered(
+        replace(fake_vendor(), name="intel", platform="xpu", backend="xpusmi", foreign=ForeignNames("intel_gpu"))
+    ):
+        assert not other_hardware("intel_gpu")  # a vendor's own agents are its platform's, not unknown hardware
     skip = platform_skip("import pytest\npytestmark = pytest.mark.skipif(not current_platform.is_fake(), reason='x')\n")
     assert skip is not None and skip.platforms == frozenset({"cpu", "cuda", "rocm"})
     message = missing_gpu("fakegpu", "nox -s cpu_x", dev=str(tmp_path))
