@@ -147,7 +147,7 @@ def nox_command(nox_args: list[str]) -> int:
 
 
 def init_command(args: argparse.Namespace) -> int:
-    from harness.ci.init import apply, plan
+    from harness.ci.init import apply, next_step, plan
 
     root = args.root.resolve()
     if not root.is_dir():
@@ -167,5 +167,5 @@ def init_command(args: argparse.Namespace) -> int:
             print("".join(f"    {line}\n" for line in change.text.strip("\n").splitlines()))
     if not args.dry_run:
         apply(changes)
-        say("next: declare your tests in .buildkite/test_areas/, then `nox -l` and `nox -s cpu_<area>`")
+        say(next_step(root, changes))
     return 0
