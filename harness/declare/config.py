@@ -1,4 +1,5 @@
-"""Project configuration: `[tool.gpuci]` in pyproject.toml; every key also a command-line flag.
+"""Project configuration: `[tool.gpuci]` in pyproject.toml; the keys with a command-line flag take it too
+(harness.declare.settings says which).
 
 [tool.gpuci]
 workspace = "/workspace"                  # the checkout's path inside containers
