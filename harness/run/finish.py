@@ -11,9 +11,9 @@ from harness.console import say
 from harness.errors import ExitCode, GpuciError
 from harness.reports.report import RunReport, write_report
 from harness.run.run import Run
-from harness.run.stop import outcome, stop_policy, teardown_failures
-from harness.run.supervised import Supervised, VramWatch, Workload
-from harness.run.supervisor import supervise
+from harness.run.supervise.stop import outcome, stop_policy, teardown_failures
+from harness.run.supervise.supervised import Supervised, VramWatch, Workload
+from harness.run.supervise.supervisor import supervise
 
 
 def _record_supervised(report: RunReport, sup: Supervised, watch: VramWatch | None) -> None:

@@ -75,7 +75,7 @@ class RunSpec:
     # The posture every gpuci container has: no setuid escalation, few capabilities.
     no_new_privileges: bool = True
     cap_add: tuple[str, ...] = KEPT_CAPABILITIES
-    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/orphan.py).
+    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/cleanup/orphan.py).
     watch_supervisor: bool = False
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:

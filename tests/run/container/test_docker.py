@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 
-from harness.run.container import docker_run_args
+from harness.run.container.docker import docker_run_args
 from harness.run.spec import BindMount, RunSpec
 
 

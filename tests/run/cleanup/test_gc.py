@@ -15,8 +15,8 @@ import docker
 import pytest
 
 from harness.images import engine, in_use
-from harness.run import gc, reaper
-from harness.run.reaper import PROJECT_LABEL, project_id
+from harness.run.cleanup import gc, reaper
+from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
 from tests.conftest import SESSION_LABEL
 from tests.images.test_engine import tiny_image
 
