@@ -1,4 +1,4 @@
-"""gpuci's OCI path (harness/oci.py + harness/runc.py) with the host's runc, as on GPU hosts with no Docker.
+"""gpuci's OCI path (harness/run/container/oci.py + runc.py) with the host's runc, as on GPU hosts with no Docker.
 
 The same stops as in Docker: a PID 1 with no init ignores SIGTERM, an init forwards it, and an
 escapee of a container sharing the host's PID namespace is found in its cgroup and killed.
