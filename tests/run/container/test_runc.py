@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def run(
     pid_namespace: bool = True,
     timeout: float | None = None,
 ) -> tuple[RuncWorkload, object]:
-    name = f"gpuci-test-{tmp_path.name}"[:60]
+    # Unique on the host: its cgroup (/gpuci/NAME) is host-wide, and a twin suite runs the same test.
+    name = f"gpuci-test-{uuid.uuid4().hex[:12]}"
     spec = RunSpec(
         image="host-rootfs",
         command=tuple(command),
