@@ -100,17 +100,19 @@ def lint(
                             suggestion=f"drop {option} {written}",
                         )
                     )
-                for written in dict.fromkeys(reach.unresolved):
+                unresolved = list(dict.fromkeys(reach.unresolved))
+                if unresolved:  # once per step, naming every target it could not bound
+                    words = " and ".join(f"`{w}`" for w in unresolved)
                     findings.append(
                         Finding(
                             "unresolved-target",
                             rel,
                             step.line,
                             step.label,
-                            f"step {step.label!r} runs pytest on `{written}`, which the lint cannot resolve: "
+                            f"step {step.label!r} runs pytest on {words}, which the lint cannot resolve: "
                             "it counts as reaching nothing, so tests only it runs are reported unrun",
-                            variable=written,
-                            suggestion="name the files, or loop over a glob, a list or a `find` the lint can read",
+                            variable=" ".join(unresolved),
+                            suggestion="name the files, or loop over a glob, a list file or a `find` the lint can read",
                         )
                     )
                 reached |= reach.files

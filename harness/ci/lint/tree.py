@@ -46,6 +46,10 @@ class Tree:
     def exists(self, path: str) -> bool:
         return path in ("", ".") or path in self.dirs or self._has_file(path)
 
+    def is_file(self, path: str) -> bool:
+        """A file of the tree (not a folder)."""
+        return self._has_file(path)
+
     def _has_file(self, path: str) -> bool:
         i = bisect.bisect_left(self.files, path)
         return i < len(self.files) and self.files[i] == path
