@@ -142,12 +142,12 @@ def _report(args: argparse.Namespace, findings: list[Finding], allowed: int) -> 
 def changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | None:
     """In a Buildkite build of a branch: the branch's changes; on the default branch: everything."""
     from harness.ci import buildkite
+    from harness.ci_provider import detect
 
-    branch = os.environ.get("BUILDKITE_BRANCH")
-    default = os.environ.get("BUILDKITE_PIPELINE_DEFAULT_BRANCH", default_branch)
-    if not branch or branch == default:
+    base = detect().branch_base(default_branch)
+    if base is None:
         return None
-    return buildkite.changed_files(root, f"origin/{default}")
+    return buildkite.changed_files(root, f"origin/{base}")
 
 
 def _origin(args: argparse.Namespace) -> str | None:

@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import uuid
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,21 @@ COMMAND = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class ResolveWith:
+    """What resolving the backend's own requirements reads besides them: the wheelhouse, a CA bundle
+    for the index, and the project's constraints."""
+
+    wheelhouse: Path
+    ca_bundle: Path | None = None
+    constraints: Path | None = None
+
+
 def backend_requires(
-    client: Any,
-    image: str,
-    root: Path,
-    install: ProjectInstall,
-    target: PythonTarget,
-    wheelhouse: Path,
-    ca_bundle: Path | None,
-    constraints: Path | None,
+    client: Any, image: str, root: Path, install: ProjectInstall, target: PythonTarget, using: ResolveWith
 ) -> tuple[str, ...]:
     """The requirements the backend asks for, for a wheel and an editable build, beyond what is declared."""
+    wheelhouse, ca_bundle, constraints = using.wheelhouse, using.ca_bundle, using.constraints
     with tempfile.TemporaryDirectory(prefix="gpuci-ask-") as scratch:
         wanted = Path(scratch) / "build-requirements.in"
         wanted.write_text("".join(f"{line}\n" for line in install.build_requires))

@@ -19,7 +19,7 @@ from harness.errors import ImageBuildError, InfrastructureError
 from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
-from harness.images.backend_requires import backend_requires
+from harness.images.backend_requires import ResolveWith, backend_requires
 from harness.images.build_errors import project_failure
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
@@ -169,9 +169,8 @@ def resolve_project(
     text = "".join(f"{pin}\n" for pin in recipe.pins) or project_requirements_text(recipe)
     if not recipe.pins and recipe.install is not None:  # what the backend asks for beyond what is declared
         image = str(recipe.build_base)
-        asked = backend_requires(
-            client, image, root, recipe.install, target, wheelhouse, recipe.ca_bundle, recipe.requirements
-        )
+        using = ResolveWith(wheelhouse, recipe.ca_bundle, recipe.requirements)
+        asked = backend_requires(client, image, root, recipe.install, target, using)
         text += "# asked of the project's build backend (get_requires_for_build_wheel, _editable)\n"
         text += "".join(f"{line}\n" for line in asked)
     source.write_text(text)

@@ -11,7 +11,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.images.airgap import bootstrap_base
-from harness.images.backend_requires import backend_requires
+from harness.images.backend_requires import ResolveWith, backend_requires
 from harness.images.project_install import project_install
 from harness.images.resolve import ask_image
 from harness.images.wheels import copy_verified, record_path
@@ -84,7 +84,9 @@ def test_each_backend_is_asked_in_a_container_and_answers(docker_client, tmp_pat
         root = _project(tmp_path / name, name)
         install = project_install(root, "editable", "/workspace")
         assert install is not None
-        answers[name] = backend_requires(docker_client, base, root, install, target, WHEELHOUSE, None, constraints)
+        answers[name] = backend_requires(
+            docker_client, base, root, install, target, ResolveWith(WHEELHOUSE, None, constraints)
+        )
     print(json.dumps(answers, indent=1))
     names = {k: {re.split(r"[<>=!~;\[ ]", a, maxsplit=1)[0].lower() for a in v} for k, v in answers.items()}
     assert "editables" in names["hatch_lib"]  # hatchling's editable build: not in [build-system] requires
@@ -102,7 +104,7 @@ def test_a_backend_that_fails_when_asked_is_the_project_s_to_fix(docker_client, 
     install = project_install(root, "editable", "/workspace")
     assert install is not None
     with pytest.raises(UsageError) as err:
-        backend_requires(docker_client, base, root, install, ask_image(docker_client, base), WHEELHOUSE, None, None)
+        backend_requires(docker_client, base, root, install, ask_image(docker_client, base), ResolveWith(WHEELHOUSE))
     assert f"{root}/setup.py" in str(err.value) and "No module named 'no_such_module_here'" in str(err.value)
 
 
