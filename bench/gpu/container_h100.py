@@ -2,7 +2,7 @@
 
 Run from the repository root:  python bench/gpu/container_h100.py DEBS_DIR OUT.json
 DEBS_DIR holds Debian bookworm's runc and tini packages (`apt-get download runc tini`). gpuci
-writes an OCI bundle from a RunSpec and the NVIDIA raw-node device options (harness/oci.py),
+writes an OCI bundle from a RunSpec and the NVIDIA raw-node device options (harness/run/container/oci.py),
 runs it with runc under its own supervisor and NVML backend, and records:
 - torch inside the container sees the H100 and allocates;
 - stop of a torch process that is the container's PID 1 (SIGTERM ignored → SIGKILL after the

@@ -1,5 +1,5 @@
-"""What a run executes, independent of how: Docker (harness/run/container.py) or an OCI runtime
-(harness/run/oci.py)."""
+"""What a run executes, independent of how: Docker (harness/run/container/docker.py) or an
+OCI runtime (harness/run/container/oci.py)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from harness.ci.lint.shell_gates import SHELL_GATES
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
-from harness.declare.dependencies import matches, mode_for
+from harness.declare.dependencies import mode_for
 from harness.gpu.vendors import foreign_default, vendors
 
 Analyse = Callable[[Analysis[T], str], T]
@@ -101,17 +101,19 @@ def lint(
                             suggestion=f"drop {option} {written}",
                         )
                     )
-                for written in dict.fromkeys(reach.unresolved):
+                unresolved = list(dict.fromkeys(reach.unresolved))
+                if unresolved:  # once per step, naming every target it could not bound
+                    words = " and ".join(f"`{w}`" for w in unresolved)
                     findings.append(
                         Finding(
                             "unresolved-target",
                             rel,
                             step.line,
                             step.label,
-                            f"step {step.label!r} runs pytest on `{written}`, which the lint cannot resolve: "
+                            f"step {step.label!r} runs pytest on {words}, which the lint cannot resolve: "
                             "it counts as reaching nothing, so tests only it runs are reported unrun",
-                            variable=written,
-                            suggestion="name the files, or loop over a glob, a list or a `find` the lint can read",
+                            variable=" ".join(unresolved),
+                            suggestion="name the files, or loop over a glob, a list file or a `find` the lint can read",
                         )
                     )
                 reached |= reach.files
@@ -214,7 +216,7 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str, run_all: tup
         path = entry.lstrip("!").strip().strip("/")
         if any(c in path for c in "*?[") or tree.exists(path):
             continue
-        if mode != "component" and any(matches(f, entry.lstrip("!"), mode) for f in tree.files):
+        if mode != "component" and tree.matched_by(entry.lstrip("!"), mode):
             continue  # the generator matches by substring or prefix: some file still triggers the step
         hint = next(
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
@@ -246,7 +248,7 @@ def _matches_any(tree: Tree, entry: str, mode: str) -> bool:
     path = entry.strip().strip("/")
     if any(c in path for c in "*?["):
         return any(fnmatch.fnmatch(f, path) or fnmatch.fnmatch(f, path + "/*") for f in tree.files)
-    return tree.exists(path) or (mode != "component" and any(matches(f, entry, mode) for f in tree.files))
+    return tree.exists(path) or (mode != "component" and tree.matched_by(entry, mode))
 
 
 def _set_by_the_project(tree: Tree, analyse: Analyse) -> set[str]:

@@ -34,6 +34,8 @@ LEADING_KEYWORD = re.compile(r"^(then|do|else|elif|if|while|for)\s+")
 PREFIX_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # A loop body that may reach a test or a script: only then does each item matter.
 RUNS_SOMETHING = re.compile(r"pytest|python|torchrun|\bbash\b|\bsh\b|\.sh\b|\.py\b")
+# `done < FILE` (not `< <(…)`): the loop reads FILE's lines; its name one shell word, quoted or not.
+LIST_FILE = re.compile(r"""^<\s*(?!<|\()("[^"]*"|'[^']*'|[^\s;|&<>]+)""")
 KEYWORDS = frozenset({"do", "then", "else", "elif", "if", "while", "until", "!", "{", "time"})
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
@@ -59,7 +61,7 @@ class Resolver:
         self._scripts: dict[tuple[object, ...], tuple[Reach, tuple[dict[str, str], list[str]]]] = {}
         self._names: dict[str, set[str]] = {}  # per script: the names it and the scripts it runs hold
         self.value_options = PYTEST_VALUE_OPTS | project_value_options(tree, self.analyse)
-        self.items = LoopItems(tree, config.workspace, self.to_repo)
+        self.items = LoopItems(tree, config.workspace, self.to_repo, self.read)
 
     def _split(self, line: str) -> list[list[str]]:
         """A line's simple commands, split once a lint (a copy each time: callers consume them)."""
@@ -157,6 +159,8 @@ class Resolver:
         elif (source := re.match(r"^<\s*<\((.*)\)", loop.after)) is not None:
             commands = self.cache.get(SPLIT_COMMANDS, source.group(1))  # done < <(find …)
             items = self.items.of_command(commands[-1], cwd, env) if commands else None
+        elif (listed := LIST_FILE.match(loop.after)) is not None:  # done < tests/list.txt
+            items = self.items.of_list_file(listed.group(1).strip("\"'"), cwd, env)
         for item in [None] if items is None else items:
             if item is None or item == "":
                 env.pop(loop.name, None)

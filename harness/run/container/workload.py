@@ -76,7 +76,7 @@ def _workload(
         BindMount(str(options.root.resolve()), options.workspace),
         *guarded_state(options.root, options.workspace),
         BindMount(str(run.outbox.resolve()), REPORT_MOUNT),
-        BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
+        BindMount(str(Path(__file__).resolve().parents[2]), f"{HARNESS_LIB}/harness", read_only=True),
         *project_mounts(options.mounts, options.root, options.policy, options.host_mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
