@@ -184,7 +184,8 @@ def test_the_backend_s_wheels_are_recorded_as_gpuci_s_own_fetch(docker_client, t
     assert install is not None
     house = tmp_path / "fresh-wheelhouse"
     constraints = ROOT / "containers" / "requirements.txt"
-    backend_requires(docker_client, base, root, install, ask_image(docker_client, base), house, None, constraints)
+    target = ask_image(docker_client, base)
+    backend_requires(docker_client, base, root, install, target, ResolveWith(house, None, constraints))
     recorded = json.loads(record_path(root).read_text())
     assert any(name.startswith("hatchling-") for name in recorded), recorded
     assert set(recorded) == {p.name for p in house.glob("*.whl")}
