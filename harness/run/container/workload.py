@@ -26,6 +26,10 @@ from harness.run.spec import NETWORK_ENV, REPORT_MOUNT
 from harness.run.supervise.supervised import VramWatch
 from harness.untrusted import private_dir
 
+# gpuci's own package (harness/, two folders up from harness/run/container/), mounted read-only in every
+# container for its pytest plugin; tests/run/container/test_workload.py checks it holds the plugin.
+GPUCI_PACKAGE = Path(__file__).resolve().parents[2]
+
 # Folders of the checkout that the host side reads or runs: never writable from a container.
 STATE_FOLDERS = (".git", ".gpuci", ".nox")
 
@@ -76,7 +80,7 @@ def _workload(
         BindMount(str(options.root.resolve()), options.workspace),
         *guarded_state(options.root, options.workspace),
         BindMount(str(run.outbox.resolve()), REPORT_MOUNT),
-        BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
+        BindMount(str(GPUCI_PACKAGE), f"{HARNESS_LIB}/harness", read_only=True),
         *project_mounts(options.mounts, options.root, options.policy, options.host_mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
