@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+from harness.ci_provider import detect
 from harness.console import printable, say
 from harness.reports.page import has_gpus
 from harness.reports.records import TestResult
@@ -151,7 +152,7 @@ def write_html(reports: list[RunReport], out: Path, pictures: bool = True) -> Pa
 def on_buildkite(report: RunReport, directory: Path) -> None:
     """Inside a Buildkite job: an annotation for the session, and the run's folder as artifacts."""
     agent = shutil.which("buildkite-agent")
-    if os.environ.get("BUILDKITE") != "true":
+    if not detect().in_job():
         return
     if agent is None:
         say("BUILDKITE is set but buildkite-agent is not on PATH: no annotation, no artifact upload")

@@ -66,13 +66,13 @@ def container_workload(run: Run, watch: VramWatch | None) -> ContainerWorkload:
 
 
 def devices_for_run(client: Any, run: Run, watch: VramWatch | None) -> RunDevices:
-    """The vendor's container options for the leased GPUs: the NVIDIA runtime's GPU request where the
-    engine has it, CDI or raw nodes otherwise."""
+    """The vendor's container options for the leased GPUs (device nodes, GPU requests, groups, variables)."""
     from harness.gpu.devices import container_devices
 
-    platform = run.options.platform
-    has_runtime = platform != "cuda" or "nvidia" in (client.info().get("Runtimes") or {})
-    devices = container_devices(platform, watch.devices if watch else [], has_runtime)
+    # The platform's vendor's options; the engine's runtimes asked only by a vendor that needs them.
+    devices = container_devices(
+        run.options.platform, watch.devices if watch else [], lambda: tuple(client.info().get("Runtimes") or {})
+    )
     run.report.devices = {"route": devices.route, "nodes": list(devices.nodes), "groups": list(devices.groups)}
     return RunDevices(watch, devices)
 
