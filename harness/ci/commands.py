@@ -142,12 +142,12 @@ def _report(args: argparse.Namespace, findings: list[Finding], allowed: int) -> 
 def changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | None:
     """In a Buildkite build of a branch: the branch's changes; on the default branch: everything."""
     from harness.ci import buildkite
+    from harness.ci_provider import detect
 
-    branch = os.environ.get("BUILDKITE_BRANCH")
-    default = os.environ.get("BUILDKITE_PIPELINE_DEFAULT_BRANCH", default_branch)
-    if not branch or branch == default:
+    base = detect().branch_base(default_branch)
+    if base is None:
         return None
-    return buildkite.changed_files(root, f"origin/{default}")
+    return buildkite.changed_files(root, f"origin/{base}")
 
 
 def _origin(args: argparse.Namespace) -> str | None:
@@ -216,7 +216,7 @@ def nox_command(nox_args: list[str]) -> int:
 
 
 def init_command(args: argparse.Namespace) -> int:
-    from harness.ci.init import apply, plan
+    from harness.ci.init import apply, next_step, plan
 
     root = args.root.resolve()
     if not root.is_dir():
@@ -236,5 +236,5 @@ def init_command(args: argparse.Namespace) -> int:
             print("".join(f"    {line}\n" for line in change.text.strip("\n").splitlines()))
     if not args.dry_run:
         apply(changes)
-        say("next: declare your tests in .buildkite/test_areas/, then `nox -l` and `nox -s cpu_<area>`")
+        say(next_step(root, changes))
     return 0

@@ -13,7 +13,7 @@ from harness.ci.lint.allow import load_allowed
 from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
-from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
+from harness.ci.lint.gates import PYTHON_GATES, is_ambient
 from harness.ci.lint.homes import PENDING, Homes
 from harness.ci.lint.module_facts import SELF_SET_NAMES, TEST_FACTS
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
@@ -24,6 +24,7 @@ from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
 from harness.declare.dependencies import mode_for
+from harness.gpu.vendors import foreign_default
 
 Analyse = Callable[[Analysis[T], str], T]
 
@@ -160,12 +161,13 @@ def _external(root: Path, tree: Tree, config: ProjectConfig) -> list[Area]:
     """Each script of [tool.gpuci] external_scripts as a step of its own, run from the checkout's root
     on hardware gpuci has no platform for (no platform finding is drawn from it)."""
     scripts = sorted({p for g in config.external_scripts for p in tree.files if fnmatch.fnmatch(p, g)})
+    platforms = (foreign_default().platform,)  # read as a foreign step is
     return [
         Area(
             "external",
             "",
             root / path,
-            (Step(EXTERNAL, (f"bash {path}",), ("cuda",), 1, device="external", extra={"no_plugin": True}),),
+            (Step(EXTERNAL, (f"bash {path}",), platforms, 1, device="external", extra={"no_plugin": True}),),
         )
         for path in scripts
     ]
@@ -275,7 +277,7 @@ def _unset_gates(
         else:
             continue
         for variable, (line, holds) in sorted(gates.items()):
-            if AMBIENT.match(variable) or any(variable in env for _, _, env in steps):
+            if is_ambient(variable) or any(variable in env for _, _, env in steps):
                 continue
             self_set = set_by_the_project() if self_set is None else self_set
             if variable in self_set:

@@ -7,13 +7,19 @@ import bisect
 import re
 
 from harness.ci.lint.cache import Analysis
+from harness.gpu.vendors import vendors
 
 # Set by the CI environment or by gpuci itself, never by a step: not gates a step must set.
 # Also the host's toolchain probes and the agent's secrets: a step cannot (and must not) set those.
+# The vendors' toolchain variables (harness.gpu.vendors) count too: see `is_ambient`.
 AMBIENT = re.compile(
     r"^(BUILDKITE.*|CI|HOME|PATH|USER|PWD|TMPDIR|PYTHONPATH|GPUCI_.*|[A-Z]+_VISIBLE_DEVICES"
-    r"|ROCM_(PATH|HOME)|HIP_PATH|CUDA_(HOME|PATH)|BASH.*|.*(TOKEN|SECRET|PASSWORD|_KEY).*)$"
+    r"|BASH.*|.*(TOKEN|SECRET|PASSWORD|_KEY).*)$"
 )
+
+
+def is_ambient(variable: str) -> bool:
+    return bool(AMBIENT.match(variable)) or any(variable in v.lint.toolkit_variables for v in vendors())
 
 
 PY_GATE = re.compile(
