@@ -1,11 +1,12 @@
-"""What a run executes, independent of how: Docker (harness/container.py) or an OCI runtime (harness/oci.py)."""
+"""What a run executes, independent of how: Docker (harness/run/container/docker.py) or an
+OCI runtime (harness/run/container/oci.py)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.gpu.devices import NvidiaRequest
+from harness.gpu.vendors.vendor import GpuRequest
 from harness.redact import Redactor
 
 WORKSPACE = "/workspace"
@@ -64,7 +65,7 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     # Device nodes as "host:container:permissions", e.g. AMD's /dev/kfd.
     devices: tuple[str, ...] = ()
-    gpu_requests: tuple[NvidiaRequest, ...] = ()
+    gpu_requests: tuple[GpuRequest, ...] = ()
     group_add: tuple[str, ...] = ()
     user: str | None = None
     shm_size: str = "1g"
@@ -74,7 +75,7 @@ class RunSpec:
     # The posture every gpuci container has: no setuid escalation, few capabilities.
     no_new_privileges: bool = True
     cap_add: tuple[str, ...] = KEPT_CAPABILITIES
-    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/orphan.py).
+    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/cleanup/orphan.py).
     watch_supervisor: bool = False
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:
