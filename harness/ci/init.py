@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.ci.init_recipes import REQUIREMENTS, dockerfile
 from harness.declare.areas import AREAS_DIR
-from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.platforms import platform_names
 
 MARK = "from harness.sessions import area_sessions"
 # What the sessions need: a version, never a place (a `file:///` path exists on one machine only). nox
@@ -124,7 +124,7 @@ def plan(root: Path) -> list[Change]:
         )
     if not (root / "containers" / "requirements.txt").exists():
         changes.append(Change(root / "containers" / "requirements.txt", "create", REQUIREMENTS))
-    for platform in PLATFORM_NAMES:
+    for platform in platform_names():
         path = root / "containers" / platform / "Dockerfile"
         if not path.exists():
             changes.append(Change(path, "create", dockerfile(platform)))

@@ -25,7 +25,7 @@ from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
 from harness.images.project_install import INSTALL_SCRIPT, INSTALL_SCRIPT_SOURCE, OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_requirements_text
-from harness.images.resolve import ask_image, resolve
+from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.wheels import copy_verified, recording
 from harness.owned import make_owned_dir, remove_stale
@@ -169,9 +169,8 @@ def resolve_project(
     text = "".join(f"{pin}\n" for pin in recipe.pins) or project_requirements_text(recipe)
     if not recipe.pins and recipe.install is not None:  # what the backend asks for beyond what is declared
         image = str(recipe.build_base)
-        asked = backend_requires(
-            client, image, root, recipe.install, target, wheelhouse, recipe.ca_bundle, recipe.requirements
-        )
+        using = ResolveWith(wheelhouse, recipe.ca_bundle, recipe.requirements)
+        asked = backend_requires(client, image, root, recipe.install, target, using)
         text += "# asked of the project's build backend (get_requires_for_build_wheel, _editable)\n"
         text += "".join(f"{line}\n" for line in asked)
     source.write_text(text)

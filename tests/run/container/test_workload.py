@@ -37,9 +37,9 @@ def test_an_image_slower_than_its_bound_stops_the_run_with_75_saying_what_to_do(
 
 
 def test_the_package_mounted_for_the_plugin_is_gpuci_s_whole_package() -> None:
-    # Counted up from harness/run/container/: a move of this module must not mount harness/run instead
-    # (every container run then fails with "No module named 'harness.pytest_plugin'").
-    from harness.run.container.workload import GPUCI_PACKAGE
+    # Counted up from the module that plans the mount: a move of that module must not mount a sub-folder
+    # instead (every container run then fails with "No module named 'harness.pytest_plugin'").
+    from harness.run.plan import HARNESS_PACKAGE
 
-    assert (GPUCI_PACKAGE / "pytest_plugin.py").is_file() and (GPUCI_PACKAGE / "plugin").is_dir()
-    assert GPUCI_PACKAGE == ROOT / "harness"
+    assert (HARNESS_PACKAGE / "pytest_plugin.py").is_file() and (HARNESS_PACKAGE / "plugin").is_dir()
+    assert HARNESS_PACKAGE == ROOT / "harness"
