@@ -20,7 +20,6 @@ import tarfile
 import tempfile
 import uuid
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.in_image.ask_backend import MARKER
 from harness.images.project_install import ProjectInstall, copy_checkout
-from harness.images.resolve import PythonTarget, resolve
+from harness.images.resolve import PythonTarget, ResolveWith, resolve
 from harness.images.wheels import recording
 
 SCRIPT = Path(__file__).parent / "in_image" / "ask_backend.py"
@@ -43,16 +42,6 @@ COMMAND = [
     "env", "SETUPTOOLS_SCM_PRETEND_VERSION=0+gpuci", "python3", "/tmp/gpuci-ask/ask_backend.py",
     "/tmp/gpuci-ask/project", "/tmp/gpuci-ask/lib",
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ResolveWith:
-    """What resolving the backend's own requirements reads besides them: the wheelhouse, a CA bundle
-    for the index, and the project's constraints."""
-
-    wheelhouse: Path
-    ca_bundle: Path | None = None
-    constraints: Path | None = None
 
 
 def backend_requires(

@@ -19,13 +19,13 @@ from harness.errors import ImageBuildError, InfrastructureError
 from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
-from harness.images.backend_requires import ResolveWith, backend_requires
+from harness.images.backend_requires import backend_requires
 from harness.images.build_errors import project_failure
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
 from harness.images.project_install import INSTALL_SCRIPT, INSTALL_SCRIPT_SOURCE, OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_requirements_text
-from harness.images.resolve import ask_image, resolve
+from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.wheels import copy_verified, recording
 from harness.owned import make_owned_dir, remove_stale

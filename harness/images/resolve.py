@@ -159,7 +159,7 @@ def resolve(
         if line.startswith(("Collecting", "Saved", "Downloading")):  # progress while pip works
             print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
     if proc.wait() != 0:
-        _fail(lines, sources, shown_as, target, wheelhouse, constraints, ca_bundle)
+        _fail(lines, sources, shown_as, target, ResolveWith(wheelhouse, ca_bundle, constraints))
     return Resolution(_pins("\n".join(lines)), target)
 
 
@@ -171,15 +171,18 @@ def _pins(output: str) -> tuple[str, ...]:
     return tuple(sorted(pins))
 
 
-def _fail(
-    lines: list[str],
-    sources: tuple[Path, ...],
-    shown_as: str,
-    target: PythonTarget,
-    wheelhouse: Path,
-    constraints: Path | None = None,
-    ca_bundle: Path | None = None,
-) -> None:
+@dataclass(frozen=True)
+class ResolveWith:
+    """What resolving the backend's own requirements reads besides them: the wheelhouse, a CA bundle
+    for the index, and the project's constraints."""
+
+    wheelhouse: Path
+    ca_bundle: Path | None = None
+    constraints: Path | None = None
+
+
+def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: PythonTarget, using: ResolveWith) -> None:
+    wheelhouse, constraints, ca_bundle = using.wheelhouse, using.constraints, using.ca_bundle
     text = "\n".join(lines)
     if any(word in text for word in NETWORK_WORDS):
         raise ImageBuildError(

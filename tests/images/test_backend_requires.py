@@ -10,9 +10,9 @@ import pytest
 
 from harness.errors import UsageError
 from harness.images.airgap import bootstrap_base
-from harness.images.backend_requires import ResolveWith, backend_requires
+from harness.images.backend_requires import backend_requires
 from harness.images.project_install import project_install
-from harness.images.resolve import ask_image
+from harness.images.resolve import ResolveWith, ask_image
 from harness.images.wheels import copy_verified, record_path
 from tests.conftest import ROOT
 

@@ -24,7 +24,7 @@ from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
 from harness.declare.dependencies import mode_for
-from harness.gpu.vendors import foreign_default
+from harness.gpu.vendors import foreign_default, vendors
 
 Analyse = Callable[[Analysis[T], str], T]
 
@@ -63,7 +63,7 @@ def lint(
             reaches = {id(step): resolver.step(step) for step in forms.values()}
             for platform, step in forms.items():
                 # A step on hardware gpuci has no platform for runs its tests somewhere unknown ("?").
-                known = "?" if OTHER_HARDWARE.search(step.device or "") else platform
+                known = "?" if other_hardware(step.device or "") else platform
                 for path in reaches[id(step)].files:
                     if path.rpartition("/")[2].startswith("test_"):
                         runs.setdefault(path, []).append((rel, step.line, step.label, known))
@@ -152,6 +152,12 @@ def lint(
 # Agents of hardware gpuci has no platform for (Intel GPUs and HPUs, NPUs, TPUs, scripts run from
 # outside the pipeline files): a test they run may run there, so no platform finding is drawn for it.
 OTHER_HARDWARE = re.compile(r"intel_gpu|xpu|hpu|npu|tpu|ascend|gaudi|neuron|external", re.I)
+
+
+def other_hardware(device: str) -> bool:
+    """An agent of hardware no registered vendor claims (a vendor's own agents are its platform's)."""
+    claimed = any(v.foreign.agent_device and re.match(v.foreign.agent_device, device) for v in vendors())
+    return bool(OTHER_HARDWARE.search(device)) and not claimed
 
 
 EXTERNAL = "run by CI from outside the pipeline files"
