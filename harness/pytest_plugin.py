@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from harness.gpu.vram import open_backend
+from harness.gpu.vendors import backend_names, open_backend
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.pinning import RUN_GPUS_ENV, Pinned, PinningError, pin_worker
@@ -59,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--gpuci-no-vram-guard", action="store_false", dest="gpuci_vram_guard")
     group.addoption("--gpuci-vram-timeout", type=float, default=60.0, help="seconds to wait for release")
-    group.addoption("--gpuci-vram-backend", default=None, help="nvml, amdsmi, sim or auto")
+    group.addoption("--gpuci-vram-backend", default=None, help=f"{', '.join(backend_names())} or auto")
     group.addoption("--gpuci-gpus-per-worker", type=int, default=0, help="disjoint GPUs per xdist worker")
     group.addoption("--gpuci-records", default=None, help="where to write timing records (JSON)")
     group.addoption("--gpuci-shard", default=None, help="I/N: run the I-th of N shares of the tests (0-based)")

@@ -26,8 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness.gpu.devices import nvidia_options  # noqa: E402
-from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
+from harness.gpu.vendors.cuda import NvmlBackend, nvidia_options  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.container.oci import write_bundle  # noqa: E402
 from harness.run.container.runc import RuncWorkload  # noqa: E402

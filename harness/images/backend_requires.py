@@ -20,6 +20,7 @@ import tarfile
 import tempfile
 import uuid
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.in_image.ask_backend import MARKER
 from harness.images.project_install import ProjectInstall, copy_checkout
 from harness.images.resolve import PythonTarget, resolve
+from harness.images.wheels import recording
 
 SCRIPT = Path(__file__).parent / "in_image" / "ask_backend.py"
 MAX_OUTPUT = 2**20
@@ -43,21 +45,26 @@ COMMAND = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class ResolveWith:
+    """What resolving the backend's own requirements reads besides them: the wheelhouse, a CA bundle
+    for the index, and the project's constraints."""
+
+    wheelhouse: Path
+    ca_bundle: Path | None = None
+    constraints: Path | None = None
+
+
 def backend_requires(
-    client: Any,
-    image: str,
-    root: Path,
-    install: ProjectInstall,
-    target: PythonTarget,
-    wheelhouse: Path,
-    ca_bundle: Path | None,
-    constraints: Path | None,
+    client: Any, image: str, root: Path, install: ProjectInstall, target: PythonTarget, using: ResolveWith
 ) -> tuple[str, ...]:
     """The requirements the backend asks for, for a wheel and an editable build, beyond what is declared."""
+    wheelhouse, ca_bundle, constraints = using.wheelhouse, using.ca_bundle, using.constraints
     with tempfile.TemporaryDirectory(prefix="gpuci-ask-") as scratch:
         wanted = Path(scratch) / "build-requirements.in"
         wanted.write_text("".join(f"{line}\n" for line in install.build_requires))
-        pins = resolve(wanted, (Path(root) / "pyproject.toml",), wheelhouse, target, ca_bundle, constraints).pins
+        with recording(Path(root), wheelhouse):  # the backend's wheels are gpuci's fetch too
+            pins = resolve(wanted, (Path(root) / "pyproject.toml",), wheelhouse, target, ca_bundle, constraints).pins
         say(f"asking the build backend ({install.backend}) what its builds need, in {image}")
         archive = _archive(Path(root), Path(scratch), _wheels(wheelhouse, pins))
         output = _run(client, image, archive)

@@ -25,6 +25,7 @@ from typing import Any
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.installer import pip_command
+from harness.images.missing import advice
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -158,7 +159,7 @@ def resolve(
         if line.startswith(("Collecting", "Saved", "Downloading")):  # progress while pip works
             print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
     if proc.wait() != 0:
-        _fail(lines, sources, shown_as, target, wheelhouse, constraints)
+        _fail(lines, sources, shown_as, target, wheelhouse, constraints, ca_bundle)
     return Resolution(_pins("\n".join(lines)), target)
 
 
@@ -177,6 +178,7 @@ def _fail(
     target: PythonTarget,
     wheelhouse: Path,
     constraints: Path | None = None,
+    ca_bundle: Path | None = None,
 ) -> None:
     text = "\n".join(lines)
     if any(word in text for word in NETWORK_WORDS):
@@ -195,10 +197,11 @@ def _fail(
     missing = _MISSING.search(text)
     what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"
     where = _line_of(missing.group(1), sources) if missing else None
+    # pip's "from versions: none" is both "no such package" and "no wheel for this Python": asked apart.
+    why = advice(missing.group(1), text, target.version, ca_bundle) if missing else "cannot be resolved."
     raise UsageError(
-        f"{where or shown_as}: {what} has no wheel for the image's Python {target.version} on {target.machine} "
-        f"(glibc {target.glibc}): pip said {_last_error(lines)!r}. Pin a version that ships wheels for it, "
-        "or choose a base image with a Python it supports."
+        f"{where or shown_as}: {what} {why} (pip said {_last_error(lines)!r}, resolving for Python "
+        f"{target.version} on {target.machine}, glibc {target.glibc}.)"
     )
 
 

@@ -6,6 +6,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,28 +34,30 @@ def ready_check(check: Callable[[], bool] | str | None) -> Callable[[], bool]:
     return probe
 
 
+@dataclass(eq=False)  # a server is itself, not its options
 class ServerProcess:
-    """A test server: own process group, a ready check, tree teardown and a VRAM wait on exit."""
+    """A test server: own process group, a ready check, tree teardown and a VRAM wait on exit.
 
-    def __init__(
-        self,
-        command: list[str],
-        *,
-        ready: Callable[[], bool] | str | None = None,
-        ready_timeout: float = 300.0,
-        env: dict[str, str] | None = None,
-        cwd: str | Path | None = None,
-        grace: float = 10.0,
-        backend: VramBackend | None = None,
-        devices: list[Device] | None = None,
-        vram_timeout: float = 60.0,
-    ) -> None:
-        self.command, self.env, self.cwd = command, env, cwd
-        self.ready_check, self.ready_timeout, self.grace = ready_check(ready), ready_timeout, grace
-        self.backend, self.devices, self.vram_timeout = backend, devices or [], vram_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.baseline: Baseline | None = None
-        self.stop_seconds: float | None = None
+    `ServerProcess(command, ready=URL_OR_CALLABLE, env=…, grace=…)`: every option but the command by keyword.
+    """
+
+    command: list[str]
+    _: KW_ONLY
+    ready: Callable[[], bool] | str | None = None
+    ready_timeout: float = 300.0
+    env: dict[str, str] | None = None
+    cwd: str | Path | None = None
+    grace: float = 10.0
+    backend: VramBackend | None = None
+    devices: list[Device] = field(default_factory=list)
+    vram_timeout: float = 60.0
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    baseline: Baseline | None = field(default=None, init=False)
+    stop_seconds: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.ready_check = ready_check(self.ready)
+        self.devices = self.devices or []
 
     def start(self) -> ServerProcess:
         if self.backend is not None:

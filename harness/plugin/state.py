@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.declare.platforms import PLATFORMS
+from harness.gpu.vendors import for_platform
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
 
@@ -37,7 +37,8 @@ class PluginState:
 
     @property
     def budget(self) -> float:
-        return PLATFORMS[self.platform].shutdown_budget_s if self.platform in PLATFORMS else 2.1
+        vendor = for_platform(self.platform)
+        return vendor.shutdown_budget_s if vendor else 2.1
 
     def record(self, phase: str, seconds: float, budget: float | None = None, **extra: Any) -> Record:
         rec = Record(self.current_test, phase, seconds, budget, [d.id for d in self.devices], **extra)

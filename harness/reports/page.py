@@ -52,7 +52,9 @@ def _said(counts: dict[str, int] | Counter[str]) -> str:
 def _link(target: Any, page_dir: Path, text: str) -> str:
     if not target:
         return ""
-    href = os.path.relpath(str(target), page_dir) if os.path.isabs(str(target)) else str(target)
+    # Relative paths (a run id or `.gpuci/runs/…` given to `gpuci report`) are the working folder's,
+    # not the page's: a page written elsewhere (`--html /tmp/x.html`) would link to nothing.
+    href = os.path.relpath(os.path.abspath(str(target)), os.path.abspath(page_dir))
     return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
 
 

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from harness.ci_provider import detect
 from harness.console import printable, say
 from harness.reports.page import has_gpus
 from harness.reports.report import MalformedReport, RunReport
@@ -152,7 +153,7 @@ def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) 
 def on_buildkite(report: dict[str, Any], directory: Path) -> None:
     """Inside a Buildkite job: an annotation for the session, and the run's folder as artifacts."""
     agent = shutil.which("buildkite-agent")
-    if os.environ.get("BUILDKITE") != "true":
+    if not detect().in_job():
         return
     if agent is None:
         say("BUILDKITE is set but buildkite-agent is not on PATH: no annotation, no artifact upload")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -37,7 +36,7 @@ def run_command(args: argparse.Namespace) -> int:
     GATE.install()  # from here a cancel is noted, never a silent death without a report
     from harness.declare.config import config_with_flags, image_timeout_s, in_checkout
     from harness.images.registry import registry_from
-    from harness.run.buildkite.collector import TOKEN_ENV
+    from harness.run.buildkite.collector import TOKEN_ENV, wanted
     from harness.run.execute import execute_step
     from harness.state import check_state
 
@@ -65,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
         host_mounts=config.host_mounts,
         policy=config.policy,
         # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.buildkite.collector).
-        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if os.environ.get(TOKEN_ENV) else ())),
+        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if wanted() else ())),
         registry=None if args.no_container else registry_from(config),
         build=args.build,
     )

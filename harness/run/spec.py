@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.gpu.devices import NvidiaRequest
+from harness.gpu.vendors.vendor import GpuRequest
 from harness.redact import Redactor
 
 WORKSPACE = "/workspace"
@@ -65,7 +65,7 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     # Device nodes as "host:container:permissions", e.g. AMD's /dev/kfd.
     devices: tuple[str, ...] = ()
-    gpu_requests: tuple[NvidiaRequest, ...] = ()
+    gpu_requests: tuple[GpuRequest, ...] = ()
     group_add: tuple[str, ...] = ()
     user: str | None = None
     shm_size: str = "1g"

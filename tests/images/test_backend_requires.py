@@ -11,9 +11,10 @@ import pytest
 
 from harness.errors import UsageError
 from harness.images.airgap import bootstrap_base
-from harness.images.backend_requires import backend_requires
+from harness.images.backend_requires import ResolveWith, backend_requires
 from harness.images.project_install import project_install
 from harness.images.resolve import ask_image
+from harness.images.wheels import copy_verified, record_path
 from tests.conftest import ROOT, git
 
 WHEELHOUSE = ROOT / ".gpuci" / "wheelhouse"
@@ -83,7 +84,9 @@ def test_each_backend_is_asked_in_a_container_and_answers(docker_client, tmp_pat
         root = _project(tmp_path / name, name)
         install = project_install(root, "editable", "/workspace")
         assert install is not None
-        answers[name] = backend_requires(docker_client, base, root, install, target, WHEELHOUSE, None, constraints)
+        answers[name] = backend_requires(
+            docker_client, base, root, install, target, ResolveWith(WHEELHOUSE, None, constraints)
+        )
     print(json.dumps(answers, indent=1))
     names = {k: {re.split(r"[<>=!~;\[ ]", a, maxsplit=1)[0].lower() for a in v} for k, v in answers.items()}
     assert "editables" in names["hatch_lib"]  # hatchling's editable build: not in [build-system] requires
@@ -101,7 +104,7 @@ def test_a_backend_that_fails_when_asked_is_the_project_s_to_fix(docker_client, 
     install = project_install(root, "editable", "/workspace")
     assert install is not None
     with pytest.raises(UsageError) as err:
-        backend_requires(docker_client, base, root, install, ask_image(docker_client, base), WHEELHOUSE, None, None)
+        backend_requires(docker_client, base, root, install, ask_image(docker_client, base), ResolveWith(WHEELHOUSE))
     assert f"{root}/setup.py" in str(err.value) and "No module named 'no_such_module_here'" in str(err.value)
 
 
@@ -170,3 +173,21 @@ def test_the_backend_s_answer_is_input_checked_before_the_resolver_sees_it(tmp_p
     with pytest.raises(UsageError, match="failed when asked") as err:
         _answer(said({"error": "Traceback …\nValueError: bad config"}), install, tmp_path)
     assert f"{tmp_path}/pyproject.toml" in str(err.value) and "ValueError: bad config" in str(err.value)
+
+
+def test_the_backend_s_wheels_are_recorded_as_gpuci_s_own_fetch(docker_client, tmp_path: Path, capsys) -> None:
+    # A fresh project's wheelhouse: everything in it was fetched by gpuci, the build backend's wheels
+    # included, so the build never says it found wheels "gpuci did not fetch" (put there by hand).
+    base = bootstrap_base(docker_client)
+    root = _project(tmp_path / "hatch_lib", "hatch_lib")
+    install = project_install(root, "editable", "/workspace")
+    assert install is not None
+    house = tmp_path / "fresh-wheelhouse"
+    constraints = ROOT / "containers" / "requirements.txt"
+    backend_requires(docker_client, base, root, install, ask_image(docker_client, base), house, None, constraints)
+    recorded = json.loads(record_path(root).read_text())
+    assert any(name.startswith("hatchling-") for name in recorded), recorded
+    assert set(recorded) == {p.name for p in house.glob("*.whl")}
+    capsys.readouterr()
+    copy_verified(root, house, tmp_path / "context")
+    assert "did not fetch" not in capsys.readouterr().err

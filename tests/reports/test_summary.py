@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from harness.reports.summary import collect, table, write_html
@@ -186,3 +187,14 @@ def test_the_table_shows_control_characters_and_never_acts_on_them() -> None:
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
     assert not [line for line in text.splitlines() if line.startswith("gpuci: passed")]
     assert "\\x1b]52;c;ZXZpbA==" in text
+
+
+def test_the_page_links_to_each_report_from_wherever_it_is_written(tmp_path: Path, monkeypatch) -> None:
+    # `gpuci report RUN_ID --html /elsewhere/page.html` in the project: the run is found as
+    # `.gpuci/runs/…`, relative to the working folder, and the page's link must still reach it.
+    monkeypatch.chdir(tmp_path)
+    write_runs(tmp_path / ".gpuci", 1)
+    reports = collect([Path(".gpuci") / "runs"])
+    page = write_html(reports, tmp_path / "elsewhere" / "page.html", pictures=False)
+    hrefs = [h for h in re.findall(r'href="([^"]+)"', page.read_text()) if h.endswith("report.json")]
+    assert hrefs and all((page.parent / h).resolve().is_file() for h in hrefs), hrefs

@@ -76,7 +76,7 @@ def _workload(
         BindMount(str(options.root.resolve()), options.workspace),
         *guarded_state(options.root, options.workspace),
         BindMount(str(run.outbox.resolve()), REPORT_MOUNT),
-        BindMount(str(Path(__file__).resolve().parents[1]), f"{HARNESS_LIB}/harness", read_only=True),
+        BindMount(str(Path(__file__).resolve().parents[2]), f"{HARNESS_LIB}/harness", read_only=True),
         *project_mounts(options.mounts, options.root, options.policy, options.host_mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}
@@ -86,9 +86,10 @@ def _workload(
         mounts.append(BindMount(str(simgpu.default_directory().resolve()), SIM_MOUNT))
         # Simulated devices keep host numbering inside; NVIDIA's runtime renumbers what it passes.
         extra_env.update({simgpu.ENV: SIM_MOUNT, **visible_devices_env(options.platform, watch)})
-    # The NVIDIA runtime's GPU request where the engine has it; CDI or raw nodes otherwise.
-    has_runtime = options.platform != "cuda" or "nvidia" in (client.info().get("Runtimes") or {})
-    devices = container_devices(options.platform, watch.devices if watch else [], has_runtime)
+    # The platform's vendor's options; the engine's runtimes asked only by a vendor that needs them.
+    devices = container_devices(
+        options.platform, watch.devices if watch else [], lambda: tuple(client.info().get("Runtimes") or {})
+    )
     run.report.devices = {
         "route": devices.route,
         "nodes": list(devices.nodes),

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.ci_provider import detect
 from harness.console import say
 from harness.errors import ExitCode
 from harness.gpu.vram.release import wait_for_release
@@ -35,7 +36,7 @@ class StopPolicy:
 
 def stop_policy(grace_s: float) -> StopPolicy:
     """A run's policy. Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
-    agent_grace = float(os.environ.get("BUILDKITE_CANCEL_GRACE_PERIOD", "0") or 0)
+    agent_grace = detect().cancel_grace_s()
     if agent_grace > 0:
         grace_s = min(grace_s, max(0.5, agent_grace * 0.4))
         return StopPolicy(grace_s=grace_s, kill_wait_s=max(1.0, agent_grace * 0.3))

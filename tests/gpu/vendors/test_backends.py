@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.gpu.vram.amdsmi import AmdSmiBackend
+from harness.gpu.vendors.cuda import NvmlBackend
+from harness.gpu.vendors.rocm import AmdSmiBackend
 from harness.gpu.vram.base import BackendUnavailable
-from harness.gpu.vram.nvml import NvmlBackend
 
 MIB = 1024**2
 
@@ -117,7 +117,7 @@ def test_amdsmi_reads_bytes_by_pci_bus_id_with_holders() -> None:
 
 
 def test_amdsmi_distrusts_a_counter_that_never_moves_with_no_holders(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.gpu.vram.amdsmi as module
+    import harness.gpu.vendors.rocm as module
 
     smi = FakeAmdSmi(5 * 1024**3, [])
     backend = AmdSmiBackend(smi)  # type: ignore[arg-type]
@@ -134,7 +134,7 @@ def test_amdsmi_distrusts_a_counter_that_never_moves_with_no_holders(monkeypatch
 
 def test_amdsmi_reads_the_process_list_at_most_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
     """Release waits poll every half millisecond; amdsmi wants a second between process-list calls."""
-    import harness.gpu.vram.amdsmi as module
+    import harness.gpu.vendors.rocm as module
 
     smi = FakeAmdSmi(1024, [])
     calls = []
