@@ -12,7 +12,8 @@ from harness.console import say
 from harness.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:  # the lint's modules are imported only where a command needs them (a warm lint none)
-    from harness.ci.lint.files import Files
+    from harness.ci.lint.cache import AnalysisCache
+    from harness.ci.lint.files import CommitFiles, Files
     from harness.ci.lint.findings import Finding
     from harness.ci.lint.memo import RunMemo
 
@@ -44,38 +45,53 @@ def pipeline_command(args: argparse.Namespace) -> int:
 
 
 def lint_command(args: argparse.Namespace) -> int:
-    root = args.root.resolve()
-    if args.since:
-        return _lint_since(args, root)
     from harness.ci.lint.files import CheckoutFiles
+
+    root = args.root.resolve()
+    files = CheckoutFiles(root)
+    if args.since:
+        return _lint_since(args, root, files)
+    findings, allowed = _lint_checkout(args, root, files)
+    return _report(args, findings, allowed)
+
+
+def _memo_settings(args: argparse.Namespace) -> dict[str, object]:
+    """What of the command line a run's findings depend on (not how they are printed, nor --since:
+    `lint` and `lint --since`'s checkout side share their memo)."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "format", "since")}
+
+
+def _lint_checkout(
+    args: argparse.Namespace, root: Path, files: Files, cache: AnalysisCache | None = None
+) -> tuple[list[Finding], int]:
+    """The checkout's findings: the last run's replayed while nothing it read changed, else run whole."""
     from harness.ci.lint.memo import RunMemo, run_key
     from harness.git import run_git
 
-    files = CheckoutFiles(root)
     names = files.names()
     memo = None
     if names is not None and not args.no_cache:  # a warm run whose inputs are all unchanged: replayed
         head = run_git(root, "rev-parse", "--verify", "--quiet", "HEAD").stdout.strip()
-        settings = {k: v for k, v in vars(args).items() if k != "func"}
-        memo = RunMemo(root, run_key(root, settings), names, head)
+        memo = RunMemo(root, run_key(root, _memo_settings(args)), names, head)
     replayed = memo.replay() if memo is not None else None
     if replayed is not None:
         findings, allowed, said = replayed
         for line in said:
             say(line)
-    else:
-        findings, allowed = _lint_whole(args, root, files, memo)
-    return _report(args, findings, allowed)
+        return findings, allowed
+    return _lint_whole(args, root, files, memo, cache)
 
 
-def _lint_whole(args: argparse.Namespace, root: Path, files: Files, memo: RunMemo | None) -> tuple[list[Finding], int]:
+def _lint_whole(
+    args: argparse.Namespace, root: Path, files: Files, memo: RunMemo | None, cache: AnalysisCache | None
+) -> tuple[list[Finding], int]:
     """The lint run whole (the analysis cache answering for unchanged files), kept in `memo`."""
     from harness.ci import lint
     from harness.ci.lint.cache import AnalysisCache
     from harness.ci.lint.memo import RecordingFiles
     from harness.declare.config import config_with_flags
 
-    cache = AnalysisCache.open(enabled=not args.no_cache)
+    cache = cache or AnalysisCache.open(enabled=not args.no_cache)
     recording = RecordingFiles(files)
     config = config_with_flags(root, args, for_host=False)  # the lint reads; it grants nothing
     said: list[str] = []
@@ -94,37 +110,60 @@ def _lint_whole(args: argparse.Namespace, root: Path, files: Files, memo: RunMem
     return findings, allowed
 
 
-def _lint_since(args: argparse.Namespace, root: Path) -> int:
-    from harness.ci import lint
+def _lint_since(args: argparse.Namespace, root: Path, files: Files) -> int:
+    """Both trees' findings compared. The checkout's come as a plain lint's (replayed while
+    unchanged); a commit's depend on nothing but the commit, the code and the settings, so they are
+    kept under those and replayed without a check."""
     from harness.ci.lint.cache import AnalysisCache
-    from harness.ci.lint.findings import failing
+    from harness.ci.lint.findings import as_json, as_text, failing
+    from harness.ci.lint.memo import CommitMemo, run_key
     from harness.ci.lint.since import lint_since
-    from harness.declare.config import config_with_flags
     from harness.reports.annotate import annotate, block
 
-    cache = AnalysisCache.open(enabled=not args.no_cache)  # one for both trees of --since: most files agree
+    caches: list[AnalysisCache] = []  # one for both trees, opened when one is run whole: most files agree
 
-    def run_lint(tree: Path, files: Files | None = None) -> list[Finding]:
-        config = config_with_flags(tree, args, for_host=False)  # the lint reads; it grants nothing
-        if files is not None:
-            files.place_declared(tree, config.declarations)
-        areas = loaded_areas(tree, config.declarations, args.verbose, _origin(args), quiet=files is not None)
-        try:
-            return lint.lint(tree, areas, config, cache, files)[0]
-        finally:
-            cache.save()
+    def cache() -> AnalysisCache:
+        if not caches:
+            caches.append(AnalysisCache.open(enabled=not args.no_cache))
+        return caches[0]
+
+    def run_lint(tree: Path, at_commit: CommitFiles | None = None) -> list[Finding]:
+        if at_commit is None:
+            return _lint_checkout(args, root, files, cache())[0]
+        memo = None if args.no_cache else CommitMemo(run_key(root, {**_memo_settings(args), "at": at_commit.commit}))
+        kept = memo.replay() if memo is not None else None
+        if kept is not None:
+            return kept
+        findings = _lint_commit(args, tree, at_commit, cache())
+        if memo is not None:
+            memo.keep(findings)
+        return findings
 
     introduced, resolved = lint_since(root, args.since, run_lint)
     if args.format == "json":
-        sys.stdout.write(lint.as_json(introduced))
+        sys.stdout.write(as_json(introduced))
     else:
-        text = lint.as_text(introduced, 0) if introduced else ""
+        text = as_text(introduced, 0) if introduced else ""
         counts = f"{len(introduced)} introduced, {len(resolved)} resolved"
         sys.stdout.write(text + f"gpuci lint --since {args.since}: {counts}\n")
     if failing(introduced):
-        body = f"**gpuci lint**: this change loses CI coverage\n\n{block(lint.as_text(introduced, 0))}"
+        body = f"**gpuci lint**: this change loses CI coverage\n\n{block(as_text(introduced, 0))}"
         annotate(body, "gpuci-lint", "error")
     return int(ExitCode.TESTS_FAILED) if failing(introduced) else 0
+
+
+def _lint_commit(args: argparse.Namespace, tree: Path, at_commit: CommitFiles, cache: AnalysisCache) -> list[Finding]:
+    """A commit's findings, its files read from git (`tree` stands for its root)."""
+    from harness.ci import lint
+    from harness.declare.config import config_with_flags
+
+    config = config_with_flags(tree, args, for_host=False)  # the lint reads; it grants nothing
+    at_commit.place_declared(tree, config.declarations)
+    areas = loaded_areas(tree, config.declarations, args.verbose, _origin(args), quiet=True)  # a base's: not news
+    try:
+        return lint.lint(tree, areas, config, cache, at_commit)[0]
+    finally:
+        cache.save()
 
 
 def _report(args: argparse.Namespace, findings: list[Finding], allowed: int) -> int:

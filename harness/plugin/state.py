@@ -8,6 +8,7 @@ from typing import Any
 from harness.gpu.vendors import for_platform
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
+from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S
 
 DEFAULT_MARGIN_S = 0.5
 
@@ -29,7 +30,7 @@ class PluginState:
     devices: list[Device] = field(default_factory=list)
     baseline: dict[str, int] = field(default_factory=dict)
     guard: bool = False
-    guard_timeout: float = 60.0
+    guard_timeout: float = DEFAULT_VRAM_TIMEOUT_S
     tolerance: int = DEFAULT_TOLERANCE
     records: list[Record] = field(default_factory=list)
     lease: Any = None

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def run_options(args: argparse.Namespace, platform: str, config: ProjectConfig | None = None, **extra: object):  # type: ignore[no-untyped-def]
     """The options every run takes; with `config`, its settings (the flags already over it)."""
     from harness.run.options import RunOptions
+    from harness.run.supervise.stop import DEFAULT_GRACE_S, DEFAULT_VRAM_TIMEOUT_S
 
     grace = config.grace if config else args.grace
     vram_timeout = config.vram_timeout if config else args.vram_timeout
@@ -23,8 +24,8 @@ def run_options(args: argparse.Namespace, platform: str, config: ProjectConfig |
         platform=platform,
         report_dir=args.report_dir,
         vram_backend=None if args.vram_backend == "auto" else args.vram_backend,
-        grace_s=grace if grace is not None else 5.0,
-        vram_timeout_s=vram_timeout if vram_timeout is not None else 60.0,
+        grace_s=grace if grace is not None else DEFAULT_GRACE_S,
+        vram_timeout_s=vram_timeout if vram_timeout is not None else DEFAULT_VRAM_TIMEOUT_S,
         echo=not args.quiet,
         **extra,  # type: ignore[arg-type]
     )

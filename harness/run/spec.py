@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.gpu.vendors.vendor import GpuRequest
 from harness.redact import Redactor
+from harness.run.cleanup.orphan import Watch
 
 WORKSPACE = "/workspace"
 # Where a run's report folder is mounted inside its container.
@@ -60,6 +61,9 @@ class RunSpec:
     command: tuple[str, ...]
     name: str
     env: dict[str, str] = field(default_factory=dict)
+    # Variables that reach the container only through the secrets file (harness.run.secrets), never its
+    # configuration: the report names them, never their values.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     mounts: tuple[BindMount, ...] = ()
     working_dir: str = WORKSPACE
     labels: dict[str, str] = field(default_factory=dict)
@@ -75,11 +79,13 @@ class RunSpec:
     # The posture every gpuci container has: no setuid escalation, few capabilities.
     no_new_privileges: bool = True
     cap_add: tuple[str, ...] = KEPT_CAPABILITIES
-    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/cleanup/orphan.py).
-    watch_supervisor: bool = False
+    # Hold the container's stdin open from the supervisor, for the orphan watcher and the janitor
+    # (harness/run/cleanup/orphan.py, janitor.py), which stop it by the run's StopPolicy.
+    watch: Watch | None = None
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:
         data = asdict(self)
         data["env"] = redactor.env(self.env)
+        data["secret_env"] = sorted(self.secret_env)  # the names only
         data["command"] = [redactor.text(part) for part in self.command]
         return data

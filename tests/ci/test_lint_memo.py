@@ -128,3 +128,24 @@ def test_an_exported_tree_is_not_memoised(tmp_path: Path, run_harness: Callable)
     done = run_harness("lint", "--root", str(root), "--format", "json", GPUCI_CACHE_DIR=str(cache))
     assert unrun(done) == ["tests/test_unrun.py"]
     assert not (cache / "lint-runs").exists()
+
+
+def test_since_replays_the_commits_findings_and_runs_a_changed_checkout(tmp_path: Path, run_harness: Callable) -> None:
+    root, cache = checkout(tmp_path / "project"), tmp_path / "cache"
+
+    def since():  # type: ignore[no-untyped-def]
+        done = run_harness("lint", "--root", str(root), "--since", "HEAD", GPUCI_CACHE_DIR=str(cache))
+        assert done.returncode in (0, 1), done.stderr
+        return done.stdout
+
+    assert since().endswith("0 introduced, 0 resolved\n")
+    (base,) = [m for m in (cache / "lint-runs").glob("*.json") if "commit_findings" in json.loads(m.read_text())]
+    held = json.loads(base.read_text())
+    assert [f["path"] for f in held["commit_findings"]] == ["tests/test_unrun.py"]
+    held["commit_findings"] = []  # the commit's findings, planted: it had none, so its unrun test is new
+    base.write_text(json.dumps(held))
+    (root / "tests/test_new.py").write_text(TEST)  # the checkout changed: run whole, the commit replayed
+    out = since()
+    assert "tests/test_unrun.py" in out and "tests/test_new.py" in out and "2 introduced, 0 resolved" in out
+    out = run_harness("lint", "--root", str(root), "--since", "HEAD", "--no-cache", GPUCI_CACHE_DIR=str(cache)).stdout
+    assert out.endswith("1 introduced, 0 resolved\n")  # --no-cache: the commit linted again

@@ -103,8 +103,8 @@ class RunMemo:
         inputs = held.get("inputs")
         if not isinstance(inputs, dict):
             return None
-        root = str(self.root)
-        if any(_stat(os.path.join(root, path)) != known for path, known in inputs.items()):
+        root = str(self.root) + "/"  # the inputs are the checkout's relative paths
+        if any(_stat(root + path) != known for path, known in inputs.items()):
             return None
         from harness.ci.lint.findings import Finding
 
@@ -145,17 +145,42 @@ class RunMemo:
             "allowed": allowed,
             "said": said,
         }
-        with contextlib.suppress(OSError):
-            self.store.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(dir=self.store.parent, prefix=".run-", suffix=".tmp")
-            try:
-                with os.fdopen(descriptor, "w") as out:
-                    out.write(json.dumps(held, separators=(",", ":")))  # dumps: the C encoder, dump is not
-                os.replace(temporary, self.store)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
-            others = sorted(self.store.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-            for old in others[KEPT:]:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+        _write(self.store, held)
+
+
+class CommitMemo:
+    """A commit's findings (the base of `lint --since`): they depend on nothing but the commit, gpuci's
+    code and the settings, all in the key, so they are replayed without a check."""
+
+    def __init__(self, key: str) -> None:
+        self.store = cache_folder() / "lint-runs" / f"{key}.json"
+
+    def replay(self) -> list[Finding] | None:
+        try:
+            held = json.loads(self.store.read_text())
+            from harness.ci.lint.findings import Finding
+
+            return [Finding(**f) for f in held["commit_findings"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def keep(self, findings: list[Finding]) -> None:
+        _write(self.store, {"commit_findings": [asdict(f) for f in findings]})
+
+
+def _write(store: Path, held: dict[str, Any]) -> None:
+    """`held` as `store`, whole or not at all; the oldest memos beyond KEPT go. No error if it cannot."""
+    with contextlib.suppress(OSError):
+        store.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=store.parent, prefix=".run-", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "w") as out:
+                out.write(json.dumps(held, separators=(",", ":")))  # dumps: the C encoder, dump is not
+            os.replace(temporary, store)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        others = sorted(store.parent.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in others[KEPT:]:
+            with contextlib.suppress(OSError):
+                old.unlink()

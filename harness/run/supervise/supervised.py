@@ -36,7 +36,7 @@ class Workload(Protocol):
 class VramWatch:
     backend: VramBackend
     devices: list[Device]
-    timeout_s: float = 60.0
+    timeout_s: float  # the run's (RunOptions.vram_timeout_s): no default of its own
     tolerance_bytes: int = 16 * 1024**2
 
 
