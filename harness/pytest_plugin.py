@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from harness.declare.settings import default
 from harness.gpu.vram import open_backend
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
@@ -58,7 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="wait for VRAM back at baseline between tests; fail tests that leak",
     )
     group.addoption("--gpuci-no-vram-guard", action="store_false", dest="gpuci_vram_guard")
-    group.addoption("--gpuci-vram-timeout", type=float, default=60.0, help="seconds to wait for release")
+    group.addoption(
+        "--gpuci-vram-timeout", type=float, default=default("vram_timeout"), help="seconds to wait for release"
+    )
     group.addoption("--gpuci-vram-backend", default=None, help="nvml, amdsmi, sim or auto")
     group.addoption("--gpuci-gpus-per-worker", type=int, default=0, help="disjoint GPUs per xdist worker")
     group.addoption("--gpuci-records", default=None, help="where to write timing records (JSON)")

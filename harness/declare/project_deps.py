@@ -7,28 +7,26 @@ resolved with the requirement files, for the image's own Python.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError
-from harness.untrusted import parse_toml, project_text
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
+if TYPE_CHECKING:
+    from harness.declare.pyproject import Pyproject
 
 
-def declared_requirements(root: Path, extras: tuple[str, ...], groups: tuple[str, ...]) -> list[str]:
-    """Requirement lines of the named extras and groups, in order, each once."""
+def declared_requirements(pyproject: Pyproject | None, extras: tuple[str, ...], groups: tuple[str, ...]) -> list[str]:
+    """Requirement lines of the named extras and groups of `pyproject` (as the config read it), in
+    order, each once."""
     if not extras and not groups:
         return []
-    path = Path(root) / "pyproject.toml"
-    try:
-        data = parse_toml(project_text(path, Path(root)), path)
-    except (OSError, ValueError) as exc:  # Refused, TOMLDecodeError and UnicodeDecodeError are ValueErrors
-        raise UsageError(f"{path}: cannot read the extras and dependency groups [tool.gpuci] names ({exc}).") from None
+    if pyproject is None:
+        raise UsageError(
+            f"[tool.gpuci] names extras or dependency groups ({', '.join((*extras, *groups))}) but there is no "
+            "pyproject.toml to declare them; drop the setting or add the file."
+        )
+    path, data = pyproject.path, pyproject.data
     lines: list[str] = []
     optional = (data.get("project") or {}).get("optional-dependencies") or {}
     for extra in extras:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.state import PluginState
@@ -47,7 +48,7 @@ class ServerProcess:
         grace: float = 10.0,
         backend: VramBackend | None = None,
         devices: list[Device] | None = None,
-        vram_timeout: float = 60.0,
+        vram_timeout: float = default("vram_timeout"),
     ) -> None:
         self.command, self.env, self.cwd = command, env, cwd
         self.ready_check, self.ready_timeout, self.grace = ready_check(ready), ready_timeout, grace

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.declare.platforms import PLATFORMS
+from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
 
@@ -29,7 +30,7 @@ class PluginState:
     devices: list[Device] = field(default_factory=list)
     baseline: dict[str, int] = field(default_factory=dict)
     guard: bool = False
-    guard_timeout: float = 60.0
+    guard_timeout: float = default("vram_timeout")
     tolerance: int = DEFAULT_TOLERANCE
     records: list[Record] = field(default_factory=list)
     lease: Any = None

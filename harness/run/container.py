@@ -11,6 +11,7 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
+from harness.declare.settings import default
 from harness.errors import InfrastructureError, UsageError
 from harness.run import janitor
 from harness.run.logs import LogTarget
@@ -79,7 +80,7 @@ class ContainerWorkload:
                 # The watcher inside can be killed by the step; the janitor on the host cannot.
                 self._janitor = janitor.start(
                     self.container.id,
-                    float(spec.env.get("GPUCI_GRACE_S", "5")),
+                    float(spec.env.get("GPUCI_GRACE_S", default("grace"))),
                     float(spec.env.get("GPUCI_DEADLINE_S", "0")),
                 )
             # Attached before the start: the output comes straight from the container, every byte, at

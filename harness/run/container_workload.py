@@ -219,7 +219,9 @@ def _find_image(client: Any, run: Run) -> str:
             options.project_python if builds_on_local_base(options.platform, options.base_image) else None
         )
         recipe = resolved(
-            recipe_for(options.root, options.platform, options.base_image, options.ca_bundle, python),
+            recipe_for(
+                options.root, options.platform, options.base_image, options.ca_bundle, python, config=options.config
+            ),
             options.root,
             client,
         )

@@ -11,16 +11,18 @@ margin), should the end-of-file never come. Worst case: the grace plus about a s
 
 from __future__ import annotations
 
+from harness.declare.settings import default
+
 # $1 is the step's script. fd 3 keeps the attached stdin for the watcher; the step gets /dev/null.
 WATCH_SCRIPT = r"""exec 3<&0 0</dev/null
 (
   if [ -n "${GPUCI_DEADLINE_S:-}" ]; then read -r -t "$GPUCI_DEADLINE_S" -u 3 _ || true
   else read -r -u 3 _ || true; fi
   echo "gpuci: the supervisor is gone (or the step's deadline passed); stopping the container" >&2
-  kill -TERM -1 2>/dev/null; sleep "${GPUCI_GRACE_S:-5}"; kill -KILL -1 2>/dev/null
+  kill -TERM -1 2>/dev/null; sleep "${GPUCI_GRACE_S:-DEFAULT_GRACE}"; kill -KILL -1 2>/dev/null
 ) &
 exec bash -ec "$1" 3<&-
-"""
+""".replace("DEFAULT_GRACE", f"{default('grace'):g}")
 # Past the step's timeout the supervisor stops it itself; the watcher's deadline is the backstop.
 DEADLINE_MARGIN_S = 30.0
 

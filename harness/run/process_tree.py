@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import ReleaseResult, wait_for_release
 from harness.run.stop import StopPolicy
@@ -163,7 +164,7 @@ def shutdown_many(
     baselines: Iterable[Baseline | None] = (),
     backend: VramBackend | None = None,
     devices: list[Device] | None = None,
-    vram_timeout: float = 60.0,
+    vram_timeout: float = default("vram_timeout"),
 ) -> ManyResult:
     """Terminate several servers' trees in parallel, then one VRAM wait against the earliest baseline.
 

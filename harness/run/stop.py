@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.console import say
+from harness.declare.settings import default
 from harness.errors import ExitCode
 from harness.gpu.vram.release import wait_for_release
 from harness.units import format_size
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 class StopPolicy:
     """How anything gpuci stops is stopped: a run's workload, a test server's tree, a run's leftovers."""
 
-    grace_s: float = 5.0  # SIGTERM, then this long before SIGKILL
+    grace_s: float = default("grace")  # SIGTERM, then this long before SIGKILL
     # After SIGKILL: how long exit may take before the process counts as stuck (a survivor).
     kill_wait_s: float = 30.0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import HolderInfo, ReleaseResult
 
@@ -36,7 +37,7 @@ class Workload(Protocol):
 class VramWatch:
     backend: VramBackend
     devices: list[Device]
-    timeout_s: float = 60.0
+    timeout_s: float = default("vram_timeout")
     tolerance_bytes: int = 16 * 1024**2
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.declare.project_deps import declared_requirements
+from harness.declare.pyproject import read_pyproject
 from harness.errors import UsageError
 
 PYPROJECT = """\
@@ -26,7 +27,7 @@ extras = ["test"]
 
 def test_extras_and_groups_with_their_includes_each_once(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
-    lines = declared_requirements(tmp_path, ("test",), ("dev",))
+    lines = declared_requirements(read_pyproject(tmp_path), ("test",), ("dev",))
     assert lines == ["pytest>=8", "hypothesis", "ruff", "numpy"]
 
 
@@ -41,7 +42,7 @@ def test_extras_and_groups_with_their_includes_each_once(tmp_path: Path) -> None
 def test_a_name_that_is_not_declared_says_what_is(tmp_path: Path, extras, groups, words: str) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     with pytest.raises(UsageError) as err:
-        declared_requirements(tmp_path, extras, groups)
+        declared_requirements(read_pyproject(tmp_path), extras, groups)
     assert words in str(err.value) and "pyproject.toml" in str(err.value)
 
 
