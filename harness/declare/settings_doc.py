@@ -19,6 +19,7 @@ from harness.declare.settings import SETTINGS, Setting
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "docs" / "tool-gpuci.schema.json"
 README = ROOT / "README.md"
+SETTINGS_PAGE = ROOT / "docs" / "settings.md"  # the same table, in the settings page
 BEGIN, END = "<!-- settings:begin (made by harness/declare/settings_doc.py) -->", "<!-- settings:end -->"
 
 # SOURCE:TARGET[:ro|rw][:dangerous] with an absolute TARGET (harness.declare.kinds checks the same).
@@ -90,18 +91,22 @@ def markdown_table() -> str:
 
 
 def readme_with_table(text: str) -> str:
+    """`text` (the README, the settings page) with the table between its markers made afresh."""
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
     return text[:start] + "\n" + markdown_table() + text[end:]
 
 
 def main(argv: list[str]) -> int:
-    schema = json.dumps(json_schema(), indent=1) + "\n"
-    readme = readme_with_table(README.read_text())
+    wanted = {
+        SCHEMA_PATH: json.dumps(json_schema(), indent=1) + "\n",
+        README: readme_with_table(README.read_text()),
+        SETTINGS_PAGE: readme_with_table(SETTINGS_PAGE.read_text()),
+    }
     if "--write" in argv:
-        SCHEMA_PATH.write_text(schema)
-        README.write_text(readme)
+        for path, text in wanted.items():
+            path.write_text(text)
         return 0
-    stale = [p for p, want in ((SCHEMA_PATH, schema), (README, readme)) if not p.exists() or p.read_text() != want]
+    stale = [p for p, want in wanted.items() if not p.exists() or p.read_text() != want]
     for path in stale:
         print(f"{path} is not current: run `python -m harness.declare.settings_doc --write`", file=sys.stderr)
     return 1 if stale else 0
