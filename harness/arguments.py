@@ -161,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
 
     reap = command(
         "reap",
-        "harness.run.cleanup:reap_command",
+        "harness.run.cleanup.commands:reap_command",
         help="find (and with --yes clean up) what crashed runs left on this host",
     )
     reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
@@ -178,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
 
     gc = command(
         "gc",
-        "harness.run.cleanup:gc_command",
+        "harness.run.cleanup.commands:gc_command",
         help="old images, repro worktrees, build folders and locks (a dry run unless --yes)",
     )
     gc.add_argument("--root", type=Path, default=Path.cwd())

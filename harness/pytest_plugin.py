@@ -32,8 +32,8 @@ from harness.plugin.servers import ServerPool, ServerProcess
 from harness.plugin.sharding import DurationRecorder, load_durations, shard_of
 from harness.plugin.state import PluginState
 from harness.plugin.timers import ShutdownMeasurement, ShutdownTimer, StartupTimer
+from harness.run.buildkite.collector import enable_in_plugin
 from harness.run.outbox import RECORDS_NAME
-from harness.run.test_engine import enable_in_plugin
 
 # Buildkite's test collector where gpuci mounted it (its token set): on the path now, at this
 # module's import by `-p`, so pytest finds it by its entry point when it loads plugins next.

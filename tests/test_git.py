@@ -77,7 +77,7 @@ def test_a_submodule_repository_a_step_planted_runs_nothing_at_the_hosts_git_sta
 
 
 def test_a_checkout_without_its_own_git_gets_a_read_only_empty_one_in_containers(tmp_path: Path) -> None:
-    from harness.run.container_workload import guarded_state
+    from harness.run.container.workload import guarded_state
 
     mono = tmp_path / "mono"
     (mono / "sub").mkdir(parents=True)

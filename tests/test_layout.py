@@ -96,7 +96,7 @@ def test_one_runs_data_is_handed_on_as_one_object_not_long_parameter_lists() -> 
     """The run stage takes a `Run` (harness.run.run); past six parameters a function is carrying
     one run's state by hand again."""
     long = []
-    for path in [*sorted((HARNESS / "run").glob("*.py")), HARNESS / "repro.py"]:
+    for path in [*sorted((HARNESS / "run").rglob("*.py")), HARNESS / "repro.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 args = node.args

@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 from harness.gpu.devices import nvidia_options  # noqa: E402
 from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
-from harness.run.oci import write_bundle  # noqa: E402
-from harness.run.runc import RuncWorkload  # noqa: E402
+from harness.run.container.oci import write_bundle  # noqa: E402
+from harness.run.container.runc import RuncWorkload  # noqa: E402
 from harness.run.spec import BindMount, RunSpec  # noqa: E402
-from harness.run.stop import StopPolicy  # noqa: E402
-from harness.run.supervised import VramWatch  # noqa: E402
-from harness.run.supervisor import supervise  # noqa: E402
+from harness.run.supervise.stop import StopPolicy  # noqa: E402
+from harness.run.supervise.supervised import VramWatch  # noqa: E402
+from harness.run.supervise.supervisor import supervise  # noqa: E402
 
 GIB = 1024**3
 HOLDER = [sys.executable, "/workspace/bench/gpu/torch_holder.py", "--gib", "4"]

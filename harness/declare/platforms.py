@@ -1,4 +1,6 @@
-"""The platform table: a platform is data, not code paths."""
+"""The platform table: each platform's recipe folder, device kind, VRAM backend, stop budget and
+visible-devices variable. What a device kind or a platform's name means is still coded where it is used
+(device options, container options, pinning, queues, init's recipes, the lint), keyed by these names."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ class Platform:
     name: str
     # Directory under containers/ holding the image recipe.
     recipe: str
-    # How leased GPUs reach a container: "none", "nvidia" or "amd" (see harness/devices.py).
+    # How leased GPUs reach a container: "none", "nvidia" or "amd" (see harness/gpu/devices.py).
     device_kind: str
-    # VRAM backend that measures this platform's GPUs (harness/vram/).
+    # VRAM backend that measures this platform's GPUs (harness/gpu/vram/).
     vram_backend: str
     # Seconds a stop may take, from stop requested to VRAM back at baseline.
     shutdown_budget_s: float

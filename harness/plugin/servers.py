@@ -13,8 +13,8 @@ from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.state import PluginState
-from harness.run.process_tree import Baseline, shutdown_many, terminate_tree
-from harness.run.stop import StopPolicy
+from harness.run.supervise.process_tree import Baseline, shutdown_many, terminate_tree
+from harness.run.supervise.stop import StopPolicy
 
 
 def ready_check(check: Callable[[], bool] | str | None) -> Callable[[], bool]:

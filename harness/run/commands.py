@@ -23,15 +23,15 @@ def run_options(
     `only` holds what only the command line says (pytest arguments, --no-container, --build, …)."""
     from harness.declare.config import image_timeout_s, in_checkout
     from harness.images.registry import registry_from
+    from harness.run.buildkite.collector import TOKEN_ENV
     from harness.run.options import RunOptions
-    from harness.run.test_engine import TOKEN_ENV
 
     image_timeout_s(config)  # bounded before anything runs
     ca_bundle = None
     if config.ca_bundle:  # the flag's and the variable's are the host's; [tool.gpuci]'s must be the checkout's
         by_project = config.set_by_project("ca_bundle")
         ca_bundle = in_checkout(root, config.ca_bundle, "ca_bundle") if by_project else Path(config.ca_bundle)
-    # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.test_engine).
+    # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.buildkite.collector).
     token = (TOKEN_ENV,) if os.environ.get(TOKEN_ENV) else ()
     return RunOptions(
         root=root,

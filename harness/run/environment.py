@@ -8,8 +8,7 @@ from pathlib import Path
 
 from harness.declare.platforms import get_platform
 from harness.gpu.vram import sim as simgpu
-from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
-from harness.run.reaper import (
+from harness.run.cleanup.reaper import (
     PROJECT_ENV,
     PROJECT_LABEL,
     SUPERVISOR_PID_ENV,
@@ -17,8 +16,9 @@ from harness.run.reaper import (
     project_id,
     supervisor_identity,
 )
+from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
 from harness.run.spec import REPORT_MOUNT
-from harness.run.supervised import VramWatch
+from harness.run.supervise.supervised import VramWatch
 
 # Where gpuci's own package is mounted (read-only) in every run's container.
 HARNESS_LIB = "/opt/gpuci/lib"

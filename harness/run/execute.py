@@ -12,10 +12,10 @@ from harness.errors import SEVERITY, ExitCode, GpuciError, UsageError, gpuci_cau
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
-from harness.run.container_workload import container_workload
+from harness.run.container.workload import container_workload
 from harness.run.finish import finish, finish_failed, supervise_into
 from harness.run.gpus import lease_gpus, let_go
-from harness.run.host_workload import host_workload
+from harness.run.host.workload import host_workload
 from harness.run.options import RunOptions
 from harness.run.outbox import Collected, collect, discard, make_outbox
 from harness.run.run import Run
@@ -112,7 +112,7 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
             ]
             workload = container_workload(run, watch) if options.container else host_workload(run, watch)
             if options.reproduction and options.reproduction.shell:
-                from harness.run.container import interactive_shell
+                from harness.run.container.docker import interactive_shell
 
                 if not options.container:
                     raise UsageError("--shell opens a shell in the run's container; drop --no-container.")

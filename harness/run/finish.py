@@ -1,4 +1,6 @@
-"""The one place that turns a run into its report: supervised outcome, exit code, report.json."""
+"""The end of a run: what the supervisor saw, the outcome and exit code, and report.json written (the
+only writer of a run's report). The rest of the report is filled in before, where it is learnt:
+container_workload (image, devices, spec), execute (lease, tests, log) and command (spec)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from harness.console import say
 from harness.errors import ExitCode, GpuciError
 from harness.reports.report import RunReport, write_report
 from harness.run.run import Run
-from harness.run.stop import outcome, stop_policy, teardown_failures
-from harness.run.supervised import Supervised, VramWatch, Workload
-from harness.run.supervisor import supervise
+from harness.run.supervise.stop import outcome, stop_policy, teardown_failures
+from harness.run.supervise.supervised import Supervised, VramWatch, Workload
+from harness.run.supervise.supervisor import supervise
 
 
 def _record_supervised(report: RunReport, sup: Supervised, watch: VramWatch | None) -> None:

@@ -1,4 +1,5 @@
-"""What a run executes, independent of how: Docker (harness/container.py) or an OCI runtime (harness/oci.py)."""
+"""What a run executes, independent of how: Docker (harness/run/container.py) or an OCI runtime
+(harness/run/oci.py)."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class RunSpec:
     # The posture every gpuci container has: no setuid escalation, few capabilities.
     no_new_privileges: bool = True
     cap_add: tuple[str, ...] = KEPT_CAPABILITIES
-    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/orphan.py).
+    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/cleanup/orphan.py).
     watch_supervisor: bool = False
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:

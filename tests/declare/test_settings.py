@@ -174,9 +174,9 @@ def test_defaults_are_written_once() -> None:
     from harness import pytest_plugin
     from harness.plugin.state import PluginState
     from harness.run.options import RunOptions
-    from harness.run.process_tree import shutdown_many
-    from harness.run.stop import StopPolicy
-    from harness.run.supervised import VramWatch
+    from harness.run.supervise.process_tree import shutdown_many
+    from harness.run.supervise.stop import StopPolicy
+    from harness.run.supervise.supervised import VramWatch
 
     assert StopPolicy().grace_s == RunOptions(Path("."), "cpu").grace_s == settings.default("grace")
     assert VramWatch(None, []).timeout_s == settings.default("vram_timeout")  # type: ignore[arg-type]

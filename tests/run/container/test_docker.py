@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from harness.run.container import docker_run_args
+from harness.run.container.docker import docker_run_args
 from harness.run.spec import BindMount, RunSpec
 
 

@@ -23,7 +23,7 @@ import psutil
 from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import ReleaseResult, wait_for_release
-from harness.run.stop import StopPolicy
+from harness.run.supervise.stop import StopPolicy
 
 PR_SET_CHILD_SUBREAPER = 36
 

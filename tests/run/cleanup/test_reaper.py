@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from harness.gpu.vram import sim
-from harness.run.reaper import PROJECT_LABEL, project_id
+from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
 from tests.conftest import harness_cmd, harness_env
 
 # `reap --yes` cleans every dead run on the host: tests that reap share one xdist worker, so one

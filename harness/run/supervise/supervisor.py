@@ -1,4 +1,4 @@
-"""Supervise one workload: start, wait, stop it (harness.run.stop), wait for VRAM, time every phase.
+"""Supervise one workload: start, wait, stop it (harness.run.supervise.stop), wait for VRAM, time every phase.
 
 The workload is a container or a host process tree behind one small interface. Waits for exit
 are blocking (a waiter thread in `wait()`), never sleep loops; the main thread sleeps in
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 
 from harness.console import say
 from harness.gpu.vram.release import HolderInfo, describe_holders, take_baseline
-from harness.run.stop import StopPolicy, await_release, stop_workload
-from harness.run.supervised import Supervised, VramWatch, Workload
+from harness.run.supervise.stop import StopPolicy, await_release, stop_workload
+from harness.run.supervise.supervised import Supervised, VramWatch, Workload
 from harness.units import format_size
 
 DEFAULT_STOP = StopPolicy()

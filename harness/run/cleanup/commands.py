@@ -14,7 +14,7 @@ def reap_command(args: argparse.Namespace) -> int:
     from harness.errors import DockerUnavailable
     from harness.gpu.vram import open_backend
     from harness.images.engine import connect
-    from harness.run import gc, reaper
+    from harness.run.cleanup import gc, reaper
 
     # This checkout's runs only, unless told otherwise: another project's crash is its own to clean.
     project = None if args.all_projects else reaper.project_id(args.root)
@@ -62,7 +62,7 @@ def gc_command(args: argparse.Namespace) -> int:
     """`gpuci gc`: a dry run unless --yes; images by count and age, worktrees by age, stale folders."""
     from harness.errors import DockerUnavailable
     from harness.images.engine import connect
-    from harness.run import gc
+    from harness.run.cleanup import gc
 
     try:
         client = connect(timeout=30)

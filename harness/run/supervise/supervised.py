@@ -1,6 +1,6 @@
 """What supervision is about and what it found: the workload's interface, the GPUs watched, the result.
 
-The supervisor (harness.run.supervisor) fills a `Supervised`; the run's stop (harness.run.stop)
+The supervisor (harness.run.supervise.supervisor) fills a `Supervised`; the run's stop (harness.run.supervise.stop)
 judges it.
 """
 

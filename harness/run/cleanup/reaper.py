@@ -25,7 +25,7 @@ from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
 from harness.images import engine
-from harness.run.process_tree import wait_exited
+from harness.run.supervise.process_tree import wait_exited
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
 SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"
@@ -173,7 +173,7 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
         elif item.kind in ("build-folder", "secrets-folder"):
             shutil.rmtree(item.id, ignore_errors=True)
         elif item.kind == "dangling-image" and client is not None:
-            from harness.run.gc import Garbage, remove_image
+            from harness.run.cleanup.gc import Garbage, remove_image
 
             problem = remove_image(client, Garbage(item.kind, item.id, 0, item.detail))
             if problem:

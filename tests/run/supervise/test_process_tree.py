@@ -8,14 +8,14 @@ import time
 import psutil
 
 from harness.gpu.vram import sim
-from harness.run.process_tree import (
+from harness.run.supervise.process_tree import (
     Baseline,
     become_subreaper,
     earliest_baseline,
     shutdown_many,
     terminate_tree,
 )
-from harness.run.stop import StopPolicy
+from harness.run.supervise.stop import StopPolicy
 
 SERVER = """
 import os, signal, subprocess, sys, time

@@ -9,8 +9,8 @@ import pytest
 
 from harness.errors import ExitCode
 from harness.gpu.vram.release import HolderInfo, ReleaseResult
-from harness.run.stop import StopPolicy, outcome, stop_policy, stop_workload, teardown_failures
-from harness.run.supervised import Supervised
+from harness.run.supervise.stop import StopPolicy, outcome, stop_policy, stop_workload, teardown_failures
+from harness.run.supervise.supervised import Supervised
 
 
 def supervised(**fields: object) -> Supervised:

@@ -22,7 +22,7 @@ from harness.console import say
 from harness.errors import InfrastructureError
 from harness.gpu.lease import Lease
 from harness.gpu.vram.base import Device
-from harness.run.supervised import VramWatch
+from harness.run.supervise.supervised import VramWatch
 from harness.units import format_size
 
 NOTE_EVERY_S = 2.0

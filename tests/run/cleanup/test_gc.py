@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from harness.images import engine, in_use
-from harness.run import gc, reaper
+from harness.run.cleanup import gc, reaper
 from tests.conftest import SESSION_LABEL
 from tests.images.test_engine import tiny_image
 

@@ -15,13 +15,13 @@ import pytest
 
 from harness.gpu.vram import sim
 from harness.redact import Redactor
+from harness.run.container.oci import write_bundle
+from harness.run.container.runc import RuncWorkload
 from harness.run.logs import LogTarget
-from harness.run.oci import write_bundle
-from harness.run.runc import RuncWorkload
 from harness.run.spec import BindMount, RunSpec
-from harness.run.stop import StopPolicy
-from harness.run.supervised import VramWatch
-from harness.run.supervisor import supervise
+from harness.run.supervise.stop import StopPolicy
+from harness.run.supervise.supervised import VramWatch
+from harness.run.supervise.supervisor import supervise
 from tests.conftest import ROOT
 
 PY = "/usr/bin/python3"  # the host's system Python: the container sees the host's /usr

@@ -1,7 +1,7 @@
 """The run's stop: its policy, the stop itself (SIGTERM, grace, SIGKILL), the wait for the GPUs'
 memory, and what counts as a failed teardown and how a run ended.
 
-Killing process trees for others (a test's servers, a run's leftovers) is `harness.run.process_tree`;
+Killing process trees for others (a test's servers, a run's leftovers) is `harness.run.supervise.process_tree`;
 this module is where a run's own teardown happens, called by the supervisor and by finishing.
 """
 
@@ -22,7 +22,7 @@ from harness.gpu.vram.release import wait_for_release
 from harness.units import format_size
 
 if TYPE_CHECKING:
-    from harness.run.supervised import Supervised, VramWatch, Workload
+    from harness.run.supervise.supervised import Supervised, VramWatch, Workload
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def _status_once_stopped(container, limit_s: float) -> str:
 
 
 def test_a_janitor_leaves_a_container_its_supervisor_removed_alone() -> None:
-    from harness.run import janitor
+    from harness.run.cleanup import janitor
 
     proc = janitor.start("no-such-container-" + str(time.time_ns()), 1.0, 0)
     janitor.release(proc)

@@ -13,7 +13,7 @@ from docker.types import DeviceRequest, LogConfig, Mount
 
 from harness.declare.settings import default
 from harness.errors import InfrastructureError, UsageError
-from harness.run import janitor
+from harness.run.cleanup import janitor
 from harness.run.logs import LogTarget
 from harness.run.spec import RunSpec
 
@@ -32,7 +32,7 @@ class ContainerWorkload:
         # Keeps gc off the image until the container exists (the engine keeps it from then on).
         self.pin = pin or contextlib.ExitStack()
         self._stdin: Any = None
-        self._janitor: Any = None  # harness.run.janitor: the host's clock for this container
+        self._janitor: Any = None  # harness.run.cleanup.janitor: the host's clock for this container
         self.pump = log.pump()
 
     def start(self) -> None:

@@ -6,12 +6,12 @@ import os
 import shlex
 from typing import TYPE_CHECKING
 
+from harness.run.buildkite.sharding import shard_args
 from harness.run.environment import host_env
-from harness.run.host import HostWorkload
+from harness.run.host.process import HostWorkload
 from harness.run.options import PYTEST_PLUGIN_ARGS
 from harness.run.run import Run
-from harness.run.sharding import shard_args
-from harness.run.supervised import VramWatch
+from harness.run.supervise.supervised import VramWatch
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
     pass

@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 from harness.console import say
 from harness.errors import ImageBuildError
 from harness.gpu.vram import sim as simgpu
-from harness.run import test_engine
+from harness.run.buildkite import collector
+from harness.run.buildkite.sharding import shard_args
+from harness.run.cleanup.orphan import watch_env, watched_command
+from harness.run.cleanup.reaper import dead_run_containers, project_id
 from harness.run.deadline import deadline
 from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
 from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunOptions
-from harness.run.orphan import watch_env, watched_command
-from harness.run.reaper import dead_run_containers, project_id
 from harness.run.run import Run
 from harness.run.secrets import SECRETS_MOUNT, SOURCE_LINE, split_env, write_secrets
-from harness.run.sharding import shard_args
 from harness.run.spec import NETWORK_ENV, REPORT_MOUNT
-from harness.run.supervised import VramWatch
+from harness.run.supervise.supervised import VramWatch
 from harness.untrusted import private_dir
 
 # Folders of the checkout that the host side reads or runs: never writable from a container.
@@ -31,14 +31,14 @@ STATE_FOLDERS = (".git", ".gpuci", ".nox")
 
 if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
     from harness.declare.areas import Step
-    from harness.run.container import ContainerWorkload
+    from harness.run.container.docker import ContainerWorkload
     from harness.run.spec import BindMount, Limits
 
 
 def reap_own_leftovers(client: Any, area: str, platform: str, project: str) -> None:
     """Containers of this session and project whose supervisor died (a SIGKILLed run); never a live
     run's, never another checkout's."""
-    from harness.run.reaper import clean
+    from harness.run.cleanup.reaper import clean
 
     leftovers = dead_run_containers(client, area, platform, project)
     if leftovers:
@@ -67,7 +67,7 @@ def _workload(
     run: Run, watch: VramWatch | None, client: Any, image: str, pin: contextlib.ExitStack
 ) -> ContainerWorkload:
     from harness.gpu.devices import container_devices
-    from harness.run.container import ContainerWorkload
+    from harness.run.container.docker import ContainerWorkload
     from harness.run.spec import BindMount, RunSpec
 
     options, step, area, run_id = run.options, run.step, run.area, run.run_id
@@ -104,11 +104,11 @@ def _workload(
         # The stop's time on the host's clock (a container shares it): a slow start inside the container
         # (a busy host) does not push the dump of a hanging test's stacks past the stop.
         extra_env["GPUCI_STEP_DEADLINE"] = f"{time.time() + timeout_s:.3f}"
-    if test_engine.wanted():  # each test's result to Buildkite's Test Engine, by Buildkite's collector
-        folder = test_engine.collector_folder(options.root, client, image)
-        mounts.append(BindMount(str(folder), test_engine.MOUNT, read_only=True))
-        extra_env.update({**test_engine.build_variables(), test_engine.FOLDER_ENV: test_engine.MOUNT})
-        run.report.test_engine = {"collector": test_engine.COLLECTOR[0]}
+    if collector.wanted():  # each test's result to Buildkite's Test Engine, by Buildkite's collector
+        folder = collector.collector_folder(options.root, client, image)
+        mounts.append(BindMount(str(folder), collector.MOUNT, read_only=True))
+        extra_env.update({**collector.build_variables(), collector.FOLDER_ENV: collector.MOUNT})
+        run.report.test_engine = {"collector": collector.COLLECTOR[0]}
     # The token, where set, is among pass_env (run/commands): a secret, through the secrets file.
     env, secret = split_env(
         {**container_env(step.env, options, run_id, extra_env, shards), **devices.env}, set(options.pass_env)
