@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunOptions
 from harness.run.run import Run
 from harness.run.secrets import SECRETS_MOUNT, SOURCE_LINE, split_env, write_secrets
-from harness.run.spec import NETWORK_ENV, REPORT_MOUNT
+from harness.run.spec import REPORT_MOUNT
 from harness.run.supervise.supervised import VramWatch
 from harness.untrusted import private_dir
 
@@ -145,14 +144,12 @@ def _workload(
 
 
 def step_limits(options: RunOptions, step: Step) -> Limits:
-    """The project's limits with the step's own in their place; a declared network wins over
-    GPUCI_NETWORK (a host setting), which wins over [tool.gpuci] network."""
+    """The project's limits as the command resolved them (GPUCI_NETWORK over [tool.gpuci] network, by
+    harness.declare.precedence) with the step's own in their place: a declared network wins."""
     from harness.run.spec import DEFAULT_PIDS_LIMIT, Limits
 
     declared = Limits(step.memory, step.cpus, step.pids_limit or DEFAULT_PIDS_LIMIT, step.network)
-    limits = options.limits.under(declared)
-    network = step.network or os.environ.get(NETWORK_ENV) or options.limits.network
-    return replace(limits, network=network or None)
+    return options.limits.under(declared)
 
 
 def guarded_state(root: Path, workspace: str) -> list[BindMount]:
