@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
+from harness.gpu.vendors.cuda import NvmlBackend  # noqa: E402
 from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host.process import HostWorkload  # noqa: E402

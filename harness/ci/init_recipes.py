@@ -2,23 +2,16 @@
 
 One body for every platform: gpuci's test dependencies and the project's own requirements
 ([tool.gpuci] requirements, hashed into the content tag) installed from a host-filled wheelhouse
-in one layer, on the platform's base (the Debian base for cpu, the vendors' PyTorch images for
-cuda and rocm by default).
+in one layer, on the platform's base (each vendor's `BaseImage`: the Debian base for cpu, the
+vendors' PyTorch images for their GPU platforms by default).
 """
 
 from __future__ import annotations
 
-HEADERS = {
-    "cpu": ("# gpuci cpu image: the embedded default: no GPU, runs anywhere Docker runs.", "python:3.11-slim-bookworm"),
-    "cuda": (
-        "# gpuci cuda image: NVIDIA GPUs; the vendor's PyTorch image by default.",
-        "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
-    ),
-    "rocm": (
-        "# gpuci rocm image: AMD GPUs; the vendor's PyTorch image by default.",
-        "rocm/pytorch:rocm6.2.4_ubuntu22.04_py3.10_pytorch_release_2.3.0",
-    ),
-}
+from harness.declare.platforms import platform_names
+from harness.errors import UsageError
+from harness.gpu.vendors import for_platform, vendors
+
 PREAMBLE = """\
 # gpuci passes BASE_IMAGE; on hosts with no registry it is the local base from
 # `python -m harness image bootstrap` (Debian packages through debootstrap).
@@ -63,8 +56,7 @@ ENV PATH=/opt/gpuci/venv/bin:$PATH \\
     PYTHONUNBUFFERED=1 \\
     LANG=C.UTF-8
 """
-EXTRA_ENV = {"cuda": "NVIDIA_DRIVER_CAPABILITIES=compute,utility"}
-REQUIREMENTS = """\
+COMMON_REQUIREMENTS = """\
 # Python packages of every gpuci image, pinned; wheels reach the image from a wheelhouse built
 # on the host (no network inside the build). Pure-Python or abi3 wheels only, so one
 # wheelhouse serves every base image's Python (3.10 and later).
@@ -76,14 +68,16 @@ pygments==2.21.0
 pytest-xdist==3.8.0
 execnet==2.1.2
 psutil==7.1.0
-# NVML for gpuci's VRAM guard inside CUDA images (pure Python; it finds no driver elsewhere and steps aside).
-nvidia-ml-py==13.615.71
 """
+# Each vendor's own lines after the common ones (in registry order): one file serves every image.
+REQUIREMENTS = COMMON_REQUIREMENTS + "".join(v.image.requirements for v in vendors())
 
 
 def dockerfile(platform: str) -> str:
-    comment, base = HEADERS[platform]
+    vendor = for_platform(platform)
+    if vendor is None:
+        raise UsageError(f"no image recipe for platform {platform!r}; gpuci knows {', '.join(platform_names())}.")
     body = BODY
-    if platform in EXTRA_ENV:
-        body = body.rstrip("\n") + f" \\\n    {EXTRA_ENV[platform]}\n"
-    return f"{comment}\n{PREAMBLE}ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\n{body}"
+    if vendor.image.env:
+        body = body.rstrip("\n") + f" \\\n    {vendor.image.env}\n"
+    return f"{vendor.image.comment}\n{PREAMBLE}ARG BASE_IMAGE={vendor.image.base}\nFROM ${{BASE_IMAGE}}\n{body}"

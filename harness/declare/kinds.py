@@ -13,13 +13,15 @@ import re
 from typing import Any
 
 from harness.declare.dependencies import DEPENDENCY_MATCHES
+from harness.declare.platforms import platform_names
 from harness.declare.pythons import SUITES
 from harness.errors import UsageError
 
 # It reaches a Dockerfile and shell lines: plain path characters only.
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}$")  # Debian's form: nothing a shell reads as more
-PACKAGE_TABLE_KEYS = ("all", "cpu", "cuda", "rocm")
+# A system_packages table is keyed by platform (harness.declare.platforms), or `all`.
+PACKAGE_TABLE_KEY_ALL = "all"
 SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmgBKMG]?$")
 # HOST[:PORT][/PATH], as Docker spells a repository's prefix (lowercase path components).
 REGISTRY_FORMAT = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -76,9 +78,10 @@ def is_kind(kind: str, value: object) -> bool:
     if kind == "mounts":
         return isinstance(value, list) and all(isinstance(v, str) and _is_mount(v) for v in value)
     if kind == "packages":  # each name reaches an apt-get line: Debian's name form only
-        table = {"all": value} if isinstance(value, list) else value
+        table = {PACKAGE_TABLE_KEY_ALL: value} if isinstance(value, list) else value
+        keys = (PACKAGE_TABLE_KEY_ALL, *platform_names())
         return isinstance(table, dict) and all(
-            k in PACKAGE_TABLE_KEYS and isinstance(v, list) and all(_is_package(n) for n in v) for k, v in table.items()
+            k in keys and isinstance(v, list) and all(_is_package(n) for n in v) for k, v in table.items()
         )
     if kind == "list":
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)

@@ -45,6 +45,7 @@ INSTALL_SCRIPT = "gpuci-install-project.py"
 INSTALL_SCRIPT_SOURCE = Path(__file__).parent / "in_image" / "install_project.py"
 OUTPUTS_DIR = "/opt/gpuci/outputs"  # the build outputs the mount would hide, first on the import path
 MESON_BUILD_DIR = "/opt/gpuci/meson-build"
+CARGO_TARGET_DIR = "/opt/gpuci/cargo-target"
 # Never copied into a build context: git's data, gpuci's and nox's own folders.
 NOT_COPIED = (".git", ".gpuci", ".nox")
 SCM_FALLBACK_VERSION = "0+gpuci"
@@ -67,16 +68,19 @@ class ProjectInstall:
         settings = ""
         if self.backend == "mesonpy":  # its editable rebuilds on import: in the image, never in the checkout
             settings = f"--config-settings=build-dir={MESON_BUILD_DIR} "
+        # cargo's build folder outside the workspace (not moved into the outputs), gone once installed.
+        cargo = f"CARGO_TARGET_DIR={CARGO_TARGET_DIR} " if self.needs is not None and self.needs.rust else ""
         return (
             "\n# gpuci: the project itself, editable at the workspace its checkout is mounted at\n"
             f"COPY project/ {self.workspace}/\n"
             f"COPY {INSTALL_SCRIPT} /opt/gpuci/{INSTALL_SCRIPT}\n"
             'RUN set -e; PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; \\\n'
             f"    if [ ! -f {self.workspace}/PKG-INFO ]; then export SETUPTOOLS_SCM_PRETEND_VERSION={version}; fi; \\\n"
-            f'    "$PY" /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} -- \\\n'
+            f'    {cargo}"$PY" /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} -- \\\n'
             '    "$PY" -m pip install --no-deps --no-build-isolation --no-index --disable-pip-version-check '
             f"--use-pep517 --quiet {settings}-e {self.workspace}; \\\n"
             f"    if [ -d {MESON_BUILD_DIR} ]; then chmod -R a+rwX {MESON_BUILD_DIR}; fi; \\\n"
+            f"    rm -rf {CARGO_TARGET_DIR}; \\\n"
             '    "$PY" -m pip check || echo \'gpuci: warning: the project needs packages its image lacks '
             "(list them in [tool.gpuci] requirements)'\n"
         )

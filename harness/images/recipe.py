@@ -166,7 +166,7 @@ def recipe_for(
     if config is None:
         config = load_config(Path(root), for_host=False)  # what the image holds is the project's alone
 
-    declared = declared_requirements(config.pyproject, config.extras, config.dependency_groups)
+    declared = declared_requirements(Path(root), config.pyproject, config.extras, config.dependency_groups)
     install = project_install(Path(root), config.install, config.workspace, config.pyproject)
     if install is not None:
         declared += install.requirements

@@ -25,6 +25,7 @@ from typing import Any
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.installer import pip_command
+from harness.images.missing import advice
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -158,7 +159,7 @@ def resolve(
         if line.startswith(("Collecting", "Saved", "Downloading")):  # progress while pip works
             print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
     if proc.wait() != 0:
-        _fail(lines, sources, shown_as, target, wheelhouse, constraints)
+        _fail(lines, sources, shown_as, target, ResolveWith(wheelhouse, ca_bundle, constraints))
     return Resolution(_pins("\n".join(lines)), target)
 
 
@@ -170,14 +171,18 @@ def _pins(output: str) -> tuple[str, ...]:
     return tuple(sorted(pins))
 
 
-def _fail(
-    lines: list[str],
-    sources: tuple[Path, ...],
-    shown_as: str,
-    target: PythonTarget,
-    wheelhouse: Path,
-    constraints: Path | None = None,
-) -> None:
+@dataclass(frozen=True)
+class ResolveWith:
+    """What resolving the backend's own requirements reads besides them: the wheelhouse, a CA bundle
+    for the index, and the project's constraints."""
+
+    wheelhouse: Path
+    ca_bundle: Path | None = None
+    constraints: Path | None = None
+
+
+def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: PythonTarget, using: ResolveWith) -> None:
+    wheelhouse, constraints, ca_bundle = using.wheelhouse, using.constraints, using.ca_bundle
     text = "\n".join(lines)
     if any(word in text for word in NETWORK_WORDS):
         raise ImageBuildError(
@@ -195,10 +200,11 @@ def _fail(
     missing = _MISSING.search(text)
     what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"
     where = _line_of(missing.group(1), sources) if missing else None
+    # pip's "from versions: none" is both "no such package" and "no wheel for this Python": asked apart.
+    why = advice(missing.group(1), text, target.version, ca_bundle) if missing else "cannot be resolved."
     raise UsageError(
-        f"{where or shown_as}: {what} has no wheel for the image's Python {target.version} on {target.machine} "
-        f"(glibc {target.glibc}): pip said {_last_error(lines)!r}. Pin a version that ships wheels for it, "
-        "or choose a base image with a Python it supports."
+        f"{where or shown_as}: {what} {why} (pip said {_last_error(lines)!r}, resolving for Python "
+        f"{target.version} on {target.machine}, glibc {target.glibc}.)"
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ def run_options(
     `only` holds what only the command line says (pytest arguments, --no-container, --build, …)."""
     from harness.declare.config import image_timeout_s, in_checkout
     from harness.images.registry import registry_from
-    from harness.run.buildkite.collector import TOKEN_ENV
+    from harness.run.buildkite.collector import TOKEN_ENV, wanted
     from harness.run.options import RunOptions
 
     image_timeout_s(config)  # bounded before anything runs
@@ -32,7 +31,7 @@ def run_options(
         by_project = config.set_by_project("ca_bundle")
         ca_bundle = in_checkout(root, config.ca_bundle, "ca_bundle") if by_project else Path(config.ca_bundle)
     # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.buildkite.collector).
-    token = (TOKEN_ENV,) if os.environ.get(TOKEN_ENV) else ()
+    token = (TOKEN_ENV,) if wanted() else ()
     return RunOptions(
         root=root,
         platform=platform,

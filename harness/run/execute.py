@@ -55,26 +55,27 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
 
 def report_tests(run: Run, collected: Collected) -> None:
     """Each test's outcome and the counts; the test a timeout caught, with its stacks."""
+    from harness.reports.records import Hang, TestRecord, TestResult
     from harness.reports.results import counts, hung_results, masked, summary_lines, write_junit
 
     # What the workload wrote, secrets masked before any line is printed or file written from it.
-    collected.results = masked(collected.results, run.redactor.text)
+    results = masked([TestResult.from_json(r) for r in collected.results], run.redactor.text)
     collected.running = [run.redactor.text(test) for test in collected.running]
     junit = collected.junit
     stopped = run.report.outcome != "passed" and collected.running
-    if junit is None and (collected.results or stopped):  # pytest wrote none: the step was stopped
-        junit = write_junit(collected.results, run.directory / "junit.xml", collected.running)
+    if junit is None and (results or stopped):  # pytest wrote none: the step was stopped
+        junit = write_junit(results, run.directory / "junit.xml", collected.running)
     run.report.junit = str(junit) if junit else None
-    run.report.tests = collected.records
-    run.report.results = collected.results + hung_results(collected.running, collected.stacks, run.report.outcome)
+    run.report.tests = [TestRecord.from_json(r) for r in collected.records]
+    run.report.results = results + hung_results(collected.running, collected.stacks, run.report.outcome)
     run.report.counts = counts(run.report.results)
     if collected.running:
-        run.report.hang = {"running": collected.running, "stacks": collected.stacks or None}
+        run.report.hang = Hang(tuple(collected.running), collected.stacks or None)
         if collected.stacks:
             with open(run.directory / "output.log", "a") as log:  # the supervisor's own file: safe to append
                 log.write("\n[gpuci: Python stacks of the test still running at the step's timeout]\n")
                 log.write(run.redactor.text(collected.stacks))
-    for line in summary_lines(collected.results, collected.running):
+    for line in summary_lines(results, collected.running):
         say(line)
 
 

@@ -9,7 +9,7 @@ from harness.errors import InfrastructureError
 from harness.gpu import lease
 from harness.gpu.devices import missing_gpu
 from harness.gpu.lease import Lease
-from harness.gpu.vram import open_backend
+from harness.gpu.vendors import open_backend
 from harness.gpu.vram import sim as simgpu
 from harness.run.cleanup.handoff import hand_over
 from harness.run.options import RunOptions

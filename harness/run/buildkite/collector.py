@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.ci_provider import TEST_ENGINE_TOKEN, detect
 from harness.console import say
 from harness.errors import ImageBuildError
 from harness.images.installer import pip_command
 
-TOKEN_ENV = "BUILDKITE_ANALYTICS_TOKEN"
+TOKEN_ENV = TEST_ENGINE_TOKEN
 FOLDER_ENV = "GPUCI_TEST_ENGINE"  # where the collector is mounted, for gpuci's plugin
 MOUNT = "/opt/gpuci/test-engine"
 # The collector and what it imports beyond pytest (which the image has), pinned. Installed without
@@ -36,17 +37,10 @@ COLLECTOR = (
     "charset-normalizer==3.5.3",
     "filelock==4.3.1",
 )
-# What the collector reads of the build (besides CI and its API's URL): passed through as they are.
-BUILD_VARIABLES = (
-    "CI", "BUILDKITE", "BUILDKITE_BUILD_ID", "BUILDKITE_BUILD_URL", "BUILDKITE_BRANCH", "BUILDKITE_COMMIT",
-    "BUILDKITE_BUILD_NUMBER", "BUILDKITE_JOB_ID", "BUILDKITE_MESSAGE", "BUILDKITE_AGENT_ID",
-    "BUILDKITE_ANALYTICS_API_URL", "BUILDKITE_ANALYTICS_DEBUG_ENABLED", "BUILDKITE_ANALYTICS_EXECUTION_NAME_PREFIX",
-    "BUILDKITE_ANALYTICS_EXECUTION_NAME_SUFFIX", "BUILDKITE_ANALYTICS_LOCATION_PREFIX",
-)  # fmt: skip
 
 
 def wanted() -> bool:
-    return bool(os.environ.get(TOKEN_ENV))
+    return detect().test_engine_token() is not None
 
 
 def collector_folder(root: Path, client: Any, image: str) -> Path:
@@ -82,14 +76,15 @@ def collector_folder(root: Path, client: Any, image: str) -> Path:
 
 
 def build_variables() -> dict[str, str]:
-    return {name: os.environ[name] for name in BUILD_VARIABLES if name in os.environ}
+    """What the collector reads of the build (besides CI and its API's URL): passed through as they are."""
+    return detect().test_engine_variables()
 
 
 def enable_in_plugin() -> None:
     """In the container, from gpuci's plugin: the collector on the path (after the image's own
     packages), before pytest loads plugins by their entry points."""
     folder = os.environ.get(FOLDER_ENV)
-    if folder and os.environ.get(TOKEN_ENV) and folder not in sys.path:
+    if folder and detect().test_engine_token() and folder not in sys.path:
         with contextlib.suppress(OSError):
             if os.path.isdir(folder):
                 sys.path.append(folder)

@@ -4,17 +4,17 @@ half of test sharding (the arguments a run gives pytest); `harness.plugin.shardi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from harness.ci_provider import detect
 
 
 def shard_args(directory: Path, report_dir_inside: str, session: str, root: Path) -> list[str]:
     """In a Buildkite job of a step with `parallelism`, this job's share of the tests, balanced by
     the durations of the session's latest earlier report when one is at hand."""
-    count = int(os.environ.get("BUILDKITE_PARALLEL_JOB_COUNT", "0") or 0)
+    index, count = detect().parallel_share()
     if count <= 1:
         return []
-    index = int(os.environ.get("BUILDKITE_PARALLEL_JOB", "0") or 0)
     durations = _earlier_durations(root, session)
     if not durations:
         return [f"--gpuci-shard={index}/{count}"]

@@ -12,7 +12,7 @@ from harness.units import format_size
 def reap_command(args: argparse.Namespace) -> int:
     """`gpuci reap [--yes]`: what crashed runs of this project left, listed and (with --yes) removed."""
     from harness.errors import DockerUnavailable
-    from harness.gpu.vram import open_backend
+    from harness.gpu.vendors import open_backend
     from harness.images.engine import connect
     from harness.run.cleanup import gc, reaper
 

@@ -11,7 +11,6 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
-from harness.declare.settings import default
 from harness.errors import InfrastructureError, UsageError
 from harness.run.cleanup import janitor
 from harness.run.logs import LogTarget
@@ -71,18 +70,14 @@ class ContainerWorkload:
                 init=True,
                 log_config=LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
                 # detach=False with stdin_open is Docker's StdinOnce: stdin closes when we disconnect.
-                stdin_open=spec.watch_supervisor,
-                detach=not spec.watch_supervisor,
+                stdin_open=spec.watch is not None,
+                detach=spec.watch is None,
             )
-            if spec.watch_supervisor:
+            if spec.watch is not None:
                 # Held for the container's life; the kernel closes it if this process dies.
                 self._stdin = self.container.attach_socket(params={"stdin": 1, "stream": 1})
                 # The watcher inside can be killed by the step; the janitor on the host cannot.
-                self._janitor = janitor.start(
-                    self.container.id,
-                    float(spec.env.get("GPUCI_GRACE_S", default("grace"))),
-                    float(spec.env.get("GPUCI_DEADLINE_S", "0")),
-                )
+                self._janitor = janitor.start(self.container.id, spec.watch.stop.grace_s, spec.watch.deadline_s)
             # Attached before the start: the output comes straight from the container, every byte, at
             # the pace gpuci reads it. Following Docker's json log instead lost everything past the
             # first rotation when the workload wrote faster than that (19 MB of a 100 MB step).

@@ -13,14 +13,12 @@ import contextlib
 import ctypes
 import os
 import select
-import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psutil
 
-from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import ReleaseResult, wait_for_release
 from harness.run.supervise.stop import StopPolicy
@@ -111,16 +109,17 @@ def send(pids: Iterable[int], signum: int) -> list[int]:
 
 
 def terminate(pids: Iterable[int], stop: StopPolicy) -> TreeResult:
-    """SIGTERM to all, wait up to the grace, SIGKILL to survivors, wait up to the kill wait.
+    """The policy's first signal (SIGTERM) to all, wait up to the grace, its second (SIGKILL) to
+    survivors, wait up to the kill wait.
 
     Zombies are left to their parents (a Popen must collect its own child's status); callers
     that adopted orphans as subreaper reap them with `reap_zombies`."""
     started = time.monotonic()
     pids = list(dict.fromkeys(pids))
-    result = TreeResult(signalled=send(pids, signal.SIGTERM))
+    result = TreeResult(signalled=send(pids, stop.ask))
     left = wait_exited(result.signalled, stop.grace_s)
     if left:
-        result.killed = send(left, signal.SIGKILL)
+        result.killed = send(left, stop.force)
         left = wait_exited(left, stop.kill_wait_s)
     result.survivors = sorted(left)
     result.seconds = time.monotonic() - started
@@ -164,9 +163,9 @@ def shutdown_many(
     baselines: Iterable[Baseline | None] = (),
     backend: VramBackend | None = None,
     devices: list[Device] | None = None,
-    vram_timeout: float = default("vram_timeout"),
 ) -> ManyResult:
-    """Terminate several servers' trees in parallel, then one VRAM wait against the earliest baseline.
+    """Terminate several servers' trees in parallel, then one VRAM wait against the earliest baseline
+    (up to the policy's VRAM timeout).
 
     Waiting per server, in turn, made each wait see the others' memory; one wait after all
     have exited costs the slowest server's time, not the sum.
@@ -181,5 +180,5 @@ def shutdown_many(
     baseline = earliest_baseline(baselines)
     release = None
     if backend is not None and devices and baseline is not None:
-        release = wait_for_release(backend, devices, baseline.used, vram_timeout)
+        release = wait_for_release(backend, devices, baseline.used, stop.vram_timeout_s)
     return ManyResult(trees, exit_seconds, release, baseline)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.ci_provider import detect
 from harness.console import say
 from harness.declare.settings import default
 from harness.errors import ExitCode
@@ -25,31 +26,53 @@ if TYPE_CHECKING:
     from harness.run.supervise.supervised import Supervised, VramWatch, Workload
 
 
+# A stop's defaults: the grace and the VRAM wait are the settings' declared ones (harness.declare.settings,
+# where their numbers are written), the kill wait is the stop's own. The pytest plugin, the watcher in the
+# container and the janitor on the host take them from here.
+DEFAULT_GRACE_S: float = default("grace")
+DEFAULT_KILL_WAIT_S = 30.0
+DEFAULT_VRAM_TIMEOUT_S: float = default("vram_timeout")
+
+
 @dataclass(frozen=True)
 class StopPolicy:
-    """How anything gpuci stops is stopped: a run's workload, a test server's tree, a run's leftovers."""
+    """How anything gpuci stops is stopped: a run's workload (by the supervisor, the watcher in its
+    container, the janitor on the host), a test server's tree, a run's leftovers."""
 
-    grace_s: float = default("grace")  # SIGTERM, then this long before SIGKILL
-    # After SIGKILL: how long exit may take before the process counts as stuck (a survivor).
-    kill_wait_s: float = 30.0
+    grace_s: float = DEFAULT_GRACE_S  # the first signal, then this long before the second
+    # After the second signal: how long exit may take before the process counts as stuck (a survivor).
+    kill_wait_s: float = DEFAULT_KILL_WAIT_S
+    # Once the processes are gone: how long the GPUs' memory may take to come back to its baseline.
+    vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S
+    # The signal order: the first asks (an init forwards it), the second cannot be refused.
+    signals: tuple[str, str] = ("SIGTERM", "SIGKILL")
+
+    @property
+    def ask(self) -> signal.Signals:
+        return signal.Signals[self.signals[0]]
+
+    @property
+    def force(self) -> signal.Signals:
+        return signal.Signals[self.signals[1]]
 
 
-def stop_policy(grace_s: float) -> StopPolicy:
+def stop_policy(grace_s: float, vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S) -> StopPolicy:
     """A run's policy. Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
-    agent_grace = float(os.environ.get("BUILDKITE_CANCEL_GRACE_PERIOD", "0") or 0)
+    agent_grace = detect().cancel_grace_s()
     if agent_grace > 0:
         grace_s = min(grace_s, max(0.5, agent_grace * 0.4))
-        return StopPolicy(grace_s=grace_s, kill_wait_s=max(1.0, agent_grace * 0.3))
-    return StopPolicy(grace_s=grace_s)
+        return StopPolicy(grace_s, max(1.0, agent_grace * 0.3), vram_timeout_s)
+    return StopPolicy(grace_s, vram_timeout_s=vram_timeout_s)
 
 
 def stop_workload(
     workload: Workload, next_event: Callable[[float], str | None], stop: StopPolicy, sent: list[str]
 ) -> None:
-    """SIGTERM, the grace, SIGKILL, the kill wait; `next_event` is the supervisor's wait for the
-    workload's exit ("exit") or a stop signal (its name), None when the time given passed."""
-    workload.signal(signal.SIGTERM)
-    sent.append("SIGTERM")
+    """The policy's first signal (SIGTERM), the grace, its second (SIGKILL), the kill wait; `next_event`
+    is the supervisor's wait for the workload's exit ("exit") or a stop signal (its name), None when the
+    time given passed."""
+    workload.signal(stop.ask)
+    sent.append(stop.ask.name)
     deadline = time.monotonic() + stop.grace_s
     while (left := deadline - time.monotonic()) > 0:
         event = next_event(left)
@@ -57,8 +80,8 @@ def stop_workload(
             return
         if event:  # a second Ctrl-C while stopping: keep going, it is already under way
             say("already stopping; the workload gets SIGKILL when its grace ends")
-    workload.signal(signal.SIGKILL)
-    sent.append("SIGKILL")
+    workload.signal(stop.force)
+    sent.append(stop.force.name)
     deadline = time.monotonic() + stop.kill_wait_s
     while (left := deadline - time.monotonic()) > 0:
         if next_event(left) == "exit":

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from harness.declare.settings import default
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import HolderInfo, ReleaseResult
 
@@ -37,7 +36,7 @@ class Workload(Protocol):
 class VramWatch:
     backend: VramBackend
     devices: list[Device]
-    timeout_s: float = default("vram_timeout")
+    timeout_s: float  # the run's (RunOptions.vram_timeout_s): no default of its own
     tolerance_bytes: int = 16 * 1024**2
 
 

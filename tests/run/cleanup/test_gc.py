@@ -16,6 +16,7 @@ import pytest
 
 from harness.images import engine, in_use
 from harness.run.cleanup import gc, reaper
+from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
 from tests.conftest import SESSION_LABEL
 from tests.images.test_engine import tiny_image
 
@@ -118,8 +119,11 @@ def test_a_crashed_runs_secrets_folder_is_removed_by_reap_and_gc(make_project, c
     supervisor.wait()
     assert (left / "env").exists()
 
+    # Scoped to this project's label (no image carries it): never a neighbour suite's images or lease files.
+    own = ("--label", f"{PROJECT_LABEL}={project_id(root)}")
+
     def gpuci(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(harness_cmd(*args), env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(harness_cmd(*args, *own), env=env, capture_output=True, text=True, timeout=300)
 
     listed = gpuci("gc", "--root", str(root))
     assert "secrets-folder" in listed.stdout and left.name in listed.stdout and secret not in listed.stdout

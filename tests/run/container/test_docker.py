@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 
 from harness.run.container.docker import docker_run_args
 from harness.run.spec import BindMount, RunSpec
@@ -13,7 +14,7 @@ def test_the_docker_run_twin_of_a_spec_sees_the_same_container(cpu_image, tmp_pa
     spec = RunSpec(
         image=cpu_image.tag,
         command=("true",),
-        name="gpuci-test-twin",
+        name=f"gpuci-test-twin-{uuid.uuid4().hex[:12]}",  # a suite beside this one makes its twin too
         env={"STEP_VAR": "42"},
         mounts=(BindMount(str(tmp_path), "/workspace"),),
         working_dir="/workspace",

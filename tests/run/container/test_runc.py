@@ -1,4 +1,4 @@
-"""gpuci's OCI path (harness/oci.py + harness/runc.py) with the host's runc, as on GPU hosts with no Docker.
+"""gpuci's OCI path (harness/run/container/oci.py + runc.py) with the host's runc, as on GPU hosts with no Docker.
 
 The same stops as in Docker: a PID 1 with no init ignores SIGTERM, an init forwards it, and an
 escapee of a container sharing the host's PID namespace is found in its cgroup and killed.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def run(
     pid_namespace: bool = True,
     timeout: float | None = None,
 ) -> tuple[RuncWorkload, object]:
-    name = f"gpuci-test-{tmp_path.name}"[:60]
+    # Unique on the host: its cgroup (/gpuci/NAME) is host-wide, and a twin suite runs the same test.
+    name = f"gpuci-test-{uuid.uuid4().hex[:12]}"
     spec = RunSpec(
         image="host-rootfs",
         command=tuple(command),

@@ -1,4 +1,10 @@
-"""AMD GPUs through AMD's `amdsmi` package, written against its documented Python API.
+"""AMD GPUs (the rocm platform): VRAM through AMD's `amdsmi` package (written against its documented
+Python API), `/dev/kfd` and the leased GPUs' render nodes into containers, HIP_VISIBLE_DEVICES, the
+vendor's PyTorch image, and how pipelines and tests name AMD hardware.
+
+Into a container: `/dev/kfd` plus only the leased GPUs' `/dev/dri/renderD*` nodes, found through the
+KFD topology in sysfs, with the `video` and `render` groups by their numeric ids on this host. No
+container is ever given privileged mode.
 
 Used bytes come from `amdsmi_get_gpu_memory_usage(handle, VRAM)`, which reports bytes
 (`amdsmi_get_gpu_vram_usage` reports MiB and is not used). The process list is kept as a
@@ -11,15 +17,29 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from harness.gpu.vendors.vendor import (
+    THIS_HOST,
+    BaseImage,
+    DeviceOptions,
+    DriverNode,
+    EngineRuntimes,
+    ForeignNames,
+    HostPaths,
+    LintNames,
+    Vendor,
+    group_ids,
+)
 from harness.gpu.vram.base import BackendUnavailable, Device, Holder
 
 # How long a used-VRAM counter may disagree with an empty process list before it is distrusted.
 STUCK_COUNTER_S = 10.0
 # amdsmi documents at least a second between process-list calls; release waits poll far faster.
 PROCESS_LIST_EVERY_S = 1.0
+KFD_TOPOLOGY = "class/kfd/kfd/topology/nodes"
 
 
 class AmdSmiBackend:
@@ -103,3 +123,57 @@ class AmdSmiBackend:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._smi.amdsmi_shut_down()
+
+
+def amd_render_nodes(leased: list[Device], paths: HostPaths = THIS_HOST) -> list[Path]:
+    """The leased GPUs' render nodes, by PCI bus id through the KFD topology."""
+    wanted = {d.id.lower() for d in leased}
+    nodes = []
+    for properties in sorted((paths.sys / KFD_TOPOLOGY).glob("*/properties")):
+        values = dict(
+            line.split(None, 1) for line in properties.read_text().splitlines() if len(line.split(None, 1)) == 2
+        )
+        location, domain = int(values.get("location_id", 0)), int(values.get("domain", 0))
+        minor = int(values.get("drm_render_minor", 0))
+        if minor <= 0:
+            continue  # a CPU node of the topology
+        bus_id = f"{domain:04x}:{location >> 8:02x}:{(location >> 3) & 0x1F:02x}.{location & 0x7}"
+        if bus_id in wanted:
+            nodes.append(paths.dev / "dri" / f"renderD{minor}")
+    return nodes
+
+
+def container_devices(leased: list[Device], runtimes: EngineRuntimes, paths: HostPaths) -> DeviceOptions:
+    renders = amd_render_nodes(leased, paths)
+    nodes = [paths.dev / "kfd", *renders]
+    return DeviceOptions(
+        nodes=tuple(f"{n}:/dev/{n.relative_to(paths.dev)}:rwm" for n in nodes if n.exists()),
+        groups=group_ids(("video", "render")),
+        # Only the leased GPUs' nodes are in the container: HIP numbers them from 0.
+        env={"HIP_VISIBLE_DEVICES": ",".join(str(i) for i in range(len(renders)))} if renders else {},
+        route="kfd-render-nodes",
+    )
+
+
+VENDOR = Vendor(
+    name="rocm",
+    platform="rocm",
+    # HIP/RCCL teardown is slower than CUDA's, hence the larger budget.
+    shutdown_budget_s=4.0,
+    backend="amdsmi",
+    open_backend=AmdSmiBackend,
+    visible_variable="HIP_VISIBLE_DEVICES",
+    container_devices=container_devices,
+    driver_node=DriverNode("/dev/kfd", "AMD", "amdgpu (ROCm) driver"),
+    image=BaseImage(
+        "# gpuci rocm image: AMD GPUs; the vendor's PyTorch image by default.",
+        "rocm/pytorch:rocm6.2.4_ubuntu22.04_py3.10_pytorch_release_2.3.0",
+    ),
+    lint=LintNames(
+        skip_calls=("is_rocm", "is_cuda_alike", "torch.cuda.is_available"),
+        skip_attributes=("torch.version.hip",),
+        toolkit_variables=("ROCM_PATH", "ROCM_HOME", "HIP_PATH"),
+    ),
+    # An AMD Instinct agent (mi250_1, mi300_8); `mirror.amd` (or `mirror_hardwares: [amdexperimental]`).
+    foreign=ForeignNames(agent_device=r"mi\d{3}", mirror_key="amd"),
+)
