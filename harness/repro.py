@@ -230,8 +230,11 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
         )
     base = check_image(tree, report, config) if container and rebuild else report.image.get("base_image")
     pinned = _image(root, tree, report, base, rebuild, config) if container else None
-    redacted = [k for k, v in ((report.spec or {}).get("env") or {}).items() if v == MASK]
-    missing = [name for name in redacted if name not in pass_env]
+    spec = report.spec or {}
+    named = spec.get("secret_env") if isinstance(spec.get("secret_env"), list) else []  # a report is input
+    redacted = [k for k, v in (spec.get("env") or {}).items() if v == MASK] + [n for n in named if isinstance(n, str)]
+    # The commit's [tool.gpuci] secrets are passed as `run` passes them; the rest only by --env.
+    missing = [name for name in dict.fromkeys(redacted) if name not in (*pass_env, *config.secrets)]
     if missing:
         names = _shown(", ".join(missing))
         say(f"the original run had secrets {names}; pass --env NAME to take each from this environment")
