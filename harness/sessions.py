@@ -97,7 +97,9 @@ def _area_session(
     name = name or session_name(platform, area)
     on = f" on Python {', '.join(p for p in pythons if p)}" if any(pythons) else ""
     session.__doc__ = f"Run the {area} area on {platform}{on}."
-    nox.session(name=name, venv_backend="none", tags=[platform, area])(session)
+    # No environment: the session runs gpuci in nox's own Python. `--force-venv-backend uv|virtualenv`
+    # makes nox create one anyway; reused, it is made once rather than at every call (seconds each).
+    nox.session(name=name, venv_backend="none", reuse_venv=True, tags=[platform, area])(session)
     return name
 
 

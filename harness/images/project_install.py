@@ -45,6 +45,10 @@ INSTALL_SCRIPT = "gpuci-install-project.py"
 INSTALL_SCRIPT_SOURCE = Path(__file__).parent / "in_image" / "install_project.py"
 OUTPUTS_DIR = "/opt/gpuci/outputs"  # the build outputs the mount would hide, first on the import path
 MESON_BUILD_DIR = "/opt/gpuci/meson-build"
+SKBUILD_BUILD_DIR = "/opt/gpuci/skbuild-build"
+# Backends whose editable can rebuild on import (meson-python always, scikit-build-core with
+# editable.rebuild): their build folder is the image's, never a folder of the mounted checkout.
+BUILD_DIRS = {"mesonpy": MESON_BUILD_DIR, "scikit_build_core.build": SKBUILD_BUILD_DIR}
 CARGO_TARGET_DIR = "/opt/gpuci/cargo-target"
 # Never copied into a build context: git's data, gpuci's and nox's own folders.
 NOT_COPIED = (".git", ".gpuci", ".nox")
@@ -65,11 +69,13 @@ class ProjectInstall:
         out of the workspace (install_project.py), then its code left to the mount (the copy stays in a
         layer: setuptools needs the packages there to map them)."""
         version = f"${{SETUPTOOLS_SCM_PRETEND_VERSION:-{SCM_FALLBACK_VERSION}}}"
-        settings = ""
-        if self.backend == "mesonpy":  # its editable rebuilds on import: in the image, never in the checkout
-            settings = f"--config-settings=build-dir={MESON_BUILD_DIR} "
+        build_dir = BUILD_DIRS.get(self.backend)
+        settings = f"--config-settings=build-dir={build_dir} " if build_dir else ""
+        after = f"    if [ -d {build_dir} ]; then chmod -R a+rwX {build_dir}; fi; \\\n" if build_dir else ""
         # cargo's build folder outside the workspace (not moved into the outputs), gone once installed.
-        cargo = f"CARGO_TARGET_DIR={CARGO_TARGET_DIR} " if self.needs is not None and self.needs.rust else ""
+        rust = self.needs is not None and self.needs.rust
+        cargo = f"CARGO_TARGET_DIR={CARGO_TARGET_DIR} " if rust else ""
+        after += f"    rm -rf {CARGO_TARGET_DIR}; \\\n" if rust else ""
         return (
             "\n# gpuci: the project itself, editable at the workspace its checkout is mounted at\n"
             f"COPY project/ {self.workspace}/\n"
@@ -79,8 +85,7 @@ class ProjectInstall:
             f'    {cargo}"$PY" /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} -- \\\n'
             '    "$PY" -m pip install --no-deps --no-build-isolation --no-index --disable-pip-version-check '
             f"--use-pep517 --quiet {settings}-e {self.workspace}; \\\n"
-            f"    if [ -d {MESON_BUILD_DIR} ]; then chmod -R a+rwX {MESON_BUILD_DIR}; fi; \\\n"
-            f"    rm -rf {CARGO_TARGET_DIR}; \\\n"
+            f"{after}"
             '    "$PY" -m pip check || echo \'gpuci: warning: the project needs packages its image lacks '
             "(list them in [tool.gpuci] requirements)'\n"
         )

@@ -21,7 +21,7 @@ from harness.declare.pythons import builds_on_local_base, suite_for
 from harness.errors import UsageError
 from harness.images.airgap import SUITE, BaseRecipe
 from harness.images.lock import inputs_hash, lock_key, locked_pins
-from harness.images.project_install import ProjectInstall, project_install
+from harness.images.project_install import INSTALL_SCRIPT_SOURCE, ProjectInstall, project_install
 from harness.images.system_layer import SystemLayer
 from harness.images.toolchain import system_packages
 
@@ -69,6 +69,9 @@ class ImageRecipe:
             digest.update(f"arg\0{key}={self.build_args[key]}\0".encode())
         if self.install is not None:  # where it points and what its metadata is made from
             digest.update(f"install\0{self.install.workspace}\0{self.install.metadata_sha256}\0".encode())
+            # gpuci's own install step (the lines it appends, its in-image script with the build-outputs
+            # finder): a gpuci that installs differently builds a new image, never reuses the old one.
+            digest.update(self.install.dockerfile_lines().encode() + INSTALL_SCRIPT_SOURCE.read_bytes())
         for pin in self.pins:  # the resolution: a new release of an unpinned requirement is a new image
             digest.update(f"pin\0{pin}\0".encode())
         if self.system_layer is not None:

@@ -202,3 +202,15 @@ def test_each_build_backend_gives_pytest_s_counts_and_leaves_the_checkout_alone(
         assert "editables==" in (root / "gpuci.lock").read_text()
     status = git(root, "status", "--porcelain", "--ignored").splitlines()
     assert all(line.endswith(("gpuci.lock", ".gpuci/")) for line in status), status
+
+
+def test_the_tag_follows_gpuci_s_own_install_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image made by an older install step (its finder, its build folders) is never taken for a newer one."""
+    import harness.images.recipe as recipe_module
+
+    root = library(tmp_path / "lib")
+    first = recipe_for(root, "cpu").tag
+    script = tmp_path / "install_project.py"
+    script.write_bytes(recipe_module.INSTALL_SCRIPT_SOURCE.read_bytes() + b"\n# a newer gpuci\n")
+    monkeypatch.setattr(recipe_module, "INSTALL_SCRIPT_SOURCE", script)
+    assert recipe_for(root, "cpu").tag != first
