@@ -21,13 +21,14 @@ from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.backend_requires import backend_requires
 from harness.images.build_errors import project_failure
+from harness.images.context import checkout_dir, is_legacy, label_line, project_steps, write_layers, write_legacy
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
-from harness.images.project_install import INSTALL_SCRIPT, INSTALL_SCRIPT_SOURCE, OUTPUTS_DIR, copy_checkout
-from harness.images.recipe import ImageRecipe, project_requirements_text
+from harness.images.project_install import OUTPUTS_DIR, copy_checkout
+from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
 from harness.images.resolve import ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
-from harness.images.wheels import copy_verified, record_fetched
+from harness.images.wheels import record_fetched
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
@@ -101,33 +102,33 @@ def _build_missing(
         say(f"removed the build context {stale.name} that a killed build left")
     ctx = make_owned_dir(contexts, CONTEXT_PREFIX)
     try:
-        shutil.copyfile(recipe.dockerfile, ctx / "Dockerfile")
+        recipe_text = project_bytes(recipe.dockerfile)
+        legacy = is_legacy(recipe_text)
         if recipe.install is not None:
-            copied = copy_checkout(Path(root), ctx / "project")
-            shutil.copyfile(INSTALL_SCRIPT_SOURCE, ctx / INSTALL_SCRIPT)
-            with open(ctx / "Dockerfile", "a") as dockerfile:
-                dockerfile.write(recipe.install.dockerfile_lines())
+            copied = copy_checkout(Path(root), ctx / "project" if legacy else checkout_dir(ctx, recipe.install))
             say(f"installing the project (editable at {recipe.install.workspace}, {copied} files) in {tag}")
             if recipe.install.needs is not None:
                 say(
                     f"the project compiles ({recipe.install.needs.why}): its image has a compiler, and what its "
                     f"build writes into the workspace is kept in {OUTPUTS_DIR}, first on the import path"
                 )
-        shutil.copyfile(recipe.requirements, ctx / "requirements.txt")
-        # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
-        (ctx / "project-requirements.txt").write_text("")
+        pins: list[str] = []
         if project.strip():
-            pins, _ = resolve_project(client, recipe, Path(root), ctx, wheelhouse)
-            (ctx / "project-requirements.txt").write_text("".join(f"{pin}\n" for pin in pins))
-            resolved = {"gpuci.resolved": ",".join(pins)[:60000]}
-        else:
-            resolved = {}
-        (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
-        wheels = copy_verified(Path(root), wheelhouse, ctx / "wheelhouse")
-        labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, **resolved}
+            pins, _ = resolve_project(client, recipe, Path(root), Path(tempfile.mkdtemp(dir=ctx)), wheelhouse)
+        write = write_legacy if legacy else write_layers
+        ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
+        wheels = write(ctx, Path(root), wheelhouse, recipe.requirements, ca, pins)
+        labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, "gpuci.platform": recipe.platform}
+        if pins:
+            labels["gpuci.resolved"] = ",".join(pins)[:60000]
         if recipe.install is not None:
             labels["gpuci.install"] = f"editable {recipe.install.workspace}"
-        build_in_context(client, ctx, tag, recipe, labels, Path(root))
+        if legacy:
+            steps = (recipe.install.dockerfile_lines() if recipe.install else "") + label_line(labels)
+        else:
+            steps = project_steps(labels, recipe.install, bool(pins))
+        (ctx / "Dockerfile").write_bytes(recipe_text + steps.encode())
+        build_in_context(client, ctx, tag, recipe, {}, Path(root))
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     image_id = existing(client, tag)
@@ -199,6 +200,11 @@ def build_in_context(
     engine by another tool or host) is built once more, on its base made again where gpuci makes it;
     twice is infrastructure (exit 75)."""
     base = recipe.base_image
+    dockerfile = Path(context) / "Dockerfile"
+    if labels and dockerfile.is_file():  # one LABEL step for all (see context.label_line), not one per label
+        with open(dockerfile, "a") as out:
+            out.write(label_line({"gpuci.platform": recipe.platform, **labels}))
+        labels = {}
     for attempt in (1, 2):
         base_id = engine.image_id(client, base) if base else None
         if attempt == 2 and base and base_id is None:  # not made again: nothing to build on
@@ -245,7 +251,6 @@ def _build(
     labels: dict[str, str],
     root: Path | None = None,
 ) -> None:
-    labels = {"gpuci.platform": recipe.platform, **labels}
     args = dict(recipe.build_args)
     if recipe.system_layer is not None:
         args["BASE_IMAGE"] = recipe.system_layer.tag
@@ -254,7 +259,7 @@ def _build(
             path=str(context),
             tag=tag,
             buildargs=args,
-            labels=labels,
+            labels=labels or None,
             rm=True,
             forcerm=True,
             decode=True,

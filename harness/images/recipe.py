@@ -17,6 +17,7 @@ from harness.declare.platforms import get_platform
 from harness.declare.pythons import builds_on_local_base, suite_for
 from harness.errors import UsageError
 from harness.images.airgap import SUITE, BaseRecipe
+from harness.images.context import SCRIPTS
 from harness.images.lock import inputs_hash, lock_key, locked_pins
 from harness.images.project_install import ProjectInstall, project_install
 from harness.images.system_layer import SystemLayer
@@ -67,6 +68,9 @@ class ImageRecipe:
             digest.update(f"pin\0{pin}\0".encode())
         if self.system_layer is not None:
             digest.update(f"system\0{self.system_layer.tag}\0".encode())
+        for script in SCRIPTS:  # gpuci's scripts that run in the build: what they do is in the image
+            data = script.read_bytes()
+            digest.update(f"script\0{script.name}\0{len(data)}\0".encode() + data)
         return digest.hexdigest()
 
     @property

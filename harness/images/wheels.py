@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Collection
 from pathlib import Path
 
 from harness.console import say
@@ -60,14 +61,17 @@ def record_fetched(root: Path, wheelhouse: Path, names: set[str]) -> None:
     _save(root, record)
 
 
-def copy_verified(root: Path, wheelhouse: Path, target: Path) -> str:
-    """Copy the wheelhouse's wheels (regular files only) into a build context, check each copy
-    against its record; the hash of the whole set (the image's `gpuci.wheels-sha256` label)."""
+def copy_verified(root: Path, wheelhouse: Path, target: Path, names: Collection[str] | None = None) -> str:
+    """Copy the wheelhouse's wheels (regular files only; of them `names` alone, where given) into a
+    build context, check each copy against its record; the hash of the whole set (the image's
+    `gpuci.wheels-sha256` label)."""
     target.mkdir(parents=True, exist_ok=True)
     record = _load(root)
     unrecorded = []
     lines = []
     for path in sorted(wheelhouse.glob("*.whl")):
+        if names is not None and path.name not in names:
+            continue
         if not stat.S_ISREG(os.lstat(path).st_mode):
             continue  # a link or anything else is no wheel gpuci fetched
         copy = target / path.name
