@@ -70,6 +70,8 @@ def existing(client: docker.DockerClient, tag: str) -> str | None:
 def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> EnsuredImage:
     """The recipe's image, built only when its tag is missing."""
     started = time.monotonic()
+    # Resolved now (not read from the lock): its wheels are in the wheelhouse already, fetch them once.
+    fetched = not recipe.pins and bool(project_requirements_text(recipe).strip())
     recipe = resolved(recipe, root, client)  # the tag covers what the requirements resolved to
     content_hash = recipe.content_hash()
     tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
@@ -81,20 +83,26 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
         image_id = existing(client, tag)
         if image_id:
             return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
-        return _build_missing(client, recipe, root, tag, content_hash, started)
+        return _build_missing(client, recipe, root, tag, content_hash, started, fetched)
 
 
 def _build_missing(
-    client: docker.DockerClient, recipe: ImageRecipe, root: Path, tag: str, content_hash: str, started: float
+    client: docker.DockerClient,
+    recipe: ImageRecipe,
+    root: Path,
+    tag: str,
+    content_hash: str,
+    started: float,
+    fetched: bool = False,
 ) -> EnsuredImage:
     if recipe.base_recipe is not None:
         bootstrap_base(client, recipe.base_recipe)
     if recipe.system_layer is not None:
         ensure_layer(client, recipe.system_layer, Path(root) / "pyproject.toml")
     wheelhouse = wheelhouse_dir(Path(root))
-    fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     if os.environ.get("GPUCI_INSTALLER") != "pip":
-        fetch_uv(wheelhouse, recipe.ca_bundle, Path(root))
+        fetch_uv(wheelhouse, recipe.ca_bundle, Path(root))  # first: the host's resolving uses it too
+    fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     project = project_requirements_text(recipe)
     say(f"building {tag} from {recipe.dockerfile}")
     contexts = build_dir(Path(root))
@@ -112,8 +120,8 @@ def _build_missing(
                     f"the project compiles ({recipe.install.needs.why}): its image has a compiler, and what its "
                     f"build writes into the workspace is kept in {OUTPUTS_DIR}, first on the import path"
                 )
-        pins: list[str] = []
-        if project.strip():
+        pins: list[str] = list(recipe.pins) if fetched else []
+        if project.strip() and not fetched:
             pins, _ = resolve_project(client, recipe, Path(root), Path(tempfile.mkdtemp(dir=ctx)), wheelhouse)
         write = write_legacy if legacy else write_layers
         ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""

@@ -1,9 +1,12 @@
 """The project's requirements resolved, with their dependencies, for the image's own interpreter.
 
 The base image is asked which Python it runs and on which C library (never assumed: a Debian
-base runs 3.11, a vendor's image something else), and pip resolves the project's requirement
+base runs 3.11, a vendor's image something else), and uv resolves the project's requirement
 files — unpinned or partial as people write them — for exactly that interpreter and platform,
-wheels only, into the wheelhouse. The resolved pins (`name==version`, one a line) are what the
+wheels only, and their wheels are fetched into the wheelhouse (harness/images/uv_resolve.py,
+fetch.py). pip does it, as before, where uv cannot: no uv binary for this host (harness/images/
+installer.py), or an image platform uv has no name for (musl, a glibc before 2.17).
+The resolved pins (`name==version`, one a line) are what the
 image installs, so the install is the resolution and nothing else in the wheelhouse. A
 requirement that exists nowhere for that Python is exit 2 naming the user's file and the
 requirement; only a failure to reach the index is 75. pip's progress is shown as it goes.
@@ -22,9 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import parse_wheel_filename
+
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
-from harness.images.installer import pip_command
+from harness.images.fetch import fetch
+from harness.images.installer import pip_command, usable_uv
+from harness.images.uv_resolve import MISSING as UV_MISSING
+from harness.images.uv_resolve import NETWORK_WORDS as UV_NETWORK_WORDS
+from harness.images.uv_resolve import compile_wheels, uv_platform
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -142,6 +151,22 @@ def resolve(
     shown_as = ", ".join(str(s) for s in sources) or str(requirements)
     wheelhouse, requirements = Path(os.path.abspath(wheelhouse)), Path(os.path.abspath(requirements))
     wheelhouse.mkdir(parents=True, exist_ok=True)
+    uv = usable_uv(wheelhouse, ca_bundle)
+    platform = uv_platform(target.machine, target.glibc) if uv else None
+    if uv and platform and target.glibc:
+        for offline in (True, False):
+            if not offline:
+                say(f"resolving {shown_as} for Python {target.version} ({platform}) with uv into {wheelhouse}")
+            compiled = compile_wheels(
+                uv, requirements, target.version, platform, target.machine, target.glibc, wheelhouse,
+                Path(os.path.abspath(constraints)) if constraints else None, ca_bundle, offline,
+            )  # fmt: skip
+            if compiled.wheels is not None:
+                fetched = fetch(compiled.wheels, wheelhouse, None, ca_bundle)
+                if fetched:
+                    say(f"fetched {len(fetched)} wheel(s): {', '.join(fetched)[:300]}")
+                return Resolution(tuple(sorted(_pin(w.name) for w in compiled.wheels)), target)
+        _fail(compiled.output.splitlines(), sources, shown_as, target, wheelhouse, constraints)
     pinned = ["-c", os.path.abspath(constraints)] if constraints else []
     base = [*pip_command(), "download", "--disable-pip-version-check", "--progress-bar", "off",
             *target.pip_args(), "-r", str(requirements), *pinned, "-d", str(wheelhouse)]  # fmt: skip
@@ -162,6 +187,11 @@ def resolve(
     return Resolution(_pins("\n".join(lines)), target)
 
 
+def _pin(wheel: str) -> str:
+    name, version, _, _ = parse_wheel_filename(wheel)
+    return f"{name}=={version}"
+
+
 def _pins(output: str) -> tuple[str, ...]:
     pins = set()
     for match in _SAVED.finditer(output):
@@ -179,12 +209,13 @@ def _fail(
     constraints: Path | None = None,
 ) -> None:
     text = "\n".join(lines)
-    if any(word in text for word in NETWORK_WORDS):
+    if any(word in text for word in (*NETWORK_WORDS, *UV_NETWORK_WORDS)):
         raise ImageBuildError(
-            f"could not reach the package index to resolve {shown_as} (pip: {_last_error(lines)}). On a host "
+            f"could not reach the package index to resolve {shown_as} ({_last_error(lines)}). On a host "
             f"with no access, fill {wheelhouse} with the wheels (or set GPUCI_WHEELHOUSE to a folder that has them)."
         )
-    conflict = _CONFLICT.search(text)
+    missing = _MISSING.search(text) or UV_MISSING.search(text)
+    conflict = _CONFLICT.search(text) or (None if missing else re.search(r"Because [^\n]*", text))
     if conflict or "ResolutionImpossible" in text:
         beside = f" or with the pins the image installs beside them ({constraints})" if constraints else ""
         what = f" ({conflict.group(0)[:200]})" if conflict else ""
@@ -192,12 +223,11 @@ def _fail(
             f"{shown_as}: the requirements conflict with each other{beside}{what}; loosen the pin that "
             "disagrees (gpuci's own pins are what its pytest plugin was tested with)."
         )
-    missing = _MISSING.search(text)
     what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"
     where = _line_of(missing.group(1), sources) if missing else None
     raise UsageError(
         f"{where or shown_as}: {what} has no wheel for the image's Python {target.version} on {target.machine} "
-        f"(glibc {target.glibc}): pip said {_last_error(lines)!r}. Pin a version that ships wheels for it, "
+        f"(glibc {target.glibc}): the resolver said {_last_error(lines)!r}. Pin a version that ships wheels for it, "
         "or choose a base image with a Python it supports."
     )
 
@@ -219,5 +249,8 @@ def _line_of(requirement: str, sources: tuple[Path, ...]) -> str | None:
 
 
 def _last_error(lines: list[str]) -> str:
+    causes = [line.strip().removeprefix("cause: ") for line in lines if line.strip().startswith("cause:")]
+    if causes:  # uv's: the last cause is the one to act on
+        return causes[-1][:300]
     errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR")]
     return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:300]

@@ -36,6 +36,11 @@ def _load(root: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def recorded(root: Path) -> dict[str, str]:
+    """The recorded hashes of the wheelhouse's wheels, by file name."""
+    return _load(root)
+
+
 def _save(root: Path, record: dict[str, str]) -> None:
     path = record_path(root)
     tmp = path.with_name(f".{RECORD_NAME}.{os.getpid()}")
