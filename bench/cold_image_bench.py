@@ -7,11 +7,12 @@ pytest-cov, pytest-xdist). Alternating, `--runs` times each, on the same machine
   (a) uv: `uv venv` and `uv pip install -e '.[default,test]'` with an empty uv cache (so every wheel
       is downloaded), uv 0.13.9 from gpuci's own pinned wheel;
   (b) gpuci: `gpuci image ensure --platform cpu` with `[tool.gpuci] extras = ["default", "test"]`,
-      an empty wheelhouse, an empty host cache (GPUCI_CACHE: uv's cache and the wheels by hash), no
-      gpuci.lock, and no image of it on the engine: every layer above gpuci's Debian base counts (gpuci's
-      own layer, the project's, and the metadata steps), the base itself (built once per machine by
-      debootstrap) is excluded. The build's output is read line by line to time each phase and step
-      (the profile), and any step the engine's cache answered is listed (`cached_steps`).
+      an empty wheelhouse, an empty host cache (GPUCI_CACHE_DIR: uv's cache, the wheels by hash, the
+      images' Pythons), no gpuci.lock, and no image of it on the engine: every layer above gpuci's
+      Debian base counts (gpuci's own layer, the project's, and the metadata steps), the base itself
+      (built once per machine by debootstrap) is excluded. The build's output is read line by line
+      to time each phase and step (the profile); any step the engine's cache answered is listed
+      (`cached_steps`).
 
 Writes bench/results/cold-image.json: both times per run, their medians, the ratio (goal ≤ 2), the
 load average around each run, the storage driver.
@@ -88,7 +89,7 @@ def gpuci_cold(client: docker.DockerClient, repo: Path, scratch: Path) -> tuple[
     (repo / ".gpuci" / "wheelhouse").mkdir(parents=True)  # uv's own wheel only: both sides have uv
     for wheel in (scratch / "tools").glob("uv-*.whl"):
         shutil.copyfile(wheel, repo / ".gpuci" / "wheelhouse" / wheel.name)
-    env = {**os.environ, "GPUCI_CACHE": str(scratch / "gpuci-cache"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "GPUCI_CACHE_DIR": str(scratch / "gpuci-cache"), "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "image", "ensure", "--platform", "cpu", "--root", str(repo)],

@@ -132,11 +132,11 @@ def host_uv(wheelhouse: Path) -> str | None:
 
 
 def cache_dir(*parts: str) -> Path:
-    """gpuci's cache on this host (GPUCI_CACHE, else XDG_CACHE_HOME/gpuci, else ~/.cache/gpuci): the
-    host's, shared by every checkout, never in one; each folder a real folder, never a link."""
+    """gpuci's cache on this host (GPUCI_CACHE_DIR, else XDG_CACHE_HOME/gpuci, else ~/.cache/gpuci, as
+    the lint's): the host's, shared by every checkout, never in one; each folder a real one, never a link."""
     from harness.untrusted import private_dir
 
-    base = os.environ.get("GPUCI_CACHE") or os.path.join(
+    base = os.environ.get("GPUCI_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gpuci"
     )
     os.makedirs(base, mode=0o700, exist_ok=True)

@@ -30,7 +30,7 @@ from packaging.utils import parse_wheel_filename
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.fetch import fetch
-from harness.images.installer import pip_command, usable_uv
+from harness.images.installer import cache_dir, pip_command, usable_uv
 from harness.images.uv_resolve import MISSING as UV_MISSING
 from harness.images.uv_resolve import NETWORK_WORDS as UV_NETWORK_WORDS
 from harness.images.uv_resolve import compile_wheels, uv_platform
@@ -78,12 +78,15 @@ def ask_image(client: Any, image: str) -> PythonTarget:
     import docker.errors
 
     try:
-        client.images.get(image)
+        image_id = str(client.images.get(image).id)
     except docker.errors.ImageNotFound:
         raise ImageBuildError(
             f"the base image {image} is not on this Docker Engine, so it cannot be asked which Python it runs; "
             "load or build it first (`python -m harness image bootstrap` for gpuci's Debian base)."
         ) from None
+    known = _known_python(image_id)
+    if known is not None:  # an image id is its content: the same image runs the same Python
+        return _checked_target(image, known)
     # Named, and removed by that name in `finally` (not the SDK's remove=True): a cancel can land
     # while it runs, or after the engine made it but before `run` returned.
     name = f"gpuci-python-probe-{uuid.uuid4().hex[:12]}"
@@ -102,7 +105,28 @@ def ask_image(client: Any, image: str) -> PythonTarget:
     finally:
         with contextlib.suppress(Exception):
             client.api.remove_container(name, force=True)
-    return _checked_target(image, data)
+    target = _checked_target(image, data)
+    _remember_python(image_id, target)
+    return target
+
+
+def _python_record(image_id: str) -> Path:
+    return cache_dir("pythons") / f"{image_id.removeprefix('sha256:')[:64]}.json"
+
+
+def _known_python(image_id: str) -> object | None:
+    """What an image answered before, from the host cache (checked again as any answer is)."""
+    try:
+        return json.loads(_python_record(image_id).read_text()[:4096])
+    except (OSError, ValueError):
+        return None
+
+
+def _remember_python(image_id: str, target: PythonTarget) -> None:
+    record = _python_record(image_id)
+    partial = record.with_name(f".{record.name}.{os.getpid()}")
+    partial.write_text(json.dumps({"version": target.version, "machine": target.machine, "glibc": target.glibc}))
+    os.replace(partial, record)
 
 
 # The image is the project's: its answer names host folders and pip's words, so it must be plain.
