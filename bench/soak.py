@@ -58,7 +58,10 @@ FOLLOW_UP = "python3 misbehave.py big"
 ORPHAN_BOUND_S = 1 + 4.0
 CODES = {"passed": 0, "failed": 1, "timeout": 1, "cancelled": 1, "teardown_failed": 3, "infrastructure": 75}
 HANG_S = 120
-SESSION = "cpu_soak"
+# The area's name is this process's own: a soak beside this one (a twin suite on the same engine) has
+# its own containers and run ids, and neither counts or removes the other's.
+AREA = f"soak-{os.getpid()}"
+SESSION = f"cpu_{AREA}"
 
 
 def make_project(directory: Path) -> Path:
@@ -68,7 +71,7 @@ def make_project(directory: Path) -> Path:
         f'  - label: {name}\n    optional: true\n    commands: ["{command}"]\n'
         for name, (command, _) in [*WORKLOADS.items(), ("follow-up", (FOLLOW_UP, (0, "passed")))]
     )
-    (root / ".buildkite" / "test_areas" / "soak.yaml").write_text(f"group: soak\nplatforms: [cpu]\nsteps:\n{steps}")
+    (root / ".buildkite" / "test_areas" / f"{AREA}.yaml").write_text(f"group: soak\nplatforms: [cpu]\nsteps:\n{steps}")
     shutil.copytree(ROOT / "containers", root / "containers")
     shutil.copytree(ROOT / "harness", root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "tests" / "fixtures" / "misbehave.py", root / "misbehave.py")
@@ -96,7 +99,7 @@ def leases(sims: Path) -> list[str]:
 def containers(client: Any) -> list[str]:
     """The soak's step containers and its runs' package listings, none of which may outlive a run
     (other work on the same engine, such as a test suite beside it, is not the soak's to judge)."""
-    found = [c.id for c in client.containers.list(all=True, sparse=True, filters={"label": "gpuci.area=soak"})]
+    found = [c.id for c in client.containers.list(all=True, sparse=True, filters={"label": f"gpuci.area={AREA}"})]
     for c in client.containers.list(all=True, sparse=True, filters={"label": "gpuci.purpose=package-list"}):
         if f"-{SESSION}-" in (c.attrs.get("Labels") or {}).get("gpuci.run-id", ""):  # run ids name their session
             found.append(c.id)
@@ -119,7 +122,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
     if fault == "orphan" and where == "host":
         fault = "crash-handoff"  # a host process has no container to stop itself: handed off instead
     report_dir = root / ".gpuci" / "soak" / f"run-{index:04d}"
-    args = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", "soak", "--step", workload]
+    args = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", AREA, "--step", workload]
     args += ["--root", str(root), "--report-dir", str(report_dir), "--grace", "1", "--quiet"]
     args += ["--timeout", "3" if workload == "ignore-sigterm" else "60"]
     if where == "host":
@@ -215,7 +218,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
             problems.append("false-failure" if proc.returncode else "wrong-code")
         elif fault != "none" and outcome not in ("cancelled", expected_outcome):
             problems.append("wrong-code")
-    elif reaped != 0:
+    elif fault in ("sigkill", "orphan") and reaped != 0:  # a cancel before the run began has nothing to judge
         problems.append("reap-failed")
     return {
         "index": index,
@@ -239,7 +242,7 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
 def _follow_up(index: int, root: Path, env: dict[str, str], where: str) -> dict[str, Any]:
     """The next job on the same GPUs, started the moment the last one's supervisor died."""
     report_dir = root / ".gpuci" / "soak" / f"run-{index:04d}-next"
-    args = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", "soak", "--step", "follow-up"]
+    args = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--area", AREA, "--step", "follow-up"]
     args += ["--root", str(root), "--report-dir", str(report_dir), "--grace", "1", "--quiet", "--timeout", "60"]
     if where == "host":
         args.append("--no-container")
@@ -256,7 +259,7 @@ def _follow_up(index: int, root: Path, env: dict[str, str], where: str) -> dict[
 
 
 def _running(client: Any) -> list[str]:
-    return [c.id for c in client.containers.list(sparse=True, filters={"label": "gpuci.area=soak"})]
+    return [c.id for c in client.containers.list(sparse=True, filters={"label": f"gpuci.area={AREA}"})]
 
 
 def _clean_up(left: dict[str, Any], client: Any) -> None:
@@ -295,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         root = make_project(Path(scratch))
         sims = Path(scratch) / "simgpu"
         sim.init(sims, count=2, total_bytes=8 * 1024**3)
+        # Its own lock folder: the lease files its `reap --yes` clears are its own runs', never the
+        # records a neighbour's crashed run left for that neighbour's next run to hand over.
+        os.environ["GPUCI_LOCK_DIR"] = str(Path(scratch) / "locks")
+        Path(os.environ["GPUCI_LOCK_DIR"]).mkdir()
         env = {**os.environ, "PYTHONPATH": str(root), sim.ENV: str(sims)}
         ensure(client, recipe_for(root, "cpu"), root)  # built once, not inside a run's fault window
         rows = []

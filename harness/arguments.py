@@ -6,16 +6,16 @@ import argparse
 import os
 from pathlib import Path
 
-from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.platforms import platform_names
 from harness.declare.pythons import SUITES
 from harness.declare.settings import add_flags
-from harness.gpu.vram import BACKEND_NAMES
+from harness.gpu.vendors import backend_names
 
 
 def common_run_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
     parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
-    parser.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], help="default: the platform's")
+    parser.add_argument("--vram-backend", choices=[*backend_names(), "auto"], help="default: the platform's")
     add_flags(parser, command)  # the project's settings this command takes (harness.declare.settings)
     parser.add_argument("--quiet", action="store_true", help="do not echo the workload's output")
 
@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
         "harness.run.commands:run_command",
         help="run an area's steps on a platform (what nox sessions and CI run)",
     )
-    run.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
+    run.add_argument("--platform", required=True, choices=platform_names())
     run.add_argument("--area", required=True)
     run.add_argument("--step", help="run only the step with this label")
     run.add_argument("--no-container", action="store_true", help="run on the host, under the same supervisor")
@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
     sup = command("supervise", "harness.run.commands:supervise_command", help="run any command under the supervisor")
     sup.add_argument("--image", help="run in this image instead of on the host")
-    sup.add_argument("--platform", default="cpu", choices=PLATFORM_NAMES)
+    sup.add_argument("--platform", default="cpu", choices=platform_names())
     sup.add_argument("--num-gpus", type=int, default=None, help="GPUs to watch (default: 1 with a backend)")
     sup.add_argument("--timeout", type=float, help="seconds before the command is stopped")
     common_run_options(sup, "supervise")
@@ -80,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
         ("save", "write the image to a compressed file (sites with no registry)"),
     ):
         p = image_sub.add_parser(name, help=text)
-        p.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
+        p.add_argument("--platform", required=True, choices=platform_names())
         p.add_argument("--base-image")
         p.add_argument("--python", choices=list(SUITES), help="the Python of the image, on gpuci's Debian base")
         p.add_argument("--ca-bundle", type=Path)
@@ -160,11 +160,11 @@ def parser() -> argparse.ArgumentParser:
 
     reap = command(
         "reap",
-        "harness.run.cleanup:reap_command",
+        "harness.run.cleanup.commands:reap_command",
         help="find (and with --yes clean up) what crashed runs left on this host",
     )
     reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
-    reap.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto", "none"], default="auto")
+    reap.add_argument("--vram-backend", choices=[*backend_names(), "auto", "none"], default="auto")
     reap.add_argument("--root", type=Path, default=Path.cwd(), help="the project whose runs are reaped")
     reap.add_argument("--all-projects", action="store_true", help="every project's crashed runs on this host")
     reap.add_argument(
@@ -177,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
 
     gc = command(
         "gc",
-        "harness.run.cleanup:gc_command",
+        "harness.run.cleanup.commands:gc_command",
         help="old images, repro worktrees, build folders and locks (a dry run unless --yes)",
     )
     gc.add_argument("--root", type=Path, default=Path.cwd())
@@ -205,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     gpus = command(
         "gpus", "harness.gpu.commands:gpus_command", help="every device of the active backend: used/total and holders"
     )
-    gpus.add_argument("--vram-backend", choices=[*BACKEND_NAMES, "auto"], default="auto")
+    gpus.add_argument("--vram-backend", choices=[*backend_names(), "auto"], default="auto")
     return parser
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from harness.gpu.vram import open_backend
+from harness.gpu.vendors import backend_names, open_backend
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.pinning import RUN_GPUS_ENV, Pinned, PinningError, pin_worker
@@ -31,8 +31,9 @@ from harness.plugin.servers import ServerPool, ServerProcess
 from harness.plugin.sharding import DurationRecorder, load_durations, shard_of
 from harness.plugin.state import PluginState
 from harness.plugin.timers import ShutdownMeasurement, ShutdownTimer, StartupTimer
+from harness.run.buildkite.collector import enable_in_plugin
 from harness.run.outbox import RECORDS_NAME
-from harness.run.test_engine import enable_in_plugin
+from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S
 
 # Buildkite's test collector where gpuci mounted it (its token set): on the path now, at this
 # module's import by `-p`, so pytest finds it by its entry point when it loads plugins next.
@@ -58,8 +59,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="wait for VRAM back at baseline between tests; fail tests that leak",
     )
     group.addoption("--gpuci-no-vram-guard", action="store_false", dest="gpuci_vram_guard")
-    group.addoption("--gpuci-vram-timeout", type=float, default=60.0, help="seconds to wait for release")
-    group.addoption("--gpuci-vram-backend", default=None, help="nvml, amdsmi, sim or auto")
+    group.addoption(
+        "--gpuci-vram-timeout", type=float, default=DEFAULT_VRAM_TIMEOUT_S, help="seconds to wait for release"
+    )
+    group.addoption("--gpuci-vram-backend", default=None, help=f"{', '.join(backend_names())} or auto")
     group.addoption("--gpuci-gpus-per-worker", type=int, default=0, help="disjoint GPUs per xdist worker")
     group.addoption("--gpuci-records", default=None, help="where to write timing records (JSON)")
     group.addoption("--gpuci-shard", default=None, help="I/N: run the I-th of N shares of the tests (0-based)")

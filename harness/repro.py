@@ -88,14 +88,14 @@ def _shown(text: str) -> str:
 
 def check_report(report: RunReport, source: str) -> None:
     """UsageError naming the first field that is not what gpuci writes: a report is untrusted input."""
-    from harness.declare.platforms import PLATFORM_NAMES
+    from harness.declare.platforms import platform_names
 
     git = report.git or {}
     image = report.image or {}
     checks: list[tuple[str, object, re.Pattern[str] | tuple[str, ...] | None]] = [
         ("run_id", report.run_id, PLAIN),
         ("area", report.area, PLAIN),
-        ("platform", report.platform, tuple(PLATFORM_NAMES)),
+        ("platform", report.platform, platform_names()),
         ("mode", report.mode or "container", ("container", "host")),
         ("git.commit", git.get("commit"), COMMIT),
         ("image.id", image.get("id"), IMAGE_ID),
@@ -151,7 +151,7 @@ def differences(report: RunReport) -> list[str]:
     if recorded:
         try:
             from harness.declare.platforms import get_platform
-            from harness.gpu.vram import open_backend
+            from harness.gpu.vendors import open_backend
 
             backend = open_backend(get_platform(report.platform).vram_backend)
             here = [d.name for d in backend.devices()[: len(recorded)]]

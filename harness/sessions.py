@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nox
 
+from harness.ci_provider import on_ci
 from harness.declare.areas import session_name
 from harness.declare.config import load_config
 from harness.declare.pythons import builds_on_local_base
@@ -52,13 +53,6 @@ CODE_MEANINGS = {
     3: "teardown failed",
     75: "infrastructure failure",
 }
-# Variables a CI service sets in every job (Buildkite, GitHub Actions, GitLab, Jenkins, Azure, and the
-# common CI=true): there a session ends the process with gpuci's own code, so the CI can retry on 75.
-CI_MARKERS = ("CI", "BUILDKITE", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TF_BUILD")
-
-
-def on_ci() -> bool:
-    return any(os.environ.get(name, "").lower() not in ("", "0", "false") for name in CI_MARKERS)
 
 
 def end_session(s: nox.Session, code: int, what: str) -> None:
@@ -68,7 +62,7 @@ def end_session(s: nox.Session, code: int, what: str) -> None:
     if not code:
         return
     meaning = CODE_MEANINGS.get(code, "failed")
-    if on_ci():
+    if on_ci():  # any CI service: the process ends with gpuci's own code, so the CI can retry on 75
         print(f"gpuci: {what} exited {code}: {meaning}", file=sys.stderr)
         sys.stderr.flush()
         raise SystemExit(code)

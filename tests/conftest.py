@@ -38,6 +38,20 @@ def private_lint_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         os.environ["GPUCI_CACHE_DIR"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_default_sim_gpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The simulated GPUs a run takes when a test names none (GPUCI_SIM_GPUS unset): this test
+    process's own, not the host's shared /tmp/gpuci-simgpu-UID. A suite beside this one never leases
+    them, and a run a test crashes on them is handed over only to this process's later tests."""
+    previous = os.environ.get("GPUCI_SIM_GPUS")
+    os.environ["GPUCI_SIM_GPUS"] = str(tmp_path_factory.mktemp("default-simgpu"))
+    yield
+    if previous is None:
+        os.environ.pop("GPUCI_SIM_GPUS", None)
+    else:
+        os.environ["GPUCI_SIM_GPUS"] = previous
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """The real engine. No skip when it is missing: tests that need Docker must fail loudly."""

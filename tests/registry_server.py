@@ -12,15 +12,9 @@ class RegistryServer:
     """A real Distribution registry (Debian's docker-registry) on a loopback port, own storage."""
 
     def __init__(self, directory: Path, user: str | None = None, password: str | None = None) -> None:
-        import socket
-
         binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
         if not os.path.exists(binary):
             raise RuntimeError("docker-registry is missing: `apt-get install docker-registry` (as .ci/run does)")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}/ci"
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         auth = ""
@@ -30,30 +24,51 @@ class RegistryServer:
             hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
             (directory / "htpasswd").write_text(f"{user}:{hashed}\n")
             auth = f"auth:\n  htpasswd:\n    realm: gpuci-test\n    path: {directory / 'htpasswd'}\n"
-        (directory / "config.yml").write_text(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-            f"    rootdirectory: {directory / 'data'}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
-        )
-        self.log = open(directory / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([binary, "serve", str(directory / "config.yml")], stdout=self.log, stderr=self.log)
-        self._wait_ready()
+        # A free port is only free until someone binds it: on a shared machine another suite's
+        # registry may take it first, so ours counts as up only once it is the one listening there.
+        for _attempt in range(5):
+            self.port = _free_port()
+            (directory / "config.yml").write_text(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {directory / 'data'}\n  delete:\n    enabled: true\n"
+                f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}"
+            )
+            self.log = open(directory / "registry.log", "ab")  # noqa: SIM115 - closed in stop()
+            self.proc = subprocess.Popen(
+                [binary, "serve", str(directory / "config.yml")], stdout=self.log, stderr=self.log
+            )
+            if self._wait_ready():
+                self.address = f"127.0.0.1:{self.port}/ci"
+                return
+            self.log.close()
+        raise RuntimeError(f"the registry did not start: {(directory / 'registry.log').read_text()[-2000:]}")
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self) -> bool:
+        """True once this process listens on the port and answers; False if it exited (port taken)."""
         import time
         import urllib.error
         import urllib.request
 
+        import psutil
+
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1)
-                return
-            except urllib.error.HTTPError:
-                return  # 401: up, and asking for credentials
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the registry did not start: {(self.directory / 'registry.log').read_text()[-2000:]}")
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            listening = any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == self.port
+                for c in psutil.Process(self.proc.pid).net_connections("tcp")
+            )
+            if listening:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1)
+                    return True
+                except urllib.error.HTTPError:
+                    return True  # 401: up, and asking for credentials
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            raise RuntimeError(f"the registry did not start: {(self.directory / 'registry.log').read_text()[-2000:]}")
+        return False
 
     def manifest_digest(self, repository: str, reference: str, auth: tuple[str, str] | None = None) -> str | None:
         """The registry's own answer, over its HTTP API: the digest it serves for a tag."""
@@ -91,3 +106,11 @@ class RegistryServer:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

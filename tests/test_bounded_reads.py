@@ -107,7 +107,7 @@ def test_the_lint_skips_test_files_that_are_devices_links_out_or_huge(tmp_path: 
 
 
 def test_report_and_sharding_read_run_folders_a_checkout_can_carry_bounded(tmp_path: Path) -> None:
-    from harness.run.sharding import _earlier_durations
+    from harness.run.buildkite.sharding import _earlier_durations
 
     root = project(tmp_path)
     runs = root / ".gpuci" / "runs"

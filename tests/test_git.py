@@ -77,7 +77,8 @@ def test_a_submodule_repository_a_step_planted_runs_nothing_at_the_hosts_git_sta
 
 
 def test_a_checkout_without_its_own_git_gets_a_read_only_empty_one_in_containers(tmp_path: Path) -> None:
-    from harness.run.container_workload import guarded_state
+    from harness.run.container.workload import prepare_state
+    from harness.run.plan import state_mounts
 
     mono = tmp_path / "mono"
     (mono / "sub").mkdir(parents=True)
@@ -85,6 +86,7 @@ def test_a_checkout_without_its_own_git_gets_a_read_only_empty_one_in_containers
     (mono / "sub" / "t.txt").write_text("t\n")
     git(mono, "add", "-A")
     git(mono, "commit", "-qm", "mono")
-    mounts = {m.target: m for m in guarded_state(mono / "sub", "/workspace")}
+    prepare_state(mono / "sub")
+    mounts = {m.target: m for m in state_mounts(mono / "sub", "/workspace")}
     assert mounts["/workspace/.git"].read_only and (mono / "sub" / ".git").is_dir()
     assert git_state(mono / "sub")["commit"]  # git still finds the larger repository above it

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import ROOT
 
 HARNESS = ROOT / "harness"
-# The flow, left to right: a module imports only from its own stage or stages to its left.
-STAGES = ["shared", "declare", "gpu", "images", "reports", "run", "plugin", "ci", "entry"]
-SHARED = {"errors", "console", "units", "redact", "untrusted", "git", "owned", "host_python", "state"}
+# The flow, left to right: a module imports only from its own stage or stages to its left. gpu comes
+# before declare: a platform is its vendor's (harness.gpu.vendors), and the declarations name platforms.
+STAGES = ["shared", "gpu", "declare", "images", "reports", "run", "plugin", "ci", "entry"]
+SHARED = {"errors", "console", "units", "redact", "untrusted", "git", "owned", "host_python", "state", "ci_provider"}
 ENTRY = {"cli", "arguments", "__main__", "repro", "pytest_plugin", "sessions"}
 MAX_LINES = 400
+MAX_PARAMETERS = 6
+# Where vendor knowledge lives (one module a vendor), and where the CI service's environment is read.
+VENDOR_MODULES = HARNESS / "gpu" / "vendors"
+CI_PROVIDER = HARNESS / "ci_provider.py"
+# Vendor names as code spells them: whole words of an identifier or of a name-like string. Long names
+# match as prefixes too (nvidiactl, cudnn9, rocm6); short ones only alone (amd, amd_options, AMD_X, not
+# "amdahl"; hip, HIP_PATH, not "ship"). Case-insensitive.
+VENDOR_WORDS = re.compile(r"(?i)(?<![a-z])(cuda|cudnn|rocm|nvidia|nvml|pynvml|amdsmi|amdgpu|(?:amd|hip|kfd)(?![a-z]))")
+# A Buildkite variable's name, as a string: the environment's word for reading it.
+BUILDKITE_VARIABLE = re.compile(r"^BUILDKITE(_[A-Z0-9_]+)?$")
 
 
 def _module(path: Path) -> str:
@@ -92,18 +105,95 @@ def test_no_module_past_the_size_where_it_holds_two_jobs() -> None:
     assert not big, f"modules over {MAX_LINES} lines (cut them by job): {big}"
 
 
-def test_one_runs_data_is_handed_on_as_one_object_not_long_parameter_lists() -> None:
-    """The run stage takes a `Run` (harness.run.run); past six parameters a function is carrying
-    one run's state by hand again."""
-    long = []
-    for path in [*sorted((HARNESS / "run").glob("*.py")), HARNESS / "repro.py"]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                args = node.args
-                names = [
-                    a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.arg not in ("self", "cls")
-                ]
-                count = len(names) + bool(args.vararg) + bool(args.kwarg)
-                if count > 6:
-                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({count})")
-    assert not long, f"functions with more than 6 parameters: {long}"
+def _function_parameters(path: Path) -> Iterator[tuple[int, str, int]]:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            names = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs] if a.arg not in ("self", "cls")]
+            yield node.lineno, node.name, len(names) + bool(args.vararg) + bool(args.kwarg)
+
+
+def test_no_function_in_harness_takes_more_than_six_parameters() -> None:
+    """Past six parameters a function carries state by hand: pack it into a small dataclass (docker-py's
+    long keyword lists live only at the API edge)."""
+    long = [
+        f"{path.relative_to(ROOT)}:{line} {name} ({count})"
+        for path in sorted(HARNESS.rglob("*.py"))
+        for line, name, count in _function_parameters(path)
+        if count > MAX_PARAMETERS
+    ]
+    assert not long, f"functions with more than {MAX_PARAMETERS} parameters: {long}"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    kinds = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, kinds)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+
+
+def _code_words(path: Path) -> Iterator[tuple[int, str, bool]]:
+    """Every name the code spells (identifiers, attributes, imports, keywords) and every string without
+    whitespace in it (a variable's name, a path, an image); docstrings, comments and prose (a message,
+    a help text: strings with spaces) are not code's names and are left out. (line, text, is a string)."""
+    tree = ast.parse(path.read_text())
+    docstrings = _docstrings(tree)
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if not re.search(r"\s", node.value):
+                yield line, node.value, True
+        elif isinstance(node, ast.Name):
+            yield line, node.id, False
+        elif isinstance(node, ast.Attribute):
+            yield line, node.attr, False
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield line, node.name, False
+        elif isinstance(node, (ast.arg, ast.keyword)) and node.arg:
+            yield line, node.arg, False
+        elif isinstance(node, ast.alias):
+            yield line, f"{node.name} {node.asname or ''}", False
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield line, node.module, False
+
+
+def test_vendor_names_only_in_vendor_modules() -> None:
+    """cuda, rocm, nvidia, amd, nvml, amdsmi, hip and the like are spelt by code only in harness/gpu/vendors/:
+    a new vendor is one module and one registration, not a hunt through the stages."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line} {text!r}"
+        for path in sorted(HARNESS.rglob("*.py"))
+        if VENDOR_MODULES not in path.parents
+        for line, text, _ in _code_words(path)
+        if VENDOR_WORDS.search(text)
+    ]
+    assert not found, "vendor names outside harness/gpu/vendors/:\n" + "\n".join(found)
+
+
+def test_the_vendor_rule_sees_what_it_should() -> None:
+    """The rule's own check: names, strings and imports fire; prose, docstrings and lookalikes do not."""
+    hits = {
+        text
+        for text in ("is_cuda", "CUDA_VISIBLE_DEVICES", "nvidiactl", "NvmlBackend", "mirror.amd", "HIP_PATH", "amdsmi")
+        if VENDOR_WORDS.search(text)
+    }
+    assert len(hits) == 7
+    assert not [t for t in ("ownership", "amdahl", "shipping", "chip", "kfds", "abcuda") if VENDOR_WORDS.search(t)]
+
+
+def test_buildkite_variables_are_read_in_one_module() -> None:
+    """Buildkite's environment (`BUILDKITE`, `BUILDKITE_*` as strings: the names os.environ is read by)
+    is named only by harness/ci_provider.py; `BUILDKITE_DIR`, a Python name, is no variable of Buildkite's."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line} {text!r}"
+        for path in sorted(HARNESS.rglob("*.py"))
+        if path != CI_PROVIDER
+        for line, text, is_string in _code_words(path)
+        if is_string and BUILDKITE_VARIABLE.match(text)
+    ]
+    assert not found, "Buildkite variables outside harness/ci_provider.py:\n" + "\n".join(found)

@@ -163,7 +163,7 @@ def pinning_env():
 
 
 def test_the_visible_variable_follows_the_backend_not_the_platform(sim_gpus: Path, monkeypatch, pinning_env) -> None:
-    from harness.plugin.pinning import VISIBLE_BY_BACKEND, pin_worker, visible_value
+    from harness.plugin.pinning import pin_worker, visible_env
 
     monkeypatch.setenv("GPUCI_PLATFORM", "cuda")  # a cuda run's name, but the GPUs are the sim backend's
     monkeypatch.setenv("GPUCI_LOCK_DIR", str(sim_gpus))
@@ -174,13 +174,13 @@ def test_the_visible_variable_follows_the_backend_not_the_platform(sim_gpus: Pat
     finally:
         pinned.lease.release()  # type: ignore[union-attr]
         pinned.backend.close()
-    assert (
-        VISIBLE_BY_BACKEND["nvml"] == "CUDA_VISIBLE_DEVICES" and VISIBLE_BY_BACKEND["amdsmi"] == "HIP_VISIBLE_DEVICES"
-    )
     from harness.gpu.vram.base import Device
 
-    uuids = [Device(3, "GPU-aaaa", "H200", 1), Device(5, "GPU-bbbb", "H200", 1)]
-    assert visible_value("nvml", uuids) == "GPU-aaaa,GPU-bbbb"  # by UUID: CUDA's order may not be NVML's
+    gpus = [Device(3, "GPU-aaaa", "H200", 1), Device(5, "GPU-bbbb", "H200", 1)]
+    # NVML by UUID (CUDA's order may not be NVML's); amdsmi and sim by the backend's index.
+    assert visible_env("nvml", gpus) == {"CUDA_VISIBLE_DEVICES": "GPU-aaaa,GPU-bbbb"}
+    assert visible_env("amdsmi", gpus) == {"HIP_VISIBLE_DEVICES": "3,5"}
+    assert visible_env("sim", gpus) == {"GPUCI_SIM_VISIBLE_DEVICES": "3,5"}
 
 
 def test_inside_a_run_workers_divide_the_runs_gpus_without_a_second_lease(

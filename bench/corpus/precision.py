@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "by_kind": {k: {f: v for f, v in d.items() if f != "sample"} for k, d in by_kind.items()},
         "known_breaks": {"listed": len(known), "found": sum(k["found"] for k in known)},
         "held_out_first_pass": held_out,
+        "code": code_commit(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
@@ -183,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      at {', '.join(finding['commits'][:4])}{' …' if len(finding['commits']) > 4 else ''}")
     print(f"wrote {args.out.relative_to(ROOT)}")
     return 1 if unjudged or any(not k["found"] for k in known) else 0
+
+
+def code_commit() -> str:
+    """The gpuci commit whose lint made these figures (`+changes` when its tree was not clean)."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "harness"], capture_output=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run from the repository root:  python bench/gpu/container_h100.py DEBS_DIR OUT.json
 DEBS_DIR holds Debian bookworm's runc and tini packages (`apt-get download runc tini`). gpuci
-writes an OCI bundle from a RunSpec and the NVIDIA raw-node device options (harness/oci.py),
+writes an OCI bundle from a RunSpec and the NVIDIA raw-node device options (harness/run/container/oci.py),
 runs it with runc under its own supervisor and NVML backend, and records:
 - torch inside the container sees the H100 and allocates;
 - stop of a torch process that is the container's PID 1 (SIGTERM ignored → SIGKILL after the
@@ -26,15 +26,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from harness.gpu.devices import nvidia_options  # noqa: E402
-from harness.gpu.vram.nvml import NvmlBackend  # noqa: E402
+from harness.gpu.vendors.cuda import NvmlBackend, nvidia_options  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
-from harness.run.oci import write_bundle  # noqa: E402
-from harness.run.runc import RuncWorkload  # noqa: E402
+from harness.run.container.oci import write_bundle  # noqa: E402
+from harness.run.container.runc import RuncWorkload  # noqa: E402
 from harness.run.spec import BindMount, RunSpec  # noqa: E402
-from harness.run.stop import StopPolicy  # noqa: E402
-from harness.run.supervised import VramWatch  # noqa: E402
-from harness.run.supervisor import supervise  # noqa: E402
+from harness.run.supervise.stop import StopPolicy  # noqa: E402
+from harness.run.supervise.supervised import VramWatch  # noqa: E402
+from harness.run.supervise.supervisor import supervise  # noqa: E402
 
 GIB = 1024**3
 HOLDER = [sys.executable, "/workspace/bench/gpu/torch_holder.py", "--gib", "4"]

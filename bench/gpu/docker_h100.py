@@ -331,7 +331,7 @@ def under_docker_stop(args: argparse.Namespace, client: Any, backend: Any, image
     from harness.run.mounts import project_mounts
 
     baseline = used(backend)
-    devices = container_devices(args.platform, backend.devices()[:1] if backend else [], False)
+    devices = container_devices(args.platform, backend.devices()[:1] if backend else [], lambda: ())
     holder = ["python3", "bench/gpu/torch_holder.py", "--gib", str(args.gib), *SCENARIOS[name]]
     if args.platform == "cpu":
         holder.append("--cpu")
@@ -401,7 +401,7 @@ def main() -> int:
     result["engine"] = {k: client.info().get(k) for k in ("ServerVersion", "Driver", "CgroupVersion", "Runtimes")}
     backend = None
     if args.platform == "cuda":
-        from harness.gpu.vram.nvml import NvmlBackend
+        from harness.gpu.vendors.cuda import NvmlBackend
 
         backend = NvmlBackend()
         result["gpu"] = backend.devices()[0].name

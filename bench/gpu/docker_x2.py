@@ -242,7 +242,7 @@ def main() -> int:
     result["engine"] = {k: client.info().get(k) for k in ("ServerVersion", "Driver", "CgroupVersion")}
     backend = None
     if args.platform == "cuda":
-        from harness.gpu.vram.nvml import NvmlBackend
+        from harness.gpu.vendors.cuda import NvmlBackend
 
         backend = NvmlBackend()
         result["gpus"] = [{"index": d.index, "uuid": d.id, "name": d.name, "total_bytes": d.total_bytes}

@@ -129,7 +129,7 @@ def main() -> int:
     result["engine"] = {k: client.info().get(k) for k in ("ServerVersion", "Driver", "CgroupVersion")}
     backend = None
     if args.platform == "cuda":
-        from harness.gpu.vram.nvml import NvmlBackend
+        from harness.gpu.vendors.cuda import NvmlBackend
 
         backend = NvmlBackend()
         result["gpu"] = backend.devices()[0].name

@@ -133,9 +133,17 @@ def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]
     return deps
 
 
-def command_step(
-    area: Area, step: Step, platform: str, config: ProjectConfig, key: str, deps: list[str], python: str | None = None
-) -> dict:
+@dataclass(frozen=True)
+class Placement:
+    """Where one command step sits in the pipeline: its key, what it waits for, its image's Python."""
+
+    key: str
+    deps: list[Any]
+    python: str | None = None
+
+
+def command_step(area: Area, step: Step, platform: str, config: ProjectConfig, placement: Placement) -> dict:
+    key, deps, python = placement.key, placement.deps, placement.python
     effective = step.on(platform)
     agents = {"queue": config.queue_for(effective.device, platform), **effective.agent_tags}
     out: dict[str, Any] = {
@@ -199,7 +207,7 @@ def generate(areas: list[Area], config: ProjectConfig, selection: Selection) -> 
                 pythons = pythons_of(effective, platform, config)
                 for python in pythons:
                     versioned = key if python is None else f"{key}-py{python.replace('.', '-')}"[:100]
-                    steps.append(command_step(area, step, platform, config, versioned, deps, python))
+                    steps.append(command_step(area, step, platform, config, Placement(versioned, deps, python)))
         if steps:
             groups.append({"group": area.group, "key": f"area-{_KEY_CHARS.sub('-', area.name)}"[:100], "steps": steps})
     if config.registry:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.ci.init_recipes import REQUIREMENTS, dockerfile
 from harness.declare.areas import AREAS_DIR
-from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.platforms import platform_names
 
 MARK = "from harness.sessions import area_sessions"
 # What the sessions need: a version, never a place (a `file:///` path exists on one machine only). nox
@@ -57,6 +57,11 @@ workspace = "/workspace"
 # The project itself is installed editable in its images (metadata, entry points; code from the
 # checkout); "none" leaves it out.
 # install = "editable"
+# The project's extras ([project.optional-dependencies] or setup.cfg's [options.extras_require]) and
+# PEP 735 dependency groups its tests need, installed with their dependencies.
+# {declared}
+# extras = [{example}]
+# dependency_groups = ["test"]
 # Images by digest: publish once per commit, pull everywhere else.
 # registry = "registry.example.com:5000/ci"
 """
@@ -100,15 +105,16 @@ def plan(root: Path) -> list[Change]:
     elif MARK not in noxfile.read_text():
         changes.append(Change(noxfile, "append", NOX_LINES.format(fallback=fallback, needs=requirement())))
     pyproject = root / "pyproject.toml"
+    tool_gpuci = _tool_gpuci(root)
     if not pyproject.exists():
         why = (
             "for [tool.gpuci] only: setup.py still builds the project"
             if (root / "setup.py").exists()
             else "for [tool.gpuci]"
         )
-        changes.append(Change(pyproject, "create", TOOL_GPUCI.lstrip(), why))
+        changes.append(Change(pyproject, "create", tool_gpuci.lstrip(), why))
     elif "[tool.gpuci]" not in pyproject.read_text():
-        changes.append(Change(pyproject, "append", TOOL_GPUCI))
+        changes.append(Change(pyproject, "append", tool_gpuci))
     ignore = root / ".gitignore"
     ignored = ignore.read_text().splitlines() if ignore.exists() else []
     if not any(line.strip().rstrip("/") in (".gpuci", "/.gpuci") for line in ignored):
@@ -118,7 +124,7 @@ def plan(root: Path) -> list[Change]:
         )
     if not (root / "containers" / "requirements.txt").exists():
         changes.append(Change(root / "containers" / "requirements.txt", "create", REQUIREMENTS))
-    for platform in PLATFORM_NAMES:
+    for platform in platform_names():
         path = root / "containers" / platform / "Dockerfile"
         if not path.exists():
             changes.append(Change(path, "create", dockerfile(platform)))
@@ -126,6 +132,44 @@ def plan(root: Path) -> list[Change]:
     if not any(areas.glob("*.y*ml")):
         changes.append(Change(areas / "example.yaml", "create", EXAMPLE_AREA))
     return changes
+
+
+def _tool_gpuci(root: Path) -> str:
+    """The `[tool.gpuci]` table, its commented `extras` line naming the project's own extras."""
+    from harness.declare.project_deps import declared_extras
+    from harness.errors import UsageError
+
+    try:
+        names = sorted(declared_extras(root))
+    except UsageError:
+        names = []  # a file init cannot read: the run that uses it says why
+    testing = [n for n in names if n.lower() in ("test", "tests", "testing")]
+    declared = f"Extras declared here: {', '.join(names)}." if names else "No extras are declared here."
+    example = ", ".join(f'"{n}"' for n in (testing or names[:1] or ["test"]))
+    return TOOL_GPUCI.format(declared=declared, example=example)
+
+
+def next_step(root: Path, changes: list[Change]) -> str:
+    """What to do after init: run the example area it wrote, or the areas the repository declares."""
+    if any(change.path == root / AREAS_DIR / "example.yaml" for change in changes):
+        return (
+            "next: `nox -s cpu_example` runs `pytest -q` at the root in gpuci's cpu container; declare your "
+            f"own areas in {AREAS_DIR}/ (then `nox -l`)"
+        )
+    from harness.declare.areas import session_name
+    from harness.declare.sources import load_areas
+    from harness.errors import DeclarationError, UsageError
+
+    try:
+        sessions = [session_name(p, area.name) for area in load_areas(root) for p in area.platforms]
+    except (DeclarationError, UsageError) as exc:
+        return f"next: your declarations do not load yet ({exc}); fix them, then `nox -l`"
+    shown = ", ".join(sessions[:6]) + (f" and {len(sessions) - 6} more" if len(sessions) > 6 else "")
+    return (
+        f"next: `nox -l` lists your sessions ({shown}); run one with `nox -s {sessions[0]}`"
+        if sessions
+        else (f"next: declare your tests in {AREAS_DIR}/, then `nox -l` and `nox -s cpu_<area>`")
+    )
 
 
 def apply(changes: list[Change]) -> None:

@@ -1,24 +1,17 @@
 """The image recipes `gpuci init` writes, and gpuci's own `containers/` holds (a test keeps them equal).
 
 One body for every platform: gpuci's test dependencies (a layer every project on the same base
-shares), installed by uv from wheels the host fetched, on the platform's base (the Debian base for cpu,
-the vendors' PyTorch images for cuda and rocm by default). gpuci appends the project's own layer
-(harness/images/context.py).
+shares), installed by uv from wheels the host fetched, on the platform's base (each vendor's
+`BaseImage`: the Debian base for cpu, the vendors' PyTorch images for their GPU platforms by
+default). gpuci appends the project's own layer (harness/images/context.py).
 """
 
 from __future__ import annotations
 
-HEADERS = {
-    "cpu": ("# gpuci cpu image: the embedded default: no GPU, runs anywhere Docker runs.", "python:3.11-slim-bookworm"),
-    "cuda": (
-        "# gpuci cuda image: NVIDIA GPUs; the vendor's PyTorch image by default.",
-        "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
-    ),
-    "rocm": (
-        "# gpuci rocm image: AMD GPUs; the vendor's PyTorch image by default.",
-        "rocm/pytorch:rocm6.2.4_ubuntu22.04_py3.10_pytorch_release_2.3.0",
-    ),
-}
+from harness.declare.platforms import platform_names
+from harness.errors import UsageError
+from harness.gpu.vendors import for_platform, vendors
+
 PREAMBLE = """\
 # gpuci passes BASE_IMAGE; on hosts with no registry it is the local base from
 # `python -m harness image bootstrap` (Debian packages through debootstrap).
@@ -41,8 +34,7 @@ RUN python3 /opt/gpuci/install_wheels.py /opt/gpuci/build
 # gpuci appends the project's layer: its resolved dependencies (gpuci.lock) and the project itself,
 # copied and installed in one step each, after its labels.
 """
-EXTRA_ENV = {"cuda": "NVIDIA_DRIVER_CAPABILITIES=compute,utility"}
-REQUIREMENTS = """\
+COMMON_REQUIREMENTS = """\
 # Python packages of every gpuci image, pinned; wheels reach the image from a wheelhouse built
 # on the host (no network inside the build). Pure-Python or abi3 wheels only, so one
 # wheelhouse serves every base image's Python (3.10 and later).
@@ -54,14 +46,16 @@ pygments==2.21.0
 pytest-xdist==3.8.0
 execnet==2.1.2
 psutil==7.1.0
-# NVML for gpuci's VRAM guard inside CUDA images (pure Python; it finds no driver elsewhere and steps aside).
-nvidia-ml-py==13.615.71
 """
+# Each vendor's own lines after the common ones (in registry order): one file serves every image.
+REQUIREMENTS = COMMON_REQUIREMENTS + "".join(v.image.requirements for v in vendors())
 
 
 def dockerfile(platform: str) -> str:
-    comment, base = HEADERS[platform]
+    vendor = for_platform(platform)
+    if vendor is None:
+        raise UsageError(f"no image recipe for platform {platform!r}; gpuci knows {', '.join(platform_names())}.")
     body = BODY
-    if platform in EXTRA_ENV:
-        body = body.replace("LANG=C.UTF-8\n", f"LANG=C.UTF-8 \\\n    {EXTRA_ENV[platform]}\n")
-    return f"{comment}\n{PREAMBLE}ARG BASE_IMAGE={base}\nFROM ${{BASE_IMAGE}}\n{body}"
+    if vendor.image.env:
+        body = body.replace("LANG=C.UTF-8\n", f"LANG=C.UTF-8 \\\n    {vendor.image.env}\n")
+    return f"{vendor.image.comment}\n{PREAMBLE}ARG BASE_IMAGE={vendor.image.base}\nFROM ${{BASE_IMAGE}}\n{body}"

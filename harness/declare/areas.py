@@ -14,13 +14,14 @@ from typing import Any
 
 import yaml
 
-from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.platforms import platform_names
 from harness.declare.reader import Reader, suggest
 from harness.declare.step_forms import IGNORED_WITH_WARNING, IGNORED_WITH_WARNING_WHY, command_steps, unique_labels
 from harness.declare.step_keys import limits, python_of, shutdown_budget
 from harness.declare.yaml_nodes import LOADER, Converter, expanded_size
 from harness.declare.yaml_nodes import Node as _Node
 from harness.errors import DeclarationError
+from harness.gpu.vendors import vendors
 from harness.untrusted import Refused, read_capped
 
 AREAS_DIR = Path(".buildkite") / "test_areas"
@@ -141,7 +142,7 @@ class Area:
         seen: list[str] = []
         for step in self.steps:
             seen.extend(p for p in step.platforms if p not in seen)
-        return tuple(p for p in PLATFORM_NAMES if p in seen)
+        return tuple(p for p in platform_names() if p in seen)
 
     def steps_for(self, platform: str) -> tuple[Step, ...]:
         return tuple(s.on(platform) for s in self.steps if platform in s.platforms)
@@ -161,50 +162,68 @@ def _platforms(reader: Reader, default: tuple[str, ...]) -> tuple[str, ...]:
         return default
     platforms = reader.string_list("platforms")
     for name in platforms:
-        if name not in PLATFORM_NAMES:
-            hint = suggest(name, frozenset(PLATFORM_NAMES), cutoff=0.5)
-            extra = f"; did you mean {hint!r}?" if hint else f"; known: {', '.join(PLATFORM_NAMES)}."
+        if name not in platform_names():
+            hint = suggest(name, frozenset(platform_names()), cutoff=0.5)
+            extra = f"; did you mean {hint!r}?" if hint else f"; known: {', '.join(platform_names())}."
             raise reader.fail("platforms", f"unknown platform {name!r}{extra}")
     return platforms
 
 
 def _default_platforms(reader: Reader) -> tuple[str, ...]:
-    """A foreign step is read as its CUDA form; `mirror.amd` adds ROCm; no-GPU steps are cpu."""
+    """A foreign step runs where its pipelines are written for (the vendor with `foreign.default`), and
+    also on each vendor it mirrors to; a vendor's own agent device runs only there; no-GPU steps are cpu."""
     device = reader.get("device", str, "") or ""
     if reader.get("no_gpu", bool, False) or "cpu" in device.split("-")[0].split("_"):
         return ("cpu",)  # cpu, cpu-small, intel_cpu, arm_cpu
-    if re.match(r"^mi\d{3}", device):
-        return ("rocm",)  # an AMD Instinct agent: mi250_1, mi300_8
+    for vendor in vendors():
+        if vendor.foreign.agent_device and re.match(vendor.foreign.agent_device, device):
+            return (vendor.platform,)
     mirror = reader.get("mirror", dict, {}) or {}
-    # `mirror.amd`, or the older `mirror_hardwares: [amdexperimental, …]`: the step also runs on ROCm.
+    # `mirror.KEY`, or the older `mirror_hardwares: [KEYexperimental, …]`: the step also runs there.
     node = reader.mapping.get("mirror_hardwares")
     hardwares = reader.conv.unwrap(node.value) if node is not None else None
-    mirrored = isinstance(hardwares, list) and any(str(h).startswith("amd") for h in hardwares)
-    return ("cuda", "rocm") if "amd" in mirror or mirrored else ("cuda",)
+    listed = [str(h) for h in hardwares] if isinstance(hardwares, list) else []
+    return tuple(
+        v.platform
+        for v in vendors()
+        if v.foreign.default or (v.foreign.mirror_key and _mirrors(v.foreign.mirror_key, mirror, listed))
+    )
+
+
+def _mirrors(key: str, mirror: dict[str, Any], hardwares: list[str]) -> bool:
+    return key in mirror or any(h.startswith(key) for h in hardwares)
 
 
 def _mirror_overrides(path: Path, node: _Node, conv: Converter) -> dict[str, dict[str, Any]]:
-    """`mirror.amd` read as the step's ROCm form."""
+    """Each `mirror.KEY` read as the step's form on the platform of the vendor with that mirror key."""
     mirror = node.value.get("mirror")
-    if mirror is None or not isinstance(mirror.value.value, dict) or mirror.value.value.get("amd") is None:
+    if mirror is None or not isinstance(mirror.value.value, dict):
         return {}
-    amd = mirror.value.value["amd"].value
-    if not isinstance(amd.value, dict):
-        raise DeclarationError(path, amd.line, "'mirror.amd' must be a mapping of step keys.")
-    reader = Reader(path, amd.value, amd.line, "mirror.amd", conv)
+    forms: dict[str, dict[str, Any]] = {}
+    for vendor in vendors():
+        key = vendor.foreign.mirror_key
+        if key and mirror.value.value.get(key) is not None:
+            forms[vendor.platform] = _mirror_form(path, mirror.value.value[key].value, key, conv)
+    return forms
+
+
+def _mirror_form(path: Path, form: Any, key: str, conv: Converter) -> dict[str, Any]:
+    if not isinstance(form.value, dict):
+        raise DeclarationError(path, form.line, f"'mirror.{key}' must be a mapping of step keys.")
+    reader = Reader(path, form.value, form.line, f"mirror.{key}", conv)
     reader.check_keys(MIRROR_KEYS)
     overrides: dict[str, Any] = {}
-    for key in ("commands", "source_file_dependencies"):
-        if key in amd.value:
-            overrides[key] = reader.string_list(key)
-    if "depends_on" in amd.value:
+    for name in ("commands", "source_file_dependencies"):
+        if name in form.value:
+            overrides[name] = reader.string_list(name)
+    if "depends_on" in form.value:
         overrides["depends_on"], overrides["allow_failure_of"] = reader.dependencies("depends_on")
-    for key, kind in (("device", str), ("working_dir", str), ("timeout_in_minutes", int)):
-        if key in amd.value:
-            overrides[key] = reader.get(key, kind)
-    if "soft_fail" in amd.value:
+    for name, kind in (("device", str), ("working_dir", str), ("timeout_in_minutes", int)):
+        if name in form.value:
+            overrides[name] = reader.get(name, kind)
+    if "soft_fail" in form.value:
         overrides["soft_fail"] = bool(reader.get("soft_fail", (bool, list)))
-    return {"rocm": overrides}
+    return overrides
 
 
 def _step(path: Path, node: _Node, index: int, area_platforms: tuple[str, ...] | None, conv: Converter) -> Step:

@@ -1,4 +1,5 @@
-"""Project configuration: `[tool.gpuci]` in pyproject.toml; every key also a command-line flag.
+"""Project configuration: `[tool.gpuci]` in pyproject.toml; the keys with a command-line flag take it too
+(harness.declare.settings says which).
 
 [tool.gpuci]
 workspace = "/workspace"                  # the checkout's path inside containers
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.declare.dependencies import DEPENDENCY_MATCHES
+from harness.declare.platforms import platform_names
 from harness.declare.policy import HostPolicy, load_policy
 from harness.declare.pythons import SUITES
 from harness.declare.settings import BY_KEY, from_flags, kinds
@@ -48,7 +50,8 @@ MOUNTS_ENV = str(BY_KEY["mounts"].env)
 # HOST[:PORT][/PATH], as Docker spells a repository's prefix (lowercase path components).
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}$")  # Debian's form: nothing a shell reads as more
-PACKAGE_TABLE_KEYS = ("all", "cpu", "cuda", "rocm")
+# A system_packages table is keyed by platform (harness.declare.platforms), or `all`.
+PACKAGE_TABLE_KEY_ALL = "all"
 REGISTRY_FORMAT = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 
 
@@ -301,8 +304,9 @@ def _is(kind: str, value: object) -> bool:
         return isinstance(value, bool)
     if kind == "packages":  # each name reaches an apt-get line: Debian's name form only
         table = {"all": value} if isinstance(value, list) else value
+        keys = (PACKAGE_TABLE_KEY_ALL, *platform_names())
         return isinstance(table, dict) and all(
-            k in PACKAGE_TABLE_KEYS and isinstance(v, list) and all(_is_package(n) for n in v) for k, v in table.items()
+            k in keys and isinstance(v, list) and all(_is_package(n) for n in v) for k, v in table.items()
         )
     if kind == "list":
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)

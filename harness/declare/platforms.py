@@ -1,10 +1,11 @@
-"""The platform table: a platform is data, not code paths."""
+"""The platforms: one for each registered vendor (harness.gpu.vendors), which names it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from harness.errors import UsageError
+from harness.gpu.vendors import Vendor, for_platform, vendors
 
 
 @dataclass(frozen=True)
@@ -12,27 +13,27 @@ class Platform:
     name: str
     # Directory under containers/ holding the image recipe.
     recipe: str
-    # How leased GPUs reach a container: "none", "nvidia" or "amd" (see harness/devices.py).
-    device_kind: str
-    # VRAM backend that measures this platform's GPUs (harness/vram/).
-    vram_backend: str
+    # The vendor whose GPUs it runs on: how they reach a container, which VRAM backend measures them.
+    vendor: Vendor
     # Seconds a stop may take, from stop requested to VRAM back at baseline.
     shutdown_budget_s: float
-    # Variable that pins a process to the leased GPUs, set before any CUDA/HIP init.
-    visible_devices_env: str | None
+
+    @property
+    def vram_backend(self) -> str:
+        return self.vendor.backend
 
 
-PLATFORMS: dict[str, Platform] = {
-    "cpu": Platform("cpu", "cpu", "none", "sim", 2.1, None),
-    # HIP/RCCL teardown is slower than CUDA's, hence ROCm's larger budget.
-    "cuda": Platform("cuda", "cuda", "nvidia", "nvml", 2.1, "CUDA_VISIBLE_DEVICES"),
-    "rocm": Platform("rocm", "rocm", "amd", "amdsmi", 4.0, "HIP_VISIBLE_DEVICES"),
-}
-PLATFORM_NAMES: tuple[str, ...] = tuple(PLATFORMS)
+def platform_of(vendor: Vendor) -> Platform:
+    return Platform(vendor.platform, vendor.platform, vendor, vendor.shutdown_budget_s)
+
+
+def platform_names() -> tuple[str, ...]:
+    """Every platform, in the registry's order (cpu, cuda, rocm, then any vendor registered later)."""
+    return tuple(v.platform for v in vendors())
 
 
 def get_platform(name: str) -> Platform:
-    try:
-        return PLATFORMS[name]
-    except KeyError:
-        raise UsageError(f"unknown platform {name!r}; gpuci knows {', '.join(PLATFORM_NAMES)}.") from None
+    vendor = for_platform(name)
+    if vendor is None:
+        raise UsageError(f"unknown platform {name!r}; gpuci knows {', '.join(platform_names())}.")
+    return platform_of(vendor)

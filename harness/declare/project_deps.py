@@ -1,23 +1,19 @@
 """The project's own dependency lists that its images install: extras and PEP 735 dependency groups.
 
-`[tool.gpuci] extras = ["test"]` takes `[project.optional-dependencies] test`; `dependency_groups =
+`[tool.gpuci] extras = ["test"]` takes `[project.optional-dependencies] test`, or, for a setuptools
+project that declares them there, setup.cfg's `[options.extras_require] test`; `dependency_groups =
 ["test"]` takes `[dependency-groups] test`, its `{include-group = "…"}` entries followed. They are
 resolved with the requirement files, for the image's own Python.
 """
 
 from __future__ import annotations
 
-import sys
+import configparser
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
 from harness.untrusted import parse_toml, project_text
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
 
 
 def declared_requirements(root: Path, extras: tuple[str, ...], groups: tuple[str, ...]) -> list[str]:
@@ -25,24 +21,63 @@ def declared_requirements(root: Path, extras: tuple[str, ...], groups: tuple[str
     if not extras and not groups:
         return []
     path = Path(root) / "pyproject.toml"
-    try:
-        data = parse_toml(project_text(path, Path(root)), path)
-    except (OSError, ValueError) as exc:  # Refused, TOMLDecodeError and UnicodeDecodeError are ValueErrors
-        raise UsageError(f"{path}: cannot read the extras and dependency groups [tool.gpuci] names ({exc}).") from None
+    data = _pyproject(Path(root))
     lines: list[str] = []
-    optional = (data.get("project") or {}).get("optional-dependencies") or {}
+    optional = declared_extras(Path(root))
     for extra in extras:
         if extra not in optional:
             known = ", ".join(sorted(optional)) or "none"
             raise UsageError(
-                f"{path}: [tool.gpuci] extras names {extra!r}, which [project.optional-dependencies] does not "
-                f"declare (declared: {known})."
+                f"{path}: [tool.gpuci] extras names {extra!r}, which neither [project.optional-dependencies] "
+                f"nor setup.cfg's [options.extras_require] declares (declared: {known})."
             )
-        lines += [str(r) for r in optional[extra]]
+        lines += optional[extra]
     table = data.get("dependency-groups") or {}
     for group in groups:
         lines += _group(path, table, group, ())
     return list(dict.fromkeys(lines))
+
+
+def declared_extras(root: Path) -> dict[str, list[str]]:
+    """The project's extras and their requirement lines: `[project.optional-dependencies]`, and
+    setup.cfg's `[options.extras_require]` (setuptools' declarative form) for the names it lacks."""
+    optional = (_pyproject(root).get("project") or {}).get("optional-dependencies") or {}
+    extras = {str(name): [str(r) for r in entries] for name, entries in optional.items()}
+    for name, entries in _setup_cfg_extras(root).items():
+        extras.setdefault(name, entries)
+    return extras
+
+
+def _pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.exists() and not path.is_symlink():
+        return {}
+    try:
+        return parse_toml(project_text(path, root), path)
+    except (OSError, ValueError) as exc:  # Refused, TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        raise UsageError(f"{path}: cannot read the extras and dependency groups [tool.gpuci] names ({exc}).") from None
+
+
+def _setup_cfg_extras(root: Path) -> dict[str, list[str]]:
+    """setup.cfg's `[options.extras_require]`, as setuptools reads it (`%(other)s` interpolated, one
+    requirement a line); read as data, bounded, never run."""
+    path = root / "setup.cfg"
+    if not path.exists() and not path.is_symlink():
+        return {}
+    parser = configparser.ConfigParser()  # as setuptools reads it: BasicInterpolation (depth-capped), names kept
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(project_text(path, root), str(path))
+        if not parser.has_section("options.extras_require"):
+            return {}
+        section = parser["options.extras_require"]
+        values = {name: section[name] for name in section}
+    except (OSError, ValueError, configparser.Error) as exc:
+        raise UsageError(f"{path}: cannot read its [options.extras_require] ({exc}); fix the file.") from None
+    return {
+        name: [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+        for name, text in values.items()
+    }
 
 
 def _group(path: Path, table: dict[str, Any], name: str, seen: tuple[str, ...]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from harness.errors import DeclarationError
 TYPO_CUTOFF = 0.8
 
 
+@functools.lru_cache(maxsize=4096)  # a large pipeline repeats its foreign keys in every step
 def suggest(key: str, known: frozenset[str], cutoff: float = TYPO_CUTOFF) -> str | None:
     match = difflib.get_close_matches(key, sorted(known), n=1, cutoff=cutoff)
     return match[0] if match else None

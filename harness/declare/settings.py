@@ -1,10 +1,13 @@
 """Every project setting, declared once: its `[tool.gpuci]` key, kind, command-line flag, environment
-variable and help. The config loader checks keys and kinds from this table and argparse builds the
-flags from it, so a setting cannot be spelled three ways in three places (nox's `_options.py` keeps
-its options the same way).
+variable and help. The config loader checks keys and kinds from this table (but copies each key into
+`ProjectConfig` by hand) and argparse builds the flags from it (nox's `_options.py` keeps its options
+the same way).
 
-Precedence, for a setting that has them: the flag, then the environment variable, then
-`[tool.gpuci]`, then the default in `ProjectConfig`. Each setting has an owner: the project's may be
+Precedence is applied where each source is read, not by one function: a flag wins over `[tool.gpuci]`
+(`ProjectConfig.with_flags`); GPUCI_REGISTRY replaces `registry` and GPUCI_MOUNTS adds the host's mounts
+beside `mounts` (`load_config`); GPUCI_NETWORK wins over `network` where a container is made. No setting has both a
+flag and a variable. Defaults are `ProjectConfig`'s, but the five timeouts are None there and defaulted
+where they are used (the run's options, `image_timeout_s`). Each setting has an owner: the project's may be
 set in `[tool.gpuci]`, within the host policy's rule where it reaches the host
 (harness.declare.policy); the host's only by the agent (its policy, environment and flags).
 """

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.declare.areas import AREAS_DIR, Area, load_area
-from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.platforms import platform_names
 from harness.errors import DeclarationError, UsageError
 
 DEFAULT_DECLARATIONS = (str(AREAS_DIR),)
@@ -36,11 +36,11 @@ class Declaration:
         pattern, _, platforms = str(text).partition(":")
         pattern, at, working_dir = pattern.partition("@")
         names = tuple(p.strip() for p in platforms.split(",") if p.strip())
-        unknown = [n for n in names if n not in PLATFORM_NAMES]
+        unknown = [n for n in names if n not in platform_names()]
         if not pattern.strip() or unknown or (at and (not working_dir.strip() or working_dir.startswith("/"))):
             raise UsageError(
                 f"{origin}: declarations entry {text!r} is not PATH[@DIR][:PLATFORM[,PLATFORM]] "
-                f"(platforms: {', '.join(PLATFORM_NAMES)}; DIR relative to the checkout); "
+                f"(platforms: {', '.join(platform_names())}; DIR relative to the checkout); "
                 "e.g. '.buildkite/test-amd.yaml:rocm' or '.buildkite/release-pipeline.yaml@.'."
             )
         return cls(pattern.strip(), names, working_dir.strip() or None)

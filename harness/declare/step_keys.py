@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any
 
-from harness.declare.platforms import PLATFORM_NAMES
+from harness.declare.platforms import platform_names
 from harness.declare.pythons import SUITES
 from harness.declare.reader import Reader
 
@@ -16,13 +16,13 @@ def shutdown_budget(reader: Reader) -> dict[str, float]:
     if raw is None:
         return {}
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return {name: float(raw) for name in PLATFORM_NAMES}
+        return {name: float(raw) for name in platform_names()}
     budgets: dict[str, float] = {}
     for name, seconds in raw.items():
-        if name not in PLATFORM_NAMES or not isinstance(seconds, (int, float)) or seconds <= 0:
+        if name not in platform_names() or not isinstance(seconds, (int, float)) or seconds <= 0:
             raise reader.fail(
                 "shutdown_budget",
-                f"'shutdown_budget' maps a platform ({', '.join(PLATFORM_NAMES)}) to seconds "
+                f"'shutdown_budget' maps a platform ({', '.join(platform_names())}) to seconds "
                 f"greater than 0, or is one number for all; got {name!r}: {seconds!r}.",
             )
         budgets[name] = float(seconds)

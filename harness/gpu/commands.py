@@ -32,7 +32,7 @@ def simgpu_command(args: argparse.Namespace) -> int:
 
 def gpus_command(args: argparse.Namespace) -> int:
     from harness.console import printable
-    from harness.gpu.vram import open_backend
+    from harness.gpu.vendors import open_backend
     from harness.gpu.vram.release import describe_holders
 
     backend = open_backend(args.vram_backend)

@@ -27,7 +27,8 @@ from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.in_image.ask_backend import MARKER
 from harness.images.project_install import ProjectInstall, copy_checkout
-from harness.images.resolve import PythonTarget, resolve
+from harness.images.resolve import PythonTarget, ResolveWith, resolve
+from harness.images.wheels import recording
 
 SCRIPT = Path(__file__).parent / "in_image" / "ask_backend.py"
 MAX_OUTPUT = 2**20
@@ -44,20 +45,15 @@ COMMAND = [
 
 
 def backend_requires(
-    client: Any,
-    image: str,
-    root: Path,
-    install: ProjectInstall,
-    target: PythonTarget,
-    wheelhouse: Path,
-    ca_bundle: Path | None,
-    constraints: Path | None,
+    client: Any, image: str, root: Path, install: ProjectInstall, target: PythonTarget, using: ResolveWith
 ) -> tuple[str, ...]:
     """The requirements the backend asks for, for a wheel and an editable build, beyond what is declared."""
+    wheelhouse, ca_bundle, constraints = using.wheelhouse, using.ca_bundle, using.constraints
     with tempfile.TemporaryDirectory(prefix="gpuci-ask-") as scratch:
         wanted = Path(scratch) / "build-requirements.in"
         wanted.write_text("".join(f"{line}\n" for line in install.build_requires))
-        pins = resolve(wanted, (Path(root) / "pyproject.toml",), wheelhouse, target, ca_bundle, constraints).pins
+        with recording(Path(root), wheelhouse):  # the backend's wheels are gpuci's fetch too
+            pins = resolve(wanted, (Path(root) / "pyproject.toml",), wheelhouse, target, ca_bundle, constraints).pins
         say(f"asking the build backend ({install.backend}) what its builds need, in {image}")
         archive = _archive(Path(root), Path(scratch), _wheels(wheelhouse, pins))
         output = _run(client, image, archive)

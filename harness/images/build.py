@@ -26,9 +26,9 @@ from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
 from harness.images.project_install import OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
-from harness.images.resolve import ask_image, resolve
+from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
-from harness.images.wheels import record_fetched
+from harness.images.wheels import recording
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
@@ -178,19 +178,17 @@ def resolve_project(
     text = "".join(f"{pin}\n" for pin in recipe.pins) or project_requirements_text(recipe)
     if not recipe.pins and recipe.install is not None:  # what the backend asks for beyond what is declared
         image = str(recipe.build_base)
-        asked = backend_requires(
-            client, image, root, recipe.install, target, wheelhouse, recipe.ca_bundle, recipe.requirements
-        )
+        using = ResolveWith(wheelhouse, recipe.ca_bundle, recipe.requirements)
+        asked = backend_requires(client, image, root, recipe.install, target, using)
         text += "# asked of the project's build backend (get_requires_for_build_wheel, _editable)\n"
         text += "".join(f"{line}\n" for line in asked)
     source.write_text(text)
     files = [*recipe.project_requirements, *([root / "pyproject.toml"] if recipe.declared_requirements else [])]
     sources = tuple(p.relative_to(root) if p.is_relative_to(root) else p for p in files)
-    before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
-    resolution = resolve(
-        source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle, recipe.requirements
-    )
-    record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
+    with recording(root, wheelhouse):
+        resolution = resolve(
+            source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle, recipe.requirements
+        )
     say(f"resolved {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
     return list(resolution.pins), target.version
 

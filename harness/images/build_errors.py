@@ -9,14 +9,16 @@ the workspace in the image to the checkout). Only a full disk there stays infras
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 
 from harness.errors import UsageError
 from harness.images.in_image.install_project import FAILED, START
-from harness.images.project_install import LEGACY_BACKEND, ProjectInstall
+from harness.images.project_install import LEGACY_BACKEND, MESON_BUILD_DIR, ProjectInstall
 
 COMPILER = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?:\d+:)?\s*(?:fatal )?error: (?P<what>.+)$")
+MESON = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):\d+: ERROR: (?P<what>.+)$")
 CMAKE = re.compile(r"^CMake Error at (?P<file>[^\s:]+):(?P<line>\d+)")
 RUST = re.compile(r"^error(?:\[E\d+\])?: (?P<what>.+)$")
 RUST_AT = re.compile(r"^\s*--> (?P<file>[^\s:]+):(?P<line>\d+)")
@@ -53,7 +55,7 @@ def _first_error(step: list[str], root: Path, install: ProjectInstall) -> tuple[
         if match:
             return f"{_host_path(match.group('file'), root, install)}:{match.group('line')}", line
     for line in text:
-        match = CMAKE.match(line)
+        match = CMAKE.match(line) or MESON.match(line)
         if match:
             return f"{_host_path(match.group('file'), root, install)}:{match.group('line')}", line
     for number, line in enumerate(text):
@@ -76,6 +78,8 @@ def _first_error(step: list[str], root: Path, install: ProjectInstall) -> tuple[
 
 def _host_path(name: str, root: Path, install: ProjectInstall) -> str:
     """A file the image's build names, as the checkout's: /workspace/x.c and x.c are root/x.c."""
+    if install.backend == "mesonpy" and ".." in name.split("/"):  # ninja names sources from its build folder
+        name = posixpath.normpath(posixpath.join(MESON_BUILD_DIR, name))
     prefix = install.workspace.rstrip("/") + "/"
     relative = name[len(prefix) :] if name.startswith(prefix) else name
     if relative.startswith("/") or ".." in relative.split("/"):

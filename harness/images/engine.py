@@ -1,4 +1,5 @@
-"""The connection to the Docker Engine, and the one place that lists and removes images and containers.
+"""The connection to the Docker Engine, the one place that lists images and containers, and the removal
+clean-up uses (gc, reap, handoff); a module that made a container or an image name removes its own.
 
 A missing engine is an infrastructure error (exit 75). Lists come from the engine's own list calls
 (`client.api.images`, `client.api.containers`), never inspecting each entry: docker-py's

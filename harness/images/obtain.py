@@ -1,9 +1,12 @@
-"""The image a run uses: the local one, else pulled from the registry by content tag, else built."""
+"""The image a run uses: the local one, else pulled from the registry by content tag, else built;
+`for_run` answers a run with one `ImageRecord`."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +15,63 @@ import docker
 from harness.console import say
 from harness.images.build import CONTENT_LABEL, EnsuredImage, ensure, existing, resolved
 from harness.images.recipe import ImageRecipe
+from harness.images.record import ArchiveRef, ImageRecord, ImageRequest
 from harness.images.registry import Registry, pull, remote_digest, repo_digest
+
+# The run's bound on a build or pull, given the recipe's tag (its image_timeout, on the run's clock).
+Bound = Callable[[str], AbstractContextManager[object]]
+
+
+def for_run(client: docker.DockerClient, request: ImageRequest, pin: contextlib.ExitStack, bound: Bound) -> ImageRecord:
+    """The run's image (pinned by a repro, else local, pulled or built) and what the report says of it.
+    The image is pinned in `pin` from the moment it is found (harness/images/in_use.py); one removed by
+    another process before that is looked for once more."""
+    from harness.images import engine, in_use
+
+    record = _find(client, request, bound)
+    pin.enter_context(in_use.pinned(record.id))
+    if engine.image_id(client, record.id) is None:
+        say(f"the image {record.id[:19]} was removed as this run found it (a clean-up of the engine): once more")
+        pin.close()
+        record = _find(client, request, bound)
+        pin.enter_context(in_use.pinned(record.id))
+    return _described(client, request, record)
+
+
+def _find(client: docker.DockerClient, request: ImageRequest, bound: Bound) -> ImageRecord:
+    from harness.images.recipe import recipe_for
+
+    started = time.monotonic()
+    if request.pinned_id:
+        return replace(ImageRecord.pinned_from(request.pinned_id, request.pinned_report), seconds=_since(started))
+    root = request.root
+    recipe = recipe_for(root, request.platform, request.base_image, request.ca_bundle, request.python)
+    recipe = resolved(recipe, root, client)
+    with bound(recipe.tag):
+        image = obtain(client, recipe, root, request.registry, request.build)
+    return ImageRecord(
+        image.id,
+        tag=image.tag,
+        built=image.built,
+        pulled=image.pulled,
+        repo_digest=image.repo_digest,
+        content_hash=image.content_hash,
+        base_image=recipe.build_args.get("BASE_IMAGE"),
+        resolved=tuple(recipe.pins),
+        seconds=_since(started),
+    )
+
+
+def _described(client: docker.DockerClient, request: ImageRequest, record: ImageRecord) -> ImageRecord:
+    from harness.images import archive, manifest
+
+    loaded = archive.loaded_from(request.root, record.id)
+    packages = manifest.packages(client, record.id, request.root, {"gpuci.run-id": request.run_id})
+    return record.described(ArchiveRef(loaded["file"], loaded["sha256"]) if loaded else None, packages)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 6)
 
 
 def obtain(

@@ -46,6 +46,7 @@ INSTALL_SCRIPT = "gpuci-install-project.py"
 INSTALL_SCRIPT_SOURCE = Path(__file__).parent / "in_image" / "install_project.py"
 OUTPUTS_DIR = "/opt/gpuci/outputs"  # the build outputs the mount would hide, first on the import path
 MESON_BUILD_DIR = "/opt/gpuci/meson-build"
+CARGO_TARGET_DIR = "/opt/gpuci/cargo-target"
 # Never copied into a build context: git's data, gpuci's and nox's own folders.
 NOT_COPIED = (".git", ".gpuci", ".nox")
 SCM_FALLBACK_VERSION = "0+gpuci"
@@ -80,8 +81,10 @@ class ProjectInstall:
         if self.backend == "mesonpy":  # its editable rebuilds on import: in the image, never in the checkout
             uv_settings = f"--config-setting=build-dir={MESON_BUILD_DIR} "
             pip_settings = f"--config-settings=build-dir={MESON_BUILD_DIR} "
+        # cargo's build folder outside the workspace (not moved into the outputs), gone once installed.
+        cargo = f"export CARGO_TARGET_DIR={CARGO_TARGET_DIR}; " if self.needs is not None and self.needs.rust else ""
         return (
-            'PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; UV=/opt/gpuci/bin/uv; \\\n'
+            f'PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; UV=/opt/gpuci/bin/uv; {cargo}\\\n'
             f"    if [ ! -f {self.workspace}/PKG-INFO ]; then export SETUPTOOLS_SCM_PRETEND_VERSION={version}; fi; \\\n"
             f'    INSTALL="$PY /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} --"; \\\n'
             '    if [ -x "$UV" ]; then \\\n'
@@ -96,6 +99,7 @@ class ProjectInstall:
             '        CHECK="$PY -m pip check"; \\\n'
             "    fi; \\\n"
             f"    if [ -d {MESON_BUILD_DIR} ]; then chmod -R a+rwX {MESON_BUILD_DIR}; fi; \\\n"
+            f"    rm -rf {CARGO_TARGET_DIR}; \\\n"
             "    $CHECK || echo 'gpuci: warning: the project needs packages its image lacks "
             "(list them in [tool.gpuci] requirements)'"
         )

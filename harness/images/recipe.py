@@ -1,7 +1,9 @@
 """Content-addressed images: the tag is a hash of the recipe, and a build happens only when it is missing.
 
-The hash covers the Dockerfile, its build args and the files it copies (the pinned
-requirements and the extra CA bundle; the wheels are fixed by those pins). The same recipe
+The hash covers the Dockerfile, its build args, gpuci's requirements, the extra CA bundle, the
+project's requirement files and declared requirements, what they resolved to (the lock's pins), the
+project's install (workspace and metadata files) and the system layer's tag; the wheels are fixed by
+the pins. The same recipe
 gives the same tag on a laptop and on a CI agent, so a failure reproduces in the same image.
 """
 

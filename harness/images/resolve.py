@@ -31,6 +31,7 @@ from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.fetch import fetch
 from harness.images.installer import cache_dir, pip_command, usable_uv
+from harness.images.missing import advice
 from harness.images.uv_resolve import MISSING as UV_MISSING
 from harness.images.uv_resolve import NETWORK_WORDS as UV_NETWORK_WORDS
 from harness.images.uv_resolve import compile_wheels, uv_platform
@@ -190,7 +191,7 @@ def resolve(
                 if fetched:
                     say(f"fetched {len(fetched)} wheel(s): {', '.join(fetched)[:300]}")
                 return Resolution(tuple(sorted(_pin(w.name) for w in compiled.wheels)), target)
-        _fail(compiled.output.splitlines(), sources, shown_as, target, wheelhouse, constraints)
+        _fail(compiled.output.splitlines(), sources, shown_as, target, ResolveWith(wheelhouse, ca_bundle, constraints))
     pinned = ["-c", os.path.abspath(constraints)] if constraints else []
     base = [*pip_command(), "download", "--disable-pip-version-check", "--progress-bar", "off",
             *target.pip_args(), "-r", str(requirements), *pinned, "-d", str(wheelhouse)]  # fmt: skip
@@ -207,7 +208,7 @@ def resolve(
         if line.startswith(("Collecting", "Saved", "Downloading")):  # progress while pip works
             print(f"  {line.rstrip()}", file=sys.stderr, flush=True)
     if proc.wait() != 0:
-        _fail(lines, sources, shown_as, target, wheelhouse, constraints)
+        _fail(lines, sources, shown_as, target, ResolveWith(wheelhouse, ca_bundle, constraints))
     return Resolution(_pins("\n".join(lines)), target)
 
 
@@ -224,14 +225,18 @@ def _pins(output: str) -> tuple[str, ...]:
     return tuple(sorted(pins))
 
 
-def _fail(
-    lines: list[str],
-    sources: tuple[Path, ...],
-    shown_as: str,
-    target: PythonTarget,
-    wheelhouse: Path,
-    constraints: Path | None = None,
-) -> None:
+@dataclass(frozen=True)
+class ResolveWith:
+    """What resolving the backend's own requirements reads besides them: the wheelhouse, a CA bundle
+    for the index, and the project's constraints."""
+
+    wheelhouse: Path
+    ca_bundle: Path | None = None
+    constraints: Path | None = None
+
+
+def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: PythonTarget, using: ResolveWith) -> None:
+    wheelhouse, constraints, ca_bundle = using.wheelhouse, using.constraints, using.ca_bundle
     text = "\n".join(lines)
     if any(word in text for word in (*NETWORK_WORDS, *UV_NETWORK_WORDS)):
         raise ImageBuildError(
@@ -249,10 +254,11 @@ def _fail(
         )
     what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"
     where = _line_of(missing.group(1), sources) if missing else None
+    # pip's "from versions: none" is both "no such package" and "no wheel for this Python": asked apart.
+    why = advice(missing.group(1), text, target.version, ca_bundle) if missing else "cannot be resolved."
     raise UsageError(
-        f"{where or shown_as}: {what} has no wheel for the image's Python {target.version} on {target.machine} "
-        f"(glibc {target.glibc}): the resolver said {_last_error(lines)!r}. Pin a version that ships wheels for it, "
-        "or choose a base image with a Python it supports."
+        f"{where or shown_as}: {what} {why} (the resolver said {_last_error(lines)!r}, resolving for Python "
+        f"{target.version} on {target.machine}, glibc {target.glibc}.)"
     )
 
 

@@ -9,12 +9,13 @@ a step of an older gpuci) could write. A wheel whose bytes differ from its recor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import stat
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from harness.console import say
@@ -64,6 +65,19 @@ def record_fetched(root: Path, wheelhouse: Path, names: set[str]) -> None:
         if name.endswith(".whl") and stat.S_ISREG(os.lstat(path).st_mode):
             record[name] = sha256_of(path)
     _save(root, record)
+
+
+@contextlib.contextmanager
+def recording(root: Path, wheelhouse: Path) -> Iterator[None]:
+    """Record the wheels that appear in `wheelhouse` while the block runs: every place gpuci fetches
+    wheels (its pins, the project's resolution, the build backend's own) goes through here, so the
+    hand-put warning of `copy_verified` is only ever said of wheels gpuci did not fetch."""
+    before = set(os.listdir(wheelhouse)) if wheelhouse.is_dir() else set()
+    try:
+        yield
+    finally:
+        if wheelhouse.is_dir():
+            record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
 
 
 def copy_verified(root: Path, wheelhouse: Path, target: Path, names: Collection[str] | None = None) -> str:

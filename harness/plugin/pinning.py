@@ -19,14 +19,12 @@ from dataclasses import dataclass
 
 from harness.gpu import lease
 from harness.gpu.lease import Lease
-from harness.gpu.vram import open_backend
+from harness.gpu.vendors import FALLBACK, for_backend, open_backend
 from harness.gpu.vram import sim as simgpu
 from harness.gpu.vram.base import Device, VramBackend
 
 # Set by a gpuci run in its workload's environment: the ids (UUIDs) of the GPUs it leased.
 RUN_GPUS_ENV = "GPUCI_RUN_GPUS"
-# Which variable narrows what a process sees, by the backend that sees the GPUs.
-VISIBLE_BY_BACKEND = {"nvml": "CUDA_VISIBLE_DEVICES", "amdsmi": "HIP_VISIBLE_DEVICES", "sim": simgpu.VISIBLE_ENV}
 
 
 class PinningError(Exception):
@@ -46,11 +44,11 @@ def worker_index(worker: str) -> int:
     return int(worker.lstrip("gw") or 0)
 
 
-def visible_value(backend_name: str, devices: list[Device]) -> str:
-    """NVML by UUID (CUDA's own order may differ from NVML's); others by the backend's index."""
-    if backend_name == "nvml":
-        return ",".join(d.id for d in devices)
-    return ",".join(str(d.index) for d in devices)
+def visible_env(backend_name: str, devices: list[Device]) -> dict[str, str]:
+    """The variable that narrows what a process sees, by the vendor of the backend that sees the GPUs,
+    and its pinning rule (NVML by UUID: CUDA's own order may differ from NVML's; others by index)."""
+    vendor = for_backend(backend_name) or FALLBACK
+    return vendor.visible_env(devices)
 
 
 def pin_worker(worker: str, per_worker: int, backend_name: str | None) -> Pinned:
@@ -72,8 +70,7 @@ def pin_worker(worker: str, per_worker: int, backend_name: str | None) -> Pinned
     held = None
     if not run_gpus:
         held = lease.acquire(mine, per_worker, f"pytest worker {worker} (pid {os.getpid()})", timeout=60)
-    variable = VISIBLE_BY_BACKEND.get(backend.name, simgpu.VISIBLE_ENV)
-    value = visible_value(backend.name, mine)
+    ((variable, value),) = visible_env(backend.name, mine).items()
     os.environ[variable] = value
     if backend.name != "sim":  # the simulated GPUs follow the same pinning where tests use them
         os.environ[simgpu.VISIBLE_ENV] = ",".join(str(d.index) for d in mine)

@@ -6,14 +6,18 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.state import PluginState
-from harness.run.process_tree import Baseline, shutdown_many, terminate_tree
-from harness.run.stop import StopPolicy
+from harness.run.supervise.process_tree import Baseline, shutdown_many, terminate_tree
+from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S, StopPolicy
+
+# A test server (an inference engine) gets longer than a run's workload to stop: its teardown frees the GPU.
+SERVER_GRACE_S = 10.0
 
 
 def ready_check(check: Callable[[], bool] | str | None) -> Callable[[], bool]:
@@ -33,28 +37,34 @@ def ready_check(check: Callable[[], bool] | str | None) -> Callable[[], bool]:
     return probe
 
 
+@dataclass(eq=False)  # a server is itself, not its options
 class ServerProcess:
-    """A test server: own process group, a ready check, tree teardown and a VRAM wait on exit."""
+    """A test server: own process group, a ready check, tree teardown and a VRAM wait on exit.
 
-    def __init__(
-        self,
-        command: list[str],
-        *,
-        ready: Callable[[], bool] | str | None = None,
-        ready_timeout: float = 300.0,
-        env: dict[str, str] | None = None,
-        cwd: str | Path | None = None,
-        grace: float = 10.0,
-        backend: VramBackend | None = None,
-        devices: list[Device] | None = None,
-        vram_timeout: float = 60.0,
-    ) -> None:
-        self.command, self.env, self.cwd = command, env, cwd
-        self.ready_check, self.ready_timeout, self.grace = ready_check(ready), ready_timeout, grace
-        self.backend, self.devices, self.vram_timeout = backend, devices or [], vram_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.baseline: Baseline | None = None
-        self.stop_seconds: float | None = None
+    `ServerProcess(command, ready=URL_OR_CALLABLE, env=…, grace=…)`: every option but the command by keyword.
+    """
+
+    command: list[str]
+    _: KW_ONLY
+    ready: Callable[[], bool] | str | None = None
+    ready_timeout: float = 300.0
+    env: dict[str, str] | None = None
+    cwd: str | Path | None = None
+    grace: float = SERVER_GRACE_S
+    backend: VramBackend | None = None
+    devices: list[Device] = field(default_factory=list)
+    vram_timeout: float = DEFAULT_VRAM_TIMEOUT_S
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    baseline: Baseline | None = field(default=None, init=False)
+    stop_seconds: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.ready_check = ready_check(self.ready)
+        self.devices = self.devices or []
+
+    @property
+    def stop_policy(self) -> StopPolicy:
+        return StopPolicy(grace_s=self.grace, vram_timeout_s=self.vram_timeout)
 
     def start(self) -> ServerProcess:
         if self.backend is not None:
@@ -80,10 +90,10 @@ class ServerProcess:
         if self.proc is None or self.stop_seconds is not None:
             return self.stop_seconds or 0.0
         started = time.monotonic()
-        terminate_tree(self.proc.pid, StopPolicy(grace_s=self.grace))
+        terminate_tree(self.proc.pid, self.stop_policy)
         self.proc.wait()
         if self.backend is not None and self.baseline is not None:
-            wait_for_release(self.backend, self.devices, self.baseline.used, self.vram_timeout)
+            wait_for_release(self.backend, self.devices, self.baseline.used, self.stop_policy.vram_timeout_s)
         self.stop_seconds = time.monotonic() - started
         return self.stop_seconds
 
@@ -115,11 +125,10 @@ class ServerPool:
         started = time.monotonic()
         shutdown_many(
             [s.pid for s in running],
-            StopPolicy(grace_s=max(s.grace for s in running)),
+            StopPolicy(grace_s=max(s.grace for s in running), vram_timeout_s=max(s.vram_timeout for s in running)),
             [s.baseline for s in running],
             self.state.backend,
             self.state.devices or None,
-            max(s.vram_timeout for s in running),
         )
         for server in running:
             server.proc.wait()  # type: ignore[union-attr]

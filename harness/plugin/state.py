@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.declare.platforms import PLATFORMS
+from harness.gpu.vendors import for_platform
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
+from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S
 
 DEFAULT_MARGIN_S = 0.5
 
@@ -29,7 +30,7 @@ class PluginState:
     devices: list[Device] = field(default_factory=list)
     baseline: dict[str, int] = field(default_factory=dict)
     guard: bool = False
-    guard_timeout: float = 60.0
+    guard_timeout: float = DEFAULT_VRAM_TIMEOUT_S
     tolerance: int = DEFAULT_TOLERANCE
     records: list[Record] = field(default_factory=list)
     lease: Any = None
@@ -37,7 +38,8 @@ class PluginState:
 
     @property
     def budget(self) -> float:
-        return PLATFORMS[self.platform].shutdown_budget_s if self.platform in PLATFORMS else 2.1
+        vendor = for_platform(self.platform)
+        return vendor.shutdown_budget_s if vendor else 2.1
 
     def record(self, phase: str, seconds: float, budget: float | None = None, **extra: Any) -> Record:
         rec = Record(self.current_test, phase, seconds, budget, [d.id for d in self.devices], **extra)

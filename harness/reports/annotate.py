@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 import subprocess
 
+from harness.ci_provider import detect
 from harness.console import printable, say
 
 # CommonMark lets a backslash make any ASCII punctuation literal.
@@ -28,7 +28,7 @@ def block(text: str) -> str:
 def annotate(body: str, context: str, style: str) -> bool:
     """A Buildkite annotation, when running in a job with the agent at hand; False otherwise."""
     agent = shutil.which("buildkite-agent")
-    if os.environ.get("BUILDKITE") != "true" or agent is None:
+    if not detect().in_job() or agent is None:
         return False
     done = subprocess.run(
         [agent, "annotate", "--context", context, "--style", style],

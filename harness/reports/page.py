@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from harness.reports.records import TestResult
+from harness.reports.report import RunReport
 from harness.reports.results import NEEDS_LOOK
 
 STYLE = """
@@ -33,15 +35,15 @@ img{max-width:100%}
 """
 
 
-def has_gpus(report: dict[str, Any]) -> bool:
+def has_gpus(report: RunReport) -> bool:
     """Whether the run held GPUs (real or simulated): only then are VRAM and budget figures its own."""
-    return bool(report.get("lease")) and bool(report.get("vram"))
+    return bool(report.lease) and bool(report.vram)
 
 
-def totals(reports: list[dict[str, Any]]) -> Counter[str]:
+def totals(reports: list[RunReport]) -> Counter[str]:
     found: Counter[str] = Counter()
     for report in reports:
-        found.update({str(k): int(v) for k, v in (report.get("counts") or {}).items()})
+        found.update({str(k): int(v) for k, v in (report.counts or {}).items()})
     return found
 
 
@@ -52,24 +54,24 @@ def _said(counts: dict[str, int] | Counter[str]) -> str:
 def _link(target: Any, page_dir: Path, text: str) -> str:
     if not target:
         return ""
-    href = os.path.relpath(str(target), page_dir) if os.path.isabs(str(target)) else str(target)
+    # Relative paths (a run id or `.gpuci/runs/…` given to `gpuci report`) are the working folder's,
+    # not the page's: a page written elsewhere (`--html /tmp/x.html`) would link to nothing.
+    href = os.path.relpath(os.path.abspath(str(target)), os.path.abspath(page_dir))
     return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
 
 
-def _look_item(report: dict[str, Any], result: dict[str, Any], page_dir: Path) -> str:
-    outcome = str(result.get("outcome"))
-    message = str(result.get("message") or "")
-    stack = str(result.get("stack") or "")
-    if outcome == "timeout" and not stack:
-        stack = str((report.get("hang") or {}).get("stacks") or "")
-    links = " · ".join(
-        x for x in (_link(report.get("log"), page_dir, "log"), _link(report.get("junit"), page_dir, "JUnit")) if x
-    )
+def _look_item(report: RunReport, result: TestResult, page_dir: Path) -> str:
+    outcome = result.outcome
+    message = result.message or ""
+    stack = result.stack or ""
+    if outcome == "timeout" and not stack and report.hang is not None:
+        stack = report.hang.stacks or ""
+    links = " · ".join(x for x in (_link(report.log, page_dir, "log"), _link(report.junit, page_dir, "JUnit")) if x)
     parts = [
         f'<div class="look {html.escape(outcome)}">',
-        f'<h3><span class="badge">{html.escape(outcome)}</span> {html.escape(str(result.get("test")))}</h3>',
-        f"<p>run {html.escape(str(report.get('run_id')))} · {html.escape(str(report.get('session')))} · "
-        f"step {html.escape(str(report.get('step')))}{' · ' + links if links else ''}</p>",
+        f'<h3><span class="badge">{html.escape(outcome)}</span> {html.escape(result.test)}</h3>',
+        f"<p>run {html.escape(report.run_id)} · {html.escape(str(report.session))} · "
+        f"step {html.escape(str(report.step))}{' · ' + links if links else ''}</p>",
     ]
     if message:
         parts.append(f'<p class="msg">{html.escape(message)}</p>')
@@ -79,40 +81,39 @@ def _look_item(report: dict[str, Any], result: dict[str, Any], page_dir: Path) -
     return "\n".join(parts)
 
 
-def _runs_table(reports: list[dict[str, Any]], page_dir: Path) -> str:
+def _runs_table(reports: list[RunReport], page_dir: Path) -> str:
     gpus = any(has_gpus(r) for r in reports)
     header = ["run", "session", "step", "outcome", "exit", "tests"]
     header += ["stop→VRAM s", "budget margin s"] if gpus else []
     header += ["total s", "files"]
     rows = []
     for r in reports:
-        budget = r.get("budget") or {}
-        outcome = str(r.get("outcome", "?"))
+        outcome = r.outcome or "?"
         cells = [
-            html.escape(str(r.get("run_id"))),
-            html.escape(str(r.get("session", ""))),
-            html.escape(str(r.get("step", ""))),
+            html.escape(r.run_id),
+            html.escape(r.session or ""),
+            html.escape(r.step or ""),
             f'<span class="{html.escape(outcome)}">{html.escape(outcome)}</span>',
-            html.escape(str(r.get("gpuci_exit_code", "?"))),
-            html.escape(_said(r.get("counts") or {}) or "-"),
+            html.escape(str("?" if r.gpuci_exit_code is None else r.gpuci_exit_code)),
+            html.escape(_said(r.counts or {}) or "-"),
         ]
         if gpus:
-            stop, margin = budget.get("stop_seconds"), budget.get("margin_seconds")
+            stop, margin = (r.budget.stop_seconds, r.budget.margin_seconds) if r.budget else (None, None)
             cells += [
                 f"{stop:.3f}" if has_gpus(r) and stop is not None else "-",
                 f"{margin:+.3f}" if has_gpus(r) and margin is not None else "-",
             ]
-        links = [_link(r.get("log"), page_dir, "log"), _link(r.get("junit"), page_dir, "JUnit")]
-        links.append(_link(r.get("_path"), page_dir, "report.json"))
-        cells += [f"{float((r.get('timings') or {}).get('total_s') or 0):.2f}", " · ".join(x for x in links if x)]
+        links = [_link(r.log, page_dir, "log"), _link(r.junit, page_dir, "JUnit")]
+        links.append(_link(r.path, page_dir, "report.json"))
+        cells += [f"{r.timing('total_s'):.2f}", " · ".join(x for x in links if x)]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
     return f"<table>\n{head}\n" + "\n".join(rows) + "\n</table>"
 
 
 def render(
-    reports: list[dict[str, Any]],
-    look: list[tuple[dict[str, Any], dict[str, Any]]],
+    reports: list[RunReport],
+    look: list[tuple[RunReport, TestResult]],
     slow: list[tuple[float, str, str]],
     figures: list[tuple[str, str]],
     page_dir: Path,
@@ -121,10 +122,10 @@ def render(
     counted = totals(reports)
     body = [f"<h1>gpuci: {len(reports)} run(s){': ' + _said(counted) if counted else ''}</h1>"]
     if look:
-        kinds = Counter(str(result.get("outcome")) for _, result in look)
+        kinds = Counter(result.outcome for _, result in look)
         body.append(f'<h2 id="look">To look at: {len(look)} test(s) ({_said(kinds)})</h2>')
         order = {outcome: i for i, outcome in enumerate(NEEDS_LOOK)}
-        for report, result in sorted(look, key=lambda x: order.get(str(x[1].get("outcome")), 99)):
+        for report, result in sorted(look, key=lambda x: order.get(x[1].outcome, 99)):
             body.append(_look_item(report, result, page_dir))
     body += [f'<h2 id="runs">Runs ({len(reports)})</h2>', _runs_table(reports, page_dir)]
     if slow:

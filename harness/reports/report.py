@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.errors import InfrastructureError
 from harness.git import run_git
+from harness.reports.records import Budget, Hang, TestRecord, TestResult
 from harness.untrusted import private_dir
 
 __all__ = ["RUNS_DIR", "SCHEMA_VERSION", "MalformedReport", "RunReport", "new_run_id", "run_directory", "write_report"]
@@ -104,8 +105,9 @@ OPTIONAL = ("repro_of", "error", "log_error", "hang", "leftover_pids", "survivor
 
 @dataclass
 class RunReport:
-    """One run's report.json, typed. Sub-records (the image, the spec, the VRAM wait, the budget,
-    each test) stay JSON objects: their keys are written in one place each and read where shown.
+    """One run's report.json, typed. The sub-records that the table, the page and the pictures read
+    are typed too (harness.reports.records: the budget, each test's records and result, the hang);
+    the image, the spec and the VRAM wait stay JSON objects, written in one place each.
 
     A run fills it as it goes (harness.run.run.Run.report); `to_json` is what report.json holds
     (its fields unchanged since schema 1), `from_json` reads one back, checking each field's kind."""
@@ -133,7 +135,7 @@ class RunReport:
     exit_code: int | None = None
     stop_reason: str | None = None
     signals_sent: list[str] | None = None
-    budget: dict[str, Any] | None = None
+    budget: Budget | None = None
     vram: dict[str, Any] | None = None
     removed: bool | None = None
     teardown_failures: list[str] | None = None
@@ -144,10 +146,10 @@ class RunReport:
     # What the tests said (harness.run.execute): records, outcomes, counts, a hang, JUnit, the log.
     log_error: str | None = None
     junit: str | None = None
-    tests: list[dict[str, Any]] | None = None
-    results: list[dict[str, Any]] | None = None
+    tests: list[TestRecord] | None = None
+    results: list[TestResult] | None = None
     counts: dict[str, int] | None = None
-    hang: dict[str, Any] | None = None
+    hang: Hang | None = None
     outbox_skipped: list[dict[str, Any]] | None = None
     log: str | None = None
     error: str | None = None
@@ -155,14 +157,21 @@ class RunReport:
     finished_at: float | None = None
     # Keys this version does not know (a newer gpuci's): kept, written back as they were.
     extra: dict[str, Any] = field(default_factory=dict)
+    # Where it was read from (`gpuci report`); never written into it.
+    path: str | None = None
+
+    def timing(self, phase: str) -> float:
+        """A phase's seconds (`total_s`, `vram_back_s`, …); 0 where it was not measured."""
+        value = self.timings.get(phase)
+        return float(value) if isinstance(value, NUMBER) and not isinstance(value, bool) else 0.0
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema": SCHEMA_VERSION}
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name == "extra" or (value is None and item.name in OPTIONAL):
+            if item.name in ("extra", "path") or (value is None and item.name in OPTIONAL):
                 continue
-            data[item.name] = value
+            data[item.name] = _plain(value)
         return {**data, **self.extra}
 
     @classmethod
@@ -172,9 +181,23 @@ class RunReport:
         if problem:
             raise MalformedReport(problem)
         assert isinstance(data, dict)
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = {f.name for f in fields(cls)} - {"extra", "path"}
         values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("budget"), dict):
+            values["budget"] = Budget.from_json(values["budget"])
+        if isinstance(values.get("hang"), dict):
+            values["hang"] = Hang.from_json(values["hang"])
+        for key, record in (("tests", TestRecord), ("results", TestResult)):
+            if isinstance(values.get(key), list):
+                values[key] = [record.from_json(r) for r in values[key] if isinstance(r, dict)]
         return cls(**values, extra={k: v for k, v in data.items() if k not in known and k != "schema"})
+
+
+def _plain(value: Any) -> Any:
+    """A field as report.json holds it: typed sub-records as their JSON objects."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value.to_json() if hasattr(value, "to_json") else value
 
 
 # Fields whose kind is checked on reading (absent or null is always allowed, except for the required ones).

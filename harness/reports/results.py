@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 from xml.sax.saxutils import escape as _escape
 from xml.sax.saxutils import quoteattr as _quoteattr
+
+from harness.reports.records import TestResult
 
 FAILED = ("failed", "error")
 # Characters XML 1.0 forbids (a workload's \x1b would make the whole file unreadable to CI tools).
@@ -31,16 +33,16 @@ def quoteattr(text: str) -> str:
     return _quoteattr(_xml_safe(text))
 
 
-def masked(results: list[dict[str, Any]], mask: Callable[[str], str]) -> list[dict[str, Any]]:
+def masked(results: list[TestResult], mask: Callable[[str], str]) -> list[TestResult]:
     """The results with `mask` (a redactor's) applied to each test's name and message."""
-    return [{**r, **{k: mask(str(r[k])) for k in ("test", "message") if r.get(k) is not None}} for r in results]
+    return [replace(r, test=mask(r.test), message=None if r.message is None else mask(r.message)) for r in results]
 
 
 # Outcomes a person must look at, in the order reports list them.
 NEEDS_LOOK = ("failed", "error", "timeout")
 
 
-def hung_results(running: list[str], stacks: str, outcome: str | None) -> list[dict[str, Any]]:
+def hung_results(running: list[str], stacks: str, outcome: str | None) -> list[TestResult]:
     """The tests still running when the step was stopped, as results: `timeout` when the step's
     timeout stopped it (any other stop, a cancel or a crash, leaves them an `error`), with the
     innermost frame of the stacks the plugin dumped as their message."""
@@ -48,7 +50,7 @@ def hung_results(running: list[str], stacks: str, outcome: str | None) -> list[d
     why = "still running at the step's timeout" if kind == "timeout" else f"still running as the run ended ({outcome})"
     where = innermost_frame(stacks)
     message = f"{why}{f'; at {where}' if where else ''}"
-    return [{"test": test, "outcome": kind, "seconds": None, "message": message} for test in running]
+    return [TestResult(test, kind, None, message) for test in running]
 
 
 def innermost_frame(stacks: str) -> str:
@@ -59,19 +61,19 @@ def innermost_frame(stacks: str) -> str:
     return ""
 
 
-def counts(results: list[dict[str, Any]]) -> dict[str, int]:
-    return dict(sorted(Counter(str(r.get("outcome")) for r in results).items()))
+def counts(results: list[TestResult]) -> dict[str, int]:
+    return dict(sorted(Counter(r.outcome for r in results).items()))
 
 
-def summary_lines(results: list[dict[str, Any]], running: list[str], limit: int = 10) -> list[str]:
+def summary_lines(results: list[TestResult], running: list[str], limit: int = 10) -> list[str]:
     """A few lines for the end of the terminal output: counts, failed tests, the hung test."""
     lines = []
     if results:
         lines.append("tests: " + ", ".join(f"{n} {outcome}" for outcome, n in counts(results).items()))
-    failures = [r for r in results if r.get("outcome") in FAILED]
+    failures = [r for r in results if r.outcome in FAILED]
     for result in failures[:limit]:
-        message = str(result.get("message") or "").splitlines()[0][:160] if result.get("message") else ""
-        lines.append(f"  {result['outcome']}: {result['test']}" + (f" — {message}" if message else ""))
+        message = result.message.splitlines()[0][:160] if result.message else ""
+        lines.append(f"  {result.outcome}: {result.test}" + (f" — {message}" if message else ""))
     if len(failures) > limit:
         lines.append(f"  … and {len(failures) - limit} more failed (report.json's results)")
     for test in running:
@@ -79,19 +81,19 @@ def summary_lines(results: list[dict[str, Any]], running: list[str], limit: int 
     return lines
 
 
-def write_junit(results: list[dict[str, Any]], path: Path, running: list[str]) -> Path:
+def write_junit(results: list[TestResult], path: Path, running: list[str]) -> Path:
     """A JUnit file for what ran; a test that was running at the stop is an error."""
     cases = []
     for r in results:
-        module, _, name = str(r["test"]).rpartition("::")
-        seconds = quoteattr(str(r.get("seconds") or 0))
-        attrs = f"classname={quoteattr(module)} name={quoteattr(name or r['test'])} time={seconds}"
+        module, _, name = r.test.rpartition("::")
+        seconds = quoteattr(str(r.seconds or 0))
+        attrs = f"classname={quoteattr(module)} name={quoteattr(name or r.test)} time={seconds}"
         body = ""
-        if r.get("outcome") in FAILED:
-            tag = "failure" if r["outcome"] == "failed" else "error"
-            message = str(r.get("message") or "")
+        if r.outcome in FAILED:
+            tag = "failure" if r.outcome == "failed" else "error"
+            message = r.message or ""
             body = f"<{tag} message={quoteattr(message[:500])}>{escape(message)}</{tag}>"
-        elif r.get("outcome") in ("skipped", "xfailed"):
+        elif r.outcome in ("skipped", "xfailed"):
             body = "<skipped/>"
         cases.append(f"<testcase {attrs}>{body}</testcase>")
     for test in running:
@@ -100,9 +102,9 @@ def write_junit(results: list[dict[str, Any]], path: Path, running: list[str]) -
             f'<testcase classname={quoteattr(module)} name={quoteattr(name or test)} time="0">'
             '<error message="still running when the step was stopped at its timeout"/></testcase>'
         )
-    errors = sum(r.get("outcome") == "error" for r in results) + len(running)
-    failures = sum(r.get("outcome") == "failed" for r in results)
-    skipped = sum(r.get("outcome") in ("skipped", "xfailed") for r in results)
+    errors = sum(r.outcome == "error" for r in results) + len(running)
+    failures = sum(r.outcome == "failed" for r in results)
+    skipped = sum(r.outcome in ("skipped", "xfailed") for r in results)
     suite = (
         f'<testsuite name="gpuci" tests="{len(cases)}" failures="{failures}" errors="{errors}" skipped="{skipped}">'
         + "".join(cases)

@@ -6,11 +6,13 @@ import html
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from harness.ci_provider import detect
 from harness.console import printable, say
 from harness.reports.page import has_gpus
+from harness.reports.records import TestResult
 from harness.reports.report import MalformedReport, RunReport
 from harness.reports.results import NEEDS_LOOK
 from harness.untrusted import Refused, parse_json, read_capped
@@ -28,7 +30,7 @@ def resolve(source: Path, runs: Path) -> Path:
     return matches[0] if len(matches) == 1 else source
 
 
-def collect(sources: list[Path], runs: Path | None = None) -> list[dict[str, Any]]:
+def collect(sources: list[Path], runs: Path | None = None) -> list[RunReport]:
     """Reports from report.json files, run folders, or folders of runs (e.g. a nightly's artifacts)."""
     reports = []
     for source in (resolve(s, runs) if runs else s for s in sources):
@@ -43,37 +45,40 @@ def collect(sources: list[Path], runs: Path | None = None) -> list[dict[str, Any
             if not isinstance(data, dict) or "run_id" not in data:
                 continue  # some other JSON file of that name
             try:
-                RunReport.from_json(data)  # each field of the kind the tables read
+                report = RunReport.from_json(data)  # each field of the kind the tables read
             except MalformedReport as problem:
                 say(f"warning: {path} {problem}; skipped")
                 continue
-            data["_path"] = str(path)
-            reports.append(data)
-    unique = {r["run_id"]: r for r in reports}  # `latest` and its target are the same run
-    return sorted(unique.values(), key=lambda r: r.get("started_at") or 0)
+            reports.append(replace(report, path=str(path)))
+    unique = {r.run_id: r for r in reports}  # `latest` and its target are the same run
+    return sorted(unique.values(), key=lambda r: _started(r.started_at))
 
 
-def _stop(report: dict[str, Any]) -> str:
-    stop = (report.get("budget") or {}).get("stop_seconds")
+def _started(started_at: float | str | None) -> float:
+    return started_at if isinstance(started_at, (int, float)) else 0.0
+
+
+def _stop(report: RunReport) -> str:
+    stop = report.budget.stop_seconds if report.budget else None
     return "-" if stop is None else f"{stop:.3f}"
 
 
-def _margin(report: dict[str, Any]) -> str:
-    margin = (report.get("budget") or {}).get("margin_seconds")
+def _margin(report: RunReport) -> str:
+    margin = report.budget.margin_seconds if report.budget else None
     return "-" if margin is None else f"{margin:+.3f}"
 
 
-def _tests(report: dict[str, Any]) -> str:
-    counts = report.get("counts") or {}
+def _tests(report: RunReport) -> str:
+    counts = report.counts or {}
     return ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) if counts else "-"
 
 
-def table(reports: list[dict[str, Any]]) -> str:
+def table(reports: list[RunReport]) -> str:
     header = ("run", "session", "step", "outcome", "exit", "tests", "stop→VRAM s", "budget margin s", "total s")
     rows = [
-        (r["run_id"], str(r.get("session", "")), str(r.get("step", "")), str(r.get("outcome", "?")),
-         str(r.get("gpuci_exit_code", "?")), _tests(r), _stop(r) if has_gpus(r) else "-",
-         _margin(r) if has_gpus(r) else "-", f"{(r.get('timings') or {}).get('total_s', 0):.2f}")
+        (r.run_id, r.session or "", r.step or "", r.outcome or "?",
+         str("?" if r.gpuci_exit_code is None else r.gpuci_exit_code), _tests(r), _stop(r) if has_gpus(r) else "-",
+         _margin(r) if has_gpus(r) else "-", f"{r.timing('total_s'):.2f}")
         for r in reports
     ]  # fmt: skip
     # Columns with nothing in any row (the GPU columns of cpu runs) are left out, not shown as dashes.
@@ -90,46 +95,41 @@ def table(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_look_at(reports: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def to_look_at(reports: list[RunReport]) -> list[tuple[RunReport, TestResult]]:
     """(report, result) of each failed, erroring and hung test, in that order: what a person reads first.
     A hang in a report written before hung tests were results (only `hang.running`) counts too."""
     found = []
     for outcome in NEEDS_LOOK:
         for report in reports:
-            results = report.get("results") or []
-            found += [(report, r) for r in results if r.get("outcome") == outcome]
-            if outcome == "timeout":
-                listed = {str(r.get("test")) for r in results}
-                for test in (report.get("hang") or {}).get("running") or []:
+            results = report.results or []
+            found += [(report, r) for r in results if r.outcome == outcome]
+            if outcome == "timeout" and report.hang is not None:
+                listed = {r.test for r in results}
+                for test in report.hang.running:
                     if test not in listed:
-                        found.append((report, {"test": test, "outcome": "timeout", "message": "still running"}))
+                        found.append((report, TestResult(test, "timeout", message="still running")))
     return found
 
 
-def look_lines(reports: list[dict[str, Any]], limit: int = 50) -> list[str]:
+def look_lines(reports: list[RunReport], limit: int = 50) -> list[str]:
     """The failed and hung tests with the first line of their messages, for the terminal."""
     found = to_look_at(reports)
     lines = [f"{len(found)} test(s) to look at (failed, errors, hung):"] if found else []
     for report, result in found[:limit]:
-        message = str(result.get("message") or "").strip().splitlines()
+        message = (result.message or "").strip().splitlines()
         first = f" — {message[0][:200]}" if message else ""
-        lines.append(f"  {result.get('outcome')}: {result.get('test')} [{report.get('run_id')}]{first}")
+        lines.append(f"  {result.outcome}: {result.test} [{report.run_id}]{first}")
     if len(found) > limit:
         lines.append(f"  … and {len(found) - limit} more (each run's report.json, `results`)")
     return lines
 
 
-def slowest_tests(reports: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
-    found = [
-        (float(rec.get("seconds") or 0), str(rec.get("phase")), str(rec.get("test")))
-        for r in reports
-        for rec in r.get("tests") or []
-        if rec.get("phase") != "call"
-    ]
+def slowest_tests(reports: list[RunReport]) -> list[tuple[float, str, str]]:
+    found = [(rec.seconds, rec.phase, rec.test) for r in reports for rec in r.tests or [] if rec.phase != "call"]
     return sorted(found, reverse=True)
 
 
-def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) -> Path:
+def write_html(reports: list[RunReport], out: Path, pictures: bool = True) -> Path:
     """One page (harness/reports/page.py): the tests to look at first, the runs, and for runs that had
     GPUs their timelines (up to 20) and the trend across runs."""
     from harness.reports.page import has_gpus, render
@@ -140,8 +140,8 @@ def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) 
     with_gpus = [r for r in reports if has_gpus(r)]
     if pictures and with_gpus and can_draw():  # without matplotlib: the page, with no pictures
         for report in with_gpus[-20:]:
-            svg, _ = draw_timeline(report, out.parent / "pictures" / f"timeline-{report['run_id']}")
-            figures.append((f"run {report['run_id']}", os.path.relpath(svg, out.parent)))
+            svg, _ = draw_timeline(report, out.parent / "pictures" / f"timeline-{report.run_id}")
+            figures.append((f"run {report.run_id}", os.path.relpath(svg, out.parent)))
         if has_trend(with_gpus):
             svg, _ = draw_trend(with_gpus, out.parent / "pictures" / "trend")
             figures.insert(0, ("shutdown times across runs", os.path.relpath(svg, out.parent)))
@@ -149,10 +149,10 @@ def write_html(reports: list[dict[str, Any]], out: Path, pictures: bool = True) 
     return out
 
 
-def on_buildkite(report: dict[str, Any], directory: Path) -> None:
+def on_buildkite(report: RunReport, directory: Path) -> None:
     """Inside a Buildkite job: an annotation for the session, and the run's folder as artifacts."""
     agent = shutil.which("buildkite-agent")
-    if os.environ.get("BUILDKITE") != "true":
+    if not detect().in_job():
         return
     if agent is None:
         say("BUILDKITE is set but buildkite-agent is not on PATH: no annotation, no artifact upload")
@@ -165,13 +165,13 @@ def on_buildkite(report: dict[str, Any], directory: Path) -> None:
     except Exception as exc:  # a missing plotting library must not fail the run
         say(f"no timeline picture: {exc}")
     subprocess.run([agent, "artifact", "upload", f"{directory}/**/*"], capture_output=True)
-    style = STYLE.get(str(report.get("outcome")), "warning")
+    style = STYLE.get(str(report.outcome), "warning")
     from harness.reports.annotate import annotate, block, inline
 
-    session, step, outcome = (inline(str(report.get(k))) for k in ("session", "step", "outcome"))
+    session, step, outcome = (inline(str(value)) for value in (report.session, report.step, report.outcome))
     looks = "".join("\n" + line for line in look_lines([report], limit=20))
     text = f"**{session}** · {step} · {outcome}\n\n{block(table([report]) + looks)}"
     if picture:
         text += f'\n<img src="artifact://{html.escape(os.path.relpath(picture))}" alt="timeline">\n'
 
-    annotate(text, str(report.get("session", "gpuci")), style)
+    annotate(text, report.session or "gpuci", style)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.reports.report import RunReport
+
 PHASES = [
     ("image_ensure_s", "image", "#9e9e9e"),
     ("start_s", "start", "#90caf9"),
@@ -23,11 +25,23 @@ TEST_PHASES = {"shutdown": "#ffa726", "shutdown-many": "#fb8c00", "vram-wait-aft
                "vram-wait-before": "#a5d6a7", "startup-cold": "#7e57c2", "startup-warm": "#b39ddb"}  # fmt: skip
 
 
-def has_trend(reports: list[dict[str, Any]]) -> bool:
+def has_trend(reports: list[RunReport]) -> bool:
     """Whether a trend has anything to show: shutdown records, or two runs with a measured stop."""
-    stops = sum((r.get("budget") or {}).get("stop_seconds") is not None and bool(r.get("vram")) for r in reports)
-    shutdowns = any(rec.get("phase") in ("shutdown", "shutdown-many") for r in reports for rec in r.get("tests") or [])
+    stops = sum(_stop_seconds(r) is not None and bool(r.vram) for r in reports)
+    shutdowns = any(rec.phase in SHUTDOWNS for r in reports for rec in r.tests or [])
     return shutdowns or stops > 1
+
+
+SHUTDOWNS = ("shutdown", "shutdown-many")
+
+
+def _stop_seconds(report: RunReport) -> float | None:
+    return report.budget.stop_seconds if report.budget else None
+
+
+def _budget_seconds(report: RunReport) -> float | None:
+    """The stop's budget, for a run that had GPUs: a budget is for releasing them."""
+    return report.budget.seconds if report.budget and report.vram else None
 
 
 def can_draw() -> bool:
@@ -51,68 +65,62 @@ def _pyplot() -> Any:
     return plt
 
 
-def draw_timeline(report: dict[str, Any], out: Path) -> list[Path]:
+def draw_timeline(report: RunReport, out: Path) -> list[Path]:
     """The run's phases and its tests' teardown records; writes OUT.svg and OUT.png."""
     plt = _pyplot()
-    timings = report.get("timings") or {}
     # A budget is for releasing GPUs: a run with none (the cpu platform) draws no budget line.
-    budget = (report.get("budget") or {}).get("seconds") if report.get("vram") else None
-    tests = [r for r in report.get("tests") or [] if r.get("phase") in TEST_PHASES]
+    budget = _budget_seconds(report)
+    tests = [r for r in report.tests or [] if r.phase in TEST_PHASES]
     rows = 1 + len(tests)
     fig, ax = plt.subplots(figsize=(11, 1.2 + 0.38 * rows))
     start = 0.0
     for key, name, color in PHASES:
-        width = float(timings.get(key) or 0)
+        width = report.timing(key)
         if width <= 0:
             continue
         ax.barh(0, width, left=start, color=color, edgecolor="white", label=name)
         start += width
-    labels = [f"{report.get('session', '?')} · {report.get('step', '?')} ({report.get('outcome', '?')})"]
+    labels = [f"{report.session or '?'} · {report.step or '?'} ({report.outcome or '?'})"]
     for row, record in enumerate(tests, start=1):
-        seconds = float(record.get("seconds") or 0)
-        ax.barh(row, seconds, color=TEST_PHASES[record["phase"]])
-        over = record.get("budget") and seconds > float(record["budget"])
+        seconds = record.seconds
+        ax.barh(row, seconds, color=TEST_PHASES[record.phase])
+        over = bool(record.budget) and seconds > float(record.budget or 0)
         if over or seconds > 1.0:
             ax.annotate(f"{seconds:.2f}s{' over budget' if over else ''}", (seconds, row), xytext=(4, -3),
                         textcoords="offset points", fontsize=8, color="#c62828" if over else "#424242")  # fmt: skip
-        labels.append(f"{record['test'].split('::')[-1][:48]} · {record['phase']}")
+        labels.append(f"{record.test.split('::')[-1][:48]} · {record.phase}")
     if budget:
         ax.axvline(budget, color="#c62828", linestyle="--", linewidth=1, label=f"budget {budget:.1f}s")
     ax.set_yticks(range(rows), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
-    ax.set_title(f"gpuci run {report.get('run_id', '?')}", fontsize=10)
+    ax.set_title(f"gpuci run {report.run_id}", fontsize=10)
     ax.legend(loc="lower right", fontsize=7, ncol=4)
     fig.tight_layout()
     return _save(plt, fig, out)
 
 
-def draw_trend(reports: list[dict[str, Any]], out: Path) -> list[Path]:
+def draw_trend(reports: list[RunReport], out: Path) -> list[Path]:
     """Shutdown time per test (and the run's own stop time) across runs, oldest first."""
     plt = _pyplot()
-    ordered = sorted(reports, key=lambda r: r.get("started_at") or 0)
+    ordered = sorted(reports, key=lambda r: r.started_at if isinstance(r.started_at, (int, float)) else 0.0)
     series: dict[str, list[tuple[int, float]]] = {}
     for index, report in enumerate(ordered):
-        stop = (report.get("budget") or {}).get("stop_seconds")
+        stop = _stop_seconds(report)
         if stop is not None:
-            series.setdefault(f"{report.get('session')} (run stop)", []).append((index, float(stop)))
-        for record in report.get("tests") or []:
-            if record.get("phase") in ("shutdown", "shutdown-many"):
-                name = record["test"].split("::")[-1][:40]
-                series.setdefault(name, []).append((index, float(record["seconds"])))
+            series.setdefault(f"{report.session} (run stop)", []).append((index, stop))
+        for record in report.tests or []:
+            if record.phase in SHUTDOWNS:
+                series.setdefault(record.test.split("::")[-1][:40], []).append((index, record.seconds))
     fig, ax = plt.subplots(figsize=(11, 4.5))
     for name, points in sorted(series.items()):
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", linewidth=1, label=name)
-    budgets = {
-        float((r.get("budget") or {}).get("seconds"))
-        for r in ordered
-        if (r.get("budget") or {}).get("seconds") and r.get("vram")
-    }
+    budgets = {budget for r in ordered if (budget := _budget_seconds(r))}
     for budget in sorted(budgets):
         ax.axhline(budget, color="#c62828", linestyle="--", linewidth=1, label=f"budget {budget:.1f}s")
     every = max(1, len(ordered) // 20)  # at most ~20 labels, however many runs
     ticks = list(range(0, len(ordered), every))
-    ax.set_xticks(ticks, [str(ordered[i].get("run_id", "?"))[:15] for i in ticks], rotation=30, fontsize=7)
+    ax.set_xticks(ticks, [ordered[i].run_id[:15] for i in ticks], rotation=30, fontsize=7)
     ax.set_ylabel("shutdown seconds")
     ax.set_title("shutdown times across runs", fontsize=10)
     if series or budgets:

@@ -13,10 +13,10 @@ from harness.reports.report import new_run_id, run_directory
 from harness.run.environment import host_env, run_labels, supervisor_env
 from harness.run.finish import finish, finish_failed, supervise_into
 from harness.run.gpus import lease_gpus, let_go
-from harness.run.host import HostWorkload
+from harness.run.host.process import HostWorkload
 from harness.run.options import RunOptions
 from harness.run.run import Run
-from harness.run.supervised import Workload
+from harness.run.supervise.supervised import Workload
 
 
 def execute_command(
@@ -38,7 +38,7 @@ def execute_command(
         workload: Workload
         if image:
             from harness.images.engine import connect
-            from harness.run.container import ContainerWorkload
+            from harness.run.container.docker import ContainerWorkload
             from harness.run.spec import RunSpec
 
             spec = RunSpec(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
 def run_options(args: argparse.Namespace, platform: str, config: ProjectConfig | None = None, **extra: object):  # type: ignore[no-untyped-def]
     """The options every run takes; with `config`, its settings (the flags already over it)."""
     from harness.run.options import RunOptions
+    from harness.run.supervise.stop import DEFAULT_GRACE_S, DEFAULT_VRAM_TIMEOUT_S
 
     grace = config.grace if config else args.grace
     vram_timeout = config.vram_timeout if config else args.vram_timeout
@@ -24,8 +24,8 @@ def run_options(args: argparse.Namespace, platform: str, config: ProjectConfig |
         platform=platform,
         report_dir=args.report_dir,
         vram_backend=None if args.vram_backend == "auto" else args.vram_backend,
-        grace_s=grace if grace is not None else 5.0,
-        vram_timeout_s=vram_timeout if vram_timeout is not None else 60.0,
+        grace_s=grace if grace is not None else DEFAULT_GRACE_S,
+        vram_timeout_s=vram_timeout if vram_timeout is not None else DEFAULT_VRAM_TIMEOUT_S,
         echo=not args.quiet,
         **extra,  # type: ignore[arg-type]
     )
@@ -37,8 +37,8 @@ def run_command(args: argparse.Namespace) -> int:
     GATE.install()  # from here a cancel is noted, never a silent death without a report
     from harness.declare.config import config_with_flags, image_timeout_s, in_checkout
     from harness.images.registry import registry_from
+    from harness.run.buildkite.collector import TOKEN_ENV, wanted
     from harness.run.execute import execute_step
-    from harness.run.test_engine import TOKEN_ENV
     from harness.state import check_state
 
     check_state(args.root.resolve())  # gpuci's state is never the commit's, nor a link
@@ -64,8 +64,8 @@ def run_command(args: argparse.Namespace) -> int:
         limits=project_limits(config),
         host_mounts=config.host_mounts,
         policy=config.policy,
-        # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.test_engine).
-        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if os.environ.get(TOKEN_ENV) else ())),
+        # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.buildkite.collector).
+        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if wanted() else ())),
         registry=None if args.no_container else registry_from(config),
         build=args.build,
     )

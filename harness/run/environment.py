@@ -6,10 +6,9 @@ import os
 import shlex
 from pathlib import Path
 
-from harness.declare.platforms import get_platform
+from harness.gpu.vendors import for_backend
 from harness.gpu.vram import sim as simgpu
-from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
-from harness.run.reaper import (
+from harness.run.cleanup.reaper import (
     PROJECT_ENV,
     PROJECT_LABEL,
     SUPERVISOR_PID_ENV,
@@ -17,24 +16,21 @@ from harness.run.reaper import (
     project_id,
     supervisor_identity,
 )
+from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
 from harness.run.spec import REPORT_MOUNT
-from harness.run.supervised import VramWatch
+from harness.run.supervise.supervised import VramWatch
 
 # Where gpuci's own package is mounted (read-only) in every run's container.
 HARNESS_LIB = "/opt/gpuci/lib"
 
 
 def visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[str, str]:
-    """Pin the workload to the leased GPUs, by the variable its runtime reads before initialising."""
+    """Pin the workload to the leased GPUs, by the variable the runtime of the backend's vendor reads
+    before initialising (that vendor's pinning rule: by UUID or by index)."""
     if watch is None:
         return {}
-    positions = ",".join(str(d.index) for d in watch.devices)
-    if watch.backend.name == "sim":
-        return {simgpu.VISIBLE_ENV: positions}
-    if watch.backend.name == "nvml":  # CUDA takes UUIDs, and its own device order need not be NVML's
-        return {"CUDA_VISIBLE_DEVICES": ",".join(d.id for d in watch.devices)}
-    variable = get_platform(platform_name).visible_devices_env
-    return {variable: positions} if variable else {}
+    vendor = for_backend(watch.backend.name)
+    return vendor.visible_env(watch.devices) if vendor else {}
 
 
 def run_labels(root: Path) -> dict[str, str]:

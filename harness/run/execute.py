@@ -12,10 +12,10 @@ from harness.errors import SEVERITY, ExitCode, GpuciError, UsageError, gpuci_cau
 from harness.redact import Redactor
 from harness.reports.report import new_run_id, run_directory
 from harness.run.cancel import GATE
-from harness.run.container_workload import container_workload
+from harness.run.container.workload import container_workload
 from harness.run.finish import finish, finish_failed, supervise_into
 from harness.run.gpus import lease_gpus, let_go
-from harness.run.host_workload import host_workload
+from harness.run.host.workload import host_workload
 from harness.run.options import RunOptions
 from harness.run.outbox import Collected, collect, discard, make_outbox
 from harness.run.run import Run
@@ -55,26 +55,27 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
 
 def report_tests(run: Run, collected: Collected) -> None:
     """Each test's outcome and the counts; the test a timeout caught, with its stacks."""
+    from harness.reports.records import Hang, TestRecord, TestResult
     from harness.reports.results import counts, hung_results, masked, summary_lines, write_junit
 
     # What the workload wrote, secrets masked before any line is printed or file written from it.
-    collected.results = masked(collected.results, run.redactor.text)
+    results = masked([TestResult.from_json(r) for r in collected.results], run.redactor.text)
     collected.running = [run.redactor.text(test) for test in collected.running]
     junit = collected.junit
     stopped = run.report.outcome != "passed" and collected.running
-    if junit is None and (collected.results or stopped):  # pytest wrote none: the step was stopped
-        junit = write_junit(collected.results, run.directory / "junit.xml", collected.running)
+    if junit is None and (results or stopped):  # pytest wrote none: the step was stopped
+        junit = write_junit(results, run.directory / "junit.xml", collected.running)
     run.report.junit = str(junit) if junit else None
-    run.report.tests = collected.records
-    run.report.results = collected.results + hung_results(collected.running, collected.stacks, run.report.outcome)
+    run.report.tests = [TestRecord.from_json(r) for r in collected.records]
+    run.report.results = results + hung_results(collected.running, collected.stacks, run.report.outcome)
     run.report.counts = counts(run.report.results)
     if collected.running:
-        run.report.hang = {"running": collected.running, "stacks": collected.stacks or None}
+        run.report.hang = Hang(tuple(collected.running), collected.stacks or None)
         if collected.stacks:
             with open(run.directory / "output.log", "a") as log:  # the supervisor's own file: safe to append
                 log.write("\n[gpuci: Python stacks of the test still running at the step's timeout]\n")
                 log.write(run.redactor.text(collected.stacks))
-    for line in summary_lines(collected.results, collected.running):
+    for line in summary_lines(results, collected.running):
         say(line)
 
 
@@ -112,7 +113,7 @@ def _execute_one(options: RunOptions, area: str, step: Step, cpu_session: str | 
             ]
             workload = container_workload(run, watch) if options.container else host_workload(run, watch)
             if options.reproduction and options.reproduction.shell:
-                from harness.run.container import interactive_shell
+                from harness.run.container.docker import interactive_shell
 
                 if not options.container:
                     raise UsageError("--shell opens a shell in the run's container; drop --no-container.")

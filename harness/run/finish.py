@@ -1,4 +1,6 @@
-"""The one place that turns a run into its report: supervised outcome, exit code, report.json."""
+"""The end of a run: what the supervisor saw, the outcome and exit code, and report.json written (the
+only writer of a run's report). The rest of the report is filled in before, where it is learnt:
+container_workload (image, devices, spec), execute (lease, tests, log) and command (spec)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import time
 
 from harness.console import say
 from harness.errors import ExitCode, GpuciError
+from harness.reports.records import Budget
 from harness.reports.report import RunReport, write_report
 from harness.run.run import Run
-from harness.run.stop import outcome, stop_policy, teardown_failures
-from harness.run.supervised import Supervised, VramWatch, Workload
-from harness.run.supervisor import supervise
+from harness.run.supervise.stop import outcome, teardown_failures
+from harness.run.supervise.supervised import Supervised, VramWatch, Workload
+from harness.run.supervise.supervisor import supervise
 
 
 def _record_supervised(report: RunReport, sup: Supervised, watch: VramWatch | None) -> None:
@@ -21,12 +24,12 @@ def _record_supervised(report: RunReport, sup: Supervised, watch: VramWatch | No
     report.stop_reason = sup.stop_reason
     report.signals_sent = sup.signals_sent
     report.timings = {**report.timings, **{k: round(v, 6) for k, v in sup.timings.items()}}
-    report.budget = {
-        "seconds": sup.budget_s,
-        "stop_seconds": None if sup.stop_s is None else round(sup.stop_s, 6),
-        "margin_seconds": None if sup.budget_margin_s is None else round(sup.budget_margin_s, 6),
-        "within": None if sup.budget_margin_s is None else sup.budget_margin_s >= 0,
-    }
+    report.budget = Budget(
+        seconds=sup.budget_s,
+        stop_seconds=None if sup.stop_s is None else round(sup.stop_s, 6),
+        margin_seconds=None if sup.budget_margin_s is None else round(sup.budget_margin_s, 6),
+        within=None if sup.budget_margin_s is None else sup.budget_margin_s >= 0,
+    )
     report.vram = (
         None
         if watch is None or release is None
@@ -50,7 +53,7 @@ def _record_supervised(report: RunReport, sup: Supervised, watch: VramWatch | No
 
 def supervise_into(run: Run, workload: Workload, watch: VramWatch | None) -> ExitCode:
     """The workload supervised to its end; what happened goes into the run's report."""
-    stop = stop_policy(run.options.grace_s)
+    stop = run.stop_policy
     sup = supervise(workload, timeout_s=run.timeout_s, budget_s=run.budget_s, stop=stop, vram=watch)
     _record_supervised(run.report, sup, watch)
     leftovers = getattr(workload, "leftovers", [])
@@ -74,7 +77,7 @@ def finish(run: Run, code: ExitCode) -> ExitCode:
     say(f"{run.report.outcome or '?'}: report {path}")
     from harness.reports.summary import on_buildkite
 
-    on_buildkite(run.report.to_json(), run.directory)
+    on_buildkite(run.report, run.directory)
     return code
 
 

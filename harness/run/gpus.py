@@ -9,11 +9,11 @@ from harness.errors import InfrastructureError
 from harness.gpu import lease
 from harness.gpu.devices import missing_gpu
 from harness.gpu.lease import Lease
-from harness.gpu.vram import open_backend
+from harness.gpu.vendors import open_backend
 from harness.gpu.vram import sim as simgpu
-from harness.run.handoff import hand_over
+from harness.run.cleanup.handoff import hand_over
 from harness.run.options import RunOptions
-from harness.run.supervised import VramWatch
+from harness.run.supervise.supervised import VramWatch
 
 
 def lease_gpus(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from harness.declare.policy import HostPolicy
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
 from harness.run.spec import Limits
+from harness.run.supervise.stop import DEFAULT_GRACE_S, DEFAULT_VRAM_TIMEOUT_S
 
 if TYPE_CHECKING:  # the Docker SDK is imported only where used
     from harness.images.registry import Registry
@@ -40,8 +41,8 @@ class RunOptions:
     container: bool = True
     report_dir: Path | None = None
     vram_backend: str | None = None
-    grace_s: float = 5.0
-    vram_timeout_s: float = 60.0
+    grace_s: float = DEFAULT_GRACE_S
+    vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S
     vram_tolerance: int = DEFAULT_TOLERANCE
     base_image: str | None = None
     ca_bundle: Path | None = None

@@ -19,6 +19,7 @@ from harness.redact import Redactor
 from harness.reports.report import RunReport, git_state, host_facts
 from harness.run.logs import LogTarget
 from harness.run.options import RunOptions
+from harness.run.supervise.stop import StopPolicy, stop_policy
 
 if TYPE_CHECKING:  # YAML is imported only where used
     from harness.declare.areas import Step
@@ -70,6 +71,11 @@ class Run:
         """The stop budget: the step's for this platform, else the platform's."""
         default = self.platform.shutdown_budget_s
         return self.step.shutdown_budget.get(self.platform.name, default) if self.step else default
+
+    @property
+    def stop_policy(self) -> StopPolicy:
+        """How this run's workload is stopped, by the supervisor, the watcher in its container and the janitor."""
+        return stop_policy(self.options.grace_s, self.options.vram_timeout_s)
 
     @property
     def soft_fail(self) -> bool:

@@ -1,12 +1,14 @@
-"""What a run executes, independent of how: Docker (harness/container.py) or an OCI runtime (harness/oci.py)."""
+"""What a run executes, independent of how: Docker (harness/run/container/docker.py) or an
+OCI runtime (harness/run/container/oci.py)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.gpu.devices import NvidiaRequest
+from harness.gpu.vendors.vendor import GpuRequest
 from harness.redact import Redactor
+from harness.run.cleanup.orphan import Watch
 
 WORKSPACE = "/workspace"
 # Where a run's report folder is mounted inside its container.
@@ -59,12 +61,15 @@ class RunSpec:
     command: tuple[str, ...]
     name: str
     env: dict[str, str] = field(default_factory=dict)
+    # Variables that reach the container only through the secrets file (harness.run.secrets), never its
+    # configuration: the report names them, never their values.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     mounts: tuple[BindMount, ...] = ()
     working_dir: str = WORKSPACE
     labels: dict[str, str] = field(default_factory=dict)
     # Device nodes as "host:container:permissions", e.g. AMD's /dev/kfd.
     devices: tuple[str, ...] = ()
-    gpu_requests: tuple[NvidiaRequest, ...] = ()
+    gpu_requests: tuple[GpuRequest, ...] = ()
     group_add: tuple[str, ...] = ()
     user: str | None = None
     shm_size: str = "1g"
@@ -74,11 +79,13 @@ class RunSpec:
     # The posture every gpuci container has: no setuid escalation, few capabilities.
     no_new_privileges: bool = True
     cap_add: tuple[str, ...] = KEPT_CAPABILITIES
-    # Hold the container's stdin open from the supervisor, for the orphan watcher (harness/run/orphan.py).
-    watch_supervisor: bool = False
+    # Hold the container's stdin open from the supervisor, for the orphan watcher and the janitor
+    # (harness/run/cleanup/orphan.py, janitor.py), which stop it by the run's StopPolicy.
+    watch: Watch | None = None
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:
         data = asdict(self)
         data["env"] = redactor.env(self.env)
+        data["secret_env"] = sorted(self.secret_env)  # the names only
         data["command"] = [redactor.text(part) for part in self.command]
         return data

@@ -17,7 +17,7 @@ from harness.ci.buildkite import Selection, generate, matches, to_yaml, touches
 from harness.declare.config import ProjectConfig
 from harness.declare.sources import load_areas
 from harness.images import engine
-from harness.run.reaper import PROJECT_LABEL, project_id
+from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
 from tests.conftest import ROOT, harness_cmd, harness_env
 from tests.synthetic import synthetic_project
 

@@ -209,3 +209,26 @@ def test_a_noxfile_that_needs_a_newer_gpuci_says_so(run_harness, tmp_path: Path)
     assert listed.returncode == 2, listed.stdout + listed.stderr
     assert "needs gpuci-harness>=99, and the gpuci installed here is 0.1.0" in listed.stderr
     assert "Traceback" not in listed.stderr
+
+
+def test_init_says_the_next_step_that_fits_and_names_the_project_s_extras(run_harness, tmp_path: Path) -> None:
+    declared = tmp_path / "declared"
+    (declared / ".buildkite" / "test_areas").mkdir(parents=True)
+    (declared / ".buildkite" / "test_areas" / "unit.yaml").write_text(
+        "group: unit\nplatforms: [cpu]\nsteps:\n  - label: t\n    commands: [pytest]\n    num_gpus: 0\n"
+    )
+    (declared / "setup.cfg").write_text("[options.extras_require]\ntests = pytest\ngmpy = gmpy2\n")
+    done = run_harness("init", "--root", str(declared))
+    assert done.returncode == 0, done.stderr
+    assert "declare your tests" not in done.stderr  # they were declared
+    assert "`nox -l` lists your sessions (cpu_unit); run one with `nox -s cpu_unit`" in done.stderr
+    table = (declared / "pyproject.toml").read_text()
+    assert "# Extras declared here: gmpy, tests." in table and '# extras = ["tests"]' in table
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "pyproject.toml").write_text('[project]\nname = "bare"\nversion = "1"\n')
+    done = run_harness("init", "--root", str(bare))
+    assert done.returncode == 0, done.stderr
+    assert "next: `nox -s cpu_example` runs `pytest -q` at the root" in done.stderr
+    assert "# No extras are declared here." in (bare / "pyproject.toml").read_text()

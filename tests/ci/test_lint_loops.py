@@ -134,3 +134,56 @@ def test_a_target_with_an_unknown_variable_outside_a_loop_reaches_nothing(tmp_pa
         ("unresolved-target", "tests/models/test_$MODEL.py")
     ]
     assert unrun(findings) == ["tests/models/test_gemma.py", "tests/models/test_llama.py", "tests/models/test_qwen.py"]
+
+
+def test_while_read_over_a_list_file_reaches_the_files_it_names(tmp_path: Path) -> None:
+    listing = "# the neuron suite\nneuron/1_core/test_one.py\n\n  neuron/2_core/test_two.py  \n"
+    steps = [
+        *step('cd tests && while read -r f; do python3 -m pytest -v "$f"; done < neuron/list.txt'),
+        {
+            "label": "Other",
+            "platforms": ["cpu"],
+            "commands": ["cat tests/other/list.txt | while read f; do pytest $f; done"],
+        },
+    ]
+    files = {**FILES, "tests/neuron/list.txt": listing, "tests/other/list.txt": "tests/other/test_x.py\n"}
+    findings = found(project(tmp_path, steps, files))
+    assert unrun(findings) == [
+        "tests/models/test_gemma.py",
+        "tests/models/test_llama.py",
+        "tests/models/test_qwen.py",
+        "tests/neuron/2_core/deep/test_deep.py",
+        "tests/neuron/2_core/test_three.py",  # not in the list
+    ]
+    assert not [f for f in findings if f.kind == "unresolved-target"]
+
+
+def test_a_list_file_linked_out_of_the_checkout_is_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"  # a pull request's link to a file of the host
+    outside.write_text("tests/models/test_llama.py\n")
+    root = tmp_path / "checkout"
+    project(root, step("while read f; do pytest $f; done < tests/list.txt"), FILES)
+    (root / "tests" / "list.txt").symlink_to(outside)
+    findings = found(root)
+    assert "tests/models/test_llama.py" in unrun(findings)  # reached nothing through the link
+    assert len(unrun(findings)) == 8
+
+
+def test_an_unresolved_target_is_one_note_per_step_and_fails_no_lint(tmp_path: Path) -> None:
+    from harness.ci.lint.findings import as_json, failing
+
+    steps = step(
+        'for f in $(curl -s https://example.com/list); do pytest "$f"; done',
+        'while read f; do pytest $f; done < "$LIST"',
+        "pytest tests",
+    )
+    findings = found(project(tmp_path, steps, FILES))
+    (note,) = findings
+    assert note.kind == "unresolved-target" and note.variable == "$f"
+    assert "step 'Neuron' runs pytest on `$f`" in note.message
+    assert failing(findings) == []  # a note: the lint passes
+    assert '"severity": "note"' in as_json(findings)
+    steps = step("pytest tests/models/test_$MODEL.py", 'for f in $(curl x); do pytest "$f"; done', "pytest tests")
+    (note,) = found(project(tmp_path / "two", steps, FILES))
+    assert note.variable == "tests/models/test_$MODEL.py $f"  # two targets, still one finding
+    assert "`tests/models/test_$MODEL.py` and `$f`" in note.message

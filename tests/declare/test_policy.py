@@ -81,6 +81,8 @@ def test_what_the_policy_grants_the_project_may_ask(tmp_path: Path, monkeypatch:
     assert config.queue_for("h100", "cuda") == "gpu-h100"  # the project's ask, allowed
     assert config.queue_for(None, "cuda") == "gpu"  # the host's queue for the platform
     assert config.queue_for(None, "cpu") == "cpu-pool"  # the host's "*"
+    # A platform gpuci does not know (a vendor registered later, a typo): the host's "*", never a KeyError.
+    assert config.queue_for(None, "no-such-platform") == "cpu-pool"
     from harness.images.registry import registry_from
 
     registry = registry_from(config, {"REG_USER": "u", "REG_PASS": "p"})
@@ -89,7 +91,8 @@ def test_what_the_policy_grants_the_project_may_ask(tmp_path: Path, monkeypatch:
 
 def test_without_a_policy_every_job_asks_for_the_default_queue(tmp_path: Path) -> None:
     config = load_config(_project(tmp_path, ""))
-    assert {config.queue_for(d, p) for d, p in [(None, "cpu"), ("h100", "cuda"), (None, "rocm")]} == {"default"}
+    asked = [(None, "cpu"), ("h100", "cuda"), (None, "rocm"), (None, "no-such-platform"), ("x", "")]
+    assert {config.queue_for(d, p) for d, p in asked} == {"default"}
 
 
 def test_the_agents_environment_is_the_hosts_word(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.declare.project_deps import declared_requirements
+from harness.declare.project_deps import declared_extras, declared_requirements
 from harness.errors import UsageError
 
 PYPROJECT = """\
@@ -60,3 +60,38 @@ def test_the_declared_lists_are_part_of_the_content_tag(tmp_path: Path) -> None:
         PYPROJECT.replace('"hypothesis"', '"hypothesis>=6"') + 'install = "none"\n'
     )
     assert recipe_for(tmp_path, "cpu").tag != first.tag
+
+
+SETUP_CFG = """\
+[metadata]
+name = lib
+[options.extras_require]
+tests = pytest >= 4.6
+develop = %(tests)s
+\tpycodestyle
+gmpy =
+\tgmpy2>=2.1; platform_python_implementation!="PyPy"
+"""
+
+
+def test_a_setuptools_project_s_extras_come_from_setup_cfg_as_setuptools_reads_them(tmp_path: Path) -> None:
+    # mpmath 1.3.0's shape: no [project] table at all, its extras in setup.cfg, one naming another.
+    (tmp_path / "pyproject.toml").write_text('[tool.gpuci]\nextras = ["gmpy", "develop"]\n')
+    (tmp_path / "setup.cfg").write_text(SETUP_CFG)
+    assert declared_requirements(tmp_path, ("gmpy", "develop"), ()) == [
+        'gmpy2>=2.1; platform_python_implementation!="PyPy"',
+        "pytest >= 4.6",
+        "pycodestyle",
+    ]
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)  # [project.optional-dependencies] first, then setup.cfg
+    assert sorted(declared_extras(tmp_path)) == ["develop", "gmpy", "test", "tests"]
+    with pytest.raises(UsageError) as err:
+        declared_requirements(tmp_path, ("docs",), ())
+    assert "declared: develop, gmpy, test, tests" in str(err.value)
+
+
+def test_a_setup_cfg_that_setuptools_could_not_read_is_named(tmp_path: Path) -> None:
+    (tmp_path / "setup.cfg").write_text("[options.extras_require]\ntests = %(nowhere)s\n")
+    with pytest.raises(UsageError) as err:
+        declared_requirements(tmp_path, ("tests",), ())
+    assert f"{tmp_path / 'setup.cfg'}: cannot read its [options.extras_require]" in str(err.value)

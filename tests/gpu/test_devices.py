@@ -18,6 +18,10 @@ MI300 = [
 ]
 
 
+def no_runtimes() -> tuple[str, ...]:
+    return ("runc",)
+
+
 def location(bus: int) -> int:
     return bus << 8  # device 0, function 0
 
@@ -42,7 +46,7 @@ def fake_host(tmp_path: Path) -> HostPaths:
 
 
 def test_amd_passes_kfd_and_only_the_leased_render_nodes(fake_host, cpu_image, docker_client) -> None:
-    options = container_devices("rocm", MI300[:1], paths=fake_host)
+    options = container_devices("rocm", MI300[:1], no_runtimes, paths=fake_host)
     assert [n.split(":")[1] for n in options.nodes] == ["/dev/kfd", "/dev/dri/renderD128"]
     assert options.env == {"HIP_VISIBLE_DEVICES": "0"}
     out = docker_client.containers.run(
@@ -58,7 +62,7 @@ def test_amd_passes_kfd_and_only_the_leased_render_nodes(fake_host, cpu_image, d
 
 def test_nvidia_without_runtime_or_cdi_uses_raw_nodes(fake_host, cpu_image, docker_client) -> None:
     gpu = [Device(1, "GPU-1111", "NVIDIA H100", 1)]
-    options = container_devices("cuda", gpu, has_nvidia_runtime=False, paths=fake_host)
+    options = container_devices("cuda", gpu, runtimes=no_runtimes, paths=fake_host)
     assert options.route == "raw-nodes"
     assert [n.split(":")[1] for n in options.nodes] == ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia1"]
     out = docker_client.containers.run(cpu_image.tag, ["ls", "/dev"], devices=list(options.nodes), remove=True)
@@ -67,12 +71,12 @@ def test_nvidia_without_runtime_or_cdi_uses_raw_nodes(fake_host, cpu_image, dock
 
 def test_nvidia_prefers_the_runtime_then_cdi(fake_host, tmp_path) -> None:
     gpu = [Device(0, "GPU-2222", "NVIDIA H100", 1)]
-    assert container_devices("cuda", gpu, has_nvidia_runtime=True, paths=fake_host).route == "gpu-request"
+    assert container_devices("cuda", gpu, runtimes=lambda: ("runc", "nvidia"), paths=fake_host).route == "gpu-request"
     (tmp_path / "cdi").mkdir()
     (tmp_path / "cdi" / "nvidia.yaml").write_text("kind: nvidia.com/gpu\ndevices:\n- name: GPU-2222\n")
-    options = container_devices("cuda", gpu, has_nvidia_runtime=False, paths=fake_host)
+    options = container_devices("cuda", gpu, runtimes=no_runtimes, paths=fake_host)
     assert options.route == "cdi" and options.requests[0].device_ids == ("nvidia.com/gpu=GPU-2222",)
 
 
 def test_cpu_passes_nothing() -> None:
-    assert container_devices("cpu", []).nodes == ()
+    assert container_devices("cpu", [], no_runtimes).nodes == ()

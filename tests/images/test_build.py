@@ -43,7 +43,6 @@ def test_a_missing_recipe_is_a_usage_error(tmp_path: Path) -> None:
 def test_ensure_of_an_existing_tag_builds_nothing(docker_client, cpu_image) -> None:
     recipe = recipe_for(ROOT, "cpu")
     since = int(time.time()) - 1
-    started = time.monotonic()
     again = ensure(docker_client, recipe, ROOT)
     assert again.built is False and again.tag == cpu_image.tag and again.id == cpu_image.id
     # A build of the recipe would tag its content tag anew: the engine's events for that tag alone
@@ -51,8 +50,7 @@ def test_ensure_of_an_existing_tag_builds_nothing(docker_client, cpu_image) -> N
     events = docker_client.events(
         since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image", "image": cpu_image.tag}
     )
-    assert [e for e in events if e.get("Action") in ("tag", "build")] == []
-    assert time.monotonic() - started < 5  # generous: the figure itself is in bench/
+    assert [e for e in events if e.get("Action") in ("tag", "build")] == []  # its time: bench/
 
 
 @pytest.mark.parametrize("platform", ["cuda", "rocm"])

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.errors import ExitCode
 from harness.images.build_errors import project_failure
 from harness.images.in_image.install_project import FAILED, START
 from harness.images.project_install import ProjectInstall
+from tests.images.backend_projects import backend_project
 from tests.images.test_toolchain import _c_project
 
 SETUPTOOLS = ProjectInstall("/workspace", "x", (), "setuptools.build_meta")
@@ -58,3 +61,34 @@ def test_a_project_that_does_not_compile_exits_2_naming_its_file(run_harness, tm
     assert f"{source}:4: the project's build failed" in done.stderr and "lon" in done.stderr, done.stderr[-3000:]
     report = root / ".gpuci" / "runs" / "latest" / "report.json"
     assert not report.exists() or json.loads(report.read_text()).get("exit_code") in (2, None)
+
+
+def test_meson_s_paths_from_its_build_folder_name_the_checkout_s_file(tmp_path: Path) -> None:
+    meson = ProjectInstall("/workspace", "x", (), "mesonpy")
+    lines = [
+        START,
+        "  FAILED: _native.cpython-311-x86_64-linux-gnu.so.p/meson_lib__native.c.o",
+        "  ../../../workspace/meson_lib/_native.c:4:5: error: unknown type name 'lon'",
+        *PIP_TAIL,
+        f"{FAILED} (exit 1)",
+    ]
+    error = project_failure(lines, tmp_path, meson)
+    assert str(error).startswith(f"{tmp_path}/meson_lib/_native.c:4: the project's build failed"), error
+    setup = [
+        START,
+        '  ../../../workspace/meson.build:3:0: ERROR: Unknown function "extension_modul".',
+        f"{FAILED} (exit 1)",
+    ]
+    assert str(project_failure(setup, tmp_path, meson)).startswith(f"{tmp_path}/meson.build:3: ")
+
+
+@pytest.mark.slow  # an image of its own with meson and ninja: about 5 min on a busy 2-core engine
+def test_a_meson_project_that_does_not_compile_exits_2_naming_its_file(run_harness, tmp_path: Path) -> None:
+    """ninja names the source from meson-python's build folder in the image; the error names the checkout's."""
+    root = backend_project(tmp_path / "meson_lib", "meson_lib")
+    source = root / "meson_lib" / "_native.c"
+    source.write_text(source.read_text().replace("    long a, b;", "    lon a, b;"))
+    done = run_harness("run", "--platform", "cpu", "--area", "it", "--root", str(root), timeout=1800)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-4000:]
+    assert f"{source}:4: the project's build failed" in done.stderr and "lon" in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr.split("the project's build failed")[-1]  # one paragraph, no stack

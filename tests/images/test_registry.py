@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from harness.images import engine
-from harness.run.reaper import PROJECT_LABEL, project_id
+from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
 from tests.conftest import git
 from tests.registry_server import RegistryServer
 

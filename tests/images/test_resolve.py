@@ -56,6 +56,8 @@ def test_a_requirement_that_exists_nowhere_is_exit_2_naming_file_and_line(
     done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
     assert done.returncode == 2, done.stderr[-3000:]
     assert "requirements-test.txt:2" in done.stderr and "no-such-package-gpuci-test" in done.stderr
+    assert "the package index does not have; check its spelling" in done.stderr
+    assert "ships wheels" not in done.stderr  # a pin cannot mend a name that does not exist
     assert "Traceback" not in done.stderr
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.images.wheels import copy_verified, record_fetched, record_path
+from harness.images.wheels import copy_verified, record_fetched, record_path, recording
 
 
 def wheelhouse(tmp_path: Path) -> Path:
@@ -42,3 +42,17 @@ def test_unrecorded_wheels_are_recorded_once_and_links_never_copied(tmp_path: Pa
     assert "pkg-1.0-py3-none-any.whl" in record_path(root).read_text()
     copy_verified(root, house, tmp_path / "context-again")
     assert "recorded" not in capsys.readouterr().err
+
+
+def test_wheels_fetched_inside_recording_are_gpuci_s_and_never_called_hand_put(tmp_path: Path, capsys) -> None:
+    root, house = tmp_path / "project", wheelhouse(tmp_path)
+    root.mkdir()
+    record_fetched(root, house, {"pkg-1.0-py3-none-any.whl"})
+    with recording(root, house):  # as a resolver saves a wheel
+        (house / "fetched-2.0-py3-none-any.whl").write_bytes(b"fetched by gpuci")
+    assert "fetched-2.0-py3-none-any.whl" in record_path(root).read_text()
+    copy_verified(root, house, tmp_path / "context")
+    assert "did not fetch" not in capsys.readouterr().err
+    (house / "byhand-1.0-py3-none-any.whl").write_bytes(b"put here by hand")  # outside any fetch
+    copy_verified(root, house, tmp_path / "context-2")
+    assert "recorded the hashes of 1 wheel(s) gpuci did not fetch" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.reports.report import RunReport
 from harness.reports.summary import write_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -48,7 +49,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
 def test_in_chromium_the_failures_come_first_with_their_stacks_and_the_log_a_click_away(tmp_path: Path) -> None:
     from PIL import Image
 
-    page = write_html([failing_run(tmp_path)], tmp_path / "html" / "index.html")
+    page = write_html([RunReport.from_json(failing_run(tmp_path))], tmp_path / "html" / "index.html")
     dom = chromium("--dump-dom", page.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     text = dom.stdout

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
+from harness.reports.report import RunReport
 from harness.reports.summary import collect, table, write_html
 
 REPORT = {
@@ -49,7 +51,7 @@ def write_runs(tmp_path: Path, count: int) -> Path:
 def test_the_table_lists_runs_and_the_slowest_tests_first(tmp_path: Path) -> None:
     reports = collect([write_runs(tmp_path, 3)])
     text = table(reports)
-    assert [line.split()[0] for line in text.splitlines()[1:4]] == [r["run_id"] for r in reports]
+    assert [line.split()[0] for line in text.splitlines()[1:4]] == [r.run_id for r in reports]
     slow = text.split("slowest tests")[1].splitlines()[1]
     assert "5.000s" in slow and "shutdown-many" in slow and "test_four_servers" in slow
     assert "call" not in text.split("slowest tests")[1]
@@ -63,7 +65,7 @@ def test_the_html_page_has_each_timeline_and_the_trend(tmp_path: Path) -> None:
     assert len(pictures) == 8  # 3 timelines and the trend, each as SVG and PNG
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures if p.suffix == ".png")
     assert text.count("<img") == 4 and "pictures/trend.svg" in text
-    svg = (tmp_path / "html" / "pictures" / f"timeline-{reports[-1]['run_id']}.svg").read_text()
+    svg = (tmp_path / "html" / "pictures" / f"timeline-{reports[-1].run_id}.svg").read_text()
     assert "over budget" in svg  # the slow teardown is labelled on the picture
 
 
@@ -129,6 +131,7 @@ def test_a_cpu_run_has_no_gpu_figures_and_failures_come_first_with_stacks_and_li
         "log": str(run / "output.log"),
         "junit": str(run / "junit.xml"),
     }
+    report = RunReport.from_json(report)
     text = summary.table([report])
     assert "stop→VRAM" not in text and "budget margin" not in text and "1 failed, 3 passed, 1 timeout" in text
     monkeypatch.setattr(timeline, "can_draw", lambda: True)  # pictures could be drawn: none for a run without GPUs
@@ -165,7 +168,7 @@ def test_a_label_reaches_the_annotation_as_text_not_markdown_or_html(tmp_path: P
     label = "**big** [click](https://evil.example) <img src=x onerror=alert(1)>\n```\n</pre><script>x()</script>\x1b[2J"
     report = {"run_id": "r1", "session": "cpu_x", "step": label, "outcome": "passed", "gpuci_exit_code": 0}
     (tmp_path / "run").mkdir()
-    on_buildkite(report, tmp_path / "run")
+    on_buildkite(RunReport.from_json(report), tmp_path / "run")
     text = body.read_text()
     assert "<script>" not in text and "<img src=x" not in text and "</pre><" not in text
     assert "\x1b" not in text
@@ -182,7 +185,18 @@ def test_the_table_shows_control_characters_and_never_acts_on_them() -> None:
     hostile = "s\x1b]52;c;ZXZpbA==\x07\x1b[2J\rgpuci: passed\n"
     report = {"run_id": "r1", "session": "cpu_x", "step": hostile, "outcome": "passed", "gpuci_exit_code": 0,
               "tests": [{"test": "t::" + hostile, "phase": "teardown", "seconds": 2.0}]}  # fmt: skip
-    text = table([report])
+    text = table([RunReport.from_json(report)])
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
     assert not [line for line in text.splitlines() if line.startswith("gpuci: passed")]
     assert "\\x1b]52;c;ZXZpbA==" in text
+
+
+def test_the_page_links_to_each_report_from_wherever_it_is_written(tmp_path: Path, monkeypatch) -> None:
+    # `gpuci report RUN_ID --html /elsewhere/page.html` in the project: the run is found as
+    # `.gpuci/runs/…`, relative to the working folder, and the page's link must still reach it.
+    monkeypatch.chdir(tmp_path)
+    write_runs(tmp_path / ".gpuci", 1)
+    reports = collect([Path(".gpuci") / "runs"])
+    page = write_html(reports, tmp_path / "elsewhere" / "page.html", pictures=False)
+    hrefs = [h for h in re.findall(r'href="([^"]+)"', page.read_text()) if h.endswith("report.json")]
+    assert hrefs and all((page.parent / h).resolve().is_file() for h in hrefs), hrefs

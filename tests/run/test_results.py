@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.reports.records import TestResult
 from harness.reports.results import counts, summary_lines, write_junit
 
 AREA = """\
@@ -111,9 +112,9 @@ def test_counts_are_pytests_with_collection_skips_and_errors_under_xdist(
 
 def test_the_summary_and_a_junit_file_from_results(tmp_path: Path) -> None:
     results = [
-        {"test": "a.py::t1", "outcome": "passed", "seconds": 0.1},
-        {"test": "a.py::t2", "outcome": "failed", "seconds": 0.2, "message": 'x < y & "z"\nmore'},
-        {"test": "a.py::t3", "outcome": "skipped", "seconds": 0.0},
+        TestResult("a.py::t1", "passed", 0.1),
+        TestResult("a.py::t2", "failed", 0.2, 'x < y & "z"\nmore'),
+        TestResult("a.py::t3", "skipped", 0.0),
     ]
     assert counts(results) == {"failed": 1, "passed": 1, "skipped": 1}
     lines = summary_lines(results, ["a.py::t4"])

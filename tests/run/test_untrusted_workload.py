@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 
 from harness.images import engine
-from harness.run.reaper import PROJECT_LABEL, project_id
+from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
 from tests.conftest import git, harness_cmd, harness_env
 
 

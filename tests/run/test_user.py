@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-USER = "gpuci-ci-user"
+# This test process's own user: a suite beside this one removes its user when done.
+USER = f"gpuci-ci-{uuid.uuid4().hex[:8]}"
 AREA = """\
 platforms: [cpu]
 steps:
@@ -67,7 +69,9 @@ def user_python(user: str) -> Iterator[Path]:
 
 def test_a_session_run_by_a_non_root_user_leaves_only_their_files(user, user_python, cpu_image) -> None:
     project = Path(tempfile.mkdtemp(prefix="gpuci-user-project-", dir="/tmp"))
+    sim_gpus = Path(tempfile.mkdtemp(prefix="gpuci-user-simgpu-", dir="/tmp"))  # the user's, this test's
     try:
+        shutil.chown(sim_gpus, user, user)
         (project / ".buildkite" / "test_areas").mkdir(parents=True)
         (project / ".buildkite" / "test_areas" / "own.yaml").write_text(AREA)
         shutil.copytree(ROOT / "containers", project / "containers")
@@ -76,6 +80,7 @@ def test_a_session_run_by_a_non_root_user_leaves_only_their_files(user, user_pyt
         project.chmod(0o755)
         command = [str(user_python), "-m", "harness", "run", "--platform", "cpu", "--area", "own"]
         env = ["env", f"PYTHONPATH={project}", "PYTHONDONTWRITEBYTECODE=1", f"HOME=/home/{user}"]
+        env.append(f"GPUCI_SIM_GPUS={sim_gpus}")
         done = subprocess.run(
             ["runuser", "-u", user, "--", *env, *command, "--root", str(project)],
             capture_output=True,
@@ -101,3 +106,4 @@ def test_a_session_run_by_a_non_root_user_leaves_only_their_files(user, user_pyt
         assert root_step.returncode == 0 and root_step.stdout.strip().splitlines()[-1] == "0"
     finally:
         shutil.rmtree(project, ignore_errors=True)
+        shutil.rmtree(sim_gpus, ignore_errors=True)

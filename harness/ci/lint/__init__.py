@@ -19,8 +19,26 @@ pytest collects), `resolver` with `shell_text` and `shell_values` (commands as a
 (what is reported).
 """
 
-from harness.ci.lint.allow import load_allowed
-from harness.ci.lint.check import lint
-from harness.ci.lint.findings import KINDS, Finding, as_json, as_text
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["KINDS", "Finding", "as_json", "as_text", "lint", "load_allowed"]
+
+# Imported when first asked for: a warm lint replays its findings (memo) without loading the checks.
+_HOMES = {
+    "KINDS": "findings",
+    "Finding": "findings",
+    "as_json": "findings",
+    "as_text": "findings",
+    "lint": "check",
+    "load_allowed": "allow",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -140,7 +140,7 @@ class AnalysisCache:
             descriptor, temporary = tempfile.mkstemp(dir=self.store.parent, prefix=".lint-", suffix=".tmp")
             try:
                 with os.fdopen(descriptor, "w") as out:
-                    json.dump(kept, out, separators=(",", ":"))
+                    out.write(json.dumps(kept, separators=(",", ":")))  # dumps: the C encoder, dump is not
                 os.replace(temporary, self.store)
             finally:
                 with contextlib.suppress(FileNotFoundError):

@@ -13,7 +13,7 @@ from harness.ci.lint.allow import load_allowed
 from harness.ci.lint.cache import Analysis, AnalysisCache, T
 from harness.ci.lint.files import CheckoutFiles, Files
 from harness.ci.lint.findings import Finding, dedupe
-from harness.ci.lint.gates import AMBIENT, PYTHON_GATES
+from harness.ci.lint.gates import PYTHON_GATES, is_ambient
 from harness.ci.lint.homes import PENDING, Homes
 from harness.ci.lint.module_facts import SELF_SET_NAMES, TEST_FACTS
 from harness.ci.lint.platform_skips import PLATFORM_SKIP
@@ -23,7 +23,8 @@ from harness.ci.lint.shell_gates import SHELL_GATES
 from harness.ci.lint.tree import PytestConfig, Tree
 from harness.declare.areas import Area, Step
 from harness.declare.config import ProjectConfig
-from harness.declare.dependencies import matches, mode_for
+from harness.declare.dependencies import mode_for
+from harness.gpu.vendors import foreign_default, vendors
 
 Analyse = Callable[[Analysis[T], str], T]
 
@@ -62,7 +63,7 @@ def lint(
             reaches = {id(step): resolver.step(step) for step in forms.values()}
             for platform, step in forms.items():
                 # A step on hardware gpuci has no platform for runs its tests somewhere unknown ("?").
-                known = "?" if OTHER_HARDWARE.search(step.device or "") else platform
+                known = "?" if other_hardware(step.device or "") else platform
                 for path in reaches[id(step)].files:
                     if path.rpartition("/")[2].startswith("test_"):
                         runs.setdefault(path, []).append((rel, step.line, step.label, known))
@@ -100,17 +101,19 @@ def lint(
                             suggestion=f"drop {option} {written}",
                         )
                     )
-                for written in dict.fromkeys(reach.unresolved):
+                unresolved = list(dict.fromkeys(reach.unresolved))
+                if unresolved:  # once per step, naming every target it could not bound
+                    words = " and ".join(f"`{w}`" for w in unresolved)
                     findings.append(
                         Finding(
                             "unresolved-target",
                             rel,
                             step.line,
                             step.label,
-                            f"step {step.label!r} runs pytest on `{written}`, which the lint cannot resolve: "
+                            f"step {step.label!r} runs pytest on {words}, which the lint cannot resolve: "
                             "it counts as reaching nothing, so tests only it runs are reported unrun",
-                            variable=written,
-                            suggestion="name the files, or loop over a glob, a list or a `find` the lint can read",
+                            variable=" ".join(unresolved),
+                            suggestion="name the files, or loop over a glob, a list file or a `find` the lint can read",
                         )
                     )
                 reached |= reach.files
@@ -151,6 +154,12 @@ def lint(
 OTHER_HARDWARE = re.compile(r"intel_gpu|xpu|hpu|npu|tpu|ascend|gaudi|neuron|external", re.I)
 
 
+def other_hardware(device: str) -> bool:
+    """An agent of hardware no registered vendor claims (a vendor's own agents are its platform's)."""
+    claimed = any(v.foreign.agent_device and re.match(v.foreign.agent_device, device) for v in vendors())
+    return bool(OTHER_HARDWARE.search(device)) and not claimed
+
+
 EXTERNAL = "run by CI from outside the pipeline files"
 
 
@@ -158,12 +167,13 @@ def _external(root: Path, tree: Tree, config: ProjectConfig) -> list[Area]:
     """Each script of [tool.gpuci] external_scripts as a step of its own, run from the checkout's root
     on hardware gpuci has no platform for (no platform finding is drawn from it)."""
     scripts = sorted({p for g in config.external_scripts for p in tree.files if fnmatch.fnmatch(p, g)})
+    platforms = (foreign_default().platform,)  # read as a foreign step is
     return [
         Area(
             "external",
             "",
             root / path,
-            (Step(EXTERNAL, (f"bash {path}",), ("cuda",), 1, device="external", extra={"no_plugin": True}),),
+            (Step(EXTERNAL, (f"bash {path}",), platforms, 1, device="external", extra={"no_plugin": True}),),
         )
         for path in scripts
     ]
@@ -206,7 +216,7 @@ def _dead_dependencies(tree: Tree, rel: str, step: Step, mode: str, run_all: tup
         path = entry.lstrip("!").strip().strip("/")
         if any(c in path for c in "*?[") or tree.exists(path):
             continue
-        if mode != "component" and any(matches(f, entry.lstrip("!"), mode) for f in tree.files):
+        if mode != "component" and tree.matched_by(entry.lstrip("!"), mode):
             continue  # the generator matches by substring or prefix: some file still triggers the step
         hint = next(
             (f"{path}{ext}" for ext in (".py", ".sh", ".yaml", ".yml", ".txt") if tree.exists(path + ext)),
@@ -238,7 +248,7 @@ def _matches_any(tree: Tree, entry: str, mode: str) -> bool:
     path = entry.strip().strip("/")
     if any(c in path for c in "*?["):
         return any(fnmatch.fnmatch(f, path) or fnmatch.fnmatch(f, path + "/*") for f in tree.files)
-    return tree.exists(path) or (mode != "component" and any(matches(f, entry, mode) for f in tree.files))
+    return tree.exists(path) or (mode != "component" and tree.matched_by(entry, mode))
 
 
 def _set_by_the_project(tree: Tree, analyse: Analyse) -> set[str]:
@@ -273,7 +283,7 @@ def _unset_gates(
         else:
             continue
         for variable, (line, holds) in sorted(gates.items()):
-            if AMBIENT.match(variable) or any(variable in env for _, _, env in steps):
+            if is_ambient(variable) or any(variable in env for _, _, env in steps):
                 continue
             self_set = set_by_the_project() if self_set is None else self_set
             if variable in self_set:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 
 from harness.ci.lint.cache import Analysis
+from harness.gpu.vendors import vendors
 
 # Set by the CI environment or by gpuci itself, never by a step: not gates a step must set.
 # Also the host's toolchain probes and the agent's secrets: a step cannot (and must not) set those.
+# The vendors' toolchain variables (harness.gpu.vendors) count too: see `is_ambient`.
 AMBIENT = re.compile(
     r"^(BUILDKITE.*|CI|HOME|PATH|USER|PWD|TMPDIR|PYTHONPATH|GPUCI_.*|[A-Z]+_VISIBLE_DEVICES"
-    r"|ROCM_(PATH|HOME)|HIP_PATH|CUDA_(HOME|PATH)|BASH.*|.*(TOKEN|SECRET|PASSWORD|_KEY).*)$"
+    r"|BASH.*|.*(TOKEN|SECRET|PASSWORD|_KEY).*)$"
 )
+
+
+def is_ambient(variable: str) -> bool:
+    return bool(AMBIENT.match(variable)) or any(variable in v.lint.toolkit_variables for v in vendors())
 
 
 PY_GATE = re.compile(
@@ -26,8 +33,8 @@ def python_gates(text: str) -> set[str]:
     `not` (`skipif(not os.getenv("X"))`, `"X" not in os.environ`, `is None`), directly or through
     a module-level name (`X = os.getenv("X")` … `skipif(not X)`). Not gates: a variable that turns
     tests off when set, or one read with a default that runs them anyway."""
-    if "environ" not in text and "getenv" not in text:
-        return set()  # reads no environment: no gate, not worth parsing
+    if ("environ" not in text and "getenv" not in text) or ("skip" not in text and "pytestmark" not in text):
+        return set()  # reads no environment, or skips nothing: no gate, not worth parsing
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
@@ -39,7 +46,7 @@ def python_gates(text: str) -> set[str]:
             if variable:
                 names[node.targets[0].id] = variable
     gates: set[str] = set()
-    for condition in _skip_conditions(tree):
+    for condition in _skip_conditions(tree, text):
         gates |= _enabling(condition, names, negated=False)
     return gates
 
@@ -72,17 +79,55 @@ def _key_and_default(node: ast.AST) -> tuple[str, object] | None:
     return key.value, None if default is None else default.value
 
 
-def _skip_conditions(tree: ast.AST) -> list[ast.AST]:
-    """What makes tests skip: skipif's first argument, and the test of an `if` whose body skips."""
+def _skip_conditions(tree: ast.AST, text: str = "") -> list[ast.AST]:
+    """What makes tests skip: skipif's first argument, and the test of an `if` whose body skips.
+    With the module's `text`, only statements whose lines mention `skip` are walked into."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # numbered as the parser numbers them
+    skip_lines = [i for i, line in enumerate(lines, 1) if "skip" in line] if text else None
     found: list[ast.AST] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("skipif") and node.args:
-            found.append(node.args[0])
-        elif isinstance(node, ast.If) and any(
-            isinstance(n, ast.Call) and ast.unparse(n.func) in ("pytest.skip", "skip") for n in ast.walk(node)
-        ):
-            found.append(node.test)
-    return found
+    parents: dict[int, ast.AST] = {}
+    skips: list[ast.AST] = []  # `pytest.skip(…)` / `skip(…)` calls: each `if` around one skips
+    stack = [tree]
+    while stack:  # one walk, noting each node's parent (an `if` is found from the skip inside it)
+        node = stack.pop()
+        if skip_lines is not None and isinstance(node, ast.stmt) and not _mentions(skip_lines, node):
+            continue  # a statement whose lines never say `skip` holds no skip and no skipif
+        for child in ast.iter_child_nodes(node):
+            parents[id(child)] = node
+            stack.append(child)
+        if isinstance(node, ast.Call):
+            name = _called(node.func)
+            if name.endswith("skipif") and node.args:
+                found.append(node.args[0])
+            elif name in ("pytest.skip", "skip"):
+                skips.append(node)
+    branches: dict[int, ast.If] = {}
+    for skip in skips:
+        above = parents.get(id(skip))
+        while above is not None:
+            if isinstance(above, ast.If):
+                branches[id(above)] = above
+            above = parents.get(id(above))
+    return found + [branch.test for branch in branches.values()]
+
+
+def _mentions(lines: list[int], node: ast.stmt) -> bool:
+    """Whether one of the sorted line numbers `lines` falls within the statement's lines (a
+    function's or class's decorators, above its `def` line, included)."""
+    start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+    at = bisect.bisect_left(lines, start)
+    return at < len(lines) and lines[at] <= (node.end_lineno or node.lineno)
+
+
+def _called(func: ast.expr) -> str:
+    """A call's function as written, for a name (`skipif`, `pytest.mark.skipif`, `pytest.skip`);
+    "" for anything else (a call's result, a subscript), which never names a skip."""
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        inner = _called(func.value)
+        return f"{inner}.{func.attr}" if inner else f"?.{func.attr}"
+    return ""
 
 
 def _enabling(node: ast.AST, names: dict[str, str], negated: bool) -> set[str]:

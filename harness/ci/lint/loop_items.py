@@ -1,4 +1,5 @@
-"""What a shell loop iterates over, as paths of the tree: globs, word lists, `find`, the script's own lists.
+"""What a shell loop iterates over, as paths of the tree: globs, word lists, `find`, list files, the
+script's own lists.
 
 Each item is given as the agent's absolute path (under the workspace), so the loop's body resolves
 it wherever it runs. An item no one can know here (`$(curl …)`, a variable set outside the script,
@@ -21,6 +22,8 @@ WHOLE_REFERENCE = re.compile(r"^\$\{?([A-Za-z_]\w*)(?:\[[@*]\])?\}?$")
 ANY_REFERENCE = re.compile(r"\$\{?([A-Za-z_]\w*)")
 MAX_ITEMS = 5000  # a loop over more is read as over these (a bound on the lint's work, not the shell's)
 MAX_DEPTH = 4  # variables defined through variables, this deep
+# A list file's read is the resolver's: a regular file of the checkout, bounded in size, never a link out.
+Read = Callable[[str], str]
 
 
 def find_listing(tree: Tree, find: list[str], base: str) -> list[str]:
@@ -55,8 +58,8 @@ def find_start(find: list[str]) -> str:
 class LoopItems:
     """Items of loops in a script run from `cwd`; `to_repo` maps a path as written to a tree path."""
 
-    def __init__(self, tree: Tree, workspace: str, to_repo: Callable[[str, str], str | None]) -> None:
-        self.tree, self.workspace, self.to_repo = tree, workspace.rstrip("/"), to_repo
+    def __init__(self, tree: Tree, workspace: str, to_repo: Callable[[str, str], str | None], read: Read) -> None:
+        self.tree, self.workspace, self.to_repo, self.read = tree, workspace.rstrip("/"), to_repo, read
 
     def absolute(self, path: str) -> str:
         return self.workspace + ("/" + path if path else "")
@@ -70,6 +73,14 @@ class LoopItems:
         if not words:
             return None
         head = posixpath.basename(words[0])
+        if head == "cat" and len(words) > 1:
+            listed: list[str] = []
+            for word in (w for w in words[1:] if not w.startswith("-")):
+                more = self.of_list_file(word, cwd, env)
+                if more is None:
+                    return None
+                listed += more
+            return listed
         if head == "find":
             start = self.to_repo(cwd, expand(find_start(words), env))
             if start is None or "$" in start or not self.tree.exists(start):
@@ -84,6 +95,20 @@ class LoopItems:
                 found += more
             return found
         return None
+
+    def of_list_file(self, written: str, cwd: str, env: dict[str, str]) -> list[str] | None:
+        """The lines of a list file of the checkout (`done < tests/list.txt`, `cat list.txt | while
+        read f`), each as written: the body resolves them where it runs. Blank and `#` lines are no
+        items. None when the file's name cannot be known here; no items when it is not a file of
+        the tree (absent, outside the checkout), so nothing is reached through it."""
+        name = expand(written, env)
+        if "$" in name or GLOB.search(name):
+            return None
+        path = self.to_repo(cwd, name)
+        if path is None or not self.tree.is_file(path):
+            return []
+        lines = (line.strip() for line in self.read(path).splitlines())
+        return [line for line in lines if line and not line.startswith("#")][:MAX_ITEMS]
 
     def _words(self, text: str, scope: str, cwd: str, env: dict[str, str], depth: int) -> list[str] | None:
         substitutions: list[str] = []

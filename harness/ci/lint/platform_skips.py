@@ -2,8 +2,8 @@
 current_platform.is_cuda(), …)` or a module-level `if not current_platform.is_rocm(): pytest.skip(…,
 allow_module_level=True)`. Run only by that platform's steps, such a module's tests never run.
 
-Conditions are evaluated per platform from what the platform checks mean; a condition on anything
-else (a device capability, an optional package, a torch op) is not judged.
+Conditions are evaluated per platform from what the platform checks mean (each vendor's lint names,
+harness.gpu.vendors); a condition on anything else (a device capability, an optional package, a torch op) is not judged.
 """
 
 from __future__ import annotations
@@ -13,17 +13,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.ci.lint.cache import Analysis
+from harness.declare.platforms import platform_names
+from harness.gpu.vendors import vendors
 
-# What `current_platform.is_X()` (or any receiver's) is on each gpuci platform.
-PLATFORM_CHECKS = {
-    "is_cuda": {"cuda"},
-    "is_rocm": {"rocm"},
-    "is_cuda_alike": {"cuda", "rocm"},
-    "is_cpu": {"cpu"},
-    "is_xpu": set(),
-    "is_tpu": set(),
-}
-PLATFORMS = ("cuda", "rocm", "cpu")
+# Checks known to be false on every platform gpuci has (other hardware's); the vendors name their own.
+OTHER_PLATFORM_CHECKS = ("is_xpu", "is_tpu")
+
+
+def _true_on(name: str, attribute: bool) -> frozenset[str] | None:
+    """The platforms where a check (a call, or an attribute) is true; None when no vendor knows it."""
+    platforms = frozenset(
+        v.platform for v in vendors() if name in (v.lint.skip_attributes if attribute else v.lint.skip_calls)
+    )
+    if platforms or (not attribute and name in OTHER_PLATFORM_CHECKS):
+        return platforms
+    return None
 
 
 class Unknown(Exception):
@@ -45,13 +49,14 @@ def platform_skip(text: str) -> PlatformSkip | None:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return None
+    platforms = platform_names()
     for node in tree.body:
         for condition in _module_skip_conditions(node):
             try:
-                skipped = frozenset(p for p in PLATFORMS if _evaluate(condition, p))
+                skipped = frozenset(p for p in platforms if _evaluate(condition, p))
             except Unknown:
                 continue
-            if skipped and skipped != frozenset(PLATFORMS):
+            if skipped and skipped != frozenset(platforms):
                 return PlatformSkip(skipped, condition.lineno, ast.unparse(condition))
     return None
 
@@ -83,12 +88,12 @@ def _evaluate(node: ast.expr, platform: str) -> bool:
         values = [_evaluate(v, platform) for v in node.values]
         return all(values) if isinstance(node.op, ast.And) else any(values)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.args:
-        if node.func.attr in PLATFORM_CHECKS:
-            return platform in PLATFORM_CHECKS[node.func.attr]
-        if ast.unparse(node.func) == "torch.cuda.is_available":
-            return platform in ("cuda", "rocm")
-    if isinstance(node, ast.Attribute) and ast.unparse(node) in ("torch.version.hip", "torch.version.cuda"):
-        return platform == ("rocm" if node.attr == "hip" else "cuda")
+        # `current_platform.is_X()` (any receiver), then a dotted call (`torch.X.is_available()`)
+        for name in (node.func.attr, ast.unparse(node.func)):
+            if (where := _true_on(name, attribute=False)) is not None:
+                return platform in where
+    if isinstance(node, ast.Attribute) and (where := _true_on(ast.unparse(node), attribute=True)) is not None:
+        return platform in where
     raise Unknown
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.ci.lint.cache import Analysis, AnalysisCache, T
@@ -33,9 +34,20 @@ LEADING_KEYWORD = re.compile(r"^(then|do|else|elif|if|while|for)\s+")
 PREFIX_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # A loop body that may reach a test or a script: only then does each item matter.
 RUNS_SOMETHING = re.compile(r"pytest|python|torchrun|\bbash\b|\bsh\b|\.sh\b|\.py\b")
+# `done < FILE` (not `< <(…)`): the loop reads FILE's lines; its name one shell word, quoted or not.
+LIST_FILE = re.compile(r"""^<\s*(?!<|\()("[^"]*"|'[^']*'|[^\s;|&<>]+)""")
 KEYWORDS = frozenset({"do", "then", "else", "elif", "if", "while", "until", "!", "{", "time"})
 UNKNOWN = "\0unknown"  # a working directory no one can know here (`cd "$SOME_DIR"`, `cd /tmp`)
 DIRECTORY_STACK = "\0pushd"  # pushd's stack, kept with the shell's variables
+
+
+@dataclass(frozen=True)
+class Script:
+    """The script a text is read from (`here`: its path, for its own folder), and `scope`: the text whose
+    assignments bound a loop's variables."""
+
+    here: str | None = None
+    scope: str | None = None
 
 
 class Resolver:
@@ -49,7 +61,7 @@ class Resolver:
         self._scripts: dict[tuple[object, ...], tuple[Reach, tuple[dict[str, str], list[str]]]] = {}
         self._names: dict[str, set[str]] = {}  # per script: the names it and the scripts it runs hold
         self.value_options = PYTEST_VALUE_OPTS | project_value_options(tree, self.analyse)
-        self.items = LoopItems(tree, config.workspace, self.to_repo)
+        self.items = LoopItems(tree, config.workspace, self.to_repo, self.read)
 
     def _split(self, line: str) -> list[list[str]]:
         """A line's simple commands, split once a lint (a copy each time: callers consume them)."""
@@ -96,19 +108,13 @@ class Resolver:
         return reach
 
     def _text(
-        self,
-        text: str,
-        cwd: str,
-        env: dict[str, str],
-        reach: Reach,
-        depth: int,
-        here: str | None = None,
-        scope: str | None = None,
+        self, text: str, cwd: str, env: dict[str, str], reach: Reach, depth: int, script: Script = Script()
     ) -> str:
         """Lines run in order. Lines inside a multi-line quoted string (`docker exec c bash -c "` …)
         run elsewhere, in a container whose working directory no one knows here: what they reach
         counts, but a path they name that is not in the tree is not called missing. A loop runs its
-        body once per item; `scope` is the script whose assignments bound a loop's variables."""
+        body once per item; `script.scope` is the script whose assignments bound a loop's variables."""
+        here = script.here
         quote: str | None = None
         starts: list[tuple[str, str]] = []  # open `if`/`case` blocks and the folder each began in
         lines = list(logical_lines(text))
@@ -120,7 +126,7 @@ class Resolver:
                 cwd = branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
             loop = find_loop(lines, at) if "for" in raw or "while" in raw else None
             if loop is not None:
-                moved = self._loop(loop, scope or text, cwd, env, reach, depth, here)
+                moved = self._loop(loop, cwd, env, reach, depth, Script(here, script.scope or text))
                 taken = lines[at : at + loop.lines]
             else:
                 # A leading keyword off, so `then X="$(…)"` and `do cd "$(…)"` read as the assignment and the cd.
@@ -137,11 +143,10 @@ class Resolver:
             at += len(taken)
         return cwd
 
-    def _loop(
-        self, loop: Loop, scope: str, cwd: str, env: dict[str, str], reach: Reach, depth: int, here: str | None
-    ) -> str:
+    def _loop(self, loop: Loop, cwd: str, env: dict[str, str], reach: Reach, depth: int, script: Script) -> str:
         """The body once per item the loop iterates over. Items no one can bound: the body runs once
         with its variable unknown, so what it names reaches nothing and is reported unresolved."""
+        here, scope = script.here, script.scope or ""
         items: list[str] | None = None
         if loop.before:
             cwd = self._line(loop.before.rstrip("|&; "), cwd, env, reach, depth, here)
@@ -154,12 +159,14 @@ class Resolver:
         elif (source := re.match(r"^<\s*<\((.*)\)", loop.after)) is not None:
             commands = self.cache.get(SPLIT_COMMANDS, source.group(1))  # done < <(find …)
             items = self.items.of_command(commands[-1], cwd, env) if commands else None
+        elif (listed := LIST_FILE.match(loop.after)) is not None:  # done < tests/list.txt
+            items = self.items.of_list_file(listed.group(1).strip("\"'"), cwd, env)
         for item in [None] if items is None else items:
             if item is None or item == "":
                 env.pop(loop.name, None)
             else:
                 env[loop.name] = item
-            cwd = self._text(loop.body, cwd, env, reach, depth, here, scope)
+            cwd = self._text(loop.body, cwd, env, reach, depth, script)
         if loop.after.startswith(("|", "&&", ";")):
             cwd = self._line(loop.after.lstrip("|&; "), cwd, env, reach, depth, here)
         return cwd
@@ -247,7 +254,7 @@ class Resolver:
                 # runs somewhere: what it reaches counts; a path it names is not judged.
                 if depth < 4 and (STRING_COMMAND.match(word) or FOR_HEAD.search(word)):
                     before, stale = len(reach.missing), len(reach.stale)  # `bash -c "for f in …; done"` too
-                    self._text(word, string_cwd, dict(env), reach, depth + 1, here)
+                    self._text(word, string_cwd, dict(env), reach, depth + 1, Script(here))
                     del reach.missing[before:]
                     del reach.stale[stale:]
         return cwd
@@ -371,7 +378,7 @@ class Resolver:
         key = (path, cwd, tuple(sorted((k, v) for k, v in env.items() if names is None or k in names)), depth)
         if key not in self._scripts:
             ran, after = Reach(), dict(env)
-            self._text(self.read(path), cwd, after, ran, depth + 1, here=path)
+            self._text(self.read(path), cwd, after, ran, depth + 1, Script(here=path))
             names = {DIRECTORY_STACK}.union(*(set(IDENTIFIER.findall(self.read(p))) for p in {path, *ran.scripts}))
             self._names[path] = names
             changed = {k: v for k, v in after.items() if env.get(k) != v}

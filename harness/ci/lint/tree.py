@@ -20,6 +20,7 @@ class Tree:
     files: list[str]
     dirs: set[str] = field(default_factory=set)
     by_name: dict[str, list[str]] = field(default_factory=dict)
+    _joined: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def scan(cls, root: Path, names: list[str] | None = None) -> Tree:
@@ -45,6 +46,28 @@ class Tree:
 
     def exists(self, path: str) -> bool:
         return path in ("", ".") or path in self.dirs or self._has_file(path)
+
+    def matched_by(self, entry: str, mode: str) -> bool:
+        """Whether any file matches a `source_file_dependencies` entry the way `dependencies.matches`
+        does, without trying each file: a prefix by bisection, a substring in all the names at once."""
+        if mode == "prefix":
+            return self._starts(entry.strip().lstrip("/"))
+        pattern = entry.strip().strip("/")
+        if pattern in ("", "."):
+            return bool(self.files)
+        if mode == "substring":
+            if self._joined is None:
+                self._joined = "\n".join(self.files)  # names hold no newline that git lists (-z aside)
+            return pattern in self._joined if "\n" not in pattern else any(pattern in f for f in self.files)
+        return self._has_file(pattern) or self._starts(pattern + "/")
+
+    def _starts(self, prefix: str) -> bool:
+        i = bisect.bisect_left(self.files, prefix)
+        return i < len(self.files) and self.files[i].startswith(prefix)
+
+    def is_file(self, path: str) -> bool:
+        """A file of the tree (not a folder)."""
+        return self._has_file(path)
 
     def _has_file(self, path: str) -> bool:
         i = bisect.bisect_left(self.files, path)

@@ -58,13 +58,21 @@ class BuildOutputs:
             if full == WORKSPACE or full.startswith(WORKSPACE + os.sep):
                 built = BY_DIR.get(os.path.relpath(full, WORKSPACE), {}).get(name)
                 if built:
-                    return spec_from_file_location(fullname, os.path.join(OUTPUTS, built))
+                    return _spec(fullname, built)
             spec = PathFinder.find_spec(fullname, [folder])
             if spec is not None and spec.loader is not None:
                 return None  # a regular module earlier on the path: the usual import finds it
         if path is None and name in TOP:
-            return spec_from_file_location(fullname, os.path.join(OUTPUTS, TOP[name]))
+            return _spec(fullname, TOP[name])
         return None
+
+
+def _spec(fullname, built):
+    """A module's spec; a package the build made whole (maturin's cffi module) searches its folder."""
+    where = os.path.join(OUTPUTS, built)
+    if os.path.basename(built).startswith("__init__."):
+        return spec_from_file_location(fullname, where, submodule_search_locations=[os.path.dirname(where)])
+    return spec_from_file_location(fullname, where)
 
 
 def install():
@@ -89,6 +97,17 @@ def module_name(relpath: str) -> str | None:
     return None
 
 
+def _remove_empty_parents(workspace: str, rel: str) -> None:
+    """The folders the build made and left empty (a package it wrote whole): gone with their files."""
+    folder = os.path.dirname(rel)
+    while folder:
+        try:
+            os.rmdir(os.path.join(workspace, folder))
+        except OSError:
+            return  # not empty: it holds the checkout's files
+        folder = os.path.dirname(folder)
+
+
 def main(argv: list[str]) -> int:
     workspace, outputs = os.path.abspath(argv[0]), os.path.abspath(argv[1])
     options, command = argv[2 : argv.index("--")], argv[argv.index("--") + 1 :]
@@ -104,16 +123,23 @@ def main(argv: list[str]) -> int:
         return 0
     by_dir: dict[str, dict[str, str]] = {}
     top: dict[str, str] = {}
+    # Packages the build made whole (maturin writes its cffi module `pkg/_native/` into the source folder):
+    # found by their folder's name in the folder above; what is inside them is no top-level module.
+    made = {os.path.dirname(rel) for rel in created if module_name(rel) == "__init__" and os.path.dirname(rel)}
+    for package in sorted(made):
+        init = next(rel for rel in created if os.path.dirname(rel) == package and module_name(rel) == "__init__")
+        by_dir.setdefault(os.path.dirname(package) or ".", {})[os.path.basename(package)] = init
     for rel in created:
         target = os.path.join(outputs, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         shutil.move(os.path.join(workspace, rel), target)
+        _remove_empty_parents(workspace, rel)
         name = module_name(rel)
         if name is None or rel.split(os.sep, 1)[0] in SKIPPED_DIRS:
             continue
         folder = os.path.dirname(rel) or "."
         by_dir.setdefault(folder, {})[name] = rel
-        if not os.path.exists(os.path.join(workspace, folder, "__init__.py")):
+        if folder not in made and not os.path.exists(os.path.join(workspace, folder, "__init__.py")):
             top.setdefault(name, rel)
     shown = [rel for rel in created if module_name(rel)]
     kept = ", ".join(shown)[:400]

@@ -78,3 +78,33 @@ def test_a_pure_python_install_leaves_no_finder(tmp_path: Path) -> None:
     ws = _workspace(tmp_path)
     assert main([str(ws), str(tmp_path / "out"), "--site", str(tmp_path), "--", sys.executable, "-c", "pass"]) == 0
     assert not (tmp_path / "_gpuci_build_outputs.pth").exists() and not (tmp_path / "out").exists()
+
+
+# maturin's cffi bindings: the build writes a whole package into the Python source folder.
+MAKES_A_PACKAGE = """\
+import pathlib, sys
+native = pathlib.Path(sys.argv[1]) / "pkg" / "_native"
+native.mkdir()
+(native / "__init__.py").write_text("from .ffi import WHERE\\n")
+(native / "ffi.py").write_text("WHERE = 'built package'\\n")
+"""
+
+
+def test_a_package_the_build_makes_whole_is_imported_from_the_outputs(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    (ws / "pkg" / "__init__.py").write_text("from ._native import WHERE\n")
+    (tmp_path / "build.py").write_text(MAKES_A_PACKAGE)
+    outputs, site = tmp_path / "outputs", tmp_path / "site"
+    site.mkdir()
+    assert (
+        main([str(ws), str(outputs), "--site", str(site), "--", sys.executable, str(tmp_path / "build.py"), str(ws)])
+        == 0
+    )
+    assert not (ws / "pkg" / "_native").exists() and (outputs / "pkg" / "_native" / "ffi.py").is_file()
+    probe = (
+        f"import site, sys; site.addsitedir({str(site)!r}); sys.path.insert(0, {str(ws)!r}); "
+        "import pkg, pkg._native.ffi; print(pkg.WHERE, pkg._native.ffi.__file__.startswith(sys.argv[1]), sep='|'); "
+        "import importlib.util; print(importlib.util.find_spec('ffi'))"  # its modules are no top-level ones
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(outputs)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout.splitlines() == ["built package|True", "None"], done.stderr

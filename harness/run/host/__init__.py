@@ -1,0 +1,1 @@
+"""The host backend (`--no-container`): the step as a process tree on the host."""
