@@ -194,17 +194,15 @@ def _fill_with_uv(requirements: Path, wheelhouse: Path, ca_bundle: Path | None, 
     offline first; False where the host has no uv (pip fills it)."""
     from harness.images.fetch import fetch
     from harness.images.installer import usable_uv
-    from harness.images.uv_resolve import compile_wheels
+    from harness.images.uv_resolve import Request, compile_wheels
 
     uv = usable_uv(wheelhouse, ca_bundle, root)
     if uv is None:
         return False
     machine = platform.machine()
     for offline in (True, False):
-        compiled = compile_wheels(
-            uv, requirements, "3.10", f"{machine}-manylinux_2_17", machine, "2.17", wheelhouse, None, ca_bundle,
-            offline, no_deps=True,
-        )  # fmt: skip
+        request = Request(requirements, "3.10", machine, "2.17", wheelhouse, None, ca_bundle, no_deps=True)
+        compiled = compile_wheels(uv, request, f"{machine}-manylinux_2_17", offline)
         if compiled.wheels is not None:
             fetched = fetch(compiled.wheels, wheelhouse, root, ca_bundle)
             if fetched:

@@ -83,18 +83,13 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
         image_id = existing(client, tag)
         if image_id:
             return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
-        return _build_missing(client, recipe, root, tag, content_hash, started, fetched)
+        return _build_missing(client, recipe, root, content_hash, started, fetched)
 
 
 def _build_missing(
-    client: docker.DockerClient,
-    recipe: ImageRecipe,
-    root: Path,
-    tag: str,
-    content_hash: str,
-    started: float,
-    fetched: bool = False,
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, content_hash: str, started: float, fetched: bool
 ) -> EnsuredImage:
+    tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
     if recipe.base_recipe is not None:
         bootstrap_base(client, recipe.base_recipe)
     if recipe.system_layer is not None:

@@ -34,7 +34,7 @@ from harness.images.installer import cache_dir, pip_command, usable_uv
 from harness.images.missing import advice
 from harness.images.uv_resolve import MISSING as UV_MISSING
 from harness.images.uv_resolve import NETWORK_WORDS as UV_NETWORK_WORDS
-from harness.images.uv_resolve import compile_wheels, uv_platform
+from harness.images.uv_resolve import Request, compile_wheels, uv_platform
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -179,13 +179,12 @@ def resolve(
     uv = usable_uv(wheelhouse, ca_bundle)
     platform = uv_platform(target.machine, target.glibc) if uv else None
     if uv and platform and target.glibc:
+        beside = Path(os.path.abspath(constraints)) if constraints else None
+        request = Request(requirements, target.version, target.machine, target.glibc, wheelhouse, beside, ca_bundle)
         for offline in (True, False):
             if not offline:
                 say(f"resolving {shown_as} for Python {target.version} ({platform}) with uv into {wheelhouse}")
-            compiled = compile_wheels(
-                uv, requirements, target.version, platform, target.machine, target.glibc, wheelhouse,
-                Path(os.path.abspath(constraints)) if constraints else None, ca_bundle, offline,
-            )  # fmt: skip
+            compiled = compile_wheels(uv, request, platform, offline)
             if compiled.wheels is not None:
                 fetched = fetch(compiled.wheels, wheelhouse, None, ca_bundle)
                 if fetched:

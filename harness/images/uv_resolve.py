@@ -40,6 +40,20 @@ class Wheel:
 
 
 @dataclass(frozen=True)
+class Request:
+    """What to resolve, for which Python: the image's version and platform, and where wheels are."""
+
+    requirements: Path
+    version: str  # "3.11"
+    machine: str  # "x86_64"
+    glibc: str  # "2.36"
+    wheelhouse: Path
+    constraints: Path | None = None
+    ca_bundle: Path | None = None
+    no_deps: bool = False  # exact pins, taken as they are (gpuci's own)
+
+
+@dataclass(frozen=True)
 class Compiled:
     wheels: tuple[Wheel, ...] | None  # None: uv found no resolution
     output: str  # uv's words, for the error
@@ -56,20 +70,11 @@ def uv_platform(machine: str, glibc: str | None) -> str | None:
     return f"{machine}-manylinux_2_{min(minor, _GLIBC_RANGE[1])}"
 
 
-def compile_wheels(
-    uv: str,
-    requirements: Path,
-    version: str,
-    platform: str,
-    machine: str,
-    glibc: str,
-    wheelhouse: Path,
-    constraints: Path | None,
-    ca_bundle: Path | None,
-    offline: bool,
-    no_deps: bool = False,
-) -> Compiled:
-    """Resolve `requirements` (with `constraints`) for the image's Python; the wheels chosen."""
+def compile_wheels(uv: str, request: Request, platform: str, offline: bool) -> Compiled:
+    """Resolve the request's requirements (with its constraints) for the image's Python on `platform`
+    (uv's name of it); the wheels chosen."""
+    requirements, wheelhouse, constraints = request.requirements, request.wheelhouse, request.constraints
+    version, machine, glibc = request.version, request.machine, request.glibc
     with tempfile.TemporaryDirectory(prefix="gpuci-uv-") as scratch:
         lock = Path(scratch) / "pylock.toml"
         command = [uv, "pip", "compile", "--no-config", "--quiet", "--format", "pylock.toml", "-o", str(lock),
@@ -77,10 +82,10 @@ def compile_wheels(
                    "--find-links", str(wheelhouse), str(requirements)]  # fmt: skip
         if constraints:
             command += ["-c", str(constraints)]
-        if no_deps:
+        if request.no_deps:
             command.append("--no-deps")
         command += ["--offline", "--no-index"] if offline else _index_args()
-        done = subprocess.run(command, cwd=NEUTRAL_CWD, env=_env(ca_bundle), capture_output=True, text=True)
+        done = subprocess.run(command, cwd=NEUTRAL_CWD, env=_env(request.ca_bundle), capture_output=True, text=True)
         output = (done.stdout + done.stderr).strip()
         if done.returncode != 0 or not lock.is_file():
             return Compiled(None, output, any(word in output for word in NETWORK_WORDS))

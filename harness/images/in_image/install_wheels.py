@@ -6,9 +6,10 @@ The first call (gpuci's own layer) also appends the extra CA bundle, unpacks uv 
 /opt/gpuci/bin/uv where that binary runs on this base, and makes the venv. uv installs where it is
 there (in parallel, no pip in the venv); pip only where it is not: a wheelhouse filled without uv's
 wheel (an air-gapped host), a base whose C library uv's binary cannot run on, or GPUCI_INSTALLER=pip
-(a build arg). No bytecode is compiled: on a 2-core agent that doubled the layer's time, and Python
-compiles what a run imports in memory anyway. FOLDER is removed after (its files stay only in the
-COPY layer below).
+(a build arg). Bytecode is compiled (pip does by default): images run with PYTHONDONTWRITEBYTECODE,
+so without it every process of every run compiles what it imports (numpy, scipy, pandas, matplotlib
+and networkx: 7.5 s to import with bytecode, 14-25 s without, on the loaded 2-core machine).
+FOLDER is removed after (its files stay only in the COPY layer below).
 
 Standard library only, Python 3.8 and later: it runs on whatever Python the base image has.
 """
@@ -76,7 +77,7 @@ def install(folder: str, uv: str | None) -> None:
     if uv:
         say(f"installing with {subprocess.run([uv, '--version'], capture_output=True, text=True).stdout.strip()}")
         command = [uv, "pip", "install", "--quiet", "--python", f"{VENV}/bin/python", "--offline", "--no-index",
-                   "--no-cache", "--find-links", wheels, "-r", requirements]  # fmt: skip
+                   "--no-cache", "--compile-bytecode", "--find-links", wheels, "-r", requirements]  # fmt: skip
         subprocess.run(command, check=True, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
     else:
         say("installing with pip")
