@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness.errors import ImageBuildError
+from harness.errors import ImageBuildError, UsageError
 from harness.images.installer import cache_dir
 from harness.images.uv_resolve import Wheel
 from harness.images.wheels import record_fetched, recorded, sha256_of
@@ -35,14 +35,26 @@ def fetch(wheels: Iterable[Wheel], wheelhouse: Path, root: Path | None, ca_bundl
     wanted = [w for w in wheels if w.url is not None and not _there(wheelhouse, w, known)]
     cache = cache_dir("wheels")
     missing = [w for w in wanted if not _from_cache(cache, w, wheelhouse)]
-    context = ssl.create_default_context(cafile=os.path.abspath(ca_bundle) if ca_bundle else None)
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        list(pool.map(lambda w: _download(w, cache, context), missing))
+    if missing:
+        context = _tls(ca_bundle)
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(lambda w: _download(w, cache, context), missing))
     for wheel in missing:
         _from_cache(cache, wheel, wheelhouse)
     if root is not None and wanted:
         record_fetched(root, wheelhouse, {w.name for w in wanted})
     return [w.name for w in missing]
+
+
+def _tls(ca_bundle: Path | None) -> ssl.SSLContext:
+    """The host's trust store, or the CA bundle the host named (a file ssl must be able to read)."""
+    try:
+        return ssl.create_default_context(cafile=os.path.abspath(ca_bundle) if ca_bundle else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(
+            f"the CA bundle {ca_bundle} cannot be read as PEM certificates ({exc}); pass a PEM file with --ca-bundle "
+            "(or [tool.gpuci] ca_bundle)."
+        ) from None
 
 
 def _there(wheelhouse: Path, wheel: Wheel, known: dict[str, str]) -> bool:
