@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def _declaration_flags(command: argparse.ArgumentParser, name: str) -> None:
     command.add_argument("--verbose", action="store_true", help="each warning with file and line (else one per kind)")
 
 
+@functools.cache  # one per process: a session reads run's flags off it, then the command is parsed with it
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="rebuild from the recipe when the original image is gone (NOT identical)"
     )
     rep.add_argument("--quiet", action="store_true")
+    add_flags(rep, "repro")  # the run settings a reproduction may change (its timeouts), as `run` takes them
 
     rpt = command(
         "report",

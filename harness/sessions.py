@@ -97,7 +97,9 @@ def _area_session(
     name = name or session_name(platform, area)
     on = f" on Python {', '.join(p for p in pythons if p)}" if any(pythons) else ""
     session.__doc__ = f"Run the {area} area on {platform}{on}."
-    nox.session(name=name, venv_backend="none", tags=[platform, area])(session)
+    # No environment: the session runs gpuci in nox's own Python. `--force-venv-backend uv|virtualenv`
+    # makes nox create one anyway; reused, it is made once rather than at every call (seconds each).
+    nox.session(name=name, venv_backend="none", reuse_venv=True, tags=[platform, area])(session)
     return name
 
 
@@ -111,8 +113,9 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = (), needs: str | None 
     if needs:
         _check_installed(needs)
     try:
-        areas = load_areas(root)
-        pythons = load_config(root, for_host=False).python
+        config = load_config(root, for_host=False)  # read once: the areas it declares and its Pythons
+        areas = load_areas(root, config.declarations)
+        pythons = config.python
     except (DeclarationError, UsageError) as exc:
         print(f"gpuci: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -95,3 +95,21 @@ def test_a_cancel_as_nox_starts_the_session_still_leaves_a_cancelled_report(make
     proc.communicate(timeout=60)
     report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
     assert report["outcome"] == "cancelled" and report["stop_reason"] == "SIGTERM"
+
+
+def test_a_forced_venv_backend_makes_the_session_s_environment_once(tmp_path: Path) -> None:
+    # `--force-venv-backend virtualenv` (or uv) overrides the sessions' "none": the environment nox then
+    # makes is reused, so only the first call pays for it (seconds with virtualenv on a busy machine).
+    import os
+
+    root = project(tmp_path, {"a.yaml": "platforms: [cpu]\nsteps: [{label: a, commands: [x]}]\n"})
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "BUILDKITE", "GITHUB_ACTIONS", "GITLAB_CI")}
+    env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"  # the run itself ends at once (75)
+    command = [sys.executable, "-m", "nox", "--force-venv-backend", "virtualenv", "-s", "cpu_a"]
+    first, again = (
+        subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=180) for _ in range(2)
+    )
+    assert "Creating virtual environment (virtualenv)" in first.stderr, first.stderr[-1500:]
+    assert "Creating virtual environment" not in again.stderr, again.stderr[-1500:]
+    assert "Reusing existing virtual environment" in again.stderr
+    assert "exited 75: infrastructure failure" in again.stderr  # the session itself still ran

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,18 @@ def test_inside_a_run_workers_divide_the_runs_gpus_without_a_second_lease(
         second.backend.close()
     finally:
         held.release()
+
+
+def test_the_plugin_costs_pytest_no_http_stack_until_a_server_has_a_url(tmp_path: Path) -> None:
+    # Loaded at every pytest start in every container: urllib.request (ssl, http.client) only when
+    # a server's ready check is a URL.
+    code = (
+        "import sys, socket, pytest, harness.pytest_plugin\n"
+        "assert 'urllib.request' not in sys.modules, 'imported at load'\n"
+        "from harness.plugin.servers import ready_check\n"
+        "sock = socket.socket(); sock.bind(('127.0.0.1', 0)); port = sock.getsockname()[1]; sock.close()\n"
+        "print(ready_check(f'http://127.0.0.1:{port}/health')())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"  # nothing listens there: the probe ran, and said not ready

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -26,6 +25,9 @@ def ready_check(check: Callable[[], bool] | str | None) -> Callable[[], bool]:
     if callable(check):
         return check
     url = check
+    # Imported here: urllib.request brings ssl and http.client, a tenth of a second at every pytest start in
+    # every container, for the few suites whose servers have a URL to poll.
+    import urllib.request
 
     def probe() -> bool:
         try:

@@ -1,6 +1,6 @@
 """The end of a run: what the supervisor saw, the outcome and exit code, and report.json written (the
 only writer of a run's report). The rest of the report is filled in before, where it is learnt:
-container_workload (image, devices, spec), execute (lease, tests, log) and command (spec)."""
+the container workload (image, devices, spec), execute (lease, tests, log) and command (spec)."""
 
 from __future__ import annotations
 

@@ -149,6 +149,9 @@ def backend_project(root: Path, name: str, command: str = "python -m pytest -p n
         (package / "__init__.py").write_text(INIT_PY)
     if name == "skb_lib":
         (root / "CMakeLists.txt").write_text(CMAKE.format(name=name))
+        # A build folder in the checkout, rebuilt on import: gpuci's own build-dir (in the image) wins.
+        text += '\n[tool.scikit-build]\neditable.rebuild = true\nbuild-dir = "build/{wheel_tag}"\n'
+
     if name == "meson_lib":
         (root / "meson.build").write_text(MESON.format(name=name))
     (root / "pyproject.toml").write_text(text)

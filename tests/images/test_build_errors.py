@@ -92,3 +92,22 @@ def test_a_meson_project_that_does_not_compile_exits_2_naming_its_file(run_harne
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-4000:]
     assert f"{source}:4: the project's build failed" in done.stderr and "lon" in done.stderr, done.stderr[-3000:]
     assert "Traceback" not in done.stderr.split("the project's build failed")[-1]  # one paragraph, no stack
+
+
+def test_a_rust_error_under_maturin_names_the_crate_s_file(tmp_path: Path) -> None:
+    """The lines of a real maturin build (Debian's cargo in the image) whose lib.rs adds a string to an i64."""
+    maturin = ProjectInstall("/workspace", "x", (), "maturin")
+    lines = [
+        START,
+        "         Compiling maturin_lib v0.1.0 (/workspace)",
+        "      error[E0277]: cannot add `&str` to `i64`",
+        "       --> src/lib.rs:3:7",
+        "        |",
+        "      error: could not compile `maturin_lib` due to previous error",
+        "      💥 maturin failed",
+        "  ERROR: Failed building editable for maturin_lib",
+        f"{FAILED} (exit 1)",
+    ]
+    error = project_failure(lines, tmp_path, maturin)
+    assert str(error).startswith(f"{tmp_path}/src/lib.rs:3: the project's build failed"), error
+    assert "cannot add `&str` to `i64`" in str(error)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.console import printable
@@ -71,4 +71,5 @@ def as_text(findings: list[Finding], allowed: int) -> str:
 
 
 def as_json(findings: list[Finding]) -> str:
-    return json.dumps([{**asdict(f), "severity": severity(f)} for f in findings], indent=2) + "\n"
+    # vars, not asdict: the fields are flat, and asdict's deep copy is most of a warm run's printing
+    return json.dumps([{**vars(f), "severity": severity(f)} for f in findings], indent=2) + "\n"

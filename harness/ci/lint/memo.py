@@ -103,8 +103,8 @@ class RunMemo:
         inputs = held.get("inputs")
         if not isinstance(inputs, dict):
             return None
-        root = str(self.root)
-        if any(_stat(os.path.join(root, path)) != known for path, known in inputs.items()):
+        root = str(self.root) + "/"  # the inputs are the checkout's relative paths
+        if any(_stat(root + path) != known for path, known in inputs.items()):
             return None
         from harness.ci.lint.findings import Finding
 

@@ -12,23 +12,61 @@ WINDOWS_SEPARATOR = re.compile(r"(?<=[\w.])\\(?=[A-Za-z_])")
 ARRAY_EXPANSION = re.compile(r"^\$\{\w+\[[@*]\]\}$")  # "${cfg_parts[@]}": VAR=x words for `env`
 
 
-# A line with no quote, escape or comment splits as shlex would split it, without shlex's cost.
-PLAIN_LINE = re.compile(r"""[^"'\\#]*""")
-PLAIN_TOKEN = re.compile(r"[;&|()]+|[^ \t\r\n;&|()]+")
+# A line with no escape and no comment splits as shlex splits it (posix, whitespace-split, `;&|()` as
+# punctuation), without shlex's cost: read here, or None when a quote is left open.
+SIMPLE_LINE = re.compile(r"[^\\#]*")
+SEPARATORS = frozenset(";&|()")
+WORD_END = re.compile(r"[ \t\r\n;&|()'\"]")
+
+
+def _simple_tokens(line: str) -> list[str] | None:
+    tokens: list[str] = []
+    word: str | None = None  # the word being read ("" after an empty quote, which is a word)
+    at, end = 0, len(line)
+    while at < end:
+        char = line[at]
+        if char in " \t\r\n":
+            if word is not None:
+                tokens.append(word)
+                word = None
+            at += 1
+        elif char in SEPARATORS:
+            if word is not None:
+                tokens.append(word)
+                word = None
+            start = at
+            while at < end and line[at] in SEPARATORS:
+                at += 1
+            tokens.append(line[start:at])
+        elif char in "'\"":
+            close = line.find(char, at + 1)
+            if close < 0:
+                return None
+            word = (word or "") + line[at + 1 : close]
+            at = close + 1
+        else:
+            found = WORD_END.search(line, at)
+            stop = found.start() if found else end
+            word = (word or "") + line[at:stop]
+            at = stop
+    if word is not None:
+        tokens.append(word)
+    return tokens
 
 
 def split_commands(line: str) -> list[list[str]]:
     """A shell line as simple commands; `|`, `&&`, `||`, `;` and parentheses separate them. A line
     of a multi-line quoted string (`bash -c "` … `pytest x.py"`) has a quote it does not close: it
     is read without that kind of quote, so `x.py"` is still the path `x.py`."""
-    if PLAIN_LINE.fullmatch(line):
-        plain: list[list[str]] = [[]]
-        for token in PLAIN_TOKEN.findall(line):
-            if token[0] in ";&|()":
-                plain.append([])
+    simple = _simple_tokens(line) if SIMPLE_LINE.fullmatch(line) else None
+    if simple is not None:
+        split: list[list[str]] = [[]]
+        for token in simple:
+            if token and set(token) <= SEPARATORS:
+                split.append([])
             else:
-                plain[-1].append(token)
-        return [c for c in plain if c]
+                split[-1].append(token)
+        return [c for c in split if c]
     for text in (line, line.replace('"', ""), line.replace("'", ""), line.replace('"', "").replace("'", "")):
         lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()")
         lexer.whitespace_split = True

@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
         if folder not in made and not os.path.exists(os.path.join(workspace, folder, "__init__.py")):
             top.setdefault(name, rel)
     shown = [rel for rel in created if module_name(rel)]
-    kept = ", ".join(shown)[:400]
+    kept = ", ".join(shown)[:400] or "none of them a module (pdm-backend's .pdm-build, a Cargo.lock …)"
     print(f"gpuci: {len(created)} build output(s) kept in {outputs}, first on the import path: {kept}")
     with open(os.path.join(site, MODULE + ".py"), "w") as module:
         module.write(FINDER % {"workspace": workspace, "outputs": outputs, "by_dir": by_dir, "top": top})

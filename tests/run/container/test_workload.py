@@ -34,3 +34,12 @@ def test_an_image_slower_than_its_bound_stops_the_run_with_75_saying_what_to_do(
     listed = ["docker", "ps", "--no-trunc", "--format", "{{.Command}}"]
     building = subprocess.run(listed, capture_output=True, text=True)
     assert marker not in building.stdout  # the engine's build went with the connection
+
+
+def test_the_package_mounted_for_the_plugin_is_gpuci_s_whole_package() -> None:
+    # Counted up from the module that plans the mount: a move of that module must not mount a sub-folder
+    # instead (every container run then fails with "No module named 'harness.pytest_plugin'").
+    from harness.run.plan import HARNESS_PACKAGE
+
+    assert (HARNESS_PACKAGE / "pytest_plugin.py").is_file() and (HARNESS_PACKAGE / "plugin").is_dir()
+    assert HARNESS_PACKAGE == ROOT / "harness"
