@@ -26,6 +26,7 @@ from typing import Any
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.in_image.ask_backend import MARKER
+from harness.images.pip_lines import refusal
 from harness.images.project_install import ProjectInstall, copy_checkout
 from harness.images.resolve import PythonTarget, ResolveWith, resolve
 from harness.images.wheels import recording
@@ -162,7 +163,7 @@ def _checked(entry: object, install: ProjectInstall) -> str:
         requirement = Requirement(text) if isinstance(entry, str) and len(text) <= 300 else None
     except InvalidRequirement:
         requirement = None
-    if requirement is None or requirement.url:
+    if requirement is None or requirement.url or refusal(text):  # a marker's `${…}` too: pip fills it in
         raise UsageError(
             f"the build backend {install.backend} asks for {text[:120]!r}, which is not a requirement by name and "
             "version; gpuci resolves those only (list what the build needs in [build-system] requires)."
