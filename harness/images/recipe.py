@@ -139,6 +139,8 @@ def recipe_for(
                 f"{recipe_file} is a link out of the checkout; gpuci reads and builds the checkout's own recipe "
                 "files only. Make it a file of the checkout."
             )
+    if (Path(root) / REQUIREMENTS).is_file():  # pip fills the wheelhouse from it, and takes it as constraints
+        check_pip_lines(Path(root) / REQUIREMENTS)
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"CA bundle {ca_bundle} does not exist; pass a PEM file with --ca-bundle.")
     base_image = base_image or os.environ.get("GPUCI_BASE_IMAGE") or ("local" if platform == "cpu" else None)
@@ -202,6 +204,18 @@ def project_bytes(path: Path) -> bytes:
         raise UsageError(f"{exc}; an image's recipe files are regular files of at most 2 MiB.") from None
 
 
+def check_pip_lines(path: Path) -> None:
+    """A requirement file pip reads on the host holds names and versions only: else exit 2 at its line."""
+    for number, line in enumerate(project_bytes(path).decode(errors="replace").splitlines(), 1):
+        why = refusal(line)
+        if why:
+            raise UsageError(
+                f"{path}:{number}: {line.strip()[:80]!r} is {why}; gpuci resolves names and versions from its "
+                "own index and wheelhouse, and pip reads requirement files on the host, so requirement files "
+                "hold only those (put index settings in pip's configuration on the host)."
+            )
+
+
 def project_requirements_text(recipe: ImageRecipe) -> str:
     """The project's requirements as one file for the image's build context (empty: none); a line
     pip would read as a pip option, a local or URL reference or a host variable (harness/images/pip_lines.py)
@@ -212,14 +226,7 @@ def project_requirements_text(recipe: ImageRecipe) -> str:
                 f"{path}: a requirement file whose name says `coding:` would make pip decode the file otherwise "
                 "than gpuci reads it; rename it."
             )
-        for number, line in enumerate(project_bytes(path).decode(errors="replace").splitlines(), 1):
-            why = refusal(line)
-            if why:
-                raise UsageError(
-                    f"{path}:{number}: {line.strip()[:80]!r} is {why}; gpuci resolves names and versions from its "
-                    "own index and wheelhouse, and pip reads requirement files on the host, so requirement files "
-                    "hold only those (put index settings in pip's configuration on the host)."
-                )
+        check_pip_lines(path)
     for line in recipe.declared_requirements:
         why = entry_refusal(line)
         if why:

@@ -139,3 +139,18 @@ def test_a_requirement_pip_would_read_otherwise_than_gpuci_checks_it_is_refused(
         assert done.returncode == 2, (name, done.stderr[-1500:])
         assert where in done.stderr and "pip" in done.stderr, (name, done.stderr[-1500:])
         assert "hostile-host-line-42" not in done.stderr and "hostile-host-value-43" not in done.stderr, name
+
+
+def test_the_checkouts_image_requirements_never_hand_pip_an_option(run_harness, cpu_image, tmp_path: Path) -> None:
+    """containers/requirements.txt is the pull request's too, and pip reads it on the host (to fill the
+    wheelhouse, and as the constraints of every resolution): an option there would read a host file."""
+    host_file = tmp_path / "host-only.txt"
+    host_file.write_text("hostile-host-line-44\n")
+    root = project(tmp_path / "constraints", "markupsafe\n")
+    pins = root / "containers" / "requirements.txt"
+    pins.write_text(pins.read_text() + f"-r {host_file}\n")
+    done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
+    assert done.returncode == 2, done.stderr[-1500:]
+    lines = len(pins.read_text().splitlines())
+    assert f"requirements.txt:{lines}" in done.stderr and "pip option" in done.stderr, done.stderr[-1500:]
+    assert "hostile-host-line-44" not in done.stderr
