@@ -28,7 +28,7 @@ from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.in_image.ask_backend import MARKER
 from harness.images.pip_lines import refusal
 from harness.images.project_install import ProjectInstall, copy_checkout
-from harness.images.resolve import PythonTarget, ResolveWith, resolve
+from harness.images.resolve import PROBE_POSTURE, PythonTarget, ResolveWith, resolve
 from harness.images.wheels import recording
 
 SCRIPT = Path(__file__).parent / "in_image" / "ask_backend.py"
@@ -104,8 +104,8 @@ def _run(client: Any, image: str, archive: bytes) -> str:
     name = f"gpuci-backend-ask-{uuid.uuid4().hex[:12]}"
     try:
         container = client.containers.create(
-            image, COMMAND, name=name, network_mode="none", entrypoint=[],
-            labels={"gpuci.purpose": "backend-requires"},
+            image, COMMAND, name=name, entrypoint=[], labels={"gpuci.purpose": "backend-requires"},
+            **PROBE_POSTURE,
         )  # fmt: skip
         container.put_archive("/", archive)
         container.start()
