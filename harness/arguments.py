@@ -148,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
         "--rebuild", action="store_true", help="rebuild from the recipe when the original image is gone (NOT identical)"
     )
     rep.add_argument("--quiet", action="store_true")
+    add_flags(rep, "repro")  # the run settings a reproduction may change (its timeouts), as `run` takes them
 
     rpt = command(
         "report",

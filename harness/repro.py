@@ -5,8 +5,11 @@ REPORT` runs the same step at the recorded commit (a git worktree of it), in the
 original ran in (here by its ID, or pulled by the registry digest the report records and checked
 against that ID), with the same pytest arguments and number of GPUs, and writes its own report
 that points at the original. Only `--rebuild` builds from the recipe instead (refused when the
-recipe there hashes differently), and it says loudly which packages differ. Secrets are never in a report: those the
-step needs come from the local environment, by name (`--env NAME`).
+recipe there hashes differently), and it says loudly which packages differ. Every run setting comes
+through the path `gpuci run` takes (harness.run.commands.run_options): the commit's `[tool.gpuci]`
+(limits, network, mounts, grace, timeouts, secrets) under this host's flags and GPUCI_<KEY> variables,
+within this host's policy. Secrets are never in a report: the commit's `secrets` are taken from the
+local environment by name, as `run` takes them, and any other by `--env NAME`.
 
 A report is untrusted input (an artifact anyone with the link can have edited): it is read with a
 size cap, its run id, names, commit and image references are checked before any is used (no
@@ -23,7 +26,7 @@ import socket
 import stat
 import subprocess
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,7 @@ from harness.reports.report import MalformedReport, RunReport
 from harness.state import check_state
 
 if TYPE_CHECKING:
+    from harness.declare.config import ProjectConfig
     from harness.images.recipe import ImageRecipe
 
 REPRO_DIR = Path(".gpuci") / "repro"
@@ -163,24 +167,24 @@ def differences(report: RunReport) -> list[str]:
     return found
 
 
-def recipe_at(tree: Path, report: RunReport) -> ImageRecipe:
-    """The original's recipe at its commit, with the resolution it ran with: the commit's gpuci.lock,
-    else the set its report recorded (a lock that was never committed)."""
+def recipe_at(tree: Path, report: RunReport, config: ProjectConfig) -> ImageRecipe:
+    """The original's recipe at its commit (`config`: its settings), with the resolution it ran with:
+    the commit's gpuci.lock, else the set its report recorded (a lock that was never committed)."""
     from harness.images.recipe import recipe_for
 
     image = report.image or {}
-    recipe = recipe_for(tree, report.platform, base_image=image.get("base_image") or None)
+    recipe = recipe_for(tree, report.platform, base_image=image.get("base_image") or None, config=config)
     if not recipe.pins and image.get("resolved"):
         recipe = replace(recipe, pins=tuple(str(p) for p in image["resolved"]))
     return recipe
 
 
-def check_image(tree: Path, report: RunReport) -> str | None:
+def check_image(tree: Path, report: RunReport, config: ProjectConfig) -> str | None:
     """The recorded base image; refuses when the recipe at the commit hashes differently."""
 
     recorded = report.image
     base = recorded.get("base_image")
-    recipe = recipe_at(tree, report)
+    recipe = recipe_at(tree, report, config)
     if recipe.content_hash() != recorded.get("content_hash"):
         raise UsageError(
             f"the image recipe at commit {report.git['commit'][:12]} "
@@ -203,16 +207,23 @@ class ReproRequest:
     no_container: bool = False  # on the host: only ever the user's choice, never the report's
     echo: bool = True
     rebuild: bool = False  # from the recipe when the original image is gone (not identical)
+    # The run settings the command line gave (harness.declare.settings.from_flags): over the commit's.
+    flags: dict[str, Any] = field(default_factory=dict)
 
 
 def repro(root: Path, request: ReproRequest) -> ExitCode:
+    from harness.declare.config import load_config
+    from harness.run.commands import run_options
     from harness.run.execute import execute_step
-    from harness.run.options import Reproduction, RunOptions
+    from harness.run.options import Reproduction
 
     source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
     check_state(root)
     report = load_report(source)
     tree = worktree(root, report, request.allow_dirty)
+    # Every run setting as `run` resolves it, once: the flags, the environment, then the original
+    # commit's [tool.gpuci] (its limits, network, mounts, grace, timeouts, secrets), within the policy.
+    config = load_config(tree, flags=request.flags)
     container = not request.no_container
     from_host = (report.mode or "container") == "host"
     if from_host and container:
@@ -220,31 +231,27 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
             f"run {report.run_id} ran on the host; it is reproduced in its platform's container, built from the "
             "recipe at its commit (say --no-container to run it on this host, which runs the commit's code here)"
         )
-    base = check_image(tree, report) if container and rebuild else report.image.get("base_image")
-    pinned = _image(root, tree, report, base, rebuild, from_host) if container else None
-    redacted = [k for k, v in ((report.spec or {}).get("env") or {}).items() if v == MASK]
-    missing = [name for name in redacted if name not in pass_env]
+    base = check_image(tree, report, config) if container and rebuild else report.image.get("base_image")
+    pinned = _image(root, tree, report, base, rebuild, config) if container else None
+    spec = report.spec or {}
+    named = spec.get("secret_env") if isinstance(spec.get("secret_env"), list) else []  # a report is input
+    redacted = [k for k, v in (spec.get("env") or {}).items() if v == MASK] + [n for n in named if isinstance(n, str)]
+    # The commit's [tool.gpuci] secrets are passed as `run` passes them; the rest only by --env.
+    missing = [name for name in dict.fromkeys(redacted) if name not in (*pass_env, *config.secrets)]
     if missing:
         names = _shown(", ".join(missing))
         say(f"the original run had secrets {names}; pass --env NAME to take each from this environment")
     for line in differences(report):
         say(f"differs from the original run: {line}")
     say(f"reproducing {report.run_id} ({report.platform}_{report.area}, step {_shown(repr(report.step))}) in {tree}")
-    from harness.declare.config import load_config
-
-    config = load_config(tree)  # the original commit's workspace and mounts
-    options = RunOptions(
-        workspace=config.workspace,
-        default_working_dir=config.default_working_dir,
-        mounts=config.mounts,
-        host_mounts=config.host_mounts,
-        policy=config.policy,
-        root=tree,
-        platform=report.platform,
+    options = run_options(
+        config,
+        tree,
+        report.platform,
+        request.pass_env,
         pytest_args=tuple(report.pytest_args or ()),
         container=container,
         base_image=base,
-        pass_env=tuple(name for name in pass_env if name in os.environ),
         reproduction=Reproduction(
             of={"run_id": report.run_id, "report": source},
             image_id=pinned,
@@ -258,9 +265,9 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
     return execute_step(options, report.area, report.step)
 
 
-def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild: bool, from_host: bool = False) -> str:
-    """The original's image by ID or digest; with --rebuild, one built from the recipe, its differences said."""
-    from harness.declare.config import load_config
+def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild: bool, config: ProjectConfig) -> str:
+    """The original's image by ID or digest; with --rebuild, one built from the recipe, its differences said.
+    A run that had no image (it ran on the host) gets the platform's, from the recipe at its commit."""
     from harness.images import manifest
     from harness.images.build import ensure
     from harness.images.engine import connect
@@ -268,11 +275,11 @@ def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild:
     from harness.images.registry import registry_from
 
     client = connect()
-    if from_host:  # the original had no image: the platform's, from the recipe at its commit
-        return ensure(client, recipe_at(tree, report), tree).id
+    if (report.mode or "container") == "host":
+        return ensure(client, recipe_at(tree, report, config), tree).id
     if not rebuild:
-        return pinned_image(client, report.image, registry_from(load_config(root)))
-    built = ensure(client, recipe_at(tree, report), tree)
+        return pinned_image(client, report.image, registry_from(config))
+    built = ensure(client, recipe_at(tree, report, config), tree)
     if built.id == report.image.get("id"):
         say(f"--rebuild: the image here is the original one ({built.id[:19]}): identical")
         return built.id
@@ -288,6 +295,8 @@ def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild:
 
 def repro_command(args: Any) -> int:
     """`gpuci repro REPORT`: the argparse edge."""
+    from harness.declare.settings import from_flags
+
     request = ReproRequest(
         source=args.report,
         pass_env=tuple(args.env),
@@ -296,5 +305,6 @@ def repro_command(args: Any) -> int:
         no_container=args.no_container,
         echo=not args.quiet,
         rebuild=args.rebuild,
+        flags=from_flags(args),
     )
     return repro(args.root.resolve(), request)

@@ -113,8 +113,9 @@ def area_sessions(root: Path, reserved: tuple[str, ...] = (), needs: str | None 
     if needs:
         _check_installed(needs)
     try:
-        areas = load_areas(root)
-        pythons = load_config(root, for_host=False).python
+        config = load_config(root, for_host=False)  # read once: the areas it declares and its Pythons
+        areas = load_areas(root, config.declarations)
+        pythons = config.python
     except (DeclarationError, UsageError) as exc:
         print(f"gpuci: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -182,3 +182,53 @@ def test_a_report_saying_host_still_runs_in_its_container(make_project, run_harn
     here = run_harness("repro", str(path), "--root", str(root), "--no-container")
     assert here.returncode == 0, here.stderr
     assert f"WHERE={root}/.gpuci/repro/" in here.stdout
+
+
+SETTINGS_AREA = """\
+platforms: [cpu]
+steps:
+  - label: check
+    num_gpus: 0
+    commands: ["echo token=${API_TOKEN:-none} grace=$GPUCI_GRACE_S timeout=${GPUCI_STEP_TIMEOUT_S:-none}"]
+"""
+RUN_SETTINGS = """\
+[tool.gpuci]
+memory = "512m"
+cpus = 1
+pids_limit = 300
+network = "none"
+grace = 2.5
+timeout = 120
+secrets = ["API_TOKEN"]
+"""
+
+
+def test_a_repro_runs_with_every_run_setting_of_its_commit(make_project, run_harness, cpu_image, tmp_path) -> None:
+    """Limits, network, grace, timeout and secrets reach a reproduction through the path `run` takes
+    (it once took only the workspace and mounts: a repro ran without the project's limits)."""
+    from harness.run.secrets import SECRETS_MOUNT
+
+    root = make_project(SETTINGS_AREA, name="settings")
+    (root / "pyproject.toml").write_text(RUN_SETTINGS)
+    (root / ".gitignore").write_text(".gpuci/\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('env = ["API_TOKEN"]\n')
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "first")
+    host = {"GPUCI_POLICY": str(policy), "API_TOKEN": "s3cret-token"}
+    done = run_harness("run", "--platform", "cpu", "--area", "settings", "--root", str(root), **host)
+    assert done.returncode == 0, done.stderr
+    report = (root / ".gpuci" / "runs" / "latest" / "report.json").resolve()
+    (root / "pyproject.toml").write_text("[tool.gpuci]\n")  # HEAD moved on: the repro takes the commit's
+    git(root, "commit", "-qam", "second")
+    again = run_harness("repro", str(report), "--root", str(root), **host)
+    assert again.returncode == 0, again.stderr
+    assert "grace=2.5 timeout=120" in again.stdout and "token=none" not in again.stdout  # the secret arrived
+    assert "s3cret-token" not in again.stdout
+    original = json.loads(report.read_text())["spec"]
+    mine = json.loads(next((root / ".gpuci" / "runs").glob("repro-*/report.json")).read_text())["spec"]
+    wanted = {"memory": "512m", "cpus": 1.0, "pids": 300, "network": "none"}
+    assert original["limits"] == mine["limits"] == wanted and mine["network_mode"] == "none"
+    assert mine["env"]["GPUCI_GRACE_S"] == original["env"]["GPUCI_GRACE_S"] == "2.5"
+    assert SECRETS_MOUNT in [m["target"] for m in mine["mounts"]]  # by reference, through the secrets file

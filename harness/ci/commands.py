@@ -190,8 +190,12 @@ def changed_on_this_build(root: Path, default_branch: str) -> tuple[str, ...] | 
 
 
 def _origin(args: argparse.Namespace) -> str | None:
-    """Where the declarations entries come from, for their errors: the flag, or [tool.gpuci]."""
-    return "--declarations" if getattr(args, "declarations", None) else None
+    """Where the declarations entries come from, for their errors: the flag, the variable, or [tool.gpuci]."""
+    from harness.declare.settings import BY_KEY
+
+    if getattr(args, "declarations", None):
+        return "--declarations"
+    return BY_KEY["declarations"].env if os.environ.get(BY_KEY["declarations"].env, "").strip() else None
 
 
 def loaded_areas(  # type: ignore[type-arg]

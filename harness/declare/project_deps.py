@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import configparser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError
 from harness.untrusted import parse_toml, project_text
 
+if TYPE_CHECKING:
+    from harness.declare.pyproject import Pyproject
 
-def declared_requirements(root: Path, extras: tuple[str, ...], groups: tuple[str, ...]) -> list[str]:
-    """Requirement lines of the named extras and groups, in order, each once."""
+
+def declared_requirements(
+    root: Path, pyproject: Pyproject | None, extras: tuple[str, ...], groups: tuple[str, ...]
+) -> list[str]:
+    """Requirement lines of the named extras and groups, in order, each once. `pyproject` is the
+    project's pyproject.toml as the command's config read it (harness.declare.pyproject): not read again."""
     if not extras and not groups:
         return []
     path = Path(root) / "pyproject.toml"
-    data = _pyproject(Path(root))
+    data = pyproject.data if pyproject else {}
     lines: list[str] = []
-    optional = declared_extras(Path(root))
+    optional = declared_extras(Path(root), data)
     for extra in extras:
         if extra not in optional:
             known = ", ".join(sorted(optional)) or "none"
@@ -38,10 +44,12 @@ def declared_requirements(root: Path, extras: tuple[str, ...], groups: tuple[str
     return list(dict.fromkeys(lines))
 
 
-def declared_extras(root: Path) -> dict[str, list[str]]:
+def declared_extras(root: Path, pyproject: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """The project's extras and their requirement lines: `[project.optional-dependencies]`, and
-    setup.cfg's `[options.extras_require]` (setuptools' declarative form) for the names it lacks."""
-    optional = (_pyproject(root).get("project") or {}).get("optional-dependencies") or {}
+    setup.cfg's `[options.extras_require]` (setuptools' declarative form) for the names it lacks.
+    `pyproject`: the document as a command's config read it; None reads it here (`gpuci init`)."""
+    data = _pyproject(root) if pyproject is None else pyproject
+    optional = (data.get("project") or {}).get("optional-dependencies") or {}
     extras = {str(name): [str(r) for r in entries] for name, entries in optional.items()}
     for name, entries in _setup_cfg_extras(root).items():
         extras.setdefault(name, entries)

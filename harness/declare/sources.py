@@ -130,8 +130,9 @@ def load_areas(root: Path, declarations: tuple[str, ...] | None = None, origin: 
     return sorted(by_name.values(), key=lambda a: a.name)
 
 
-def find_area(root: Path, name: str) -> Area:
-    areas = load_areas(root)
+def find_area(root: Path, name: str, declarations: tuple[str, ...] | None = None) -> Area:
+    """The area called `name`, among those `declarations` name (None: those [tool.gpuci] names)."""
+    areas = load_areas(root, declarations)
     for area in areas:
         if area.name == name:
             return area

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.console import say
 from harness.errors import UsageError
 from harness.state import check_state
+
+if TYPE_CHECKING:
+    from harness.declare.config import ProjectConfig
 
 
 def image_command(args: argparse.Namespace) -> int:
@@ -30,12 +34,17 @@ def image_command(args: argparse.Namespace) -> int:
         tags, digest = archive.load(connect(), args.file, root)
         print(f"{' '.join(tags)} sha256:{digest}")
         return 0
-    recipe = resolved(recipe_for(root, args.platform, args.base_image, args.ca_bundle, _python(root, args)), root)
+    from harness.declare.config import load_config
+
+    # Read once for the command; only publishing reaches the host (a registry and its credentials).
+    config = load_config(root, for_host=args.image_command == "publish")
+    python = _python(config, args)
+    recipe = resolved(recipe_for(root, args.platform, args.base_image, args.ca_bundle, python, config=config), root)
     if args.image_command == "tag":
         print(recipe.tag)
         return 0
     if args.image_command == "publish":
-        return publish_command(root, recipe)
+        return publish_command(root, recipe, config)
     ensured = ensure(connect(), recipe, root)
     if args.image_command == "save":
         digest = archive.save(connect(), ensured.tag, args.output)
@@ -45,13 +54,12 @@ def image_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def publish_command(root: Path, recipe: object) -> int:
-    from harness.declare.config import load_config
+def publish_command(root: Path, recipe: object, config: ProjectConfig) -> int:
     from harness.images.engine import connect
     from harness.images.publish import publish
     from harness.images.registry import registry_from
 
-    registry = registry_from(load_config(root))
+    registry = registry_from(config)
     if registry is None:
         raise UsageError(
             'image publish needs a registry: set [tool.gpuci] registry = "HOST[:PORT]/PATH" in pyproject.toml '
@@ -66,12 +74,11 @@ def publish_command(root: Path, recipe: object) -> int:
     return 0
 
 
-def _python(root: Path, args: argparse.Namespace) -> str | None:
+def _python(config: ProjectConfig, args: argparse.Namespace) -> str | None:
     """--python, else [tool.gpuci] python's first where the platform builds on gpuci's Debian base."""
-    from harness.declare.config import load_config
     from harness.declare.pythons import builds_on_local_base
 
     if args.python:
         return str(args.python)
-    pythons = load_config(root, for_host=False).python
+    pythons = config.python
     return pythons[0] if pythons and builds_on_local_base(args.platform, args.base_image) else None

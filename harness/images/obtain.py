@@ -45,7 +45,9 @@ def _find(client: docker.DockerClient, request: ImageRequest, bound: Bound) -> I
     if request.pinned_id:
         return replace(ImageRecord.pinned_from(request.pinned_id, request.pinned_report), seconds=_since(started))
     root = request.root
-    recipe = recipe_for(root, request.platform, request.base_image, request.ca_bundle, request.python)
+    recipe = recipe_for(
+        root, request.platform, request.base_image, request.ca_bundle, request.python, config=request.config
+    )
     recipe = resolved(recipe, root, client)
     with bound(recipe.tag):
         image = obtain(client, recipe, root, request.registry, request.build)

@@ -22,21 +22,20 @@ import os
 import re
 import shutil
 import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import UsageError
 from harness.git import checkout_files
 from harness.images.toolchain import BuildNeeds, build_needs, is_compiled_source
-from harness.untrusted import PROJECT_FILE_LIMIT, Refused, parse_toml, project_text, read_capped
+from harness.untrusted import PROJECT_FILE_LIMIT, Refused, read_capped
 
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
+if TYPE_CHECKING:
+    from harness.declare.pyproject import Pyproject
 
-METADATA_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+PYPROJECT = "pyproject.toml"
+METADATA_FILES = (PYPROJECT, "setup.py", "setup.cfg")
 MODES = ("editable", "none")
 # What setuptools needs to build a setup.py project that declares no [build-system] (PEP 517's default).
 LEGACY_BUILD = ("setuptools>=64", "wheel")
@@ -92,34 +91,38 @@ class ProjectInstall:
         )
 
 
-def project_install(root: Path, mode: str, workspace: str) -> ProjectInstall | None:
+def project_install(root: Path, mode: str, workspace: str, pyproject: Pyproject | None) -> ProjectInstall | None:
     """How the project at `root` goes into its image, or None: `mode` "none", or nothing to install
-    (no setup.py, and a pyproject.toml with neither [project] nor [build-system])."""
+    (no setup.py, and a pyproject.toml with neither [project] nor [build-system]). `pyproject` is its
+    pyproject.toml as the command's config read it (harness.declare.pyproject): not read again here."""
     if mode not in MODES:
         raise UsageError(
             f'{Path(root) / "pyproject.toml"}: [tool.gpuci] install is {mode!r}; use "editable" (the project '
             'installed in its image, its code from the checkout) or "none".'
         )
     root = Path(root)
-    pyproject = _pyproject(root)
+    metadata = pyproject.data if pyproject else {}
     has_setup = (root / "setup.py").is_file()
-    if mode == "none" or not (has_setup or "project" in pyproject or "build-system" in pyproject):
+    if mode == "none" or not (has_setup or "project" in metadata or "build-system" in metadata):
         return None
     if not re.match(r"^/[A-Za-z0-9._/-]*$", workspace):  # it is written into the Dockerfile
         raise UsageError(
             f"the workspace {workspace[:80]!r} is not a plain absolute path; it must be one to install into."
         )
-    system = pyproject.get("build-system", {})
+    system = metadata.get("build-system", {})
     build = system.get("requires")
     requirements = [str(r) for r in (build if build is not None else LEGACY_BUILD)]
-    requirements += [str(r) for r in pyproject.get("project", {}).get("dependencies", [])]
+    requirements += [str(r) for r in metadata.get("project", {}).get("dependencies", [])]
     digest = hashlib.sha256()
     for name in METADATA_FILES:
         path = root / name
-        data = _metadata(path, root)
+        if name == PYPROJECT:  # as read once; a link is hashed as no file, as _metadata does
+            data = pyproject.raw if pyproject and not path.is_symlink() else b""
+        else:
+            data = _metadata(path, root)
         digest.update(f"{name}\0{len(data)}\0".encode() + data)
     backend = str(system.get("build-backend") or LEGACY_BACKEND)
-    needs = build_needs(root, pyproject)
+    needs = build_needs(root, metadata)
     if needs is not None:  # its compiled modules are the image's: a changed source is a new image
         for name in sorted(n for n in checkout_names(root) if is_compiled_source(n)):
             data = _regular_bytes(root / name)
@@ -138,16 +141,6 @@ def _metadata(path: Path, root: Path) -> bytes:
         return read_capped(path, PROJECT_FILE_LIMIT, root)
     except Refused as exc:
         raise UsageError(f"{exc}; the project's metadata files are regular files of at most 2 MiB.") from None
-
-
-def _pyproject(root: Path) -> dict:  # type: ignore[type-arg]
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    try:
-        return parse_toml(project_text(path, root), path)
-    except (OSError, ValueError) as exc:  # Refused, TOMLDecodeError and UnicodeDecodeError are ValueErrors
-        raise UsageError(f"{path}: cannot be read as TOML ({exc}); fix it so the project can be installed.") from None
 
 
 def checkout_names(root: Path) -> list[str]:

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.declare.platforms import get_platform
 from harness.declare.pythons import builds_on_local_base, suite_for
@@ -21,9 +22,12 @@ from harness.errors import UsageError
 from harness.images.airgap import SUITE, BaseRecipe
 from harness.images.lock import inputs_hash, lock_key, locked_pins
 from harness.images.pip_lines import entry_refusal, refusal
-from harness.images.project_install import ProjectInstall, project_install
+from harness.images.project_install import INSTALL_SCRIPT_SOURCE, ProjectInstall, project_install
 from harness.images.system_layer import SystemLayer
 from harness.images.toolchain import system_packages
+
+if TYPE_CHECKING:
+    from harness.declare.config import ProjectConfig
 
 CONTAINERS_DIR = Path("containers")
 REQUIREMENTS = CONTAINERS_DIR / "requirements.txt"
@@ -66,6 +70,9 @@ class ImageRecipe:
             digest.update(f"arg\0{key}={self.build_args[key]}\0".encode())
         if self.install is not None:  # where it points and what its metadata is made from
             digest.update(f"install\0{self.install.workspace}\0{self.install.metadata_sha256}\0".encode())
+            # gpuci's own install step (the lines it appends, its in-image script with the build-outputs
+            # finder): a gpuci that installs differently builds a new image, never reuses the old one.
+            digest.update(self.install.dockerfile_lines().encode() + INSTALL_SCRIPT_SOURCE.read_bytes())
         for pin in self.pins:  # the resolution: a new release of an unpinned requirement is a new image
             digest.update(f"pin\0{pin}\0".encode())
         if self.system_layer is not None:
@@ -123,8 +130,13 @@ def recipe_for(
     base_image: str | None = None,
     ca_bundle: Path | None = None,
     python: str | None = None,
+    *,
+    config: ProjectConfig | None = None,
 ) -> ImageRecipe:
-    """The recipe of a platform's image. With no base image named, cpu builds on the local
+    """The recipe of a platform's image, from the settings the command resolved (`config`: its
+    workspace, install, requirements, extras, groups and packages, and the pyproject.toml it read,
+    which is not read again here; None: read them now, for a caller with no command, a test or a
+    benchmark). With no base image named, cpu builds on the local
     Debian base (no registry needed) and cuda/rocm on the vendors' images (their Dockerfile
     defaults); GPUCI_BASE_IMAGE or --base-image overrides, e.g. `local` for the Debian base.
     `python` picks the Debian release the local base is made from (harness.declare.pythons); a
@@ -157,9 +169,11 @@ def recipe_for(
     from harness.declare.config import load_config
     from harness.declare.project_deps import declared_requirements
 
-    config = load_config(root, for_host=False)  # what the image holds is the project's alone
-    declared = declared_requirements(Path(root), config.extras, config.dependency_groups)
-    install = project_install(Path(root), config.install, config.workspace)
+    if config is None:
+        config = load_config(Path(root), for_host=False)  # what the image holds is the project's alone
+
+    declared = declared_requirements(Path(root), config.pyproject, config.extras, config.dependency_groups)
+    install = project_install(Path(root), config.install, config.workspace, config.pyproject)
     if install is not None:
         declared += install.requirements
     recipe = ImageRecipe(
@@ -168,7 +182,7 @@ def recipe_for(
         Path(root) / REQUIREMENTS,
         args,
         ca_bundle,
-        _project_requirements(root),
+        _project_requirements(root, config.requirements),
         tuple(dict.fromkeys(declared)),
         install,
     )
@@ -181,10 +195,10 @@ def recipe_for(
     return replace(recipe, pins=locked_pins(Path(root), recipe.lock_key, recipe.lock_inputs) or ())
 
 
-def _project_requirements(root: Path) -> tuple[Path, ...]:
-    from harness.declare.config import in_checkout, load_config
+def _project_requirements(root: Path, names: tuple[str, ...]) -> tuple[Path, ...]:
+    from harness.declare.config import in_checkout
 
-    files = tuple(in_checkout(root, name, "requirements") for name in load_config(root, for_host=False).requirements)
+    files = tuple(in_checkout(root, name, "requirements") for name in names)
     for path in files:
         if not path.is_file():
             raise UsageError(

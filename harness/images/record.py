@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the Docker SDK is imported only where used
+    from harness.declare.config import ProjectConfig
     from harness.images.registry import Registry
 
 
@@ -29,6 +30,9 @@ class ImageRequest:
     pinned_id: str | None = None
     pinned_report: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""  # labels the short-lived container that lists the image's packages
+    # The settings the run's command resolved (workspace, install, requirements, the pyproject.toml it
+    # read): the recipe is made from them, never from the files again. None: read them (no command).
+    config: ProjectConfig | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

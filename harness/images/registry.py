@@ -56,15 +56,22 @@ def registry_from(config: ProjectConfig, environ: Mapping[str, str] = os.environ
     if not config.registry:
         return None
     grant = config.policy.registries.get(config.registry)
-    names = (grant.username_env, grant.password_env) if grant else (None, None)
+    # The policy's names for its registry; else the agent's own (GPUCI_REGISTRY_USERNAME_ENV and
+    # GPUCI_REGISTRY_PASSWORD_ENV: host-owned settings, which [tool.gpuci] may never set).
+    names = (
+        (grant.username_env, grant.password_env)
+        if grant
+        else (config.registry_username_env, config.registry_password_env)
+    )
     if not all(names):
         return Registry(config.registry)
     missing = [n for n in names if not environ.get(str(n))]
     if missing:
+        named_by = config.policy.rule("registries") if grant else "the agent's GPUCI_REGISTRY_*_ENV"
         raise UsageError(
             f"the registry {config.registry} takes its credentials from {' and '.join(map(str, names))} "
-            f"({config.policy.rule('registries')}), but {' and '.join(map(str, missing))} is not set here; set it "
-            "in the agent's environment, or drop them from the policy to use `docker login`."
+            f"({named_by}), but {' and '.join(map(str, missing))} is not set here; set it in the agent's "
+            "environment, or drop them from the policy to use `docker login`."
         )
     return Registry(config.registry, environ[str(names[0])], environ[str(names[1])])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from harness.declare.platforms import get_platform
@@ -19,13 +18,11 @@ from harness.run.run import Run
 from harness.run.supervise.supervised import Workload
 
 
-def execute_command(
-    options: RunOptions, command: list[str], image: str | None, num_gpus: int, timeout_s: float | None
-) -> ExitCode:
+def execute_command(options: RunOptions, command: list[str], image: str | None, num_gpus: int) -> ExitCode:
     """`python -m harness supervise`: any command, on the host or in `image`, under the supervisor."""
     run_id = new_run_id("supervise")
     run = Run(
-        replace(options, timeout_s=timeout_s),
+        options,
         run_id,
         run_directory(options.root, run_id, options.report_dir),
         get_platform(options.platform),

@@ -1,33 +1,45 @@
-"""`gpuci run` and `gpuci supervise`: command-line settings and [tool.gpuci] made into one run's options."""
+"""`gpuci run` and `gpuci supervise`: the settings, resolved once per command, made into one run's options."""
 
 from __future__ import annotations
 
 import argparse
 import signal
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
     from harness.declare.config import ProjectConfig
-
-
-def run_options(args: argparse.Namespace, platform: str, config: ProjectConfig | None = None, **extra: object):  # type: ignore[no-untyped-def]
-    """The options every run takes; with `config`, its settings (the flags already over it)."""
     from harness.run.options import RunOptions
-    from harness.run.supervise.stop import DEFAULT_GRACE_S, DEFAULT_VRAM_TIMEOUT_S
 
-    grace = config.grace if config else args.grace
-    vram_timeout = config.vram_timeout if config else args.vram_timeout
+
+def run_options(
+    config: ProjectConfig, root: Path, platform: str, env_names: tuple[str, ...] = (), **only: Any
+) -> RunOptions:
+    """A run's options from the settings its command resolved once (`config`), for `run` and `repro`
+    alike: the secrets it names and the host variables `env_names` passes, its CA bundle, its registry;
+    `only` holds what only the command line says (pytest arguments, --no-container, --build, …)."""
+    from harness.declare.config import image_timeout_s, in_checkout
+    from harness.images.registry import registry_from
+    from harness.run.buildkite.collector import TOKEN_ENV, wanted
+    from harness.run.options import RunOptions
+
+    image_timeout_s(config)  # bounded before anything runs
+    ca_bundle = None
+    if config.ca_bundle:  # the flag's and the variable's are the host's; [tool.gpuci]'s must be the checkout's
+        by_project = config.set_by_project("ca_bundle")
+        ca_bundle = in_checkout(root, config.ca_bundle, "ca_bundle") if by_project else Path(config.ca_bundle)
+    # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.buildkite.collector).
+    token = (TOKEN_ENV,) if wanted() else ()
     return RunOptions(
-        root=args.root.resolve(),
+        root=root,
         platform=platform,
-        report_dir=args.report_dir,
-        vram_backend=None if args.vram_backend == "auto" else args.vram_backend,
-        grace_s=grace if grace is not None else DEFAULT_GRACE_S,
-        vram_timeout_s=vram_timeout if vram_timeout is not None else DEFAULT_VRAM_TIMEOUT_S,
-        echo=not args.quiet,
-        **extra,  # type: ignore[arg-type]
+        config=config,
+        ca_bundle=ca_bundle,
+        pass_env=tuple(dict.fromkeys((*config.secrets, *env_names, *token))),
+        registry=registry_from(config) if only.get("container", True) else None,
+        **only,
     )
 
 
@@ -35,39 +47,24 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.run.cancel import GATE
 
     GATE.install()  # from here a cancel is noted, never a silent death without a report
-    from harness.declare.config import config_with_flags, image_timeout_s, in_checkout
-    from harness.images.registry import registry_from
-    from harness.run.buildkite.collector import TOKEN_ENV, wanted
+    from harness.declare.config import config_with_flags
     from harness.run.execute import execute_step
     from harness.state import check_state
 
-    check_state(args.root.resolve())  # gpuci's state is never the commit's, nor a link
-    config = config_with_flags(args.root.resolve(), args)  # each setting: its flag, else [tool.gpuci]
+    root = args.root.resolve()
+    check_state(root)  # gpuci's state is never the commit's, nor a link
+    config = config_with_flags(root, args)  # every setting, once: flag, GPUCI_<KEY>, [tool.gpuci], default
     options = run_options(
-        args,
-        args.platform,
         config,
+        root,
+        args.platform,
+        tuple(args.env),
         pytest_args=tuple(args.pytest_args),
         container=not args.no_container,
         base_image=args.base_image,
         python=args.python,
-        project_python=config.python[0] if config.python else None,
-        # A CA bundle given on the command line is the host's; [tool.gpuci]'s must be in the checkout.
-        ca_bundle=args.ca_bundle
-        or (in_checkout(args.root, config.ca_bundle, "ca_bundle") if config.ca_bundle else None),
-        timeout_s=config.timeout,
-        lease_timeout_s=config.lease_timeout if config.lease_timeout is not None else 600.0,
-        image_timeout_s=image_timeout_s(config),
-        workspace=config.workspace,
-        default_working_dir=config.default_working_dir,
-        mounts=config.mounts,
-        limits=project_limits(config),
-        host_mounts=config.host_mounts,
-        policy=config.policy,
-        # Buildkite's Test Engine token, where set, is a secret of every step (harness.run.buildkite.collector).
-        pass_env=(*config.secrets, *args.env, *((TOKEN_ENV,) if wanted() else ())),
-        registry=None if args.no_container else registry_from(config),
         build=args.build,
+        **_command_line(args),
     )
     try:
         return execute_step(options, args.area, args.step)
@@ -77,10 +74,13 @@ def run_command(args: argparse.Namespace) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
-def project_limits(config):  # type: ignore[no-untyped-def]
-    from harness.run.spec import DEFAULT_PIDS_LIMIT, Limits
-
-    return Limits(config.memory, config.cpus, config.pids_limit or DEFAULT_PIDS_LIMIT, config.network)
+def _command_line(args: argparse.Namespace) -> dict[str, Any]:
+    """What `run` and `supervise` say of a run besides its settings."""
+    return {
+        "report_dir": args.report_dir,
+        "vram_backend": None if args.vram_backend == "auto" else args.vram_backend,
+        "echo": not args.quiet,
+    }
 
 
 def supervise_command(args: argparse.Namespace) -> int:
@@ -92,4 +92,12 @@ def supervise_command(args: argparse.Namespace) -> int:
     num_gpus = args.num_gpus
     if num_gpus is None:
         num_gpus = 1 if args.vram_backend else 0
-    return execute_command(run_options(args, args.platform), cmd, args.image, num_gpus, args.timeout)
+    from harness.declare.config import host_config
+    from harness.declare.settings import from_flags
+    from harness.run.options import RunOptions
+
+    # supervise runs any command, not a project's step: its settings are the flags', the environment's
+    # and the defaults, never [tool.gpuci]'s.
+    config = host_config(from_flags(args))
+    options = RunOptions(root=args.root.resolve(), platform=args.platform, config=config, **_command_line(args))
+    return execute_command(options, cmd, args.image, num_gpus)

@@ -29,7 +29,7 @@ def execute_step(options: RunOptions, area_name: str, step_label: str | None) ->
     """Run one step, or every non-optional step of the area on the platform, each as its own run."""
     from harness.declare.sources import find_area
 
-    area = find_area(options.root, area_name)
+    area = find_area(options.root, area_name, options.config.declarations)
     steps = (
         [area.step(step_label, options.platform)]
         if step_label

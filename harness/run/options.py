@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.declare.config import ProjectConfig
 from harness.declare.policy import HostPolicy
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
 from harness.run.spec import Limits
-from harness.run.supervise.stop import DEFAULT_GRACE_S, DEFAULT_VRAM_TIMEOUT_S
 
 if TYPE_CHECKING:  # the Docker SDK is imported only where used
     from harness.images.registry import Registry
@@ -35,46 +35,82 @@ class Reproduction:
 
 @dataclass(frozen=True)
 class RunOptions:
+    """What one run is asked: the project's settings as the command resolved them once (`config`:
+    limits, network, mounts, secrets, timeouts, workspace), and what only the command line says."""
+
     root: Path
     platform: str
+    config: ProjectConfig = field(default_factory=ProjectConfig)
     pytest_args: tuple[str, ...] = ()
     container: bool = True
     report_dir: Path | None = None
     vram_backend: str | None = None
-    grace_s: float = DEFAULT_GRACE_S
-    vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S
     vram_tolerance: int = DEFAULT_TOLERANCE
     base_image: str | None = None
+    # The extra CA bundle, as a file: the flag's (a host path) or [tool.gpuci]'s (checked in the checkout).
     ca_bundle: Path | None = None
     # The Python the image runs: chosen by --python or the step (on gpuci's Debian base only), else
-    # [tool.gpuci] python's first where the platform builds on that base.
+    # [tool.gpuci] python's first where the platform builds on that base (`project_python`).
     python: str | None = None
-    project_python: str | None = None
     # Host variables passed through by name (secrets included, which reports never show).
     pass_env: tuple[str, ...] = ()
     echo: bool = True
-    # Overrides the step's timeout_in_minutes.
-    timeout_s: float | None = None
     # Set by `gpuci repro` only: what it reproduces, in its own object.
     reproduction: Reproduction | None = None
     # Images by digest: pulled from this registry before a build is considered; `build` skips the pull.
     registry: Registry | None = None
     build: bool = False
-    # How long a run waits for GPUs that another run on this host has leased.
-    lease_timeout_s: float = 600.0
-    # How long the run's image may take to build or pull ([tool.gpuci] image_timeout, bounded).
-    image_timeout_s: float = 1200.0
-    # The checkout's path inside containers, and where steps without working_dir run
-    # ([tool.gpuci] workspace / default_working_dir).
-    workspace: str = "/workspace"
-    default_working_dir: str | None = None
-    # Host folders bound into the container, SOURCE:TARGET[:ro|rw] ([tool.gpuci] mounts).
-    mounts: tuple[str, ...] = ()
-    # The project's container limits ([tool.gpuci]; a step's own go in their place).
-    limits: Limits = field(default_factory=Limits)
-    host_mounts: tuple[str, ...] = ()  # GPUCI_MOUNTS: the host's own
-    # The agent's policy that the project's asks are held against (harness.declare.policy).
-    policy: HostPolicy = field(default_factory=HostPolicy)
+
+    # The settings a run reads, by the names the run's modules use: each is the config's, so a value is
+    # resolved in one place (harness.declare.precedence) and has its default in one (settings.py).
+    @property
+    def grace_s(self) -> float:
+        return float(self.config.grace)
+
+    @property
+    def vram_timeout_s(self) -> float:
+        return float(self.config.vram_timeout)
+
+    @property
+    def timeout_s(self) -> float | None:  # overrides the step's timeout_in_minutes
+        return self.config.timeout
+
+    @property
+    def lease_timeout_s(self) -> float:  # how long a run waits for GPUs another run on this host leased
+        return float(self.config.lease_timeout)
+
+    @property
+    def image_timeout_s(self) -> float:  # how long the run's image may take to build or pull
+        return float(self.config.image_timeout)
+
+    @property
+    def workspace(self) -> str:  # the checkout's path inside containers
+        return self.config.workspace
+
+    @property
+    def default_working_dir(self) -> str | None:  # where steps without working_dir run
+        return self.config.default_working_dir
+
+    @property
+    def mounts(self) -> tuple[str, ...]:  # the project's folders bound into the container, SOURCE:TARGET[:ro|rw]
+        return self.config.mounts
+
+    @property
+    def host_mounts(self) -> tuple[str, ...]:  # GPUCI_MOUNTS: the host's own
+        return self.config.host_mounts
+
+    @property
+    def limits(self) -> Limits:  # the project's container limits (a step's own go in their place)
+        config = self.config
+        return Limits(config.memory, config.cpus, config.pids_limit, config.network)
+
+    @property
+    def policy(self) -> HostPolicy:  # the agent's policy the project's asks are held against
+        return self.config.policy
+
+    @property
+    def project_python(self) -> str | None:
+        return self.config.python[0] if self.config.python else None
 
     def timeout_for(self, timeout_in_minutes: int | None) -> float | None:
         """The step's timeout in seconds: --timeout, else its declared timeout_in_minutes."""

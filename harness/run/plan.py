@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunOptions
 from harness.run.run import Run
 from harness.run.secrets import SOURCE_LINE, split_env
-from harness.run.spec import DEFAULT_PIDS_LIMIT, NETWORK_ENV, REPORT_MOUNT, BindMount, Limits, RunSpec
+from harness.run.spec import DEFAULT_PIDS_LIMIT, REPORT_MOUNT, BindMount, Limits, RunSpec
 from harness.run.supervise.supervised import VramWatch
 
 if TYPE_CHECKING:
@@ -115,12 +115,10 @@ def plan(
 
 
 def step_limits(options: RunOptions, step: Step) -> Limits:
-    """The project's limits with the step's own in their place; a declared network wins over
-    GPUCI_NETWORK (a host setting), which wins over [tool.gpuci] network."""
+    """The project's limits as the command resolved them (GPUCI_NETWORK over [tool.gpuci] network, by
+    harness.declare.precedence) with the step's own in their place: a declared network wins."""
     declared = Limits(step.memory, step.cpus, step.pids_limit or DEFAULT_PIDS_LIMIT, step.network)
-    limits = options.limits.under(declared)
-    network = step.network or os.environ.get(NETWORK_ENV) or options.limits.network
-    return replace(limits, network=network or None)
+    return options.limits.under(declared)
 
 
 def state_mounts(root: Path, workspace: str) -> list[BindMount]:

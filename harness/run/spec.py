@@ -6,22 +6,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.declare.settings import BY_KEY, default
 from harness.gpu.vendors.vendor import GpuRequest
 from harness.redact import Redactor
 from harness.run.cleanup.orphan import Watch
 
-WORKSPACE = "/workspace"
+WORKSPACE: str = default("workspace")
 # Where a run's report folder is mounted inside its container.
 REPORT_MOUNT = "/gpuci/report"
 
 
 # A Docker network mode for every container gpuci makes (builds included), e.g. `none` where the
 # engine has no bridge or the tests must not reach the network.
-NETWORK_ENV = "GPUCI_NETWORK"
+NETWORK_ENV = BY_KEY["network"].env
 
 
 # A fork bomb in a test stops here, not at the host's limit; ample for xdist workers with torch's threads.
-DEFAULT_PIDS_LIMIT = 16384
+DEFAULT_PIDS_LIMIT: int = default("pids_limit")
 # Docker's defaults less what tests never need (raw sockets, device nodes, chroot, file capabilities,
 # audit): matters only for steps that run as root, since others run as the invoking user.
 KEPT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID")

@@ -85,3 +85,14 @@ def test_files_the_config_names_must_be_in_the_checkout(tmp_path) -> None:
         with pytest.raises(UsageError) as err:
             in_checkout(checkout, name, "ca_bundle")
         assert "outside the checkout" in str(err.value) and "root:x" not in str(err.value)
+
+
+def test_a_command_with_no_project_resolves_flags_variables_and_defaults_only(tmp_path, monkeypatch) -> None:
+    """`supervise` runs any command: the same precedence, with no [tool.gpuci] read at all."""
+    from harness.declare.config import host_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool.gpuci]\ngrace = 9\n")  # not read
+    assert host_config({}, {}).grace == 5.0
+    assert host_config({}, {"GPUCI_GRACE": "2"}).grace == 2.0
+    assert host_config({"grace": 1.5}, {"GPUCI_GRACE": "2"}).grace == 1.5

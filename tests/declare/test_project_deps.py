@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.declare.project_deps import declared_extras, declared_requirements
+from harness.declare.pyproject import read_pyproject
 from harness.errors import UsageError
 
 PYPROJECT = """\
@@ -26,7 +27,7 @@ extras = ["test"]
 
 def test_extras_and_groups_with_their_includes_each_once(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
-    lines = declared_requirements(tmp_path, ("test",), ("dev",))
+    lines = declared_requirements(tmp_path, read_pyproject(tmp_path), ("test",), ("dev",))
     assert lines == ["pytest>=8", "hypothesis", "ruff", "numpy"]
 
 
@@ -41,7 +42,7 @@ def test_extras_and_groups_with_their_includes_each_once(tmp_path: Path) -> None
 def test_a_name_that_is_not_declared_says_what_is(tmp_path: Path, extras, groups, words: str) -> None:
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)
     with pytest.raises(UsageError) as err:
-        declared_requirements(tmp_path, extras, groups)
+        declared_requirements(tmp_path, read_pyproject(tmp_path), extras, groups)
     assert words in str(err.value) and "pyproject.toml" in str(err.value)
 
 
@@ -78,7 +79,7 @@ def test_a_setuptools_project_s_extras_come_from_setup_cfg_as_setuptools_reads_t
     # mpmath 1.3.0's shape: no [project] table at all, its extras in setup.cfg, one naming another.
     (tmp_path / "pyproject.toml").write_text('[tool.gpuci]\nextras = ["gmpy", "develop"]\n')
     (tmp_path / "setup.cfg").write_text(SETUP_CFG)
-    assert declared_requirements(tmp_path, ("gmpy", "develop"), ()) == [
+    assert declared_requirements(tmp_path, read_pyproject(tmp_path), ("gmpy", "develop"), ()) == [
         'gmpy2>=2.1; platform_python_implementation!="PyPy"',
         "pytest >= 4.6",
         "pycodestyle",
@@ -86,12 +87,12 @@ def test_a_setuptools_project_s_extras_come_from_setup_cfg_as_setuptools_reads_t
     (tmp_path / "pyproject.toml").write_text(PYPROJECT)  # [project.optional-dependencies] first, then setup.cfg
     assert sorted(declared_extras(tmp_path)) == ["develop", "gmpy", "test", "tests"]
     with pytest.raises(UsageError) as err:
-        declared_requirements(tmp_path, ("docs",), ())
+        declared_requirements(tmp_path, read_pyproject(tmp_path), ("docs",), ())
     assert "declared: develop, gmpy, test, tests" in str(err.value)
 
 
 def test_a_setup_cfg_that_setuptools_could_not_read_is_named(tmp_path: Path) -> None:
     (tmp_path / "setup.cfg").write_text("[options.extras_require]\ntests = %(nowhere)s\n")
     with pytest.raises(UsageError) as err:
-        declared_requirements(tmp_path, ("tests",), ())
+        declared_requirements(tmp_path, read_pyproject(tmp_path), ("tests",), ())
     assert f"{tmp_path / 'setup.cfg'}: cannot read its [options.extras_require]" in str(err.value)

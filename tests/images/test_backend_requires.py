@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.declare.pyproject import read_pyproject
 from harness.errors import UsageError
 from harness.images.airgap import bootstrap_base
 from harness.images.backend_requires import backend_requires
@@ -81,7 +82,7 @@ def test_each_backend_is_asked_in_a_container_and_answers(docker_client, tmp_pat
     answers = {}
     for name in BACKENDS:
         root = _project(tmp_path / name, name)
-        install = project_install(root, "editable", "/workspace")
+        install = project_install(root, "editable", "/workspace", read_pyproject(root))
         assert install is not None
         answers[name] = backend_requires(
             docker_client, base, root, install, target, ResolveWith(WHEELHOUSE, None, constraints)
@@ -100,7 +101,7 @@ def test_a_backend_that_fails_when_asked_is_the_project_s_to_fix(docker_client, 
     base = bootstrap_base(docker_client)
     root = _project(tmp_path / "st_setup_py", "st_setup_py")
     (root / "setup.py").write_text("from setuptools import setup\nimport no_such_module_here\nsetup(name='x')\n")
-    install = project_install(root, "editable", "/workspace")
+    install = project_install(root, "editable", "/workspace", read_pyproject(root))
     assert install is not None
     with pytest.raises(UsageError) as err:
         backend_requires(docker_client, base, root, install, ask_image(docker_client, base), ResolveWith(WHEELHOUSE))
@@ -112,7 +113,9 @@ def test_the_backend_s_answer_is_input_checked_before_the_resolver_sees_it(tmp_p
     from harness.images.backend_requires import _answer
     from harness.images.in_image.ask_backend import MARKER
 
-    install = project_install(_project(tmp_path / "hatch_lib", "hatch_lib"), "editable", "/workspace")
+    install = project_install(
+        hatch_lib := _project(tmp_path / "hatch_lib", "hatch_lib"), "editable", "/workspace", read_pyproject(hatch_lib)
+    )
     assert install is not None
 
     def said(data: object) -> str:

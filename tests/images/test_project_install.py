@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.declare.config import load_config
+from harness.declare.pyproject import read_pyproject
 from harness.errors import UsageError
 from harness.images.project_install import LEGACY_BUILD, copy_checkout, project_install
 from harness.images.recipe import recipe_for
@@ -37,17 +38,18 @@ def library(root: Path, pyproject: str = PYPROJECT) -> Path:
 
 
 def test_what_a_project_needs_to_be_installed_is_resolved_with_its_requirements(tmp_path: Path) -> None:
-    install = project_install(library(tmp_path / "lib"), "editable", "/workspace")
+    lib = library(tmp_path / "lib")
+    install = project_install(lib, "editable", "/workspace", read_pyproject(lib))
     assert install is not None and install.requirements == ("hatchling>=1.20", "attrs>=23")
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "setup.py").write_text("from setuptools import setup\nsetup(name='legacy')\n")
-    assert project_install(legacy, "editable", "/workspace").requirements == LEGACY_BUILD  # type: ignore[union-attr]
-    assert project_install(legacy, "none", "/workspace") is None
+    assert project_install(legacy, "editable", "/workspace", None).requirements == LEGACY_BUILD  # type: ignore[union-attr]
+    assert project_install(legacy, "none", "/workspace", None) is None
     settings_only = tmp_path / "settings"
     settings_only.mkdir()
     (settings_only / "pyproject.toml").write_text("[tool.gpuci]\n")  # nothing to install
-    assert project_install(settings_only, "editable", "/workspace") is None
+    assert project_install(settings_only, "editable", "/workspace", read_pyproject(settings_only)) is None
     recipe = recipe_for(tmp_path / "lib", "cpu")
     assert recipe.install is not None and {"hatchling>=1.20", "attrs>=23"} <= set(recipe.declared_requirements)
 
@@ -69,7 +71,7 @@ def test_a_workspace_that_is_not_a_plain_path_is_refused_before_it_reaches_a_doc
         load_config(tmp_path)
     assert "pyproject.toml:2" in str(err.value) and "absolute path of letters" in str(err.value)
     with pytest.raises(UsageError, match="not a plain absolute path"):
-        project_install(library(tmp_path / "lib"), "editable", "/w x")
+        project_install(lib := library(tmp_path / "lib"), "editable", "/w x", read_pyproject(lib))
 
 
 def test_an_unknown_install_mode_is_refused_with_file_and_line(tmp_path: Path) -> None:
@@ -200,3 +202,15 @@ def test_each_build_backend_gives_pytest_s_counts_and_leaves_the_checkout_alone(
         assert "editables==" in (root / "gpuci.lock").read_text()
     status = git(root, "status", "--porcelain", "--ignored").splitlines()
     assert all(line.endswith(("gpuci.lock", ".gpuci/")) for line in status), status
+
+
+def test_the_tag_follows_gpuci_s_own_install_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image made by an older install step (its finder, its build folders) is never taken for a newer one."""
+    import harness.images.recipe as recipe_module
+
+    root = library(tmp_path / "lib")
+    first = recipe_for(root, "cpu").tag
+    script = tmp_path / "install_project.py"
+    script.write_bytes(recipe_module.INSTALL_SCRIPT_SOURCE.read_bytes() + b"\n# a newer gpuci\n")
+    monkeypatch.setattr(recipe_module, "INSTALL_SCRIPT_SOURCE", script)
+    assert recipe_for(root, "cpu").tag != first

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.declare.areas import Step
+from harness.declare.config import ProjectConfig, load_config
 from harness.declare.platforms import get_platform
 from harness.gpu.devices import DeviceOptions
 from harness.gpu.vram import sim
@@ -19,7 +20,7 @@ from harness.run.options import SIM_MOUNT, RunOptions
 from harness.run.plan import RunDevices, plan
 from harness.run.run import Run
 from harness.run.secrets import SECRETS_MOUNT, SOURCE_LINE
-from harness.run.spec import REPORT_MOUNT, Limits
+from harness.run.spec import REPORT_MOUNT
 from harness.run.supervise.supervised import VramWatch
 
 IMAGE = ImageRecord("sha256:" + "ab" * 32, tag="gpuci/cpu:0123456789abcdef")
@@ -38,7 +39,8 @@ def step(**fields: object) -> Step:
 
 
 def test_the_plan_holds_mounts_environment_labels_and_limits(tmp_path: Path) -> None:
-    run = make_run(tmp_path, step(timeout_in_minutes=2, memory="2g", env={"MODE": "fast"}), grace_s=3.0)
+    settings = ProjectConfig(grace=3.0)
+    run = make_run(tmp_path, step(timeout_in_minutes=2, memory="2g", env={"MODE": "fast"}), config=settings)
     spec = plan(run, IMAGE, RunDevices(None, DeviceOptions()))
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/workspace"].source == str(tmp_path.resolve()) and not mounts["/workspace"].read_only
@@ -81,13 +83,14 @@ def test_the_leased_gpus_reach_the_container_as_the_vendor_says(tmp_path: Path, 
     assert {m.target: m.source for m in spec.mounts}[SIM_MOUNT] == str(sim_gpus.resolve())
 
 
-def test_a_step_network_wins_over_the_hosts_and_the_projects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GPUCI_NETWORK", "bridge")
-    project = Limits(cpus=2.0, network="host")
-    assert plan(make_run(tmp_path, step(), limits=project), IMAGE, RunDevices(None, DeviceOptions())).network_mode == (
-        "bridge"
-    )
-    spec = plan(make_run(tmp_path, step(network="none"), limits=project), IMAGE, RunDevices(None, DeviceOptions()))
+def test_a_step_network_wins_over_the_hosts_and_the_projects(tmp_path: Path) -> None:
+    """The host's GPUCI_NETWORK over [tool.gpuci] network is the config's resolution (once per command);
+    the plan reads no environment, and a step's own network wins over both."""
+    (tmp_path / "pyproject.toml").write_text('[tool.gpuci]\nnetwork = "host"\ncpus = 2\n')
+    config = load_config(tmp_path, for_host=False, environ={"GPUCI_NETWORK": "bridge"})
+    devices = RunDevices(None, DeviceOptions())
+    assert plan(make_run(tmp_path, step(), config=config), IMAGE, devices).network_mode == "bridge"
+    spec = plan(make_run(tmp_path, step(network="none"), config=config), IMAGE, devices)
     assert spec.network_mode == "none" and spec.limits.cpus == 2.0
 
 

@@ -128,6 +128,7 @@ def image_for_run(client: Any, run: Run, pin: contextlib.ExitStack) -> ImageReco
         pinned_id=pinned.image_id if pinned else None,
         pinned_report=dict(pinned.image_report) if pinned else {},
         run_id=run.run_id,
+        config=options.config,
     )
     seconds = options.image_timeout_s
     image = for_run(client, request, pin, lambda tag: deadline(seconds, lambda: _image_too_slow(seconds, tag)))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from harness.ci_provider import detect
 from harness.console import say
+from harness.declare.settings import default
 from harness.errors import ExitCode
 from harness.gpu.vram.release import wait_for_release
 from harness.units import format_size
@@ -25,11 +26,12 @@ if TYPE_CHECKING:
     from harness.run.supervise.supervised import Supervised, VramWatch, Workload
 
 
-# A stop's defaults, written here only: options, the settings' help, the pytest plugin, the watcher
-# in the container and the janitor on the host all take them from here.
-DEFAULT_GRACE_S = 5.0
+# A stop's defaults: the grace and the VRAM wait are the settings' declared ones (harness.declare.settings,
+# where their numbers are written), the kill wait is the stop's own. The pytest plugin, the watcher in the
+# container and the janitor on the host take them from here.
+DEFAULT_GRACE_S: float = default("grace")
 DEFAULT_KILL_WAIT_S = 30.0
-DEFAULT_VRAM_TIMEOUT_S = 60.0
+DEFAULT_VRAM_TIMEOUT_S: float = default("vram_timeout")
 
 
 @dataclass(frozen=True)

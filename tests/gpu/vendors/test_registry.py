@@ -125,10 +125,10 @@ def test_the_vendors_backend_opens_by_name_and_pins_host_workloads(sim_gpus: Pat
     with registered(fake_vendor(sim_gpus)):
         backend = open_backend("fakesmi")
         try:
-            watch = VramWatch(backend, backend.devices()[:1])
+            watch = VramWatch(backend, backend.devices()[:1], timeout_s=1.0)
             # The backend reports its own name; a backend named like the vendor's is pinned by its rule.
             assert visible_devices_env("fakegpu", watch) == {sim.VISIBLE_ENV: "0"}
-            renamed = VramWatch(type("FakeSmi", (), {"name": "fakesmi"})(), watch.devices)  # type: ignore[arg-type]
+            renamed = VramWatch(type("FakeSmi", (), {"name": "fakesmi"})(), watch.devices, 1.0)  # type: ignore[arg-type]
             assert visible_devices_env("fakegpu", renamed) == {"FAKE_VISIBLE_DEVICES": watch.devices[0].id}
         finally:
             backend.close()
