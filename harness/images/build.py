@@ -20,6 +20,7 @@ from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.backend_requires import backend_requires
+from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
 from harness.images.build_errors import project_failure
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
@@ -262,17 +263,18 @@ def _build(
     if recipe.system_layer is not None:
         args["BASE_IMAGE"] = recipe.system_layer.tag
     try:
-        stream = client.api.build(
-            path=str(context),
-            tag=tag,
-            buildargs=args,
-            labels=labels,
-            rm=True,
-            forcerm=True,
-            decode=True,
-            pull=False,
-            network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
-        )
+        with granted_credentials(client, granted_hosts(root)):  # the request carries them: the call is enough
+            stream = client.api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=args,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+                network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
+            )
         output = ""
         for chunk in stream:
             if "error" in chunk:
@@ -280,7 +282,9 @@ def _build(
                 mine = project_failure(plain_lines(output), root, recipe.install) if root else None
                 if mine is not None:
                     raise mine
-                raise ImageBuildError(f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}")
+                raise ungranted_pull(chunk["error"], recipe.dockerfile) or ImageBuildError(
+                    f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}"
+                )
             text = chunk.get("stream", "")
             output = (output + text)[-MAX_OUTPUT:]
             if text.strip():
