@@ -137,7 +137,7 @@ def test_the_backend_s_wheels_are_recorded_as_gpuci_s_own_fetch(docker_client, t
     # included, so the build never says it found wheels "gpuci did not fetch" (put there by hand).
     base = bootstrap_base(docker_client)
     root = _project(tmp_path / "hatch_lib", "hatch_lib")
-    install = project_install(root, "editable", "/workspace")
+    install = project_install(root, "editable", "/workspace", read_pyproject(root))
     assert install is not None
     house = tmp_path / "fresh-wheelhouse"
     constraints = ROOT / "containers" / "requirements.txt"
