@@ -180,12 +180,13 @@ import docker
 from harness.errors import UsageError
 from harness.images.airgap import bootstrap_base
 from harness.images.backend_requires import backend_requires
+from harness.declare.pyproject import read_pyproject
 from harness.images.project_install import project_install
 from harness.images.resolve import ResolveWith, ask_image
 client = docker.from_env()
 base = bootstrap_base(client)
 root = Path(sys.argv[1])
-install = project_install(root, "editable", "/workspace")
+install = project_install(root, "editable", "/workspace", read_pyproject(root))
 try:
     backend_requires(client, base, root, install, ask_image(client, base), ResolveWith(Path(sys.argv[2])))
 except UsageError as exc:
