@@ -137,7 +137,7 @@ def test_the_backend_s_wheels_are_recorded_as_gpuci_s_own_fetch(docker_client, t
     # included, so the build never says it found wheels "gpuci did not fetch" (put there by hand).
     base = bootstrap_base(docker_client)
     root = _project(tmp_path / "hatch_lib", "hatch_lib")
-    install = project_install(root, "editable", "/workspace")
+    install = project_install(root, "editable", "/workspace", read_pyproject(root))
     assert install is not None
     house = tmp_path / "fresh-wheelhouse"
     constraints = ROOT / "containers" / "requirements.txt"
@@ -180,12 +180,13 @@ import docker
 from harness.errors import UsageError
 from harness.images.airgap import bootstrap_base
 from harness.images.backend_requires import backend_requires
+from harness.declare.pyproject import read_pyproject
 from harness.images.project_install import project_install
 from harness.images.resolve import ResolveWith, ask_image
 client = docker.from_env()
 base = bootstrap_base(client)
 root = Path(sys.argv[1])
-install = project_install(root, "editable", "/workspace")
+install = project_install(root, "editable", "/workspace", read_pyproject(root))
 try:
     backend_requires(client, base, root, install, ask_image(client, base), ResolveWith(Path(sys.argv[2])))
 except UsageError as exc:
