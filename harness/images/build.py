@@ -20,6 +20,7 @@ from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.backend_requires import backend_requires
+from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
 from harness.images.build_errors import project_failure
 from harness.images.context import checkout_dir, is_legacy, label_line, project_steps, write_layers, write_legacy
 from harness.images.installer import fetch_uv
@@ -188,6 +189,20 @@ def resolve_project(
     return list(resolution.pins), target.version
 
 
+# The engine wraps what a RUN step writes to stderr in red: its own framing, not the step's text.
+_ENGINE_RED, _ENGINE_RESET = "\x1b[91m", "\x1b[0m"
+
+
+def build_line(text: str) -> str:
+    """One chunk of the engine's build output as gpuci prints it: the engine's own colour framing taken
+    off, its lines kept as lines, and every other control character shown inert (the step's output is
+    the project's)."""
+    text = text.rstrip()
+    if text.startswith(_ENGINE_RED) and text.endswith(_ENGINE_RESET):
+        text = text[len(_ENGINE_RED) : -len(_ENGINE_RESET)].rstrip()
+    return printable(text, keep_lines=True)
+
+
 def build_in_context(
     client: docker.DockerClient,
     context: Path,
@@ -256,17 +271,18 @@ def _build(
     if recipe.system_layer is not None:
         args["BASE_IMAGE"] = recipe.system_layer.tag
     try:
-        stream = client.api.build(
-            path=str(context),
-            tag=tag,
-            buildargs=args,
-            labels=labels or None,
-            rm=True,
-            forcerm=True,
-            decode=True,
-            pull=False,
-            network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
-        )
+        with granted_credentials(client, granted_hosts(root)):  # the request carries them: the call is enough
+            stream = client.api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=args,
+                labels=labels or None,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+                network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
+            )
         output = ""
         for chunk in stream:
             if "error" in chunk:
@@ -274,11 +290,13 @@ def _build(
                 mine = project_failure(plain_lines(output), root, recipe.install) if root else None
                 if mine is not None:
                     raise mine
-                raise ImageBuildError(f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}")
+                raise ungranted_pull(chunk["error"], recipe.dockerfile) or ImageBuildError(
+                    f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}"
+                )
             text = chunk.get("stream", "")
             output = (output + text)[-MAX_OUTPUT:]
             if text.strip():
-                sys.stderr.write(f"  {printable(text.rstrip())}\n")  # the recipe is the project's
+                sys.stderr.write(f"  {build_line(text)}\n")  # the recipe is the project's
                 sys.stderr.flush()
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"building {tag} failed: {exc.explanation or exc}") from None

@@ -74,6 +74,19 @@ PROBE = (
 )
 
 
+# The containers that ask an image a question run code the project chose (its base image's python3, its
+# build backend and setup.py): limited, without capabilities, their logs capped by gpuci whatever the
+# engine's default (their output is read whole once they end).
+PROBE_POSTURE: dict[str, Any] = {
+    "network_mode": "none",
+    "mem_limit": "2g",
+    "pids_limit": 1024,
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "2"}},
+}
+
+
 def ask_image(client: Any, image: str) -> PythonTarget:
     """Run the base image's python3 once (no network) and read what it is."""
     import docker.errors
@@ -93,8 +106,8 @@ def ask_image(client: Any, image: str) -> PythonTarget:
     name = f"gpuci-python-probe-{uuid.uuid4().hex[:12]}"
     try:
         out = client.containers.run(
-            image, ["python3", "-c", PROBE], name=name, network_mode="none", entrypoint=[],
-            labels={"gpuci.purpose": "python-probe"},
+            image, ["python3", "-c", PROBE], name=name, entrypoint=[], labels={"gpuci.purpose": "python-probe"},
+            **PROBE_POSTURE,
         )  # fmt: skip
         data = json.loads(out.decode().strip().splitlines()[-1])
     except GpuciError:

@@ -91,9 +91,13 @@ def test_a_newly_declared_setting_arrives_from_every_source_and_cannot_go_unread
     stops load_config, so the setting is never silently ignored."""
     new = Setting("brand_new", "number", "a setting added for this test", 3.0, "--brand-new", ("run",))
     monkeypatch.setattr(settings, "SETTINGS", (*SETTINGS, new))
-    args = parser().parse_args(["run", "--platform", "cpu", "--area", "a", "--brand-new", "2"])
-    run = next(a for a in parser()._actions if a.dest == "command").choices["run"]  # type: ignore[union-attr]
-    assert "GPUCI_BRAND_NEW" in next(a.help for a in run._actions if "--brand-new" in a.option_strings)
+    parser.cache_clear()  # one parser a process: this one is made with the new declaration
+    try:
+        args = parser().parse_args(["run", "--platform", "cpu", "--area", "a", "--brand-new", "2"])
+        run = next(a for a in parser()._actions if a.dest == "command").choices["run"]  # type: ignore[union-attr]
+        assert "GPUCI_BRAND_NEW" in next(a.help for a in run._actions if "--brand-new" in a.option_strings)
+    finally:
+        parser.cache_clear()  # the next test's parser knows no brand_new
     sources = {
         "flag": (from_flags(args), {}, {}),
         "variable": ({}, {"GPUCI_BRAND_NEW": "4"}, {}),
