@@ -98,12 +98,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed figures against their baselines: bench/results/{cpu,registry,install,first-command}.json (Docker)."""
+    """Speed figures against their baselines: bench/results/{cpu,registry,install,first-command,cold-image}.json
+    (Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
     session.run("python", "bench/install_bench.py")  # pip and uv on a real dependency layer: install.json
     session.run("python", "bench/first_command_bench.py")  # nox -l and a warm run's overhead: first-command.json
+    session.run("python", "bench/cold_image_bench.py")  # a cold image against a cold uv venv: cold-image.json
 
 
 @nox.session

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 
 from harness.images.airgap import wheelhouse_dir  # noqa: E402
+from harness.images.context import project_steps, write_layers  # noqa: E402
 from harness.images.installer import UV, fetch_uv  # noqa: E402
 
 REQUIREMENTS = "pytest\nnumpy\npandas\nwcwidth\n"
@@ -79,11 +79,9 @@ def session(repo: Path) -> tuple[float, dict]:
 def layer_context(repo: Path, client: docker.DockerClient, tag: str, wheelhouse: Path, into: Path) -> None:
     """The image's build context as gpuci makes it: the recipe, gpuci's pins, the project's resolved pins."""
     pins = client.images.get(tag).labels["gpuci.resolved"].split(",")
-    shutil.copyfile(repo / "containers" / "cpu" / "Dockerfile", into / "Dockerfile")
-    shutil.copyfile(repo / "containers" / "requirements.txt", into / "requirements.txt")
-    (into / "project-requirements.txt").write_text("".join(f"{p}\n" for p in pins))
-    (into / "extra-ca.crt").write_bytes(b"")
-    shutil.copytree(wheelhouse, into / "wheelhouse")
+    write_layers(into, repo, wheelhouse, repo / "containers" / "requirements.txt", b"", pins)
+    recipe = (repo / "containers" / "cpu" / "Dockerfile").read_text()
+    (into / "Dockerfile").write_text(recipe + project_steps({"gpuci.bench": "install"}, None, True))
 
 
 def build_layer(client: docker.DockerClient, context: Path, base: str, installer: str) -> tuple[float, float]:
@@ -99,7 +97,7 @@ def build_layer(client: docker.DockerClient, context: Path, base: str, installer
             raise SystemExit(f"install_bench: build failed: {chunk['error']}")
         if re.match(r"Step \d+/\d+ : RUN set -e", line):
             started = time.perf_counter()
-        elif started and ended is None and re.match(r"Step \d+/\d+ : ", line):
+        elif started and ended is None and (re.match(r"Step \d+/\d+ : ", line) or "Successfully built" in line):
             ended = time.perf_counter()
         if line.startswith("gpuci: installing with"):
             print(f"    {line.strip()}", flush=True)

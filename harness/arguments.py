@@ -5,18 +5,31 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from harness.declare.platforms import platform_names
 from harness.declare.pythons import SUITES
 from harness.declare.settings import add_flags
-from harness.gpu.vendors import backend_names
+
+
+def _platform_names() -> tuple[str, ...]:
+    """The platforms, imported only by the commands that take one: the platform table imports every
+    vendor module (about 50 ms), which a lint never needs."""
+    from harness.declare.platforms import platform_names
+
+    return platform_names()
+
+
+def _backend_names() -> tuple[str, ...]:
+    from harness.gpu.vendors import backend_names
+
+    return backend_names()
 
 
 def common_run_options(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project root (default: current directory)")
     parser.add_argument("--report-dir", type=Path, help="write report.json here instead of .gpuci/runs/<run-id>")
-    parser.add_argument("--vram-backend", choices=[*backend_names(), "auto"], help="default: the platform's")
+    parser.add_argument("--vram-backend", choices=[*_backend_names(), "auto"], help="default: the platform's")
     add_flags(parser, command)  # the project's settings this command takes (harness.declare.settings)
     parser.add_argument("--quiet", action="store_true", help="do not echo the workload's output")
 
@@ -27,23 +40,8 @@ def _declaration_flags(command: argparse.ArgumentParser, name: str) -> None:
     command.add_argument("--verbose", action="store_true", help="each warning with file and line (else one per kind)")
 
 
-@functools.cache  # one per process: a session reads run's flags off it, then the command is parsed with it
-def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, func: str, **kwargs: str) -> argparse.ArgumentParser:
-        """A subcommand and the function (`module:function`, imported when called) its stage owns."""
-        made = sub.add_parser(name, **kwargs)
-        made.set_defaults(func=func)
-        return made
-
-    run = command(
-        "run",
-        "harness.run.commands:run_command",
-        help="run an area's steps on a platform (what nox sessions and CI run)",
-    )
-    run.add_argument("--platform", required=True, choices=platform_names())
+def _run(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--platform", required=True, choices=_platform_names())
     run.add_argument("--area", required=True)
     run.add_argument("--step", help="run only the step with this label")
     run.add_argument("--no-container", action="store_true", help="run on the host, under the same supervisor")
@@ -58,17 +56,17 @@ def parser() -> argparse.ArgumentParser:
     common_run_options(run, "run")
     run.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
 
-    sup = command("supervise", "harness.run.commands:supervise_command", help="run any command under the supervisor")
+
+def _supervise(sup: argparse.ArgumentParser) -> None:
     sup.add_argument("--image", help="run in this image instead of on the host")
-    sup.add_argument("--platform", default="cpu", choices=platform_names())
+    sup.add_argument("--platform", default="cpu", choices=_platform_names())
     sup.add_argument("--num-gpus", type=int, default=None, help="GPUs to watch (default: 1 with a backend)")
     sup.add_argument("--timeout", type=float, help="seconds before the command is stopped")
     common_run_options(sup, "supervise")
     sup.add_argument("cmd", nargs=argparse.REMAINDER, help="after --: the command")
 
-    image = command(
-        "image", "harness.images.commands:image_command", help="images: content tags, builds, the air-gapped base"
-    )
+
+def _image(image: argparse.ArgumentParser) -> None:
     image_sub = image.add_subparsers(dest="image_command", required=True)
     boot = image_sub.add_parser("bootstrap", help="build the base image from Debian packages (no registry)")
     boot.add_argument("--mirror", default=os.environ.get("GPUCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"))
@@ -82,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
         ("save", "write the image to a compressed file (sites with no registry)"),
     ):
         p = image_sub.add_parser(name, help=text)
-        p.add_argument("--platform", required=True, choices=platform_names())
+        p.add_argument("--platform", required=True, choices=_platform_names())
         p.add_argument("--base-image")
         p.add_argument("--python", choices=list(SUITES), help="the Python of the image, on gpuci's Debian base")
         p.add_argument("--ca-bundle", type=Path)
@@ -93,7 +91,8 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("file", type=Path)
     load.add_argument("--root", type=Path, default=Path.cwd())
 
-    sim = command("simgpu", "harness.gpu.commands:simgpu_command", help="simulated GPUs for machines with none")
+
+def _simgpu(sim: argparse.ArgumentParser) -> None:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     init = sim_sub.add_parser("init", help="create simulated devices (GPUCI_SIM_GPUS or /tmp/gpuci-simgpu-UID)")
     init.add_argument("--count", type=int, default=2)
@@ -103,11 +102,8 @@ def parser() -> argparse.ArgumentParser:
     hold.add_argument("--device", type=int, default=0)
     hold.add_argument("--release-lag", type=float, default=0.0, help="seconds memory stays used after death")
 
-    pipe = command(
-        "pipeline",
-        "harness.ci.commands:pipeline_command",
-        help="print the Buildkite pipeline (YAML) generated from the declarations",
-    )
+
+def _pipeline(pipe: argparse.ArgumentParser) -> None:
     pipe.add_argument("--root", type=Path, default=Path.cwd())
     which = pipe.add_mutually_exclusive_group()
     which.add_argument("--base", help="select steps by the files changed since the merge base with this ref")
@@ -116,11 +112,8 @@ def parser() -> argparse.ArgumentParser:
     pipe.add_argument("--include-optional", action="store_true", help="optional steps run too")
     _declaration_flags(pipe, "pipeline")
 
-    lint = command(
-        "lint",
-        "harness.ci.commands:lint_command",
-        help="CI-coverage lint: declarations against the tree (no Docker, no GPU)",
-    )
+
+def _lint(lint: argparse.ArgumentParser) -> None:
     lint.add_argument("--root", type=Path, default=Path.cwd())
     lint.add_argument("--format", choices=["text", "json"], default="text")
     _declaration_flags(lint, "lint")
@@ -131,9 +124,8 @@ def parser() -> argparse.ArgumentParser:
         help="parse every file afresh (what files say is otherwise kept by content hash in ~/.cache/gpuci)",
     )
 
-    rep = command(
-        "repro", "harness.repro:repro_command", help="reproduce a run from its report.json (path, folder or URL)"
-    )
+
+def _repro(rep: argparse.ArgumentParser) -> None:
     rep.add_argument("report")
     rep.add_argument("--root", type=Path, default=Path.cwd())
     rep.add_argument("--env", action="append", default=[], metavar="NAME", help="a secret to take from here")
@@ -150,24 +142,18 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true")
     add_flags(rep, "repro")  # the run settings a reproduction may change (its timeouts), as `run` takes them
 
-    rpt = command(
-        "report",
-        "harness.reports.commands:report_command",
-        help="summarise runs: a terminal table, and an HTML page with pictures",
-    )
+
+def _report(rpt: argparse.ArgumentParser) -> None:
     rpt.add_argument(
         "runs", nargs="*", type=Path, help="report.json files, run folders or run ids (default: .gpuci/runs)"
     )
     rpt.add_argument("--html", type=Path, default=Path(".gpuci") / "report" / "index.html")
     rpt.add_argument("--no-pictures", action="store_true")
 
-    reap = command(
-        "reap",
-        "harness.run.cleanup.commands:reap_command",
-        help="find (and with --yes clean up) what crashed runs left on this host",
-    )
+
+def _reap(reap: argparse.ArgumentParser) -> None:
     reap.add_argument("--yes", action="store_true", help="remove containers, kill holders, delete stale leases")
-    reap.add_argument("--vram-backend", choices=[*backend_names(), "auto", "none"], default="auto")
+    reap.add_argument("--vram-backend", choices=[*_backend_names(), "auto", "none"], default="auto")
     reap.add_argument("--root", type=Path, default=Path.cwd(), help="the project whose runs are reaped")
     reap.add_argument("--all-projects", action="store_true", help="every project's crashed runs on this host")
     reap.add_argument(
@@ -178,11 +164,8 @@ def parser() -> argparse.ArgumentParser:
         help="only containers and images with it (lease files are then left alone)",
     )
 
-    gc = command(
-        "gc",
-        "harness.run.cleanup.commands:gc_command",
-        help="old images, repro worktrees, build folders and locks (a dry run unless --yes)",
-    )
+
+def _gc(gc: argparse.ArgumentParser) -> None:
     gc.add_argument("--root", type=Path, default=Path.cwd())
     gc.add_argument("--keep", type=int, default=3, help="newest images kept per platform (default 3)")
     gc.add_argument("--older-than", type=float, default=14.0, metavar="DAYS", help="age past which things go")
@@ -195,21 +178,92 @@ def parser() -> argparse.ArgumentParser:
         help="only images with it (lock files are then left alone)",
     )
 
-    init = command(
-        "init",
-        "harness.ci.commands:init_command",
-        help="add gpuci to this repository: noxfile, [tool.gpuci], recipes, an example area",
-    )
+
+def _init(init: argparse.ArgumentParser) -> None:
     init.add_argument("--root", type=Path, default=Path.cwd())
     init.add_argument("--dry-run", action="store_true", help="show the files it would write, write nothing")
-    # Shown in --help; `gpuci nox ARGS` is dispatched before parsing, so nox's options stay nox's.
-    command("nox", "harness.ci.commands:nox_command", help="nox in gpuci's own Python: `gpuci nox -s cpu_<area>`")
 
-    gpus = command(
-        "gpus", "harness.gpu.commands:gpus_command", help="every device of the active backend: used/total and holders"
-    )
-    gpus.add_argument("--vram-backend", choices=[*backend_names(), "auto"], default="auto")
+
+def _nothing(_: argparse.ArgumentParser) -> None:
+    """`gpuci nox ARGS` is dispatched before parsing, so nox's options stay nox's: shown in --help only."""
+
+
+def _gpus(gpus: argparse.ArgumentParser) -> None:
+    gpus.add_argument("--vram-backend", choices=[*_backend_names(), "auto"], default="auto")
+
+
+# Each subcommand: its name, the function (`module:function`, imported when called) its stage owns,
+# its help, and what adds its options.
+COMMANDS: tuple[tuple[str, str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    (
+        "run",
+        "harness.run.commands:run_command",
+        "run an area's steps on a platform (what nox sessions and CI run)",
+        _run,
+    ),
+    ("supervise", "harness.run.commands:supervise_command", "run any command under the supervisor", _supervise),
+    ("image", "harness.images.commands:image_command", "images: content tags, builds, the air-gapped base", _image),
+    ("simgpu", "harness.gpu.commands:simgpu_command", "simulated GPUs for machines with none", _simgpu),
+    (
+        "pipeline",
+        "harness.ci.commands:pipeline_command",
+        "print the Buildkite pipeline (YAML) generated from the declarations",
+        _pipeline,
+    ),
+    (
+        "lint",
+        "harness.ci.commands:lint_command",
+        "CI-coverage lint: declarations against the tree (no Docker, no GPU)",
+        _lint,
+    ),
+    ("repro", "harness.repro:repro_command", "reproduce a run from its report.json (path, folder or URL)", _repro),
+    (
+        "report",
+        "harness.reports.commands:report_command",
+        "summarise runs: a terminal table, and an HTML page with pictures",
+        _report,
+    ),
+    (
+        "reap",
+        "harness.run.cleanup.commands:reap_command",
+        "find (and with --yes clean up) what crashed runs left on this host",
+        _reap,
+    ),
+    (
+        "gc",
+        "harness.run.cleanup.commands:gc_command",
+        "old images, repro worktrees, build folders and locks (a dry run unless --yes)",
+        _gc,
+    ),
+    (
+        "init",
+        "harness.ci.commands:init_command",
+        "add gpuci to this repository: noxfile, [tool.gpuci], recipes, an example area",
+        _init,
+    ),
+    ("nox", "harness.ci.commands:nox_command", "nox in gpuci's own Python: `gpuci nox -s cpu_<area>`", _nothing),
+    ("gpus", "harness.gpu.commands:gpus_command", "every device of the active backend: used/total and holders", _gpus),
+)
+
+
+@functools.cache  # one per process: a session reads run's flags off it, then the command is parsed with it
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand, with the options of all of them, or of `only` (the one a command line names):
+    the others' options import the platform and vendor tables, most of a warm lint's start. Help and
+    errors of the command run are the same either way; the others are listed as before."""
+    parser = argparse.ArgumentParser(prog="gpuci", description="Containerized CI harness for GPU test suites.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text, options in COMMANDS:
+        made = sub.add_parser(name, help=text)
+        made.set_defaults(func=func)
+        if only is None or only == name:
+            options(made)
     return parser
+
+
+def named_command(argv: list[str]) -> str | None:
+    """The subcommand a command line starts with, or None (`--help`, a typo: every command is built)."""
+    return argv[0] if argv and any(argv[0] == name for name, *_ in COMMANDS) else None
 
 
 # Options of `run` a session's posargs never set: the session's own, and --quiet, which there is pytest's.

@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 
-from harness.arguments import parser
+from harness.arguments import named_command, parser
 from harness.errors import ExitCode, GpuciError
 
 __all__ = ["main"]
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         from harness.ci.commands import nox_command
 
         return nox_command(given[1:])
-    args = parser().parse_args(argv)
+    args = parser(named_command(given)).parse_args(given)
     if args.command != "run":
         from harness.run.cancel import GATE
 

@@ -43,13 +43,15 @@ def private_default_sim_gpus(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The simulated GPUs a run takes when a test names none (GPUCI_SIM_GPUS unset): this test
     process's own, not the host's shared /tmp/gpuci-simgpu-UID. A suite beside this one never leases
     them, and a run a test crashes on them is handed over only to this process's later tests."""
-    previous = os.environ.get("GPUCI_SIM_GPUS")
+    if os.environ.get("GPUCI_SIM_GPUS"):
+        # Named already: kept. Inside a run's container this conftest is loaded too (the example area
+        # is under tests/), where the run's GPUs are /gpuci/simgpu: replacing them made the area's
+        # engines hold memory on other GPUs than the VRAM guard watches.
+        yield
+        return
     os.environ["GPUCI_SIM_GPUS"] = str(tmp_path_factory.mktemp("default-simgpu"))
     yield
-    if previous is None:
-        os.environ.pop("GPUCI_SIM_GPUS", None)
-    else:
-        os.environ["GPUCI_SIM_GPUS"] = previous
+    os.environ.pop("GPUCI_SIM_GPUS", None)
 
 
 @pytest.fixture(scope="session")

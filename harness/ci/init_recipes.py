@@ -1,9 +1,9 @@
 """The image recipes `gpuci init` writes, and gpuci's own `containers/` holds (a test keeps them equal).
 
-One body for every platform: gpuci's test dependencies and the project's own requirements
-([tool.gpuci] requirements, hashed into the content tag) installed from a host-filled wheelhouse
-in one layer, on the platform's base (each vendor's `BaseImage`: the Debian base for cpu, the
-vendors' PyTorch images for their GPU platforms by default).
+One body for every platform: gpuci's test dependencies (a layer every project on the same base
+shares), installed by uv from wheels the host fetched, on the platform's base (each vendor's
+`BaseImage`: the Debian base for cpu, the vendors' PyTorch images for their GPU platforms by
+default). gpuci appends the project's own layer (harness/images/context.py).
 """
 
 from __future__ import annotations
@@ -18,43 +18,21 @@ PREAMBLE = """\
 """
 BODY = """\
 
-# Everything below needs no network: wheels come from the host's wheelhouse. uv installs them where
-# its wheel is there and runs on this base (much faster for large compiled wheels); pip otherwise.
-# GPUCI_INSTALLER=pip (a build arg) forces pip.
-ARG GPUCI_INSTALLER=auto
-COPY requirements.txt project-requirements.txt extra-ca.crt /opt/gpuci/build/
-COPY wheelhouse/ /opt/gpuci/build/wheelhouse/
-# Bases without ensurepip (Debian's python3 with no python3-venv) make the venv with the system's pip.
-RUN set -e; \\
-    if [ -s /opt/gpuci/build/extra-ca.crt ]; then \\
-        mkdir -p /etc/ssl/certs; cat /opt/gpuci/build/extra-ca.crt >> /etc/ssl/certs/ca-certificates.crt; \\
-    fi; \\
-    python3 -m venv --system-site-packages /opt/gpuci/venv 2>/dev/null \\
-        || python3 -m venv --without-pip --system-site-packages /opt/gpuci/venv; \\
-    cd /opt/gpuci/build; UV=""; \\
-    for wheel in wheelhouse/uv-*.whl; do \\
-        if [ "$GPUCI_INSTALLER" != pip ] && [ -f "$wheel" ] && python3 -m zipfile -e "$wheel" uv \\
-            && chmod +x uv/uv-*.data/scripts/uv && uv/uv-*.data/scripts/uv --version >/dev/null 2>&1; then \\
-            UV=$(echo /opt/gpuci/build/uv/uv-*.data/scripts/uv); \\
-        fi; \\
-    done; \\
-    started=$(python3 -c 'import time; print(time.time())'); \\
-    if [ -n "$UV" ]; then \\
-        echo "gpuci: installing with $("$UV" --version)"; \\
-        "$UV" pip install --offline --no-index --no-cache --compile-bytecode --python /opt/gpuci/venv/bin/python \\
-            --find-links wheelhouse -r requirements.txt -r project-requirements.txt; \\
-    else \\
-        echo "gpuci: installing with pip"; \\
-        /opt/gpuci/venv/bin/python -m pip install --quiet --no-index --no-cache-dir --disable-pip-version-check \\
-            --find-links wheelhouse -r requirements.txt -r project-requirements.txt; \\
-    fi; \\
-    python3 -c 'import sys, time; print("gpuci: installed in %.1f s" % (time.time() - float(sys.argv[1])))' \\
-        "$started"; \\
-    cd /; rm -rf /opt/gpuci/build
+# Set before any install: on storage drivers that diff whole trees (fuse-overlayfs), every step
+# after the big layers costs seconds, and these need nothing installed.
 ENV PATH=/opt/gpuci/venv/bin:$PATH \\
     PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
     LANG=C.UTF-8
+# Everything below needs no network: wheels come from the host's wheelhouse. uv installs them where
+# its wheel is there and runs on this base; pip otherwise. GPUCI_INSTALLER=pip (a build arg) forces pip.
+ARG GPUCI_INSTALLER=auto
+# gpuci's own layer (its pinned test dependencies, uv, the extra CA bundle, its scripts): the same for
+# every project on this base, so the engine's cache shares it.
+COPY gpuci/ /opt/gpuci/
+RUN python3 /opt/gpuci/install_wheels.py /opt/gpuci/build
+# gpuci appends the project's layer: its resolved dependencies (gpuci.lock) and the project itself,
+# copied and installed in one step each, after its labels.
 """
 COMMON_REQUIREMENTS = """\
 # Python packages of every gpuci image, pinned; wheels reach the image from a wheelhouse built
@@ -79,5 +57,5 @@ def dockerfile(platform: str) -> str:
         raise UsageError(f"no image recipe for platform {platform!r}; gpuci knows {', '.join(platform_names())}.")
     body = BODY
     if vendor.image.env:
-        body = body.rstrip("\n") + f" \\\n    {vendor.image.env}\n"
+        body = body.replace("LANG=C.UTF-8\n", f"LANG=C.UTF-8 \\\n    {vendor.image.env}\n")
     return f"{vendor.image.comment}\n{PREAMBLE}ARG BASE_IMAGE={vendor.image.base}\nFROM ${{BASE_IMAGE}}\n{body}"

@@ -26,7 +26,6 @@ class Resolved:
 
     values: dict[str, Any] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)  # key -> "…/pyproject.toml:12"
-    given_by: dict[str, str] = field(default_factory=dict)  # key -> "--grace", "GPUCI_GRACE", an origin, "default"
 
 
 def resolve(
@@ -49,18 +48,16 @@ def resolve(
         if setting.owner == "host" and key in project:
             resolved.origins[key] = origins[key]  # refused by the policy check, never taken
         if key in flags:
-            value, source = checked(setting.kind, flags[key], str(setting.flag), "fix the flag"), str(setting.flag)
+            value = checked(setting.kind, flags[key], str(setting.flag), "fix the flag")
         elif text:
             value = checked(setting.kind, from_env(setting.kind, text), setting.env, f"fix or unset {setting.env}")
-            source = setting.env
         elif key in project and setting.owner == "project":
             where = f"{origins[key]}: [tool.gpuci] {key}"
-            value, source = checked(setting.kind, project[key], where, PROJECT_FIX), origins[key]
+            value = checked(setting.kind, project[key], where, PROJECT_FIX)
             resolved.origins[key] = origins[key]
         else:
-            value, source = field_default(setting), "default"
+            value = field_default(setting)
         resolved.values[key] = value
-        resolved.given_by[key] = source
     return resolved
 
 

@@ -189,6 +189,31 @@ def wheelhouse_dir(root: Path) -> Path:
     return Path(named) if named else private_dir(root, ".gpuci", "wheelhouse")
 
 
+def _fill_with_uv(requirements: Path, wheelhouse: Path, ca_bundle: Path | None, root: Path | None) -> bool:
+    """gpuci's pins (pure Python or abi3: Python 3.10, manylinux2014, any later base takes them) by uv,
+    offline first; False where the host has no uv (pip fills it)."""
+    from harness.images.fetch import fetch
+    from harness.images.installer import usable_uv
+    from harness.images.uv_resolve import Request, compile_wheels
+
+    uv = usable_uv(wheelhouse, ca_bundle, root)
+    if uv is None:
+        return False
+    machine = platform.machine()
+    for offline in (True, False):
+        request = Request(requirements, "3.10", machine, "2.17", wheelhouse, None, ca_bundle, no_deps=True)
+        compiled = compile_wheels(uv, request, f"{machine}-manylinux_2_17", offline)
+        if compiled.wheels is not None:
+            fetched = fetch(compiled.wheels, wheelhouse, root, ca_bundle)
+            if fetched:
+                say(f"fetched {len(fetched)} wheel(s) for the image into {wheelhouse}")
+            return True
+    raise ImageBuildError(
+        f"could not fill the wheelhouse {wheelhouse} from {requirements}: {compiled.output[-800:]}. On a host with "
+        "no access to the package index, copy the wheels there (or set GPUCI_WHEELHOUSE to a folder that has them)."
+    )
+
+
 def fill_wheelhouse(
     requirements: Path, wheelhouse: Path, ca_bundle: Path | None = None, root: Path | None = None
 ) -> None:
@@ -200,6 +225,8 @@ def fill_wheelhouse(
     wheelhouse = Path(os.path.abspath(wheelhouse))
     requirements = Path(os.path.abspath(requirements))
     wheelhouse.mkdir(parents=True, exist_ok=True)
+    if _fill_with_uv(requirements, wheelhouse, ca_bundle, root):
+        return
     base = [
         *pip_command(),
         "download",

@@ -26,8 +26,9 @@ from typing import Any
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images.in_image.ask_backend import MARKER
+from harness.images.pip_lines import refusal
 from harness.images.project_install import ProjectInstall, copy_checkout
-from harness.images.resolve import PythonTarget, ResolveWith, resolve
+from harness.images.resolve import PROBE_POSTURE, PythonTarget, ResolveWith, resolve
 from harness.images.wheels import recording
 
 SCRIPT = Path(__file__).parent / "in_image" / "ask_backend.py"
@@ -103,8 +104,8 @@ def _run(client: Any, image: str, archive: bytes) -> str:
     name = f"gpuci-backend-ask-{uuid.uuid4().hex[:12]}"
     try:
         container = client.containers.create(
-            image, COMMAND, name=name, network_mode="none", entrypoint=[],
-            labels={"gpuci.purpose": "backend-requires"},
+            image, COMMAND, name=name, entrypoint=[], labels={"gpuci.purpose": "backend-requires"},
+            **PROBE_POSTURE,
         )  # fmt: skip
         container.put_archive("/", archive)
         container.start()
@@ -162,7 +163,7 @@ def _checked(entry: object, install: ProjectInstall) -> str:
         requirement = Requirement(text) if isinstance(entry, str) and len(text) <= 300 else None
     except InvalidRequirement:
         requirement = None
-    if requirement is None or requirement.url:
+    if requirement is None or requirement.url or refusal(text):  # a marker's `${…}` too: pip fills it in
         raise UsageError(
             f"the build backend {install.backend} asks for {text[:120]!r}, which is not a requirement by name and "
             "version; gpuci resolves those only (list what the build needs in [build-system] requires)."

@@ -20,14 +20,16 @@ from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
 from harness.images.backend_requires import backend_requires
+from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
 from harness.images.build_errors import project_failure
+from harness.images.context import checkout_dir, is_legacy, label_line, project_steps, write_layers, write_legacy
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
-from harness.images.project_install import INSTALL_SCRIPT, INSTALL_SCRIPT_SOURCE, OUTPUTS_DIR, copy_checkout
-from harness.images.recipe import ImageRecipe, project_requirements_text
+from harness.images.project_install import OUTPUTS_DIR, copy_checkout
+from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
 from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
-from harness.images.wheels import copy_verified, recording
+from harness.images.wheels import recording
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
@@ -69,6 +71,8 @@ def existing(client: docker.DockerClient, tag: str) -> str | None:
 def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> EnsuredImage:
     """The recipe's image, built only when its tag is missing."""
     started = time.monotonic()
+    # Resolved now (not read from the lock): its wheels are in the wheelhouse already, fetch them once.
+    fetched = not recipe.pins and bool(project_requirements_text(recipe).strip())
     recipe = resolved(recipe, root, client)  # the tag covers what the requirements resolved to
     content_hash = recipe.content_hash()
     tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
@@ -80,20 +84,21 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
         image_id = existing(client, tag)
         if image_id:
             return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
-        return _build_missing(client, recipe, root, tag, content_hash, started)
+        return _build_missing(client, recipe, root, content_hash, started, fetched)
 
 
 def _build_missing(
-    client: docker.DockerClient, recipe: ImageRecipe, root: Path, tag: str, content_hash: str, started: float
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, content_hash: str, started: float, fetched: bool
 ) -> EnsuredImage:
+    tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
     if recipe.base_recipe is not None:
         bootstrap_base(client, recipe.base_recipe)
     if recipe.system_layer is not None:
         ensure_layer(client, recipe.system_layer, Path(root) / "pyproject.toml")
     wheelhouse = wheelhouse_dir(Path(root))
-    fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     if os.environ.get("GPUCI_INSTALLER") != "pip":
-        fetch_uv(wheelhouse, recipe.ca_bundle, Path(root))
+        fetch_uv(wheelhouse, recipe.ca_bundle, Path(root))  # first: the host's resolving uses it too
+    fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     project = project_requirements_text(recipe)
     say(f"building {tag} from {recipe.dockerfile}")
     contexts = build_dir(Path(root))
@@ -101,33 +106,33 @@ def _build_missing(
         say(f"removed the build context {stale.name} that a killed build left")
     ctx = make_owned_dir(contexts, CONTEXT_PREFIX)
     try:
-        shutil.copyfile(recipe.dockerfile, ctx / "Dockerfile")
+        recipe_text = project_bytes(recipe.dockerfile)
+        legacy = is_legacy(recipe_text)
         if recipe.install is not None:
-            copied = copy_checkout(Path(root), ctx / "project")
-            shutil.copyfile(INSTALL_SCRIPT_SOURCE, ctx / INSTALL_SCRIPT)
-            with open(ctx / "Dockerfile", "a") as dockerfile:
-                dockerfile.write(recipe.install.dockerfile_lines())
+            copied = copy_checkout(Path(root), ctx / "project" if legacy else checkout_dir(ctx, recipe.install))
             say(f"installing the project (editable at {recipe.install.workspace}, {copied} files) in {tag}")
             if recipe.install.needs is not None:
                 say(
                     f"the project compiles ({recipe.install.needs.why}): its image has a compiler, and what its "
                     f"build writes into the workspace is kept in {OUTPUTS_DIR}, first on the import path"
                 )
-        shutil.copyfile(recipe.requirements, ctx / "requirements.txt")
-        # Always there, so a project's Dockerfile can COPY it; empty when the project names none.
-        (ctx / "project-requirements.txt").write_text("")
-        if project.strip():
-            pins, _ = resolve_project(client, recipe, Path(root), ctx, wheelhouse)
-            (ctx / "project-requirements.txt").write_text("".join(f"{pin}\n" for pin in pins))
-            resolved = {"gpuci.resolved": ",".join(pins)[:60000]}
-        else:
-            resolved = {}
-        (ctx / "extra-ca.crt").write_bytes(recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b"")
-        wheels = copy_verified(Path(root), wheelhouse, ctx / "wheelhouse")
-        labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, **resolved}
+        pins: list[str] = list(recipe.pins) if fetched else []
+        if project.strip() and not fetched:
+            pins, _ = resolve_project(client, recipe, Path(root), Path(tempfile.mkdtemp(dir=ctx)), wheelhouse)
+        write = write_legacy if legacy else write_layers
+        ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
+        wheels = write(ctx, Path(root), wheelhouse, recipe.requirements, ca, pins)
+        labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, "gpuci.platform": recipe.platform}
+        if pins:
+            labels["gpuci.resolved"] = ",".join(pins)[:60000]
         if recipe.install is not None:
             labels["gpuci.install"] = f"editable {recipe.install.workspace}"
-        build_in_context(client, ctx, tag, recipe, labels, Path(root))
+        if legacy:
+            steps = (recipe.install.dockerfile_lines() if recipe.install else "") + label_line(labels)
+        else:
+            steps = project_steps(labels, recipe.install, bool(pins))
+        (ctx / "Dockerfile").write_bytes(recipe_text + steps.encode())
+        build_in_context(client, ctx, tag, recipe, {}, Path(root))
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     image_id = existing(client, tag)
@@ -184,6 +189,20 @@ def resolve_project(
     return list(resolution.pins), target.version
 
 
+# The engine wraps what a RUN step writes to stderr in red: its own framing, not the step's text.
+_ENGINE_RED, _ENGINE_RESET = "\x1b[91m", "\x1b[0m"
+
+
+def build_line(text: str) -> str:
+    """One chunk of the engine's build output as gpuci prints it: the engine's own colour framing taken
+    off, its lines kept as lines, and every other control character shown inert (the step's output is
+    the project's)."""
+    text = text.rstrip()
+    if text.startswith(_ENGINE_RED) and text.endswith(_ENGINE_RESET):
+        text = text[len(_ENGINE_RED) : -len(_ENGINE_RESET)].rstrip()
+    return printable(text, keep_lines=True)
+
+
 def build_in_context(
     client: docker.DockerClient,
     context: Path,
@@ -197,6 +216,11 @@ def build_in_context(
     engine by another tool or host) is built once more, on its base made again where gpuci makes it;
     twice is infrastructure (exit 75)."""
     base = recipe.base_image
+    dockerfile = Path(context) / "Dockerfile"
+    if labels and dockerfile.is_file():  # one LABEL step for all (see context.label_line), not one per label
+        with open(dockerfile, "a") as out:
+            out.write(label_line({"gpuci.platform": recipe.platform, **labels}))
+        labels = {}
     for attempt in (1, 2):
         base_id = engine.image_id(client, base) if base else None
         if attempt == 2 and base and base_id is None:  # not made again: nothing to build on
@@ -243,22 +267,22 @@ def _build(
     labels: dict[str, str],
     root: Path | None = None,
 ) -> None:
-    labels = {"gpuci.platform": recipe.platform, **labels}
     args = dict(recipe.build_args)
     if recipe.system_layer is not None:
         args["BASE_IMAGE"] = recipe.system_layer.tag
     try:
-        stream = client.api.build(
-            path=str(context),
-            tag=tag,
-            buildargs=args,
-            labels=labels,
-            rm=True,
-            forcerm=True,
-            decode=True,
-            pull=False,
-            network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
-        )
+        with granted_credentials(client, granted_hosts(root)):  # the request carries them: the call is enough
+            stream = client.api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=args,
+                labels=labels or None,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+                network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
+            )
         output = ""
         for chunk in stream:
             if "error" in chunk:
@@ -266,11 +290,13 @@ def _build(
                 mine = project_failure(plain_lines(output), root, recipe.install) if root else None
                 if mine is not None:
                     raise mine
-                raise ImageBuildError(f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}")
+                raise ungranted_pull(chunk["error"], recipe.dockerfile) or ImageBuildError(
+                    f"building {tag} from {recipe.dockerfile} failed: {chunk['error'].strip()}"
+                )
             text = chunk.get("stream", "")
             output = (output + text)[-MAX_OUTPUT:]
             if text.strip():
-                sys.stderr.write(f"  {printable(text.rstrip())}\n")  # the recipe is the project's
+                sys.stderr.write(f"  {build_line(text)}\n")  # the recipe is the project's
                 sys.stderr.flush()
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"building {tag} failed: {exc.explanation or exc}") from None

@@ -65,29 +65,48 @@ class ProjectInstall:
     build_requires: tuple[str, ...] = LEGACY_BUILD  # [build-system] requires: what asking the backend needs
 
     def dockerfile_lines(self) -> str:
-        """Appended to the recipe's Dockerfile: the checkout's copy installed, its build outputs moved
-        out of the workspace (install_project.py), then its code left to the mount (the copy stays in a
-        layer: setuptools needs the packages there to map them)."""
-        version = f"${{SETUPTOOLS_SCM_PRETEND_VERSION:-{SCM_FALLBACK_VERSION}}}"
-        build_dir = BUILD_DIRS.get(self.backend)
-        settings = f"--config-settings=build-dir={build_dir} " if build_dir else ""
-        after = f"    if [ -d {build_dir} ]; then chmod -R a+rwX {build_dir}; fi; \\\n" if build_dir else ""
-        # cargo's build folder outside the workspace (not moved into the outputs), gone once installed.
-        rust = self.needs is not None and self.needs.rust
-        cargo = f"CARGO_TARGET_DIR={CARGO_TARGET_DIR} " if rust else ""
-        after += f"    rm -rf {CARGO_TARGET_DIR}; \\\n" if rust else ""
+        """Appended to a recipe from before gpuci's own layer (harness/images/context.py composes the
+        newer ones): the checkout's copy and gpuci's install script, then the install."""
         return (
             "\n# gpuci: the project itself, editable at the workspace its checkout is mounted at\n"
             f"COPY project/ {self.workspace}/\n"
             f"COPY {INSTALL_SCRIPT} /opt/gpuci/{INSTALL_SCRIPT}\n"
-            'RUN set -e; PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; \\\n'
+            f"RUN set -e; {self.install_command()}\n"
+        )
+
+    def install_command(self) -> str:
+        """The shell commands of the install: the checkout's copy installed, its build outputs moved out
+        of the workspace (install_project.py), then its code left to the mount (the copy stays in a
+        layer: setuptools needs the packages there to map them). uv installs where gpuci's layer put it
+        (/opt/gpuci/bin/uv), pip otherwise (no uv's wheel on the host, or a base uv does not run on)."""
+        version = f"${{SETUPTOOLS_SCM_PRETEND_VERSION:-{SCM_FALLBACK_VERSION}}}"
+        # Builds that rebuild on import (meson-python, scikit-build-core) keep their folder in the image.
+        build_dir = BUILD_DIRS.get(self.backend)
+        uv_settings = f"--config-setting=build-dir={build_dir} " if build_dir else ""
+        pip_settings = f"--config-settings=build-dir={build_dir} " if build_dir else ""
+        after = f"    if [ -d {build_dir} ]; then chmod -R a+rwX {build_dir}; fi; \\\n" if build_dir else ""
+        # cargo's build folder outside the workspace (not moved into the outputs), gone once installed.
+        rust = self.needs is not None and self.needs.rust
+        cargo = f"export CARGO_TARGET_DIR={CARGO_TARGET_DIR}; " if rust else ""
+        after += f"    rm -rf {CARGO_TARGET_DIR}; \\\n" if rust else ""
+        return (
+            f'PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; UV=/opt/gpuci/bin/uv; {cargo}\\\n'
             f"    if [ ! -f {self.workspace}/PKG-INFO ]; then export SETUPTOOLS_SCM_PRETEND_VERSION={version}; fi; \\\n"
-            f'    {cargo}"$PY" /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} -- \\\n'
-            '    "$PY" -m pip install --no-deps --no-build-isolation --no-index --disable-pip-version-check '
-            f"--use-pep517 --quiet {settings}-e {self.workspace}; \\\n"
+            f'    INSTALL="$PY /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} --"; \\\n'
+            '    if [ -x "$UV" ]; then \\\n'
+            '        $INSTALL "$UV" pip install --python "$PY" \\\n'
+            "            --offline --no-index --no-cache --no-deps --no-build-isolation --quiet "
+            f"{uv_settings}-e {self.workspace}; \\\n"
+            '        CHECK="$UV pip check --python $PY"; \\\n'
+            "    else \\\n"
+            '        $INSTALL "$PY" -m pip install \\\n'
+            "            --no-deps --no-build-isolation --no-index --disable-pip-version-check --use-pep517 --quiet "
+            f"{pip_settings}-e {self.workspace}; \\\n"
+            '        CHECK="$PY -m pip check"; \\\n'
+            "    fi; \\\n"
             f"{after}"
-            '    "$PY" -m pip check || echo \'gpuci: warning: the project needs packages its image lacks '
-            "(list them in [tool.gpuci] requirements)'\n"
+            "    $CHECK || echo 'gpuci: warning: the project needs packages its image lacks "
+            "(list them in [tool.gpuci] requirements)'"
         )
 
 

@@ -20,7 +20,9 @@ from harness.declare.platforms import get_platform
 from harness.declare.pythons import builds_on_local_base, suite_for
 from harness.errors import UsageError
 from harness.images.airgap import SUITE, BaseRecipe
+from harness.images.context import SCRIPTS
 from harness.images.lock import inputs_hash, lock_key, locked_pins
+from harness.images.pip_lines import entry_refusal, refusal
 from harness.images.project_install import INSTALL_SCRIPT_SOURCE, ProjectInstall, project_install
 from harness.images.system_layer import SystemLayer
 from harness.images.toolchain import system_packages
@@ -76,6 +78,9 @@ class ImageRecipe:
             digest.update(f"pin\0{pin}\0".encode())
         if self.system_layer is not None:
             digest.update(f"system\0{self.system_layer.tag}\0".encode())
+        for script in SCRIPTS:  # gpuci's scripts that run in the build: what they do is in the image
+            data = script.read_bytes()
+            digest.update(f"script\0{script.name}\0{len(data)}\0".encode() + data)
         return digest.hexdigest()
 
     @property
@@ -150,6 +155,8 @@ def recipe_for(
                 f"{recipe_file} is a link out of the checkout; gpuci reads and builds the checkout's own recipe "
                 "files only. Make it a file of the checkout."
             )
+    if (Path(root) / REQUIREMENTS).is_file():  # pip fills the wheelhouse from it, and takes it as constraints
+        check_pip_lines(Path(root) / REQUIREMENTS)
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"CA bundle {ca_bundle} does not exist; pass a PEM file with --ca-bundle.")
     base_image = base_image or os.environ.get("GPUCI_BASE_IMAGE") or ("local" if platform == "cpu" else None)
@@ -215,28 +222,35 @@ def project_bytes(path: Path) -> bytes:
         raise UsageError(f"{exc}; an image's recipe files are regular files of at most 2 MiB.") from None
 
 
-# What a requirement line may not do: pip options (`-r /etc/shadow`, `--index-url`, `-e git+…`) and
-# local or URL references. The file is the pull request's; pip runs on the host, so such a line could
-# read a host file into the log or fetch from an index of the author's choosing.
-FORBIDDEN_LINE = re.compile(r"^\s*-|@\s*(file|git\+|hg\+|svn\+|bzr\+|https?)|^\s*(\.{0,2}/|~|file:|https?:)")
+def check_pip_lines(path: Path) -> None:
+    """A requirement file pip reads on the host holds names and versions only: else exit 2 at its line."""
+    for number, line in enumerate(project_bytes(path).decode(errors="replace").splitlines(), 1):
+        why = refusal(line)
+        if why:
+            raise UsageError(
+                f"{path}:{number}: {line.strip()[:80]!r} is {why}; gpuci resolves names and versions from its "
+                "own index and wheelhouse, and pip reads requirement files on the host, so requirement files "
+                "hold only those (put index settings in pip's configuration on the host)."
+            )
 
 
 def project_requirements_text(recipe: ImageRecipe) -> str:
     """The project's requirements as one file for the image's build context (empty: none); a line
-    that is a pip option or a local or URL reference is an error naming its file and line."""
+    pip would read as a pip option, a local or URL reference or a host variable (harness/images/pip_lines.py)
+    is an error naming its file and line."""
     for path in recipe.project_requirements:
-        for number, line in enumerate(project_bytes(path).decode(errors="replace").splitlines(), 1):
-            if line.strip() and not line.lstrip().startswith("#") and FORBIDDEN_LINE.search(line):
-                raise UsageError(
-                    f"{path}:{number}: {line.strip()[:80]!r} is a pip option or a local or URL reference; gpuci "
-                    "resolves names and versions from its own index and wheelhouse, so requirement files hold "
-                    "only those (put index settings in pip's configuration on the host)."
-                )
-    for line in recipe.declared_requirements:
-        if FORBIDDEN_LINE.search(line):
+        if refusal(f"# {path.name}"):  # the name heads its part of the file pip reads
             raise UsageError(
-                f"pyproject.toml: the extras or dependency groups [tool.gpuci] names hold {line[:80]!r}, a local or "
-                "URL reference; gpuci resolves names and versions only."
+                f"{path}: a requirement file whose name says `coding:` would make pip decode the file otherwise "
+                "than gpuci reads it; rename it."
+            )
+        check_pip_lines(path)
+    for line in recipe.declared_requirements:
+        why = entry_refusal(line)
+        if why:
+            raise UsageError(
+                f"pyproject.toml: the build backend, dependencies, extras or dependency groups gpuci installs hold "
+                f"{line[:80]!r}, which is {why}; pip reads them on the host, so they hold names and versions only."
             )
     text = "".join(f"# {p.name}\n{project_bytes(p).decode(errors='replace')}\n" for p in recipe.project_requirements)
     if recipe.declared_requirements:

@@ -1,9 +1,12 @@
 """The project's requirements resolved, with their dependencies, for the image's own interpreter.
 
 The base image is asked which Python it runs and on which C library (never assumed: a Debian
-base runs 3.11, a vendor's image something else), and pip resolves the project's requirement
+base runs 3.11, a vendor's image something else), and uv resolves the project's requirement
 files — unpinned or partial as people write them — for exactly that interpreter and platform,
-wheels only, into the wheelhouse. The resolved pins (`name==version`, one a line) are what the
+wheels only, and their wheels are fetched into the wheelhouse (harness/images/uv_resolve.py,
+fetch.py). pip does it, as before, where uv cannot: no uv binary for this host (harness/images/
+installer.py), or an image platform uv has no name for (musl, a glibc before 2.17).
+The resolved pins (`name==version`, one a line) are what the
 image installs, so the install is the resolution and nothing else in the wheelhouse. A
 requirement that exists nowhere for that Python is exit 2 naming the user's file and the
 requirement; only a failure to reach the index is 75. pip's progress is shown as it goes.
@@ -22,10 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import parse_wheel_filename
+
 from harness.console import say
 from harness.errors import GpuciError, ImageBuildError, UsageError
-from harness.images.installer import pip_command
+from harness.images.fetch import fetch
+from harness.images.installer import cache_dir, pip_command, usable_uv
 from harness.images.missing import advice
+from harness.images.uv_resolve import MISSING as UV_MISSING
+from harness.images.uv_resolve import NETWORK_WORDS as UV_NETWORK_WORDS
+from harness.images.uv_resolve import Request, compile_wheels, uv_platform
 
 # What pip says when the index cannot be reached (a retry can fix it) rather than a requirement
 # that no release satisfies (one cannot).
@@ -65,24 +74,40 @@ PROBE = (
 )
 
 
+# The containers that ask an image a question run code the project chose (its base image's python3, its
+# build backend and setup.py): limited, without capabilities, their logs capped by gpuci whatever the
+# engine's default (their output is read whole once they end).
+PROBE_POSTURE: dict[str, Any] = {
+    "network_mode": "none",
+    "mem_limit": "2g",
+    "pids_limit": 1024,
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "log_config": {"type": "json-file", "config": {"max-size": "1m", "max-file": "2"}},
+}
+
+
 def ask_image(client: Any, image: str) -> PythonTarget:
     """Run the base image's python3 once (no network) and read what it is."""
     import docker.errors
 
     try:
-        client.images.get(image)
+        image_id = str(client.images.get(image).id)
     except docker.errors.ImageNotFound:
         raise ImageBuildError(
             f"the base image {image} is not on this Docker Engine, so it cannot be asked which Python it runs; "
             "load or build it first (`python -m harness image bootstrap` for gpuci's Debian base)."
         ) from None
+    known = _known_python(image_id)
+    if known is not None:  # an image id is its content: the same image runs the same Python
+        return _checked_target(image, known)
     # Named, and removed by that name in `finally` (not the SDK's remove=True): a cancel can land
     # while it runs, or after the engine made it but before `run` returned.
     name = f"gpuci-python-probe-{uuid.uuid4().hex[:12]}"
     try:
         out = client.containers.run(
-            image, ["python3", "-c", PROBE], name=name, network_mode="none", entrypoint=[],
-            labels={"gpuci.purpose": "python-probe"},
+            image, ["python3", "-c", PROBE], name=name, entrypoint=[], labels={"gpuci.purpose": "python-probe"},
+            **PROBE_POSTURE,
         )  # fmt: skip
         data = json.loads(out.decode().strip().splitlines()[-1])
     except GpuciError:
@@ -94,7 +119,28 @@ def ask_image(client: Any, image: str) -> PythonTarget:
     finally:
         with contextlib.suppress(Exception):
             client.api.remove_container(name, force=True)
-    return _checked_target(image, data)
+    target = _checked_target(image, data)
+    _remember_python(image_id, target)
+    return target
+
+
+def _python_record(image_id: str) -> Path:
+    return cache_dir("pythons") / f"{image_id.removeprefix('sha256:')[:64]}.json"
+
+
+def _known_python(image_id: str) -> object | None:
+    """What an image answered before, from the host cache (checked again as any answer is)."""
+    try:
+        return json.loads(_python_record(image_id).read_text()[:4096])
+    except (OSError, ValueError):
+        return None
+
+
+def _remember_python(image_id: str, target: PythonTarget) -> None:
+    record = _python_record(image_id)
+    partial = record.with_name(f".{record.name}.{os.getpid()}")
+    partial.write_text(json.dumps({"version": target.version, "machine": target.machine, "glibc": target.glibc}))
+    os.replace(partial, record)
 
 
 # The image is the project's: its answer names host folders and pip's words, so it must be plain.
@@ -143,6 +189,21 @@ def resolve(
     shown_as = ", ".join(str(s) for s in sources) or str(requirements)
     wheelhouse, requirements = Path(os.path.abspath(wheelhouse)), Path(os.path.abspath(requirements))
     wheelhouse.mkdir(parents=True, exist_ok=True)
+    uv = usable_uv(wheelhouse, ca_bundle)
+    platform = uv_platform(target.machine, target.glibc) if uv else None
+    if uv and platform and target.glibc:
+        beside = Path(os.path.abspath(constraints)) if constraints else None
+        request = Request(requirements, target.version, target.machine, target.glibc, wheelhouse, beside, ca_bundle)
+        for offline in (True, False):
+            if not offline:
+                say(f"resolving {shown_as} for Python {target.version} ({platform}) with uv into {wheelhouse}")
+            compiled = compile_wheels(uv, request, platform, offline)
+            if compiled.wheels is not None:
+                fetched = fetch(compiled.wheels, wheelhouse, None, ca_bundle)
+                if fetched:
+                    say(f"fetched {len(fetched)} wheel(s): {', '.join(fetched)[:300]}")
+                return Resolution(tuple(sorted(_pin(w.name) for w in compiled.wheels)), target)
+        _fail(compiled.output.splitlines(), sources, shown_as, target, ResolveWith(wheelhouse, ca_bundle, constraints))
     pinned = ["-c", os.path.abspath(constraints)] if constraints else []
     base = [*pip_command(), "download", "--disable-pip-version-check", "--progress-bar", "off",
             *target.pip_args(), "-r", str(requirements), *pinned, "-d", str(wheelhouse)]  # fmt: skip
@@ -161,6 +222,11 @@ def resolve(
     if proc.wait() != 0:
         _fail(lines, sources, shown_as, target, ResolveWith(wheelhouse, ca_bundle, constraints))
     return Resolution(_pins("\n".join(lines)), target)
+
+
+def _pin(wheel: str) -> str:
+    name, version, _, _ = parse_wheel_filename(wheel)
+    return f"{name}=={version}"
 
 
 def _pins(output: str) -> tuple[str, ...]:
@@ -184,12 +250,13 @@ class ResolveWith:
 def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: PythonTarget, using: ResolveWith) -> None:
     wheelhouse, constraints, ca_bundle = using.wheelhouse, using.constraints, using.ca_bundle
     text = "\n".join(lines)
-    if any(word in text for word in NETWORK_WORDS):
+    if any(word in text for word in (*NETWORK_WORDS, *UV_NETWORK_WORDS)):
         raise ImageBuildError(
-            f"could not reach the package index to resolve {shown_as} (pip: {_last_error(lines)}). On a host "
+            f"could not reach the package index to resolve {shown_as} ({_last_error(lines)}). On a host "
             f"with no access, fill {wheelhouse} with the wheels (or set GPUCI_WHEELHOUSE to a folder that has them)."
         )
-    conflict = _CONFLICT.search(text)
+    missing = _MISSING.search(text) or UV_MISSING.search(text)
+    conflict = _CONFLICT.search(text) or (None if missing else re.search(r"Because [^\n]*", text))
     if conflict or "ResolutionImpossible" in text:
         beside = f" or with the pins the image installs beside them ({constraints})" if constraints else ""
         what = f" ({conflict.group(0)[:200]})" if conflict else ""
@@ -197,13 +264,12 @@ def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: Py
             f"{shown_as}: the requirements conflict with each other{beside}{what}; loosen the pin that "
             "disagrees (gpuci's own pins are what its pytest plugin was tested with)."
         )
-    missing = _MISSING.search(text)
     what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"
     where = _line_of(missing.group(1), sources) if missing else None
     # pip's "from versions: none" is both "no such package" and "no wheel for this Python": asked apart.
     why = advice(missing.group(1), text, target.version, ca_bundle) if missing else "cannot be resolved."
     raise UsageError(
-        f"{where or shown_as}: {what} {why} (pip said {_last_error(lines)!r}, resolving for Python "
+        f"{where or shown_as}: {what} {why} (the resolver said {_last_error(lines)!r}, resolving for Python "
         f"{target.version} on {target.machine}, glibc {target.glibc}.)"
     )
 
@@ -225,5 +291,8 @@ def _line_of(requirement: str, sources: tuple[Path, ...]) -> str | None:
 
 
 def _last_error(lines: list[str]) -> str:
+    causes = [line.strip().removeprefix("cause: ") for line in lines if line.strip().startswith("cause:")]
+    if causes:  # uv's: the last cause is the one to act on
+        return causes[-1][:300]
     errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR")]
     return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:300]

@@ -26,6 +26,7 @@ import docker.errors
 from harness.console import printable, say
 from harness.errors import ImageBuildError, UsageError
 from harness.gpu.locks import host_lock
+from harness.images.build_auth import granted_credentials, granted_hosts
 
 REPOSITORY = "gpuci/system"
 MAX_OUTPUT = 2**20
@@ -74,16 +75,17 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
         say(f"building the system layer {layer.tag} on {layer.base}: {' '.join(layer.packages)} ({layer.why})")
         output = ""
         try:
-            stream = client.api.build(
-                fileobj=io.BytesIO(layer.dockerfile().encode()),
-                tag=layer.tag,
-                labels={"gpuci.system-layer": layer.tag, "gpuci.base": layer.base},
-                rm=True,
-                forcerm=True,
-                decode=True,
-                pull=False,
-                network_mode=os.environ.get("GPUCI_NETWORK") or None,
-            )
+            with granted_credentials(client, granted_hosts(pyproject.parent)):  # its base may be the project's
+                stream = client.api.build(
+                    fileobj=io.BytesIO(layer.dockerfile().encode()),
+                    tag=layer.tag,
+                    labels={"gpuci.system-layer": layer.tag, "gpuci.base": layer.base},
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    pull=False,
+                    network_mode=os.environ.get("GPUCI_NETWORK") or None,
+                )
             for chunk in stream:
                 text = chunk.get("stream", "") + chunk.get("error", "")
                 output = (output + text)[-MAX_OUTPUT:]

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from harness.console import say
@@ -35,6 +35,11 @@ def _load(root: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def recorded(root: Path) -> dict[str, str]:
+    """The recorded hashes of the wheelhouse's wheels, by file name."""
+    return _load(root)
 
 
 def _save(root: Path, record: dict[str, str]) -> None:
@@ -75,14 +80,17 @@ def recording(root: Path, wheelhouse: Path) -> Iterator[None]:
             record_fetched(root, wheelhouse, set(os.listdir(wheelhouse)) - before)
 
 
-def copy_verified(root: Path, wheelhouse: Path, target: Path) -> str:
-    """Copy the wheelhouse's wheels (regular files only) into a build context, check each copy
-    against its record; the hash of the whole set (the image's `gpuci.wheels-sha256` label)."""
+def copy_verified(root: Path, wheelhouse: Path, target: Path, names: Collection[str] | None = None) -> str:
+    """Copy the wheelhouse's wheels (regular files only; of them `names` alone, where given) into a
+    build context, check each copy against its record; the hash of the whole set (the image's
+    `gpuci.wheels-sha256` label)."""
     target.mkdir(parents=True, exist_ok=True)
     record = _load(root)
     unrecorded = []
     lines = []
     for path in sorted(wheelhouse.glob("*.whl")):
+        if names is not None and path.name not in names:
+            continue
         if not stat.S_ISREG(os.lstat(path).st_mode):
             continue  # a link or anything else is no wheel gpuci fetched
         copy = target / path.name

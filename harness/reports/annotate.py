@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 import shutil
 import subprocess
@@ -22,7 +21,15 @@ def inline(text: str) -> str:
 def block(text: str) -> str:
     """Lines for an annotation, shown as they are: an HTML <pre>, whose end no escaped text can forge
     (a label's ``` would end a markdown fence and have the rest rendered)."""
-    return f"<pre>{html.escape(printable(text, keep_lines=True))}</pre>\n"
+    return f"<pre>{_escaped(printable(text, keep_lines=True))}</pre>\n"
+
+
+def _escaped(text: str) -> str:
+    """`html.escape(text)`, the same five replacements: importing `html` loads its entity table
+    (about 30 ms), paid by every lint that finds something, on the build page or not."""
+    for raw, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;")):
+        text = text.replace(raw, entity)
+    return text
 
 
 def annotate(body: str, context: str, style: str) -> bool:

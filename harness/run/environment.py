@@ -6,7 +6,7 @@ import os
 import shlex
 from pathlib import Path
 
-from harness.gpu.vendors import for_backend
+from harness.gpu.vendors import for_backend, vendors
 from harness.gpu.vram import sim as simgpu
 from harness.run.cleanup.reaper import (
     PROJECT_ENV,
@@ -31,6 +31,22 @@ def visible_devices_env(platform_name: str, watch: VramWatch | None) -> dict[str
         return {}
     vendor = for_backend(watch.backend.name)
     return vendor.visible_env(watch.devices) if vendor else {}
+
+
+def guard_devices(env: dict[str, str], watch: VramWatch | None, device_env: dict[str, str]) -> dict[str, str]:
+    """`env` with every vendor's GPUs this run did not lease hidden (set last, over the step's `env`
+    and the image's ENV), and a leased vendor's variable left to its device options, never the step's."""
+    leased = for_backend(watch.backend.name) if watch is not None else None
+    guarded = dict(env)
+    for vendor in vendors():
+        for name, hidden in vendor.hidden_env:
+            if vendor is not leased:
+                guarded[name] = hidden
+            elif name in device_env:
+                guarded[name] = device_env[name]
+            else:
+                guarded.pop(name, None)
+    return guarded
 
 
 def run_labels(root: Path) -> dict[str, str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from harness.gpu.vram import sim as simgpu
 from harness.run.buildkite import collector
 from harness.run.cleanup.orphan import watch_env, watch_for, watched_command
-from harness.run.environment import HARNESS_LIB, container_env, run_labels, visible_devices_env
+from harness.run.environment import HARNESS_LIB, container_env, guard_devices, run_labels, visible_devices_env
 from harness.run.mounts import project_mounts
 from harness.run.options import SIM_MOUNT, RunOptions
 from harness.run.run import Run
@@ -83,7 +83,11 @@ def plan(
         extra_env.update({**collector.build_variables(), collector.FOLDER_ENV: collector.MOUNT})
     # The token, where set, is among pass_env (run/commands): a secret, through the secrets file.
     env, secret = split_env(
-        {**container_env(step.env, options, run_id, extra_env, list(shards)), **devices.options.env},
+        guard_devices(
+            {**container_env(step.env, options, run_id, extra_env, list(shards)), **devices.options.env},
+            watch,
+            devices.options.env,
+        ),
         set(options.pass_env),
     )
     commands = [SOURCE_LINE, *step.commands] if secret else list(step.commands)

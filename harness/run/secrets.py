@@ -30,8 +30,11 @@ def split_env(env: Mapping[str, str], passed: set[str]) -> tuple[dict[str, str],
     public: dict[str, str] = {}
     secret: dict[str, str] = {}
     for name, value in env.items():
-        wanted = name in passed or is_secret(name) or looks_like_credential(value)
-        if wanted and _NAME.match(name) and not name.startswith("GPUCI_"):
+        # gpuci's own GPUCI_ variables stay in the configuration (the watcher reads them before the file
+        # is sourced), but never one the host passed: that is the host's secret, whatever its name.
+        passed_here = name in passed
+        wanted = passed_here or is_secret(name) or looks_like_credential(value)
+        if wanted and _NAME.match(name) and (passed_here or not name.startswith("GPUCI_")):
             secret[name] = value
         else:
             public[name] = value

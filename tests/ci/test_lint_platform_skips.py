@@ -75,3 +75,20 @@ def test_a_cuda_only_test_run_only_by_an_amd_step_is_reported_with_both_places(t
     assert (finding.step, finding.path) == ("Kernels (MI300)", "tests/kernels/test_cutlass.py")
     assert finding.file == ".buildkite/test_areas/ci.yaml" and finding.line > 0
     assert finding.message.startswith("tests/kernels/test_cutlass.py:4 skips itself on rocm")
+
+
+def test_a_module_naming_no_platform_check_is_not_parsed_and_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.ci.lint.platform_skips as skips
+
+    by_package = 'import pytest\npytestmark = pytest.mark.skipif(not HAS_TRITON, reason="triton")\n'
+    parsed: list[str] = []
+    monkeypatch.setattr(skips.ast, "parse", lambda text: parsed.append(text) or compile(text, "<m>", "exec", 1024))
+    assert platform_skip(by_package) is None and parsed == []  # the byte scan answered
+    assert platform_skip(CUDA_ONLY) is not None and parsed == [CUDA_ONLY]  # a check named: parsed
+
+
+def test_a_module_that_is_not_ascii_is_parsed_whatever_it_names() -> None:
+    # NFKC makes the fullwidth ｉｓ＿ｃｕｄａ the identifier is_cuda: the byte scan cannot tell, the parse can.
+    text = CUDA_ONLY.replace("is_cuda", "\uff49\uff53\uff3f\uff43\uff55\uff44\uff41")
+    skip = platform_skip(text)
+    assert skip is not None and skip.platforms == frozenset({"cpu", "rocm"})

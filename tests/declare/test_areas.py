@@ -241,3 +241,15 @@ def test_an_alias_inside_its_own_anchor_is_refused_at_once(tmp_path: Path, text:
     with pytest.raises(DeclarationError) as err:  # expands without end: once, it looped until memory ran out
         load_area(write(tmp_path, body))
     assert "expands through its aliases" in str(err.value)
+
+
+def test_a_document_is_sized_the_same_with_or_without_aliases() -> None:
+    import yaml
+
+    from harness.declare.yaml_nodes import expanded_size
+
+    plain = yaml.compose("steps:\n  - label: a\n    commands: [x, y]\n  - label: b\n")
+    shared = yaml.compose("x: &a [1, 2, 3]\ny: *a\nz: [*a, *a]\n")
+    assert expanded_size(plain, 100) == 13  # every mapping, sequence, key and value once
+    assert expanded_size(plain, 5) == 6  # past the limit: limit + 1
+    assert expanded_size(shared, 100) == 1 + (1 + 4) + (1 + 4) + (1 + 1 + 4 + 4)  # an alias as what it expands to

@@ -85,19 +85,19 @@ def test_every_flag_arrives_for_each_command_that_takes_it(tmp_path: Path) -> No
 
 
 def test_a_newly_declared_setting_arrives_from_every_source_and_cannot_go_unread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The declaration alone gives the flag, the variable and the key; a config with no field for it
     stops load_config, so the setting is never silently ignored."""
     new = Setting("brand_new", "number", "a setting added for this test", 3.0, "--brand-new", ("run",))
     monkeypatch.setattr(settings, "SETTINGS", (*SETTINGS, new))
-    # The parser is built once per process: an earlier test's lacks the new flag, and this one's must
-    # not outlive the test.
-    parser.cache_clear()
-    request.addfinalizer(parser.cache_clear)
-    args = parser().parse_args(["run", "--platform", "cpu", "--area", "a", "--brand-new", "2"])
-    run = next(a for a in parser()._actions if a.dest == "command").choices["run"]  # type: ignore[union-attr]
-    assert "GPUCI_BRAND_NEW" in next(a.help for a in run._actions if "--brand-new" in a.option_strings)
+    parser.cache_clear()  # one parser a process: this one is made with the new declaration
+    try:
+        args = parser().parse_args(["run", "--platform", "cpu", "--area", "a", "--brand-new", "2"])
+        run = next(a for a in parser()._actions if a.dest == "command").choices["run"]  # type: ignore[union-attr]
+        assert "GPUCI_BRAND_NEW" in next(a.help for a in run._actions if "--brand-new" in a.option_strings)
+    finally:
+        parser.cache_clear()  # the next test's parser knows no brand_new
     sources = {
         "flag": (from_flags(args), {}, {}),
         "variable": ({}, {"GPUCI_BRAND_NEW": "4"}, {}),

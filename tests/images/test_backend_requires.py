@@ -137,7 +137,7 @@ def test_the_backend_s_wheels_are_recorded_as_gpuci_s_own_fetch(docker_client, t
     # included, so the build never says it found wheels "gpuci did not fetch" (put there by hand).
     base = bootstrap_base(docker_client)
     root = _project(tmp_path / "hatch_lib", "hatch_lib")
-    install = project_install(root, "editable", "/workspace")
+    install = project_install(root, "editable", "/workspace", read_pyproject(root))
     assert install is not None
     house = tmp_path / "fresh-wheelhouse"
     constraints = ROOT / "containers" / "requirements.txt"
@@ -150,3 +150,68 @@ def test_the_backend_s_wheels_are_recorded_as_gpuci_s_own_fetch(docker_client, t
     capsys.readouterr()
     copy_verified(root, house, tmp_path / "context")
     assert "did not fetch" not in capsys.readouterr().err
+
+
+# The project's setup.py, run where the backend is asked: it floods its output, then says what its
+# container may use (the cgroup's limits) and whether it holds any capability.
+FLOODING_SETUP_PY = """\
+import os, sys
+chunk = "x" * (1 << 20) + "\\n"
+for _ in range(int(os.environ.get("FLOOD_MIB", "192"))):
+    sys.stdout.write(chunk)
+sys.stdout.flush()
+def read(*paths):  # cgroup v2, else v1
+    for path in paths:
+        try:
+            return open(path).read().strip()
+        except OSError:
+            pass
+    return "unknown"
+capabilities = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]
+pids = read("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max")
+memory = read("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+raise RuntimeError(f"posture pids={pids} memory={memory} caps={capabilities}")
+"""
+
+ASK_IN_A_FRESH_PROCESS = """\
+import resource, sys
+from pathlib import Path
+import docker
+from harness.errors import UsageError
+from harness.images.airgap import bootstrap_base
+from harness.images.backend_requires import backend_requires
+from harness.declare.pyproject import read_pyproject
+from harness.images.project_install import project_install
+from harness.images.resolve import ResolveWith, ask_image
+client = docker.from_env()
+base = bootstrap_base(client)
+root = Path(sys.argv[1])
+install = project_install(root, "editable", "/workspace", read_pyproject(root))
+try:
+    backend_requires(client, base, root, install, ask_image(client, base), ResolveWith(Path(sys.argv[2])))
+except UsageError as exc:
+    print(str(exc).splitlines()[0][-400:])
+print("maxrss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_the_backend_s_container_is_limited_and_its_output_read_bounded(tmp_path: Path) -> None:
+    """The backend runs the project's code: its container gets limits and no capabilities, and a flood
+    of output is never read whole into the host's memory."""
+    import subprocess
+    import sys
+
+    root = _project(tmp_path / "st_setup_py", "st_setup_py")
+    (root / "setup.py").write_text(FLOODING_SETUP_PY)
+    done = subprocess.run(
+        [sys.executable, "-c", ASK_IN_A_FRESH_PROCESS, str(root), str(WHEELHOUSE)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    posture = re.search(r"posture pids=(\w+) memory=(\w+) caps=([0-9a-f]+)", done.stdout)
+    assert posture, done.stdout[-2000:]
+    pids, memory, caps = posture.groups()
+    # No limit reads "max" (v1's memory: a number near 2**63).
+    assert pids.isdigit() and memory.isdigit() and int(memory) < 2**40 and int(caps, 16) == 0, posture.group(0)
+    maxrss_mib = int(done.stdout.split("maxrss_kib")[1].split()[0]) // 1024
+    assert maxrss_mib < 160, f"gpuci held {maxrss_mib} MiB while reading 192 MiB of the backend's output"

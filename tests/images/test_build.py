@@ -155,3 +155,13 @@ def test_a_build_whose_base_is_gone_for_good_says_so_and_exits_75(docker_client,
         remover.join()
         for ref in (tag, base):
             engine.remove_image(docker_client, ref, force=True)
+
+
+def test_build_output_is_shown_as_lines_without_the_engine_s_colour_framing() -> None:
+    from harness.images.build import build_line
+
+    # What the engine streams for a RUN step's stderr (uv's lines in a gpuci recipe), and a step's own escape.
+    assert build_line("\x1b[91mResolved 18 packages in 96ms\n\x1b[0m") == "Resolved 18 packages in 96ms"
+    assert build_line("\x1b[91mone\ntwo\n\x1b[0m") == "one\n  two"
+    assert build_line("Step 3/9 : RUN make\n") == "Step 3/9 : RUN make"
+    assert build_line("evil \x1b]0;title\x07 here\n") == "evil \\x1b]0;title\\x07 here"  # inert, as before

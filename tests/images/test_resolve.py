@@ -111,3 +111,46 @@ def test_an_images_answer_about_its_python_is_plain_words_or_refused() -> None:
     ):
         with pytest.raises(UsageError, match="not a real Python"):
             _checked_target("img", hostile)
+
+
+def test_a_requirement_pip_would_read_otherwise_than_gpuci_checks_it_is_refused(
+    run_harness, cpu_image, tmp_path: Path
+) -> None:
+    """pip decodes a requirement file by a PEP 263 line among its first two (UTF-7 turns `+AC0-r` into
+    `-r`), splits a pyproject.toml entry at its newlines and expands `${VAR}` from the host's
+    environment: each would read a host file, or a host variable, into pip's words on the host."""
+    host_file = tmp_path / "host-only.txt"
+    host_file.write_text("hostile-host-line-42\n")
+    attacks = {
+        "utf-7": ("requirements-test.txt:1", f"# -*- coding: utf-7 -*-\n+AC0-r {host_file}\n", ""),
+        "variable": ("requirements-test.txt:2", "markupsafe\n${GPUCI_HOSTILE_CANARY}\n", ""),
+        "newline": ("pyproject.toml", "markupsafe\n", f'"markupsafe\\n-r {host_file}"'),
+    }
+    for name, (where, requirements, group) in attacks.items():
+        root = project(tmp_path / name, requirements)
+        if group:
+            (root / "pyproject.toml").write_text(
+                f'[dependency-groups]\ntest = [{group}]\n\n[tool.gpuci]\ndependency_groups = ["test"]\n'
+            )
+        done = run_harness(
+            "run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600,
+            GPUCI_HOSTILE_CANARY="hostile-host-value-43",
+        )  # fmt: skip
+        assert done.returncode == 2, (name, done.stderr[-1500:])
+        assert where in done.stderr and "pip" in done.stderr, (name, done.stderr[-1500:])
+        assert "hostile-host-line-42" not in done.stderr and "hostile-host-value-43" not in done.stderr, name
+
+
+def test_the_checkouts_image_requirements_never_hand_pip_an_option(run_harness, cpu_image, tmp_path: Path) -> None:
+    """containers/requirements.txt is the pull request's too, and pip reads it on the host (to fill the
+    wheelhouse, and as the constraints of every resolution): an option there would read a host file."""
+    host_file = tmp_path / "host-only.txt"
+    host_file.write_text("hostile-host-line-44\n")
+    root = project(tmp_path / "constraints", "markupsafe\n")
+    pins = root / "containers" / "requirements.txt"
+    pins.write_text(pins.read_text() + f"-r {host_file}\n")
+    done = run_harness("run", "--platform", "cpu", "--area", "deps", "--root", str(root), timeout=600)
+    assert done.returncode == 2, done.stderr[-1500:]
+    lines = len(pins.read_text().splitlines())
+    assert f"requirements.txt:{lines}" in done.stderr and "pip option" in done.stderr, done.stderr[-1500:]
+    assert "hostile-host-line-44" not in done.stderr

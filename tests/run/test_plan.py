@@ -99,3 +99,23 @@ def test_planning_writes_nothing(tmp_path: Path) -> None:
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     plan(run, IMAGE, RunDevices(None, DeviceOptions()))
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no folder, no file made
+
+
+def test_gpus_not_leased_stay_hidden_whatever_the_step_or_image_says(tmp_path: Path, sim_gpus: Path) -> None:
+    # A host whose default runtime is NVIDIA's passes every GPU to a container whose environment (the
+    # step's `env`, or a CUDA base image's ENV) says `all`: a run with no lease must say `void`.
+    greedy = {"NVIDIA_VISIBLE_DEVICES": "all"}
+    spec = plan(make_run(tmp_path, step(env=greedy)), IMAGE, RunDevices(None, DeviceOptions()))
+    assert spec.env["NVIDIA_VISIBLE_DEVICES"] == "void"
+
+    class NvmlNamed(sim.SimBackend):
+        name = "nvml"  # the cuda vendor's backend, so the run leased that vendor's GPUs
+
+    backend = NvmlNamed(sim_gpus)
+    watch = VramWatch(backend, backend.devices()[:1], timeout_s=10)
+    # Leased: the variable is the device options' to set (the runtime's request), never the step's.
+    spec = plan(make_run(tmp_path / "leased", step(env=greedy)), IMAGE, RunDevices(watch, DeviceOptions()))
+    assert "NVIDIA_VISIBLE_DEVICES" not in spec.env
+    chosen = DeviceOptions(env={"NVIDIA_VISIBLE_DEVICES": "GPU-1"})
+    spec = plan(make_run(tmp_path / "chosen", step(env=greedy)), IMAGE, RunDevices(watch, chosen))
+    assert spec.env["NVIDIA_VISIBLE_DEVICES"] == "GPU-1"

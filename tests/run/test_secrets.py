@@ -22,6 +22,11 @@ def test_passed_named_and_shaped_variables_go_to_the_file() -> None:
     assert secret == {"PASSED": "looks-innocent", "HF_TOKEN": "t", "DB_URL": "postgres://u:pw@db/x"}
 
 
+def test_a_passed_variable_named_like_gpucis_own_is_a_secret() -> None:
+    public, secret = split_env({"GPUCI_RUN_ID": "r", "GPUCI_HOST_PASSED": "v"}, {"GPUCI_HOST_PASSED"})
+    assert public == {"GPUCI_RUN_ID": "r"} and secret == {"GPUCI_HOST_PASSED": "v"}
+
+
 def test_the_file_is_private_and_gives_back_the_exact_values() -> None:
     tricky = 'it\'s $(not run) `neither` "quoted"\nsecond line'
     folder = write_secrets({"ODD": tricky})

@@ -173,6 +173,7 @@ def test_a_relative_mount_source_is_in_the_checkout(make_project, run_harness, c
 PAT = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 PLAIN = "plain-but-passed-by-env-7731"
 DB_PASSWORD = "db-pa55word-9910"
+GPUCI_NAMED = "gpuci-named-but-passed-5521"
 
 
 def test_secrets_are_masked_by_value_and_absent_from_docker_inspect(
@@ -180,17 +181,18 @@ def test_secrets_are_masked_by_value_and_absent_from_docker_inspect(
 ) -> None:
     root = make_project(
         _area(
-            'echo "pat=$MY_PAT plain=$PLAIN db=$DB_URL"',
+            'echo "pat=$MY_PAT plain=$PLAIN db=$DB_URL named=$GPUCI_HOST_PASSED"',
             'echo "received=$(printf %s "$MY_PAT$PLAIN" | sha256sum | cut -c1-16)"',
             "sleep 3",
             extra=f"    env: {{DB_URL: 'postgres://app:{DB_PASSWORD}@db:5432/app'}}\n",
         ),
         name="attack",
     )
-    env = harness_env(MY_PAT=PAT, PLAIN=PLAIN)
+    # A host variable named like gpuci's own is still a secret when the host passes it.
+    env = harness_env(MY_PAT=PAT, PLAIN=PLAIN, GPUCI_HOST_PASSED=GPUCI_NAMED)
     command = harness_cmd("run", "--platform", "cpu", "--area", "attack", "--root", str(root))
     proc = subprocess.Popen(
-        [*command, "--env", "MY_PAT", "--env", "PLAIN"],
+        [*command, "--env", "MY_PAT", "--env", "PLAIN", "--env", "GPUCI_HOST_PASSED"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -210,10 +212,10 @@ def test_secrets_are_masked_by_value_and_absent_from_docker_inspect(
     log = (root / ".gpuci" / "runs" / "latest" / "output.log").read_text()
     report = (root / ".gpuci" / "runs" / "latest" / "report.json").read_text()
     assert f"received={hashlib.sha256((PAT + PLAIN).encode()).hexdigest()[:16]}" in log  # the workload has them
-    for secret in (PAT, PLAIN, DB_PASSWORD):
+    for secret in (PAT, PLAIN, DB_PASSWORD, GPUCI_NAMED):
         for where, text in (("inspect", inspected), ("log", log), ("report", report), ("console", out + err)):
             assert secret not in text, f"{secret[:6]}… in {where}"
-    assert "pat=[redacted] plain=[redacted]" in log
+    assert "pat=[redacted] plain=[redacted]" in log and "named=[redacted]" in log
 
 
 def test_a_declaration_named_to_inject_a_command_is_refused(make_project, run_harness, tmp_path) -> None:

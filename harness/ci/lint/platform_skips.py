@@ -45,6 +45,8 @@ def platform_skip(text: str) -> PlatformSkip | None:
     """Where a module skips all its tests by platform, or None when it does not (or it cannot be told)."""
     if "pytestmark" not in text and "allow_module_level" not in text:
         return None  # no module-wide skip: not worth parsing
+    if not _may_check_a_platform(text):
+        return None  # a skip, but no condition it could have is judged: not worth parsing either
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
@@ -59,6 +61,17 @@ def platform_skip(text: str) -> PlatformSkip | None:
             if skipped and skipped != frozenset(platforms):
                 return PlatformSkip(skipped, condition.lineno, ast.unparse(condition))
     return None
+
+
+def _may_check_a_platform(text: str) -> bool:
+    """Whether the text could hold a platform check the conditions are judged by: a condition with
+    none is never judged (`_evaluate` raises Unknown), and a check's names (`torch.version.hip`:
+    torch, version, hip) are written in the source as they read. A text that is not ASCII may spell
+    a name that Python normalises into one: it is parsed."""
+    if not text.isascii():
+        return True
+    names = {*OTHER_PLATFORM_CHECKS, *(n for v in vendors() for n in (*v.lint.skip_calls, *v.lint.skip_attributes))}
+    return any(all(part in text for part in name.split(".")) for name in names)
 
 
 def _module_skip_conditions(node: ast.stmt) -> list[ast.expr]:

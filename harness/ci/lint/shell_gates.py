@@ -27,6 +27,18 @@ TEST_COMMAND = re.compile(
     r"|(?:^|[\s;&|(`])(?:ba)?sh\s+[\"']?\$\{?[A-Za-z_]\w*"  # bash "${SCRIPT}": a script held in a variable
 )
 TRUTHY = ("1", "true", "yes", "on", "True", "TRUE")
+# Compiled once: each is matched against every line of every script a step runs.
+ASSIGNED = re.compile(r"^(?:export\s+)?([A-Za-z_]\w*)\+?=")
+LOOP_HEAD = re.compile(r"^(for|while)\s")
+LOOP_OPENS = re.compile(r"^(?:for|while|until)\s")
+LOOP_CLOSES = re.compile(r"(?:^|;\s*)done\b")
+EXITS = re.compile(r"^(exit|return)(\s+\S+)?\s*;?$")
+EXITS_LOUDLY = re.compile(r"^(exit|return)\s+[1-9]\d*\s*;?$")
+KEYWORD_BREAK = re.compile(r";\s*(?=(?:then|else|elif|fi|do|done)\b)|(?<=\bthen)\s+|(?<=\belse)\s+")
+FUNCTION_START = re.compile(r"^(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\)\s*\{?$|^function\s+([A-Za-z_][\w-]*)\s*\{?$")
+IF_HEAD = re.compile(r"^(if|elif)\s+(.*?)(?:;\s*then|\s+then)?$")
+FI = re.compile(r"^fi\b")
+ONE_LINER = re.compile(r"^(\[\[.*?\]\]|\[\s.*?\s\]|test\s.*?)\s*(&&|\|\|)\s*(.+)$")
 
 
 class Unknown(Exception):
@@ -141,7 +153,7 @@ def _test_lines(lines: list[str], functions: set[str], feeds: set[str]) -> set[s
     found = set()
     for line in lines:
         words = line.split()
-        assigned = re.match(r"^(?:export\s+)?([A-Za-z_]\w*)\+?=", line)
+        assigned = ASSIGNED.match(line)
         if TEST_COMMAND.search(line) or (words and words[0] in functions) or (assigned and assigned.group(1) in feeds):
             found.add(line)
     return found
@@ -155,11 +167,7 @@ def _feeding_tests(lines: list[tuple[int, str]], functions: set[str]) -> set[str
     for i, line in enumerate(texts):
         words = line.split()
         calls = bool(words) and words[0] in functions
-        if (
-            TEST_COMMAND.search(line)
-            or calls
-            or (re.match(r"^(for|while)\s", line) and _body_runs(texts, i, functions))
-        ):
+        if TEST_COMMAND.search(line) or calls or (LOOP_HEAD.match(line) and _body_runs(texts, i, functions)):
             names.update(reference_name(m) for m in REFERENCE.finditer(line))
     return names
 
@@ -168,10 +176,10 @@ def _body_runs(texts: list[str], start: int, functions: set[str]) -> bool:
     """Whether the loop opened at `start` runs tests before its `done`."""
     depth = 0
     for line in texts[start:]:
-        depth += len(re.findall(r"^(?:for|while|until)\s", line))
+        depth += len(LOOP_OPENS.findall(line))
         if TEST_COMMAND.search(line) or (line.split() and line.split()[0] in functions):
             return True
-        depth -= len(re.findall(r"(?:^|;\s*)done\b", line))
+        depth -= len(LOOP_CLOSES.findall(line))
         if depth <= 0:
             return False
     return False
@@ -179,8 +187,8 @@ def _body_runs(texts: list[str], start: int, functions: set[str]) -> bool:
 
 def _exits(lines: list[str], loudly: bool = False) -> bool:
     """Whether a body ends the script: `exit`/`return` (with a non-zero status, where `loudly`)."""
-    status = r"\s+[1-9]\d*" if loudly else r"(\s+\S+)?"
-    return any(re.match(rf"^(exit|return){status}\s*;?$", line) for line in lines)
+    ends = EXITS_LOUDLY if loudly else EXITS
+    return any(ends.match(line) for line in lines)
 
 
 def _assigned(text: str) -> set[str]:
@@ -202,7 +210,7 @@ def _lines(text: str) -> list[tuple[int, str]]:
     """Logical lines (continuations joined, comments dropped), `;`-separated keywords on their own."""
     out: list[tuple[int, str]] = []
     for start, line in numbered_lines(text):
-        for part in re.split(r";\s*(?=(?:then|else|elif|fi|do|done)\b)|(?<=\bthen)\s+|(?<=\belse)\s+", line):
+        for part in KEYWORD_BREAK.split(line):
             if part.strip():
                 out.append((start, part.strip().rstrip(";").strip()))
     return out
@@ -214,7 +222,7 @@ def _test_functions(lines: list[tuple[int, str]]) -> set[str]:
     current: str | None = None
     depth = 0
     for _, line in lines:
-        start = re.match(r"^(?:function\s+)?([A-Za-z_][\w-]*)\s*\(\)\s*\{?$|^function\s+([A-Za-z_][\w-]*)\s*\{?$", line)
+        start = FUNCTION_START.match(line)
         if start and current is None:
             current, depth = start.group(1) or start.group(2), 0
         if current is not None:
@@ -230,8 +238,9 @@ def _blocks(lines: list[tuple[int, str]]) -> list[IfBlock]:
     """Every `if`/`elif`/`else`/`fi` chain and `[[ … ]] && cmd` / `|| cmd` one-liner, with its bodies."""
     blocks: list[IfBlock] = []
     stack: list[tuple[IfBlock, list[str]]] = []  # open blocks and the body being filled
+    texts = [text for _, text in lines]
     for index, (number, line) in enumerate(lines):
-        head = re.match(r"^(if|elif)\s+(.*?)(?:;\s*then|\s+then)?$", line)
+        head = IF_HEAD.match(line)
         if head and head.group(1) == "if":
             block = IfBlock(number, [(head.group(2), [])], branch_lines=[number])
             stack.append((block, block.branches[0][1]))
@@ -247,16 +256,16 @@ def _blocks(lines: list[tuple[int, str]]) -> list[IfBlock]:
         if line == "else" and stack:
             stack[-1] = (stack[-1][0], stack[-1][0].otherwise)
             continue
-        if re.match(r"^fi\b", line) and stack:
+        if FI.match(line) and stack:
             block = stack.pop()[0]
-            block.rest = [text for _, text in lines[index + 1 :]]
+            block.rest = texts[index + 1 :]
             blocks.append(block)
             continue
-        one_liner = re.match(r"^(\[\[.*?\]\]|\[\s.*?\s\]|test\s.*?)\s*(&&|\|\|)\s*(.+)$", line)
+        one_liner = ONE_LINER.match(line)
         if one_liner:
             condition, operator, command = one_liner.groups()
             body, otherwise = ([command], []) if operator == "&&" else ([], [command])
-            blocks.append(IfBlock(number, [(condition, body)], otherwise, [text for _, text in lines[index + 1 :]]))
+            blocks.append(IfBlock(number, [(condition, body)], otherwise, texts[index + 1 :]))
         for _, body in stack:
             body.append(line)
     return blocks

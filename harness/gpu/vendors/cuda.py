@@ -161,4 +161,6 @@ VENDOR = Vendor(
     ),
     # Pipelines written for other harnesses are written for CUDA: a step with no other mark runs here.
     foreign=ForeignNames(default=True),
+    # NVIDIA's runtime reads this (a CUDA base image sets it to `all`); `void` passes no GPU.
+    hidden_env=(("NVIDIA_VISIBLE_DEVICES", "void"),),
 )

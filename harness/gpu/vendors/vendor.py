@@ -141,6 +141,9 @@ class Vendor:
     image: BaseImage = BaseImage("", "")
     lint: LintNames = LintNames()
     foreign: ForeignNames = ForeignNames()
+    # What a container of a run that leased none of this vendor's GPUs gets, whatever the step or the
+    # image says: a host whose default runtime is the vendor's would otherwise pass it every GPU.
+    hidden_env: tuple[tuple[str, str], ...] = ()
 
     def visible_env(self, devices: list[Device]) -> dict[str, str]:
         """The environment that pins a process to `devices` (as this vendor's backend sees them)."""

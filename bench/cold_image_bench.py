@@ -1,0 +1,195 @@
+"""A cold gpuci image against a cold uv venv, side by side, on a real library with numpy/scipy/pandas extras.
+
+The project: networkx 3.6.1 from PyPI (its sdist, gathered here into a scratch folder, never
+committed), with its `default` extra (numpy, scipy, matplotlib, pandas) and `test` extra (pytest,
+pytest-cov, pytest-xdist). Alternating, `--runs` times each, on the same machine in the same minutes:
+
+  (a) uv: `uv venv` and `uv pip install -e '.[default,test]'` with an empty uv cache (so every wheel
+      is downloaded), uv 0.13.9 from gpuci's own pinned wheel;
+  (b) gpuci: `gpuci image ensure --platform cpu` with `[tool.gpuci] extras = ["default", "test"]`,
+      an empty wheelhouse, an empty host cache (GPUCI_CACHE_DIR: uv's cache, the wheels by hash, the
+      images' Pythons), no gpuci.lock, and no image of it on the engine: every layer above gpuci's
+      Debian base counts (gpuci's own layer, the project's, and the metadata steps), the base itself
+      (built once per machine by debootstrap) is excluded. The build's output is read line by line
+      to time each phase and step (the profile); any step the engine's cache answered is listed
+      (`cached_steps`).
+
+Writes bench/results/cold-image.json: both times per run, their medians, the ratio (goal ≤ 2), the
+load average around each run, the storage driver.
+
+    python bench/cold_image_bench.py [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+
+from harness.images.airgap import BaseRecipe  # noqa: E402
+from harness.images.installer import UV, fetch_uv, host_uv  # noqa: E402
+
+PROJECT, VERSION = "networkx", "3.6.1"
+EXTRAS = ("default", "test")
+
+
+def gather(scratch: Path) -> Path:
+    """networkx's sdist from PyPI as a git checkout, with `gpuci init`'s recipes and the extras set."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q", "-d", str(scratch),
+         f"{PROJECT}=={VERSION}"], check=True,
+    )  # fmt: skip
+    with tarfile.open(scratch / f"{PROJECT}-{VERSION}.tar.gz") as tar:
+        tar.extractall(scratch, filter="data")
+    repo = scratch / f"{PROJECT}-{VERSION}"
+    subprocess.run([sys.executable, "-m", "harness", "init", "--root", str(repo)], check=True, cwd=ROOT)
+    text = (repo / "pyproject.toml").read_text()
+    extras = ", ".join(f'"{e}"' for e in EXTRAS)
+    (repo / "pyproject.toml").write_text(text.replace("[tool.gpuci]\n", f"[tool.gpuci]\nextras = [{extras}]\n", 1))
+    ident = ["-c", "user.email=bench@gpuci", "-c", "user.name=bench"]
+    for args in (["init", "-q"], ["add", "-A"], [*ident, "commit", "-qm", PROJECT]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    return repo
+
+
+def uv_venv(uv: str, repo: Path, scratch: Path) -> float:
+    """(a): a venv with the project editable and its extras, uv's cache empty."""
+    cache, venv = scratch / "uv-cache", scratch / "venv"
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    env = {**os.environ, "UV_CACHE_DIR": str(cache), "UV_PYTHON_DOWNLOADS": "never"}
+    started = time.perf_counter()
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, env=env, cwd=repo)
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-e", f".[{','.join(EXTRAS)}]"],
+        check=True, env=env, cwd=repo,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def gpuci_cold(client: docker.DockerClient, repo: Path, scratch: Path) -> tuple[float, dict]:
+    """(b): gpuci's image from nothing but the base; the seconds and the build's profile."""
+    for made in (repo / ".gpuci", repo / "gpuci.lock", scratch / "gpuci-cache"):
+        shutil.rmtree(made, ignore_errors=True) if made.is_dir() else made.unlink(missing_ok=True)
+    (repo / ".gpuci" / "wheelhouse").mkdir(parents=True)  # uv's own wheel only: both sides have uv
+    for wheel in (scratch / "tools").glob("uv-*.whl"):
+        shutil.copyfile(wheel, repo / ".gpuci" / "wheelhouse" / wheel.name)
+    env = {**os.environ, "GPUCI_CACHE_DIR": str(scratch / "gpuci-cache"), "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "image", "ensure", "--platform", "cpu", "--root", str(repo)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append((time.perf_counter() - started, line.rstrip()))
+    seconds = time.perf_counter() - started
+    if proc.wait() != 0:
+        raise SystemExit("cold_image_bench: the build failed:\n" + "\n".join(t for _, t in lines[-40:]))
+    tag = lines[-1][1].strip()
+    return seconds, {"tag": tag, **profile(lines, seconds)}
+
+
+def profile(lines: list[tuple[float, str]], total: float) -> dict:
+    """Each phase's and each build step's seconds, from the build's own lines."""
+    marks = {
+        "backend_question": ("asking the build backend", "the build backend asks"),
+        "host_resolve_all": ("resolving ", "wrote gpuci.lock"),  # the backend question included
+        "gpucis_wheels": ("wrote gpuci.lock", "building gpuci/"),
+    }
+    phases = {}
+    for name, (first, last) in marks.items():
+        begin = next((t for t, text in lines if first in text), None)
+        end = next((t for t, text in lines if last in text and begin is not None and t >= begin), None)
+        if begin is not None and end is not None:
+            phases[name] = round(end - begin, 1)
+    steps, cached = [], []
+    starts = [(t, text) for t, text in lines if re.match(r"\s*Step \d+/\d+ : ", text)]
+    done = next((t for t, text in lines if "Successfully built" in text), total)
+    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")], strict=True):
+        steps.append({"step": text.strip()[:90], "s": round(t_next - t, 1)})
+    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")], strict=True):
+        if any("Using cache" in x for tt, x in lines if t <= tt < t_next):
+            cached.append(text.strip()[:60])
+    installs = [float(m.group(1)) for _, x in lines if (m := re.search(r"installed in ([0-9.]+) s", x))]
+    first_step = starts[0][0] if starts else total
+    phases |= {"before_the_build": round(first_step, 1), "engine_build": round(done - first_step, 1)}
+    return {"phases_s": phases, "steps": steps, "cached_steps": cached, "uv_install_in_image_s": installs}
+
+
+def remove_image(client: docker.DockerClient, tag: str) -> None:
+    """The image a run built and its untagged parents (the engine keeps any another image uses)."""
+    try:
+        client.images.remove(tag, force=False, noprune=False)
+    except docker.errors.APIError as exc:
+        print(f"  could not remove {tag}: {exc}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cold-image.json")
+    args = parser.parse_args(argv)
+    client = docker.from_env()
+    base = BaseRecipe().tag
+    client.images.get(base)  # built once per machine (`gpuci image bootstrap`): excluded from the figure
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="gpuci-cold-bench-") as tmp:
+        scratch = Path(tmp)
+        repo = gather(scratch)
+        tools = scratch / "tools"
+        if not fetch_uv(tools) or (uv := host_uv(tools)) is None:
+            raise SystemExit(f"cold_image_bench: {UV} does not run here; the comparison needs it")
+        for run in range(args.runs):
+            load = os.getloadavg()[0]
+            venv_s = uv_venv(uv, repo, scratch)
+            print(f"  run {run + 1}: uv venv + install -e .[{','.join(EXTRAS)}], cold: {venv_s:.1f} s", flush=True)
+            image_s, built = gpuci_cold(client, repo, scratch)
+            print(f"  run {run + 1}: gpuci cold image: {image_s:.1f} s ({built['phases_s']})", flush=True)
+            remove_image(client, built["tag"])
+            runs.append({"uv_venv_s": round(venv_s, 1), "gpuci_cold_image_s": round(image_s, 1),
+                         "ratio": round(image_s / venv_s, 2), "load_before": round(load, 2),
+                         "load_after": round(os.getloadavg()[0], 2), **built})  # fmt: skip
+    uv_median = statistics.median(r["uv_venv_s"] for r in runs)
+    gpuci_median = statistics.median(r["gpuci_cold_image_s"] for r in runs)
+    info = client.info()
+    result = {
+        "project": f"{PROJECT} {VERSION} (PyPI sdist), extras {', '.join(EXTRAS)}",
+        "uv_venv_median_s": uv_median,
+        "gpuci_cold_image_median_s": gpuci_median,
+        "ratio": round(gpuci_median / uv_median, 2),
+        "goal_ratio": 2.0,
+        "counted": "every layer above gpuci's Debian base: gpuci's own layer, the project's, metadata steps; "
+        "the host's resolve, fetch and backend question",
+        "excluded": f"the base {base} (debootstrap, once per machine); uv's own binary (both sides use it)",
+        "runs": runs,
+        "machine": {
+            "cores": os.cpu_count(),
+            "storage_driver": info.get("Driver"),
+            "docker": info.get("ServerVersion"),
+        },
+        "uv": UV,
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Run inside the image's build (never on the host): one set of wheels installed into gpuci's venv, offline.
+
+    python3 install_wheels.py FOLDER        (FOLDER holds requirements.txt and wheels/)
+
+The first call (gpuci's own layer) also appends the extra CA bundle, unpacks uv from its wheel to
+/opt/gpuci/bin/uv where that binary runs on this base, and makes the venv. uv installs where it is
+there (in parallel, no pip in the venv); pip only where it is not: a wheelhouse filled without uv's
+wheel (an air-gapped host), a base whose C library uv's binary cannot run on, or GPUCI_INSTALLER=pip
+(a build arg). Bytecode is compiled, but not of the packages' own test suites (pandas/tests,
+scipy's tests: half the files, never imported by a project's tests): images run with
+PYTHONDONTWRITEBYTECODE, so without it every process of every run compiles what it imports (numpy,
+scipy, pandas, matplotlib and networkx: 7.5 s to import with bytecode, 14-25 s without, on the loaded
+2-core machine). FOLDER is removed after (its files stay only in the COPY layer below).
+
+Standard library only, Python 3.8 and later: it runs on whatever Python the base image has.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+
+VENV = "/opt/gpuci/venv"
+UV = "/opt/gpuci/bin/uv"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+SITE = "import sysconfig; print(' '.join(sorted({sysconfig.get_paths()[k] for k in ('purelib', 'platlib')})))"
+NOT_COMPILED = r"/tests?/"  # the packages' own test suites
+
+
+def say(text: str) -> None:
+    print(f"gpuci: {text}", flush=True)
+
+
+def unpack_uv(wheels: str) -> str | None:
+    """uv's binary from its wheel in `wheels`, where it runs here; None: pip installs."""
+    if os.environ.get("GPUCI_INSTALLER") == "pip":
+        return None
+    if os.path.exists(UV):
+        return UV
+    for wheel in sorted(glob.glob(os.path.join(wheels, "uv-*.whl"))):
+        with zipfile.ZipFile(wheel) as archive:
+            member = next((n for n in archive.namelist() if n.endswith(".data/scripts/uv")), None)
+            if member is None:
+                continue
+            os.makedirs(os.path.dirname(UV), exist_ok=True)
+            with archive.open(member) as source, open(UV, "wb") as target:
+                shutil.copyfileobj(source, target)
+        os.chmod(UV, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        if subprocess.run([UV, "--version"], capture_output=True).returncode == 0:
+            return UV
+        os.remove(UV)  # built for another C library or machine than this base's
+        say(f"uv's binary from {os.path.basename(wheel)} does not run on this base: installing with pip")
+    return None
+
+
+def make_venv(uv: str | None) -> None:
+    """gpuci's venv, seeing the base's own packages (a vendor's torch)."""
+    python = shutil.which("python3") or sys.executable
+    if uv:
+        subprocess.run([uv, "venv", "--quiet", "--system-site-packages", "--python", python, VENV], check=True)
+        return
+    # Bases without ensurepip (Debian's python3 with no python3-venv) make the venv with the system's pip.
+    done = subprocess.run([python, "-m", "venv", "--system-site-packages", VENV], capture_output=True)
+    if done.returncode != 0:
+        subprocess.run([python, "-m", "venv", "--without-pip", "--system-site-packages", VENV], check=True)
+
+
+def install(folder: str, uv: str | None) -> None:
+    requirements = os.path.join(folder, "requirements.txt")
+    wheels = os.path.join(folder, "wheels")
+    if not os.path.exists(requirements) or not os.path.getsize(requirements):
+        return
+    started = time.time()
+    if uv:
+        say(f"installing with {subprocess.run([uv, '--version'], capture_output=True, text=True).stdout.strip()}")
+        command = [uv, "pip", "install", "--quiet", "--python", f"{VENV}/bin/python", "--offline", "--no-index",
+                   "--no-cache", "--find-links", wheels, "-r", requirements]  # fmt: skip
+        subprocess.run(command, check=True, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+    else:
+        say("installing with pip")
+        command = [f"{VENV}/bin/python", "-m", "pip", "install", "--quiet", "--no-index", "--no-cache-dir",
+                   "--no-compile", "--disable-pip-version-check", "--find-links", wheels,
+                   "-r", requirements]  # fmt: skip
+        subprocess.run(command, check=True)
+    compiling = time.time()
+    site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout
+    subprocess.run([f"{VENV}/bin/python", "-m", "compileall", "-q", "-j", "0", "-x", NOT_COMPILED, *site.split()],
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    say("compiled the bytecode in %.1f s" % (time.time() - compiling))
+    say("installed in %.1f s" % (time.time() - started))
+
+
+def main(argv: list[str]) -> int:
+    folder = os.path.abspath(argv[0])
+    wheels = os.path.join(folder, "wheels")
+    try:
+        extra = os.path.join(folder, "extra-ca.crt")  # gpuci's layer carries it, on any base
+        if os.path.exists(extra) and os.path.getsize(extra):
+            os.makedirs(os.path.dirname(CA_BUNDLE), exist_ok=True)
+            with open(extra, "rb") as source, open(CA_BUNDLE, "ab") as bundle:
+                bundle.write(source.read())
+        if not os.path.exists(f"{VENV}/bin/python"):
+            make_venv(unpack_uv(wheels))
+        else:
+            unpack_uv(wheels)  # a base that is a gpuci image already: its venv is kept
+        install(folder, UV if os.path.exists(UV) and os.environ.get("GPUCI_INSTALLER") != "pip" else None)
+    except subprocess.CalledProcessError as exc:
+        say(f"the install failed (exit {exc.returncode})")
+        return 1
+    shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,77 @@
+"""The build context's layers: gpuci's own layer is shared by projects on one base; labels in one step."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import docker
+
+from harness.images.context import is_legacy, label_line, pins_in, project_steps, wheels_for
+from tests.conftest import ROOT
+
+GPUCI_LAYER_STEP = "install_wheels.py /opt/gpuci/build"
+
+
+def test_labels_go_in_one_step_and_are_quoted_for_the_dockerfile() -> None:
+    line = label_line({"b": 'say "hi" $HOME \\ ok', "a": "x\ny"})
+    assert line.count("LABEL") == 1 and line.startswith("\nLABEL a=")
+    assert '"say \\"hi\\" \\$HOME \\\\ ok"' in line and "\n" not in line.strip()
+
+
+def test_a_recipe_that_copies_one_wheelhouse_is_built_the_old_way() -> None:
+    assert is_legacy(b"COPY requirements.txt /x/\nCOPY wheelhouse/ /opt/gpuci/build/wheelhouse/\n")
+    assert not is_legacy((ROOT / "containers" / "cpu" / "Dockerfile").read_bytes())
+
+
+def test_wheels_are_picked_by_normalized_name_and_exact_version(tmp_path: Path) -> None:
+    for name in ("PyYAML-6.0.3-cp311-cp311-manylinux_2_17_x86_64.whl", "pyyaml-6.0.2-cp311-cp311-any.whl",
+                 "markupsafe-3.0.3-cp311-cp311-manylinux_2_17_x86_64.whl", "uv-0.13.9-py3-none-any.whl"):  # fmt: skip
+        (tmp_path / name).write_bytes(b"")
+    assert wheels_for(tmp_path, ["pyyaml==6.0.3"]) == {"PyYAML-6.0.3-cp311-cp311-manylinux_2_17_x86_64.whl"}
+    assert pins_in("# gpuci\npytest==8.4.2\nnumpy>=2\nPy_Yaml==6.0.3  # c\n") == ["pytest==8.4.2", "Py_Yaml==6.0.3"]
+
+
+def test_the_project_layer_is_one_copy_then_labels_then_one_run() -> None:
+    steps = project_steps({"gpuci.content-hash": "abc"}, None, True).strip().splitlines()
+    kept = [line.split()[0] for line in steps if not line.startswith("#")]
+    assert kept == ["COPY", "LABEL", "RUN"]
+    assert project_steps({"k": "v"}, None, False).strip().startswith("LABEL")  # nothing to install
+
+
+def _project(root: Path, requirement: str) -> Path:
+    shutil.copytree(ROOT / "containers", root / "containers")
+    (root / "requirements-test.txt").write_text(f"{requirement}\n")
+    (root / "pyproject.toml").write_text('[tool.gpuci]\nrequirements = ["requirements-test.txt"]\ninstall = "none"\n')
+    return root
+
+
+def _layers(client: docker.DockerClient, image: str) -> list[tuple[str, str]]:
+    """(image id, step) of an image's history, oldest first."""
+    return [(entry["Id"], entry["CreatedBy"]) for entry in reversed(client.api.history(image))]
+
+
+def test_two_projects_on_one_base_share_the_base_and_gpucis_layer(docker_client, cpu_image, tmp_path: Path) -> None:
+    """Real builds: the second project's build makes no new layer below its own (checked by the
+    engine's layer ids), and the two images differ only above gpuci's layer."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    first = _project(tmp_path / "first", "markupsafe")
+    second = _project(tmp_path / "second", "pyyaml")
+    built = ensure(docker_client, recipe_for(first, "cpu", base_image="local"), first)
+    before = {image["Id"] for image in docker_client.api.images(all=True)}
+    again = ensure(docker_client, recipe_for(second, "cpu", base_image="local"), second)
+    try:
+        assert built.built and again.built and built.id != again.id
+        ours, theirs = _layers(docker_client, built.id), _layers(docker_client, again.id)
+        cut = next(i for i, (_, step) in enumerate(theirs) if GPUCI_LAYER_STEP in step) + 1
+        assert [i for i, _ in theirs[:cut]] == [i for i, _ in ours[:cut]]  # base, metadata, gpuci's layer
+        made = [step for image_id, step in theirs if image_id not in ("<missing>",) and image_id not in before]
+        assert made and not any(GPUCI_LAYER_STEP in step for step in made)  # only the project's own steps
+        diffs = [docker_client.images.get(i).attrs["RootFS"]["Layers"] for i in (built.id, again.id)]
+        shared = len(docker_client.images.get(theirs[cut - 1][0]).attrs["RootFS"]["Layers"])
+        assert diffs[0][:shared] == diffs[1][:shared] and diffs[0] != diffs[1]
+    finally:
+        for image in (again.tag, built.tag):
+            docker_client.images.remove(image)
