@@ -327,8 +327,8 @@ def _containers(args: argparse.Namespace, label: str) -> list[Any]:
 
 def under_docker_stop(args: argparse.Namespace, client: Any, backend: Any, image: str, mounts: list[str], name: str):
     """Buildkite's docker plugin: the job's container stopped by label on cancel, nothing waited for."""
-    from harness.gpu.devices import container_devices
     from harness.declare.policy import HostPolicy
+    from harness.gpu.devices import container_devices
     from harness.run.mounts import project_mounts
 
     baseline = used(backend)
@@ -338,7 +338,8 @@ def under_docker_stop(args: argparse.Namespace, client: Any, backend: Any, image
         holder.append("--cpu")
     script = " ".join(holder) + (" && sleep 3600" if name == "setsid-escapee" else "")
     binds = [f"{ROOT}:/workdir"] + [
-        f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in project_mounts((), ROOT, HostPolicy(), host_entries=tuple(mounts))
+        f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}"
+        for m in project_mounts((), ROOT, HostPolicy(), host_entries=tuple(mounts))
     ]
     container = client.containers.run(
         image,
