@@ -255,7 +255,8 @@ def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: Py
             f"could not reach the package index to resolve {shown_as} ({_last_error(lines)}). On a host "
             f"with no access, fill {wheelhouse} with the wheels (or set GPUCI_WHEELHOUSE to a folder that has them)."
         )
-    missing = _MISSING.search(text) or UV_MISSING.search(text)
+    # uv wraps its explanation to the terminal's width: read it as one line.
+    missing = _MISSING.search(text) or UV_MISSING.search(" ".join(text.split()))
     conflict = _CONFLICT.search(text) or (None if missing else re.search(r"Because [^\n]*", text))
     if conflict or "ResolutionImpossible" in text:
         beside = f" or with the pins the image installs beside them ({constraints})" if constraints else ""

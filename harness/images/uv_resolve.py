@@ -28,8 +28,10 @@ from harness.untrusted import parse_toml
 _GLIBC_RANGE = (17, 40)
 NETWORK_WORDS = ("Failed to fetch", "error sending request", "dns error", "Connection refused", "timed out",
                  "Could not connect", "tcp connect error", "connection reset", "No such host")  # fmt: skip
+# Offline (the wheelhouse first) uv says "provided package locations"; online, "package registry".
 MISSING = re.compile(r"Because (?:there is no version of |only )?(?!you )([A-Za-z0-9][A-Za-z0-9._-]*)[^\n]*? "
-                      r"(?:was not found in the package registry|has no (?:usable )?wheels|no wheels)")  # fmt: skip
+                      r"(?:was not found in the (?:package registry|provided package locations|cache)"
+                      r"|has no (?:usable )?wheels|no wheels)")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def user_python(user: str) -> Iterator[Path]:
     base = shutil.which("python3", path="/usr/bin:/usr/local/bin") or "python3"
     subprocess.run([base, "-m", "venv", str(home / "venv")], check=True)
     pip = [str(home / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "docker>=7,<8", "PyYAML>=6", "psutil>=5.9"], check=True, timeout=300)
+    subprocess.run([*pip, "docker>=7,<8", "PyYAML>=6", "psutil>=5.9", "packaging>=23"], check=True, timeout=300)
     yield home / "venv" / "bin" / "python"
     shutil.rmtree(home, ignore_errors=True)
 
