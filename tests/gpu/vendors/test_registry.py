@@ -118,7 +118,7 @@ def test_container_options_pinning_and_image_come_from_the_vendor(fake: Vendor, 
     assert fake.visible_env(LEASED) == {"FAKE_VISIBLE_DEVICES": "FAKE-0,FAKE-1"}
     recipe = dockerfile("fakegpu")
     assert recipe.startswith("# gpuci fakegpu image") and "ARG BASE_IMAGE=python:3.11-slim-bookworm" in recipe
-    assert recipe.rstrip().endswith("FAKE=1")
+    assert "    LANG=C.UTF-8 \\\n    FAKE=1\n" in recipe  # the vendor's ENV joins the recipe's one ENV step
 
 
 def test_the_vendors_backend_opens_by_name_and_pins_host_workloads(sim_gpus: Path) -> None:
