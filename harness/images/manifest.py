@@ -23,7 +23,10 @@ _SEPARATOR = "---gpuci-python---"
 _LIST = (
     "dpkg-query -W -f '${Package}=${Version}\\n' 2>/dev/null; "
     f"echo {_SEPARATOR}; "
-    "(python3 -m pip list --format=freeze 2>/dev/null || true)"
+    # importlib.metadata, not pip: a venv uv made has no pip.
+    "(python3 -c 'import importlib.metadata as m\n"
+    'for d in m.distributions(): print(d.metadata["Name"] + "==" + d.version)'
+    "' 2>/dev/null || true)"
 )
 
 
