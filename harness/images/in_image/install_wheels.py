@@ -64,6 +64,9 @@ def make_venv(uv: str | None) -> None:
     python = shutil.which("python3") or sys.executable
     if uv:
         subprocess.run([uv, "venv", "--quiet", "--system-site-packages", "--python", python, VENV], check=True)
+        # Steps still run `python -m pip` (uv installs without it): the base's bundled pip, offline,
+        # where the base has ensurepip; none where it has not, as with `venv --without-pip`.
+        subprocess.run([f"{VENV}/bin/python", "-m", "ensurepip", "--default-pip"], capture_output=True)
         return
     # Bases without ensurepip (Debian's python3 with no python3-venv) make the venv with the system's pip.
     done = subprocess.run([python, "-m", "venv", "--system-site-packages", VENV], capture_output=True)
