@@ -40,7 +40,7 @@ def _ensure_dependencies() -> None:
     wanted = "\n".join(DEPENDENCIES)
     if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
         print("gpuci: installing gpuci's dependencies into .nox/_gpuci (once)", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([sys.executable, "-I", "-m", "venv", str(env)], check=True, cwd="/")
         subprocess.run([str(python), "-I", "-m", "pip", "install", "--quiet", *DEPENDENCIES], check=True, cwd="/")
         stamp.write_text(wanted)
     os.environ["GPUCI_NOX_REEXEC"] = "1"

@@ -51,8 +51,9 @@ EXTRAS = ("default", "test")
 def gather(scratch: Path) -> Path:
     """networkx's sdist from PyPI as a git checkout, with `gpuci init`'s recipes and the extras set."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q", "-d", str(scratch),
-         f"{PROJECT}=={VERSION}"], check=True,
+        # -I from /: `python -m pip` in a checkout would import the checkout's own pip/ first.
+        [sys.executable, "-I", "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q", "-d", str(scratch),
+         f"{PROJECT}=={VERSION}"], check=True, cwd="/",
     )  # fmt: skip
     with tarfile.open(scratch / f"{PROJECT}-{VERSION}.tar.gz") as tar:
         tar.extractall(scratch, filter="data")
