@@ -37,7 +37,7 @@ def python_gates(text: str) -> set[str]:
         return set()  # reads no environment, or skips nothing: no gate, not worth parsing
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError):  # a pull request's module may nest past the parser
         return _python_gates_by_text(text)
     names: dict[str, str] = {}  # module-level name -> the variable it reads, where no default runs the tests
     for node in tree.body:

@@ -49,7 +49,7 @@ def platform_skip(text: str) -> PlatformSkip | None:
         return None  # a skip, but no condition it could have is judged: not worth parsing either
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError):  # a pull request's module may nest past the parser
         return None
     platforms = platform_names()
     for node in tree.body:
