@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -181,14 +182,17 @@ def _own_bytes(backend: VramBackend, device: Device) -> int:
 
 
 def _wait_back(state: PluginState) -> tuple[bool, float, list[dict[str, Any]]]:
+    """(released, seconds waited, holders). The seconds count from the first look, the holder scan
+    between the two waits included: the second wait alone missed a release lag that began at the first."""
     assert state.backend is not None
+    started = time.monotonic()
     baseline = dict(state.baseline)
     result = wait_for_release(state.backend, state.devices, baseline, 0.0, state.tolerance)
     if not result.released:
         for device in state.devices:
             baseline[device.id] += _own_bytes(state.backend, device)
         result = wait_for_release(state.backend, state.devices, baseline, state.guard_timeout, state.tolerance)
-    return result.released, result.seconds, [asdict(h) for h in result.holders]
+    return result.released, time.monotonic() - started, [asdict(h) for h in result.holders]
 
 
 @pytest.fixture(autouse=True)

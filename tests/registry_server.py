@@ -51,7 +51,7 @@ class RegistryServer:
 
         import psutil
 
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
             listening = any(
                 c.status == psutil.CONN_LISTEN and c.laddr.port == self.port

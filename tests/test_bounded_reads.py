@@ -1,5 +1,6 @@
 """What the project controls is read bounded: a huge, linked or deeply nested file is a one-line error
-(exit 2) in well under a second, or skipped by the lint, with gpuci's memory bounded."""
+(exit 2), or skipped by the lint, with gpuci's memory bounded. How quickly is bench/'s question: here a
+whole gpuci process shares 2 cores with other suites, so only a hang is capped (the subprocess timeout)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,7 @@ MEASURED = (
 )
 
 
-def gpuci(root: Path, *args: str, root_flag: bool = True) -> tuple[subprocess.CompletedProcess[str], float, int]:
-    started = time.monotonic()
+def gpuci(root: Path, *args: str, root_flag: bool = True) -> tuple[subprocess.CompletedProcess[str], int]:
     done = subprocess.run(
         [sys.executable, "-c", MEASURED, *args, *(["--root", str(root)] if root_flag else [])],
         cwd=root, env=harness_env(), capture_output=True, text=True, timeout=120,
@@ -34,7 +33,6 @@ def gpuci(root: Path, *args: str, root_flag: bool = True) -> tuple[subprocess.Co
     *said, peak = done.stderr.strip().splitlines() or ["0"]
     return (
         subprocess.CompletedProcess(done.args, done.returncode, done.stdout, "\n".join(said)),
-        (time.monotonic() - started),
         int(peak) * 1024,
     )
 
@@ -67,15 +65,14 @@ def sparse(path: Path, size: int) -> None:
         (".buildkite/test_areas/b.yaml", lambda p: p.write_text("steps: " + "{a: " * 50000 + "}" * 50000), "nest"),
     ],
 )
-def test_a_huge_linked_or_deep_project_file_is_one_line_quickly(tmp_path: Path, where, make, said) -> None:
+def test_a_huge_linked_or_deep_project_file_is_one_line(tmp_path: Path, where, make, said) -> None:
     root = project(tmp_path)
     make(root / where)
     for command in (("pipeline", "--all"), ("lint",)):
-        done, seconds, peak = gpuci(root, *command)
+        done, peak = gpuci(root, *command)
         assert done.returncode == 2, done.stderr
         assert said in done.stderr and done.stderr.count("\n") == 0, done.stderr  # one line
         assert "Traceback" not in done.stderr and "RecursionError" not in done.stderr
-        assert seconds < 15, seconds  # a whole process on a busy machine; the refusal itself: test_untrusted
         assert peak < 300 * 2**20, peak
 
 
@@ -84,12 +81,12 @@ def test_a_requirement_file_linked_to_a_device_is_refused(tmp_path: Path) -> Non
     shutil.copytree(ROOT / "containers", root / "containers")
     (root / "reqs.txt").symlink_to("/dev/zero")
     (root / "pyproject.toml").write_text('[tool.gpuci]\nrequirements = ["reqs.txt"]\n')
-    done, seconds, _ = gpuci(root, "image", "tag", "--platform", "cpu")
+    done, _ = gpuci(root, "image", "tag", "--platform", "cpu")
     assert done.returncode == 2 and "outside the checkout" in done.stderr, done.stderr
     (root / "reqs.txt").unlink()
     sparse(root / "reqs.txt", 3 * 2**30)
-    done, seconds, peak = gpuci(root, "image", "tag", "--platform", "cpu")
-    assert done.returncode == 2 and "larger than 2 MiB" in done.stderr and seconds < 15, done.stderr
+    done, peak = gpuci(root, "image", "tag", "--platform", "cpu")
+    assert done.returncode == 2 and "larger than 2 MiB" in done.stderr, done.stderr
     assert peak < 300 * 2**20
 
 
@@ -100,10 +97,10 @@ def test_the_lint_skips_test_files_that_are_devices_links_out_or_huge(tmp_path: 
     (tests / "test_out.py").symlink_to("/etc/passwd")
     sparse(tests / "test_huge.py", 3 * 2**30)
     os.mkfifo(tests / "test_fifo.py")
-    done, seconds, peak = gpuci(root, "lint", "--no-cache")
+    done, peak = gpuci(root, "lint", "--no-cache")
     assert done.returncode in (0, 1), done.stderr
     assert "Traceback" not in done.stderr and "root:" not in done.stdout
-    assert seconds < 20 and peak < 300 * 2**20, (seconds, peak)
+    assert peak < 300 * 2**20, peak
 
 
 def test_report_and_sharding_read_run_folders_a_checkout_can_carry_bounded(tmp_path: Path) -> None:
@@ -118,10 +115,8 @@ def test_report_and_sharding_read_run_folders_a_checkout_can_carry_bounded(tmp_p
     good = {"run_id": "20260101T000000Z-cpu_a-aaaaaa", "session": "cpu_a", "step": "a", "outcome": "passed",
             "tests": [{"test": "t::x", "phase": "call", "seconds": 1.5}, {"phase": "call"}]}  # fmt: skip
     (runs / "20260101T000000Z-cpu_a-aaaaaa" / "report.json").write_text(json.dumps(good))
-    done, seconds, peak = gpuci(
-        root, "report", str(runs), "--no-pictures", "--html", str(tmp_path / "r.html"), root_flag=False
-    )
+    done, peak = gpuci(root, "report", str(runs), "--no-pictures", "--html", str(tmp_path / "r.html"), root_flag=False)
     assert done.returncode == 0, done.stderr
     assert "20260101T000000Z-cpu_a-aaaaaa" in done.stdout and "larger than 32 MiB" in done.stderr
-    assert "Traceback" not in done.stderr and peak < 300 * 2**20 and seconds < 15
+    assert "Traceback" not in done.stderr and peak < 300 * 2**20
     assert _earlier_durations(root, "cpu_a") == {"t::x": 1.5}  # the huge and the deep one skipped

@@ -136,20 +136,16 @@ def test_a_report_whose_fields_gpuci_never_writes_is_refused_before_anything_run
     assert git(repo, "worktree", "list").count("\n") == 1
 
 
-def test_a_report_too_large_or_too_deep_is_one_line_and_quick(repo, run_harness, tmp_path) -> None:
-    import time
-
+def test_a_report_too_large_or_too_deep_is_one_line(repo, run_harness, tmp_path) -> None:
     deep = tmp_path / "deep.json"
     deep.write_text('{"run_id": ' + "[" * 100000 + "]" * 100000 + "}")
     big = tmp_path / "big.json"
     with big.open("wb") as file:
         file.truncate(40 * 1024 * 1024)  # sparse: 40 MiB of NULs
     for path, said in ((deep, "nested deeper"), (big, "larger than")):
-        started = time.monotonic()
-        done = run_harness("repro", str(path), "--root", str(repo), timeout=60)
+        done = run_harness("repro", str(path), "--root", str(repo), timeout=120)  # a cap on a hang only
         assert done.returncode == 2 and said in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
-        assert time.monotonic() - started < 5  # a whole gpuci process, on a busy machine
 
 
 WHERE = """\

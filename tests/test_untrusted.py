@@ -56,7 +56,6 @@ def test_state_folders_are_made_and_must_not_be_links(tmp_path: Path) -> None:
 
 def test_read_capped_refuses_devices_fifos_links_out_and_huge_files_at_once(tmp_path: Path) -> None:
     import re
-    import time
 
     from harness.untrusted import Refused, read_capped
 
@@ -70,7 +69,6 @@ def test_read_capped_refuses_devices_fifos_links_out_and_huge_files_at_once(tmp_
         file.truncate(3 * 2**30)  # sparse: 3 GiB that cost no disk
     (root / "inside.py").symlink_to(root / "ok.py")
     (root / "ok.py").write_text("x = 1\n")
-    started = time.monotonic()
     for name, said in (
         ("zero.py", "link out of"),
         ("fifo.py", "not a regular file"),
@@ -81,7 +79,6 @@ def test_read_capped_refuses_devices_fifos_links_out_and_huge_files_at_once(tmp_
             read_capped(root / name, 2**20, root)
     with pytest.raises(Refused, match="not a regular file"):
         read_capped(Path("/dev/zero"), 2**20)  # named outright, without a folder to stay in
-    assert time.monotonic() - started < 1
     assert read_capped(root / "inside.py", 2**20, root) == b"x = 1\n"  # a link inside the checkout is fine
 
 

@@ -66,7 +66,7 @@ def test_two_runs_on_one_gpu_the_second_waits_then_exits_75(make_project, run_ha
             str(root),
             "--no-container",
             "--timeout",
-            "30",
+            "300",  # held for as long as the second run may take to start on a loaded machine; ended below
         ],
         env=harness_env(**env),
         stdout=subprocess.PIPE,

@@ -24,6 +24,24 @@ def test_an_unheld_lock_file_is_removed_and_a_held_one_is_not() -> None:
     assert locks.remove_if_unheld(path) is False  # gone already
 
 
+def _until_open_twice(path: os.PathLike[str], cap_s: float = 60) -> None:
+    """Until two descriptors of this process are open on `path` (the holder's and the waiter's, by the
+    kernel's own account in /proc): not a fixed sleep, which a loaded machine can outlast before the
+    waiter has even opened the file."""
+    deadline = time.monotonic() + cap_s
+    while True:
+        opened = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                opened += os.readlink(f"/proc/self/fd/{fd}") == os.fspath(path)
+            except OSError:
+                continue
+        if opened >= 2:
+            return
+        assert time.monotonic() < deadline, f"the waiter did not open {path} within {cap_s}s"
+        time.sleep(0.01)
+
+
 def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one() -> None:
     path = locks.lock_path("build-b")
     got, release = threading.Event(), threading.Event()
@@ -36,7 +54,7 @@ def test_a_waiter_whose_lock_file_was_removed_locks_the_new_one() -> None:
     with locks.host_lock("build-b"):
         thread = threading.Thread(target=waiter)
         thread.start()
-        time.sleep(0.3)  # it opened the file and waits on it
+        _until_open_twice(path)  # it opened the file and waits on it
         os.unlink(path)  # what gc does to a lock file it finds unheld
     assert got.wait(10)
     try:

@@ -93,20 +93,21 @@ def test_cancel_leaves_no_container(make_project, cpu_image, docker_client, sign
         text=True,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while not [c for c in containers_of(docker_client, proc.pid) if c.attrs.get("State") == "running"]:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.1)
     cancelled = time.monotonic()
     os.killpg(proc.pid, signum)
-    _out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=200)
     took = time.monotonic() - cancelled
     report = report_of(root)
     assert proc.returncode == 1, err
     assert report["outcome"] == "cancelled" and report["stop_reason"] == signal.Signals(signum).name
     assert containers_of(docker_client, proc.pid) == []
-    # Inside the agent's default 10 s cancel grace, report included.
-    assert took < 10
+    # Ended by the cancel, not by the step's 300 s sleep. Fitting an agent's cancel grace is a property
+    # of the grace it is given: tests/ci/test_buildkite.py.
+    assert took < 150
 
 
 def test_a_missing_docker_engine_exits_75(make_project, run_harness) -> None:

@@ -48,7 +48,7 @@ def test_a_release_lag_keeps_memory_counted_after_death(sim_gpus: Path) -> None:
     assert backend.used_bytes(device) == GIB  # dead, yet still counted, as on ROCm
     assert backend.holders(device) == []  # but no process holds it
     while backend.used_bytes(device):
-        assert time.monotonic() - died < 5
+        assert time.monotonic() - died < 60  # a cap on a hang only
         time.sleep(0.05)
     assert time.monotonic() - died >= 0.9
 
@@ -104,7 +104,7 @@ def test_a_hold_in_a_container_is_seen_on_the_host_by_host_pid(sim_gpus: Path, c
     try:
         backend = sim.SimBackend(sim_gpus)
         device = backend.devices()[0]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while backend.used_bytes(device) != GIB:
             assert time.monotonic() < deadline, container.logs()
             time.sleep(0.05)

@@ -82,8 +82,9 @@ def run(
         workload,
         timeout_s=timeout,
         budget_s=2.1,
-        stop=StopPolicy(grace_s=1.0, kill_wait_s=10),
-        vram=VramWatch(backend, backend.devices()[:1], timeout_s=10),
+        # A grace that a loaded machine's forwarding of SIGTERM through an init fits with room to spare.
+        stop=StopPolicy(grace_s=5.0, kill_wait_s=30),
+        vram=VramWatch(backend, backend.devices()[:1], timeout_s=60),
     )
     return workload, result
 
@@ -96,7 +97,7 @@ def test_pid1_without_an_init_ignores_sigterm(runc, tmp_path, sim_gpus) -> None:
 
 def test_an_init_forwards_sigterm(runc, tmp_path, sim_gpus) -> None:
     _, result = run(runc, tmp_path, sim_gpus, ["/usr/bin/tini", "--", PY, "-c", HOLD], timeout=3)
-    assert result.signals_sent == ["SIGTERM"] and result.timings["exited_s"] < 1.0
+    assert result.signals_sent == ["SIGTERM"]  # it ended within the grace: no SIGKILL was needed
     assert result.release.released and result.removed
 
 

@@ -79,7 +79,9 @@ def test_misbehaving_workload_is_torn_down(
     assert leftovers(report["run_id"]) == []
     assert engine.list_containers(docker_client, [f"gpuci.run-id={report['run_id']}"]) == []
     if mode == "release-lag":
-        assert report["vram"]["wait_seconds"] > 1.0  # waited for the lagging release, not past it
+        # Its first look found the dead holder's memory still counted (the lag starts there) and it
+        # polled on until it was back: waited for the lagging release, and not past it (released).
+        assert report["vram"]["polls"] > 1 and report["vram"]["wait_seconds"] > 0
     if mode == "flood":
         log = report_dir / "output.log"
         assert 1024**2 < log.stat().st_size < 65 * 1024**2
