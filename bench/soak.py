@@ -182,10 +182,12 @@ def one_run(index: int, rng: random.Random, root: Path, sims: Path, client: Any,
         )
         reaped = reap.returncode
         reap_said = (reap.stdout + reap.stderr)[-800:] if reap.returncode else ""
-    wait_for(lambda: not leftovers(sims), 5)  # processes a kill just signalled are leaving
+    # Caps, not bounds: a loaded machine (the soak in the test suite beside another suite) may take
+    # seconds to let a signalled process go; only what stays past the cap is a leak.
+    wait_for(lambda: not leftovers(sims), 60)  # processes a kill just signalled are leaving
     # Memory a killed holder frees late (the lag ROCm shows) is not a leak unless it stays held.
     vram_wait_started = time.monotonic()
-    wait_for(lambda: not holding(), 10)
+    wait_for(lambda: not holding(), 60)
     vram_wait = time.monotonic() - vram_wait_started
     left = {
         "processes": leftovers(sims),

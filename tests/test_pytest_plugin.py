@@ -217,8 +217,10 @@ def test_the_plugin_costs_pytest_no_http_stack_until_a_server_has_a_url(tmp_path
         "import sys, socket, pytest, harness.pytest_plugin\n"
         "assert 'urllib.request' not in sys.modules, 'imported at load'\n"
         "from harness.plugin.servers import ready_check\n"
-        "sock = socket.socket(); sock.bind(('127.0.0.1', 0)); port = sock.getsockname()[1]; sock.close()\n"
+        # Bound and never listening, and kept so until the probe ran: no other process can take the port.
+        "sock = socket.socket(); sock.bind(('127.0.0.1', 0)); port = sock.getsockname()[1]\n"
         "print(ready_check(f'http://127.0.0.1:{port}/health')())\n"
+        "sock.close()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr

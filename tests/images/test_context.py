@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
 import docker
@@ -39,8 +40,12 @@ def test_the_project_layer_is_one_copy_then_labels_then_one_run() -> None:
     assert project_steps({"k": "v"}, None, False).strip().startswith("LABEL")  # nothing to install
 
 
-def _project(root: Path, requirement: str) -> Path:
+def _project(root: Path, requirement: str, marker: str) -> Path:
+    """A project on a cpu recipe of this test's own (one more label, after gpuci's layer): its own
+    content tags, never a twin suite's, which builds the same two projects and removes them."""
     shutil.copytree(ROOT / "containers", root / "containers")
+    dockerfile = root / "containers" / "cpu" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + f"LABEL gpuci.test={marker}\n")
     (root / "requirements-test.txt").write_text(f"{requirement}\n")
     (root / "pyproject.toml").write_text('[tool.gpuci]\nrequirements = ["requirements-test.txt"]\ninstall = "none"\n')
     return root
@@ -57,8 +62,9 @@ def test_two_projects_on_one_base_share_the_base_and_gpucis_layer(docker_client,
     from harness.images.build import ensure
     from harness.images.recipe import recipe_for
 
-    first = _project(tmp_path / "first", "markupsafe")
-    second = _project(tmp_path / "second", "pyyaml")
+    marker = uuid.uuid4().hex
+    first = _project(tmp_path / "first", "markupsafe", marker)
+    second = _project(tmp_path / "second", "pyyaml", marker)
     built = ensure(docker_client, recipe_for(first, "cpu", base_image="local"), first)
     before = {image["Id"] for image in docker_client.api.images(all=True)}
     again = ensure(docker_client, recipe_for(second, "cpu", base_image="local"), second)
