@@ -14,8 +14,11 @@ steps:
     num_gpus: 2
     commands: ["echo saw=$GPUCI_SIM_VISIBLE_DEVICES run=$GPUCI_RUN_GPUS"]
   - label: one
-    commands: ["echo saw=$GPUCI_SIM_VISIBLE_DEVICES; sleep 3"]
+    commands: ["echo saw=$GPUCI_SIM_VISIBLE_DEVICES; mkdir -p seen; touch seen/gpu$GPUCI_SIM_VISIBLE_DEVICES;
+      for i in $(seq 600); do [ $(ls seen | wc -l) -ge 2 ] && break; sleep 0.1; done"]
 """
+# "one" holds its GPU until two GPUs were seen in the shared checkout (at most 60 s): the two runs
+# overlap by cause, not by a sleep that a loaded machine's slower start of the second run outlasts.
 
 
 def _saw(stdout: str) -> str:
