@@ -183,7 +183,8 @@ def test_secrets_are_masked_by_value_and_absent_from_docker_inspect(
         _area(
             'echo "pat=$MY_PAT plain=$PLAIN db=$DB_URL named=$GPUCI_HOST_PASSED"',
             'echo "received=$(printf %s "$MY_PAT$PLAIN" | sha256sum | cut -c1-16)"',
-            "sleep 3",
+            # Kept until the test has inspected it (at most 60 s), not for a fixed 3 s it may miss under load.
+            "for i in $(seq 600); do [ -e inspected ] && break; sleep 0.1; done",
             extra=f"    env: {{DB_URL: 'postgres://app:{DB_PASSWORD}@db:5432/app'}}\n",
         ),
         name="attack",
@@ -206,6 +207,7 @@ def test_secrets_are_masked_by_value_and_absent_from_docker_inspect(
             with contextlib.suppress(docker.errors.NotFound):  # it may end and go as we look
                 inspected = json.dumps(docker_client.api.inspect_container(container.id))
         time.sleep(0.2)
+    (root / "inspected").touch()  # the step may end now
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     assert inspected, "the step's container was never seen running"

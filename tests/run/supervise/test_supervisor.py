@@ -130,7 +130,11 @@ def test_a_holder_outside_the_run_is_named_and_fails_the_teardown(make_project, 
 
     from tests.conftest import harness_cmd, harness_env
 
-    area = "platforms: [cpu]\nsteps:\n  - label: wait\n    commands: ['echo step-started; sleep 3']\n"
+    # The step ends only once the outsider holds its memory (at most 60 s): a fixed `sleep 3` was
+    # outlasted by the outsider's start on a loaded host, and the run then passed.
+    holds = tmp_path / "outsider-holds"
+    wait = f"for i in $(seq 600); do [ -e {holds} ] && break; sleep 0.1; done"
+    area = f"platforms: [cpu]\nsteps:\n  - label: wait\n    commands: ['echo step-started; {wait}']\n"
     root = make_project(area, name="outsider")
     env = harness_env(GPUCI_SIM_GPUS=str(sim_gpus))
     run = subprocess.Popen(
@@ -161,7 +165,8 @@ def test_a_holder_outside_the_run_is_named_and_fails_the_teardown(make_project, 
     outsider = subprocess.Popen(harness_cmd("simgpu", "hold", "1GiB"), env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert "holding" in outsider.stdout.readline()  # type: ignore[union-attr]
-        run.communicate(timeout=60)
+        holds.touch()
+        run.communicate(timeout=120)
         report = json.loads((tmp_path / "r" / "report.json").read_text())
         assert run.returncode == 3 and report["outcome"] == "teardown-failed"
         assert [h["pid"] for h in report["vram"]["holders"]] == [outsider.pid]
