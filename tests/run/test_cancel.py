@@ -46,11 +46,11 @@ def test_a_cancel_while_waiting_for_a_gpu_stops_the_run_reported_and_leaves_no_l
                 break
         cancelled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=100)
         took = time.monotonic() - cancelled
     finally:
         other.release()
     report = json.loads((report_dir / "report.json").read_text())
-    assert proc.returncode == 1 and took < 60  # the wait ends on the signal, not after the 120 s timeout
+    assert proc.returncode == 1 and took < 100  # the wait ends on the signal, not after the 120 s timeout
     assert report["outcome"] == "cancelled" and report["stop_reason"] == "SIGTERM"
     assert [p for p in lease.lease_files() if report["run_id"] in p.read_text()] == []
