@@ -85,7 +85,12 @@ def _base(client, marker: str, parent: str) -> str:
         info = tarfile.TarInfo("Dockerfile")
         info.size = len(dockerfile)
         tar.addfile(info, io.BytesIO(dockerfile))
-    for chunk in client.api.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True, tag=tag, decode=True):
+    # rm and forcerm: docker-py's API client keeps each step's container unless told (they stayed
+    # behind as "Created" containers after every run of the suite).
+    stream = client.api.build(
+        fileobj=io.BytesIO(context.getvalue()), custom_context=True, tag=tag, decode=True, rm=True, forcerm=True
+    )
+    for chunk in stream:
         assert "error" not in chunk, chunk
     return tag
 
