@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -23,21 +25,26 @@ steps:
 
 
 @pytest.fixture
-def project(make_project, cpu_image, monkeypatch) -> Path:
+def project(make_project, cpu_image, docker_client, monkeypatch) -> Iterator[Path]:
     """A committed project whose cpu recipe is its own (one more label): its own content tag, so a test
-    can delete its image without touching the image the rest of the suite shares. The agent's policy
+    can delete its image without touching the image the rest of the suite shares; removed after the
+    test by that label (its local and registry tags alike), never anything else. The agent's policy
     (outside the checkout) grants the registries `configure` names."""
     root = make_project(AREA, name="reg")
     (root.parent / "agent-policy.toml").write_text("")  # grants nothing until `configure` says
     monkeypatch.setenv("GPUCI_POLICY", str(root.parent / "agent-policy.toml"))
+    mine = f"gpuci.test={uuid.uuid4().hex}"
     dockerfile = root / "containers" / "cpu" / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text() + f"LABEL gpuci.test={uuid.uuid4().hex}\n")
+    dockerfile.write_text(dockerfile.read_text() + f"LABEL {mine}\n")
     (root / "marker.txt").write_text("first\n")
     (root / ".gitignore").write_text(".gpuci/\n")
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "first")
-    return root
+    yield root
+    for image in engine.list_images(docker_client, (mine,)):
+        with contextlib.suppress(engine.ImageInUse):  # a child of another of its images: goes with that one
+            engine.remove_image(docker_client, image.id, force=True)
 
 
 def configure(root: Path, registry: str, credentials: bool = False) -> None:
