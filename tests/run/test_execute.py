@@ -71,13 +71,14 @@ def test_a_failing_step_exits_1(make_project, run_harness, cpu_image) -> None:
 def test_a_step_past_its_timeout_is_stopped(make_project, run_harness, cpu_image, docker_client) -> None:
     root = make_project(AREA)
     done = run_harness(
-        "run", "--platform", "cpu", "--area", "demo", "--step", "sleep", "--timeout", "2", "--root", str(root)
-    )
+        "run", "--platform", "cpu", "--area", "demo", "--step", "sleep", "--timeout", "2", "--grace", "30",
+        "--root", str(root),
+    )  # fmt: skip
     report = report_of(root)
     assert done.returncode == 1, done.stderr
     assert report["outcome"] == "timeout" and report["signals_sent"] == ["SIGTERM"]
-    # The init forwards SIGTERM: the container stops well inside the grace, with no SIGKILL.
-    assert report["timings"]["exited_s"] < 3
+    # The init forwards SIGTERM: the container stops inside the grace (a wide one: load may slow the
+    # forwarding, never make it unneeded), with no SIGKILL.
     assert containers_of(docker_client, report["host"]["pid"]) == []
 
 

@@ -44,4 +44,5 @@ def test_workers_of_a_two_gpu_step_each_get_one_of_its_gpus(
     assert len(seen) == 2 and all(len(v) == 1 for v in seen.values()), seen
     assert set.union(*seen.values()) == {"0", "1"}  # disjoint: each worker its own GPU of the run's two
     report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
-    assert len(report["lease"]) == 2 and report["timings"]["run_s"] < 60  # no worker waited on the run's lease
+    # No worker leased against the run: that lease would wait its 60 s and fail the worker (exit 1 above).
+    assert len(report["lease"]) == 2
