@@ -31,9 +31,9 @@ from harness.redact import Redactor  # noqa: E402
 from harness.run.container.oci import write_bundle  # noqa: E402
 from harness.run.container.runc import RuncWorkload  # noqa: E402
 from harness.run.spec import BindMount, RunSpec  # noqa: E402
-from harness.run.supervise.stop import StopPolicy  # noqa: E402
 from harness.run.supervise.supervised import VramWatch  # noqa: E402
 from harness.run.supervise.supervisor import supervise  # noqa: E402
+from harness.teardown.policy import StopPolicy  # noqa: E402
 
 GIB = 1024**3
 HOLDER = [sys.executable, "/workspace/bench/gpu/torch_holder.py", "--gib", "4"]

@@ -28,10 +28,10 @@ from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E4
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host.process import HostWorkload  # noqa: E402
 from harness.run.logs import LogTarget  # noqa: E402
-from harness.run.supervise.process_tree import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
-from harness.run.supervise.stop import StopPolicy  # noqa: E402
 from harness.run.supervise.supervised import VramWatch  # noqa: E402
 from harness.run.supervise.supervisor import supervise  # noqa: E402
+from harness.teardown.policy import StopPolicy  # noqa: E402
+from harness.teardown.process_tree import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
 
 HOLDER = [sys.executable, str(ROOT / "bench" / "gpu" / "torch_holder.py")]
 GIB = 1024**3

@@ -8,7 +8,7 @@ from typing import Any
 from harness.gpu.vendors import for_platform
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
-from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S
+from harness.teardown.policy import DEFAULT_VRAM_TIMEOUT_S
 
 DEFAULT_MARGIN_S = 0.5
 

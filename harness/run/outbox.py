@@ -13,16 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.in_container import RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import Skipped, list_names, parse_json, private_dir, read_names
 
 OUTBOX_DIR = (".gpuci", "outbox")
 OUTBOX_PREFIX = "run-"
 JUNIT_NAME = "junit.xml"
-# The files gpuci's pytest plugin writes here, one of each per xdist worker (the plugin imports these
-# names: what it writes and what is read back cannot drift apart).
-RECORDS_NAME = "pytest-records"
-RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX = "tests-", "running-", "stacks-"
 WANTED_PREFIXES = (RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX)
 MAX_STACKS = 256 * 1024
 MAX_STACK = 8000  # one failed test's traceback, as the plugin wrote it

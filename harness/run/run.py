@@ -19,7 +19,7 @@ from harness.redact import Redactor
 from harness.reports.report import RunReport, git_state, host_facts
 from harness.run.logs import LogTarget
 from harness.run.options import RunOptions
-from harness.run.supervise.stop import StopPolicy, stop_policy
+from harness.teardown.policy import StopPolicy, stop_policy
 
 if TYPE_CHECKING:  # YAML is imported only where used
     from harness.declare.areas import Step

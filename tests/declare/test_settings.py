@@ -190,7 +190,7 @@ def test_defaults_are_written_once() -> None:
     import ast
 
     from harness.run.options import RunOptions
-    from harness.run.supervise.stop import StopPolicy
+    from harness.teardown.policy import StopPolicy
 
     harness = Path(settings.__file__).resolve().parents[1]
     written = []

@@ -25,7 +25,7 @@ from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
 from harness.images import engine
-from harness.run.supervise.process_tree import wait_exited
+from harness.teardown.process_tree import wait_exited
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
 SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 from harness.run.logs import LogTarget
-from harness.run.supervise.process_tree import become_subreaper, descendants, reap_zombies, send, terminate
-from harness.run.supervise.stop import StopPolicy
+from harness.teardown.policy import StopPolicy
+from harness.teardown.process_tree import become_subreaper, descendants, reap_zombies, send, terminate
 
 # Grace for escapees found after the command itself has exited.
 LEFTOVER_GRACE_S = 1.0

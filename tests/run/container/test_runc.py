@@ -20,9 +20,9 @@ from harness.run.container.oci import write_bundle
 from harness.run.container.runc import RuncWorkload
 from harness.run.logs import LogTarget
 from harness.run.spec import BindMount, RunSpec
-from harness.run.supervise.stop import StopPolicy
 from harness.run.supervise.supervised import VramWatch
 from harness.run.supervise.supervisor import supervise
+from harness.teardown.policy import StopPolicy
 from tests.conftest import ROOT
 
 PY = "/usr/bin/python3"  # the host's system Python: the container sees the host's /usr

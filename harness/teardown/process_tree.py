@@ -21,7 +21,7 @@ import psutil
 
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import ReleaseResult, wait_for_release
-from harness.run.supervise.stop import StopPolicy
+from harness.teardown.policy import StopPolicy
 
 PR_SET_CHILD_SUBREAPER = 36
 
