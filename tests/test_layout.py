@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 HARNESS = ROOT / "harness"
 # The flow, left to right: a module imports only from its own stage or stages to its left. gpu comes
 # before declare: a platform is its vendor's (harness.gpu.vendors), and the declarations name platforms.
-# teardown (the one stop policy, process trees) is shared by the run and the plugin inside the container.
+# teardown (process trees, ended by declare's one StopPolicy) serves the run and the plugin in the container.
 STAGES = ["shared", "gpu", "declare", "teardown", "images", "reports", "run", "plugin", "ci", "entry"]
 SHARED = {
     "errors", "console", "units", "redact", "untrusted", "git", "owned", "host_python", "state", "ci_provider",

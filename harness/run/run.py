@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.declare.platforms import Platform
+from harness.declare.stop_policy import StopPolicy, stop_policy
 from harness.redact import Redactor
 from harness.reports.report import RunReport, git_state, host_facts
 from harness.run.logs import LogTarget
 from harness.run.options import RunOptions
-from harness.teardown.policy import StopPolicy, stop_policy
 
 if TYPE_CHECKING:  # YAML is imported only where used
     from harness.declare.areas import Step

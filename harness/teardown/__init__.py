@@ -1,2 +1,2 @@
-"""How anything gpuci starts is stopped: the one `StopPolicy` and the process trees it ends, shared by
-the run on the host and the pytest plugin inside the container (which never imports the run)."""
+"""Process trees ended completely (`process_tree`), by the one `StopPolicy` (harness.declare.stop_policy):
+shared by the run on the host and the pytest plugin inside the container, which never imports the run."""

@@ -189,8 +189,8 @@ def test_defaults_are_written_once() -> None:
     harness.declare.settings (the stop's DEFAULT_*_S, the plugin, spec, options)."""
     import ast
 
+    from harness.declare.stop_policy import StopPolicy
     from harness.run.options import RunOptions
-    from harness.teardown.policy import StopPolicy
 
     harness = Path(settings.__file__).resolve().parents[1]
     written = []

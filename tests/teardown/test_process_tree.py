@@ -7,8 +7,8 @@ import time
 
 import psutil
 
+from harness.declare.stop_policy import StopPolicy
 from harness.gpu.vram import sim
-from harness.teardown.policy import StopPolicy
 from harness.teardown.process_tree import (
     Baseline,
     become_subreaper,

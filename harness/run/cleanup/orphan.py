@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.teardown.policy import StopPolicy
+from harness.declare.stop_policy import StopPolicy
 
 # $1 is the step's script. fd 3 keeps the attached stdin for the watcher; the step gets /dev/null.
 # The grace and the deadline come in the environment (`watch_env`), the signals from the run's

@@ -11,8 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from harness.declare.stop_policy import StopPolicy
 from harness.run.logs import LogTarget
-from harness.teardown.policy import StopPolicy
 from harness.teardown.process_tree import become_subreaper, descendants, reap_zombies, send, terminate
 
 # Grace for escapees found after the command itself has exited.

@@ -1,7 +1,7 @@
 """The run's stop: its policy, the stop itself (SIGTERM, grace, SIGKILL), the wait for the GPUs'
 memory, and what counts as a failed teardown and how a run ended.
 
-Its policy is `harness.teardown.policy.StopPolicy`; killing process trees for others (a test's servers, a
+Its policy is `harness.declare.stop_policy.StopPolicy`; killing process trees for others (a test's servers, a
 run's leftovers) is `harness.teardown.process_tree`;
 this module is where a run's own teardown happens, called by the supervisor and by finishing.
 """
@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from harness.console import say
+from harness.declare.stop_policy import StopPolicy
 from harness.errors import ExitCode
 from harness.gpu.vram.release import wait_for_release
-from harness.teardown.policy import StopPolicy
 from harness.units import format_size
 
 if TYPE_CHECKING:

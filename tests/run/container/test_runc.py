@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.declare.stop_policy import StopPolicy
 from harness.gpu.vram import sim
 from harness.redact import Redactor
 from harness.run.container.oci import write_bundle
@@ -22,7 +23,6 @@ from harness.run.logs import LogTarget
 from harness.run.spec import BindMount, RunSpec
 from harness.run.supervise.supervised import VramWatch
 from harness.run.supervise.supervisor import supervise
-from harness.teardown.policy import StopPolicy
 from tests.conftest import ROOT
 
 PY = "/usr/bin/python3"  # the host's system Python: the container sees the host's /usr
