@@ -213,8 +213,8 @@ class ReproRequest:
 
 def repro(root: Path, request: ReproRequest) -> ExitCode:
     from harness.declare.config import load_config
-    from harness.run.commands import run_options
-    from harness.run.execute import execute_step
+    from harness.declare.request import Asked, resolve
+    from harness.run.commands import run_options, run_request
     from harness.run.options import Reproduction
 
     source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
@@ -244,11 +244,13 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
     for line in differences(report):
         say(f"differs from the original run: {line}")
     say(f"reproducing {report.run_id} ({report.platform}_{report.area}, step {_shown(repr(report.step))}) in {tree}")
+    asked = Asked(
+        report.platform, str(report.area), report.step, base_image=base, env_names=pass_env, container=container
+    )
+    request_ = resolve(tree, config, asked)
     options = run_options(
-        config,
+        request_,
         tree,
-        report.platform,
-        request.pass_env,
         pytest_args=tuple(report.pytest_args or ()),
         container=container,
         base_image=base,
@@ -262,7 +264,7 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
         report_dir=root / ".gpuci" / "runs" / f"repro-{report.run_id}-{os.getpid()}",
         echo=request.echo,
     )
-    return execute_step(options, report.area, report.step)
+    return run_request(options, request_)
 
 
 def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild: bool, config: ProjectConfig) -> str:

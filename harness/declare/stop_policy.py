@@ -40,9 +40,12 @@ class StopPolicy:
         return signal.Signals[self.signals[1]]
 
 
-def stop_policy(grace_s: float, vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S) -> StopPolicy:
-    """A run's policy. Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
-    agent_grace = detect().cancel_grace_s()
+def stop_policy(
+    grace_s: float, vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S, agent_grace_s: float | None = None
+) -> StopPolicy:
+    """A run's policy. Inside a CI job whose agent has a cancel grace (Buildkite's), the whole stop must
+    fit it; `agent_grace_s` None: read it from the environment."""
+    agent_grace = detect().cancel_grace_s() if agent_grace_s is None else agent_grace_s
     if agent_grace > 0:
         grace_s = min(grace_s, max(0.5, agent_grace * 0.4))
         return StopPolicy(grace_s, max(1.0, agent_grace * 0.3), vram_timeout_s)

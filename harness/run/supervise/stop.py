@@ -22,7 +22,8 @@ from harness.gpu.vram.release import wait_for_release
 from harness.units import format_size
 
 if TYPE_CHECKING:
-    from harness.run.supervise.supervised import Supervised, VramWatch, Workload
+    from harness.gpu.vram.release import VramWatch
+    from harness.run.supervise.supervised import Supervised, Workload
 
 
 def stop_workload(

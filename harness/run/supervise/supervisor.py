@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 
 from harness.console import say
 from harness.declare.stop_policy import StopPolicy
-from harness.gpu.vram.release import HolderInfo, describe_holders, take_baseline
+from harness.gpu.vram.release import HolderInfo, VramWatch, describe_holders, take_baseline
 from harness.run.supervise.stop import await_release, stop_workload
-from harness.run.supervise.supervised import Supervised, VramWatch, Workload
+from harness.run.supervise.supervised import Supervised, Workload
 from harness.units import format_size
 
 DEFAULT_STOP = StopPolicy()
