@@ -130,9 +130,9 @@ class CIJob:
     """What a run reads of its CI job, read once (harness.declare.request): its share of a split step,
     the agent's cancel grace, and whether Test Engine takes its results."""
 
-    parallel_share: tuple[int, int] = (0, 0)
-    cancel_grace_s: float = 0.0
-    test_engine: bool = False
+    parallel_share: tuple[int, int]  # (this job's index, the step's job count): count 0 or 1 when not split
+    cancel_grace_s: float  # 0 when there is none to fit
+    test_engine: bool
 
 
 def job(environ: Mapping[str, str] | None = None) -> CIJob:

@@ -6,10 +6,11 @@ original ran in (here by its ID, or pulled by the registry digest the report rec
 against that ID), with the same pytest arguments and number of GPUs, and writes its own report
 that points at the original. Only `--rebuild` builds from the recipe instead (refused when the
 recipe there hashes differently), and it says loudly which packages differ. Every run setting comes
-through the path `gpuci run` takes (harness.run.commands.run_options): the commit's `[tool.gpuci]`
-(limits, network, mounts, grace, timeouts, secrets) under this host's flags and GPUCI_<KEY> variables,
-within this host's policy. Secrets are never in a report: the commit's `secrets` are taken from the
-local environment by name, as `run` takes them, and any other by `--env NAME`.
+through the path `gpuci run` takes (harness.declare.request.resolve, then harness.run.commands.run_request):
+the commit's `[tool.gpuci]` (limits, network, mounts, grace, timeouts, secrets) under this host's flags
+and GPUCI_<KEY> variables, within this host's policy. Secrets are never in a report: the commit's
+`secrets` are taken from the local environment by name, as `run` takes them, and any other by
+`--env NAME`.
 
 A report is untrusted input (an artifact anyone with the link can have edited): it is read with a
 size cap, its run id, names, commit and image references are checked before any is used (no

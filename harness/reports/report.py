@@ -70,8 +70,9 @@ class RunReport:
     are typed too (harness.reports.records: the budget, each test's records and result, the hang);
     the image, the spec and the VRAM wait stay JSON objects, written in one place each.
 
-    A run fills it as it goes (harness.run.run.Run.report); `to_json` is what report.json holds
-    (its fields unchanged since schema 1), `from_json` reads one back, checking each field's kind."""
+    A run's stages answer with typed parts and the caller assembles it (harness.run.finish); `to_json`
+    is what report.json holds (its fields unchanged since schema 1), `from_json` reads one back,
+    checking each field's kind."""
 
     run_id: str
     platform: str = ""
@@ -104,7 +105,7 @@ class RunReport:
     survivor_pids: list[int] | None = None
     outcome: str | None = None
     soft_fail: bool | None = None
-    # What the tests said (harness.run.execute): records, outcomes, counts, a hang, JUnit, the log.
+    # What the tests said (harness.run.finish): records, outcomes, counts, a hang, JUnit, the log.
     log_error: str | None = None
     junit: str | None = None
     tests: list[TestRecord] | None = None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.ci_provider import CIJob
+from harness.ci_provider import CIJob, job
 from harness.declare.platforms import Platform
 from harness.declare.stop_policy import StopPolicy
 from harness.git import run_git
@@ -50,7 +50,7 @@ class Run:
     area: str | None = None
     # The workload's outbox (.gpuci/outbox/run-…): the only folder of gpuci's it can write.
     outbox: Path | None = None
-    ci: CIJob = field(default_factory=CIJob)  # the CI job's facts, as the request read them
+    ci: CIJob = field(default_factory=job)  # the CI job's facts, as the request read them
 
     @property
     def soft_fail(self) -> bool:
