@@ -83,7 +83,8 @@ def _run_step(options: RunOptions, request: RunRequest, planned: StepRequest) ->
     run = begin_run(options, request, planned)
     say(f"{request.session} · step {planned.step.label!r} · run {run.run_id}")
     assert run.outbox is not None
-    leased, part = Leased(), None
+    leased: Leased | None = None  # None until the lease answers: a run stopped before says no lease
+    part = None
     try:
         with GATE.cancellable():  # a cancel before the workload runs stops the run here, reported
             # A cancel while waiting for a GPU stops the wait at once; the lease takes nothing half.
@@ -116,7 +117,8 @@ def _run_step(options: RunOptions, request: RunRequest, planned: StepRequest) ->
         finish_failed(run, cause, part, leased)
         raise cause from None
     finally:
-        leased.let_go()
+        if leased is not None:
+            leased.let_go()
         from harness.run.outbox import discard
 
         discard(run.outbox)
