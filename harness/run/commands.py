@@ -17,7 +17,12 @@ if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode run
     from pathlib import Path
 
     from harness.declare.request import RunRequest, StepRequest
+    from harness.gpu.for_run import Leased
+    from harness.gpu.handoff import RemoveContainers
+    from harness.run.container.docker import ContainerPart
+    from harness.run.finish import Prepared
     from harness.run.options import RunOptions
+    from harness.run.run import Run
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -73,7 +78,7 @@ def run_request(options: RunOptions, request: RunRequest) -> ExitCode:
 
 def _run_step(options: RunOptions, request: RunRequest, planned: StepRequest) -> ExitCode:
     from harness.console import say
-    from harness.gpu.for_run import LeaseAsk, Leased, lease
+    from harness.gpu.for_run import LeaseAsk, lease
     from harness.run.cancel import GATE
     from harness.run.finish import finish, finish_failed, record_supervised, record_tests
     from harness.run.run import begin_run
@@ -101,7 +106,7 @@ def _run_step(options: RunOptions, request: RunRequest, planned: StepRequest) ->
             leased = lease(ask, _crashed_containers_remover(options))
             part = _prepare(run, leased)
         if options.reproduction and options.reproduction.shell:
-            return _shell(run, part, leased)
+            return _shell(run, part, leased)  # type: ignore[arg-type]  # a container's (--no-container refused)
         sup = supervise(
             part.workload, timeout_s=run.timeout_s, budget_s=run.budget_s, stop=run.stop_policy, vram=leased.watch
         )
@@ -126,7 +131,7 @@ def _run_step(options: RunOptions, request: RunRequest, planned: StepRequest) ->
     return finish(run, code, part, leased)
 
 
-def _prepare(run: Any, leased: Any) -> Any:
+def _prepare(run: Run, leased: Leased) -> Prepared:
     """The workload made ready by the run's backend, with its part of the report."""
     if run.options.container:
         from harness.run.container.docker import prepare
@@ -137,7 +142,7 @@ def _prepare(run: Any, leased: Any) -> Any:
     return prepare_on_host(run, leased.watch)
 
 
-def _crashed_containers_remover(options: RunOptions) -> Any:
+def _crashed_containers_remover(options: RunOptions) -> RemoveContainers | None:
     """What clears a crashed run's containers from the GPUs this run leases: the container backend's."""
     if not options.container:
         return None
@@ -146,7 +151,7 @@ def _crashed_containers_remover(options: RunOptions) -> Any:
     return remove_crashed_containers
 
 
-def _shell(run: Any, part: Any, leased: Any) -> ExitCode:
+def _shell(run: Run, part: ContainerPart, leased: Leased) -> ExitCode:
     """`repro --shell`: a shell in the run's container instead of its step."""
     from harness.console import say
     from harness.run.container.docker import interactive_shell

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from harness.console import say
 from harness.errors import SEVERITY, ExitCode, GpuciError
@@ -14,10 +14,17 @@ from harness.gpu.for_run import Leased
 from harness.gpu.vram.release import VramWatch
 from harness.reports.records import Budget, Hang, TestRecord, TestResult
 from harness.reports.report import RunReport, write_report
+from harness.run.host.workload import HostPart
 from harness.run.outbox import collect
 from harness.run.run import Run
 from harness.run.supervise.stop import outcome, teardown_failures
 from harness.run.supervise.supervised import Supervised, Workload
+
+if TYPE_CHECKING:  # the Docker SDK is imported only where used: host mode runs without it
+    from harness.run.container.docker import ContainerPart
+
+# What a backend made ready: the workload and its part of the report.
+Prepared = Union["ContainerPart", HostPart]
 
 
 def _record_supervised(report: RunReport, sup: Supervised, watch: VramWatch | None) -> None:
@@ -110,7 +117,7 @@ def _report_tests(run: Run, collected: Any) -> None:
         say(line)
 
 
-def record_parts(run: Run, part: Any, leased: Leased | None) -> None:
+def record_parts(run: Run, part: Prepared | None, leased: Leased | None) -> None:
     """What the GPUs stage and the backend answered (the lease; the image, the devices, the spec),
     into the run's report: recorded whether the run got to its end or failed on the way."""
     report = run.report
@@ -122,8 +129,10 @@ def record_parts(run: Run, part: Any, leased: Leased | None) -> None:
         ]
     if part is None:
         return
-    image = getattr(part, "image", None)
-    if image is not None:  # the container backend's
+    if isinstance(part, HostPart):  # the host backend's spec, redacted already
+        report.spec = part.spec
+    else:
+        image = part.image
         report.image = image.to_report()
         report.timings = {"image_ensure_s": image.seconds, **report.timings}
         options = part.devices.options
@@ -133,11 +142,9 @@ def record_parts(run: Run, part: Any, leased: Leased | None) -> None:
 
             report.test_engine = {"collector": COLLECTOR[0]}
         report.spec = part.spec.to_report(run.redactor)
-    else:  # the host backend's, redacted already
-        report.spec = part.spec
 
 
-def finish(run: Run, code: ExitCode, part: Any = None, leased: Leased | None = None) -> ExitCode:
+def finish(run: Run, code: ExitCode, part: Prepared | None = None, leased: Leased | None = None) -> ExitCode:
     """The report assembled (`record_parts`) and written; the run's exit code."""
     record_parts(run, part, leased)
     run.report.gpuci_exit_code = int(code)
@@ -154,7 +161,7 @@ def finish(run: Run, code: ExitCode, part: Any = None, leased: Leased | None = N
     return code
 
 
-def finish_failed(run: Run, exc: GpuciError, part: Any = None, leased: Leased | None = None) -> None:
+def finish_failed(run: Run, exc: GpuciError, part: Prepared | None = None, leased: Leased | None = None) -> None:
     """A run that could not run (no engine, bad image, no free GPU) still leaves its report."""
     run.report.outcome = "infrastructure" if exc.exit_code == ExitCode.INFRASTRUCTURE else "error"
     run.report.error = str(exc)
