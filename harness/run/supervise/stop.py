@@ -1,8 +1,8 @@
-"""The run's stop: its policy, the stop itself (SIGTERM, grace, SIGKILL), the wait for the GPUs'
-memory, and what counts as a failed teardown and how a run ended.
+"""The run's stop: the stop itself (SIGTERM, grace, SIGKILL, by the run's `StopPolicy`:
+harness.declare.stop_policy), the wait for the GPUs' memory, and what counts as a failed teardown and
+how a run ended.
 
-Its policy is `harness.declare.stop_policy.StopPolicy`; killing process trees for others (a test's servers, a
-run's leftovers) is `harness.teardown.process_tree`;
+Killing process trees for others (a test's servers, a run's leftovers) is `harness.teardown.process_tree`;
 this module is where a run's own teardown happens, called by the supervisor and by finishing.
 """
 

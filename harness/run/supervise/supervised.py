@@ -1,4 +1,5 @@
-"""What supervision is about and what it found: the workload's interface, the GPUs watched, the result.
+"""What supervision is about and what it found: the workload's interface and the result (the GPUs watched,
+`VramWatch`, are the GPUs stage's: harness.gpu.vram.release).
 
 The supervisor (harness.run.supervise.supervisor) fills a `Supervised`; the run's stop (harness.run.supervise.stop)
 judges it.
