@@ -26,11 +26,12 @@ if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode run
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from harness.declare.request import request_for
     from harness.run.cancel import GATE
-    from harness.state import check_state
 
     GATE.install()  # from here a cancel is noted, never a silent death without a report
+    from harness.declare.request import request_for
+    from harness.state import check_state
+
     root = args.root.resolve()
     check_state(root)  # gpuci's state is never the commit's, nor a link
     request = request_for(root, args)  # every setting, once: flag, GPUCI_<KEY>, [tool.gpuci], default
