@@ -281,7 +281,7 @@ def _build(
                 forcerm=True,
                 decode=True,
                 pull=False,
-                network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
+                network_mode=recipe.network or None,  # the command's setting (every recipe step is offline)
             )
         output = ""
         for chunk in stream:
