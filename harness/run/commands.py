@@ -20,12 +20,13 @@ def run_options(
     """A run's options from the settings its command resolved once (`config`), for `run` and `repro`
     alike: the secrets it names and the host variables `env_names` passes, its CA bundle, its registry;
     `only` holds what only the command line says (pytest arguments, --no-container, --build, …)."""
-    from harness.declare.config import image_timeout_s, in_checkout
+    from harness.declare.config import image_timeout_s, in_checkout, lease_timeout_s
     from harness.images.registry import registry_from
     from harness.run.buildkite.collector import TOKEN_ENV, wanted
     from harness.run.options import RunOptions
 
     image_timeout_s(config)  # bounded before anything runs
+    lease_timeout_s(config)
     ca_bundle = None
     if config.ca_bundle:  # the flag's and the variable's are the host's; [tool.gpuci]'s must be the checkout's
         by_project = config.set_by_project("ca_bundle")
