@@ -19,7 +19,7 @@ import docker
 
 from harness.images import engine
 from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
-from tests.conftest import git, harness_cmd, harness_env
+from tests.conftest import commit_tree, harness_cmd, harness_env
 
 
 def _run(run_harness, root: Path, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -70,9 +70,7 @@ def test_links_in_the_outbox_reach_no_host_file(make_project, run_harness, cpu_i
 
 def test_gpucis_state_git_and_nox_are_read_only_in_the_container(make_project, run_harness, cpu_image) -> None:
     root = make_project("platforms: [cpu]\nsteps: [{label: x, commands: [true]}]\n", name="attack")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base")
+    commit_tree(root, "base")
     config_before = (root / ".git" / "config").read_text()
     (root / ".gpuci" / "wheelhouse").mkdir(parents=True)
     attempts = {
