@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[installer].append(layer)
                 installs[installer].append(install)
                 print(f"  run {run + 1}: {installer}: install {install:.1f} s, layer {layer:.1f} s", flush=True)
-        client.images.prune(filters={"dangling": True, "label": "gpuci.bench=install"})  # its own builds only: a shared engine
+        client.images.prune(filters={"dangling": True, "label": "gpuci.bench=install"})  # its own only
     pip, uv = statistics.median(times["pip"]), statistics.median(times["uv"])
     pip_install, uv_install = statistics.median(installs["pip"]), statistics.median(installs["uv"])
     result = {
