@@ -83,7 +83,7 @@ def record_tests(run: Run, workload: Workload, code: ExitCode) -> ExitCode:
         say(f"the log could not be written ({log_failure}); the run counts as an infrastructure failure")
         code = max(code, ExitCode.INFRASTRUCTURE, key=SEVERITY.index)
     assert run.outbox is not None
-    collected = collect(run.outbox, run.directory, run.redactor.bytes)
+    collected = collect(run.outbox, run.directory, run.redactor.xml)
     _report_tests(run, collected)
     if collected.skipped:
         run.report.outbox_skipped = [vars(s) for s in collected.skipped]

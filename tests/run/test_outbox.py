@@ -29,6 +29,20 @@ def test_pytests_junit_is_copied_with_its_secrets_masked(tmp_path: Path) -> None
     assert SECRET not in kept and "[redacted]" in kept and kept.startswith('<?xml version="1.0"')
 
 
+def test_a_secret_is_masked_as_xml_escaped_it_too(tmp_path: Path) -> None:
+    """pytest's JUnit writes a test's output escaped: a secret with `&`, `<` or a quote is not there as it is."""
+    secret = 'p&ss<w0rd>"quoted"-0123'
+    outbox, run = folders(tmp_path)
+    escaped = secret.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    (outbox / "junit.xml").write_text(
+        f'<testsuites><testcase name="t" message="{escaped.replace(chr(34), "&quot;")}">'
+        f"<system-out>{escaped}</system-out></testcase></testsuites>"
+    )
+    collect(outbox, run, Redactor(secrets=[secret]).xml)
+    kept = (run / PYTEST_JUNIT_NAME).read_text()
+    assert "w0rd" not in kept and kept.count("[redacted]") == 2
+
+
 def test_a_linked_oversized_or_odd_junit_is_skipped_and_nothing_is_copied(tmp_path: Path) -> None:
     for name, make in (
         ("a symbolic link", lambda path: path.symlink_to(tmp_path / "victim.xml")),
