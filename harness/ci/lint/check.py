@@ -16,7 +16,7 @@ from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import PYTHON_GATES, is_ambient
 from harness.ci.lint.homes import PENDING, Homes
 from harness.ci.lint.module_facts import SELF_SET_NAMES, TEST_FACTS
-from harness.ci.lint.platform_skips import PLATFORM_SKIP
+from harness.ci.lint.platform_skips import PLATFORM_SKIP, PLATFORM_SKIP_IF_IT_PARSES
 from harness.ci.lint.resolver import Resolver
 from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, why_a_script
 from harness.ci.lint.shell_gates import SHELL_GATES
@@ -183,7 +183,14 @@ def _platform_skips(runs: dict[str, list[tuple[str, int, str, str]]], analyse: A
     """A module that skips itself whole on every platform whose steps run it: its tests never run."""
     for path, steps in sorted(runs.items()):
         platforms = {platform for *_, platform in steps}
-        skip = analyse(PLATFORM_SKIP, path) if path.endswith(".py") and "?" not in platforms else None
+        if not path.endswith(".py") or "?" in platforms:
+            continue
+        # The cheap answer first (the module's skip statements parsed alone); the module is parsed
+        # whole only where that answer would be a finding, to make sure the module parses at all.
+        skip = analyse(PLATFORM_SKIP_IF_IT_PARSES, path)
+        if skip is None or not platforms <= skip.platforms:
+            continue
+        skip = analyse(PLATFORM_SKIP, path)
         if skip is None or not platforms <= skip.platforms:
             continue
         file, line, label, _ = steps[0]

@@ -7,6 +7,7 @@ import bisect
 import re
 
 from harness.ci.lint.cache import Analysis
+from harness.ci.lint.top_level import parse_wanted
 from harness.gpu.vendors import vendors
 
 # Set by the CI environment or by gpuci itself, never by a step: not gates a step must set.
@@ -35,10 +36,23 @@ def python_gates(text: str) -> set[str]:
     tests off when set, or one read with a default that runs them anyway."""
     if ("environ" not in text and "getenv" not in text) or ("skip" not in text and "pytestmark" not in text):
         return set()  # reads no environment, or skips nothing: no gate, not worth parsing
+    # Only statements that skip or read the environment matter: those are parsed, alone. Their
+    # answer is the whole module's when it parses, and when it does not the answer is the text's;
+    # where the two differ, the whole is parsed to choose.
+    wanted = parse_wanted(text, ("skip", "environ", "getenv"))
+    if wanted is not None:
+        gates = _gates_of(wanted, text)
+        if gates == _python_gates_by_text(text):
+            return gates
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):  # a pull request's module may nest past the parser
         return _python_gates_by_text(text)
+    return _gates_of(tree, text)
+
+
+def _gates_of(tree: ast.Module, text: str) -> set[str]:
+    """The gates of a parsed module (or of the statements of it that skip or read the environment)."""
     names: dict[str, str] = {}  # module-level name -> the variable it reads, where no default runs the tests
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
