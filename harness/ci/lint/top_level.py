@@ -38,6 +38,7 @@ STRINGS_AND_COMMENTS = re.compile(
 LINE_START = re.compile(r"^[^ \t\n\x00]", re.M)
 CLAUSE = re.compile(r"(?:else|elif|except|finally)\b")
 UNSURE = re.compile(r"[\r\f\v\x00]")
+BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 F_STRING = re.compile(r"[fF][rRbB]?['\"]|[rR][fF]['\"]")
 
 
@@ -69,47 +70,58 @@ def statement_lines(text: str) -> tuple[int, ...] | None:
         return None
     if not code.isascii():
         return None  # an identifier Python normalises: a wanted word may be spelt another way
+    brackets = code.encode().translate(BRACKETS)  # every opening bracket "(", every closing one ")"
     starts = [0]
     line = 0
-    last = 0  # where the open piece's brackets were last counted to
+    last = 0  # where the brackets and lines were last counted to
     depth = 0
     decorated = code.startswith("@")
     for match in LINE_START.finditer(code):
         at = match.start()
-        if at == 0:
-            continue
         line += code.count("\n", last, at)
-        depth += sum(code.count(c, last, at) for c in "([{") - sum(code.count(c, last, at) for c in ")]}")
+        depth += brackets.count(b"(", last, at) - brackets.count(b")", last, at)
         last = at
-        if depth < 0:
-            return None
-        if depth or code[at - 2 : at] == "\\\n" or CLAUSE.match(code, at):
+        if depth or at == 0 or (at > 1 and code[at - 2] == "\\") or CLAUSE.match(code, at):
+            if depth < 0:
+                return None
             continue  # inside brackets, a continued line, or a clause of the statement above
         if decorated:  # a decorator's function or class (or the next decorator) is the same statement
             decorated = code[at] == "@"
             continue
         decorated = code[at] == "@"
         starts.append(line)
-    depth += sum(code.count(c, last) for c in "([{") - sum(code.count(c, last) for c in ")]}")
+    depth += brackets.count(b"(", last) - brackets.count(b")", last)
     return tuple(starts) if depth == 0 else None
 
 
-def parse_wanted(text: str, words: tuple[str, ...]) -> ast.Module | None:
-    """A module of the text's top-level statements whose lines hold one of `words` (each piece
-    parsed alone, its nodes numbered as in the whole text); None when the text must be parsed whole."""
+def pieces(text: str) -> list[tuple[int, str]] | None:
+    """The text cut where its top-level statements start: each piece's first line (0-based) and
+    its text, in order; None when the scan cannot be sure."""
     starts = statement_lines(text)
     if starts is None:
         return None
     lines = text.split("\n")
     ends = [*starts[1:], len(lines)]
+    return [(start, "\n".join(lines[start:end])) for start, end in zip(starts, ends, strict=True)]
+
+
+def parse_pieces(chosen: list[tuple[int, str]]) -> ast.Module | None:
+    """A module of these pieces' statements, each piece parsed alone with its nodes numbered as in
+    the whole text; None when one does not parse alone (the whole text must decide)."""
     body: list[ast.stmt] = []
-    for start, end in zip(starts, ends, strict=True):
-        piece = "\n".join(lines[start:end])
-        if not any(word in piece for word in words):
-            continue
+    for start, piece in chosen:
         try:
             parsed = ast.parse("\n" * start + piece)
         except (SyntaxError, ValueError, RecursionError):
-            return None  # the whole decides: it may not parse either, or the scan split it wrongly
+            return None  # the whole may not parse either, or the scan split it wrongly
         body.extend(parsed.body)
     return ast.Module(body=body, type_ignores=[])
+
+
+def parse_wanted(text: str, words: tuple[str, ...]) -> ast.Module | None:
+    """A module of the text's top-level statements whose lines hold one of `words` (each piece
+    parsed alone, its nodes numbered as in the whole text); None when the text must be parsed whole."""
+    cut = pieces(text)
+    if cut is None:
+        return None
+    return parse_pieces([(start, piece) for start, piece in cut if any(word in piece for word in words)])
