@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import posixpath
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -263,7 +262,7 @@ def _set_by_the_project(tree: Tree, analyse: Analyse) -> set[str]:
     `analyse` here reads through the files source, not the resolver, which keeps what it reads)."""
     names: set[str] = set()
     for path in tree.files:
-        if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
+        if path.endswith(".py") and not path.rpartition("/")[2].startswith(("test_", "conftest")):
             names.update(analyse(SELF_SET_NAMES, path))
     return names
 
@@ -279,7 +278,7 @@ def _unset_gates(
     for path, steps in sorted(runs.items()):
         if path.endswith(".sh"):
             gates = analyse(SHELL_GATES, path)
-        elif path.endswith(".py") and posixpath.basename(path).startswith(("test_", "conftest")):
+        elif path.endswith(".py") and path.rpartition("/")[2].startswith(("test_", "conftest")):
             variables = analyse(PYTHON_GATES, path)
             if not variables:
                 continue
