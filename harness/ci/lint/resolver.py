@@ -55,6 +55,7 @@ class Resolver:
         self.cache = cache or AnalysisCache(None)
         self._texts: dict[str, str] = {}
         self._plans: dict[str, list[Planned]] = {}
+        self._steps: dict[tuple[object, ...], Reach] = {}
         self._splits: dict[str, list[list[str]]] = {}
         self._scripts: dict[tuple[object, ...], tuple[Reach, tuple[dict[str, str], list[str]]]] = {}
         self._names: dict[str, set[str]] = {}  # per script: the names it and the scripts it runs hold
@@ -92,6 +93,14 @@ class Resolver:
         return None if normal.startswith("..") else ("" if normal == "." else normal)
 
     def step(self, step: Step) -> Reach:
+        """What a step reaches; steps alike in all `_resolve` reads (a mirror) share one (read only)."""
+        where = (step.working_dir, step.extra.get("no_plugin") is True, step.num_nodes > 1, step.per_node_commands)
+        key = (step.commands, tuple(step.env.items()), where)
+        if key not in self._steps:
+            self._steps[key] = self._resolve(step)
+        return self._steps[key]
+
+    def _resolve(self, step: Step) -> Reach:
         reach = Reach(env=set(step.env))
         cwd = self.to_repo("", self._working_dir(step)) or ""
         env = dict(step.env)
