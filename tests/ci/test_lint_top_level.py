@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import random
 
 import pytest
 
@@ -113,3 +114,27 @@ def test_text_the_scan_cannot_be_sure_of_has_no_answer(text: str) -> None:
 def test_a_part_that_does_not_parse_alone_leaves_the_answer_to_the_whole() -> None:
     assert parse_wanted("X = 1\nY = = 2\n", ("Y",)) is None
     assert parse_wanted("X = 1\nY = = 2\n", ("X",)) is not None  # the broken part is not read
+
+
+# Lines that open and close strings, brackets, blocks, clauses and continuations in every order.
+FRAGMENTS = [
+    "x = 1", "def f():", "    pass", "    return (", ")", "class T:", "@d", "@d(", "'''", '"""', "#c", '# """',
+    "s = '''", "if x:", "else:", "elif y:", "try:", "except E:", "finally:", "y = [", "]", "1,", "'a\\'b'",
+    '"a\\"b"', "z = 1 + \\", "2", "    x = 1", "pytestmark = 1", 'a = "#"', "b = '('", "c = {", "}", "f(a,", "b)",
+    "", "   ", "x = 1; y = 2", '"""doc"""', "async def g():", "    await h()", "match x:", "    case 1:",
+    "        pass", "with a as b:",
+]  # fmt: skip
+
+
+def test_random_modules_that_parse_scan_as_they_parse() -> None:
+    rng = random.Random(35)
+    checked = 0
+    for _ in range(20000):
+        text = "\n".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 12)))
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            continue
+        _same(text)
+        checked += 1
+    assert checked > 500
