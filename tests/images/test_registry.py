@@ -13,7 +13,7 @@ import pytest
 
 from harness.images import engine
 from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
-from tests.conftest import git
+from tests.conftest import commit_tree, git
 from tests.registry_server import RegistryServer
 
 AREA = """\
@@ -38,9 +38,7 @@ def project(make_project, cpu_image, docker_client, monkeypatch) -> Iterator[Pat
     dockerfile.write_text(dockerfile.read_text() + f"LABEL {mine}\n")
     (root / "marker.txt").write_text("first\n")
     (root / ".gitignore").write_text(".gpuci/\n")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "first")
+    commit_tree(root, "first")
     yield root
     for image in engine.list_images(docker_client, (mine,)):
         with contextlib.suppress(engine.ImageInUse):  # a child of another of its images: goes with that one
