@@ -91,8 +91,10 @@ def test_shutdown_budget_assertions_state_the_margin(project: pytest.Pytester) -
         test_budget="""
 import subprocess, sys
 
+# Short sleeps, not one of 60 s: a SIGTERM that lands between the print and the sleep's system call
+# runs its handler only once that sleep ends (it took 63 s under load in a twin run of the suite).
 SLOW = ("import signal, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(3), exit(0)));"
-        "print(1, flush=True); time.sleep(60)")
+        "print(1, flush=True)\\nwhile True: time.sleep(0.05)")
 
 def test_slow(gpuci_shutdown_timer):
     proc = subprocess.Popen([sys.executable, "-c", SLOW], stdout=subprocess.PIPE)

@@ -79,8 +79,9 @@ def test_a_session_run_by_a_non_root_user_leaves_only_their_files(user, user_pyt
         subprocess.run(["chown", "-R", f"{user}:{user}", str(project)], check=True)
         project.chmod(0o755)
         command = [str(user_python), "-m", "harness", "run", "--platform", "cpu", "--area", "own"]
-        env = ["env", f"PYTHONPATH={project}", "PYTHONDONTWRITEBYTECODE=1", f"HOME=/home/{user}"]
-        env.append(f"GPUCI_SIM_GPUS={sim_gpus}")
+        # Not root's test-private cache folder (tests/conftest.py, mode 0700): the user has their own.
+        env = ["env", "-u", "GPUCI_CACHE_DIR", f"PYTHONPATH={project}", "PYTHONDONTWRITEBYTECODE=1"]
+        env += [f"HOME=/home/{user}", f"GPUCI_SIM_GPUS={sim_gpus}"]
         done = subprocess.run(
             ["runuser", "-u", user, "--", *env, *command, "--root", str(project)],
             capture_output=True,

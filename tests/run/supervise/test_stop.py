@@ -115,8 +115,8 @@ def test_the_signal_order_is_the_policys_for_the_run_and_for_process_trees() -> 
     assert sent == ["SIGINT", "SIGKILL"] and workload.signals == [signal.SIGINT, signal.SIGKILL]
 
     catches_sigint = (
-        "import signal,sys,time; signal.signal(signal.SIGINT, lambda *a: sys.exit(7)); print('ok', flush=True); "
-        "time.sleep(60)"
+        "import signal,sys,time; signal.signal(signal.SIGINT, lambda *a: sys.exit(7)); print('ok', flush=True)\n"
+        "while True: time.sleep(0.05)"  # not one long sleep: a signal just before it waits for its end
     )
     proc = subprocess.Popen([sys.executable, "-c", catches_sigint], stdout=subprocess.PIPE, text=True)
     proc.stdout.readline()  # type: ignore[union-attr]
