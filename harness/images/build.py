@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -22,10 +23,23 @@ from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_di
 from harness.images.backend_requires import backend_requires
 from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
 from harness.images.build_errors import project_failure
-from harness.images.context import checkout_dir, is_legacy, label_line, project_steps, write_layers, write_legacy
+from harness.images.context import (
+    DEPS_IN_IMAGE,
+    PROJECT_LAYER,
+    checkout_dir,
+    is_legacy,
+    label_line,
+    own_layer_hash,
+    project_steps,
+    write_deps,
+    write_layers,
+    write_legacy,
+    write_own_layer,
+)
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
 from harness.images.project_install import OUTPUTS_DIR, copy_checkout
+from harness.images.project_layer import LayerJob, build_layer
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
 from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
@@ -119,14 +133,17 @@ def _build_missing(
         pins: list[str] = list(recipe.pins) if fetched else []
         if project.strip() and not fetched:
             pins, _ = resolve_project(client, recipe, Path(root), Path(tempfile.mkdtemp(dir=ctx)), wheelhouse)
-        write = write_legacy if legacy else write_layers
         ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
-        wheels = write(ctx, Path(root), wheelhouse, recipe.requirements, ca, pins)
-        labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, "gpuci.platform": recipe.platform}
+        labels = {CONTENT_LABEL: content_hash, "gpuci.platform": recipe.platform}
         if pins:
             labels["gpuci.resolved"] = ",".join(pins)[:60000]
         if recipe.install is not None:
             labels["gpuci.install"] = f"editable {recipe.install.workspace}"
+        if not legacy and (pins or recipe.install is not None) and engine.is_local(client):
+            _build_outside(client, recipe, Path(root), ctx, pins, labels)
+            return _built(client, tag, content_hash, started)
+        write = write_legacy if legacy else write_layers
+        labels["gpuci.wheels-sha256"] = write(ctx, Path(root), wheelhouse, recipe.requirements, ca, pins)
         if legacy:
             steps = (recipe.install.dockerfile_lines() if recipe.install else "") + label_line(labels)
         else:
@@ -135,12 +152,47 @@ def _build_missing(
         build_in_context(client, ctx, tag, recipe, {}, Path(root))
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
+    return _built(client, tag, content_hash, started)
+
+
+def _built(client: docker.DockerClient, tag: str, content_hash: str, started: float) -> EnsuredImage:
     image_id = existing(client, tag)
     if image_id is None:
         raise ImageBuildError(f"the build of {tag} reported success but the image is missing.")
     seconds = time.monotonic() - started
     say(f"built {tag} in {seconds:.1f}s")
     return EnsuredImage(tag, image_id, True, seconds, content_hash)
+
+
+def _build_outside(
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, ctx: Path, pins: list[str], labels: dict[str, str]
+) -> None:
+    """gpuci's layer by the engine's builder (the recipe: shared, found by its tag), then the project's
+    layer installed by a container into host folders and loaded (harness/images/project_layer.py)."""
+    wheelhouse, own_ctx = wheelhouse_dir(root), ctx / "own"
+    ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
+    recipe_text = project_bytes(recipe.dockerfile)
+    own_digests, own = write_own_layer(own_ctx, root, wheelhouse, recipe.requirements, ca)
+    deps = ctx / PROJECT_LAYER / DEPS_IN_IMAGE if pins else None
+    project_digests = write_deps(deps, root, wheelhouse, pins, own) if deps is not None else ""
+    labels["gpuci.wheels-sha256"] = hashlib.sha256((own_digests + project_digests).encode()).hexdigest()
+    args = dict(recipe.build_args)
+    base = recipe.build_base or ""
+    made_of = own_layer_hash(recipe_text, args, (engine.image_id(client, base) if base else None) or base, own_digests)
+    own_tag = f"gpuci/{recipe.platform}-recipe:{made_of[:16]}"
+    own_id = existing(client, own_tag)
+    if own_id is None:
+        say(f"building gpuci's layer {own_tag} from {recipe.dockerfile}")
+        (own_ctx / "Dockerfile").write_bytes(recipe_text)
+        build_in_context(client, own_ctx, own_tag, recipe, {}, root)
+        own_id = existing(client, own_tag)
+        if own_id is None:
+            raise ImageBuildError(f"the build of {own_tag} reported success but the image is missing.")
+    else:
+        say(f"gpuci's layer {own_tag} is here already")
+    env = {k: v for k, v in args.items() if k != "BASE_IMAGE"}
+    job = LayerJob(own_id, f"gpuci/{recipe.platform}:{labels[CONTENT_LABEL][:16]}", labels, recipe.install, deps, env)
+    build_layer(client, job, ctx / PROJECT_LAYER, root)
 
 
 def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None = None) -> ImageRecipe:

@@ -93,7 +93,8 @@ def install(folder: str, uv: str | None) -> None:
         subprocess.run(command, check=True)
     compiling = time.time()
     site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout
-    subprocess.run([f"{VENV}/bin/python", "-m", "compileall", "-q", "-j", "0", "-x", NOT_COMPILED, *site.split()],
+    subprocess.run([f"{VENV}/bin/python", "-m", "compileall", "-q", "-j", "0", "-x", NOT_COMPILED,
+                    "--invalidation-mode", "checked-hash", *site.split()],
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     say("compiled the bytecode in %.1f s" % (time.time() - compiling))
     say("installed in %.1f s" % (time.time() - started))
