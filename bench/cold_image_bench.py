@@ -129,8 +129,17 @@ def profile(lines: list[tuple[float, str]], total: float) -> dict:
         if any("Using cache" in x for tt, x in lines if t <= tt < t_next):
             cached.append(text.strip()[:60])
     installs = [float(m.group(1)) for _, x in lines if (m := re.search(r"installed in ([0-9.]+) s", x))]
-    first_step = starts[0][0] if starts else total
+    first_step = next((t for t, text in lines if "building gpuci's layer" in text), starts[0][0] if starts else total)
     phases |= {"before_the_build": round(first_step, 1), "engine_build": round(done - first_step, 1)}
+    # The project's layer, made outside the builder (harness/images/project_layer.py): its own figures.
+    for name, pattern in (("project_layer_install", r"installed the project's layer in ([0-9.]+) s"),
+                          ("project_layer_tar", r"wrote the project's layer .* in ([0-9.]+) s"),
+                          ("project_layer_load", r"loaded gpuci/\S+ in ([0-9.]+) s")):  # fmt: skip
+        found = next((float(m.group(1)) for _, x in lines if (m := re.search(pattern, x))), None)
+        if found is not None:
+            phases[name] = found
+    if any("installed the project's layer" in x for _, x in lines):
+        phases["project_layer"] = round(total - done, 1)
     return {"phases_s": phases, "steps": steps, "cached_steps": cached, "uv_install_in_image_s": installs}
 
 
@@ -140,6 +149,11 @@ def remove_image(client: docker.DockerClient, tag: str) -> None:
         client.images.remove(tag, force=False, noprune=False)
     except docker.errors.APIError as exc:
         print(f"  could not remove {tag}: {exc}", flush=True)
+
+
+def recipe_images(client: docker.DockerClient) -> set[str]:
+    """gpuci's layer images (`gpuci/<platform>-recipe:…`), removed around each run: every run is cold."""
+    return {tag for image in client.images.list() for tag in image.tags if "-recipe:" in tag}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,9 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             venv_s = uv_venv(uv, repo, scratch)
             print(f"  run {run + 1}: uv venv + install -e .[{','.join(EXTRAS)}], cold: {venv_s:.1f} s", flush=True)
+            for tag in sorted(recipe_images(client)):  # gpuci's layer counts: none may be cached
+                remove_image(client, tag)
             image_s, built = gpuci_cold(client, repo, scratch)
             print(f"  run {run + 1}: gpuci cold image: {image_s:.1f} s ({built['phases_s']})", flush=True)
-            remove_image(client, built["tag"])
+            for tag in [built["tag"], *sorted(recipe_images(client))]:
+                remove_image(client, tag)
             runs.append({"uv_venv_s": round(venv_s, 1), "gpuci_cold_image_s": round(image_s, 1),
                          "ratio": round(image_s / venv_s, 2), "load_before": round(load, 2),
                          "load_after": round(os.getloadavg()[0], 2), **built})  # fmt: skip

@@ -25,7 +25,10 @@ from harness.images.build_auth import granted_credentials, granted_hosts, ungran
 from harness.images.build_errors import project_failure
 from harness.images.context import (
     DEPS_IN_IMAGE,
+    GPUCI_LAYER,
+    INSTALL_WHEELS,
     PROJECT_LAYER,
+    before_own_steps,
     checkout_dir,
     is_legacy,
     label_line,
@@ -38,8 +41,8 @@ from harness.images.context import (
 )
 from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
-from harness.images.project_install import OUTPUTS_DIR, copy_checkout
-from harness.images.project_layer import LayerJob, build_layer
+from harness.images.project_install import INSTALL_SCRIPT, OUTPUTS_DIR, copy_checkout
+from harness.images.project_layer import GPUCI_DIR, build_layer, own_job, project_job
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
 from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
@@ -167,32 +170,56 @@ def _built(client: docker.DockerClient, tag: str, content_hash: str, started: fl
 def _build_outside(
     client: docker.DockerClient, recipe: ImageRecipe, root: Path, ctx: Path, pins: list[str], labels: dict[str, str]
 ) -> None:
-    """gpuci's layer by the engine's builder (the recipe: shared, found by its tag), then the project's
-    layer installed by a container into host folders and loaded (harness/images/project_layer.py)."""
+    """gpuci's layer (shared, found by its tag), then the project's layer installed by a container into
+    host folders and loaded (harness/images/project_layer.py)."""
     wheelhouse, own_ctx = wheelhouse_dir(root), ctx / "own"
     ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
-    recipe_text = project_bytes(recipe.dockerfile)
     own_digests, own = write_own_layer(own_ctx, root, wheelhouse, recipe.requirements, ca)
     deps = ctx / PROJECT_LAYER / DEPS_IN_IMAGE if pins else None
     project_digests = write_deps(deps, root, wheelhouse, pins, own) if deps is not None else ""
     labels["gpuci.wheels-sha256"] = hashlib.sha256((own_digests + project_digests).encode()).hexdigest()
-    args = dict(recipe.build_args)
-    base = recipe.build_base or ""
-    made_of = own_layer_hash(recipe_text, args, (engine.image_id(client, base) if base else None) or base, own_digests)
-    own_tag = f"gpuci/{recipe.platform}-recipe:{made_of[:16]}"
-    own_id = existing(client, own_tag)
-    if own_id is None:
-        say(f"building gpuci's layer {own_tag} from {recipe.dockerfile}")
-        (own_ctx / "Dockerfile").write_bytes(recipe_text)
-        build_in_context(client, own_ctx, own_tag, recipe, {}, root)
-        own_id = existing(client, own_tag)
-        if own_id is None:
-            raise ImageBuildError(f"the build of {own_tag} reported success but the image is missing.")
-    else:
-        say(f"gpuci's layer {own_tag} is here already")
-    env = {k: v for k, v in args.items() if k != "BASE_IMAGE"}
-    job = LayerJob(own_id, f"gpuci/{recipe.platform}:{labels[CONTENT_LABEL][:16]}", labels, recipe.install, deps, env)
+    env = {k: v for k, v in recipe.build_args.items() if k != "BASE_IMAGE"}
+    own_id = _own_layer(client, recipe, root, own_ctx, (own_digests, ca))
+    job = project_job(
+        own_id, f"gpuci/{recipe.platform}:{labels[CONTENT_LABEL][:16]}", labels, recipe.install, deps, env
+    )
     build_layer(client, job, ctx / PROJECT_LAYER, root)
+
+
+def _own_layer(
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, own_ctx: Path, made_of: tuple[str, bytes]
+) -> str:
+    """gpuci's layer's image id, made when its tag is missing: the recipe's steps by the engine's builder,
+    and gpuci's own two steps (as `gpuci init` writes them, with no extra CA bundle to add to the base's)
+    by a container and a load, as the project's layer; a recipe of any other form by the builder alone."""
+    own_digests, ca = made_of
+    recipe_text = project_bytes(recipe.dockerfile)
+    base = recipe.build_base or ""
+    args = dict(recipe.build_args)
+    made = own_layer_hash(recipe_text, args, (engine.image_id(client, base) if base else None) or base, own_digests)
+    own_tag = f"gpuci/{recipe.platform}-recipe:{made[:16]}"
+    own_id = existing(client, own_tag)
+    if own_id is not None:
+        say(f"gpuci's layer {own_tag} is here already")
+        return own_id
+    say(f"building gpuci's layer {own_tag} from {recipe.dockerfile}")
+    head = None if ca.strip() else before_own_steps(recipe_text)
+    steps_ctx = own_ctx if head is None else own_ctx / "steps"  # the recipe's other steps copy nothing of gpuci's
+    steps_ctx.mkdir(exist_ok=True)
+    (steps_ctx / "Dockerfile").write_bytes(recipe_text if head is None else head)
+    steps_tag = own_tag if head is None else f"{own_tag}-steps"
+    build_in_context(client, steps_ctx, steps_tag, recipe, {}, root)
+    steps_id = existing(client, steps_tag)
+    if steps_id is None:
+        raise ImageBuildError(f"the build of {steps_tag} reported success but the image is missing.")
+    if head is None:
+        return steps_id
+    stage = own_ctx / "stage"
+    for script in (INSTALL_WHEELS.name, INSTALL_SCRIPT):
+        (stage / GPUCI_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(own_ctx / GPUCI_LAYER / script, stage / GPUCI_DIR / script)
+    env = {k: v for k, v in args.items() if k != "BASE_IMAGE"}
+    return build_layer(client, own_job(steps_id, own_tag, own_ctx / GPUCI_LAYER / "build", env), stage, root)
 
 
 def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None = None) -> ImageRecipe:

@@ -101,6 +101,22 @@ def write_layers(
     return hashlib.sha256(digests.encode()).hexdigest()
 
 
+# gpuci's own layer as `gpuci init` writes it: the recipe's last two instructions.
+OWN_STEPS = (f"COPY {GPUCI_LAYER}/ /opt/gpuci/", f"RUN python3 /opt/gpuci/{INSTALL_WHEELS.name} /opt/gpuci/build")
+
+
+def before_own_steps(recipe_text: bytes) -> bytes | None:
+    """The recipe without gpuci's own two steps, where they are its last instructions as written by
+    `gpuci init` (gpuci then makes that layer itself, outside the builder); None for any other recipe."""
+    lines = recipe_text.decode(errors="replace").splitlines(keepends=True)
+    steps = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+    if len(steps) < 3 or tuple(lines[i].strip() for i in steps[-2:]) != OWN_STEPS:
+        return None
+    if lines[steps[-3]].rstrip().endswith("\\"):  # the COPY would be part of the instruction before
+        return None
+    return "".join(lines[: steps[-2]]).encode()
+
+
 def checkout_dir(ctx: Path, install: ProjectInstall) -> Path:
     """Where the checkout's copy goes in the context: the project layer, at its workspace."""
     return ctx / PROJECT_LAYER / install.workspace.strip("/")

@@ -29,29 +29,22 @@ from harness.errors import ImageBuildError
 FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode is hash-checked, not timed)
 MAX_ENTRIES = 1_000_000
 MAX_BYTES = 64 * 2**30
-_CHUNK = 1 << 20
 
-# What a snapshot keeps of an entry: its kind and mode, and its content's hash or its link's target.
-Entry = tuple[str, int, str]
+# What a snapshot keeps of an entry: its kind, mode, size and time, or its link's target. The folder was
+# written by gpuci (its own venv, extracted with the times its layer has); a file the container rewrote
+# gets a new time, and one it left alone keeps its own.
+Entry = tuple[str, int, int, int, str]
 
 
 def _entry(path: Path, info: os.stat_result) -> Entry | None:
     mode = stat.S_IMODE(info.st_mode)
     if stat.S_ISDIR(info.st_mode):
-        return ("dir", mode, "")
+        return ("dir", mode, 0, 0, "")
     if stat.S_ISLNK(info.st_mode):
-        return ("link", 0o777, os.readlink(path))
+        return ("link", 0o777, 0, 0, os.readlink(path))
     if stat.S_ISREG(info.st_mode):
-        return ("file", mode, _sha256(path))
+        return ("file", mode, info.st_size, info.st_mtime_ns, "")
     return None  # devices, fifos, sockets: never part of a layer
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with _open_regular(path) as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open_regular(path: Path) -> BinaryIO:

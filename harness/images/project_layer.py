@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -31,12 +33,15 @@ from harness.console import printable, say
 from harness.errors import GpuciError, ImageBuildError
 from harness.images import in_use
 from harness.images.build_errors import project_failure
+from harness.images.installer import cache_dir
 from harness.images.layer_load import image_config, load
-from harness.images.layer_tar import snapshot, write_layer
+from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
 from harness.images.project_install import BUILD_DIRS, OUTPUTS_DIR, ProjectInstall
 from harness.images.resolve import PROBE_POSTURE
 from harness.images.system_layer import plain_lines
 
+GPUCI_DIR = "opt/gpuci"
+OWN_BUILD = "build"  # where the recipe copies gpuci's wheels: mounted there, read-only, never in a layer
 VENV = "opt/gpuci/venv"
 DEPS = "/opt/gpuci/project-deps"
 INSTALL_WHEELS = "/opt/gpuci/install_wheels.py"
@@ -47,16 +52,20 @@ POSTURE = {**PROBE_POSTURE, "mem_limit": "8g", "pids_limit": 4096}
 
 @dataclass(frozen=True)
 class LayerJob:
-    own_id: str  # gpuci's layer: the recipe's image, built by the engine's builder and shared
+    parent_id: str  # the image the container runs and the layer goes on
     tag: str
     labels: dict[str, str]
-    install: ProjectInstall | None
-    deps: Path | None  # requirements.txt and wheels/ of the project's pins, mounted read-only
+    command: list[str]
+    roots: list[str]  # the image's folders (relative to /) the layer keeps: host folders under the stage
+    read_only: dict[str, Path]  # image path -> host folder mounted read-only (wheels), never in the layer
     environment: dict[str, str]  # the recipe's build arguments, as a RUN step sees them
+    install: ProjectInstall | None = None  # the project's, whose build errors are the user's
+    kept: str | None = None  # a root copied out of the parent first: only its changes go into the layer
+    remembered: str | None = None  # a folder the layer holds, kept on the host for the next job's `kept`
 
 
 def image_roots(install: ProjectInstall | None) -> list[str]:
-    """The image's folders the install writes and the layer keeps (relative to /)."""
+    """The image's folders the project's install writes and its layer keeps (relative to /)."""
     roots = [VENV]
     if install is not None:
         roots += [install.workspace.strip("/"), OUTPUTS_DIR.strip("/")]
@@ -65,52 +74,79 @@ def image_roots(install: ProjectInstall | None) -> list[str]:
     return roots
 
 
-def command(job: LayerJob) -> list[str]:
-    steps = [f"python3 {INSTALL_WHEELS} {DEPS}"] if job.deps is not None else []
-    if job.install is not None:
-        steps.append(job.install.install_command())
-    return ["sh", "-c", "set -e; " + "; ".join(steps)]
+def project_job(parent_id: str, tag: str, labels: dict[str, str], install: ProjectInstall | None, deps: Path | None,
+                environment: dict[str, str]) -> LayerJob:  # fmt: skip
+    """The project's layer over gpuci's: its pins' wheels (`deps`: requirements.txt, wheels/), then itself."""
+    steps = [f"python3 {INSTALL_WHEELS} {DEPS}"] if deps is not None else []
+    if install is not None:
+        steps.append(install.install_command())
+    steps.append(f"python3 {INSTALL_WHEELS} --forget-uv-times")  # the same files give the same layer
+    command = ["sh", "-c", "set -e; " + "; ".join(steps)]
+    read_only = {DEPS: deps} if deps is not None else {}
+    return LayerJob(parent_id, tag, labels, command, image_roots(install), read_only, environment, install, VENV)
+
+
+def own_job(parent_id: str, tag: str, build: Path, environment: dict[str, str]) -> LayerJob:
+    """gpuci's own layer (what the recipe's `COPY gpuci/` and `RUN install_wheels.py` make) over the recipe's
+    other steps: `build` holds its requirements and wheels, mounted read-only where the recipe copies them."""
+    command = ["python3", INSTALL_WHEELS, f"/{GPUCI_DIR}/{OWN_BUILD}"]
+    command = ["sh", "-c", f"set -e; {' '.join(command)}; python3 {INSTALL_WHEELS} --forget-uv-times"]
+    read_only = {f"/{GPUCI_DIR}/{OWN_BUILD}": build}
+    return LayerJob(parent_id, tag, {}, command, [GPUCI_DIR], read_only, environment, remembered=VENV)
 
 
 def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
-    """Install into `stage` (the checkout's copy already at its workspace under it), load the image under
-    `job.tag`; its id. The container and every host folder it wrote are gone after, on error too."""
-    roots = image_roots(job.install)
-    for folder in roots:
+    """Run the job's container with its roots mounted from `stage` (what the layer starts with already
+    there), load the layer under `job.tag`; the image's id. The containers are gone after, on error too;
+    the stage is the caller's to remove."""
+    for wheel in (w for folder in job.read_only.values() for w in folder.glob("wheels/*.whl")):
+        os.utime(wheel, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)  # uv records a local wheel's time
+    for folder in job.roots:
         (stage / folder).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="tmp-", dir=stage.parent))
-    name = f"gpuci-project-layer-{uuid.uuid4().hex[:12]}"
-    with in_use.building(), in_use.pinned(job.own_id):
+    name = f"gpuci-layer-{uuid.uuid4().hex[:12]}"
+    what = "gpuci's layer" if job.install is None and job.kept is None else "the project's layer"
+    with in_use.building(), in_use.pinned(job.parent_id):
         try:
             started = time.monotonic()
-            _copy_venv(client, job, name, stage / VENV, scratch)
-            container = _create(client, job, name, _mounts(job, stage, roots, scratch))
-            before = {VENV: snapshot(stage / VENV)}
+            before = {}
+            if job.kept is not None:
+                _copy_out(client, job, name, stage / job.kept, scratch)
+                before[job.kept] = snapshot(stage / job.kept)
+                say(f"copied /{job.kept} out of {job.parent_id[7:19]} in {time.monotonic() - started:.1f} s")
+            container = _create(client, job, name, _mounts(job, stage, scratch))
             _install(container, job, root)
-            say(f"installed the project's layer in {time.monotonic() - started:.1f} s, in a container of gpuci's layer")
+            for path in job.read_only:  # the mount points the engine made: nothing of the image
+                with contextlib.suppress(OSError):
+                    (stage / path.strip("/")).rmdir()
+            say(f"installed {what} in {time.monotonic() - started:.1f} s, in a container")
             written = time.monotonic()
-            layer = stage.parent / "layer.tar"
-            with open(layer, "wb") as out:
-                diff_id = write_layer(stage, roots, before, out)
-            mb = layer.stat().st_size / 2**20
-            say(f"wrote the project's layer ({mb:.0f} MB, {diff_id[:19]}…) in {time.monotonic() - written:.1f} s")
-            loading = time.monotonic()
-            config = image_config(client, job.own_id, diff_id, job.labels, "gpuci: the project's layer")
-            image_id = load(client, config, layer, job.tag)  # the container keeps gpuci's layer in use till here
+            layer = scratch.with_suffix(".tar")
+            try:
+                with open(layer, "wb") as out:
+                    diff_id = write_layer(stage, job.roots, before, out)
+                mb = layer.stat().st_size / 2**20
+                say(f"wrote {what} ({mb:.0f} MB, {diff_id[:19]}…) in {time.monotonic() - written:.1f} s")
+                loading = time.monotonic()
+                config = image_config(client, job.parent_id, diff_id, job.labels, f"gpuci: {what}")
+                image_id = load(client, config, layer, job.tag)  # the container keeps the parent in use till here
+            finally:
+                layer.unlink(missing_ok=True)
             say(f"loaded {job.tag} in {time.monotonic() - loading:.1f} s")
+            if job.remembered is not None:
+                _remember(stage / job.remembered, image_id)
             return image_id
         finally:
             with contextlib.suppress(Exception):
                 client.api.remove_container(name, force=True)
 
 
-def _mounts(job: LayerJob, stage: Path, roots: list[str], scratch: Path) -> list[Any]:
+def _mounts(job: LayerJob, stage: Path, scratch: Path) -> list[Any]:
     from docker.types import Mount
 
-    mounts = [Mount(f"/{folder}", str(stage / folder), type="bind") for folder in roots]
+    mounts = [Mount(f"/{folder}", str(stage / folder), type="bind") for folder in job.roots]
     mounts.append(Mount("/tmp", str(scratch), type="bind"))
-    if job.deps is not None:
-        mounts.append(Mount(DEPS, str(job.deps), type="bind", read_only=True))
+    mounts += [Mount(path, str(host), type="bind", read_only=True) for path, host in job.read_only.items()]
     return mounts
 
 
@@ -118,28 +154,51 @@ def _create(client: Any, job: LayerJob, name: str, mounts: list[Any]) -> Any:
     environment = {**job.environment, "HOME": "/tmp", "TMPDIR": "/tmp", "UV_NO_CACHE": "1"}
     try:
         return client.containers.create(
-            job.own_id, command(job), name=name, entrypoint=[], user=f"{os.getuid()}:{os.getgid()}",
+            job.parent_id, job.command, name=name, entrypoint=[], user=f"{os.getuid()}:{os.getgid()}",
             environment=environment, mounts=mounts, labels={"gpuci.purpose": "project-layer"}, **POSTURE,
         )  # fmt: skip
     except Exception as exc:
-        raise ImageBuildError(f"could not start the container that installs {job.tag}'s layer ({exc}).") from None
+        raise ImageBuildError(f"could not make the container that installs {job.tag}'s layer ({exc}).") from None
 
 
-def _copy_venv(client: Any, job: LayerJob, name: str, venv: Path, scratch: Path) -> None:
-    """gpuci's venv out of its layer into the folder mounted over it (uv sees what is installed; only
-    what changes goes into the project's layer), by a container never started and with no mount (the
-    archive of a path is read through the container's mounts). gpuci's own layer: links kept."""
-    archive = scratch / "venv.tar"
+def _remembered(image_id: str) -> Path:
+    return cache_dir("layers") / f"{image_id.split(':')[-1]}.venv.tar"
+
+
+def _remember(folder: Path, image_id: str) -> None:
+    """gpuci's venv as its layer holds it, on the host: the next project's copy of it needs no container
+    (reading a path out of a container's file system is slow on a loaded fuse-overlayfs engine)."""
+    path = _remembered(image_id)
+    part = path.with_name(f".{path.name}.{os.getpid()}")
+    with tarfile.open(part, "w") as tar:
+        tar.add(folder, arcname=folder.name)  # links as links
+    part.replace(path)
+
+
+def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) -> None:
+    """A folder of the parent (gpuci's venv) into the host folder mounted over it (uv sees what is installed;
+    only what changes goes into the layer), by a container never started and with no mount (a path's
+    archive is read through the container's mounts). gpuci's own layer: links kept as they are."""
+    archive = scratch / "kept.tar"
+    if job.kept == VENV and _remembered(job.parent_id).is_file():  # gpuci's own archive, in the host's cache
+        if shutil.which("tar"):  # several times faster than tarfile on a loaded machine
+            subprocess.run(["tar", "-xf", str(_remembered(job.parent_id)), "-C", str(into.parent)], check=True)
+        else:
+            with tarfile.open(_remembered(job.parent_id)) as tar:
+                tar.extractall(into.parent, filter="tar")
+        return
     try:
-        client.api.create_container(job.own_id, ["true"], name=name, labels={"gpuci.purpose": "project-layer"})
-        stream, _ = client.api.get_archive(name, f"/{VENV}")
+        client.api.create_container(job.parent_id, ["true"], name=name, labels={"gpuci.purpose": "project-layer"})
+        stream, _ = client.api.get_archive(name, f"/{job.kept}")
         with open(archive, "wb") as out:
             for chunk in stream:
                 out.write(chunk)
         with tarfile.open(archive) as tar:
-            tar.extractall(venv.parent, filter="tar")
+            tar.extractall(into.parent, filter="tar")
+        if job.kept == VENV:
+            archive.replace(_remembered(job.parent_id))  # the next project's copy needs no container
     except Exception as exc:
-        raise ImageBuildError(f"could not copy gpuci's venv out of its layer ({exc}).") from None
+        raise ImageBuildError(f"could not copy /{job.kept} out of gpuci's layer ({exc}).") from None
     finally:
         archive.unlink(missing_ok=True)
         with contextlib.suppress(Exception):

@@ -80,6 +80,8 @@ def install(folder: str, uv: str | None) -> None:
     if not os.path.exists(requirements) or not os.path.getsize(requirements):
         return
     started = time.time()
+    site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout.split()
+    before = {os.path.join(d, name) for d in site if os.path.isdir(d) for name in os.listdir(d)}
     if uv:
         say(f"installing with {subprocess.run([uv, '--version'], capture_output=True, text=True).stdout.strip()}")
         command = [uv, "pip", "install", "--quiet", "--python", f"{VENV}/bin/python", "--offline", "--no-index",
@@ -92,15 +94,38 @@ def install(folder: str, uv: str | None) -> None:
                    "-r", requirements]  # fmt: skip
         subprocess.run(command, check=True)
     compiling = time.time()
-    site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout
-    subprocess.run([f"{VENV}/bin/python", "-m", "compileall", "-q", "-j", "0", "-x", NOT_COMPILED,
-                    "--invalidation-mode", "checked-hash", *site.split()],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    # What this install added only: what was there is compiled already. Hash-checked bytecode: valid
+    # whatever the files' times (an image layer written with fixed times is the same layer each time).
+    new = sorted(p for d in site if os.path.isdir(d) for p in (os.path.join(d, n) for n in os.listdir(d))
+                 if p not in before and (os.path.isdir(p) or p.endswith(".py")))  # fmt: skip
+    if new:
+        subprocess.run([f"{VENV}/bin/python", "-m", "compileall", "-q", "-j", "0", "-x", NOT_COMPILED,
+                        "--invalidation-mode", "checked-hash", *new],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     say("compiled the bytecode in %.1f s" % (time.time() - compiling))
     say("installed in %.1f s" % (time.time() - started))
 
 
+def forget_uv_times() -> None:
+    """uv's `uv_cache.json` (when it read a local wheel or folder: its ctime) out of every dist-info and its
+    RECORD: the one thing that differs between two installs of the same files, and uv only reads it to
+    tell whether a local package changed since, which an image's packages never do."""
+    site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout.split()
+    for found in sorted(p for d in site for p in glob.glob(os.path.join(d, "*.dist-info", "uv_cache.json"))):
+        os.remove(found)
+        record = os.path.join(os.path.dirname(found), "RECORD")
+        if os.path.exists(record):
+            prefix = os.path.basename(os.path.dirname(found)) + "/uv_cache.json,"
+            with open(record) as handle:
+                lines = [line for line in handle if not line.startswith(prefix)]
+            with open(record, "w") as handle:
+                handle.writelines(lines)
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--forget-uv-times"]:
+        forget_uv_times()
+        return 0
     folder = os.path.abspath(argv[0])
     wheels = os.path.join(folder, "wheels")
     try:
