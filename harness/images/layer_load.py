@@ -52,7 +52,7 @@ def image_config(client: Any, parent_id: str, diff_id: str, labels: dict[str, st
     layers = list(parent["RootFS"]["Layers"])
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {
-        "architecture": parent.get("Architecture") or "amd64",
+        "architecture": parent["Architecture"],
         "os": parent.get("Os") or "linux",
         "created": now,
         "config": settings,
