@@ -107,12 +107,26 @@ def gpuci_cold(client: docker.DockerClient, repo: Path, scratch: Path) -> tuple[
     return seconds, {"tag": tag, **profile(lines, seconds)}
 
 
+# The build's own lines that time a part of it: (name, regular expression with the seconds).
+TIMED = (
+    ("gpucis_layer_install", r"installed gpuci's layer in ([0-9.]+) s"),
+    ("gpucis_layer_tar", r"wrote gpuci's layer .* in ([0-9.]+) s"),
+    ("gpucis_layer_load", r"loaded gpuci/\S+-recipe:\S+ in ([0-9.]+) s"),
+    ("project_venv_copy", r"copied /opt/gpuci/venv out of \S+ in ([0-9.]+) s"),
+    ("project_layer_install", r"installed the project's layer in ([0-9.]+) s"),
+    ("project_layer_tar", r"wrote the project's layer .* in ([0-9.]+) s"),
+    ("project_layer_load", r"loaded gpuci/[a-z]+:\S+ in ([0-9.]+) s"),
+)
+
+
 def profile(lines: list[tuple[float, str]], total: float) -> dict:
-    """Each phase's and each build step's seconds, from the build's own lines."""
+    """Each phase's seconds and each builder step's, from the build's own lines."""
     marks = {
         "backend_question": ("asking the build backend", "the build backend asks"),
         "host_resolve_all": ("resolving ", "wrote gpuci.lock"),  # the backend question included
-        "gpucis_wheels": ("wrote gpuci.lock", "building gpuci/"),
+        "gpucis_wheels_and_context": ("wrote gpuci.lock", "building gpuci's layer"),
+        "gpucis_layer": ("building gpuci's layer", "loaded gpuci/cpu-recipe:"),
+        "project_layer": ("loaded gpuci/cpu-recipe:", "built gpuci/"),
     }
     phases = {}
     for name, (first, last) in marks.items():
@@ -120,27 +134,23 @@ def profile(lines: list[tuple[float, str]], total: float) -> dict:
         end = next((t for t, text in lines if last in text and begin is not None and t >= begin), None)
         if begin is not None and end is not None:
             phases[name] = round(end - begin, 1)
+    phases["before_the_build"] = round(next((t for t, x in lines if "building gpuci's layer" in x), total), 1)
+    for name, pattern in TIMED:
+        found = next((float(m.group(1)) for _, x in lines if (m := re.search(pattern, x))), None)
+        if found is not None:
+            phases[name] = found
     steps, cached = [], []
     starts = [(t, text) for t, text in lines if re.match(r"\s*Step \d+/\d+ : ", text)]
     done = next((t for t, text in lines if "Successfully built" in text), total)
     for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")], strict=True):
         steps.append({"step": text.strip()[:90], "s": round(t_next - t, 1)})
-    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")], strict=True):
         if any("Using cache" in x for tt, x in lines if t <= tt < t_next):
             cached.append(text.strip()[:60])
-    installs = [float(m.group(1)) for _, x in lines if (m := re.search(r"installed in ([0-9.]+) s", x))]
-    first_step = next((t for t, text in lines if "building gpuci's layer" in text), starts[0][0] if starts else total)
-    phases |= {"before_the_build": round(first_step, 1), "engine_build": round(done - first_step, 1)}
-    # The project's layer, made outside the builder (harness/images/project_layer.py): its own figures.
-    for name, pattern in (("project_layer_install", r"installed the project's layer in ([0-9.]+) s"),
-                          ("project_layer_tar", r"wrote the project's layer .* in ([0-9.]+) s"),
-                          ("project_layer_load", r"loaded gpuci/\S+ in ([0-9.]+) s")):  # fmt: skip
-        found = next((float(m.group(1)) for _, x in lines if (m := re.search(pattern, x))), None)
-        if found is not None:
-            phases[name] = found
-    if any("installed the project's layer" in x for _, x in lines):
-        phases["project_layer"] = round(total - done, 1)
-    return {"phases_s": phases, "steps": steps, "cached_steps": cached, "uv_install_in_image_s": installs}
+    installs = [float(m.group(1)) for _, x in lines if (m := re.search(r"gpuci: installed in ([0-9.]+) s", x))]
+    compiles = [float(m.group(1)) for _, x in lines if (m := re.search(r"compiled the bytecode in ([0-9.]+) s", x))]
+    trace = [f"{t:6.1f} {x.strip()[:160]}" for t, x in lines if x.startswith("gpuci: ") or "gpuci: " in x[:12]]
+    return {"phases_s": phases, "steps": steps, "cached_steps": cached, "uv_install_in_image_s": installs,
+            "bytecode_s": compiles, "trace": trace}  # fmt: skip
 
 
 def remove_image(client: docker.DockerClient, tag: str) -> None:
