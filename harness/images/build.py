@@ -89,7 +89,7 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
     """The recipe's image, built only when its tag is missing."""
     started = time.monotonic()
     # Resolved now (not read from the lock): its wheels are in the wheelhouse already, fetch them once.
-    fetched = not recipe.pins and bool(project_requirements_text(recipe).strip())
+    fetched = recipe.fetched_here or (not recipe.pins and bool(project_requirements_text(recipe).strip()))
     recipe = resolved(recipe, root, client)  # the tag covers what the requirements resolved to
     content_hash = recipe.content_hash()
     tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
@@ -238,7 +238,7 @@ def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None
     with tempfile.TemporaryDirectory(prefix="gpuci-resolve-") as scratch:
         pins, python = resolve_project(client, recipe, Path(root), Path(scratch), wheelhouse_dir(Path(root)))
     write_pins(Path(root), recipe.lock_key, recipe.lock_inputs, tuple(pins), python)
-    return replace(recipe, pins=tuple(pins))
+    return replace(recipe, pins=tuple(pins), fetched_here=True)
 
 
 def resolve_project(

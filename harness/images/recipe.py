@@ -53,6 +53,9 @@ class ImageRecipe:
     # Debian packages on the base (its build's toolchain, [tool.gpuci] system_packages): the recipe
     # builds FROM this layer instead of the bare base.
     system_layer: SystemLayer | None = None
+    # Resolved by this process (not read from the lock): the pins' wheels are in the wheelhouse already,
+    # so the build does not resolve them again. Not part of the tag.
+    fetched_here: bool = field(default=False, compare=False)
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()

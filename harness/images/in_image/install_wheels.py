@@ -59,14 +59,37 @@ def unpack_uv(wheels: str) -> str | None:
     return None
 
 
+BUNDLED = "import ensurepip, os, sys; print(os.path.dirname(ensurepip.__file__), sys.version_info >= (3, 12))"
+
+
+def bundled_pip(python: str) -> list[str]:
+    """The wheels `ensurepip` installs (pip, and setuptools before Python 3.12), where the base keeps them:
+    Debian's /usr/share/python-wheels, or ensurepip's own _bundled folder."""
+    done = subprocess.run([python, "-c", BUNDLED], capture_output=True, text=True)
+    if done.returncode != 0:
+        return []
+    folder, newer = done.stdout.split()
+    names = ["pip"] if newer == "True" else ["pip", "setuptools"]
+    for where in ("/usr/share/python-wheels", os.path.join(folder, "_bundled")):
+        found = [sorted(glob.glob(os.path.join(where, f"{name}-*.whl")))[-1:] for name in names]
+        if all(found):
+            return [wheel[0] for wheel in found]
+    return []
+
+
 def make_venv(uv: str | None) -> None:
     """gpuci's venv, seeing the base's own packages (a vendor's torch)."""
     python = shutil.which("python3") or sys.executable
     if uv:
         subprocess.run([uv, "venv", "--quiet", "--system-site-packages", "--python", python, VENV], check=True)
         # Steps still run `python -m pip` (uv installs without it): the base's bundled pip, offline,
-        # where the base has ensurepip; none where it has not, as with `venv --without-pip`.
-        subprocess.run([f"{VENV}/bin/python", "-m", "ensurepip", "--default-pip"], capture_output=True)
+        # where the base has ensurepip; none where it has not, as with `venv --without-pip`. uv puts in
+        # the wheels ensurepip would (seconds faster); ensurepip itself where they are not found.
+        bundled = bundled_pip(python)
+        command = [uv, "pip", "install", "--quiet", "--python", f"{VENV}/bin/python", "--offline", "--no-index",
+                   "--no-deps", *bundled]  # fmt: skip
+        if not bundled or subprocess.run(command).returncode != 0:
+            subprocess.run([f"{VENV}/bin/python", "-m", "ensurepip", "--default-pip"], capture_output=True)
         return
     # Bases without ensurepip (Debian's python3 with no python3-venv) make the venv with the system's pip.
     done = subprocess.run([python, "-m", "venv", "--system-site-packages", VENV], capture_output=True)
