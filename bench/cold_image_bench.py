@@ -163,7 +163,8 @@ def remove_image(client: docker.DockerClient, tag: str) -> None:
 
 def recipe_images(client: docker.DockerClient) -> set[str]:
     """gpuci's layer images (`gpuci/<platform>-recipe:…`), removed around each run: every run is cold."""
-    return {tag for image in client.images.list() for tag in image.tags if "-recipe:" in tag}
+    # The plain list (docker-py's `images.list` inspects each image and fails when a neighbour removes one).
+    return {tag for row in client.api.images() for tag in row.get("RepoTags") or () if "-recipe:" in tag}
 
 
 def main(argv: list[str] | None = None) -> int:
