@@ -104,6 +104,8 @@ def gpuci_cold(client: docker.DockerClient, repo: Path, scratch: Path) -> tuple[
     if proc.wait() != 0:
         raise SystemExit("cold_image_bench: the build failed:\n" + "\n".join(t for _, t in lines[-40:]))
     tag = lines[-1][1].strip()
+    if not any("built gpuci/" in text for _, text in lines):
+        raise SystemExit(f"cold_image_bench: {tag} was on the engine already (remove it): nothing was built")
     return seconds, {"tag": tag, **profile(lines, seconds)}
 
 
@@ -142,7 +144,7 @@ def profile(lines: list[tuple[float, str]], total: float) -> dict:
     steps, cached = [], []
     starts = [(t, text) for t, text in lines if re.match(r"\s*Step \d+/\d+ : ", text)]
     done = next((t for t, text in lines if "Successfully built" in text), total)
-    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")], strict=True):
+    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")][: len(starts)], strict=True):
         steps.append({"step": text.strip()[:90], "s": round(t_next - t, 1)})
         if any("Using cache" in x for tt, x in lines if t <= tt < t_next):
             cached.append(text.strip()[:60])
