@@ -105,3 +105,25 @@ def test_ctrl_c_during_the_install_leaves_no_container_and_no_folder(docker_clie
     rest = proc.communicate(timeout=120)[0]
     assert proc.returncode != 0, rest[-2000:]
     assert _leftovers(docker_client, root) == ([], []), rest[-2000:]
+
+
+def test_an_engine_on_another_host_gets_the_builder_s_steps(docker_client, tmp_path: Path, monkeypatch) -> None:
+    """A bind mount would name the engine's folders, not ours: the project's layer is a builder step there."""
+    from harness.images import engine
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    monkeypatch.setattr(engine, "is_local", lambda client: False)
+    root = _project(tmp_path / "p", "markupsafe==3.0.3")
+    (root / "containers" / "cpu" / "Dockerfile").write_text(
+        (root / "containers" / "cpu" / "Dockerfile").read_text() + "# built elsewhere\n"
+    )  # another recipe than the other tests': its own tag
+    built = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    try:
+        steps = [row["CreatedBy"] for row in docker_client.api.history(built.tag)]
+        assert any("install_wheels.py /opt/gpuci/project-deps" in step for step in steps)
+        ran = docker_client.containers.run(built.tag, ["python", "-c", "import markupsafe; print('ok')"],
+                                           remove=True, network_disabled=True)  # fmt: skip
+        assert ran.strip() == b"ok"
+    finally:
+        docker_client.images.remove(built.tag)
