@@ -175,17 +175,27 @@ def _remember(folder: Path, image_id: str) -> None:
     part.replace(path)
 
 
+def _extract(archive: Path, into: Path) -> None:
+    """An archive of gpuci's own layer into `into`, links kept as links: by `tar` (several times faster
+    than tarfile on a loaded machine), else tarfile, refusing names that leave the folder."""
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], check=True, capture_output=True)
+        return
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("/") or ".." in member.name.split("/") or member.isdev():
+                raise ImageBuildError(f"{archive} holds {member.name!r}, which gpuci's layer never has.")
+        # Checked above; "tar" keeps the venv's absolute link to its Python, which "data" (3.14's default) refuses.
+        tar.extractall(into, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
+
+
 def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) -> None:
     """A folder of the parent (gpuci's venv) into the host folder mounted over it (uv sees what is installed;
     only what changes goes into the layer), by a container never started and with no mount (a path's
     archive is read through the container's mounts). gpuci's own layer: links kept as they are."""
     archive = scratch / "kept.tar"
     if job.kept == VENV and _remembered(job.parent_id).is_file():  # gpuci's own archive, in the host's cache
-        if shutil.which("tar"):  # several times faster than tarfile on a loaded machine
-            subprocess.run(["tar", "-xf", str(_remembered(job.parent_id)), "-C", str(into.parent)], check=True)
-        else:
-            with tarfile.open(_remembered(job.parent_id)) as tar:
-                tar.extractall(into.parent, filter="tar")
+        _extract(_remembered(job.parent_id), into.parent)
         return
     try:
         client.api.create_container(job.parent_id, ["true"], name=name, labels={"gpuci.purpose": "project-layer"})
@@ -193,8 +203,7 @@ def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) 
         with open(archive, "wb") as out:
             for chunk in stream:
                 out.write(chunk)
-        with tarfile.open(archive) as tar:
-            tar.extractall(into.parent, filter="tar")
+        _extract(archive, into.parent)
         if job.kept == VENV:
             archive.replace(_remembered(job.parent_id))  # the next project's copy needs no container
     except Exception as exc:
