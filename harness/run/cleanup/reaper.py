@@ -25,7 +25,6 @@ from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
 from harness.images import engine
-from harness.run.supervise.process_tree import wait_exited
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
 SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"
@@ -182,6 +181,8 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
     for pid in holders:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    from harness.run.supervise.process_tree import wait_exited  # reap's own: a run's start needs none
+
     for pid in sorted(wait_exited(holders, 10.0)):
         problems.append(f"holder {pid} survived SIGKILL")
     return problems
