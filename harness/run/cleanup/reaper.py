@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
@@ -48,11 +46,14 @@ class Leftover:
 
 def supervisor_identity() -> dict[str, str]:
     """Labels and variables that let a later reaper tell whether this run is still alive."""
-    me = psutil.Process()
-    return {"pid": str(me.pid), "start": f"{me.create_time():.2f}", "host": socket.gethostname()}
+    from harness.owned import own_start_time
+
+    return {"pid": str(os.getpid()), "start": f"{own_start_time():.2f}", "host": socket.gethostname()}
 
 
 def supervisor_alive(pid: str | None, start: str | None) -> bool:
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     if not pid or not pid.isdigit():
         return False
     try:
@@ -94,6 +95,8 @@ def dead_run_containers(
 def _run_of(pid: int, project: str | None = None) -> tuple[str | None, bool]:
     """(run id, its supervisor alive) for a process started by a gpuci run; a run of another
     project than `project` counts as alive (not ours to judge)."""
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     try:
         environ = psutil.Process(pid).environ()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -105,6 +108,8 @@ def _run_of(pid: int, project: str | None = None) -> tuple[str | None, bool]:
 
 
 def stray_holders(backend: VramBackend, project: str | None = None) -> list[Leftover]:
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     found = []
     for device in backend.devices():
         for holder in backend.holders(device):
@@ -123,6 +128,8 @@ def stray_holders(backend: VramBackend, project: str | None = None) -> list[Left
 def orphaned_processes(already: set[int], project: str | None = None) -> list[Leftover]:
     """Processes a crashed run started (its id in their environment, its supervisor gone) that hold
     no GPU memory: a host-mode workload's children outlive a SIGKILLed supervisor too."""
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     found = []
     for proc in psutil.process_iter(["pid", "status"]):
         if proc.info["pid"] in already or proc.info["status"] == psutil.STATUS_ZOMBIE:

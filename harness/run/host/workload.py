@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING
 
 from harness.run.buildkite.sharding import shard_args
 from harness.run.environment import host_env
-from harness.run.host.process import HostWorkload
 from harness.run.options import PYTEST_PLUGIN_ARGS
 from harness.run.run import Run
 from harness.run.supervise.supervised import VramWatch
 
-if TYPE_CHECKING:  # Docker and YAML are imported only where used: host mode runs without them.
-    pass
+if TYPE_CHECKING:  # the host backend's process tree (psutil, ctypes) is imported only for a host run
+    from harness.run.host.process import HostWorkload
 
 
 def host_workload(run: Run, watch: VramWatch | None) -> HostWorkload:
@@ -47,4 +46,6 @@ def host_workload(run: Run, watch: VramWatch | None) -> HostWorkload:
         "cwd": str(cwd),
         "env": run.redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),
     }
+    from harness.run.host.process import HostWorkload
+
     return HostWorkload(command, env, cwd, run.log_target())
