@@ -98,14 +98,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed figures against their baselines: bench/results/{cpu,registry,install,first-command,cold-image}.json
-    (Docker)."""
+    """Speed figures against their baselines: bench/results/{cpu,registry,install,first-command,cold-image}.json,
+    and how far a reader travels from `run_command` to the container's start: run-trace.json (Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
     session.run("python", "bench/install_bench.py")  # pip and uv on a real dependency layer: install.json
     session.run("python", "bench/first_command_bench.py")  # nox -l and a warm run's overhead: first-command.json
     session.run("python", "bench/cold_image_bench.py")  # a cold image against a cold uv venv: cold-image.json
+    session.run("python", "bench/run_trace.py")  # modules entered and come back to, up to the container: run-trace.json
 
 
 @nox.session

@@ -21,17 +21,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness.declare.stop_policy import StopPolicy  # noqa: E402
 from harness.gpu.vram import sim  # noqa: E402
+from harness.gpu.vram.release import VramWatch  # noqa: E402
 from harness.images.build import ensure  # noqa: E402
 from harness.images.engine import connect  # noqa: E402
 from harness.images.recipe import recipe_for  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host.process import HostWorkload  # noqa: E402
 from harness.run.logs import LogTarget  # noqa: E402
-from harness.run.supervise.process_tree import Baseline, shutdown_many  # noqa: E402
-from harness.run.supervise.stop import StopPolicy  # noqa: E402
-from harness.run.supervise.supervised import VramWatch  # noqa: E402
 from harness.run.supervise.supervisor import supervise  # noqa: E402
+from harness.teardown.process_tree import Baseline, shutdown_many  # noqa: E402
 
 REPEATS = int(os.environ.get("GPUCI_BENCH_REPEATS", "7"))
 

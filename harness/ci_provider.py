@@ -123,3 +123,18 @@ def detect(environ: Mapping[str, str] | None = None) -> CIProvider:
     if env.get(IN_JOB) == "true" or any(name.startswith(PREFIX) for name in env):
         return Buildkite(env)
     return NoProvider()
+
+
+@dataclass(frozen=True)
+class CIJob:
+    """What a run reads of its CI job, read once (harness.declare.request): its share of a split step,
+    the agent's cancel grace, and whether Test Engine takes its results."""
+
+    parallel_share: tuple[int, int]  # (this job's index, the step's job count): count 0 or 1 when not split
+    cancel_grace_s: float  # 0 when there is none to fit
+    test_engine: bool
+
+
+def job(environ: Mapping[str, str] | None = None) -> CIJob:
+    provider = detect(environ)
+    return CIJob(provider.parallel_share(), provider.cancel_grace_s(), provider.test_engine_token() is not None)

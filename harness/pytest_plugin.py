@@ -22,18 +22,18 @@ from typing import Any
 
 import pytest
 
+from harness.declare.stop_policy import DEFAULT_VRAM_TIMEOUT_S
 from harness.gpu.vendors import backend_names, open_backend
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
+from harness.in_container import RECORDS_NAME
+from harness.plugin.collector import enable_in_plugin
 from harness.plugin.pinning import RUN_GPUS_ENV, Pinned, PinningError, pin_worker
 from harness.plugin.results import collect_writer_for, writer_for
 from harness.plugin.servers import ServerPool, ServerProcess
 from harness.plugin.sharding import DurationRecorder, load_durations, shard_of
 from harness.plugin.state import PluginState
 from harness.plugin.timers import ShutdownMeasurement, ShutdownTimer, StartupTimer
-from harness.run.buildkite.collector import enable_in_plugin
-from harness.run.outbox import RECORDS_NAME
-from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S
 
 # Buildkite's test collector where gpuci mounted it (its token set): on the path now, at this
 # module's import by `-p`, so pytest finds it by its entry point when it loads plugins next.

@@ -6,10 +6,11 @@ original ran in (here by its ID, or pulled by the registry digest the report rec
 against that ID), with the same pytest arguments and number of GPUs, and writes its own report
 that points at the original. Only `--rebuild` builds from the recipe instead (refused when the
 recipe there hashes differently), and it says loudly which packages differ. Every run setting comes
-through the path `gpuci run` takes (harness.run.commands.run_options): the commit's `[tool.gpuci]`
-(limits, network, mounts, grace, timeouts, secrets) under this host's flags and GPUCI_<KEY> variables,
-within this host's policy. Secrets are never in a report: the commit's `secrets` are taken from the
-local environment by name, as `run` takes them, and any other by `--env NAME`.
+through the path `gpuci run` takes (harness.declare.request.resolve, then harness.run.commands.run_request):
+the commit's `[tool.gpuci]` (limits, network, mounts, grace, timeouts, secrets) under this host's flags
+and GPUCI_<KEY> variables, within this host's policy. Secrets are never in a report: the commit's
+`secrets` are taken from the local environment by name, as `run` takes them, and any other by
+`--env NAME`.
 
 A report is untrusted input (an artifact anyone with the link can have edited): it is read with a
 size cap, its run id, names, commit and image references are checked before any is used (no
@@ -213,8 +214,8 @@ class ReproRequest:
 
 def repro(root: Path, request: ReproRequest) -> ExitCode:
     from harness.declare.config import load_config
-    from harness.run.commands import run_options
-    from harness.run.execute import execute_step
+    from harness.declare.request import Asked, resolve
+    from harness.run.commands import run_options, run_request
     from harness.run.options import Reproduction
 
     source, pass_env, rebuild = request.source, request.pass_env, request.rebuild
@@ -244,11 +245,13 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
     for line in differences(report):
         say(f"differs from the original run: {line}")
     say(f"reproducing {report.run_id} ({report.platform}_{report.area}, step {_shown(repr(report.step))}) in {tree}")
+    asked = Asked(
+        report.platform, str(report.area), report.step, base_image=base, env_names=pass_env, container=container
+    )
+    request_ = resolve(tree, config, asked)
     options = run_options(
-        config,
+        request_,
         tree,
-        report.platform,
-        request.pass_env,
         pytest_args=tuple(report.pytest_args or ()),
         container=container,
         base_image=base,
@@ -262,7 +265,7 @@ def repro(root: Path, request: ReproRequest) -> ExitCode:
         report_dir=root / ".gpuci" / "runs" / f"repro-{report.run_id}-{os.getpid()}",
         echo=request.echo,
     )
-    return execute_step(options, report.area, report.step)
+    return run_request(options, request_)
 
 
 def _image(root: Path, tree: Path, report: RunReport, base: str | None, rebuild: bool, config: ProjectConfig) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.git import run_git
-from harness.reports.report import RunReport, git_state
+from harness.reports.report import RunReport
 from harness.repro import worktree
+from harness.run.run import git_state
 from tests.conftest import git
 
 
@@ -77,7 +78,7 @@ def test_a_submodule_repository_a_step_planted_runs_nothing_at_the_hosts_git_sta
 
 
 def test_a_checkout_without_its_own_git_gets_a_read_only_empty_one_in_containers(tmp_path: Path) -> None:
-    from harness.run.container.workload import prepare_state
+    from harness.run.container.docker import prepare_state
     from harness.run.plan import state_mounts
 
     mono = tmp_path / "mono"

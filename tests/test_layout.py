@@ -12,8 +12,14 @@ from tests.conftest import ROOT
 HARNESS = ROOT / "harness"
 # The flow, left to right: a module imports only from its own stage or stages to its left. gpu comes
 # before declare: a platform is its vendor's (harness.gpu.vendors), and the declarations name platforms.
-STAGES = ["shared", "gpu", "declare", "images", "reports", "run", "plugin", "ci", "entry"]
-SHARED = {"errors", "console", "units", "redact", "untrusted", "git", "owned", "host_python", "state", "ci_provider"}
+# teardown (process trees, ended by declare's one StopPolicy) serves the run and the plugin in the container.
+STAGES = ["shared", "gpu", "declare", "teardown", "images", "reports", "run", "plugin", "ci", "entry"]
+SHARED = {
+    "errors", "console", "units", "redact", "untrusted", "git", "owned", "host_python", "state", "ci_provider",
+    "in_container",
+}  # fmt: skip
+# What runs inside the container: gpuci's pytest plugin, which never imports the run on the host.
+IN_CONTAINER = ("harness.plugin", "harness.pytest_plugin")
 ENTRY = {"cli", "arguments", "__main__", "repro", "pytest_plugin", "sessions"}
 MAX_LINES = 400
 MAX_PARAMETERS = 6
@@ -76,6 +82,19 @@ def test_imports_run_only_with_the_flow() -> None:
         if STAGES.index(_stage(b)) > STAGES.index(_stage(a)) and not b.endswith("__init__")
     ]
     assert not against, "imports against the flow:\n" + "\n".join(sorted(against))
+
+
+def test_the_plugin_never_imports_the_run() -> None:
+    """The plugin runs inside the container: what it shares with the host's run (the stop policy, process
+    trees, the outbox's names) lives in a module both import (harness.teardown, harness.in_container)."""
+    found = [
+        f"{a} imports {b}"
+        for a, targets in _imports().items()
+        if a.startswith(IN_CONTAINER)
+        for b in targets
+        if b == "harness.run" or b.startswith("harness.run.")
+    ]
+    assert not found, "the plugin imports the run:\n" + "\n".join(sorted(found))
 
 
 def test_no_import_cycles() -> None:

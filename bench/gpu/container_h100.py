@@ -26,13 +26,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from harness.declare.stop_policy import StopPolicy  # noqa: E402
 from harness.gpu.vendors.cuda import NvmlBackend, nvidia_options  # noqa: E402
+from harness.gpu.vram.release import VramWatch  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
 from harness.run.container.oci import write_bundle  # noqa: E402
 from harness.run.container.runc import RuncWorkload  # noqa: E402
 from harness.run.spec import BindMount, RunSpec  # noqa: E402
-from harness.run.supervise.stop import StopPolicy  # noqa: E402
-from harness.run.supervise.supervised import VramWatch  # noqa: E402
 from harness.run.supervise.supervisor import supervise  # noqa: E402
 
 GIB = 1024**3

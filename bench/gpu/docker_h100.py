@@ -327,9 +327,9 @@ def _containers(args: argparse.Namespace, label: str) -> list[Any]:
 
 def under_docker_stop(args: argparse.Namespace, client: Any, backend: Any, image: str, mounts: list[str], name: str):
     """Buildkite's docker plugin: the job's container stopped by label on cancel, nothing waited for."""
+    from harness.declare.mounts import project_mounts
     from harness.declare.policy import HostPolicy
     from harness.gpu.devices import container_devices
-    from harness.run.mounts import project_mounts
 
     baseline = used(backend)
     devices = container_devices(args.platform, backend.devices()[:1] if backend else [], lambda: ())

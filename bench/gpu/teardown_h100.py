@@ -23,15 +23,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from harness.declare.stop_policy import StopPolicy  # noqa: E402
 from harness.gpu.vendors.cuda import NvmlBackend  # noqa: E402
-from harness.gpu.vram.release import take_baseline, wait_for_release  # noqa: E402
+from harness.gpu.vram.release import (  # noqa: E402
+    VramWatch,
+    take_baseline,
+    wait_for_release,
+)
 from harness.redact import Redactor  # noqa: E402
 from harness.run.host.process import HostWorkload  # noqa: E402
 from harness.run.logs import LogTarget  # noqa: E402
-from harness.run.supervise.process_tree import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
-from harness.run.supervise.stop import StopPolicy  # noqa: E402
-from harness.run.supervise.supervised import VramWatch  # noqa: E402
 from harness.run.supervise.supervisor import supervise  # noqa: E402
+from harness.teardown.process_tree import Baseline, become_subreaper, shutdown_many, terminate_tree  # noqa: E402
 
 HOLDER = [sys.executable, str(ROOT / "bench" / "gpu" / "torch_holder.py")]
 GIB = 1024**3

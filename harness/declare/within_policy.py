@@ -2,7 +2,7 @@
 setting, where the project set it, and the rule that forbids it.
 
 Only what the project set is checked: a flag or the agent's environment is the host's own word.
-Mounts are checked where they are made (harness.run.mounts), once their sources are resolved.
+Mounts are checked where they are made (harness.declare.mounts), once their sources are resolved.
 """
 
 from __future__ import annotations

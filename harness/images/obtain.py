@@ -44,13 +44,18 @@ def _find(client: docker.DockerClient, request: ImageRequest, bound: Bound) -> I
     started = time.monotonic()
     if request.pinned_id:
         return replace(ImageRecord.pinned_from(request.pinned_id, request.pinned_report), seconds=_since(started))
+    registry = request.registry
+    if registry is None and request.config is not None:  # the run's settings name it ([tool.gpuci] registry)
+        from harness.images.registry import registry_from
+
+        registry = registry_from(request.config)  # its credentials checked before anything is built
     root = request.root
     recipe = recipe_for(
         root, request.platform, request.base_image, request.ca_bundle, request.python, config=request.config
     )
     recipe = resolved(recipe, root, client)
     with bound(recipe.tag):
-        image = obtain(client, recipe, root, request.registry, request.build)
+        image = obtain(client, recipe, root, registry, request.build)
     return ImageRecord(
         image.id,
         tag=image.tag,

@@ -24,8 +24,10 @@ class ImageRequest:
     base_image: str | None = None
     ca_bundle: Path | None = None
     python: str | None = None  # the Python the image runs, where the platform builds on gpuci's base
+    # Images by digest: pulled from this registry before a build is considered (None: the one `config`
+    # names, if any); `build` skips the pull.
     registry: Registry | None = None
-    build: bool = False  # build even where a registry could be pulled from
+    build: bool = False
     # A repro's exact image (by ID) and what the original report said of it.
     pinned_id: str | None = None
     pinned_report: dict[str, Any] = field(default_factory=dict)

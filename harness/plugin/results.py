@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import pytest
 
-from harness.run.outbox import RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
+from harness.in_container import RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
 
 MAX_MESSAGE = 2000
 MAX_STACK = 8000  # the end of pytest's report of a failure: where it failed

@@ -9,11 +9,11 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.declare.stop_policy import DEFAULT_VRAM_TIMEOUT_S, StopPolicy
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import take_baseline, wait_for_release
 from harness.plugin.state import PluginState
-from harness.run.supervise.process_tree import Baseline, shutdown_many, terminate_tree
-from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S, StopPolicy
+from harness.teardown.process_tree import Baseline, shutdown_many, terminate_tree
 
 # A test server (an inference engine) gets longer than a run's workload to stop: its teardown frees the GPU.
 SERVER_GRACE_S = 10.0

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.declare.stop_policy import DEFAULT_VRAM_TIMEOUT_S
 from harness.gpu.vendors import for_platform
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import DEFAULT_TOLERANCE
-from harness.run.supervise.stop import DEFAULT_VRAM_TIMEOUT_S
 
 DEFAULT_MARGIN_S = 0.5
 

@@ -1,7 +1,7 @@
 """The report's sub-records, typed: the stop against its budget, each test's timing record and
 outcome, and the tests a stop caught still running.
 
-The run writes them (harness.run.finish, harness.run.execute) and the table, the HTML page and the
+The run writes them (harness.run.finish) and the table, the HTML page and the
 pictures read them (harness.reports.summary, page, timeline); report.json keeps the keys it has
 always had. Reading back is lenient about what a workload or an older gpuci left out, never about
 kinds: a value of the wrong kind reads as absent.

@@ -5,58 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
-import socket
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InfrastructureError
-from harness.git import run_git
 from harness.reports.records import Budget, Hang, TestRecord, TestResult
 from harness.untrusted import private_dir
 
-__all__ = ["RUNS_DIR", "SCHEMA_VERSION", "MalformedReport", "RunReport", "new_run_id", "run_directory", "write_report"]
+__all__ = ["RUNS_DIR", "SCHEMA_VERSION", "MalformedReport", "RunReport", "write_report"]
 
 RUNS_DIR = Path(".gpuci") / "runs"
 SCHEMA_VERSION = 1
-
-
-def new_run_id(session: str) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"{stamp}-{session}-{secrets.token_hex(3)}"
-
-
-def run_directory(root: Path, run_id: str, report_dir: Path | None) -> Path:
-    if report_dir:
-        Path(report_dir).mkdir(parents=True, exist_ok=True)
-        return Path(report_dir)
-    return private_dir(root, *RUNS_DIR.parts, run_id)
-
-
-def git_state(root: Path) -> dict[str, Any]:
-    """The commit and whether tracked files differ from it: one `git status` call."""
-    try:
-        out = run_git(
-            root, "status", "--porcelain=v2", "--branch", "--untracked-files=no", "--ignore-submodules=all", timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None}
-    if out.returncode != 0:
-        return {"commit": None, "dirty": None}
-    lines = out.stdout.splitlines()
-    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
-    return {
-        "commit": None if commit in (None, "(initial)") else commit,
-        "dirty": any(not line.startswith("#") for line in lines),
-    }
-
-
-def host_facts() -> dict[str, Any]:
-    return {"hostname": socket.gethostname(), "pid": os.getpid()}
 
 
 def write_report(directory: Path, report: RunReport, root: Path | None = None) -> Path:
@@ -109,8 +70,9 @@ class RunReport:
     are typed too (harness.reports.records: the budget, each test's records and result, the hang);
     the image, the spec and the VRAM wait stay JSON objects, written in one place each.
 
-    A run fills it as it goes (harness.run.run.Run.report); `to_json` is what report.json holds
-    (its fields unchanged since schema 1), `from_json` reads one back, checking each field's kind."""
+    A run's stages answer with typed parts and the caller assembles it (harness.run.finish); `to_json`
+    is what report.json holds (its fields unchanged since schema 1), `from_json` reads one back,
+    checking each field's kind."""
 
     run_id: str
     platform: str = ""
@@ -143,7 +105,7 @@ class RunReport:
     survivor_pids: list[int] | None = None
     outcome: str | None = None
     soft_fail: bool | None = None
-    # What the tests said (harness.run.execute): records, outcomes, counts, a hang, JUnit, the log.
+    # What the tests said (harness.run.finish): records, outcomes, counts, a hang, JUnit, the log.
     log_error: str | None = None
     junit: str | None = None
     tests: list[TestRecord] | None = None

@@ -6,32 +6,55 @@ import os
 from pathlib import Path
 
 from harness.declare.platforms import get_platform
+from harness.declare.stop_policy import stop_policy
 from harness.errors import ExitCode, GpuciError
+from harness.gpu.for_run import LeaseAsk, Leased, lease
 from harness.redact import Redactor
-from harness.reports.report import new_run_id, run_directory
-from harness.run.environment import host_env, run_labels, supervisor_env
-from harness.run.finish import finish, finish_failed, supervise_into
-from harness.run.gpus import lease_gpus, let_go
+from harness.run.cleanup.reaper import identity
+from harness.run.finish import finish, finish_failed, record_supervised
 from harness.run.host.process import HostWorkload
+from harness.run.host.workload import host_env
+from harness.run.logs import LogTarget
 from harness.run.options import RunOptions
-from harness.run.run import Run
+from harness.run.run import Run, begin_report
 from harness.run.supervise.supervised import Workload
+from harness.run.supervise.supervisor import supervise
 
 
 def execute_command(options: RunOptions, command: list[str], image: str | None, num_gpus: int) -> ExitCode:
     """`python -m harness supervise`: any command, on the host or in `image`, under the supervisor."""
-    run_id = new_run_id("supervise")
+    report = begin_report(options.root, "supervise", options.report_dir, options.platform)
+    report.mode = "container" if image else "host"
+    platform, config = get_platform(options.platform), options.config
+    run_id = report.run_id
     run = Run(
         options,
         run_id,
-        run_directory(options.root, run_id, options.report_dir),
-        get_platform(options.platform),
+        Path(report.report_dir or ""),
+        platform,
         Redactor(os.environ),
+        report,
+        stop_policy(float(config.grace), float(config.vram_timeout)),
+        platform.shutdown_budget_s,
+        config.timeout,
     )
-    run.begin_report(container=bool(image), session="supervise")
-    watch, held = None, None
+    log = LogTarget(run.directory / "output.log", run.redactor, echo=options.echo)
+    leased = Leased()
     try:
-        watch, held = lease_gpus(options, num_gpus, run_id)
+        ask = LeaseAsk(
+            options.platform,
+            options.vram_backend or platform.vendor.backend,
+            num_gpus,
+            run_id,
+            float(config.lease_timeout),
+            float(config.vram_timeout),
+            options.vram_tolerance,
+        )
+        remover = None
+        if options.container:  # a crashed run's containers on the GPUs are cleared too
+            from harness.run.container.docker import remove_crashed_containers as remover
+        leased = lease(ask, remover)
+        watch = leased.watch
         workload: Workload
         if image:
             from harness.images.engine import connect
@@ -42,20 +65,21 @@ def execute_command(options: RunOptions, command: list[str], image: str | None, 
                 image=image,
                 command=tuple(command),
                 name=f"gpuci-{run_id}",
-                labels={"gpuci.run-id": run_id, **run_labels(options.root)},
-                env=supervisor_env(options.root),
+                labels={"gpuci.run-id": run_id, **identity(options.root)[0]},
+                env=identity(options.root)[1],
                 user=f"{os.getuid()}:{os.getgid()}",
             )
             run.report.spec = spec.to_report(run.redactor)
-            workload = ContainerWorkload(connect(), spec, run.log_target())
+            workload = ContainerWorkload(connect(), spec, log)
         else:
             env = host_env(options, run_id, watch)
             run.report.spec = {"command": [run.redactor.text(c) for c in command], "cwd": os.getcwd()}
-            workload = HostWorkload(command, env, Path.cwd(), run.log_target())
-        code = supervise_into(run, workload, watch)
+            workload = HostWorkload(command, env, Path.cwd(), log)
+        sup = supervise(workload, timeout_s=run.timeout_s, budget_s=run.budget_s, stop=run.stop_policy, vram=watch)
+        code = record_supervised(run, workload, watch, sup)
     except GpuciError as exc:
-        finish_failed(run, exc)
+        finish_failed(run, exc, leased=leased)
         raise
     finally:
-        let_go(watch, held)
-    return finish(run, code)
+        leased.let_go()
+    return finish(run, code, leased=leased)

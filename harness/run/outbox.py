@@ -1,4 +1,5 @@
-"""The workload's outbox: the one folder a run's container may write for gpuci, read back as input.
+"""The workload's outbox: the one folder a run's container may write for gpuci, read back as input
+(made as the run begins: harness.run.run.begin_run).
 
 The run folder (report.json, output.log) is the supervisor's alone and never mounted. The
 workload writes pytest's JUnit file and the plugin's records into `.gpuci/outbox/run-<pid>-…`
@@ -13,16 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.owned import make_owned_dir, remove_stale
-from harness.untrusted import Skipped, list_names, parse_json, private_dir, read_names
+from harness.in_container import RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
+from harness.untrusted import Skipped, list_names, parse_json, read_names
 
 OUTBOX_DIR = (".gpuci", "outbox")
 OUTBOX_PREFIX = "run-"
 JUNIT_NAME = "junit.xml"
-# The files gpuci's pytest plugin writes here, one of each per xdist worker (the plugin imports these
-# names: what it writes and what is read back cannot drift apart).
-RECORDS_NAME = "pytest-records"
-RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX = "tests-", "running-", "stacks-"
 WANTED_PREFIXES = (RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX)
 MAX_STACKS = 256 * 1024
 MAX_STACK = 8000  # one failed test's traceback, as the plugin wrote it
@@ -40,13 +37,6 @@ class Collected:
     # Tests that were running when the workload stopped, and their stacks if the plugin dumped them.
     running: list[str] = field(default_factory=list)
     stacks: str = ""
-
-
-def make_outbox(root: Path) -> Path:
-    """A fresh outbox, named by this process (harness/owned.py): those of SIGKILLed runs go here."""
-    parent = private_dir(root, *OUTBOX_DIR)
-    remove_stale(parent, OUTBOX_PREFIX)
-    return make_owned_dir(parent, OUTBOX_PREFIX)
 
 
 def collect(outbox: Path, directory: Path) -> Collected:

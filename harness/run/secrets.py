@@ -9,7 +9,6 @@ before its commands. The folder is removed when the run ends.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import tempfile
@@ -17,28 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.owned import make_owned_dir, remove_stale
-from harness.redact import is_secret, looks_like_credential
 
 SECRETS_MOUNT = "/gpuci/secrets"
 SECRETS_PREFIX = "gpuci-secrets-"
 SOURCE_LINE = f". {SECRETS_MOUNT}/env"
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def split_env(env: Mapping[str, str], passed: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(variables fit for the container's configuration, secrets that go through the file)."""
-    public: dict[str, str] = {}
-    secret: dict[str, str] = {}
-    for name, value in env.items():
-        # gpuci's own GPUCI_ variables stay in the configuration (the watcher reads them before the file
-        # is sourced), but never one the host passed: that is the host's secret, whatever its name.
-        passed_here = name in passed
-        wanted = passed_here or is_secret(name) or looks_like_credential(value)
-        if wanted and _NAME.match(name) and (passed_here or not name.startswith("GPUCI_")):
-            secret[name] = value
-        else:
-            public[name] = value
-    return public, secret
 
 
 def secrets_parent() -> Path:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.declare.mounts import BindMount
 from harness.declare.settings import BY_KEY, default
+from harness.declare.stop_policy import StopPolicy
 from harness.gpu.vendors.vendor import GpuRequest
 from harness.redact import Redactor
-from harness.run.cleanup.orphan import Watch
 
 WORKSPACE: str = default("workspace")
 # Where a run's report folder is mounted inside its container.
@@ -37,23 +38,14 @@ class Limits:
     pids: int = DEFAULT_PIDS_LIMIT
     network: str | None = None  # a Docker network mode: none, bridge, …
 
-    def under(self, step: Limits | None) -> Limits:
-        """These limits with a step's own, where it declares them, in their place."""
-        if step is None:
-            return self
-        return Limits(
-            memory=step.memory or self.memory,
-            cpus=step.cpus or self.cpus,
-            pids=step.pids if step.pids != DEFAULT_PIDS_LIMIT else self.pids,
-            network=step.network or self.network,
-        )
-
 
 @dataclass(frozen=True)
-class BindMount:
-    source: str
-    target: str
-    read_only: bool = False
+class Watch:
+    """The watcher's and the janitor's orders (harness.run.plan): the run's stop, and the step's deadline
+    as a backstop (seconds from the start; None: no deadline, only the supervisor's end)."""
+
+    stop: StopPolicy
+    deadline_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,7 @@ class RunSpec:
     no_new_privileges: bool = True
     cap_add: tuple[str, ...] = KEPT_CAPABILITIES
     # Hold the container's stdin open from the supervisor, for the orphan watcher and the janitor
-    # (harness/run/cleanup/orphan.py, janitor.py), which stop it by the run's StopPolicy.
+    # (harness/run/plan.py, cleanup/janitor.py), which stop it by the run's StopPolicy.
     watch: Watch | None = None
 
     def to_report(self, redactor: Redactor) -> dict[str, Any]:

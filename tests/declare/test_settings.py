@@ -189,8 +189,8 @@ def test_defaults_are_written_once() -> None:
     harness.declare.settings (the stop's DEFAULT_*_S, the plugin, spec, options)."""
     import ast
 
+    from harness.declare.stop_policy import StopPolicy
     from harness.run.options import RunOptions
-    from harness.run.supervise.stop import StopPolicy
 
     harness = Path(settings.__file__).resolve().parents[1]
     written = []
@@ -215,6 +215,6 @@ def test_defaults_are_written_once() -> None:
                 if LOOKS_LIKE_A_SETTING.search(name) and value.value not in NOT_SETTINGS.get(name, set()):
                     written.append(f"{path.relative_to(harness.parent)}:{node.lineno} {name} = {value.value}")
     assert not written, f"defaults written outside harness/declare/settings.py: {written}"
-    assert StopPolicy().grace_s == RunOptions(Path("."), "cpu").grace_s == settings.default("grace") == 5.0
+    assert StopPolicy().grace_s == RunOptions(Path("."), "cpu").config.grace == settings.default("grace") == 5.0
     assert StopPolicy().vram_timeout_s == settings.default("vram_timeout") == 60.0
-    assert RunOptions(Path("."), "cpu").lease_timeout_s == settings.default("lease_timeout") == 600.0
+    assert RunOptions(Path("."), "cpu").config.lease_timeout == settings.default("lease_timeout") == 600.0

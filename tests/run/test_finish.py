@@ -6,21 +6,31 @@ import json
 from pathlib import Path
 
 from harness.declare.platforms import get_platform
+from harness.declare.stop_policy import StopPolicy
 from harness.errors import ExitCode, InfrastructureError
 from harness.redact import Redactor
 from harness.run.finish import finish, finish_failed
 from harness.run.options import RunOptions
-from harness.run.run import Run
+from harness.run.run import Run, begin_report
 
 SECRET = "hf_" + "q8Zr2LmN4pXv7TbK1sWy9CdE3fGh6JkA"  # shaped like a Hugging Face token
 
 
 def a_run(root: Path) -> Run:
     options = RunOptions(root=root, platform="cpu")
-    run = Run(options, "20261130T000000Z-cpu_demo-000001", root / "runs" / "one", get_platform("cpu"), Redactor({}))
-    run.directory.mkdir(parents=True)
-    run.begin_report(container=False, session="cpu_demo")
-    return run
+    report = begin_report(root, "cpu_demo", root / "runs" / "one", "cpu")  # the folder made, as a run's
+    report.mode = "host"
+    platform = get_platform("cpu")
+    return Run(
+        options,
+        report.run_id,
+        root / "runs" / "one",
+        platform,
+        Redactor({}),
+        report,
+        StopPolicy(),
+        platform.shutdown_budget_s,
+    )
 
 
 def test_a_finished_run_writes_its_report_redacted_and_keeps_its_code(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import os
 import stat
 import subprocess
 
-from harness.run.secrets import remove_secrets, split_env, write_secrets
+from harness.run.plan import split_env
+from harness.run.secrets import remove_secrets, write_secrets
 
 
 def test_passed_named_and_shaped_variables_go_to_the_file() -> None:

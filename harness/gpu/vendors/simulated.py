@@ -1,7 +1,7 @@
 """Simulated GPUs (the cpu platform): gpuci's own stand-in for machines with none (harness.gpu.vram.sim).
 
 The cpu platform needs no GPU; where a step asks for GPUs on it, it leases simulated ones, which a
-container reaches through a mount of their directory (set up by the container workload), pinned by
+container reaches through a mount of their directory (harness.gpu.for_run), pinned by
 GPUCI_SIM_VISIBLE_DEVICES. The backend is never chosen automatically unless GPUCI_SIM_GPUS is set.
 """
 

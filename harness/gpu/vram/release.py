@@ -31,6 +31,17 @@ class ReleaseResult:
     holders: list[HolderInfo] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class VramWatch:
+    """The GPUs a run leased and watches for release: their backend, the devices, how long their memory
+    may take to come back (the run's vram_timeout: no default of its own), and what counts as back."""
+
+    backend: VramBackend
+    devices: list[Device]
+    timeout_s: float
+    tolerance_bytes: int = DEFAULT_TOLERANCE
+
+
 def take_baseline(backend: VramBackend, devices: list[Device]) -> dict[str, int]:
     return {d.id: backend.used_bytes(d) for d in devices}
 

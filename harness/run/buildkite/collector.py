@@ -11,10 +11,8 @@ same with and without it, so a local run and a CI run still share their image.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,10 @@ from harness.ci_provider import TEST_ENGINE_TOKEN, detect
 from harness.console import say
 from harness.errors import ImageBuildError
 from harness.images.installer import pip_command
+from harness.in_container import TEST_ENGINE_FOLDER_ENV
 
 TOKEN_ENV = TEST_ENGINE_TOKEN
-FOLDER_ENV = "GPUCI_TEST_ENGINE"  # where the collector is mounted, for gpuci's plugin
+FOLDER_ENV = TEST_ENGINE_FOLDER_ENV  # where the collector is mounted, for gpuci's plugin (harness.plugin.collector)
 MOUNT = "/opt/gpuci/test-engine"
 # The collector and what it imports beyond pytest (which the image has), pinned. Installed without
 # dependencies: the image's pytest must be the one that runs.
@@ -78,13 +77,3 @@ def collector_folder(root: Path, client: Any, image: str) -> Path:
 def build_variables() -> dict[str, str]:
     """What the collector reads of the build (besides CI and its API's URL): passed through as they are."""
     return detect().test_engine_variables()
-
-
-def enable_in_plugin() -> None:
-    """In the container, from gpuci's plugin: the collector on the path (after the image's own
-    packages), before pytest loads plugins by their entry points."""
-    folder = os.environ.get(FOLDER_ENV)
-    if folder and detect().test_engine_token() and folder not in sys.path:
-        with contextlib.suppress(OSError):
-            if os.path.isdir(folder):
-                sys.path.append(folder)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.ci_provider import detect
 
-
-def shard_args(directory: Path, report_dir_inside: str, session: str, root: Path) -> list[str]:
-    """In a Buildkite job of a step with `parallelism`, this job's share of the tests, balanced by
-    the durations of the session's latest earlier report when one is at hand."""
-    index, count = detect().parallel_share()
+def shard_args(directory: Path, report_dir_inside: str, session: str, root: Path, share: tuple[int, int]) -> list[str]:
+    """In a CI job of a step with `parallelism`, this job's `share` of the tests ((index, count) as the
+    run's request read it: harness.ci_provider.CIJob), balanced by the durations of the session's latest
+    earlier report when one is at hand."""
+    index, count = share
     if count <= 1:
         return []
     durations = _earlier_durations(root, session)

@@ -1,1 +1,2 @@
-"""Clean-up on the host: what crashed runs left (reaper, handoff, janitor, orphan watcher) and gc."""
+"""Clean-up on the host: what crashed runs left (reaper, janitor) and gc; the watcher inside a container
+is planned with it (harness.run.plan)."""

@@ -1,6 +1,6 @@
 """The clock that ends a container when its supervisor is gone, kept where the container cannot reach it.
 
-The watcher inside the container (harness.run.cleanup.orphan) ends an orphan when the workload lets it; a
+The watcher inside the container (planned by harness.run.plan) ends an orphan when the workload lets it; a
 step can kill it (it runs as the step's user, in the step's PID namespace) and run on. So each
 container also gets a janitor on the host: a process in its own session, outside the container's
 namespaces, that reads a pipe whose other end only the supervisor holds. The supervisor writes

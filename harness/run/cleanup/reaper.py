@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.console import say
 from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
@@ -49,6 +50,30 @@ def supervisor_identity() -> dict[str, str]:
     from harness.owned import own_start_time
 
     return {"pid": str(os.getpid()), "start": f"{own_start_time():.2f}", "host": socket.gethostname()}
+
+
+def identity(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """This process as a run's supervisor, and its project: as container labels, and as variables every
+    workload process carries (for GPU holders that outlive a run), so a reaper can tell a live run from a
+    crashed one, and its project's runs from others'."""
+    me, project = supervisor_identity(), project_id(root)
+    labels = {
+        "gpuci.supervisor-pid": me["pid"],
+        "gpuci.supervisor-start": me["start"],
+        "gpuci.host": me["host"],
+        PROJECT_LABEL: project,
+    }
+    return labels, {SUPERVISOR_PID_ENV: me["pid"], SUPERVISOR_START_ENV: me["start"], PROJECT_ENV: project}
+
+
+def reap_own_leftovers(client: Any, area: str, platform: str, root: Path) -> None:
+    """Containers of this session and project whose supervisor died (a SIGKILLed run); never a live
+    run's, never another checkout's."""
+    leftovers = dead_run_containers(client, area, platform, project_id(root))
+    if leftovers:
+        say(f"removing {len(leftovers)} container(s) that crashed runs of this session left behind")
+        for problem in clean(leftovers, client):
+            say(f"could not clean up: {problem}")
 
 
 def supervisor_alive(pid: str | None, start: str | None) -> bool:
@@ -188,7 +213,7 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
     for pid in holders:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    from harness.run.supervise.process_tree import wait_exited  # reap's own: a run's start needs none
+    from harness.teardown.process_tree import wait_exited  # reap's own: a run's start needs none
 
     for pid in sorted(wait_exited(holders, 10.0)):
         problems.append(f"holder {pid} survived SIGKILL")

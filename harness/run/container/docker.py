@@ -1,23 +1,141 @@
-"""Run a `RunSpec` through the Docker SDK: init process, labels, streamed and bounded logs."""
+"""The container backend: a step's image obtained, its container planned (harness.run.plan) and made
+ready through the Docker SDK (init process, labels, streamed and bounded logs). `prepare` answers the
+run with a `ContainerPart`: the workload to start and what the report says of it, which the caller
+records; only this module and the images stage talk to the engine.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 from docker.types import CancellableStream, DeviceRequest, LogConfig, Mount
 
-from harness.errors import InfrastructureError, UsageError
+from harness.errors import ImageBuildError, InfrastructureError, UsageError
+from harness.gpu.for_run import RunDevices, for_container
+from harness.gpu.vram.release import VramWatch
+from harness.images.record import ImageRecord, ImageRequest
+from harness.run.buildkite import collector
+from harness.run.buildkite.sharding import shard_args
 from harness.run.cleanup import janitor
+from harness.run.cleanup.reaper import reap_own_leftovers
+from harness.run.deadline import deadline
 from harness.run.logs import LogTarget
-from harness.run.spec import RunSpec
+from harness.run.plan import STATE_FOLDERS, plan
+from harness.run.run import Run
+from harness.run.secrets import SECRETS_MOUNT, remove_secrets, write_secrets
+from harness.run.spec import REPORT_MOUNT, BindMount, RunSpec
+from harness.untrusted import private_dir
 
 # Bounds what a flooding workload costs in Docker's own json log.
 DOCKER_LOG_OPTS = {"max-size": "32m", "max-file": "2"}
+
+
+@dataclass(frozen=True)
+class ContainerPart:
+    """What the container backend made ready: the workload to start, and its part of the report (the
+    image, the devices, the spec, whether Test Engine's collector is mounted). `secrets` is the private
+    folder of the secrets file the container sources: the caller removes it when the run ends."""
+
+    workload: ContainerWorkload
+    image: ImageRecord
+    devices: RunDevices
+    spec: RunSpec
+    secrets: Path | None = None
+    test_engine: bool = False
+
+
+def prepare(run: Run, watch: VramWatch | None) -> ContainerPart:
+    """Obtain the image and the devices, plan the container, execute the plan: a workload ready to start."""
+    from harness.images.engine import connect
+
+    options, area = run.options, run.area
+    assert area is not None and run.outbox is not None
+    client = connect()
+    reap_own_leftovers(client, area, options.platform, options.root)
+    pin = contextlib.ExitStack()  # gc keeps off the image until the container exists
+    secrets = None
+    try:
+        image = _image(client, run, pin)
+        # The platform's vendor's options; the engine's runtimes asked only by a vendor that needs them.
+        devices = for_container(options.platform, watch, lambda: tuple(client.info().get("Runtimes") or {}))
+        prepare_state(options.root)
+        share = run.ci.parallel_share
+        session = f"{options.platform}_{area}"
+        shards = shard_args(run.outbox, REPORT_MOUNT, session, options.root, share) if share[1] > 1 else []
+        folder = collector.collector_folder(options.root, client, image.id) if run.ci.test_engine else None
+        spec = plan(run, image, devices, tuple(shards), folder)
+        if spec.secret_env:  # the plan made real: the secrets' file written and mounted
+            secrets = write_secrets(spec.secret_env)
+            spec = replace(spec, mounts=(*spec.mounts, BindMount(str(secrets), SECRETS_MOUNT, read_only=True)))
+        log = LogTarget(run.directory / "output.log", run.redactor, echo=options.echo)
+        workload = ContainerWorkload(client, spec, log, pin)
+        return ContainerPart(workload, image, devices, spec, secrets, test_engine=folder is not None)
+    except BaseException:
+        pin.close()
+        remove_secrets(secrets)
+        raise
+
+
+def prepare_state(root: Path) -> None:
+    """The checkout's state folders (harness.run.plan.STATE_FOLDERS), made where missing so the
+    workload cannot plant them. A checkout with no .git of its own (an exported tree, a folder of a
+    larger repository) gets an empty one, read-only: else a step could make /workspace/.git, and the
+    host's next git in this folder would take its config (filters, hooks) for the repository's."""
+    for name in STATE_FOLDERS:
+        if name != ".git" or not os.path.lexists(root.resolve() / name):
+            private_dir(root, name)
+
+
+def remove_crashed_containers(run_ids: set[str]) -> None:
+    """The containers of crashed runs whose GPUs this run leased (harness.gpu.handoff)."""
+    from harness.images import engine
+
+    try:
+        client = engine.connect(timeout=10)
+    except Exception:  # no engine: nothing of a crashed run can be in a container here
+        return
+    for run_id in run_ids:
+        for container in engine.list_containers(client, [f"gpuci.run-id={run_id}"]):
+            with contextlib.suppress(Exception):  # the engine is removing it already
+                engine.remove_container(client, container.id)
+
+
+def _image_too_slow(seconds: float, tag: str) -> ImageBuildError:
+    return ImageBuildError(
+        f"the image {tag} took longer than {seconds:g} s to build or pull (image_timeout), so the run stopped "
+        "before its step: publish the image once (`gpuci image publish`) and pull it on agents, or raise "
+        "[tool.gpuci] image_timeout (at most 3600)."
+    )
+
+
+def _image(client: Any, run: Run, pin: contextlib.ExitStack) -> ImageRecord:
+    """The run's image, from the images stage (harness.images.obtain.for_run), bounded by image_timeout."""
+    from harness.images.obtain import for_run
+
+    options = run.options
+    pinned = options.reproduction
+    request = ImageRequest(
+        options.root,
+        options.platform,
+        options.base_image,
+        options.ca_bundle,
+        options.python,  # the step's, as the request resolved it
+        build=options.build,
+        pinned_id=pinned.image_id if pinned else None,
+        pinned_report=dict(pinned.image_report) if pinned else {},
+        run_id=run.run_id,
+        config=options.config,
+    )
+    seconds = float(options.config.image_timeout)
+    return for_run(client, request, pin, lambda tag: deadline(seconds, lambda: _image_too_slow(seconds, tag)))
 
 
 class ContainerWorkload:
@@ -32,7 +150,8 @@ class ContainerWorkload:
         self.pin = pin or contextlib.ExitStack()
         self._stdin: Any = None
         self._janitor: Any = None  # harness.run.cleanup.janitor: the host's clock for this container
-        self.pump = log.pump()
+        self.log = log
+        self.pump: Any = None  # the log's pump, made as the container starts
 
     def start(self) -> None:
         try:
@@ -42,6 +161,7 @@ class ContainerWorkload:
 
     def _start(self) -> None:
         spec = self.spec
+        self.pump = self.log.pump()
         try:
             # The low-level create: one request. The SDK's `containers.create` inspects the new container
             # after it, and nothing here reads what that inspect says.
@@ -114,7 +234,8 @@ class ContainerWorkload:
     def remove(self) -> bool:
         """Remove the container (force) once its log stream has ended; True when it is gone."""
         self.pin.close()
-        self.pump.join(timeout=30)
+        if self.pump is not None:
+            self.pump.join(timeout=30)
         if self._stdin is not None:
             with contextlib.suppress(Exception):
                 self._stdin.close()

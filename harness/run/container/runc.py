@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.errors import InfrastructureError
 from harness.run.logs import LogTarget
-from harness.run.supervise.process_tree import become_subreaper, wait_exited
+from harness.teardown.process_tree import become_subreaper, wait_exited
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 STATE_ROOT = Path("/run/gpuci-runc")

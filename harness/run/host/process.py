@@ -11,9 +11,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from harness.declare.stop_policy import StopPolicy
 from harness.run.logs import LogTarget
-from harness.run.supervise.process_tree import become_subreaper, descendants, reap_zombies, send, terminate
-from harness.run.supervise.stop import StopPolicy
+from harness.teardown.process_tree import become_subreaper, descendants, reap_zombies, send, terminate
 
 # Grace for escapees found after the command itself has exited.
 LEFTOVER_GRACE_S = 1.0

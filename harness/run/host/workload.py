@@ -1,26 +1,37 @@
-"""A step as a host workload (`--no-container`): the same supervisor, the checkout as it is."""
+"""The host backend (`--no-container`): a step as a host workload under the same supervisor, the checkout
+as it is. `prepare` answers the run with a `HostPart`: the workload and what the report says of it."""
 
 from __future__ import annotations
 
 import os
 import shlex
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
+from harness.gpu.for_run import visible_env
+from harness.gpu.vram import sim as simgpu
+from harness.gpu.vram.release import VramWatch
 from harness.run.buildkite.sharding import shard_args
-from harness.run.environment import host_env
-from harness.run.options import PYTEST_PLUGIN_ARGS
+from harness.run.cleanup.reaper import identity
+from harness.run.host.process import HostWorkload
+from harness.run.logs import LogTarget
+from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
 from harness.run.run import Run
-from harness.run.supervise.supervised import VramWatch
-
-if TYPE_CHECKING:  # the host backend's process tree (psutil, ctypes) is imported only for a host run
-    from harness.run.host.process import HostWorkload
 
 
-def host_workload(run: Run, watch: VramWatch | None) -> HostWorkload:
+@dataclass(frozen=True)
+class HostPart:
+    """What the host backend made ready: the workload, and the report's `spec` (redacted)."""
+
+    workload: HostWorkload
+    spec: dict[str, Any]
+
+
+def prepare(run: Run, watch: VramWatch | None) -> HostPart:
     options, step, area = run.options, run.step, run.area
     assert step is not None and run.outbox is not None
     outbox = run.outbox.resolve()
-    shards = shard_args(outbox, str(outbox), f"{options.platform}_{area}", options.root)
+    shards = shard_args(outbox, str(outbox), f"{options.platform}_{area}", options.root, run.ci.parallel_share)
     addopts = [
         f"--junitxml={outbox}/junit.xml",
         *PYTEST_PLUGIN_ARGS,
@@ -41,11 +52,28 @@ def host_workload(run: Run, watch: VramWatch | None) -> HostWorkload:
     )
     cwd = options.host_path(step.working_dir)
     command = ["bash", "-ec", "\n".join(step.commands)]
-    run.report.spec = {
+    spec = {
         "command": [run.redactor.text(c) for c in command],
         "cwd": str(cwd),
         "env": run.redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),
     }
-    from harness.run.host.process import HostWorkload
+    log = LogTarget(run.directory / "output.log", run.redactor, echo=options.echo)
+    return HostPart(HostWorkload(command, env, cwd, log), spec)
 
-    return HostWorkload(command, env, cwd, run.log_target())
+
+def host_env(options: RunOptions, run_id: str, watch: VramWatch | None, **extra: str) -> dict[str, str]:
+    """A host workload's environment: the run's id and supervisor (for the reaper), its GPUs."""
+    # A run starts afresh: an xdist worker's identity (gpuci called from inside a pytest worker) would
+    # make the step's own pytest believe it is that worker.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env = {
+        **inherited,
+        "GPUCI_RUN_ID": run_id,
+        "GPUCI_PLATFORM": options.platform,
+        **identity(options.root)[1],
+        **extra,
+    }
+    if watch and watch.backend.name == "sim":
+        env[simgpu.ENV] = str(simgpu.default_directory())
+    env.update(visible_env(watch))
+    return env

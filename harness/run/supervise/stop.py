@@ -1,7 +1,8 @@
-"""The run's stop: its policy, the stop itself (SIGTERM, grace, SIGKILL), the wait for the GPUs'
-memory, and what counts as a failed teardown and how a run ended.
+"""The run's stop: the stop itself (SIGTERM, grace, SIGKILL, by the run's `StopPolicy`:
+harness.declare.stop_policy), the wait for the GPUs' memory, and what counts as a failed teardown and
+how a run ended.
 
-Killing process trees for others (a test's servers, a run's leftovers) is `harness.run.supervise.process_tree`;
+Killing process trees for others (a test's servers, a run's leftovers) is `harness.teardown.process_tree`;
 this module is where a run's own teardown happens, called by the supervisor and by finishing.
 """
 
@@ -12,57 +13,17 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.ci_provider import detect
 from harness.console import say
-from harness.declare.settings import default
+from harness.declare.stop_policy import StopPolicy
 from harness.errors import ExitCode
 from harness.gpu.vram.release import wait_for_release
 from harness.units import format_size
 
 if TYPE_CHECKING:
-    from harness.run.supervise.supervised import Supervised, VramWatch, Workload
-
-
-# A stop's defaults: the grace and the VRAM wait are the settings' declared ones (harness.declare.settings,
-# where their numbers are written), the kill wait is the stop's own. The pytest plugin, the watcher in the
-# container and the janitor on the host take them from here.
-DEFAULT_GRACE_S: float = default("grace")
-DEFAULT_KILL_WAIT_S = 30.0
-DEFAULT_VRAM_TIMEOUT_S: float = default("vram_timeout")
-
-
-@dataclass(frozen=True)
-class StopPolicy:
-    """How anything gpuci stops is stopped: a run's workload (by the supervisor, the watcher in its
-    container, the janitor on the host), a test server's tree, a run's leftovers."""
-
-    grace_s: float = DEFAULT_GRACE_S  # the first signal, then this long before the second
-    # After the second signal: how long exit may take before the process counts as stuck (a survivor).
-    kill_wait_s: float = DEFAULT_KILL_WAIT_S
-    # Once the processes are gone: how long the GPUs' memory may take to come back to its baseline.
-    vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S
-    # The signal order: the first asks (an init forwards it), the second cannot be refused.
-    signals: tuple[str, str] = ("SIGTERM", "SIGKILL")
-
-    @property
-    def ask(self) -> signal.Signals:
-        return signal.Signals[self.signals[0]]
-
-    @property
-    def force(self) -> signal.Signals:
-        return signal.Signals[self.signals[1]]
-
-
-def stop_policy(grace_s: float, vram_timeout_s: float = DEFAULT_VRAM_TIMEOUT_S) -> StopPolicy:
-    """A run's policy. Inside a Buildkite job the whole stop must fit the agent's cancel grace period."""
-    agent_grace = detect().cancel_grace_s()
-    if agent_grace > 0:
-        grace_s = min(grace_s, max(0.5, agent_grace * 0.4))
-        return StopPolicy(grace_s, max(1.0, agent_grace * 0.3), vram_timeout_s)
-    return StopPolicy(grace_s, vram_timeout_s=vram_timeout_s)
+    from harness.gpu.vram.release import VramWatch
+    from harness.run.supervise.supervised import Supervised, Workload
 
 
 def stop_workload(

@@ -1,4 +1,5 @@
-"""What supervision is about and what it found: the workload's interface, the GPUs watched, the result.
+"""What supervision is about and what it found: the workload's interface and the result (the GPUs watched,
+`VramWatch`, are the GPUs stage's: harness.gpu.vram.release).
 
 The supervisor (harness.run.supervise.supervisor) fills a `Supervised`; the run's stop (harness.run.supervise.stop)
 judges it.
@@ -9,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import HolderInfo, ReleaseResult
 
 
@@ -30,14 +30,6 @@ class Workload(Protocol):
         """Take down whatever is left (container, escaped processes), finish its logs; True when
         nothing remains."""
         ...
-
-
-@dataclass(frozen=True)
-class VramWatch:
-    backend: VramBackend
-    devices: list[Device]
-    timeout_s: float  # the run's (RunOptions.vram_timeout_s): no default of its own
-    tolerance_bytes: int = 16 * 1024**2
 
 
 @dataclass

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Iterator
 
 from harness.console import say
-from harness.gpu.vram.release import HolderInfo, describe_holders, take_baseline
-from harness.run.supervise.stop import StopPolicy, await_release, stop_workload
-from harness.run.supervise.supervised import Supervised, VramWatch, Workload
+from harness.declare.stop_policy import StopPolicy
+from harness.gpu.vram.release import HolderInfo, VramWatch, describe_holders, take_baseline
+from harness.run.supervise.stop import await_release, stop_workload
+from harness.run.supervise.supervised import Supervised, Workload
 from harness.units import format_size
 
 DEFAULT_STOP = StopPolicy()

@@ -18,6 +18,7 @@ from harness.declare.config import ProjectConfig
 from harness.declare.platforms import get_platform, platform_names
 from harness.errors import UsageError
 from harness.gpu.devices import container_devices, missing_gpu
+from harness.gpu.for_run import visible_env
 from harness.gpu.vendors import backend_names, for_backend, open_backend, register, registered, vendors
 from harness.gpu.vendors.vendor import (
     BaseImage,
@@ -32,8 +33,7 @@ from harness.gpu.vendors.vendor import (
 )
 from harness.gpu.vram import sim
 from harness.gpu.vram.base import Device
-from harness.run.environment import visible_devices_env
-from harness.run.supervise.supervised import VramWatch
+from harness.gpu.vram.release import VramWatch
 
 LEASED = [Device(0, "FAKE-0", "Fake accelerator", 1), Device(1, "FAKE-1", "Fake accelerator", 1)]
 
@@ -127,9 +127,9 @@ def test_the_vendors_backend_opens_by_name_and_pins_host_workloads(sim_gpus: Pat
         try:
             watch = VramWatch(backend, backend.devices()[:1], timeout_s=1.0)
             # The backend reports its own name; a backend named like the vendor's is pinned by its rule.
-            assert visible_devices_env("fakegpu", watch) == {sim.VISIBLE_ENV: "0"}
+            assert visible_env(watch) == {sim.VISIBLE_ENV: "0"}
             renamed = VramWatch(type("FakeSmi", (), {"name": "fakesmi"})(), watch.devices, 1.0)  # type: ignore[arg-type]
-            assert visible_devices_env("fakegpu", renamed) == {"FAKE_VISIBLE_DEVICES": watch.devices[0].id}
+            assert visible_env(renamed) == {"FAKE_VISIBLE_DEVICES": watch.devices[0].id}
         finally:
             backend.close()
 

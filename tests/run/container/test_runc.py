@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.declare.stop_policy import StopPolicy
 from harness.gpu.vram import sim
+from harness.gpu.vram.release import VramWatch
 from harness.redact import Redactor
 from harness.run.container.oci import write_bundle
 from harness.run.container.runc import RuncWorkload
 from harness.run.logs import LogTarget
 from harness.run.spec import BindMount, RunSpec
-from harness.run.supervise.stop import StopPolicy
-from harness.run.supervise.supervised import VramWatch
 from harness.run.supervise.supervisor import supervise
 from tests.conftest import ROOT
 

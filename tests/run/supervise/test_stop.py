@@ -10,12 +10,13 @@ from dataclasses import replace
 
 import pytest
 
+from harness.declare.stop_policy import StopPolicy, stop_policy
 from harness.errors import ExitCode
 from harness.gpu.vram.release import HolderInfo, ReleaseResult
-from harness.run.cleanup.orphan import DEADLINE_MARGIN_S, watch_env, watch_for, watched_command
-from harness.run.supervise.process_tree import terminate
-from harness.run.supervise.stop import StopPolicy, outcome, stop_policy, stop_workload, teardown_failures
+from harness.run.plan import DEADLINE_MARGIN_S, watch_env, watch_for, watched_command
+from harness.run.supervise.stop import outcome, stop_workload, teardown_failures
 from harness.run.supervise.supervised import Supervised
+from harness.teardown.process_tree import terminate
 
 
 def supervised(**fields: object) -> Supervised:

@@ -14,29 +14,35 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from harness.console import say
 from harness.errors import InfrastructureError
 from harness.gpu.lease import Lease
 from harness.gpu.vram.base import Device
-from harness.run.supervise.supervised import VramWatch
+from harness.gpu.vram.release import VramWatch
 from harness.units import format_size
 
 NOTE_EVERY_S = 2.0
 
 
-def hand_over(watch: VramWatch, held: Lease, run_id: str, use_docker: bool) -> None:
-    """Wait until every leased GPU is free of crashed runs, then record this run as its holder."""
+# Removes the containers of crashed runs, by their run ids: the container backend's (harness.run.container.docker).
+RemoveContainers = Callable[[set[str]], None]
+
+
+def hand_over(watch: VramWatch, held: Lease, run_id: str, remove_containers: RemoveContainers | None) -> None:
+    """Wait until every leased GPU is free of crashed runs (their containers removed by `remove_containers`
+    where the run has a container backend), then record this run as its holder."""
     pending = {d.id: held.predecessors[d.id] for d in held.devices if d.id in held.predecessors}
     if pending:
-        _clear(watch, pending, use_docker)
+        _clear(watch, pending, remove_containers)
     for device in held.devices:
         held.note(device, {"owner": f"run {run_id} (pid {os.getpid()})", "run_id": run_id,
                            "baseline_bytes": watch.backend.used_bytes(device)})  # fmt: skip
 
 
-def _clear(watch: VramWatch, pending: dict[str, dict[str, Any]], use_docker: bool) -> None:
+def _clear(watch: VramWatch, pending: dict[str, dict[str, Any]], remove_containers: RemoveContainers | None) -> None:
     crashed = {str(r.get("run_id")) for r in pending.values() if r.get("run_id")}
     names = ", ".join(sorted(crashed)) or "an older run"
     say(f"the leased GPU(s) were last held by {names}, whose supervisor died; clearing what it left")
@@ -46,8 +52,8 @@ def _clear(watch: VramWatch, pending: dict[str, dict[str, Any]], use_docker: boo
     next_containers = started
     while True:
         if crashed and time.monotonic() >= next_containers:
-            if use_docker:
-                _remove_containers(crashed)
+            if remove_containers is not None:
+                remove_containers(crashed)
             _kill_processes(crashed)  # host mode: the crashed run's helpers that hold no GPU memory too
             next_containers = time.monotonic() + 1.0
         left = []
@@ -71,19 +77,6 @@ def _clear(watch: VramWatch, pending: dict[str, dict[str, Any]], use_docker: boo
             say(f"waiting for the crashed run's GPU memory to be freed ({state}); up to {deadline - now:.0f}s more")
             next_note = now + NOTE_EVERY_S
         time.sleep(0.05)
-
-
-def _remove_containers(run_ids: set[str]) -> None:
-    from harness.images import engine
-
-    try:
-        client = engine.connect(timeout=10)
-    except Exception:  # no engine: nothing of a crashed run can be in a container here
-        return
-    for run_id in run_ids:
-        for container in engine.list_containers(client, [f"gpuci.run-id={run_id}"]):
-            with contextlib.suppress(Exception):  # the engine is removing it already
-                engine.remove_container(client, container.id)
 
 
 def _kill_processes(crashed: set[str]) -> None:

@@ -7,15 +7,15 @@ import time
 
 import psutil
 
+from harness.declare.stop_policy import StopPolicy
 from harness.gpu.vram import sim
-from harness.run.supervise.process_tree import (
+from harness.teardown.process_tree import (
     Baseline,
     become_subreaper,
     earliest_baseline,
     shutdown_many,
     terminate_tree,
 )
-from harness.run.supervise.stop import StopPolicy
 
 SERVER = """
 import os, signal, subprocess, sys, time

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.declare.mounts import dangerous_because, project_mounts
 from harness.declare.policy import HostPolicy, MountGrant
 from harness.errors import UsageError
-from harness.run.mounts import dangerous_because, project_mounts
 
 NO_POLICY = HostPolicy()
 

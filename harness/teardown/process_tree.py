@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from harness.declare.stop_policy import StopPolicy
 from harness.gpu.vram.base import Device, VramBackend
 from harness.gpu.vram.release import ReleaseResult, wait_for_release
-from harness.run.supervise.stop import StopPolicy
 
 PR_SET_CHILD_SUBREAPER = 36
 

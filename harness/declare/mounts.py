@@ -1,5 +1,6 @@
 """Mounts of host folders: the project's ([tool.gpuci] mounts) within the host policy, and the host's
-own (GPUCI_MOUNTS), and which of them give the host away.
+own (GPUCI_MOUNTS), and which of them give the host away: resolved with the run's request
+(harness.declare.request), before anything runs.
 
 The project names folders of the agent's host; the host decides (harness.declare.policy). A
 relative source is in the checkout, which is the project's already: allowed, but never `.git`,
@@ -15,14 +16,25 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.console import say
 from harness.declare.policy import GUARDED, HostPolicy
 from harness.errors import UsageError
-from harness.run.spec import BindMount
 
 DANGEROUS_MARK = "dangerous"
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host folder bound into a run's container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
 # Folders whose mount (or anything under them) is the host's configuration or kernel.
 SYSTEM_TREES = ("/etc", "/proc", "/sys", "/dev", "/boot", "/var/run", "/run", "/var/lib/docker")
 # Folders whose mount itself hands over every user's or root's files.
