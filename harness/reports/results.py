@@ -23,7 +23,7 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda m: m.group(0).encode("unicode_escape", "backslashreplace").decode("ascii"), text)
 
 
-# xml.sax is imported only where JUnit is written (pytest writes its own on most runs).
+# xml.sax is imported only where JUnit is written.
 def escape(text: str) -> str:
     from xml.sax.saxutils import escape as xml_escape
 
