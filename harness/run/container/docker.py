@@ -284,7 +284,8 @@ def _host_config(spec: RunSpec) -> dict[str, Any]:
 
 # gpuci's containers never have a TTY (nothing sets one): their output is always multiplexed. The SDK's
 # `attach` and `logs` inspect the container to learn that, one request each on every run; these two
-# make the same requests as the SDK's, without the inspect.
+# make the same requests as the SDK's, without the inspect, with the SDK's own helpers (docker-py 7's private
+# `_post`, `_read_from_socket`, `_get_result_tty`: pyproject.toml pins docker below 8).
 def _attach_output(api: Any, container_id: str) -> Iterator[bytes]:
     """The container's stdout and stderr as they come, attached before it starts (no past logs)."""
     response = api._post(
