@@ -81,7 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
         "vram_timeout", "number", "seconds to wait for VRAM release", 60.0, "--vram-timeout", (*RUN, "supervise"),
     ),
     Setting(
-        "lease_timeout", "number", "seconds to wait for GPUs another run holds", 600.0, "--lease-timeout",
+        "lease_timeout", "number",
+        "seconds to wait for GPUs another run holds, at most 3600; a GPU job's timeout adds it", 600.0,
+        "--lease-timeout",
         (*RUN, "pipeline"),
     ),
     Setting(
