@@ -459,6 +459,22 @@ def lint_unrun(tree: Path, project: dict, commit: str, cache: Path) -> tuple[lis
     return sorted(f["path"] for f in findings if f["kind"] == "unrun-test"), kinds, seconds
 
 
+def cold_run(tree: Path, project: dict, commit: str, code: Path) -> tuple[str, float]:
+    """`lint --no-cache` of the gpuci whose code is at `code` (a fresh interpreter, as a user runs
+    it): its output (findings, warnings, exit code) and its CPU seconds, git's included."""
+    import resource
+
+    from precision import settings
+
+    args = [sys.executable, "-m", "harness", "lint", "--root", str(tree), "--format", "json", "--no-cache"]
+    args += settings(tree, project, commit)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(args, capture_output=True, text=True, cwd=code, env={"PATH": "/usr/bin:/bin"})
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return f"{done.returncode}\n{done.stdout}\n{done.stderr}", cpu
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=HERE / "manifest.toml")
@@ -467,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10, help="commits drawn, one per month-long bin")
     parser.add_argument("--only", nargs="*", help="these commits only (a quick look; the result is not written)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lint-heldout.json")
+    parser.add_argument(
+        "--previous", type=Path, help="a checkout of the previous release: each tree's cold CPU and findings beside it"
+    )
     args = parser.parse_args(argv)
     manifest = tomllib.loads(args.manifest.read_text())
     project = manifest["project"][0]
@@ -507,6 +526,15 @@ def main(argv: list[str] | None = None) -> int:
             date = git(repo, "log", "-1", "--format=%cs", commit).strip()
             lint, kinds, seconds = lint_unrun(tree, project, commit, cache)
             listed = independent_unrun(tree, project)
+            speed = {}
+            if args.previous is not None:  # cold, no cache, this code and the previous release's, in turn
+                ours, cpu = cold_run(tree, project, commit, ROOT)
+                theirs, previous_cpu = cold_run(tree, project, commit, args.previous)
+                speed = {
+                    "lint_cold_cpu_s": round(cpu, 3),
+                    "previous_cold_cpu_s": round(previous_cpu, 3),
+                    "same_output_as_previous": ours == theirs,
+                }
         only_lint, only_listed = sorted(set(lint) - set(listed)), sorted(set(listed) - set(lint))
         results.append(
             {
@@ -521,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lint_findings": kinds,
                 "lint_seconds": round(seconds, 2),
                 "blobs_absent_from_mirror": absent,
+                **speed,
             }
         )
         r = results[-1]
@@ -554,6 +583,19 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "code": code_commit(),
     }
+    if args.previous is not None:
+        timed = [r for r in results if "lint_cold_cpu_s" in r]
+        summary["previous_commit"] = git(args.previous, "rev-parse", "--short", "HEAD").strip()
+        summary["lint_cold_cpu_s_range"] = [
+            min(r["lint_cold_cpu_s"] for r in timed),
+            max(r["lint_cold_cpu_s"] for r in timed),
+        ]
+        summary["previous_cold_cpu_s_range"] = [
+            min(r["previous_cold_cpu_s"] for r in timed),
+            max(r["previous_cold_cpu_s"] for r in timed),
+        ]
+        summary["same_output_as_previous"] = sum(r["same_output_as_previous"] for r in timed)
+        summary["load_average_end"] = os.getloadavg()[0]
     if args.only:
         print(json.dumps(results, indent=1))
         return 0

@@ -5,12 +5,13 @@ Modules and steps in the shape of a large GPU project's (our own words and names
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 
 from harness.ci.lint import lint
-from harness.ci.lint.platform_skips import platform_skip
+from harness.ci.lint.platform_skips import platform_skip, platform_skip_if_it_parses
 from harness.declare.config import ProjectConfig
 from harness.declare.sources import load_areas
 from tests.ci.test_lint import project
@@ -78,13 +79,31 @@ def test_a_cuda_only_test_run_only_by_an_amd_step_is_reported_with_both_places(t
 
 
 def test_a_module_naming_no_platform_check_is_not_parsed_and_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.ci.lint.platform_skips as skips
-
     by_package = 'import pytest\npytestmark = pytest.mark.skipif(not HAS_TRITON, reason="triton")\n'
     parsed: list[str] = []
-    monkeypatch.setattr(skips.ast, "parse", lambda text: parsed.append(text) or compile(text, "<m>", "exec", 1024))
+    real = ast.parse
+    monkeypatch.setattr(ast, "parse", lambda text, *a, **k: parsed.append(text) or real(text, *a, **k))
     assert platform_skip(by_package) is None and parsed == []  # the byte scan answered
-    assert platform_skip(CUDA_ONLY) is not None and parsed == [CUDA_ONLY]  # a check named: parsed
+    assert platform_skip_if_it_parses(CUDA_ONLY) is not None
+    assert parsed == ["\n" * 3 + CUDA_ONLY.splitlines()[3] + "\n\n"]  # a check named: its skip statement, alone
+    assert platform_skip(CUDA_ONLY) is not None and parsed[-1] == CUDA_ONLY  # a skip found: the whole parses?
+
+
+def test_a_skip_in_a_module_that_does_not_parse_is_none_once_checked() -> None:
+    broken = CUDA_ONLY + "\ndef test_broken():\n    x = = 1\n"
+    assert platform_skip_if_it_parses(broken) is not None  # the skip statement parses alone
+    assert platform_skip(broken) is None  # but pytest could not import the module: no skip to report
+
+
+def test_a_skip_written_inside_a_string_or_a_function_is_no_module_skip() -> None:
+    in_string = (
+        'import pytest\nfrom vllm.platforms import current_platform\nNOTES = """\n'
+        + CUDA_ONLY.splitlines()[3]
+        + '\n"""\n'
+    )
+    in_function = "def helper():\n    " + CUDA_ONLY.splitlines()[3] + "\n"
+    for text in (in_string, in_function):
+        assert platform_skip_if_it_parses(text) is None and platform_skip(text) is None
 
 
 def test_a_module_that_is_not_ascii_is_parsed_whatever_it_names() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import shlex
 
-from harness.ci.lint.shell_text import split_commands
+from harness.ci.lint.shell_text import open_quote, split_commands
 
 
 def by_shlex(line: str) -> list[list[str]]:
@@ -56,3 +56,27 @@ def test_random_lines_split_as_shlex_splits_them() -> None:
     for _ in range(5000):
         line = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
         assert split_commands(line) == by_shlex(line), repr(line)
+
+
+def _open_quote_char_by_char(line: str, quote: str | None) -> str | None:
+    """The quote a shell leaves open at the end of a line, one character at a time (the old way)."""
+    escaped = False
+    for char in line:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote is None and char in "\"'":
+            quote = char
+        elif char == quote:
+            quote = None
+    return quote
+
+
+def test_the_quote_a_line_leaves_open_as_read_char_by_char() -> None:
+    picked = ["echo 'a \\' b", 'echo "a \\" b', "x=\\'", "bash -c \"pytest 'x'", "'", '"', "\\", 'a "b\\']
+    rng = random.Random(7)
+    lines = picked + ["".join(rng.choice("ab \\'\"$;#") for _ in range(rng.randint(0, 12))) for _ in range(20000)]
+    for line in lines:
+        for quote in (None, "'", '"'):
+            assert open_quote(line, quote) == _open_quote_char_by_char(line, quote), (line, quote)

@@ -13,7 +13,8 @@ with bash or python). Findings:
 
 Parts: `files` (the checkout, or a commit read from git for `--since`), `tree` (the files and what
 pytest collects), `resolver` with `shell_text` and `shell_values` (commands as a shell runs them),
-`gates` and `shell_gates` (variables that enable tests), `platform_skips`, `scripts_not_tests`,
+`top_level` (the statements a check reads, parsed alone), `gates` and `shell_gates` (variables that
+enable tests), `platform_skips`, `scripts_not_tests`,
 `pytest_options`, `cache` (what each file says, kept by content hash between runs), `allow`
 (findings accepted on purpose), `check` (the checks), `since` (only what a change did), `findings`
 (what is reported).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import posixpath
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,7 +15,7 @@ from harness.ci.lint.findings import Finding, dedupe
 from harness.ci.lint.gates import PYTHON_GATES, is_ambient
 from harness.ci.lint.homes import PENDING, Homes
 from harness.ci.lint.module_facts import SELF_SET_NAMES, TEST_FACTS
-from harness.ci.lint.platform_skips import PLATFORM_SKIP
+from harness.ci.lint.platform_skips import PLATFORM_SKIP, PLATFORM_SKIP_IF_IT_PARSES
 from harness.ci.lint.resolver import Resolver
 from harness.ci.lint.scripts_not_tests import TEST_NEEDS, project_fixtures, why_a_script
 from harness.ci.lint.shell_gates import SHELL_GATES
@@ -183,7 +182,14 @@ def _platform_skips(runs: dict[str, list[tuple[str, int, str, str]]], analyse: A
     """A module that skips itself whole on every platform whose steps run it: its tests never run."""
     for path, steps in sorted(runs.items()):
         platforms = {platform for *_, platform in steps}
-        skip = analyse(PLATFORM_SKIP, path) if path.endswith(".py") and "?" not in platforms else None
+        if not path.endswith(".py") or "?" in platforms:
+            continue
+        # The cheap answer first (the module's skip statements parsed alone); the module is parsed
+        # whole only where that answer would be a finding, to make sure the module parses at all.
+        skip = analyse(PLATFORM_SKIP_IF_IT_PARSES, path)
+        if skip is None or not platforms <= skip.platforms:
+            continue
+        skip = analyse(PLATFORM_SKIP, path)
         if skip is None or not platforms <= skip.platforms:
             continue
         file, line, label, _ = steps[0]
@@ -256,7 +262,7 @@ def _set_by_the_project(tree: Tree, analyse: Analyse) -> set[str]:
     `analyse` here reads through the files source, not the resolver, which keeps what it reads)."""
     names: set[str] = set()
     for path in tree.files:
-        if path.endswith(".py") and not posixpath.basename(path).startswith(("test_", "conftest")):
+        if path.endswith(".py") and not path.rpartition("/")[2].startswith(("test_", "conftest")):
             names.update(analyse(SELF_SET_NAMES, path))
     return names
 
@@ -272,7 +278,7 @@ def _unset_gates(
     for path, steps in sorted(runs.items()):
         if path.endswith(".sh"):
             gates = analyse(SHELL_GATES, path)
-        elif path.endswith(".py") and posixpath.basename(path).startswith(("test_", "conftest")):
+        elif path.endswith(".py") and path.rpartition("/")[2].startswith(("test_", "conftest")):
             variables = analyse(PYTHON_GATES, path)
             if not variables:
                 continue

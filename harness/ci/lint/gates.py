@@ -7,6 +7,7 @@ import bisect
 import re
 
 from harness.ci.lint.cache import Analysis
+from harness.ci.lint.top_level import parse_pieces, pieces
 from harness.gpu.vendors import vendors
 
 # Set by the CI environment or by gpuci itself, never by a step: not gates a step must set.
@@ -35,10 +36,58 @@ def python_gates(text: str) -> set[str]:
     tests off when set, or one read with a default that runs them anyway."""
     if ("environ" not in text and "getenv" not in text) or ("skip" not in text and "pytestmark" not in text):
         return set()  # reads no environment, or skips nothing: no gate, not worth parsing
+    # Only statements that read the environment, and those that skip on it or on a name set from
+    # it, matter: those are parsed, each alone. Their answer is the whole module's when it parses,
+    # and when it does not the answer is the text's; where the two differ, the whole is parsed.
+    wanted = _wanted_statements(text)
+    if wanted is not None:
+        gates = _gates_of(wanted, text)
+        if gates == _python_gates_by_text(text):
+            return gates
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):  # a pull request's module may nest past the parser
         return _python_gates_by_text(text)
+    return _gates_of(tree, text)
+
+
+COMPOUND = ("def ", "async def ", "class ", "@")  # a piece that is one function or class
+
+
+def _wanted_statements(text: str) -> ast.Module | None:
+    """The top-level statements a gate can come from: those that read the environment (a skip
+    condition with a read, or a module-level name set from one), and those that skip and name such
+    a name. A skip with neither gives no gate. None where the module must be parsed whole."""
+    cut = pieces(text)
+    if cut is None:
+        return None
+    # A function or class reading the environment outside any skip gives no gate, and a module-level
+    # name comes only from an assignment, which is no function or class: those are not parsed.
+    reads = [
+        (start, piece)
+        for start, piece in cut
+        if ("environ" in piece or "getenv" in piece) and ("skip" in piece or not piece.startswith(COMPOUND))
+    ]
+    tree = parse_pieces(reads)
+    if tree is None:
+        return None
+    names = [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    skips = [
+        (start, piece)
+        for start, piece in cut
+        if "skip" in piece and "environ" not in piece and "getenv" not in piece and any(n in piece for n in names)
+    ]
+    if not skips:
+        return tree
+    others = parse_pieces(skips)
+    if others is None:
+        return None
+    by_line = sorted([*tree.body, *others.body], key=lambda node: node.lineno)  # as they stand in the module
+    return ast.Module(body=by_line, type_ignores=[])
+
+
+def _gates_of(tree: ast.Module, text: str) -> set[str]:
+    """The gates of a parsed module (or of the statements of it that skip or read the environment)."""
     names: dict[str, str] = {}  # module-level name -> the variable it reads, where no default runs the tests
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -161,12 +210,15 @@ def _enabling(node: ast.AST, names: dict[str, str], negated: bool) -> set[str]:
 
 
 def _python_gates_by_text(text: str) -> set[str]:
-    """For a module that does not parse: env reads near a skip, as before."""
+    """For a module that does not parse: env reads near a skip (on the line or the two above), as before.
+    Every read the pattern takes names `environ` or `getenv`: only such lines are looked at."""
     gates = set()
     lines = text.splitlines()
     for i, line in enumerate(lines):
-        window = " ".join(lines[max(0, i - 2) : i + 1])
-        if "skip" in window or "pytestmark" in window:
+        if "environ" not in line and "getenv" not in line:
+            continue
+        window = lines[max(0, i - 2) : i + 1]
+        if any("skip" in near or "pytestmark" in near for near in window):
             for match in PY_GATE.finditer(line):
                 gates.add(next(g for g in match.groups() if g))
     return gates

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.ci.lint.cache import Analysis
+from harness.ci.lint.top_level import parse_wanted
 from harness.declare.platforms import platform_names
 from harness.gpu.vendors import vendors
 
@@ -43,14 +44,36 @@ class PlatformSkip:
 
 def platform_skip(text: str) -> PlatformSkip | None:
     """Where a module skips all its tests by platform, or None when it does not (or it cannot be told)."""
+    skip = platform_skip_if_it_parses(text)
+    if skip is None:
+        return None
+    try:
+        ast.parse(text)  # the skip holds only if the whole module parses: it was found in a part
+    except (SyntaxError, ValueError, RecursionError):  # a pull request's module may nest past the parser
+        return None
+    return skip
+
+
+def platform_skip_if_it_parses(text: str) -> PlatformSkip | None:
+    """`platform_skip` for a module that parses as a whole, which this does not check: it is
+    `platform_skip`'s answer or, for a module that does not parse, a skip where that says None.
+    Only module-level `pytestmark = …` and `if …: skip(allow_module_level=…)` statements count, so
+    only those are parsed, each alone (harness.ci.lint.top_level); the whole where the scan is unsure."""
     if "pytestmark" not in text and "allow_module_level" not in text:
         return None  # no module-wide skip: not worth parsing
     if not _may_check_a_platform(text):
         return None  # a skip, but no condition it could have is judged: not worth parsing either
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError):  # a pull request's module may nest past the parser
-        return None
+    tree = parse_wanted(text, ("pytestmark", "allow_module_level"))
+    if tree is None:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError):
+            return None
+    return _first_skip(tree)
+
+
+def _first_skip(tree: ast.Module) -> PlatformSkip | None:
+    """The first of the module's statements that skips it whole on some platforms but not all."""
     platforms = platform_names()
     for node in tree.body:
         for condition in _module_skip_conditions(node):
@@ -119,3 +142,6 @@ def _decode(data: dict[str, Any] | None) -> PlatformSkip | None:
 
 
 PLATFORM_SKIP: Analysis[PlatformSkip | None] = Analysis("platform-skip", platform_skip, _encode, _decode)
+PLATFORM_SKIP_IF_IT_PARSES: Analysis[PlatformSkip | None] = Analysis(
+    "platform-skip-if-it-parses", platform_skip_if_it_parses, _encode, _decode
+)

@@ -13,15 +13,13 @@ from harness.ci.lint.files import Files
 from harness.ci.lint.loop_items import LoopItems, find_listing, find_start
 from harness.ci.lint.pytest_options import PYTEST_FLAGS, PYTEST_VALUE_OPTS, project_value_options
 from harness.ci.lint.reach import Reach
-from harness.ci.lint.shell_loops import FOR_HEAD, Loop, find_loop
+from harness.ci.lint.shell_loops import FOR_HEAD, Loop, Planned, walk
 from harness.ci.lint.shell_text import (
     ARRAY_EXPANSION,
     SPLIT_COMMANDS,
     WINDOWS_SEPARATOR,
     branch,
-    logical_lines,
     module_pytest,
-    open_quote,
 )
 from harness.ci.lint.shell_values import ASSIGNMENT, ShellValues, expand
 from harness.ci.lint.tree import Tree
@@ -30,7 +28,6 @@ from harness.declare.config import ProjectConfig
 
 STRING_COMMAND = re.compile(r"^\s*(?:[A-Z_]+=\S*\s+)*(?:pytest|torchrun|python3?(?:\.\d+)?)\s")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
-LEADING_KEYWORD = re.compile(r"^(then|do|else|elif|if|while|for)\s+")
 PREFIX_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # A loop body that may reach a test or a script: only then does each item matter.
 RUNS_SOMETHING = re.compile(r"pytest|python|torchrun|\bbash\b|\bsh\b|\.sh\b|\.py\b")
@@ -57,6 +54,8 @@ class Resolver:
         self.root, self.tree, self.config, self.files = root, tree, config, files
         self.cache = cache or AnalysisCache(None)
         self._texts: dict[str, str] = {}
+        self._plans: dict[str, list[Planned]] = {}
+        self._steps: dict[tuple[object, ...], Reach] = {}
         self._splits: dict[str, list[list[str]]] = {}
         self._scripts: dict[tuple[object, ...], tuple[Reach, tuple[dict[str, str], list[str]]]] = {}
         self._names: dict[str, set[str]] = {}  # per script: the names it and the scripts it runs hold
@@ -94,6 +93,14 @@ class Resolver:
         return None if normal.startswith("..") else ("" if normal == "." else normal)
 
     def step(self, step: Step) -> Reach:
+        """What a step reaches; steps alike in all `_resolve` reads (a mirror) share one (read only)."""
+        where = (step.working_dir, step.extra.get("no_plugin") is True, step.num_nodes > 1, step.per_node_commands)
+        key = (step.commands, tuple(step.env.items()), where)
+        if key not in self._steps:
+            self._steps[key] = self._resolve(step)
+        return self._steps[key]
+
+    def _resolve(self, step: Step) -> Reach:
         reach = Reach(env=set(step.env))
         cwd = self.to_repo("", self._working_dir(step)) or ""
         env = dict(step.env)
@@ -115,33 +122,27 @@ class Resolver:
         counts, but a path they name that is not in the tree is not called missing. A loop runs its
         body once per item; `script.scope` is the script whose assignments bound a loop's variables."""
         here = script.here
-        quote: str | None = None
         starts: list[tuple[str, str]] = []  # open `if`/`case` blocks and the folder each began in
-        lines = list(logical_lines(text))
-        at = 0
-        while at < len(lines):
-            raw = lines[at]
-            inside, before, stale = quote is not None, len(reach.missing), len(reach.stale)
+        for raw, loop, inside, line in self._plan(text):
+            before, stale = len(reach.missing), len(reach.stale)
             if not inside:
                 cwd = branch(raw, cwd, starts)  # each branch of an if or case starts where the block did
-            loop = find_loop(lines, at) if "for" in raw or "while" in raw else None
             if loop is not None:
                 moved = self._loop(loop, cwd, env, reach, depth, Script(here, script.scope or text))
-                taken = lines[at : at + loop.lines]
             else:
-                # A leading keyword off, so `then X="$(…)"` and `do cd "$(…)"` read as the assignment and the cd.
-                line = LEADING_KEYWORD.sub("", raw)
                 moved = self._line(line, cwd, env, reach, depth, here)
-                taken = [raw]
             if inside:
                 del reach.missing[before:]
                 del reach.stale[stale:]
             else:
                 cwd = moved
-            for each in taken:
-                quote = open_quote(each, quote)
-            at += len(taken)
         return cwd
+
+    def _plan(self, text: str) -> list[Planned]:
+        """How `_text` walks a text (shell_loops.walk): a script walked again is not read again."""
+        if text not in self._plans:
+            self._plans[text] = walk(text)
+        return self._plans[text]
 
     def _loop(self, loop: Loop, cwd: str, env: dict[str, str], reach: Reach, depth: int, script: Script) -> str:
         """The body once per item the loop iterates over. Items no one can bound: the body runs once
@@ -206,7 +207,7 @@ class Resolver:
                     words.pop(0)
             if not words:
                 continue
-            head = posixpath.basename(words[0])
+            head = words[0].rpartition("/")[2]  # its basename
             if head in ("cd", "pushd"):
                 target = self._directory(line, words, cwd, env, here)
                 if head == "pushd":

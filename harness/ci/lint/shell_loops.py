@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from harness.ci.lint.shell_text import logical_lines, open_quote
+
 # `for NAME in` where a command starts: the line's start, after `;`, `&&`, `||`, `|`, `(`, `{`, or a keyword.
 FOR_HEAD = re.compile(r"(?P<lead>^|[;&|({]\s*|(?:^|\s)(?:do|then|else)\s+)for\s+(?P<name>[A-Za-z_]\w*)\s+in\b")
 WHILE_HEAD = re.compile(
@@ -57,3 +59,29 @@ def find_loop(lines: list[str], at: int) -> Loop | None:
             taken = text[: match.end(1)].count("\n") + 1
             return Loop(before, kind, head.group("name"), items, body, rest.partition("\n")[0].strip(), taken)
     return None
+
+
+LEADING_KEYWORD = re.compile(r"^(then|do|else|elif|if|while|for)\s+")
+# A logical line as a text is walked: the line, the loop that starts there (None if none), whether
+# it is inside a multi-line quoted string, and the line with a leading keyword off.
+Planned = tuple[str, "Loop | None", bool, str]
+
+
+def walk(text: str) -> list[Planned]:
+    """The logical lines a text is walked by, each loop taken whole, which depends on the text alone
+    (a script walked once per distinct set of the variables it reads is read once): the line, its
+    loop, whether a quoted string is open at its start, and the line with a leading keyword off
+    (`then X="$(…)"` and `do cd "$(…)"` read as the assignment and the cd)."""
+    planned: list[Planned] = []
+    quote: str | None = None
+    lines = list(logical_lines(text))
+    at = 0
+    while at < len(lines):
+        raw = lines[at]
+        loop = find_loop(lines, at) if "for" in raw or "while" in raw else None
+        planned.append((raw, loop, quote is not None, "" if loop is not None else LEADING_KEYWORD.sub("", raw)))
+        taken = lines[at : at + loop.lines] if loop is not None else [raw]
+        for each in taken:
+            quote = open_quote(each, quote)
+        at += len(taken)
+    return planned

@@ -120,21 +120,29 @@ def branch(line: str, cwd: str, starts: list[tuple[str, str]]) -> str:
     return cwd
 
 
+# From outside any quote: plain text, an escaped character (or a last backslash), a closed '…' or "…".
+# What it stops at is a quote that the line leaves open.
+UNQUOTED = re.compile(r"""(?:[^\\'"]+|\\(?:.|\Z)|'[^']*'|"(?:[^"\\]|\\(?:.|\Z))*")*""", re.S)
+DOUBLE_QUOTED_REST = re.compile(r'(?:[^"\\]|\\(?:.|\Z))*"', re.S)
+
+
 def open_quote(line: str, quote: str | None) -> str | None:
-    """The quote still open at the end of `line`, given the one open at its start."""
+    """The quote still open at the end of `line`, given the one open at its start (a backslash
+    escapes the next character outside single quotes)."""
     if "\\" not in line and (quote or "'") not in line and (quote is not None or '"' not in line):
         return quote  # no quote opens or closes here (most lines)
-    escaped = False
-    for char in line:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote != "'":
-            escaped = True
-        elif quote is None and char in "\"'":
-            quote = char
-        elif char == quote:
-            quote = None
-    return quote
+    at = 0
+    if quote == "'":
+        at = line.find("'") + 1
+        if at == 0:
+            return quote
+    elif quote == '"':
+        closed = DOUBLE_QUOTED_REST.match(line)
+        if closed is None:
+            return quote
+        at = closed.end()
+    end = UNQUOTED.match(line, at).end()  # type: ignore[union-attr]  # it matches the empty string too
+    return None if end == len(line) else line[end]
 
 
 def logical_lines(text: str) -> Iterator[str]:

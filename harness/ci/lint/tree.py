@@ -39,7 +39,7 @@ class Tree:
             while parent and parent not in tree.dirs:
                 tree.dirs.add(parent)
                 parent = posixpath.dirname(parent)
-            tree.by_name.setdefault(posixpath.basename(path), []).append(path)
+            tree.by_name.setdefault(path.rpartition("/")[2], []).append(path)  # by basename
         for directory in tree.dirs:
             tree.by_name.setdefault(posixpath.basename(directory), []).append(directory)
         return tree
@@ -146,7 +146,7 @@ class PytestConfig:
         found = []
         excluded: dict[str, bool] = {}  # per folder: thousands of files share a few hundred
         for path in (p for r in roots for p in tree.under(r)):
-            name = posixpath.basename(path)
+            name = path.rpartition("/")[2]  # its basename
             if not any(fnmatch.fnmatch(name, pattern) for pattern in self.python_files):
                 continue
             folder = posixpath.dirname(path)
