@@ -20,9 +20,6 @@ from harness.errors import ImageBuildError, InfrastructureError
 from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
-from harness.images.backend_requires import backend_requires
-from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
-from harness.images.build_errors import project_failure
 from harness.images.context import (
     DEPS_IN_IMAGE,
     GPUCI_LAYER,
@@ -39,15 +36,11 @@ from harness.images.context import (
     write_legacy,
     write_own_layer,
 )
-from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
 from harness.images.project_install import INSTALL_SCRIPT, OUTPUTS_DIR, copy_checkout
-from harness.images.project_layer import GPUCI_DIR, build_layer, own_job, project_job
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
-from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.tag_record import TagRecord, agrees, remember
-from harness.images.wheels import recording
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
@@ -118,6 +111,8 @@ def _build_missing(
         ensure_layer(client, recipe.system_layer, Path(root) / "pyproject.toml")
     wheelhouse = wheelhouse_dir(Path(root))
     if os.environ.get("GPUCI_INSTALLER") != "pip":
+        from harness.images.installer import fetch_uv
+
         fetch_uv(wheelhouse, recipe.ca_bundle, Path(root))  # first: the host's resolving uses it too
     fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     project = project_requirements_text(recipe)
@@ -176,6 +171,8 @@ def _build_outside(
 ) -> None:
     """gpuci's layer (shared, found by its tag), then the project's layer installed by a container into
     host folders and loaded (harness/images/project_layer.py)."""
+    from harness.images.project_layer import build_layer, project_job  # a build's own: never a warm run's
+
     wheelhouse, own_ctx = wheelhouse_dir(root), ctx / "own"
     ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
     own_digests, own = write_own_layer(own_ctx, root, wheelhouse, recipe.requirements, ca)
@@ -196,6 +193,8 @@ def _own_layer(
     """gpuci's layer's image id, made when its tag is missing: the recipe's steps by the engine's builder,
     and gpuci's own two steps (as `gpuci init` writes them, with no extra CA bundle to add to the base's)
     by a container and a load, as the project's layer; a recipe of any other form by the builder alone."""
+    from harness.images.project_layer import GPUCI_DIR, build_layer, own_job
+
     own_digests, ca = made_of
     recipe_text = project_bytes(recipe.dockerfile)
     base = recipe.build_base or ""
@@ -203,7 +202,7 @@ def _own_layer(
     made = own_layer_hash(recipe_text, args, (engine.image_id(client, base) if base else None) or base, own_digests)
     own_tag = f"gpuci/{recipe.platform}-recipe:{made[:16]}"
     own_id = existing(client, own_tag)
-    if own_id is not None:
+    if own_id is not None and agrees(client, own_tag, own_id, made):  # the image gpuci made under that tag
         say(f"gpuci's layer {own_tag} is here already")
         return own_id
     say(f"building gpuci's layer {own_tag} from {recipe.dockerfile}")
@@ -217,13 +216,16 @@ def _own_layer(
     if steps_id is None:
         raise ImageBuildError(f"the build of {steps_tag} reported success but the image is missing.")
     if head is None:
+        remember(client, TagRecord(own_tag, steps_id, made))
         return steps_id
     stage = own_ctx / "stage"
     for script in (INSTALL_WHEELS.name, INSTALL_SCRIPT):
         (stage / GPUCI_DIR).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(own_ctx / GPUCI_LAYER / script, stage / GPUCI_DIR / script)
     env = {k: v for k, v in args.items() if k != "BASE_IMAGE"}
-    return build_layer(client, own_job(steps_id, own_tag, own_ctx / GPUCI_LAYER / "build", env), stage, root)
+    own_id = build_layer(client, own_job(steps_id, own_tag, own_ctx / GPUCI_LAYER / "build", env), stage, root)
+    remember(client, TagRecord(own_tag, own_id, made))
+    return own_id
 
 
 def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None = None) -> ImageRecipe:
@@ -250,6 +252,10 @@ def resolve_project(
 ) -> tuple[list[str], str]:
     """The project's requirements resolved for the base image's own Python: the pins installed (the
     lock's, where the recipe has them: fetched, not resolved again), and that Python's version."""
+    from harness.images.backend_requires import backend_requires
+    from harness.images.resolve import ResolveWith, ask_image, resolve
+    from harness.images.wheels import recording
+
     if recipe.base_image is None:
         raise ImageBuildError(f"{recipe.dockerfile} names no base image to ask which Python it runs.")
     target = ask_image(client, recipe.base_image)
@@ -350,6 +356,10 @@ def _build(
     labels: dict[str, str],
     root: Path | None = None,
 ) -> None:
+    # A build's own modules, imported only when something is built: a warm run never needs them.
+    from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
+    from harness.images.build_errors import project_failure
+
     args = dict(recipe.build_args)
     if recipe.system_layer is not None:
         args["BASE_IMAGE"] = recipe.system_layer.tag
