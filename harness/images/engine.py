@@ -57,8 +57,9 @@ class ImageInUse(Exception):
 
 def connect(timeout: int = 600) -> docker.DockerClient:
     try:
+        # The SDK asks the engine its API version as it connects: that request is the reachability
+        # check too (a ping after it was one more round trip on every run).
         client = docker.from_env(timeout=timeout)
-        client.ping()
     except docker.errors.DockerException as exc:
         cause = gpuci_cause(exc)
         if cause:  # a cancel that landed inside the SDK's connection: a cancel, not a missing engine
@@ -125,6 +126,11 @@ def container_exists(client: docker.DockerClient, container_id: str) -> bool:
 def images_in_use(client: docker.DockerClient) -> set[str]:
     """Ids of the images some container uses, in any state (a build step's container included)."""
     return {c.image_id for c in list_containers(client) if c.image_id}
+
+
+def is_local(client: docker.DockerClient) -> bool:
+    """Whether the engine is this host's (its Unix socket): a folder here is a folder it can bind-mount."""
+    return str(client.api.base_url).startswith("http+docker://localhost")
 
 
 def image_id(client: docker.DockerClient, ref: str) -> str | None:
