@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,15 @@ from harness.errors import UsageError
 from harness.images.in_image.install_project import START
 from tests.conftest import ROOT, harness_cmd, harness_env
 
+MARKER = f"this suite's own tags: {uuid.uuid4().hex}"
+
 
 def _project(root: Path, requirement: str, setup_py: str | None = None) -> Path:
+    """A project with tags of its own (a marker comment in its requirements, which the tag hashes): a twin
+    suite builds the same inputs, and its removal of a shared tag failed (409) while this one's container
+    used it."""
     shutil.copytree(ROOT / "containers", root / "containers")
-    (root / "requirements-test.txt").write_text(f"{requirement}\n")
+    (root / "requirements-test.txt").write_text(f"# {MARKER}\n{requirement}\n")
     install = "editable" if setup_py else "none"
     (root / "pyproject.toml").write_text(
         f'[tool.gpuci]\nrequirements = ["requirements-test.txt"]\ninstall = "{install}"\n'
@@ -33,7 +39,12 @@ def _layers(client, tag: str) -> list[str]:
 
 
 def _leftovers(client, root: Path) -> tuple[list[str], list[str]]:
-    containers = [c.name for c in client.containers.list(all=True, filters={"label": "gpuci.purpose=project-layer"})]
+    """This project's install containers (by their mounts from its folder: a twin suite's build on the
+    engine is not this test's leftover) and its build folders."""
+    rows = client.api.containers(all=True, filters={"label": "gpuci.purpose=project-layer"}) or []
+    containers = [
+        row["Names"][0] for row in rows if any(str(root) in (m.get("Source") or "") for m in row.get("Mounts") or [])
+    ]
     build = root / ".gpuci" / "build"
     return containers, sorted(p.name for p in build.iterdir()) if build.is_dir() else []
 
@@ -59,7 +70,7 @@ def test_the_same_inputs_give_the_same_layer_and_a_changed_lock_a_new_image(dock
     finally:
         docker_client.images.remove(again.tag)
     (root / "gpuci.lock").unlink()
-    (root / "requirements-test.txt").write_text("markupsafe==3.0.2\n")
+    (root / "requirements-test.txt").write_text(f"# {MARKER}\nmarkupsafe==3.0.2\n")
     changed = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
     try:
         assert changed.tag != first.tag and _layers(docker_client, changed.tag)[:-1] == layers[:-1]

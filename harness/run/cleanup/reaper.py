@@ -118,8 +118,9 @@ def dead_run_containers(
 
 
 def _run_of(pid: int, project: str | None = None) -> tuple[str | None, bool]:
-    """(run id, its supervisor alive) for a process started by a gpuci run; a run of another
-    project than `project` counts as alive (not ours to judge)."""
+    """(run id, its supervisor alive) for a process started by a gpuci run; with a `project`, one that
+    does not name it (another project's run, or a process that only set GPUCI_RUN_ID, such as another
+    suite's test) counts as alive: not ours to judge. Every run sets GPUCI_PROJECT."""
     import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
 
     try:
@@ -127,7 +128,7 @@ def _run_of(pid: int, project: str | None = None) -> tuple[str | None, bool]:
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None, False
     run_id = environ.get("GPUCI_RUN_ID")
-    if run_id and project and environ.get(PROJECT_ENV) not in (None, project):
+    if run_id and project and environ.get(PROJECT_ENV) != project:
         return run_id, True
     return run_id, supervisor_alive(environ.get(SUPERVISOR_PID_ENV), environ.get(SUPERVISOR_START_ENV))
 
