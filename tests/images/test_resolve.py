@@ -72,7 +72,7 @@ def test_a_requirement_that_conflicts_with_gpucis_own_pins_is_exit_2_before_any_
     assert "conflict" in done.stderr and "containers/requirements.txt" in done.stderr
     assert "requirements-test.txt" in done.stderr and "Traceback" not in done.stderr
     # Both lines named, as a missing requirement's is (markupsafe's requirements/tests.txt pins pytest
-    # in a 40-line pip-compile file: the file alone left the user to search it).
+    # in a pip-compile file: the file alone left the user to search it).
     pinned = next(n for n, line in enumerate((ROOT / "containers/requirements.txt").read_text().splitlines(), 1)
                   if line.startswith("pytest=="))  # fmt: skip
     assert "requirements-test.txt:2 (pytest)" in done.stderr, done.stderr[-3000:]
