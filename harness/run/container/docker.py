@@ -63,9 +63,10 @@ def prepare(run: Run, watch: VramWatch | None) -> ContainerPart:
     pin = contextlib.ExitStack()  # gc keeps off the image until the container exists
     secrets = None
     try:
-        image = _image(client, run, pin)
-        # The platform's vendor's options; the engine's runtimes asked only by a vendor that needs them.
+        # The platform's vendor's options (the engine's runtimes asked only by a vendor that needs them),
+        # before the image: a host that cannot pass the GPUs fails before a build.
         devices = for_container(options.platform, watch, lambda: tuple(client.info().get("Runtimes") or {}))
+        image = _image(client, run, pin)
         prepare_state(options.root)
         share = run.ci.parallel_share
         session = f"{options.platform}_{area}"
