@@ -225,6 +225,8 @@ def _install(container: Any, job: LayerJob, root: Path) -> None:
                 sys.stderr.write(f"  {printable(text.rstrip(), keep_lines=True)}\n")  # the project's output
                 sys.stderr.flush()
         status = int(container.wait().get("StatusCode", 1))
+        if status != 0:  # read whole once it ended (a followed stream can end early): whose fault it is
+            output = container.logs(stdout=True, stderr=True)[-MAX_OUTPUT:].decode("utf-8", "replace")
     except GpuciError:
         raise  # a cancel: the run reports it as such
     except Exception as exc:
