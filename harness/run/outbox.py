@@ -29,6 +29,8 @@ MAX_FILE_BYTES = 64 * 2**20
 # them on the host with no memory limit (two 60 MiB files of results once held it at 4.4 GB).
 MAX_TOTAL_BYTES = 160 * 2**20
 MAX_RESULTS = MAX_RECORDS = 200_000  # tests of one step: far above a large suite's
+MAX_RUNNING = 256  # the plugin writes one `running-` file per xdist worker
+MAX_FILES = 1024  # about four a worker: the rest are named by their count, never opened
 
 
 @dataclass
@@ -46,8 +48,15 @@ class Collected:
 def collect(outbox: Path, directory: Path) -> Collected:
     """What the workload left for gpuci: its records and its JUnit file (copied into `directory`)."""
     names = [n for n in list_names(outbox) if n == JUNIT_NAME or n.startswith(WANTED_PREFIXES)]
-    found, skipped = _read_bounded(outbox, names)
+    if len(names) > MAX_FILES:  # one line for the rest: a list of a million skipped names is a flood too
+        rest = len(names) - MAX_FILES
+        names = sorted(names)[:MAX_FILES]
+        found, skipped = _read_bounded(outbox, names)
+        skipped.append(Skipped(f"{rest} more files", f"not read: gpuci reads at most {MAX_FILES} from an outbox"))
+    else:
+        found, skipped = _read_bounded(outbox, names)
     collected = Collected(skipped=skipped)
+    extra_running = 0
     for name in sorted(found):
         if name.startswith(RESULTS_PREFIX):
             results = _results(found[name], MAX_RESULTS - len(collected.results) + 1)
@@ -58,7 +67,10 @@ def collect(outbox: Path, directory: Path) -> Collected:
             continue
         if name.startswith(RUNNING_PREFIX):
             text = found[name].decode(errors="replace").strip()
-            collected.running += [text[:1000]] if text else []
+            if text and len(collected.running) >= MAX_RUNNING:
+                extra_running += 1
+            elif text:
+                collected.running.append(text[:1000])
             continue
         if name.startswith(STACKS_PREFIX):
             collected.stacks += found[name].decode(errors="replace")[-MAX_STACKS:]
@@ -84,6 +96,8 @@ def collect(outbox: Path, directory: Path) -> Collected:
                 kept = kept[: MAX_RECORDS - len(collected.records)]
                 collected.skipped.append(Skipped(name, f"partly read: more than {MAX_RECORDS} records"))
             collected.records.extend(kept)
+    if extra_running:
+        collected.skipped.append(Skipped(f"{extra_running} {RUNNING_PREFIX}files", f"past the first {MAX_RUNNING}"))
     return collected
 
 

@@ -52,3 +52,33 @@ def test_a_suite_of_ordinary_size_is_read_whole(tmp_path: Path) -> None:
     (box / "junit.xml").write_text("<testsuites/>")
     collected = outbox.collect(box, out)
     assert len(collected.results) == 5000 and collected.skipped == []
+
+
+def test_running_files_by_the_thousand_are_a_bounded_few(tmp_path: Path) -> None:
+    """A step that wrote 50,000 one-line `running-N` files (50 MB) had gpuci print 50,000 lines (52 MB)
+    of "still running when the step was stopped" into the CI log, and a 107 MB report.json. The plugin
+    writes one such file per xdist worker."""
+    box, out = tmp_path / "outbox", tmp_path / "run"
+    box.mkdir()
+    out.mkdir()
+    for n in range(outbox.MAX_RUNNING + 40):
+        (box / f"running-{n}").write_text(f"t.py::test_{n}")
+    collected = outbox.collect(box, out)
+    assert len(collected.running) == outbox.MAX_RUNNING
+    assert [(s.name, s.reason) for s in collected.skipped] == [
+        ("40 running-files", f"past the first {outbox.MAX_RUNNING}")
+    ]
+
+
+def test_a_million_names_are_not_a_million_opens_or_skipped_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "MAX_FILES", 20)
+    box, out = tmp_path / "outbox", tmp_path / "run"
+    box.mkdir()
+    out.mkdir()
+    for n in range(100):
+        (box / f"tests-{n:03}").symlink_to("/etc/passwd")
+    collected = outbox.collect(box, out)
+    assert len(collected.skipped) == 21  # 20 links named, and one line for the 80 not opened
+    assert collected.skipped[-1].name == "80 more files"
