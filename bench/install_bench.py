@@ -2,12 +2,13 @@
 
 The project: tabulate 0.9.0 from PyPI (its sdist), with the test requirements its suite uses as
 people write them (pytest, numpy, pandas, wcwidth: compiled wheels among them), resolved by gpuci
-for its cpu image as `gpuci run` does. Then the image's dependency layer (the recipe's install
-step, the same Dockerfile gpuci ships) is built from scratch (no layer cache) with
-`GPUCI_INSTALLER=pip` and with uv, alternating, `--runs` times each; timed are the install command
-alone (the recipe prints it) and the whole layer (from the build's own output: its `RUN` line to
-the next step, venv and the layer's commit included). Also timed: a whole gpuci
-session on that project cold (no image) and warm (image present), as a user meets them.
+for its cpu image as `gpuci run` does. Then the image is built from scratch (no layer cache) with
+`GPUCI_INSTALLER=pip` and with uv, alternating, `--runs` times each; timed is the project's
+dependency layer (the `RUN set -e` step gpuci appends after its own layer, which every project on a
+base shares): the install command alone (the recipe prints it) and the whole layer (from the build's
+own output: its `RUN` line to the next step, the layer's commit included). Also timed: a whole gpuci
+session on that project cold (its image removed first if an earlier run left it) and warm (image
+present), as a user meets them.
 
 Writes bench/results/install.json.
 
@@ -34,11 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
+from harness.images import engine  # noqa: E402
 from harness.images.airgap import wheelhouse_dir  # noqa: E402
 from harness.images.context import project_steps, write_layers  # noqa: E402
 from harness.images.installer import UV, fetch_uv  # noqa: E402
 
 REQUIREMENTS = "pytest\nnumpy\npandas\nwcwidth\n"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def project(scratch: Path) -> Path:
@@ -88,23 +91,27 @@ def build_layer(client: docker.DockerClient, context: Path, base: str, installer
     """Seconds of the install step (the layer, from the build's own output: its RUN line to the next
     step, the layer's commit included), and of the install command alone (as the recipe reports it)."""
     started = ended = installed = None
+    lines: list[str] = []  # the build's last lines, said when it fails
     for chunk in client.api.build(
         path=str(context), buildargs={"BASE_IMAGE": base, "GPUCI_INSTALLER": installer}, nocache=True,
         rm=True, forcerm=True, decode=True, pull=False,
     ):  # fmt: skip
-        line = chunk.get("stream", "")
+        text = ANSI.sub("", chunk.get("stream", ""))  # a step's stderr comes coloured, and its next line after
+        lines = [*lines[-40:], text]
         if "error" in chunk:
-            raise SystemExit(f"install_bench: build failed: {chunk['error']}")
-        if re.match(r"Step \d+/\d+ : RUN set -e", line):
-            started = time.perf_counter()
-        elif started and ended is None and (re.match(r"Step \d+/\d+ : ", line) or "Successfully built" in line):
-            ended = time.perf_counter()
-        if line.startswith("gpuci: installing with"):
-            print(f"    {line.strip()}", flush=True)
-        took = re.match(r"gpuci: installed in ([0-9.]+) s", line)
-        if took:
-            installed = float(took.group(1))
-    assert started and ended and installed is not None, "the recipe's install step was not seen"
+            raise SystemExit(f"install_bench: build failed: {chunk['error']}\n{''.join(lines)}")
+        for line in text.splitlines():
+            if re.match(r"Step \d+/\d+ : RUN set -e", line):  # the project's layer (gpuci's own comes before)
+                started = time.perf_counter()
+            elif started and ended is None and (re.match(r"Step \d+/\d+ : ", line) or "Successfully built" in line):
+                ended = time.perf_counter()
+            if started and line.startswith("gpuci: installing with"):
+                print(f"    {line.strip()}", flush=True)
+            took = re.match(r"gpuci: installed in ([0-9.]+) s", line)
+            if started and took:
+                installed = float(took.group(1))
+    if not (started and ended and installed is not None):
+        raise SystemExit("install_bench: the project layer's install step was not seen:\n" + "".join(lines))
     return ended - started, installed
 
 
@@ -119,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         repo = project(scratch)
         print("  a whole session, cold (no image; wheels fetched or found in the wheelhouse)", flush=True)
         cold, report = session(repo)
+        if not report["image"].get("built"):  # an earlier run's image of this project: not cold; untagged, again
+            print(f"    found {report['image']['tag']} from an earlier run: removed, and the session run again")
+            engine.remove_image(client, report["image"]["tag"])
+            cold, report = session(repo)
+        if not report["image"].get("built"):
+            raise SystemExit("install_bench: the cold session built no image; the comparison needs its wheelhouse")
         print(f"    {cold:.1f} s ({report['counts']})", flush=True)
         warm = [session(repo)[0] for _ in range(args.runs)]
         print(f"  warm (image present): {statistics.median(warm):.2f} s", flush=True)
@@ -138,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[installer].append(layer)
                 installs[installer].append(install)
                 print(f"  run {run + 1}: {installer}: install {install:.1f} s, layer {layer:.1f} s", flush=True)
-        client.images.prune(filters={"dangling": True})
+        client.images.prune(filters={"dangling": True, "label": "gpuci.bench=install"})  # its own only
     pip, uv = statistics.median(times["pip"]), statistics.median(times["uv"])
     pip_install, uv_install = statistics.median(installs["pip"]), statistics.median(installs["uv"])
     result = {

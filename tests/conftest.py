@@ -105,6 +105,13 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(root), *ident, *args], capture_output=True, text=True, check=True).stdout
 
 
+def commit_tree(root: Path, message: str = "first") -> None:
+    """A test's folder made a git repository with everything in it committed (`.gitignore` kept)."""
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
+
+
 def harness_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from harness.host_python import host_env, python_command, run_python
-from tests.conftest import ROOT, git
+from tests.conftest import ROOT, commit_tree
 
 PLANTED = (
     "pip/__init__.py",
@@ -94,9 +94,7 @@ def test_no_gpuci_command_and_no_pipeline_step_imports_the_checkout(
     (root / "t_ok.py").write_text("def test_ok():\n    assert True\n")
     markers = tmp_path / "markers"
     plant(root, markers)
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "hostile")
+    commit_tree(root, "hostile")
     env = _agent_env(sim_gpus)
 
     def gpuci(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

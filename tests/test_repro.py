@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.conftest import commit_tree, git
 
 AREA = """\
 platforms: [cpu]
@@ -22,9 +22,7 @@ def repo(make_project) -> Path:
     root = make_project(AREA, name="rep")
     (root / "marker.txt").write_text("first\n")
     (root / ".gitignore").write_text(".gpuci/\n")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "first")
+    commit_tree(root, "first")
     return root
 
 
@@ -163,9 +161,7 @@ steps:
 def test_a_report_saying_host_still_runs_in_its_container(make_project, run_harness, cpu_image, tmp_path) -> None:
     root = make_project(WHERE, name="where")
     (root / ".gitignore").write_text(".gpuci/\n")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "first")
+    commit_tree(root, "first")
     done = run_harness("run", "--platform", "cpu", "--area", "where", "--root", str(root))
     assert done.returncode == 0, done.stderr
     original = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())
@@ -213,9 +209,7 @@ def test_a_repro_runs_with_every_run_setting_of_its_commit(make_project, run_har
     (root / ".gitignore").write_text(".gpuci/\n")
     policy = tmp_path / "policy.toml"
     policy.write_text('env = ["API_TOKEN"]\n')
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "first")
+    commit_tree(root, "first")
     host = {"GPUCI_POLICY": str(policy), "API_TOKEN": "s3cret-token"}
     done = run_harness("run", "--platform", "cpu", "--area", "settings", "--root", str(root), **host)
     assert done.returncode == 0, done.stderr

@@ -7,7 +7,7 @@ Run from the repository root on the two-GPU machine (or here as a dry run: `--pl
                                            [--engine carried|existing] [--host-venv DIR]
 
 The engine, the base imported from the machine's root and gpuci's image are made as in
-docker_h100.py. Then, each step a `python -m harness run` (what `nox -s cuda_gpu_x2 -- --step S`
+docker_h100.py (bench/gpu/rig.py). Then, each step a `python -m harness run` (what `nox -s cuda_gpu_x2 -- --step S`
 runs), the workload bench/gpu/gpu_probe.py saying what torch sees:
 1. crash handoff: a run holds --crash-gib on its GPU; its supervisor is SIGKILLed; at once, with
    nothing else run, the next run asks --next-gib of the same GPU (it fits only once the crashed
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench" / "gpu"))
 sys.path.insert(0, str(ROOT))
 
-from docker_h100 import ensure_sdk, gpuci_env, host_root_base, log, start_engine  # noqa: E402
+from rig import add_arguments, build_image, gpuci_env, host_root_base, log, start  # noqa: E402
 
 AREA = ROOT / ".buildkite" / "test_areas" / "gpu_x2.yaml"
 WORKER_OUT = ROOT / ".x2-workers"
@@ -217,55 +217,28 @@ def save(out: Path, result: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--carry", type=Path, default=ROOT / ".gpu-carry")
-    parser.add_argument("--platform", default="cuda", choices=["cpu", "cuda"])
-    parser.add_argument("--engine", default="carried", choices=["carried", "existing"])
-    parser.add_argument("--host-venv", type=Path, default=Path("/opt/torch/.venv"))
+    add_arguments(parser)
     parser.add_argument("--crash-gib", type=float, default=80.0)
     parser.add_argument("--next-gib", type=float, default=100.0)
     parser.add_argument("--skip", nargs="*", default=[], help="parts to skip: handoff, both, concurrent, workers")
     args = parser.parse_args()
-    args.out = args.out.resolve()
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.carry.joinpath("wheelhouse").is_dir():
-        os.environ["GPUCI_WHEELHOUSE"] = str((args.carry / "wheelhouse").resolve())
-    if args.engine == "carried":
-        ensure_sdk(args.carry)
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "platform": args.platform}
-    engine = None
-    if args.engine == "carried":
-        engine, result["engine_start_s"] = start_engine(args.carry, args.out)
-    import docker
-
-    client = docker.from_env()
-    result["engine"] = {k: client.info().get(k) for k in ("ServerVersion", "Driver", "CgroupVersion")}
-    backend = None
-    if args.platform == "cuda":
-        from harness.gpu.vendors.cuda import NvmlBackend
-
-        backend = NvmlBackend()
+    rig = start(args, result, ("ServerVersion", "Driver", "CgroupVersion"))
+    client, backend, mounts = rig.client, rig.backend, rig.mounts
+    if backend is not None:
         result["gpus"] = [{"index": d.index, "uuid": d.id, "name": d.name, "total_bytes": d.total_bytes}
                           for d in backend.devices()]  # fmt: skip
-    venv = args.host_venv if args.host_venv.is_dir() else None
-    mounts = [f"{venv}:{venv}:ro"] if venv else []
-    if Path("/usr/local/nvidia").is_dir():
-        mounts.append("/usr/local/nvidia:/usr/local/nvidia:ro")
     try:
         base = None
         if args.platform == "cuda":
             log("importing the machine's root as the base")
-            base, result["base"] = host_root_base(client, venv)
+            base, result["base"] = host_root_base(client, rig.venv)
         env = gpuci_env(base or "local", mounts)
         if args.platform == "cpu":
             env.pop("GPUCI_BASE_IMAGE")
         os.environ.update({k: v for k, v in env.items() if k.startswith("GPUCI_")})
-        from harness.images.build import ensure
-        from harness.images.recipe import recipe_for
-
-        started = time.monotonic()
-        image = ensure(client, recipe_for(ROOT, args.platform, base_image=base), ROOT)
-        result["image_build"] = {"tag": image.tag, "seconds": round(time.monotonic() - started, 3)}
+        image, seconds = build_image(client, args.platform, base)
+        result["image_build"] = {"tag": image.tag, "seconds": seconds}
         log(f"image {image.tag}")
         write_area(args)
         for name, part in (("handoff", lambda: crash_handoff(args, env, backend, client)),
@@ -281,9 +254,7 @@ def main() -> int:
     finally:
         AREA.unlink(missing_ok=True)
         save(args.out, result)
-        if engine:
-            engine.terminate()
-            engine.wait(timeout=30)
+        rig.stop()
     return 0
 
 

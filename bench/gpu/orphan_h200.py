@@ -6,7 +6,7 @@ A step holds GPU memory, kills the watcher gpuci starts in its container (every 
 itself and its holder whose command line names it), then sleeps on. Its supervisor is SIGKILLed, as
 an OOM kill or a lost agent would. Measured: how long the container runs on, when NVML shows the
 memory free again, and whether anything of the run is left (containers, janitors). Engine, base and
-image as in bench/gpu/docker_h100.py (imported from it). `--platform cpu` is the dry run for a
+image as in bench/gpu/docker_h100.py (bench/gpu/rig.py). `--platform cpu` is the dry run for a
 machine without a GPU. Writes OUT_DIR/orphan.json.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import docker_h100 as rig
+import rig
 
 ROOT = rig.ROOT
 # Kills every process whose command line names gpuci's watcher, but PID 1 (the init, which the
@@ -106,50 +106,24 @@ def orphan(args: argparse.Namespace, client: Any, backend: Any, base: str, mount
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--carry", type=Path, default=ROOT / ".gpu-carry")
-    parser.add_argument("--platform", default="cuda", choices=["cpu", "cuda"])
-    parser.add_argument("--engine", default="carried", choices=["carried", "existing"])
-    parser.add_argument("--host-venv", type=Path, default=Path("/opt/torch/.venv"))
+    rig.add_arguments(parser)
     parser.add_argument("--gib", type=float, default=8.0)
     parser.add_argument("--grace", type=float, default=2.0)
     parser.add_argument("--hold-s", type=float, default=15.0)
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    os.environ["GPUCI_WHEELHOUSE"] = str((args.carry / "wheelhouse").resolve())
-    rig.ensure_sdk(args.carry)
-    sys.path.insert(0, str(ROOT))
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "platform": args.platform}
-    engine = None
-    if args.engine == "carried":
-        engine, result["engine_start_s"] = rig.start_engine(args.carry, args.out)
-    import docker
-
-    client = docker.from_env()
-    result["engine"] = {k: client.info().get(k) for k in ("ServerVersion", "Driver", "CgroupVersion")}
-    backend = None
-    if args.platform == "cuda":
-        from harness.gpu.vendors.cuda import NvmlBackend
-
-        backend = NvmlBackend()
+    bench = rig.start(args, result, ("ServerVersion", "Driver", "CgroupVersion"))
+    client, backend, mounts = bench.client, bench.backend, bench.mounts
+    if backend is not None:
         result["gpu"] = backend.devices()[0].name
-    venv = args.host_venv if args.host_venv.is_dir() else None
-    mounts = [f"{venv}:{venv}:ro"] if venv else []
-    if Path("/usr/local/nvidia").is_dir():
-        mounts.append("/usr/local/nvidia:/usr/local/nvidia:ro")
     try:
         if args.engine == "carried":
             rig.log("importing the machine's root as the base")
-            base, result["base"] = rig.host_root_base(client, venv)
+            base, result["base"] = rig.host_root_base(client, bench.venv)
         else:
             base = os.environ.get("GPUCI_BASE_IMAGE", "")
-        from harness.images.build import ensure
-        from harness.images.recipe import recipe_for
-
-        os.environ["GPUCI_NETWORK"] = "none"
-        started = time.monotonic()
-        image = ensure(client, recipe_for(ROOT, args.platform, base or None), ROOT)
-        result["image"] = {"tag": image.tag, "built_s": round(time.monotonic() - started, 3)}
+        image, seconds = rig.build_image(client, args.platform, base)
+        result["image"] = {"tag": image.tag, "built_s": seconds}
         hostile_area(args)
         rig.log("hostile step: holds memory, kills the watcher, sleeps; then its supervisor is SIGKILLed")
         result["orphan"] = orphan(args, client, backend, base, mounts)
@@ -157,8 +131,7 @@ def main() -> int:
     finally:
         (ROOT / ".buildkite" / "test_areas" / "gpu_orphan.yaml").unlink(missing_ok=True)
         (args.out / "orphan.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        if engine is not None:
-            engine.terminate()
+        bench.stop()
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.console import say
 from harness.declare.areas import Area, Step
-from harness.declare.config import ProjectConfig, image_timeout_s
+from harness.declare.config import ProjectConfig, image_timeout_s, lease_timeout_s
 from harness.declare.dependencies import matches, mode_for, touches
 from harness.declare.pythons import builds_on_local_base
 
@@ -118,10 +118,12 @@ def pythons_of(step: Step, platform: str, config: ProjectConfig) -> tuple[str | 
 STOP_MINUTES = 2
 
 
-def job_timeout_minutes(step_minutes: int, config: ProjectConfig) -> int:
-    """The job's timeout: the step's, plus the image's time (bounded: image_timeout_s), plus the stop.
-    A cold agent builds or pulls the image before the step's clock starts."""
-    return step_minutes + math.ceil(image_timeout_s(config) / 60) + STOP_MINUTES
+def job_timeout_minutes(step_minutes: int, config: ProjectConfig, num_gpus: int) -> int:
+    """The job's timeout: the step's, plus the image's time and, for a step that leases GPUs, the wait
+    for GPUs another run holds (each bounded: image_timeout_s, lease_timeout_s), plus the stop. A cold
+    agent builds or pulls the image, and waits for its lease, before the step's clock starts."""
+    lease_s = lease_timeout_s(config) if num_gpus > 0 else 0.0
+    return step_minutes + math.ceil(image_timeout_s(config) / 60) + math.ceil(lease_s / 60) + STOP_MINUTES
 
 
 def _depends_on(step: Step, platform: str, keys_by_declared: dict[str, set[str]]) -> list[Any]:
@@ -159,7 +161,7 @@ def command_step(area: Area, step: Step, platform: str, config: ProjectConfig, p
         "env": {"GPUCI_PLATFORM": platform},
     }
     if effective.timeout_in_minutes:
-        out["timeout_in_minutes"] = job_timeout_minutes(effective.timeout_in_minutes, config)
+        out["timeout_in_minutes"] = job_timeout_minutes(effective.timeout_in_minutes, config, effective.num_gpus)
     if effective.parallelism > 1:
         out["parallelism"] = effective.parallelism
     if effective.concurrency:

@@ -37,7 +37,8 @@ from harness.declare.pyproject import Pyproject, read_pyproject
 from harness.declare.settings import BY_KEY, default, kinds
 from harness.errors import UsageError
 
-__all__ = ["KIND_WORDS", "ProjectConfig", "config_with_flags", "image_timeout_s", "in_checkout", "load_config"]
+__all__ = ["KIND_WORDS", "ProjectConfig", "config_with_flags", "image_timeout_s", "in_checkout", "lease_timeout_s",
+           "load_config"]  # fmt: skip
 
 DEFAULT_RUN_ALL = default("run_all")
 REGISTRY_ENV = BY_KEY["registry"].env
@@ -198,18 +199,33 @@ def config_fields() -> frozenset[str]:
 
 
 # An image's time: what a cold agent may spend building or pulling before the run gives up (exit 75,
-# retried), and what each CI job's timeout adds to its step's. Bounded, so a pull request cannot make
-# its jobs run for days.
+# retried), and the wait for GPUs another run holds: each CI job's timeout adds both to its step's.
+# Bounded, so a pull request cannot make its jobs run for days.
 IMAGE_TIMEOUT_MAX_S = 3600.0
+LEASE_TIMEOUT_MAX_S = 3600.0
 
 
 def image_timeout_s(config: ProjectConfig) -> float:
-    value = float(config.image_timeout)
-    if value > IMAGE_TIMEOUT_MAX_S:
+    return _bounded(
+        config, "image_timeout", IMAGE_TIMEOUT_MAX_S,
+        "publish the image once (`gpuci image publish`) and pull it, or lower the setting.",
+    )  # fmt: skip
+
+
+def lease_timeout_s(config: ProjectConfig) -> float:
+    return _bounded(
+        config, "lease_timeout", LEASE_TIMEOUT_MAX_S,
+        "give the GPUs' queue more agents or fewer steps at once (concurrency), or lower the setting.",
+    )  # fmt: skip
+
+
+def _bounded(config: ProjectConfig, key: str, maximum: float, fix: str) -> float:
+    value = float(getattr(config, key))
+    if value > maximum:
+        setting = BY_KEY[key]
         raise UsageError(
-            f"image_timeout ([tool.gpuci], GPUCI_IMAGE_TIMEOUT or --image-timeout) is {value:g} seconds; at most "
-            f"{IMAGE_TIMEOUT_MAX_S:g} (an hour) is taken: publish the image once (`gpuci image publish`) and pull "
-            "it, or lower the setting."
+            f"{key} ([tool.gpuci], {setting.env} or {setting.flag}) is {value:g} seconds; at most {maximum:g} "
+            f"(an hour) is taken: {fix}"
         )
     return value
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.ci_provider import TEST_ENGINE_TOKEN, CIJob, job
 from harness.declare.areas import Step, session_name
-from harness.declare.config import ProjectConfig, config_with_flags, image_timeout_s, in_checkout
+from harness.declare.config import ProjectConfig, config_with_flags, image_timeout_s, in_checkout, lease_timeout_s
 from harness.declare.mounts import BindMount, project_mounts
 from harness.declare.platforms import Platform, get_platform
 from harness.declare.pythons import builds_on_local_base
@@ -83,6 +83,7 @@ def resolve(root: Path, config: ProjectConfig, asked: Asked) -> RunRequest:
     """The request, resolved: the steps to run (one, or every non-optional one of the area on the
     platform), each held against the host's policy in a container (host mode trusts the project whole)."""
     image_timeout_s(config)  # bounded before anything runs
+    lease_timeout_s(config)
     platform = get_platform(asked.platform)
     area = find_area(root, asked.area, config.declarations)
     steps = (

@@ -80,7 +80,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "vram_timeout", "number", "seconds to wait for VRAM release", 60.0, "--vram-timeout", (*RUN, "supervise"),
     ),
-    Setting("lease_timeout", "number", "seconds to wait for GPUs another run holds", 600.0, "--lease-timeout", RUN),
+    Setting(
+        "lease_timeout", "number",
+        "seconds to wait for GPUs another run holds, at most 3600; a GPU job's timeout adds it", 600.0,
+        "--lease-timeout",
+        (*RUN, "pipeline"),
+    ),
     Setting(
         "image_timeout", "number",
         "seconds an image may take to build or pull, at most 3600; each CI job's timeout adds it", 1200.0,

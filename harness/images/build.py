@@ -29,6 +29,7 @@ from harness.images.project_install import OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
 from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
+from harness.images.tag_record import TagRecord, agrees, remember
 from harness.images.wheels import recording
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
@@ -77,14 +78,17 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
     content_hash = recipe.content_hash()
     tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
     image_id = existing(client, tag)
-    if image_id:
+    if image_id and agrees(client, tag, image_id, content_hash, quiet=True):
         return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
-    # Two sessions missing the same tag build it once: the second waits and finds it.
+    # Two sessions missing the same tag build it once: the second waits and finds it. A tag on another
+    # image than the one gpuci made there (harness.images.tag_record) is built again.
     with host_lock(f"build-{tag}"):
         image_id = existing(client, tag)
-        if image_id:
+        if image_id and agrees(client, tag, image_id, content_hash):
             return EnsuredImage(tag, image_id, False, time.monotonic() - started, content_hash)
-        return _build_missing(client, recipe, root, content_hash, started, fetched)
+        built = _build_missing(client, recipe, root, content_hash, started, fetched)
+        remember(client, TagRecord(tag, built.id, content_hash))
+        return built
 
 
 def _build_missing(
@@ -281,7 +285,7 @@ def _build(
                 forcerm=True,
                 decode=True,
                 pull=False,
-                network_mode=os.environ.get("GPUCI_NETWORK") or None,  # every recipe step is offline
+                network_mode=recipe.network or None,  # the command's setting (every recipe step is offline)
             )
         output = ""
         for chunk in stream:

@@ -17,6 +17,7 @@ from harness.images.build import CONTENT_LABEL, EnsuredImage, ensure, existing, 
 from harness.images.recipe import ImageRecipe
 from harness.images.record import ArchiveRef, ImageRecord, ImageRequest
 from harness.images.registry import Registry, pull, remote_digest, repo_digest
+from harness.images.tag_record import TagRecord, agrees, remember
 
 # The run's bound on a build or pull, given the recipe's tag (its image_timeout, on the run's clock).
 Bound = Callable[[str], AbstractContextManager[object]]
@@ -89,7 +90,7 @@ def obtain(
     recipe = resolved(recipe, root, client)  # the tag covers what the requirements resolved to
     content_hash = recipe.content_hash()
     local = existing(client, recipe.tag)
-    if local:
+    if local and agrees(client, recipe.tag, local, content_hash, quiet=True):  # else ensure says why
         ensured = EnsuredImage(recipe.tag, local, False, time.monotonic() - started, content_hash)
     elif registry is None or build:
         ensured = ensure(client, recipe, root)
@@ -111,6 +112,8 @@ def obtain(
             ensured = ensure(client, recipe, root)
     if registry is not None:
         ensured = replace(ensured, repo_digest=repo_digest(client, ensured.id, [registry.repository(recipe.platform)]))
+    if ensured.pulled:  # the pulled bytes are what this tag names here from now on
+        remember(client, TagRecord(ensured.tag, ensured.id, content_hash, ensured.repo_digest))
     return ensured
 
 

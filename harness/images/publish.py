@@ -16,6 +16,7 @@ from harness.images import manifest
 from harness.images.build import ensure
 from harness.images.recipe import ImageRecipe
 from harness.images.registry import Registry, push, remote_digest
+from harness.images.tag_record import TagRecord, remember
 
 RECORDS_DIR = Path(".gpuci") / "images" / "published"
 
@@ -50,6 +51,7 @@ def publish(client: docker.DockerClient, recipe: ImageRecipe, root: Path, regist
         # The registry's name for it stays only once pushed; an interrupted push leaves no such tag.
         if not digest:
             client.api.remove_image(ref, noprune=True)
+    remember(client, TagRecord(image.tag, image.id, image.content_hash, f"{repository}@{digest}"))
     packages = manifest.packages(client, image.id, root)
     record = _record(root, ref, digest, image.id, recipe, packages)
     return Published(ref, digest, True, time.monotonic() - started, image.id, record)

@@ -53,6 +53,9 @@ class ImageRecipe:
     # Debian packages on the base (its build's toolchain, [tool.gpuci] system_packages): the recipe
     # builds FROM this layer instead of the bare base.
     system_layer: SystemLayer | None = None
+    # The Docker network mode of its build steps (build_network): how it is built, not what it holds,
+    # so it is in neither the tag nor the comparison.
+    network: str | None = field(default=None, compare=False)
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -189,14 +192,28 @@ def recipe_for(
         _project_requirements(root, config.requirements),
         tuple(dict.fromkeys(declared)),
         install,
+        network=build_network(config),
     )
     packages = system_packages(install.needs if install else None, config.packages_for(platform))
     if packages and recipe.base_image:
         why = install.needs.why if install and install.needs else "[tool.gpuci] system_packages"
-        recipe = replace(recipe, system_layer=SystemLayer(recipe.base_image, packages, why))
+        layer = SystemLayer(recipe.base_image, packages, why, recipe.network, config.origins.get("network"))
+        recipe = replace(recipe, system_layer=layer)
     if not project_requirements_text(recipe).strip():
         return recipe  # nothing to resolve: gpuci's own pins are the whole set
     return replace(recipe, pins=locked_pins(Path(root), recipe.lock_key, recipe.lock_inputs) or ())
+
+
+def build_network(config: ProjectConfig) -> str | None:
+    """The network mode of every build step: the command's `network`, resolved once with every other
+    setting (GPUCI_NETWORK, then [tool.gpuci] network; harness.declare.precedence). The project's value is
+    held against the policy here too, so a config read without it (`for_host=False`: a bench, a test) is
+    bounded by the safe defaults and a pull request's `network = "host"` never reaches a build."""
+    from harness.declare.within_policy import check_limits
+
+    if config.set_by_project("network"):
+        check_limits(config.policy, lambda key: f"{config.origins[key]}: [tool.gpuci] {key}", network=config.network)
+    return config.network
 
 
 def _project_requirements(root: Path, names: tuple[str, ...]) -> tuple[Path, ...]:

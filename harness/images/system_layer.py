@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -46,6 +45,10 @@ class SystemLayer:
     base: str  # the image it builds on
     packages: tuple[str, ...]  # sorted
     why: str = ""  # for the log: what asked for them
+    # Its build's Docker network mode (harness.images.recipe.build_network), and where the project set it
+    # (None: the host's or the default): apt reaches the mirror through it. Not part of the tag.
+    network: str | None = field(default=None, compare=False)
+    network_origin: str | None = field(default=None, compare=False)
 
     @property
     def tag(self) -> str:
@@ -84,7 +87,7 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
                     forcerm=True,
                     decode=True,
                     pull=False,
-                    network_mode=os.environ.get("GPUCI_NETWORK") or None,
+                    network_mode=layer.network or None,
                 )
             for chunk in stream:
                 text = chunk.get("stream", "") + chunk.get("error", "")
@@ -113,7 +116,14 @@ def _fail(layer: SystemLayer, lines: list[str], pyproject: Path) -> None:
             "`apt-cache search` gives them)."
         )
     last = next((line for line in reversed(lines) if line.strip()), "no output")
+    if layer.network == "none" and layer.network_origin:  # the project cut the build off: its to fix
+        raise UsageError(
+            f"{layer.network_origin}: [tool.gpuci] network is 'none', which every build step runs with too, so apt "
+            f"cannot reach Debian's mirror for the system layer ({' '.join(layer.packages)}); remove it and set "
+            "`network: none` on the steps instead (a step's own network is not its image's)."
+        )
+    said = f" (it ran with the network {layer.network!r}, GPUCI_NETWORK)" if layer.network else ""
     raise ImageBuildError(
         f"building the system layer {layer.tag} ({' '.join(layer.packages)}) on {layer.base} failed: "
-        f"{last.strip()[:300]}. apt reaches the mirror of the base's sources; check the engine's network."
+        f"{last.strip()[:300]}. apt reaches the mirror of the base's sources{said}; check the engine's network."
     )

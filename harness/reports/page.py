@@ -104,6 +104,7 @@ def _runs_table(reports: list[RunReport], page_dir: Path) -> str:
                 f"{margin:+.3f}" if has_gpus(r) and margin is not None else "-",
             ]
         links = [_link(r.log, page_dir, "log"), _link(r.junit, page_dir, "JUnit")]
+        links.append(_link(r.pytest_junit, page_dir, "pytest's JUnit"))
         links.append(_link(r.path, page_dir, "report.json"))
         cells += [f"{r.timing('total_s'):.2f}", " · ".join(x for x in links if x)]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")

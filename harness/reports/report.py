@@ -61,7 +61,10 @@ class MalformedReport(ValueError):
 
 NUMBER = (int, float)
 # Keys absent from report.json until set: readers test for their presence.
-OPTIONAL = ("repro_of", "error", "log_error", "hang", "leftover_pids", "survivor_pids", "outbox_skipped", "test_engine")
+OPTIONAL = (
+    "repro_of", "error", "log_error", "hang", "leftover_pids", "survivor_pids", "outbox_skipped", "test_engine",
+    "pytest_junit",
+)  # fmt: skip
 
 
 @dataclass
@@ -108,6 +111,7 @@ class RunReport:
     # What the tests said (harness.run.finish): records, outcomes, counts, a hang, JUnit, the log.
     log_error: str | None = None
     junit: str | None = None
+    pytest_junit: str | None = None  # pytest's own JUnit file, as the run's last pytest wrote it
     tests: list[TestRecord] | None = None
     results: list[TestResult] | None = None
     counts: dict[str, int] | None = None

@@ -83,7 +83,7 @@ def record_tests(run: Run, workload: Workload, code: ExitCode) -> ExitCode:
         say(f"the log could not be written ({log_failure}); the run counts as an infrastructure failure")
         code = max(code, ExitCode.INFRASTRUCTURE, key=SEVERITY.index)
     assert run.outbox is not None
-    collected = collect(run.outbox, run.directory)
+    collected = collect(run.outbox, run.directory, run.redactor.xml)
     _report_tests(run, collected)
     if collected.skipped:
         run.report.outbox_skipped = [vars(s) for s in collected.skipped]
@@ -99,11 +99,12 @@ def _report_tests(run: Run, collected: Any) -> None:
     # What the workload wrote, secrets masked before any line is printed or file written from it.
     results = masked([TestResult.from_json(r) for r in collected.results], run.redactor.text)
     collected.running = [run.redactor.text(test) for test in collected.running]
-    junit = collected.junit
     stopped = run.report.outcome != "passed" and collected.running
-    if junit is None and (results or stopped):  # pytest wrote none: the step was stopped
-        junit = write_junit(results, run.directory / "junit.xml", collected.running)
+    # gpuci's own JUnit holds every pytest command of the step and the test a stop caught; pytest's
+    # (the last command's, if it got to write one) is kept beside it.
+    junit = write_junit(results, run.directory / "junit.xml", collected.running) if results or stopped else None
     run.report.junit = str(junit) if junit else None
+    run.report.pytest_junit = str(collected.pytest_junit) if collected.pytest_junit else None
     run.report.tests = [TestRecord.from_json(r) for r in collected.records]
     run.report.results = results + hung_results(collected.running, collected.stacks, run.report.outcome)
     run.report.counts = counts(run.report.results)

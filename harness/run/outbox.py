@@ -4,12 +4,15 @@
 The run folder (report.json, output.log) is the supervisor's alone and never mounted. The
 workload writes pytest's JUnit file and the plugin's records into `.gpuci/outbox/run-<pid>-…`
 (mounted at /gpuci/report); after the run gpuci reads them there as regular files only,
-bounded, copies what it accepts into the run folder and deletes the outbox.
+bounded, copies what it accepts into the run folder and deletes the outbox. pytest's JUnit file is
+kept as `pytest-junit.xml`, its secrets masked; `junit.xml` is gpuci's own, from every test's outcome
+(harness.reports.results.write_junit), since each pytest command of a step overwrites pytest's.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ from harness.untrusted import Skipped, list_names, parse_json, read_names
 
 OUTBOX_DIR = (".gpuci", "outbox")
 OUTBOX_PREFIX = "run-"
-JUNIT_NAME = "junit.xml"
+JUNIT_NAME = "junit.xml"  # what pytest writes in the outbox (--junitxml, harness.run.plan)
+PYTEST_JUNIT_NAME = "pytest-junit.xml"  # where the run folder keeps it
 WANTED_PREFIXES = (RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX)
 MAX_STACKS = 256 * 1024
 MAX_STACK = 8000  # one failed test's traceback, as the plugin wrote it
@@ -36,7 +40,7 @@ MAX_FILES = 1024  # about four a worker: the rest are named by their count, neve
 @dataclass
 class Collected:
     records: list[dict[str, Any]] = field(default_factory=list)
-    junit: Path | None = None
+    pytest_junit: Path | None = None  # pytest's own JUnit file, masked, in the run folder
     skipped: list[Skipped] = field(default_factory=list)
     # Each test's outcome as the plugin wrote it (harness/plugin/results.py), in the order they ran.
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -45,8 +49,9 @@ class Collected:
     stacks: str = ""
 
 
-def collect(outbox: Path, directory: Path) -> Collected:
-    """What the workload left for gpuci: its records and its JUnit file (copied into `directory`)."""
+def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Collected:
+    """What the workload left for gpuci: its records and pytest's JUnit file, copied into `directory`
+    through `mask` (the run's redactor: a test's output in it may hold a secret's value)."""
     names = [n for n in list_names(outbox) if n == JUNIT_NAME or n.startswith(WANTED_PREFIXES)]
     if len(names) > MAX_FILES:  # one line for the rest: a list of a million skipped names is a flood too
         rest = len(names) - MAX_FILES
@@ -75,15 +80,10 @@ def collect(outbox: Path, directory: Path) -> Collected:
         if name.startswith(STACKS_PREFIX):
             collected.stacks += found[name].decode(errors="replace")[-MAX_STACKS:]
             continue
-        if not name.endswith(".json"):
-            continue
         if name == JUNIT_NAME:
-            try:
-                (directory / JUNIT_NAME).write_bytes(found[name])
-            except OSError as exc:  # a full disk: the report says so instead of failing to exist
-                collected.skipped.append(Skipped(name, f"could not be copied ({exc.strerror})"))
-                continue
-            collected.junit = directory / JUNIT_NAME
+            collected.pytest_junit = _copy(mask(found[name]), directory / PYTEST_JUNIT_NAME, collected.skipped)
+            continue
+        if not name.endswith(".json"):
             continue
         try:  # a nesting as deep as the workload likes is a skipped file, never a RecursionError
             records = parse_json(found[name])
@@ -99,6 +99,17 @@ def collect(outbox: Path, directory: Path) -> Collected:
     if extra_running:
         collected.skipped.append(Skipped(f"{extra_running} {RUNNING_PREFIX}files", f"past the first {MAX_RUNNING}"))
     return collected
+
+
+def _copy(data: bytes, target: Path, skipped: list[Skipped]) -> Path | None:
+    """`data` written to the run folder (the supervisor's own: no link there); a full disk is said in
+    the report instead of failing it."""
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        skipped.append(Skipped(JUNIT_NAME, f"could not be copied ({exc.strerror})"))
+        return None
+    return target
 
 
 def _read_bounded(outbox: Path, names: list[str]) -> tuple[dict[str, bytes], list[Skipped]]:

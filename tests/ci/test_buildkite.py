@@ -263,28 +263,39 @@ def test_every_step_calls_the_installed_gpuci_never_nox_or_python(tmp_path: Path
     assert not any(word in c.split() for c in commands for word in ("nox", "python", "python3", "-m", "noxfile.py"))
 
 
-def test_a_jobs_timeout_is_its_steps_plus_the_images_bounded_time(run_harness, tmp_path: Path) -> None:
-    """A cold agent builds or pulls the image before the step's clock starts: the job gets the step's
-    minutes, the image's (image_timeout, 20 by default, at most 60) and two for the stop."""
-    area = "platforms: [cpu]\nsteps:\n  - label: t\n    commands: [pytest]\n    timeout_in_minutes: 15\n"
+def test_a_jobs_timeout_is_its_steps_plus_the_images_and_the_leases_bounded_time(run_harness, tmp_path: Path) -> None:
+    """A cold agent builds or pulls the image, and waits for GPUs another run holds, before the step's
+    clock starts: the job gets the step's minutes, the image's (image_timeout, 20 by default, at most
+    60), the lease's where the step leases GPUs (lease_timeout, 10 by default, at most 60) and two for
+    the stop."""
+    area = (
+        "platforms: [cpu]\nsteps:\n  - label: t\n    commands: [pytest]\n    timeout_in_minutes: 15\n"
+        "  - label: no-gpu\n    commands: [pytest]\n    timeout_in_minutes: 15\n    num_gpus: 0\n"
+    )
     (tmp_path / ".buildkite" / "test_areas").mkdir(parents=True)
     (tmp_path / ".buildkite" / "test_areas" / "a.yaml").write_text(area)
     pipeline = generate(load_areas(tmp_path), ProjectConfig(), Selection(None))
     validate(pipeline)
-    assert [s["timeout_in_minutes"] for s in all_steps(pipeline)] == [15 + 20 + 2]
-    pipeline = generate(load_areas(tmp_path), ProjectConfig(image_timeout=300), Selection(None))
-    assert [s["timeout_in_minutes"] for s in all_steps(pipeline)] == [15 + 5 + 2]
+    assert [s["timeout_in_minutes"] for s in all_steps(pipeline)] == [15 + 20 + 10 + 2, 15 + 20 + 2]
+    pipeline = generate(load_areas(tmp_path), ProjectConfig(image_timeout=300, lease_timeout=61), Selection(None))
+    assert [s["timeout_in_minutes"] for s in all_steps(pipeline)] == [15 + 5 + 2 + 2, 15 + 5 + 2]
 
-    (tmp_path / "pyproject.toml").write_text("[tool.gpuci]\nimage_timeout = 600\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.gpuci]\nimage_timeout = 600\nlease_timeout = 1800\n")
     done = run_harness("pipeline", "--all", "--root", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert [s["timeout_in_minutes"] for s in all_steps(yaml.safe_load(done.stdout))] == [15 + 10 + 2]
-    flagged = run_harness("pipeline", "--all", "--root", str(tmp_path), "--image-timeout", "60")
-    assert [s["timeout_in_minutes"] for s in all_steps(yaml.safe_load(flagged.stdout))] == [15 + 1 + 2]
-    # The pull request's setting is bounded: days of agent time are refused, saying what to do.
-    (tmp_path / "pyproject.toml").write_text("[tool.gpuci]\nimage_timeout = 86400\n")
-    refused = run_harness("pipeline", "--all", "--root", str(tmp_path))
-    assert refused.returncode == 2 and "image_timeout" in refused.stderr and "at most 3600" in refused.stderr
+    assert [s["timeout_in_minutes"] for s in all_steps(yaml.safe_load(done.stdout))] == [15 + 10 + 30 + 2, 15 + 10 + 2]
+    flagged = run_harness(
+        "pipeline", "--all", "--root", str(tmp_path), "--image-timeout", "60", "--lease-timeout", "0.5"
+    )
+    assert [s["timeout_in_minutes"] for s in all_steps(yaml.safe_load(flagged.stdout))] == [15 + 1 + 1 + 2, 15 + 1 + 2]
+    # The pull request's settings are bounded: days of agent time are refused, saying what to do.
+    for key in ("image_timeout", "lease_timeout"):
+        (tmp_path / "pyproject.toml").write_text(f"[tool.gpuci]\n{key} = 86400\n")
+        refused = run_harness("pipeline", "--all", "--root", str(tmp_path))
+        assert refused.returncode == 2 and key in refused.stderr and "at most 3600" in refused.stderr
+        assert "Traceback" not in refused.stderr and refused.stdout == ""
+        refused = run_harness("run", "--platform", "cpu", "--area", "a", "--root", str(tmp_path))
+        assert refused.returncode == 2 and key in refused.stderr and "at most 3600" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 

@@ -11,7 +11,7 @@ import yaml
 from harness.ci.lint import lint
 from harness.declare.config import ProjectConfig
 from harness.declare.sources import load_areas
-from tests.conftest import git
+from tests.conftest import commit_tree, git
 
 GATED_SCRIPT = """#!/bin/bash
 set -e
@@ -74,9 +74,7 @@ def test_a_clean_project_is_clean(tmp_path: Path) -> None:
 def test_a_moved_test_file_is_a_missing_path_with_its_new_home(tmp_path: Path) -> None:
     steps = [{**BASE_STEPS[0], "commands": ["pytest -v tests/engine/test_core.py::test_x"]}, BASE_STEPS[1]]
     root = project(tmp_path, steps, BASE_FILES)
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base")
+    commit_tree(root, "base")
     (root / "tests/engine/v1").mkdir()
     git(root, "mv", "tests/engine/test_core.py", "tests/engine/v1/test_core.py")  # git sees the rename
     git(root, "commit", "-qm", "move")
@@ -106,9 +104,7 @@ def test_a_suggestion_needs_the_history_and_a_test_path_is_only_suggested_for_a_
         },
     ]
     root = project(tmp_path, steps, files)
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base")
+    commit_tree(root, "base")
     # A test renamed: a same-named unrelated test elsewhere is no home for it.
     git(root, "mv", "tests/models/moe/test_moe.py", "tests/models/moe/sub_test_moe.py")
     # A source folder moved far away, where only a test folder shares its name.

@@ -9,7 +9,7 @@ from harness.ci.lint import lint
 from harness.ci.lint.files import CheckoutFiles, CommitFiles
 from harness.declare.config import load_config
 from harness.declare.sources import load_areas
-from tests.conftest import git
+from tests.conftest import commit_tree, git
 
 PYPROJECT = """\
 [tool.gpuci]
@@ -67,9 +67,7 @@ def findings_at(root: Path, files=None) -> set[tuple[str, str, str | None, str |
 def test_a_commit_lints_as_its_checkout_does(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     write(repo, BASE)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "base")
+    commit_tree(repo, "base")
     base = git(repo, "rev-parse", "HEAD").strip()
     # What a branch does after it: committed and uncommitted, in every kind of file the lint reads.
     (repo / "tests" / "conftest.py").write_text("")  # the --model option is gone

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import commit_tree, git
 
 AREA = """\
 group: engine
@@ -25,9 +25,7 @@ def test_only_what_the_change_introduced_is_reported(tmp_path: Path, run_harness
     areas = tmp_path / ".buildkite" / "test_areas"
     areas.mkdir(parents=True)
     (areas / "engine.yaml").write_text(AREA)  # test_gone.py is already missing: an old finding
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "base")
+    commit_tree(tmp_path, "base")
     # The change: a refactor moves the test one folder down and forgets the step.
     (tmp_path / "tests" / "engine" / "core").mkdir()
     (tmp_path / "tests" / "engine" / "test_core.py").rename(tmp_path / "tests" / "engine" / "core" / "test_core.py")
@@ -73,9 +71,7 @@ def test_a_config_moved_behind_a_gate_that_was_already_unset_is_a_new_loss(tmp_p
         "group: models\nplatforms: [cpu]\nsteps:\n- label: models\n  commands:\n"
         "  - bash tests/sweep.sh\n  - pytest tests/models/test_gemma.py\n"
     )
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "base: LONG_CONTEXT is already a gate no step sets")
+    commit_tree(tmp_path, "base: LONG_CONTEXT is already a gate no step sets")
     unchanged = run_harness("lint", "--root", str(tmp_path), "--since", "HEAD", "--format", "json")
     assert json.loads(unchanged.stdout) == []  # the old gate alone is not the change's doing
     # The change: gemma's config moves behind the same gate, and its own line goes.
@@ -103,9 +99,7 @@ def test_the_pre_commit_hook_reports_what_the_uncommitted_change_loses(tmp_path:
     areas = tmp_path / ".buildkite" / "test_areas"
     areas.mkdir(parents=True)
     (areas / "engine.yaml").write_text(AREA.replace("  - pytest -v tests/engine/test_gone.py\n", ""))
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "base")
+    commit_tree(tmp_path, "base")
     (tmp_path / "tests" / "engine" / "test_core.py").rename(tmp_path / "tests" / "engine" / "test_kore.py")
     git(tmp_path, "add", "-A")  # staged, as pre-commit runs hooks on what is about to be committed
     done = run_harness(*arguments, "--root", str(tmp_path))  # what the hook runs, before the commit
@@ -122,9 +116,7 @@ def test_a_test_moved_while_unrun_before_and_after_is_neither_introduced_nor_res
     areas = tmp_path / ".buildkite" / "test_areas"
     areas.mkdir(parents=True)
     (areas / "engine.yaml").write_text(AREA.replace("  - pytest -v tests/engine/test_gone.py\n", ""))
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "base")
+    commit_tree(tmp_path, "base")
     (tmp_path / "tests" / "moe" / "fused").mkdir()
     git(tmp_path, "mv", "tests/moe/test_moe.py", "tests/moe/fused/test_fused_moe.py")
     git(tmp_path, "commit", "-qm", "move the unrun test")

@@ -172,13 +172,14 @@ def test_the_variable_is_the_hosts_word_and_the_project_stays_within_the_policy(
 
 
 # Numbers that look like a setting's default but are another thing: a test server's own grace, the
-# grace for a run's leftovers, the policy's cap on pids, the bound on image_timeout.
+# grace for a run's leftovers, the policy's cap on pids, the bounds on image_timeout and lease_timeout.
 NOT_SETTINGS = {
     "SERVER_GRACE_S": {10.0},
     "LEFTOVER_GRACE_S": {1.0},
     "DEFAULT_MAX_PIDS": {32768},
     "DEFAULT_MAX_GRACE_S": {60.0},  # the host policy's cap on a project's grace, not its default
     "IMAGE_TIMEOUT_MAX_S": {3600.0},
+    "LEASE_TIMEOUT_MAX_S": {3600.0},
 }
 LOOKS_LIKE_A_SETTING = re.compile(r"(?i)grace|vram_timeout|guard_timeout|lease_timeout|image_timeout|pids")
 

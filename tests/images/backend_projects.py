@@ -7,10 +7,11 @@ compiled module's test is skipped where there is none, one test fails on purpose
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
-from tests.conftest import ROOT, git
+from tests.conftest import ROOT, commit_tree
 
 PYPROJECT = """\
 [build-system]
@@ -171,9 +172,7 @@ def backend_project(root: Path, name: str, command: str = "python -m pytest -p n
     (root / "containers" / "cpu" / "Dockerfile").write_text((ROOT / "containers" / "cpu" / "Dockerfile").read_text())
     (root / "containers" / "requirements.txt").write_text((ROOT / "containers" / "requirements.txt").read_text())
     (root / ".gitignore").write_text(".gpuci/\n")
-    git(root, "init", "-q")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", name)
+    commit_tree(root, name)
     return root
 
 
@@ -206,3 +205,19 @@ def host_counts(root: Path, tmp_path: Path) -> dict[str, int]:
     tests, failures, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "skipped"))
     counts = {"passed": tests - failures - skipped, "failed": failures, "skipped": skipped}
     return {k: v for k, v in counts.items() if v}
+
+
+def setup_py_project(root: Path, hello: str, area: str) -> Path:
+    """A setuptools project with a setup.py and no pyproject.toml: package `legacy` 2.5 (its
+    `__init__.py` is `hello`), the console script `legacy-hello`, gpuci's recipes and one area, `legacy`."""
+    (root / "legacy").mkdir(parents=True)
+    (root / "legacy" / "__init__.py").write_text(hello)
+    (root / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "setup(name='legacy', version='2.5', packages=['legacy'],\n"
+        "      entry_points={'console_scripts': ['legacy-hello = legacy:hello']})\n"
+    )
+    shutil.copytree(ROOT / "containers", root / "containers")
+    (root / ".buildkite" / "test_areas").mkdir(parents=True)
+    (root / ".buildkite" / "test_areas" / "legacy.yaml").write_text(area)
+    return root

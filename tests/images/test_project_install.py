@@ -14,8 +14,8 @@ from harness.declare.pyproject import read_pyproject
 from harness.errors import UsageError
 from harness.images.project_install import LEGACY_BUILD, copy_checkout, project_install
 from harness.images.recipe import recipe_for
-from tests.conftest import ROOT, git
-from tests.images.backend_projects import BACKENDS, COUNTS, backend_project, host_counts
+from tests.conftest import ROOT, commit_tree, git
+from tests.images.backend_projects import BACKENDS, COUNTS, backend_project, host_counts, setup_py_project
 
 PYPROJECT = """\
 [build-system]
@@ -106,22 +106,12 @@ def test_the_build_copies_the_checkout_without_following_what_it_links_to(tmp_pa
 
 def test_a_setup_py_project_is_installed_with_its_metadata_and_console_script(run_harness, cpu_image, tmp_path) -> None:
     """No pyproject.toml at all: setuptools builds it, inside the build's container, never on the host."""
-    root = tmp_path / "legacy"
-    (root / "legacy").mkdir(parents=True)
-    (root / "legacy" / "__init__.py").write_text(
-        "def hello():\n    print('hello from legacy', VERSION)\n\nVERSION = 'x'\n"
-    )
-    (root / "setup.py").write_text(
-        "from setuptools import setup\n"
-        "setup(name='legacy', version='2.5', packages=['legacy'],\n"
-        "      entry_points={'console_scripts': ['legacy-hello = legacy:hello']})\n"
-    )
-    shutil.copytree(ROOT / "containers", root / "containers")
-    (root / ".buildkite" / "test_areas").mkdir(parents=True)
-    (root / ".buildkite" / "test_areas" / "legacy.yaml").write_text(
+    area = (
         "platforms: [cpu]\nsteps:\n  - label: installed\n    num_gpus: 0\n    commands:\n      - legacy-hello\n"
         "      - python3 -c \"import importlib.metadata as m; print('metadata says', m.version('legacy'))\"\n"
     )
+    hello = "def hello():\n    print('hello from legacy', VERSION)\n\nVERSION = 'x'\n"
+    root = setup_py_project(tmp_path / "legacy", hello, area)
     done = run_harness("run", "--platform", "cpu", "--area", "legacy", "--root", str(root), timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "hello from legacy x" in done.stdout and "metadata says 2.5" in done.stdout
@@ -161,9 +151,7 @@ def test_a_real_c_extension_from_pypi_gives_pytest_s_counts_with_nothing_set(run
     )
     shutil.copytree(ROOT / "containers", root / "containers")
     (root / ".gitignore").write_text(".gpuci/\n")
-    git(root, "init", "-q")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "ujson")
+    commit_tree(root, "ujson")
     done = run_harness("run", "--platform", "cpu", "--area", "ujson", "--root", str(root), timeout=2400)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-5000:]
     report = json.loads((root / ".gpuci" / "runs" / "latest" / "report.json").read_text())

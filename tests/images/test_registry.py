@@ -11,7 +11,7 @@ import pytest
 
 from harness.images import engine
 from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
-from tests.conftest import git
+from tests.conftest import commit_tree, git
 from tests.registry_server import RegistryServer
 
 AREA = """\
@@ -34,9 +34,7 @@ def project(make_project, cpu_image, monkeypatch) -> Path:
     dockerfile.write_text(dockerfile.read_text() + f"LABEL gpuci.test={uuid.uuid4().hex}\n")
     (root / "marker.txt").write_text("first\n")
     (root / ".gitignore").write_text(".gpuci/\n")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "first")
+    commit_tree(root, "first")
     return root
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from harness.errors import ExitCode, UsageError
+from harness.errors import ExitCode, ImageBuildError, UsageError
 from harness.images.airgap import bootstrap_base
 from harness.images.system_layer import SystemLayer, _fail, ensure_layer
 
@@ -41,5 +42,22 @@ def test_a_package_apt_does_not_know_is_exit_2_naming_the_setting(docker_client,
     with pytest.raises(UsageError) as err:
         ensure_layer(docker_client, layer, tmp_path / "pyproject.toml")
     assert f"{tmp_path}/pyproject.toml" in str(err.value) and "'gpuci-no-such-package-x'" in str(err.value)
+    with pytest.raises(Exception, match="No such image"):
+        docker_client.images.get(layer.tag)
+
+
+def test_the_layer_builds_on_the_commands_network_and_says_whose_it_is(docker_client, tmp_path: Path) -> None:
+    """The layer's build runs with the resolved `network` (harness.images.recipe.build_network): with
+    `none`, apt cannot reach the mirror. The project's `none` is its to fix (exit 2, at its line); the
+    host's is the engine's (75), and nothing is tagged either way."""
+    base = bootstrap_base(docker_client)
+    origin = f"{tmp_path}/pyproject.toml:7"
+    layer = SystemLayer(base, ("libsqlite3-dev",), "a test", network="none", network_origin=origin)
+    with pytest.raises(UsageError) as err:
+        ensure_layer(docker_client, layer, tmp_path / "pyproject.toml")
+    assert f"{origin}: [tool.gpuci] network is 'none'" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ImageBuildError) as failed:
+        ensure_layer(docker_client, replace(layer, network_origin=None), tmp_path / "pyproject.toml")
+    assert failed.value.exit_code == ExitCode.INFRASTRUCTURE and "network 'none', GPUCI_NETWORK" in str(failed.value)
     with pytest.raises(Exception, match="No such image"):
         docker_client.images.get(layer.tag)

@@ -16,7 +16,7 @@ from harness.declare.config import load_config
 from harness.errors import UsageError
 from harness.images.recipe import recipe_for
 from harness.images.toolchain import COMPILER, RUST, build_needs, system_packages
-from tests.conftest import ROOT, git
+from tests.conftest import ROOT, commit_tree, git
 
 
 def _pyproject(backend: str, requires: str) -> str:
@@ -163,9 +163,7 @@ def _c_project(root: Path) -> Path:
             (ROOT / "containers" / platform / "Dockerfile").read_text()
         )
     (root / "containers" / "requirements.txt").write_text((ROOT / "containers" / "requirements.txt").read_text())
-    git(root, "init", "-q")
-    git(root, "add", ".")
-    git(root, "commit", "-q", "-m", "fastmath")
+    commit_tree(root, "fastmath")
     return root
 
 

@@ -4,12 +4,12 @@ setting the command line gives reaches every stage (the image's install as well 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, harness_env
+from tests.images.backend_projects import setup_py_project
 
 # Runs `gpuci run` in this process with every open() of the host process counted by path: whoever
 # opens pyproject.toml or the policy (any module, any reader) is counted, not one function.
@@ -83,17 +83,8 @@ steps:
 def test_the_workspace_flag_moves_the_install_and_the_mount_together(run_harness, cpu_image, tmp_path: Path) -> None:
     """`--workspace /src`: the checkout is mounted at /src and the image's editable install points there
     (it stayed at /workspace while only the mount moved: the code imported was the image's stale copy)."""
-    root = tmp_path / "legacy"
-    (root / "legacy").mkdir(parents=True)
-    (root / "legacy" / "__init__.py").write_text("def hello():\n    print('hello from the checkout')\n")
-    (root / "setup.py").write_text(
-        "from setuptools import setup\n"
-        "setup(name='legacy', version='2.5', packages=['legacy'],\n"
-        "      entry_points={'console_scripts': ['legacy-hello = legacy:hello']})\n"
-    )
-    shutil.copytree(ROOT / "containers", root / "containers")
-    (root / ".buildkite" / "test_areas").mkdir(parents=True)
-    (root / ".buildkite" / "test_areas" / "legacy.yaml").write_text(LEGACY_AREA)
+    hello = "def hello():\n    print('hello from the checkout')\n"
+    root = setup_py_project(tmp_path / "legacy", hello, LEGACY_AREA)
     done = run_harness(
         "run", "--platform", "cpu", "--area", "legacy", "--root", str(root), "--workspace", "/src", timeout=900
     )

@@ -19,7 +19,7 @@ import docker
 
 from harness.images import engine
 from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
-from tests.conftest import git, harness_cmd, harness_env
+from tests.conftest import commit_tree, harness_cmd, harness_env
 
 
 def _run(run_harness, root: Path, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,6 +62,7 @@ def test_links_in_the_outbox_reach_no_host_file(make_project, run_harness, cpu_i
     skipped = {s["name"]: s["reason"] for s in json.loads(text)["outbox_skipped"]}
     assert skipped["pytest-records-x.json"] == "a symbolic link"
     assert skipped["junit.xml"] == "a symbolic link"
+    assert "pytest_junit" not in json.loads(text)  # nothing copied, through the link or otherwise
     assert skipped["pytest-records-fifo.json"] == "not a regular file"  # read without blocking
     assert skipped["pytest-records-big.json"].startswith("larger than")
     assert list((root / ".gpuci" / "outbox").iterdir()) == []  # the outbox is gone
@@ -69,9 +70,7 @@ def test_links_in_the_outbox_reach_no_host_file(make_project, run_harness, cpu_i
 
 def test_gpucis_state_git_and_nox_are_read_only_in_the_container(make_project, run_harness, cpu_image) -> None:
     root = make_project("platforms: [cpu]\nsteps: [{label: x, commands: [true]}]\n", name="attack")
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "base")
+    commit_tree(root, "base")
     config_before = (root / ".git" / "config").read_text()
     (root / ".gpuci" / "wheelhouse").mkdir(parents=True)
     attempts = {
@@ -308,4 +307,10 @@ def test_a_tests_message_reaches_gpucis_lines_masked_and_inert(make_project, run
     junit = (run / "junit.xml").read_text()
     assert secret not in junit and "[redacted]" in junit and "\x1b" not in junit
     ET.fromstring(junit.split("\n", 1)[1])  # still XML a CI tool can read
+    # pytest's own JUnit file is copied out too, masked, and named in report.json.
+    report = json.loads((run / "report.json").read_text())
+    assert report["pytest_junit"] == str(run / "pytest-junit.xml")
+    pytests = (run / "pytest-junit.xml").read_bytes()
+    assert secret.encode() not in pytests and b"[redacted]" in pytests and b"test_leak" in pytests
+    ET.fromstring(pytests)
     assert secret not in (run / "report.json").read_text() and secret not in (run / "output.log").read_text()

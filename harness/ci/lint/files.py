@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.ci.lint.findings import ALLOW_FILE
+from harness.ci.lint.stamps import stamp
 from harness.errors import UsageError
 from harness.git import checkout_files, git_command
 
@@ -123,7 +124,7 @@ class CheckoutFiles:
         return (self.root, "HEAD") if self.names() is not None else None
 
     def fingerprint(self, path: str) -> str | None:
-        return _stat(os.path.join(self.root, path))
+        return stamp(os.path.join(self.root, path))
 
     def read(self, path: str) -> str:
         return self._reader.read(path)
@@ -161,7 +162,7 @@ class CommitFiles:
     def fingerprint(self, path: str) -> str | None:
         if path in self._texts or path in self._changed:
             return None  # the commit's text, from git's objects
-        return _stat(os.path.join(self.root, path))
+        return stamp(os.path.join(self.root, path))
 
     def read(self, path: str) -> str:
         if path in self._texts:
@@ -195,14 +196,6 @@ class CommitFiles:
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(self._texts.get(name, ""), errors="surrogateescape")
-
-
-def _stat(path: str) -> str | None:
-    try:
-        done = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return f"{done.st_size}:{done.st_mtime_ns}:{done.st_ctime_ns}:{done.st_ino}"
 
 
 def _git_bytes(root: Path, *args: str) -> bytes:

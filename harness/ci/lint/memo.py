@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.ci.lint.cache import cache_folder
+from harness.ci.lint.stamps import stamp
 
 if TYPE_CHECKING:
     from harness.ci.lint.files import Files
@@ -38,17 +39,9 @@ SETTINGS_FILES = ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg", ".buil
 HARNESS = Path(__file__).resolve().parents[2]
 
 
-def _stat(path: str) -> str | None:
-    try:
-        done = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return f"{done.st_size}:{done.st_mtime_ns}:{done.st_ctime_ns}:{done.st_ino}"
-
-
 def _code_stamp() -> list[tuple[str, str | None]]:
     """gpuci's own modules as stat sees them: a changed rule anywhere is another key."""
-    return sorted((str(p.relative_to(HARNESS)), _stat(str(p))) for p in HARNESS.rglob("*.py"))
+    return sorted((str(p.relative_to(HARNESS)), stamp(str(p))) for p in HARNESS.rglob("*.py"))
 
 
 def run_key(root: Path, settings: dict[str, Any]) -> str:
@@ -104,7 +97,7 @@ class RunMemo:
         if not isinstance(inputs, dict):
             return None
         root = str(self.root) + "/"  # the inputs are the checkout's relative paths
-        if any(_stat(root + path) != known for path, known in inputs.items()):
+        if any(stamp(root + path) != known for path, known in inputs.items()):
             return None
         from harness.ci.lint.findings import Finding
 
@@ -140,7 +133,7 @@ class RunMemo:
         held = {
             "names": self._names_hash,
             "head": self.head,
-            "inputs": {path: _stat(os.path.join(root, path)) for path in sorted(inputs)},
+            "inputs": {path: stamp(os.path.join(root, path)) for path in sorted(inputs)},
             "findings": [asdict(f) for f in findings],
             "allowed": allowed,
             "said": said,

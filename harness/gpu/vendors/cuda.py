@@ -29,23 +29,16 @@ from harness.gpu.vendors.vendor import (
     Vendor,
     by_id,
 )
-from harness.gpu.vram.base import BackendUnavailable, Device, Holder
+from harness.gpu.vram.base import Device, Holder, initialising, vendor_library
 
 
 class NvmlBackend:
     name = "nvml"
 
     def __init__(self, nvml: ModuleType | None = None) -> None:
-        if nvml is None:
-            try:
-                import pynvml as nvml
-            except ImportError as exc:
-                raise BackendUnavailable(f"nvidia-ml-py is not installed ({exc})") from None
-        self._nvml = nvml
-        try:
+        self._nvml = nvml = vendor_library(nvml, "pynvml", "nvidia-ml-py")
+        with initialising("NVML"):  # NVMLError subclasses by driver state; all mean "not here"
             nvml.nvmlInit()
-        except Exception as exc:  # NVMLError subclasses by driver state; all mean "not here".
-            raise BackendUnavailable(f"NVML did not initialise: {exc}") from None
         self._handles: dict[int, Any] = {}
         self._devices = [self._device(i) for i in range(nvml.nvmlDeviceGetCount())]
         self._memory_v2 = self._probe_memory_v2()

@@ -33,7 +33,7 @@ from harness.gpu.vendors.vendor import (
     Vendor,
     group_ids,
 )
-from harness.gpu.vram.base import BackendUnavailable, Device, Holder
+from harness.gpu.vram.base import Device, Holder, initialising, vendor_library
 
 # How long a used-VRAM counter may disagree with an empty process list before it is distrusted.
 STUCK_COUNTER_S = 10.0
@@ -46,17 +46,10 @@ class AmdSmiBackend:
     name = "amdsmi"
 
     def __init__(self, amdsmi: ModuleType | None = None) -> None:
-        if amdsmi is None:
-            try:
-                import amdsmi
-            except ImportError as exc:
-                raise BackendUnavailable(f"amdsmi is not installed ({exc})") from None
-        self._smi = amdsmi
-        try:
+        self._smi = amdsmi = vendor_library(amdsmi, "amdsmi", "amdsmi")
+        with initialising("amdsmi"):
             amdsmi.amdsmi_init()
             handles = list(amdsmi.amdsmi_get_processor_handles())
-        except Exception as exc:
-            raise BackendUnavailable(f"amdsmi did not initialise: {exc}") from None
         self._handles: dict[int, Any] = dict(enumerate(handles))
         self._devices = [self._device(i, h) for i, h in self._handles.items()]
         # device id -> (counter value, first time it was seen with no holders)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Protocol
 
 
@@ -44,3 +48,24 @@ class VramBackend(Protocol):
 
 class BackendUnavailable(Exception):
     """A backend's library or device is missing on this host."""
+
+
+def vendor_library(given: ModuleType | None, module: str, package: str) -> ModuleType:
+    """A vendor backend's Python binding: `given` (a test's stand-in), else `module` imported; a host
+    without `package` installed has no such GPUs for gpuci (BackendUnavailable)."""
+    if given is not None:
+        return given
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{package} is not installed ({exc})") from None
+
+
+@contextlib.contextmanager
+def initialising(library: str) -> Iterator[None]:
+    """A binding's start-up: any error it raises (its own classes, one per driver state) means the
+    GPUs are not here, said as BackendUnavailable."""
+    try:
+        yield
+    except Exception as exc:
+        raise BackendUnavailable(f"{library} did not initialise: {exc}") from None
