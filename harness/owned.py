@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from pathlib import Path
 
 import psutil
+
+from harness.untrusted import remove_tree
 
 
 def make_owned_dir(parent: Path, prefix: str) -> Path:
@@ -50,6 +51,6 @@ def stale_owned_dirs(parent: Path, prefix: str) -> list[Path]:
 
 def remove_stale(parent: Path, prefix: str) -> list[Path]:
     removed = stale_owned_dirs(parent, prefix)
-    for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
+    for path in removed:  # an outbox's folders are the workload's: any depth (harness.untrusted.remove_tree)
+        remove_tree(path)
     return removed

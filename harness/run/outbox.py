@@ -11,14 +11,13 @@ kept as `pytest-junit.xml`, its secrets masked; `junit.xml` is gpuci's own, from
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.in_container import RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
-from harness.untrusted import Skipped, list_names, parse_json, read_names
+from harness.untrusted import Skipped, list_names, parse_json, read_names, remove_tree
 
 OUTBOX_DIR = (".gpuci", "outbox")
 OUTBOX_PREFIX = "run-"
@@ -154,5 +153,5 @@ def _results(data: bytes, most: int) -> list[dict[str, Any]]:
 
 
 def discard(outbox: Path) -> None:
-    """rmtree removes links themselves, never what they point at."""
-    shutil.rmtree(outbox, ignore_errors=True)
+    """Links are removed themselves, never what they point at; a tree of any depth goes (remove_tree)."""
+    remove_tree(outbox)
