@@ -273,7 +273,8 @@ SESSION_OWNED = ("--platform", "--area", "--root", "-h", "--help", "--quiet")
 def run_flags() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Every option of `run` a session passes on from its posargs: (all of them, those taking no value).
     Read off the parser, so a new run option reaches `nox -s P_A -- --option` with no second list."""
-    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    # `run`'s own parser: the one the session's `run` is parsed with next (cached), not every command's.
+    sub = next(a for a in parser("run")._actions if isinstance(a, argparse._SubParsersAction))
     flags, switches = [], []
     for action in sub.choices["run"]._actions:
         names = [n for n in action.option_strings if n not in SESSION_OWNED]

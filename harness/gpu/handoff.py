@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from harness.console import say
 from harness.errors import InfrastructureError
 from harness.gpu.lease import Lease
@@ -83,6 +81,8 @@ def _clear(watch: VramWatch, pending: dict[str, dict[str, Any]], remove_containe
 
 def _kill_processes(crashed: set[str]) -> None:
     """Every process that carries a crashed run's id (its supervisor is dead: nothing else ends them)."""
+    import psutil  # a handoff's own: a run that finds no crashed one never imports it
+
     for proc in psutil.process_iter():
         try:
             run_id = proc.environ().get("GPUCI_RUN_ID")
@@ -94,6 +94,8 @@ def _kill_processes(crashed: set[str]) -> None:
 
 
 def _kill_holders(watch: VramWatch, device: Device, crashed: set[str]) -> None:
+    import psutil
+
     for holder in watch.backend.holders(device):
         try:
             run_id = psutil.Process(holder.pid).environ().get("GPUCI_RUN_ID")

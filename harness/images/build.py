@@ -19,18 +19,12 @@ from harness.errors import ImageBuildError, InfrastructureError
 from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
-from harness.images.backend_requires import backend_requires
-from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
-from harness.images.build_errors import project_failure
 from harness.images.context import checkout_dir, is_legacy, label_line, project_steps, write_layers, write_legacy
-from harness.images.installer import fetch_uv
 from harness.images.lock import write_pins
 from harness.images.project_install import OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
-from harness.images.resolve import ResolveWith, ask_image, resolve
 from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.tag_record import TagRecord, agrees, remember
-from harness.images.wheels import recording
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir
 
@@ -101,6 +95,8 @@ def _build_missing(
         ensure_layer(client, recipe.system_layer, Path(root) / "pyproject.toml")
     wheelhouse = wheelhouse_dir(Path(root))
     if os.environ.get("GPUCI_INSTALLER") != "pip":
+        from harness.images.installer import fetch_uv
+
         fetch_uv(wheelhouse, recipe.ca_bundle, Path(root))  # first: the host's resolving uses it too
     fill_wheelhouse(recipe.requirements, wheelhouse, recipe.ca_bundle, Path(root))
     project = project_requirements_text(recipe)
@@ -171,6 +167,10 @@ def resolve_project(
 ) -> tuple[list[str], str]:
     """The project's requirements resolved for the base image's own Python: the pins installed (the
     lock's, where the recipe has them: fetched, not resolved again), and that Python's version."""
+    from harness.images.backend_requires import backend_requires
+    from harness.images.resolve import ResolveWith, ask_image, resolve
+    from harness.images.wheels import recording
+
     if recipe.base_image is None:
         raise ImageBuildError(f"{recipe.dockerfile} names no base image to ask which Python it runs.")
     target = ask_image(client, recipe.base_image)
@@ -271,6 +271,10 @@ def _build(
     labels: dict[str, str],
     root: Path | None = None,
 ) -> None:
+    # A build's own modules, imported only when something is built: a warm run never needs them.
+    from harness.images.build_auth import granted_credentials, granted_hosts, ungranted_pull
+    from harness.images.build_errors import project_failure
+
     args = dict(recipe.build_args)
     if recipe.system_layer is not None:
         args["BASE_IMAGE"] = recipe.system_layer.tag

@@ -143,9 +143,12 @@ def project_install(root: Path, mode: str, workspace: str, pyproject: Pyproject 
     backend = str(system.get("build-backend") or LEGACY_BACKEND)
     needs = build_needs(root, metadata)
     if needs is not None:  # its compiled modules are the image's: a changed source is a new image
-        for name in sorted(n for n in checkout_names(root) if is_compiled_source(n)):
-            data = _regular_bytes(root / name)
-            digest.update(f"compiled\0{name}\0{len(data)}\0".encode() + data)
+        from harness.images.file_digests import file_digests
+
+        # Read only where a stat no longer vouches for the digest a run before this one took.
+        sources = file_digests(root, sorted(n for n in checkout_names(root) if is_compiled_source(n)))
+        for name, source_digest in sources.items():
+            digest.update(f"compiled\0{name}\0{source_digest}\0".encode())
     build_requires = tuple(str(r) for r in (build if build is not None else LEGACY_BUILD))
     return ProjectInstall(
         workspace, digest.hexdigest(), tuple(dict.fromkeys(requirements)), backend, needs, build_requires
@@ -172,16 +175,6 @@ def checkout_names(root: Path) -> list[str]:
             subdirs[:] = [s for s in subdirs if s not in NOT_COPIED]
             names += [os.path.relpath(os.path.join(directory, n), root) for n in files]
     return [n for n in names if n.split("/", 1)[0] not in NOT_COPIED and ".." not in n.split("/")]
-
-
-def _regular_bytes(path: Path) -> bytes:
-    """A checkout file's bytes, not through a link (b"" for anything but a regular file)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    with os.fdopen(fd, "rb") as file:
-        return file.read() if stat.S_ISREG(os.fstat(file.fileno()).st_mode) else b""
 
 
 def copy_checkout(root: Path, target: Path) -> int:

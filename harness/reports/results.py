@@ -11,8 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from xml.sax.saxutils import escape as _escape
-from xml.sax.saxutils import quoteattr as _quoteattr
 
 from harness.reports.records import TestResult
 
@@ -25,12 +23,17 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML.sub(lambda m: m.group(0).encode("unicode_escape", "backslashreplace").decode("ascii"), text)
 
 
+# xml.sax is imported only where JUnit is written.
 def escape(text: str) -> str:
-    return _escape(_xml_safe(text))
+    from xml.sax.saxutils import escape as xml_escape
+
+    return xml_escape(_xml_safe(text))
 
 
 def quoteattr(text: str) -> str:
-    return _quoteattr(_xml_safe(text))
+    from xml.sax.saxutils import quoteattr as xml_quoteattr
+
+    return xml_quoteattr(_xml_safe(text))
 
 
 def masked(results: list[TestResult], mask: Callable[[str], str]) -> list[TestResult]:

@@ -10,7 +10,6 @@ with sleep loops.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import select
 import time
@@ -28,6 +27,8 @@ PR_SET_CHILD_SUBREAPER = 36
 
 def become_subreaper() -> bool:
     """Orphaned descendants are re-parented to this process rather than to PID 1."""
+    import ctypes  # here: every run and every pytest in a container imports this module, few call this
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0

@@ -8,8 +8,10 @@ from pathlib import Path
 from harness.declare.platforms import get_platform
 from harness.declare.stop_policy import StopPolicy
 from harness.errors import ExitCode, InfrastructureError
+from harness.gpu.for_run import Leased
 from harness.redact import Redactor
 from harness.run.finish import finish, finish_failed
+from harness.run.host.workload import HostPart
 from harness.run.options import RunOptions
 from harness.run.run import Run, begin_report
 
@@ -51,3 +53,17 @@ def test_a_run_that_could_not_run_still_leaves_its_report(tmp_path: Path) -> Non
     report = json.loads((run.directory / "report.json").read_text())
     assert report["outcome"] == "infrastructure" and report["gpuci_exit_code"] == 75
     assert report["error"] == "the Docker Engine is not running"
+
+
+def test_the_caller_assembles_the_report_from_each_stages_answer(tmp_path: Path) -> None:
+    """No stage edits the report: the lease and the backend's part are recorded when the run finishes,
+    and a run stopped before its lease answered says no lease at all."""
+    run = a_run(tmp_path)
+    part = HostPart(None, {"command": ["bash", "-ec", "pytest"], "cwd": str(tmp_path)})  # type: ignore[arg-type]
+    finish(run, ExitCode.PASSED, part, Leased())
+    report = json.loads((run.directory / "report.json").read_text())
+    assert report["spec"]["command"][-1] == "pytest" and report["lease"] == [] and report["gpus"] == []
+    stopped = a_run(tmp_path / "stopped")
+    finish_failed(stopped, InfrastructureError("cancelled while waiting for a GPU"))
+    report = json.loads((stopped.directory / "report.json").read_text())
+    assert report["lease"] is None and report["spec"] is None

@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psutil
-
 from harness.gpu.vram.base import Device, VramBackend
 
 # Used bytes within this of the baseline count as released (allocator caches, driver noise).
@@ -58,6 +56,8 @@ def _poll_interval(elapsed: float) -> float:
 
 
 def describe_holders(backend: VramBackend, devices: list[Device]) -> list[HolderInfo]:
+    import psutil  # only to name a holder: a run that releases its GPUs never imports it
+
     found = []
     for device in devices:
         for holder in backend.holders(device):

@@ -14,20 +14,26 @@ directory and PYTHON* variables, importing nothing of gpuci, idle until it has t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import IO, Any
+
+# Every container's janitor starts a Python: the script side imports only what watching needs (no
+# subprocess, pathlib, typing: about 10 ms of CPU a run) and starts without site (-S, another 10 ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from typing import IO
 
 DONE = b"done\n"
 
 
 def start(container_id: str, grace_s: float, deadline_s: float | None) -> subprocess.Popen[bytes]:
     """A janitor for one container; write DONE to its stdin once the container is removed."""
+    import subprocess
+    from pathlib import Path
+
     import docker
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -35,7 +41,7 @@ def start(container_id: str, grace_s: float, deadline_s: float | None) -> subpro
     sdk = str(Path(docker.__file__).resolve().parents[1])
     script = str(Path(__file__).resolve())
     return subprocess.Popen(
-        [sys.executable, "-I", script, container_id, f"{grace_s:g}", f"{deadline_s or 0:g}", sdk],
+        [sys.executable, "-I", "-S", script, container_id, f"{grace_s:g}", f"{deadline_s or 0:g}", sdk],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -48,6 +54,8 @@ def start(container_id: str, grace_s: float, deadline_s: float | None) -> subpro
 
 def release(janitor: subprocess.Popen[bytes] | None) -> None:
     """The supervisor has removed its container: the janitor goes without acting."""
+    import subprocess
+
     if janitor is None or janitor.stdin is None:
         return
     try:
@@ -80,11 +88,15 @@ def watch(pipe: IO[bytes], deadline_s: float) -> bool:
 
 
 def stop(container_id: str, grace_s: float, sdk: str) -> None:
+    import contextlib
+    import site
+
+    site.main()  # only now: the site-packages (isolated: no user site) an idle janitor never needed
     if sdk not in sys.path:
         sys.path.append(sdk)  # after the standard library: nothing there shadows it
     import docker  # only now: an idle janitor costs no import
 
-    client: Any = docker.from_env(timeout=int(grace_s) + 30)
+    client = docker.from_env(timeout=int(grace_s) + 30)
     with contextlib.suppress(docker.errors.NotFound):  # already gone
         client.containers.get(container_id).stop(timeout=max(1, round(grace_s)))
 

@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from harness.console import say
 from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
 from harness.images import engine
-from harness.teardown.process_tree import wait_exited
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
 SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"
@@ -50,8 +47,9 @@ class Leftover:
 
 def supervisor_identity() -> dict[str, str]:
     """Labels and variables that let a later reaper tell whether this run is still alive."""
-    me = psutil.Process()
-    return {"pid": str(me.pid), "start": f"{me.create_time():.2f}", "host": socket.gethostname()}
+    from harness.owned import own_start_time
+
+    return {"pid": str(os.getpid()), "start": f"{own_start_time():.2f}", "host": socket.gethostname()}
 
 
 def identity(root: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -79,6 +77,8 @@ def reap_own_leftovers(client: Any, area: str, platform: str, root: Path) -> Non
 
 
 def supervisor_alive(pid: str | None, start: str | None) -> bool:
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     if not pid or not pid.isdigit():
         return False
     try:
@@ -120,6 +120,8 @@ def dead_run_containers(
 def _run_of(pid: int, project: str | None = None) -> tuple[str | None, bool]:
     """(run id, its supervisor alive) for a process started by a gpuci run; a run of another
     project than `project` counts as alive (not ours to judge)."""
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     try:
         environ = psutil.Process(pid).environ()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -131,6 +133,8 @@ def _run_of(pid: int, project: str | None = None) -> tuple[str | None, bool]:
 
 
 def stray_holders(backend: VramBackend, project: str | None = None) -> list[Leftover]:
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     found = []
     for device in backend.devices():
         for holder in backend.holders(device):
@@ -149,6 +153,8 @@ def stray_holders(backend: VramBackend, project: str | None = None) -> list[Left
 def orphaned_processes(already: set[int], project: str | None = None) -> list[Leftover]:
     """Processes a crashed run started (its id in their environment, its supervisor gone) that hold
     no GPU memory: a host-mode workload's children outlive a SIGKILLed supervisor too."""
+    import psutil  # here: a run's start needs none of it (harness.owned.own_start_time)
+
     found = []
     for proc in psutil.process_iter(["pid", "status"]):
         if proc.info["pid"] in already or proc.info["status"] == psutil.STATUS_ZOMBIE:
@@ -207,6 +213,8 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
     for pid in holders:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    from harness.teardown.process_tree import wait_exited  # reap's own: a run's start needs none
+
     for pid in sorted(wait_exited(holders, 10.0)):
         problems.append(f"holder {pid} survived SIGKILL")
     return problems

@@ -16,7 +16,7 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.types import DeviceRequest, LogConfig, Mount
+from docker.types import CancellableStream, DeviceRequest, LogConfig, Mount
 
 from harness.errors import ImageBuildError, InfrastructureError, UsageError
 from harness.gpu.for_run import RunDevices, for_container
@@ -63,9 +63,10 @@ def prepare(run: Run, watch: VramWatch | None) -> ContainerPart:
     pin = contextlib.ExitStack()  # gc keeps off the image until the container exists
     secrets = None
     try:
-        image = _image(client, run, pin)
-        # The platform's vendor's options; the engine's runtimes asked only by a vendor that needs them.
+        # The platform's vendor's options (the engine's runtimes asked only by a vendor that needs them),
+        # before the image: a host that cannot pass the GPUs fails before a build.
         devices = for_container(options.platform, watch, lambda: tuple(client.info().get("Runtimes") or {}))
+        image = _image(client, run, pin)
         prepare_state(options.root)
         share = run.ci.parallel_share
         session = f"{options.platform}_{area}"
@@ -163,36 +164,23 @@ class ContainerWorkload:
         spec = self.spec
         self.pump = self.log.pump()
         try:
-            self.container = self.client.containers.create(
+            # The low-level create: one request. The SDK's `containers.create` inspects the new container
+            # after it, and nothing here reads what that inspect says.
+            api = self.client.api
+            created = api.create_container(
                 spec.image,
                 list(spec.command),
                 name=spec.name,
                 environment=spec.env,
-                mounts=[Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts],
                 working_dir=spec.working_dir,
                 labels=spec.labels,
-                devices=list(spec.devices),
-                device_requests=[
-                    DeviceRequest(driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)])
-                    for r in spec.gpu_requests
-                ],
-                group_add=list(spec.group_add),
                 user=spec.user,
-                shm_size=spec.shm_size,
-                network_mode=spec.network_mode,
-                security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
-                cap_drop=["ALL"],
-                cap_add=list(spec.cap_add),
-                pids_limit=spec.limits.pids,
-                mem_limit=spec.limits.memory,
-                nano_cpus=int(spec.limits.cpus * 1e9) if spec.limits.cpus else None,
-                # PID 1 ignores SIGTERM unless it installs a handler: an init forwards it.
-                init=True,
-                log_config=LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
                 # detach=False with stdin_open is Docker's StdinOnce: stdin closes when we disconnect.
                 stdin_open=spec.watch is not None,
                 detach=spec.watch is None,
+                host_config=api.create_host_config(**_host_config(spec)),
             )
+            self.container = self.client.containers.prepare_model({"Id": created["Id"]})
             if spec.watch is not None:
                 # Held for the container's life; the kernel closes it if this process dies.
                 self._stdin = self.container.attach_socket(params={"stdin": 1, "stream": 1})
@@ -201,7 +189,7 @@ class ContainerWorkload:
             # Attached before the start: the output comes straight from the container, every byte, at
             # the pace gpuci reads it. Following Docker's json log instead lost everything past the
             # first rotation when the workload wrote faster than that (19 MB of a 100 MB step).
-            output = self.container.attach(stdout=True, stderr=True, stream=True, logs=False)
+            output = _attach_output(self.client.api, self.container.id)
             self.container.start()
         except docker.errors.ImageNotFound:
             self.remove()
@@ -223,7 +211,7 @@ class ContainerWorkload:
             yield chunk
         # A last line without a newline can be missed when the container exits as the stream ends
         # (`printf done` in a fast step): ask for the last line once more.
-        tail = self.container.logs(tail=1)
+        tail = _last_line(self.client.api, self.container.id)
         if tail and not tail.endswith(b"\n") and not received.endswith(tail):
             yield tail
 
@@ -269,6 +257,54 @@ class ContainerWorkload:
         janitor.release(self._janitor)  # only once the container is gone: else the janitor stays on guard
         self._janitor = None
         return True
+
+
+def _host_config(spec: RunSpec) -> dict[str, Any]:
+    """The engine's HostConfig for a spec, as `create_host_config` names it."""
+    return {
+        "mounts": [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts],
+        "devices": list(spec.devices),
+        "device_requests": [
+            DeviceRequest(driver=r.driver, device_ids=list(r.device_ids), capabilities=[list(r.capabilities)])
+            for r in spec.gpu_requests
+        ],
+        "group_add": list(spec.group_add),
+        "shm_size": spec.shm_size,
+        "network_mode": spec.network_mode,
+        "security_opt": ["no-new-privileges:true"] if spec.no_new_privileges else None,
+        "cap_drop": ["ALL"],
+        "cap_add": list(spec.cap_add),
+        "pids_limit": spec.limits.pids,
+        "mem_limit": spec.limits.memory,
+        "nano_cpus": int(spec.limits.cpus * 1e9) if spec.limits.cpus else None,
+        # PID 1 ignores SIGTERM unless it installs a handler: an init forwards it.
+        "init": True,
+        "log_config": LogConfig(type="json-file", config=DOCKER_LOG_OPTS),
+    }
+
+
+# gpuci's containers never have a TTY (nothing sets one): their output is always multiplexed. The SDK's
+# `attach` and `logs` inspect the container to learn that, one request each on every run; these two
+# make the same requests as the SDK's, without the inspect, with the SDK's own helpers (docker-py 7's private
+# `_post`, `_read_from_socket`, `_get_result_tty`: pyproject.toml pins docker below 8).
+def _attach_output(api: Any, container_id: str) -> Iterator[bytes]:
+    """The container's stdout and stderr as they come, attached before it starts (no past logs)."""
+    response = api._post(
+        api._url("/containers/{0}/attach", container_id),
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        params={"logs": 0, "stdout": 1, "stderr": 1, "stream": 1},
+        stream=True,
+    )
+    return CancellableStream(api._read_from_socket(response, True, False), response)
+
+
+def _last_line(api: Any, container_id: str) -> bytes:
+    """The last line of the container's log (stdout and stderr)."""
+    response = api._get(
+        api._url("/containers/{0}/logs", container_id),
+        params={"stdout": 1, "stderr": 1, "timestamps": 0, "follow": 0, "tail": 1},
+    )
+    return bytes(api._get_result_tty(False, response, False))
 
 
 def docker_run_args(spec: RunSpec, command: list[str]) -> list[str]:

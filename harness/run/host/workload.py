@@ -6,17 +6,19 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.gpu.for_run import visible_env
 from harness.gpu.vram import sim as simgpu
 from harness.gpu.vram.release import VramWatch
 from harness.run.buildkite.sharding import shard_args
 from harness.run.cleanup.reaper import identity
-from harness.run.host.process import HostWorkload
 from harness.run.logs import LogTarget
 from harness.run.options import PYTEST_PLUGIN_ARGS, RunOptions
 from harness.run.run import Run
+
+if TYPE_CHECKING:  # the host backend's process tree (psutil) is imported by a host run only
+    from harness.run.host.process import HostWorkload
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def prepare(run: Run, watch: VramWatch | None) -> HostPart:
         "env": run.redactor.env({k: v for k, v in env.items() if k.startswith(("GPUCI_", "PYTEST_"))}),
     }
     log = LogTarget(run.directory / "output.log", run.redactor, echo=options.echo)
+    from harness.run.host.process import HostWorkload
+
     return HostPart(HostWorkload(command, env, cwd, log), spec)
 
 
