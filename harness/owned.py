@@ -12,6 +12,8 @@ import os
 import secrets
 from pathlib import Path
 
+from harness.untrusted import remove_tree
+
 
 def own_start_time() -> float:
     """This process's start in seconds since the epoch, as psutil's `create_time()` gives it (its start in
@@ -27,8 +29,6 @@ def own_start_time() -> float:
         import psutil
 
         return float(psutil.Process().create_time())
-
-from harness.untrusted import remove_tree
 
 
 def make_owned_dir(parent: Path, prefix: str) -> Path:
