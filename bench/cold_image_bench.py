@@ -104,15 +104,31 @@ def gpuci_cold(client: docker.DockerClient, repo: Path, scratch: Path) -> tuple[
     if proc.wait() != 0:
         raise SystemExit("cold_image_bench: the build failed:\n" + "\n".join(t for _, t in lines[-40:]))
     tag = lines[-1][1].strip()
+    if not any("built gpuci/" in text for _, text in lines):
+        raise SystemExit(f"cold_image_bench: {tag} was on the engine already (remove it): nothing was built")
     return seconds, {"tag": tag, **profile(lines, seconds)}
 
 
+# The build's own lines that time a part of it: (name, regular expression with the seconds).
+TIMED = (
+    ("gpucis_layer_install", r"installed gpuci's layer in ([0-9.]+) s"),
+    ("gpucis_layer_tar", r"wrote gpuci's layer .* in ([0-9.]+) s"),
+    ("gpucis_layer_load", r"loaded gpuci/\S+-recipe:\S+ in ([0-9.]+) s"),
+    ("project_venv_copy", r"copied /opt/gpuci/venv out of \S+ in ([0-9.]+) s"),
+    ("project_layer_install", r"installed the project's layer in ([0-9.]+) s"),
+    ("project_layer_tar", r"wrote the project's layer .* in ([0-9.]+) s"),
+    ("project_layer_load", r"loaded gpuci/[a-z]+:\S+ in ([0-9.]+) s"),
+)
+
+
 def profile(lines: list[tuple[float, str]], total: float) -> dict:
-    """Each phase's and each build step's seconds, from the build's own lines."""
+    """Each phase's seconds and each builder step's, from the build's own lines."""
     marks = {
         "backend_question": ("asking the build backend", "the build backend asks"),
         "host_resolve_all": ("resolving ", "wrote gpuci.lock"),  # the backend question included
-        "gpucis_wheels": ("wrote gpuci.lock", "building gpuci/"),
+        "gpucis_wheels_and_context": ("wrote gpuci.lock", "building gpuci's layer"),
+        "gpucis_layer": ("building gpuci's layer", "loaded gpuci/cpu-recipe:"),
+        "project_layer": ("loaded gpuci/cpu-recipe:", "built gpuci/"),
     }
     phases = {}
     for name, (first, last) in marks.items():
@@ -120,18 +136,23 @@ def profile(lines: list[tuple[float, str]], total: float) -> dict:
         end = next((t for t, text in lines if last in text and begin is not None and t >= begin), None)
         if begin is not None and end is not None:
             phases[name] = round(end - begin, 1)
+    phases["before_the_build"] = round(next((t for t, x in lines if "building gpuci's layer" in x), total), 1)
+    for name, pattern in TIMED:
+        found = next((float(m.group(1)) for _, x in lines if (m := re.search(pattern, x))), None)
+        if found is not None:
+            phases[name] = found
     steps, cached = [], []
     starts = [(t, text) for t, text in lines if re.match(r"\s*Step \d+/\d+ : ", text)]
     done = next((t for t, text in lines if "Successfully built" in text), total)
-    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")], strict=True):
+    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")][: len(starts)], strict=True):
         steps.append({"step": text.strip()[:90], "s": round(t_next - t, 1)})
-    for (t, text), (t_next, _) in zip(starts, [*starts[1:], (done, "")], strict=True):
         if any("Using cache" in x for tt, x in lines if t <= tt < t_next):
             cached.append(text.strip()[:60])
-    installs = [float(m.group(1)) for _, x in lines if (m := re.search(r"installed in ([0-9.]+) s", x))]
-    first_step = starts[0][0] if starts else total
-    phases |= {"before_the_build": round(first_step, 1), "engine_build": round(done - first_step, 1)}
-    return {"phases_s": phases, "steps": steps, "cached_steps": cached, "uv_install_in_image_s": installs}
+    installs = [float(m.group(1)) for _, x in lines if (m := re.search(r"gpuci: installed in ([0-9.]+) s", x))]
+    compiles = [float(m.group(1)) for _, x in lines if (m := re.search(r"compiled the bytecode in ([0-9.]+) s", x))]
+    trace = [f"{t:6.1f} {x.strip()[:160]}" for t, x in lines if x.startswith("gpuci: ") or "gpuci: " in x[:12]]
+    return {"phases_s": phases, "steps": steps, "cached_steps": cached, "uv_install_in_image_s": installs,
+            "bytecode_s": compiles, "trace": trace}  # fmt: skip
 
 
 def remove_image(client: docker.DockerClient, tag: str) -> None:
@@ -140,6 +161,12 @@ def remove_image(client: docker.DockerClient, tag: str) -> None:
         client.images.remove(tag, force=False, noprune=False)
     except docker.errors.APIError as exc:
         print(f"  could not remove {tag}: {exc}", flush=True)
+
+
+def recipe_images(client: docker.DockerClient) -> set[str]:
+    """gpuci's layer images (`gpuci/<platform>-recipe:…`), removed around each run: every run is cold."""
+    # The plain list (docker-py's `images.list` inspects each image and fails when a neighbour removes one).
+    return {tag for row in client.api.images() for tag in row.get("RepoTags") or () if "-recipe:" in tag}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,9 +188,12 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             venv_s = uv_venv(uv, repo, scratch)
             print(f"  run {run + 1}: uv venv + install -e .[{','.join(EXTRAS)}], cold: {venv_s:.1f} s", flush=True)
+            for tag in sorted(recipe_images(client)):  # gpuci's layer counts: none may be cached
+                remove_image(client, tag)
             image_s, built = gpuci_cold(client, repo, scratch)
             print(f"  run {run + 1}: gpuci cold image: {image_s:.1f} s ({built['phases_s']})", flush=True)
-            remove_image(client, built["tag"])
+            for tag in [built["tag"], *sorted(recipe_images(client))]:
+                remove_image(client, tag)
             runs.append({"uv_venv_s": round(venv_s, 1), "gpuci_cold_image_s": round(image_s, 1),
                          "ratio": round(image_s / venv_s, 2), "load_before": round(load, 2),
                          "load_after": round(os.getloadavg()[0], 2), **built})  # fmt: skip

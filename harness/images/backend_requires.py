@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import tarfile
 import tempfile
@@ -30,6 +31,7 @@ from harness.images.pip_lines import refusal
 from harness.images.project_install import ProjectInstall, copy_checkout
 from harness.images.resolve import PROBE_POSTURE, PythonTarget, ResolveWith, resolve
 from harness.images.wheels import recording
+from harness.untrusted import PROJECT_FILE_LIMIT, Refused, read_capped
 
 SCRIPT = Path(__file__).parent / "in_image" / "ask_backend.py"
 MAX_OUTPUT = 2**20
@@ -45,10 +47,50 @@ COMMAND = [
 ]  # fmt: skip
 
 
+# setuptools' PEP 517 backend asks for what setup.py or setup.cfg's `setup_requires` add, and, before this
+# version, for `wheel`: with neither file saying more and this version or later required, it asks nothing.
+SETUPTOOLS_ASKS_NOTHING_FROM = "70.1"
+
+
+def known_answer(root: Path, install: ProjectInstall) -> tuple[str, ...] | None:
+    """The backend's answer where its files tell it without running any code, else None (it is asked)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    if install.backend != "setuptools.build_meta" or os.path.lexists(Path(root) / "setup.py"):
+        return None
+    if os.path.lexists(Path(root) / "setup.cfg"):
+        try:
+            if b"setup_requires" in read_capped(Path(root) / "setup.cfg", PROJECT_FILE_LIMIT, inside=Path(root)):
+                return None
+        except (OSError, Refused):
+            return None
+    for line in install.build_requires:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            return None
+        if requirement.name.lower() != "setuptools" or requirement.marker is not None:
+            continue
+        for spec in requirement.specifier:
+            try:
+                if spec.operator in (">=", ">", "==", "~=") and Version(spec.version.rstrip(".*")) >= Version(
+                    SETUPTOOLS_ASKS_NOTHING_FROM
+                ):
+                    return ()
+            except InvalidVersion:
+                return None
+    return None
+
+
 def backend_requires(
     client: Any, image: str, root: Path, install: ProjectInstall, target: PythonTarget, using: ResolveWith
 ) -> tuple[str, ...]:
     """The requirements the backend asks for, for a wheel and an editable build, beyond what is declared."""
+    known = known_answer(root, install)
+    if known is not None:
+        say(f"the build backend asks for nothing more (known without asking: {install.backend}, no setup.py)")
+        return known
     wheelhouse, ca_bundle, constraints = using.wheelhouse, using.ca_bundle, using.constraints
     with tempfile.TemporaryDirectory(prefix="gpuci-ask-") as scratch:
         wanted = Path(scratch) / "build-requirements.in"

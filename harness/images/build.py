@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -19,9 +20,24 @@ from harness.errors import ImageBuildError, InfrastructureError
 from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
 from harness.images.airgap import bootstrap_base, fill_wheelhouse, wheelhouse_dir
-from harness.images.context import checkout_dir, is_legacy, label_line, project_steps, write_layers, write_legacy
+from harness.images.context import (
+    DEPS_IN_IMAGE,
+    GPUCI_LAYER,
+    INSTALL_WHEELS,
+    PROJECT_LAYER,
+    before_own_steps,
+    checkout_dir,
+    is_legacy,
+    label_line,
+    own_layer_hash,
+    project_steps,
+    write_deps,
+    write_layers,
+    write_legacy,
+    write_own_layer,
+)
 from harness.images.lock import write_pins
-from harness.images.project_install import OUTPUTS_DIR, copy_checkout
+from harness.images.project_install import INSTALL_SCRIPT, OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
 from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.tag_record import TagRecord, agrees, remember
@@ -67,7 +83,7 @@ def ensure(client: docker.DockerClient, recipe: ImageRecipe, root: Path) -> Ensu
     """The recipe's image, built only when its tag is missing."""
     started = time.monotonic()
     # Resolved now (not read from the lock): its wheels are in the wheelhouse already, fetch them once.
-    fetched = not recipe.pins and bool(project_requirements_text(recipe).strip())
+    fetched = recipe.fetched_here or (not recipe.pins and bool(project_requirements_text(recipe).strip()))
     recipe = resolved(recipe, root, client)  # the tag covers what the requirements resolved to
     content_hash = recipe.content_hash()
     tag = f"gpuci/{recipe.platform}:{content_hash[:16]}"
@@ -119,14 +135,17 @@ def _build_missing(
         pins: list[str] = list(recipe.pins) if fetched else []
         if project.strip() and not fetched:
             pins, _ = resolve_project(client, recipe, Path(root), Path(tempfile.mkdtemp(dir=ctx)), wheelhouse)
-        write = write_legacy if legacy else write_layers
         ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
-        wheels = write(ctx, Path(root), wheelhouse, recipe.requirements, ca, pins)
-        labels = {CONTENT_LABEL: content_hash, "gpuci.wheels-sha256": wheels, "gpuci.platform": recipe.platform}
+        labels = {CONTENT_LABEL: content_hash, "gpuci.platform": recipe.platform}
         if pins:
             labels["gpuci.resolved"] = ",".join(pins)[:60000]
         if recipe.install is not None:
             labels["gpuci.install"] = f"editable {recipe.install.workspace}"
+        if not legacy and (pins or recipe.install is not None) and engine.is_local(client):
+            _build_outside(client, recipe, Path(root), ctx, pins, labels)
+            return _built(client, tag, content_hash, started)
+        write = write_legacy if legacy else write_layers
+        labels["gpuci.wheels-sha256"] = write(ctx, Path(root), wheelhouse, recipe.requirements, ca, pins)
         if legacy:
             steps = (recipe.install.dockerfile_lines() if recipe.install else "") + label_line(labels)
         else:
@@ -135,12 +154,78 @@ def _build_missing(
         build_in_context(client, ctx, tag, recipe, {}, Path(root))
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
+    return _built(client, tag, content_hash, started)
+
+
+def _built(client: docker.DockerClient, tag: str, content_hash: str, started: float) -> EnsuredImage:
     image_id = existing(client, tag)
     if image_id is None:
         raise ImageBuildError(f"the build of {tag} reported success but the image is missing.")
     seconds = time.monotonic() - started
     say(f"built {tag} in {seconds:.1f}s")
     return EnsuredImage(tag, image_id, True, seconds, content_hash)
+
+
+def _build_outside(
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, ctx: Path, pins: list[str], labels: dict[str, str]
+) -> None:
+    """gpuci's layer (shared, found by its tag), then the project's layer installed by a container into
+    host folders and loaded (harness/images/project_layer.py)."""
+    from harness.images.project_layer import build_layer, project_job  # a build's own: never a warm run's
+
+    wheelhouse, own_ctx = wheelhouse_dir(root), ctx / "own"
+    ca = recipe.ca_bundle.read_bytes() if recipe.ca_bundle else b""
+    own_digests, own = write_own_layer(own_ctx, root, wheelhouse, recipe.requirements, ca)
+    deps = ctx / PROJECT_LAYER / DEPS_IN_IMAGE if pins else None
+    project_digests = write_deps(deps, root, wheelhouse, pins, own) if deps is not None else ""
+    labels["gpuci.wheels-sha256"] = hashlib.sha256((own_digests + project_digests).encode()).hexdigest()
+    env = {k: v for k, v in recipe.build_args.items() if k != "BASE_IMAGE"}
+    own_id = _own_layer(client, recipe, root, own_ctx, (own_digests, ca))
+    job = project_job(
+        own_id, f"gpuci/{recipe.platform}:{labels[CONTENT_LABEL][:16]}", labels, recipe.install, deps, env
+    )
+    build_layer(client, job, ctx / PROJECT_LAYER, root)
+
+
+def _own_layer(
+    client: docker.DockerClient, recipe: ImageRecipe, root: Path, own_ctx: Path, made_of: tuple[str, bytes]
+) -> str:
+    """gpuci's layer's image id, made when its tag is missing: the recipe's steps by the engine's builder,
+    and gpuci's own two steps (as `gpuci init` writes them, with no extra CA bundle to add to the base's)
+    by a container and a load, as the project's layer; a recipe of any other form by the builder alone."""
+    from harness.images.project_layer import GPUCI_DIR, build_layer, own_job
+
+    own_digests, ca = made_of
+    recipe_text = project_bytes(recipe.dockerfile)
+    base = recipe.build_base or ""
+    args = dict(recipe.build_args)
+    made = own_layer_hash(recipe_text, args, (engine.image_id(client, base) if base else None) or base, own_digests)
+    own_tag = f"gpuci/{recipe.platform}-recipe:{made[:16]}"
+    own_id = existing(client, own_tag)
+    if own_id is not None and agrees(client, own_tag, own_id, made):  # the image gpuci made under that tag
+        say(f"gpuci's layer {own_tag} is here already")
+        return own_id
+    say(f"building gpuci's layer {own_tag} from {recipe.dockerfile}")
+    head = None if ca.strip() else before_own_steps(recipe_text)
+    steps_ctx = own_ctx if head is None else own_ctx / "steps"  # the recipe's other steps copy nothing of gpuci's
+    steps_ctx.mkdir(exist_ok=True)
+    (steps_ctx / "Dockerfile").write_bytes(recipe_text if head is None else head)
+    steps_tag = own_tag if head is None else f"{own_tag}-steps"
+    build_in_context(client, steps_ctx, steps_tag, recipe, {}, root)
+    steps_id = existing(client, steps_tag)
+    if steps_id is None:
+        raise ImageBuildError(f"the build of {steps_tag} reported success but the image is missing.")
+    if head is None:
+        remember(client, TagRecord(own_tag, steps_id, made))
+        return steps_id
+    stage = own_ctx / "stage"
+    for script in (INSTALL_WHEELS.name, INSTALL_SCRIPT):
+        (stage / GPUCI_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(own_ctx / GPUCI_LAYER / script, stage / GPUCI_DIR / script)
+    env = {k: v for k, v in args.items() if k != "BASE_IMAGE"}
+    own_id = build_layer(client, own_job(steps_id, own_tag, own_ctx / GPUCI_LAYER / "build", env), stage, root)
+    remember(client, TagRecord(own_tag, own_id, made))
+    return own_id
 
 
 def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None = None) -> ImageRecipe:
@@ -159,7 +244,7 @@ def resolved(recipe: ImageRecipe, root: Path, client: docker.DockerClient | None
     with tempfile.TemporaryDirectory(prefix="gpuci-resolve-") as scratch:
         pins, python = resolve_project(client, recipe, Path(root), Path(scratch), wheelhouse_dir(Path(root)))
     write_pins(Path(root), recipe.lock_key, recipe.lock_inputs, tuple(pins), python)
-    return replace(recipe, pins=tuple(pins))
+    return replace(recipe, pins=tuple(pins), fetched_here=True)
 
 
 def resolve_project(

@@ -59,11 +59,11 @@ def wheels_for(wheelhouse: Path, pins: Iterable[str]) -> set[str]:
     return found
 
 
-def write_layers(
-    ctx: Path, root: Path, wheelhouse: Path, requirements: Path, ca_bundle: bytes, project_pins: list[str]
-) -> str:
-    """gpuci's layer and the project's dependencies into `ctx`; the hash of the wheels they carry."""
-    gpuci, build, deps = ctx / GPUCI_LAYER, ctx / GPUCI_LAYER / "build", ctx / PROJECT_LAYER / DEPS_IN_IMAGE
+def write_own_layer(
+    ctx: Path, root: Path, wheelhouse: Path, requirements: Path, ca_bundle: bytes
+) -> tuple[str, set[str]]:
+    """gpuci's layer (`gpuci/`) into `ctx`: the record of its wheels' hashes, and their names."""
+    gpuci, build = ctx / GPUCI_LAYER, ctx / GPUCI_LAYER / "build"
     build.mkdir(parents=True)
     shutil.copyfile(INSTALL_WHEELS, gpuci / INSTALL_WHEELS.name)
     shutil.copyfile(INSTALL_SCRIPT_SOURCE, gpuci / INSTALL_SCRIPT)
@@ -71,11 +71,50 @@ def write_layers(
     (build / "requirements.txt").write_text(text)
     (build / "extra-ca.crt").write_bytes(ca_bundle)
     own = wheels_for(wheelhouse, [*pins_in(text), UV])
-    digests = copy_verified(root, wheelhouse, build / "wheels", own)
+    return copy_verified(root, wheelhouse, build / "wheels", own), own
+
+
+def write_deps(deps: Path, root: Path, wheelhouse: Path, project_pins: list[str], own: set[str]) -> str:
+    """The project's pins and the wheels gpuci's layer lacks into `deps`; the record of their hashes."""
     deps.mkdir(parents=True)
     (deps / "requirements.txt").write_text("".join(f"{pin}\n" for pin in project_pins))
-    digests += copy_verified(root, wheelhouse, deps / "wheels", wheels_for(wheelhouse, project_pins) - own)
+    return copy_verified(root, wheelhouse, deps / "wheels", wheels_for(wheelhouse, project_pins) - own)
+
+
+def own_layer_hash(recipe_text: bytes, build_args: dict[str, str], base_id: str, own_digests: str) -> str:
+    """What gpuci's layer is made of (the recipe, its arguments, the image it builds on, its wheels, the
+    scripts): its image's tag, so a second project on the base finds it without asking the builder."""
+    digest = hashlib.sha256(recipe_text)
+    for part in (repr(sorted(build_args.items())), base_id, own_digests):
+        digest.update(b"\0" + part.encode())
+    for script in SCRIPTS:
+        digest.update(b"\0" + script.read_bytes())
+    return digest.hexdigest()
+
+
+def write_layers(
+    ctx: Path, root: Path, wheelhouse: Path, requirements: Path, ca_bundle: bytes, project_pins: list[str]
+) -> str:
+    """gpuci's layer and the project's dependencies into `ctx`; the hash of the wheels they carry."""
+    digests, own = write_own_layer(ctx, root, wheelhouse, requirements, ca_bundle)
+    digests += write_deps(ctx / PROJECT_LAYER / DEPS_IN_IMAGE, root, wheelhouse, project_pins, own)
     return hashlib.sha256(digests.encode()).hexdigest()
+
+
+# gpuci's own layer as `gpuci init` writes it: the recipe's last two instructions.
+OWN_STEPS = (f"COPY {GPUCI_LAYER}/ /opt/gpuci/", f"RUN python3 /opt/gpuci/{INSTALL_WHEELS.name} /opt/gpuci/build")
+
+
+def before_own_steps(recipe_text: bytes) -> bytes | None:
+    """The recipe without gpuci's own two steps, where they are its last instructions as written by
+    `gpuci init` (gpuci then makes that layer itself, outside the builder); None for any other recipe."""
+    lines = recipe_text.decode(errors="replace").splitlines(keepends=True)
+    steps = [i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")]
+    if len(steps) < 3 or tuple(lines[i].strip() for i in steps[-2:]) != OWN_STEPS:
+        return None
+    if lines[steps[-3]].rstrip().endswith("\\"):  # the COPY would be part of the instruction before
+        return None
+    return "".join(lines[: steps[-2]]).encode()
 
 
 def checkout_dir(ctx: Path, install: ProjectInstall) -> Path:

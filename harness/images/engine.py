@@ -128,6 +128,11 @@ def images_in_use(client: docker.DockerClient) -> set[str]:
     return {c.image_id for c in list_containers(client) if c.image_id}
 
 
+def is_local(client: docker.DockerClient) -> bool:
+    """Whether the engine is this host's (its Unix socket): a folder here is a folder it can bind-mount."""
+    return str(client.api.base_url).startswith("http+docker://localhost")
+
+
 def image_id(client: docker.DockerClient, ref: str) -> str | None:
     """The id of the image `ref` names (tag or id), or None when there is none."""
     try:

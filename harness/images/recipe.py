@@ -53,6 +53,9 @@ class ImageRecipe:
     # Debian packages on the base (its build's toolchain, [tool.gpuci] system_packages): the recipe
     # builds FROM this layer instead of the bare base.
     system_layer: SystemLayer | None = None
+    # Resolved by this process (not read from the lock): the pins' wheels are in the wheelhouse already,
+    # so the build does not resolve them again. Not part of the tag.
+    fetched_here: bool = field(default=False, compare=False)
     # The Docker network mode of its build steps (build_network): how it is built, not what it holds,
     # so it is in neither the tag nor the comparison.
     network: str | None = field(default=None, compare=False)

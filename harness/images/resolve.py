@@ -261,8 +261,10 @@ def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: Py
     if conflict or "ResolutionImpossible" in text:
         beside = f" or with the pins the image installs beside them ({constraints})" if constraints else ""
         what = f" ({conflict.group(0)[:200]})" if conflict else ""
+        lines_at = _conflicting_lines(conflict.group(0) if conflict else "", sources, constraints)
+        at = f"; the lines that disagree: {', '.join(lines_at)}" if lines_at else ""
         raise UsageError(
-            f"{shown_as}: the requirements conflict with each other{beside}{what}; loosen the pin that "
+            f"{shown_as}: the requirements conflict with each other{beside}{what}{at}; loosen the pin that "
             "disagrees (gpuci's own pins are what its pytest plugin was tested with)."
         )
     what = f"the requirement {missing.group(1)!r}" if missing else "a requirement"
@@ -273,6 +275,18 @@ def _fail(lines: list[str], sources: tuple[Path, ...], shown_as: str, target: Py
         f"{where or shown_as}: {what} {why} (the resolver said {_last_error(lines)!r}, resolving for Python "
         f"{target.version} on {target.machine}, glibc {target.glibc}.)"
     )
+
+
+def _conflicting_lines(text: str, sources: tuple[Path, ...], constraints: Path | None) -> list[str]:
+    """FILE:LINE (name) of each line, the user's and gpuci's pins, asking for a package the resolver's
+    conflict names with a version (`you require pytest==8.3.3 and pytest==8.4.2`)."""
+    names = dict.fromkeys(n.lower() for n in re.findall(r"([A-Za-z0-9][\w.-]*)(?:==|>=|<=|~=|!=|<|>)", text))
+    found = []
+    for name in names:
+        for files in (sources, (constraints,) if constraints else ()):
+            line = _line_of(name, files)
+            found += [f"{line} ({name})"] if line else []
+    return found[:6]
 
 
 def _line_of(requirement: str, sources: tuple[Path, ...]) -> str | None:

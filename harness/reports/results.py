@@ -69,11 +69,12 @@ def counts(results: list[TestResult]) -> dict[str, int]:
 
 
 def summary_lines(results: list[TestResult], running: list[str], limit: int = 10) -> list[str]:
-    """A few lines for the end of the terminal output: counts, failed tests, the hung test."""
+    """A few lines for the end of the terminal output: counts (the hung tests' results among them,
+    as report.json counts them), failed tests, the hung test (named once, as still running)."""
     lines = []
     if results:
         lines.append("tests: " + ", ".join(f"{n} {outcome}" for outcome, n in counts(results).items()))
-    failures = [r for r in results if r.outcome in FAILED]
+    failures = [r for r in results if r.outcome in FAILED and r.test not in running]
     for result in failures[:limit]:
         message = result.message.splitlines()[0][:160] if result.message else ""
         lines.append(f"  {result.outcome}: {result.test}" + (f" — {message}" if message else ""))

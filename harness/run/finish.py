@@ -114,7 +114,7 @@ def _report_tests(run: Run, collected: Any) -> None:
             with open(run.directory / "output.log", "a") as log:  # the supervisor's own file: safe to append
                 log.write("\n[gpuci: Python stacks of the test still running at the step's timeout]\n")
                 log.write(run.redactor.text(collected.stacks))
-    for line in summary_lines(results, collected.running):
+    for line in summary_lines(run.report.results, collected.running):
         say(line)
 
 

@@ -46,6 +46,7 @@ class LogPump:
         self._tail: collections.deque[bytes] = collections.deque()
         self._tail_bytes = 0
         self._pending = b""
+        self._echo_ended = True  # the terminal's last byte from here was a line's end (or none came)
         self.thread: threading.Thread | None = None
 
     def run(self, chunks: Any) -> None:
@@ -67,6 +68,9 @@ class LogPump:
         if self.dropped:
             note = f"\n[gpuci: log cut here: {self.dropped} bytes dropped; the last {len(tail)} bytes follow]\n"
             self._write(out, note.encode() + tail, echo=True)
+        if self.echo and not self._echo_ended:  # a step stopped mid-line: gpuci's next line starts its own
+            self.echo.write(b"\n")
+            self.echo.flush()
         if out is not None:
             try:
                 out.close()
@@ -113,9 +117,10 @@ class LogPump:
                 out.write(data)
             except OSError as exc:  # ENOSPC: the console still gets it; the run says so once
                 self.failure = f"{self.path}: {exc.strerror}"
-        if echo and self.echo:
+        if echo and self.echo and data:
             self.echo.write(data)
             self.echo.flush()
+            self._echo_ended = data.endswith(b"\n")
 
     def start(self, chunks: Any) -> None:
         self.thread = threading.Thread(target=self.run, args=(chunks,), daemon=True, name="gpuci-logs")

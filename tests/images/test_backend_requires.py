@@ -219,3 +219,44 @@ def test_the_backend_s_container_is_limited_and_its_output_read_bounded(tmp_path
     assert pids.isdigit() and memory.isdigit() and int(memory) < 2**40 and int(caps, 16) == 0, posture.group(0)
     maxrss_mib = int(done.stdout.split("maxrss_kib")[1].split()[0]) // 1024
     assert maxrss_mib < 160, f"gpuci held {maxrss_mib} MiB while reading 192 MiB of the backend's output"
+
+
+def _setuptools_project(root: Path, requires: str, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        PYPROJECT.format(requires=requires, backend="setuptools.build_meta", name="stk")
+    )
+    (root / "stk.py").write_text("VALUE = 42\n")
+    for name, text in files.items():
+        (root / name).write_text(text)
+    return root
+
+
+def test_setuptools_answer_is_known_without_asking_only_where_its_files_tell(tmp_path: Path) -> None:
+    from harness.images.backend_requires import known_answer
+
+    def answer(name: str, requires: str, files: dict[str, str]) -> tuple[str, ...] | None:
+        root = _setuptools_project(tmp_path / name, requires, files)
+        install = project_install(root, "editable", "/workspace", read_pyproject(root))
+        assert install is not None
+        return known_answer(root, install)
+
+    assert answer("plain", '"setuptools>=77.0.3"', {}) == ()
+    assert answer("cfg", '"setuptools>=77"', {"setup.cfg": "[flake8]\nmax-line-length = 99\n"}) == ()
+    assert answer("old", '"setuptools>=64"', {}) is None  # before 70.1 it asks for `wheel`
+    assert answer("setup_py", '"setuptools>=77"', {"setup.py": SETUP_PY}) is None  # setup.py may ask for more
+    assert answer("setup_requires", '"setuptools>=77"', {"setup.cfg": "[options]\nsetup_requires = cffi\n"}) is None
+    hatch = _project(tmp_path / "hatch_lib", "hatch_lib")
+    assert known_answer(hatch, project_install(hatch, "editable", "/workspace", read_pyproject(hatch))) is None
+
+
+def test_the_known_answer_is_what_the_backend_says_when_asked(docker_client, tmp_path: Path, monkeypatch) -> None:
+    from harness.images import backend_requires as module
+
+    base = bootstrap_base(docker_client)
+    root = _setuptools_project(tmp_path / "stk", '"setuptools>=77.0.3"', {"setup.cfg": "[metadata]\nname = stk\n"})
+    install = project_install(root, "editable", "/workspace", read_pyproject(root))
+    assert install is not None and module.known_answer(root, install) == ()
+    monkeypatch.setattr(module, "known_answer", lambda *_: None)  # asked in the container, as before
+    using = ResolveWith(WHEELHOUSE, None, ROOT / "containers" / "requirements.txt")
+    assert backend_requires(docker_client, base, root, install, ask_image(docker_client, base), using) == ()

@@ -5,12 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import docker
-
-from harness.images.context import is_legacy, label_line, pins_in, project_steps, wheels_for
+from harness.images.context import before_own_steps, is_legacy, label_line, pins_in, project_steps, wheels_for
 from tests.conftest import ROOT
-
-GPUCI_LAYER_STEP = "install_wheels.py /opt/gpuci/build"
 
 
 def test_labels_go_in_one_step_and_are_quoted_for_the_dockerfile() -> None:
@@ -46,32 +42,40 @@ def _project(root: Path, requirement: str) -> Path:
     return root
 
 
-def _layers(client: docker.DockerClient, image: str) -> list[tuple[str, str]]:
-    """(image id, step) of an image's history, oldest first."""
-    return [(entry["Id"], entry["CreatedBy"]) for entry in reversed(client.api.history(image))]
+def test_gpuci_init_s_recipe_has_gpuci_s_own_steps_last_and_others_do_not() -> None:
+    recipe = (ROOT / "containers" / "cpu" / "Dockerfile").read_bytes()
+    head = before_own_steps(recipe)
+    assert (
+        head is not None
+        and b"COPY gpuci/" not in head
+        and head.strip().endswith(b"every project on this base, so the engine's cache shares it.")
+    )
+    assert before_own_steps(recipe + b"RUN echo mine\n") is None  # a step of the user's after them
+    assert before_own_steps(recipe.replace(b"ARG GPUCI_INSTALLER=auto", b"RUN apt-get install -y x \\")) is None
 
 
-def test_two_projects_on_one_base_share_the_base_and_gpucis_layer(docker_client, cpu_image, tmp_path: Path) -> None:
-    """Real builds: the second project's build makes no new layer below its own (checked by the
-    engine's layer ids), and the two images differ only above gpuci's layer."""
+def test_two_projects_on_one_base_share_the_base_and_gpucis_layer(
+    docker_client, cpu_image, tmp_path: Path, capfd
+) -> None:
+    """Real builds: the second project's image has every layer of the first but the project's own (by the
+    engine's layer ids), and gpuci's layer was not made again."""
     from harness.images.build import ensure
     from harness.images.recipe import recipe_for
 
     first = _project(tmp_path / "first", "markupsafe")
     second = _project(tmp_path / "second", "pyyaml")
     built = ensure(docker_client, recipe_for(first, "cpu", base_image="local"), first)
-    before = {image["Id"] for image in docker_client.api.images(all=True)}
+    capfd.readouterr()
     again = ensure(docker_client, recipe_for(second, "cpu", base_image="local"), second)
     try:
         assert built.built and again.built and built.id != again.id
-        ours, theirs = _layers(docker_client, built.id), _layers(docker_client, again.id)
-        cut = next(i for i, (_, step) in enumerate(theirs) if GPUCI_LAYER_STEP in step) + 1
-        assert [i for i, _ in theirs[:cut]] == [i for i, _ in ours[:cut]]  # base, metadata, gpuci's layer
-        made = [step for image_id, step in theirs if image_id not in ("<missing>",) and image_id not in before]
-        assert made and not any(GPUCI_LAYER_STEP in step for step in made)  # only the project's own steps
-        diffs = [docker_client.images.get(i).attrs["RootFS"]["Layers"] for i in (built.id, again.id)]
-        shared = len(docker_client.images.get(theirs[cut - 1][0]).attrs["RootFS"]["Layers"])
-        assert diffs[0][:shared] == diffs[1][:shared] and diffs[0] != diffs[1]
+        assert "gpuci's layer gpuci/cpu-recipe:" in capfd.readouterr().err  # found, not made
+        ours, theirs = (docker_client.images.get(i).attrs["RootFS"]["Layers"] for i in (built.id, again.id))
+        base = docker_client.images.get(recipe_for(first, "cpu", base_image="local").build_base).attrs["RootFS"][
+            "Layers"
+        ]
+        assert ours[: len(base)] == base and len(ours) == len(base) + 2  # the base, gpuci's layer, the project's
+        assert ours[:-1] == theirs[:-1] and ours[-1] != theirs[-1]
     finally:
         for image in (again.tag, built.tag):
             docker_client.images.remove(image)

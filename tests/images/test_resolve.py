@@ -71,6 +71,12 @@ def test_a_requirement_that_conflicts_with_gpucis_own_pins_is_exit_2_before_any_
     assert done.returncode == 2, done.stderr[-3000:]
     assert "conflict" in done.stderr and "containers/requirements.txt" in done.stderr
     assert "requirements-test.txt" in done.stderr and "Traceback" not in done.stderr
+    # Both lines named, as a missing requirement's is (markupsafe's requirements/tests.txt pins pytest
+    # in a pip-compile file: the file alone left the user to search it).
+    pinned = next(n for n, line in enumerate((ROOT / "containers/requirements.txt").read_text().splitlines(), 1)
+                  if line.startswith("pytest=="))  # fmt: skip
+    assert "requirements-test.txt:2 (pytest)" in done.stderr, done.stderr[-3000:]
+    assert f"containers/requirements.txt:{pinned} (pytest)" in done.stderr
 
 
 def test_a_dependency_group_is_resolved_and_its_missing_entry_named_in_pyproject(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.declare.platforms import get_platform
 from harness.declare.stop_policy import StopPolicy
 from harness.errors import ExitCode, InfrastructureError
 from harness.gpu.for_run import Leased
 from harness.redact import Redactor
-from harness.run.finish import finish, finish_failed
+from harness.run.finish import _report_tests, finish, finish_failed
 from harness.run.host.workload import HostPart
 from harness.run.options import RunOptions
+from harness.run.outbox import Collected
 from harness.run.run import Run, begin_report
 
 SECRET = "hf_" + "q8Zr2LmN4pXv7TbK1sWy9CdE3fGh6JkA"  # shaped like a Hugging Face token
@@ -67,3 +70,19 @@ def test_the_caller_assembles_the_report_from_each_stages_answer(tmp_path: Path)
     finish_failed(stopped, InfrastructureError("cancelled while waiting for a GPU"))
     report = json.loads((stopped.directory / "report.json").read_text())
     assert report["lease"] is None and report["spec"] is None
+
+
+def test_the_console_counts_the_test_a_timeout_caught_as_the_report_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # markupsafe with a planted hang: the console said "tests: 1 failed, 39 passed", report.json and
+    # `gpuci report` "1 failed, 39 passed, 1 timeout".
+    run = a_run(tmp_path)
+    run.report.outcome = "timeout"
+    results = [{"test": "t.py::ok", "outcome": "passed"}, {"test": "t.py::bad", "outcome": "failed", "message": "no"}]
+    _report_tests(run, Collected(results=results, running=["t.py::hang"], stacks='  File "t.py", line 9 in hang\n'))
+    said = capsys.readouterr().err.splitlines()
+    assert run.report.counts == {"failed": 1, "passed": 1, "timeout": 1}
+    assert "gpuci: tests: 1 failed, 1 passed, 1 timeout" in said
+    assert "gpuci:   still running when the step was stopped: t.py::hang" in said
+    assert not any("error: t.py::hang" in line or "timeout: t.py::hang" in line for line in said)  # named once

@@ -27,3 +27,16 @@ def test_a_log_that_cannot_be_written_is_said_and_the_console_still_shows_it() -
     pump.run(iter([b"hello\n"]))
     assert pump.failure is not None and "No space left" in pump.failure
     assert console.getvalue() == b"hello\n"
+
+
+def test_an_unfinished_last_line_is_ended_on_the_console_so_gpuci_lines_start_their_own(tmp_path: Path) -> None:
+    # A step stopped mid-line (pytest's `....F` progress at a timeout): gpuci's `tests: …` came after
+    # it on the same terminal line. The console gets the line's end; the log file keeps the bytes as they came.
+    console = io.BytesIO()
+    pump = LogPump(tmp_path / "out.log", 1000, Redactor({}), console)
+    pump.run(iter([b"collected 3 items\n", b"..F"]))
+    assert console.getvalue() == b"collected 3 items\n..F\n"
+    assert (tmp_path / "out.log").read_bytes() == b"collected 3 items\n..F"
+    ended = io.BytesIO()
+    LogPump(tmp_path / "ended.log", 1000, Redactor({}), ended).run(iter([b"3 passed\n"]))
+    assert ended.getvalue() == b"3 passed\n"  # a finished line gets no second end

@@ -59,14 +59,37 @@ def unpack_uv(wheels: str) -> str | None:
     return None
 
 
+BUNDLED = "import ensurepip, os, sys; print(os.path.dirname(ensurepip.__file__), sys.version_info >= (3, 12))"
+
+
+def bundled_pip(python: str) -> list[str]:
+    """The wheels `ensurepip` installs (pip, and setuptools before Python 3.12), where the base keeps them:
+    Debian's /usr/share/python-wheels, or ensurepip's own _bundled folder."""
+    done = subprocess.run([python, "-c", BUNDLED], capture_output=True, text=True)
+    if done.returncode != 0:
+        return []
+    folder, newer = done.stdout.split()
+    names = ["pip"] if newer == "True" else ["pip", "setuptools"]
+    for where in ("/usr/share/python-wheels", os.path.join(folder, "_bundled")):
+        found = [sorted(glob.glob(os.path.join(where, f"{name}-*.whl")))[-1:] for name in names]
+        if all(found):
+            return [wheel[0] for wheel in found]
+    return []
+
+
 def make_venv(uv: str | None) -> None:
     """gpuci's venv, seeing the base's own packages (a vendor's torch)."""
     python = shutil.which("python3") or sys.executable
     if uv:
         subprocess.run([uv, "venv", "--quiet", "--system-site-packages", "--python", python, VENV], check=True)
         # Steps still run `python -m pip` (uv installs without it): the base's bundled pip, offline,
-        # where the base has ensurepip; none where it has not, as with `venv --without-pip`.
-        subprocess.run([f"{VENV}/bin/python", "-m", "ensurepip", "--default-pip"], capture_output=True)
+        # where the base has ensurepip; none where it has not, as with `venv --without-pip`. uv puts in
+        # the wheels ensurepip would (seconds faster); ensurepip itself where they are not found.
+        bundled = bundled_pip(python)
+        command = [uv, "pip", "install", "--quiet", "--python", f"{VENV}/bin/python", "--offline", "--no-index",
+                   "--no-deps", *bundled]  # fmt: skip
+        if not bundled or subprocess.run(command).returncode != 0:
+            subprocess.run([f"{VENV}/bin/python", "-m", "ensurepip", "--default-pip"], capture_output=True)
         return
     # Bases without ensurepip (Debian's python3 with no python3-venv) make the venv with the system's pip.
     done = subprocess.run([python, "-m", "venv", "--system-site-packages", VENV], capture_output=True)
@@ -80,6 +103,8 @@ def install(folder: str, uv: str | None) -> None:
     if not os.path.exists(requirements) or not os.path.getsize(requirements):
         return
     started = time.time()
+    site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout.split()
+    before = {os.path.join(d, name) for d in site if os.path.isdir(d) for name in os.listdir(d)}
     if uv:
         say(f"installing with {subprocess.run([uv, '--version'], capture_output=True, text=True).stdout.strip()}")
         command = [uv, "pip", "install", "--quiet", "--python", f"{VENV}/bin/python", "--offline", "--no-index",
@@ -92,14 +117,38 @@ def install(folder: str, uv: str | None) -> None:
                    "-r", requirements]  # fmt: skip
         subprocess.run(command, check=True)
     compiling = time.time()
-    site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout
-    subprocess.run([f"{VENV}/bin/python", "-m", "compileall", "-q", "-j", "0", "-x", NOT_COMPILED, *site.split()],
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    # What this install added only: what was there is compiled already. Hash-checked bytecode: valid
+    # whatever the files' times (an image layer written with fixed times is the same layer each time).
+    new = sorted(p for d in site if os.path.isdir(d) for p in (os.path.join(d, n) for n in os.listdir(d))
+                 if p not in before and (os.path.isdir(p) or p.endswith(".py")))  # fmt: skip
+    if new:
+        subprocess.run([f"{VENV}/bin/python", "-m", "compileall", "-q", "-j", "0", "-x", NOT_COMPILED,
+                        "--invalidation-mode", "checked-hash", *new],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     say("compiled the bytecode in %.1f s" % (time.time() - compiling))
     say("installed in %.1f s" % (time.time() - started))
 
 
+def forget_uv_times() -> None:
+    """uv's `uv_cache.json` (when it read a local wheel or folder: its ctime) out of every dist-info and its
+    RECORD: the one thing that differs between two installs of the same files, and uv only reads it to
+    tell whether a local package changed since, which an image's packages never do."""
+    site = subprocess.run([f"{VENV}/bin/python", "-c", SITE], check=True, capture_output=True, text=True).stdout.split()
+    for found in sorted(p for d in site for p in glob.glob(os.path.join(d, "*.dist-info", "uv_cache.json"))):
+        os.remove(found)
+        record = os.path.join(os.path.dirname(found), "RECORD")
+        if os.path.exists(record):
+            prefix = os.path.basename(os.path.dirname(found)) + "/uv_cache.json,"
+            with open(record) as handle:
+                lines = [line for line in handle if not line.startswith(prefix)]
+            with open(record, "w") as handle:
+                handle.writelines(lines)
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--forget-uv-times"]:
+        forget_uv_times()
+        return 0
     folder = os.path.abspath(argv[0])
     wheels = os.path.join(folder, "wheels")
     try:

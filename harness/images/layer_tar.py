@@ -1,0 +1,178 @@
+"""A folder a container wrote, made into one image layer: a deterministic tar, read as untrusted input.
+
+The project's layer is installed by a throw-away container into host folders bind-mounted at the
+paths they have in the image (harness/images/project_layer.py); this module turns those folders
+into the layer's tar. Identical files give an identical tar (and so the same layer id): names
+sorted, every time fixed, owner root, no host user or group names, modes kept only as permission
+bits. The container ran the project's code, so what it left is read as input: links are stored as
+links and never followed, devices, fifos and sockets are left out, every file is opened without
+following a link, and the number of entries and bytes is bounded.
+
+A folder that held files before the container ran (gpuci's venv, copied out of its layer) is
+compared with its `snapshot`: only what is new or changed goes into the layer, and what is gone
+becomes a whiteout (`.wh.NAME`, the layer format's deletion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from harness.errors import ImageBuildError
+
+FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode is hash-checked, not timed)
+MAX_ENTRIES = 1_000_000
+MAX_BYTES = 64 * 2**30
+
+# What a snapshot keeps of an entry: its kind, mode, size and time, or its link's target. The folder was
+# written by gpuci (its own venv, extracted with the times its layer has); a file the container rewrote
+# gets a new time, and one it left alone keeps its own.
+Entry = tuple[str, int, int, int, str]
+
+
+def _entry(path: Path, info: os.stat_result) -> Entry | None:
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISDIR(info.st_mode):
+        return ("dir", mode, 0, 0, "")
+    if stat.S_ISLNK(info.st_mode):
+        return ("link", 0o777, 0, 0, os.readlink(path))
+    if stat.S_ISREG(info.st_mode):
+        return ("file", mode, info.st_size, info.st_mtime_ns, "")
+    return None  # devices, fifos, sockets: never part of a layer
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """A regular file opened without following a link at its last component (its folders were walked
+    without following any)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageBuildError(f"{path} changed kind while the project's layer was written: nothing was built.")
+    return os.fdopen(fd, "rb")
+
+
+def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(path relative to `top`, path, lstat) of everything under `top`, sorted, links never followed."""
+    for folder, dirs, files in os.walk(top, followlinks=False):
+        dirs.sort()
+        here = Path(folder)
+        for name in sorted([*dirs, *files]):
+            path = here / name
+            yield str(path.relative_to(top)), path, os.lstat(path)
+
+
+def snapshot(top: Path) -> dict[str, Entry]:
+    """What `top` holds now, to compare with after the container ran."""
+    found = {}
+    for rel, path, info in _walk(top):
+        entry = _entry(path, info)
+        if entry is not None:
+            found[rel] = entry
+    return found
+
+
+@dataclass
+class LayerCount:
+    entries: int = 0
+    bytes: int = 0
+    names: set[str] = field(default_factory=set)
+
+    def add(self, name: str, size: int) -> None:
+        self.entries += 1
+        self.bytes += size
+        if self.entries > MAX_ENTRIES or self.bytes > MAX_BYTES:
+            raise ImageBuildError(
+                f"the project's layer is over {MAX_ENTRIES} files or {MAX_BYTES // 2**30} GiB: the install "
+                "wrote far more than packages take. Check the project's requirements (gpuci.lock) and its "
+                "build; nothing was built."
+            )
+
+
+class _Hashing:
+    """A write-only file that hashes what goes through it (the layer's diff id)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.digest = out, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.out.write(data)
+
+
+def _info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.linkname = kind, mode, size, link
+    info.mtime, info.uid, info.gid, info.uname, info.gname = FIXED_MTIME, 0, 0, "", ""
+    return info
+
+
+class LayerWriter:
+    """Entries appended in order into one tar; parent folders written once, before their contents."""
+
+    def __init__(self, tar: tarfile.TarFile) -> None:
+        self.tar, self.count, self.written = tar, LayerCount(), set()
+
+    def parents(self, name: str) -> None:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            folder = "/".join(parts[:i])
+            if folder not in self.written:
+                self.add_dir(folder, 0o755)
+
+    def add_dir(self, name: str, mode: int) -> None:
+        self.parents(name)
+        self.written.add(name)
+        self.count.add(name, 0)
+        self.tar.addfile(_info(name, tarfile.DIRTYPE, mode))
+
+    def add(self, name: str, path: Path, info: os.stat_result) -> None:
+        if stat.S_ISDIR(info.st_mode):
+            if name not in self.written:
+                self.add_dir(name, stat.S_IMODE(info.st_mode))
+            return
+        self.parents(name)
+        if stat.S_ISLNK(info.st_mode):
+            self.count.add(name, 0)
+            self.tar.addfile(_info(name, tarfile.SYMTYPE, 0o777, link=os.readlink(path)))
+        elif stat.S_ISREG(info.st_mode):
+            self.count.add(name, info.st_size)
+            with _open_regular(path) as handle:
+                size = os.fstat(handle.fileno()).st_size
+                self.tar.addfile(_info(name, tarfile.REGTYPE, stat.S_IMODE(info.st_mode), size), handle)
+
+    def whiteout(self, name: str) -> None:
+        folder, _, base = name.rpartition("/")
+        self.parents(name)
+        self.count.add(name, 0)
+        self.tar.addfile(_info(f"{folder}/.wh.{base}" if folder else f".wh.{base}", tarfile.REGTYPE, 0o644))
+
+
+def write_layer(stage: Path, roots: list[str], before: dict[str, dict[str, Entry]], out: BinaryIO) -> str:
+    """The layer of `roots` (folders under `stage`, named as in the image: `opt/gpuci/venv`) into `out`;
+    a root in `before` gives only its changes. Returns the layer's diff id (`sha256:…` of the tar)."""
+    hashing = _Hashing(out)
+    with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        writer = LayerWriter(tar)
+        for root in sorted(roots):
+            top = stage / root
+            if not top.is_dir() or top.is_symlink():
+                continue
+            writer.add_dir(root, 0o755)
+            old = before.get(root)
+            seen = set()
+            for rel, path, info in _walk(top):
+                seen.add(rel)
+                if old is not None and rel in old and old[rel] == _entry(path, info):
+                    continue  # as gpuci's layer has it already
+                writer.add(f"{root}/{rel}", path, info)
+            gone = {rel for rel in (old or {}) if rel not in seen}
+            for rel in sorted(gone):
+                if os.path.dirname(rel) not in gone:  # a folder's whiteout covers what was in it
+                    writer.whiteout(f"{root}/{rel}")
+    return f"sha256:{hashing.digest.hexdigest()}"

@@ -1,0 +1,239 @@
+"""The project's layer made outside the engine's builder: a throw-away container installs into host folders,
+the host makes them one layer and `docker load`s it over gpuci's layer.
+
+On a storage driver with no native diff (fuse-overlayfs) every builder step writes through FUSE and its
+commit walks the whole tree: the project's `COPY`, `LABEL` and install `RUN` cost 60-80 s of a cold
+image on the 2-core machine (bench/cold_image_bench.py). Here the container of gpuci's layer (no
+network, the probes' limits, the host's own user) gets host folders bind-mounted where the image has
+them: gpuci's venv (copied out of its layer first, so uv sees what is installed), the workspace with
+the checkout's copy, the build outputs' folder (and a backend's build folder); the wheels come
+read-only, and `/tmp` is a host folder too. Its writes bypass the overlay. The host then writes what
+changed as one deterministic tar (harness/images/layer_tar.py: the same inputs give the same layer id)
+and loads it with the labels in the image's config (harness/images/layer_load.py): no builder step at
+all above gpuci's layer. What the install writes anywhere else (caches, `/root`) is left out, as
+the image never needed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.console import printable, say
+from harness.errors import GpuciError, ImageBuildError
+from harness.images import in_use
+from harness.images.build_errors import project_failure
+from harness.images.installer import cache_dir
+from harness.images.layer_load import image_config, load
+from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
+from harness.images.project_install import BUILD_DIRS, OUTPUTS_DIR, ProjectInstall
+from harness.images.resolve import PROBE_POSTURE
+from harness.images.system_layer import plain_lines
+
+GPUCI_DIR = "opt/gpuci"
+OWN_BUILD = "build"  # where the recipe copies gpuci's wheels: mounted there, read-only, never in a layer
+VENV = "opt/gpuci/venv"
+DEPS = "/opt/gpuci/project-deps"
+INSTALL_WHEELS = "/opt/gpuci/install_wheels.py"
+MAX_OUTPUT = 4 * 2**20
+# A compiler or compileall needs more than the probes' 2 GiB; still bounded, still offline.
+POSTURE = {**PROBE_POSTURE, "mem_limit": "8g", "pids_limit": 4096}
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    parent_id: str  # the image the container runs and the layer goes on
+    tag: str
+    labels: dict[str, str]
+    command: list[str]
+    roots: list[str]  # the image's folders (relative to /) the layer keeps: host folders under the stage
+    read_only: dict[str, Path]  # image path -> host folder mounted read-only (wheels), never in the layer
+    environment: dict[str, str]  # the recipe's build arguments, as a RUN step sees them
+    install: ProjectInstall | None = None  # the project's, whose build errors are the user's
+    kept: str | None = None  # a root copied out of the parent first: only its changes go into the layer
+    remembered: str | None = None  # a folder the layer holds, kept on the host for the next job's `kept`
+
+
+def image_roots(install: ProjectInstall | None) -> list[str]:
+    """The image's folders the project's install writes and its layer keeps (relative to /)."""
+    roots = [VENV]
+    if install is not None:
+        roots += [install.workspace.strip("/"), OUTPUTS_DIR.strip("/")]
+        if install.backend in BUILD_DIRS:
+            roots.append(BUILD_DIRS[install.backend].strip("/"))
+    return roots
+
+
+def project_job(parent_id: str, tag: str, labels: dict[str, str], install: ProjectInstall | None, deps: Path | None,
+                environment: dict[str, str]) -> LayerJob:  # fmt: skip
+    """The project's layer over gpuci's: its pins' wheels (`deps`: requirements.txt, wheels/), then itself."""
+    steps = [f"python3 {INSTALL_WHEELS} {DEPS}"] if deps is not None else []
+    if install is not None:
+        steps.append(install.install_command())
+    steps.append(f"python3 {INSTALL_WHEELS} --forget-uv-times")  # the same files give the same layer
+    command = ["sh", "-c", "set -e; " + "; ".join(steps)]
+    read_only = {DEPS: deps} if deps is not None else {}
+    return LayerJob(parent_id, tag, labels, command, image_roots(install), read_only, environment, install, VENV)
+
+
+def own_job(parent_id: str, tag: str, build: Path, environment: dict[str, str]) -> LayerJob:
+    """gpuci's own layer (what the recipe's `COPY gpuci/` and `RUN install_wheels.py` make) over the recipe's
+    other steps: `build` holds its requirements and wheels, mounted read-only where the recipe copies them."""
+    command = ["python3", INSTALL_WHEELS, f"/{GPUCI_DIR}/{OWN_BUILD}"]
+    command = ["sh", "-c", f"set -e; {' '.join(command)}; python3 {INSTALL_WHEELS} --forget-uv-times"]
+    read_only = {f"/{GPUCI_DIR}/{OWN_BUILD}": build}
+    return LayerJob(parent_id, tag, {}, command, [GPUCI_DIR], read_only, environment, remembered=VENV)
+
+
+def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
+    """Run the job's container with its roots mounted from `stage` (what the layer starts with already
+    there), load the layer under `job.tag`; the image's id. The containers are gone after, on error too;
+    the stage is the caller's to remove."""
+    for wheel in (w for folder in job.read_only.values() for w in folder.glob("wheels/*.whl")):
+        os.utime(wheel, (FIXED_MTIME, FIXED_MTIME), follow_symlinks=False)  # uv records a local wheel's time
+    for folder in job.roots:
+        (stage / folder).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="tmp-", dir=stage.parent))
+    name = f"gpuci-layer-{uuid.uuid4().hex[:12]}"
+    what = "gpuci's layer" if job.install is None and job.kept is None else "the project's layer"
+    with in_use.building(), in_use.pinned(job.parent_id):
+        try:
+            started = time.monotonic()
+            before = {}
+            if job.kept is not None:
+                _copy_out(client, job, name, stage / job.kept, scratch)
+                before[job.kept] = snapshot(stage / job.kept)
+                say(f"copied /{job.kept} out of {job.parent_id[7:19]} in {time.monotonic() - started:.1f} s")
+            container = _create(client, job, name, _mounts(job, stage, scratch))
+            _install(container, job, root)
+            for path in job.read_only:  # the mount points the engine made: nothing of the image
+                with contextlib.suppress(OSError):
+                    (stage / path.strip("/")).rmdir()
+            say(f"installed {what} in {time.monotonic() - started:.1f} s, in a container")
+            written = time.monotonic()
+            layer = scratch.with_suffix(".tar")
+            try:
+                with open(layer, "wb") as out:
+                    diff_id = write_layer(stage, job.roots, before, out)
+                mb = layer.stat().st_size / 2**20
+                say(f"wrote {what} ({mb:.0f} MB, {diff_id[:19]}…) in {time.monotonic() - written:.1f} s")
+                loading = time.monotonic()
+                config = image_config(client, job.parent_id, diff_id, job.labels, f"gpuci: {what}")
+                image_id = load(client, config, layer, job.tag)  # the container keeps the parent in use till here
+            finally:
+                layer.unlink(missing_ok=True)
+            say(f"loaded {job.tag} in {time.monotonic() - loading:.1f} s")
+            if job.remembered is not None:
+                _remember(stage / job.remembered, image_id)
+            return image_id
+        finally:
+            with contextlib.suppress(Exception):
+                client.api.remove_container(name, force=True)
+
+
+def _mounts(job: LayerJob, stage: Path, scratch: Path) -> list[Any]:
+    from docker.types import Mount
+
+    mounts = [Mount(f"/{folder}", str(stage / folder), type="bind") for folder in job.roots]
+    mounts.append(Mount("/tmp", str(scratch), type="bind"))
+    mounts += [Mount(path, str(host), type="bind", read_only=True) for path, host in job.read_only.items()]
+    return mounts
+
+
+def _create(client: Any, job: LayerJob, name: str, mounts: list[Any]) -> Any:
+    environment = {**job.environment, "HOME": "/tmp", "TMPDIR": "/tmp", "UV_NO_CACHE": "1"}
+    try:
+        return client.containers.create(
+            job.parent_id, job.command, name=name, entrypoint=[], user=f"{os.getuid()}:{os.getgid()}",
+            environment=environment, mounts=mounts, labels={"gpuci.purpose": "project-layer"}, **POSTURE,
+        )  # fmt: skip
+    except Exception as exc:
+        raise ImageBuildError(f"could not make the container that installs {job.tag}'s layer ({exc}).") from None
+
+
+def _remembered(image_id: str) -> Path:
+    return cache_dir("layers") / f"{image_id.split(':')[-1]}.venv.tar"
+
+
+def _remember(folder: Path, image_id: str) -> None:
+    """gpuci's venv as its layer holds it, on the host: the next project's copy of it needs no container
+    (reading a path out of a container's file system is slow on a loaded fuse-overlayfs engine)."""
+    path = _remembered(image_id)
+    part = path.with_name(f".{path.name}.{os.getpid()}")
+    with tarfile.open(part, "w") as tar:
+        tar.add(folder, arcname=folder.name)  # links as links
+    part.replace(path)
+
+
+def _extract(archive: Path, into: Path) -> None:
+    """An archive of gpuci's own layer into `into`, links kept as links: by `tar` (several times faster
+    than tarfile on a loaded machine), else tarfile, refusing names that leave the folder."""
+    if shutil.which("tar"):
+        subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], check=True, capture_output=True)
+        return
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("/") or ".." in member.name.split("/") or member.isdev():
+                raise ImageBuildError(f"{archive} holds {member.name!r}, which gpuci's layer never has.")
+        # Checked above; "tar" keeps the venv's absolute link to its Python, which "data" (3.14's default) refuses.
+        tar.extractall(into, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
+
+
+def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) -> None:
+    """A folder of the parent (gpuci's venv) into the host folder mounted over it (uv sees what is installed;
+    only what changes goes into the layer), by a container never started and with no mount (a path's
+    archive is read through the container's mounts). gpuci's own layer: links kept as they are."""
+    archive = scratch / "kept.tar"
+    if job.kept == VENV and _remembered(job.parent_id).is_file():  # gpuci's own archive, in the host's cache
+        _extract(_remembered(job.parent_id), into.parent)
+        return
+    try:
+        client.api.create_container(job.parent_id, ["true"], name=name, labels={"gpuci.purpose": "project-layer"})
+        stream, _ = client.api.get_archive(name, f"/{job.kept}")
+        with open(archive, "wb") as out:
+            for chunk in stream:
+                out.write(chunk)
+        _extract(archive, into.parent)
+        if job.kept == VENV:
+            archive.replace(_remembered(job.parent_id))  # the next project's copy needs no container
+    except Exception as exc:
+        raise ImageBuildError(f"could not copy /{job.kept} out of gpuci's layer ({exc}).") from None
+    finally:
+        archive.unlink(missing_ok=True)
+        with contextlib.suppress(Exception):
+            client.api.remove_container(name, force=True)
+
+
+def _install(container: Any, job: LayerJob, root: Path) -> None:
+    output = ""
+    try:
+        container.start()
+        for chunk in container.logs(stream=True, follow=True):
+            text = chunk.decode("utf-8", "replace")
+            output = (output + text)[-MAX_OUTPUT:]
+            if text.strip():
+                sys.stderr.write(f"  {printable(text.rstrip(), keep_lines=True)}\n")  # the project's output
+                sys.stderr.flush()
+        status = int(container.wait().get("StatusCode", 1))
+        if status != 0:  # read whole once it ended (a followed stream can end early): whose fault it is
+            output = container.logs(stdout=True, stderr=True)[-MAX_OUTPUT:].decode("utf-8", "replace")
+    except GpuciError:
+        raise  # a cancel: the run reports it as such
+    except Exception as exc:
+        raise ImageBuildError(f"the container that installs {job.tag}'s layer failed ({exc}).") from None
+    if status != 0:
+        mine = project_failure(plain_lines(output), root, job.install)
+        if mine is not None:
+            raise mine
+        last = next((line for line in reversed(plain_lines(output)) if line.strip()), "no output")
+        raise ImageBuildError(f"installing {job.tag}'s layer failed (exit {status}): {last.strip()[:300]}")

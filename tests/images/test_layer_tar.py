@@ -1,0 +1,89 @@
+"""A folder a container wrote, as one layer: the same files give the same bytes, links are never followed,
+only changes of a snapshotted folder go in, and the size is bounded."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ImageBuildError
+from harness.images import layer_tar
+from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
+
+
+def _tree(stage: Path) -> None:
+    site = stage / "opt" / "venv" / "site"
+    (site / "pkg").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("x = 1\n")
+    (site / "pkg" / "tool").write_text("#!/bin/sh\n")
+    (site / "pkg" / "tool").chmod(0o755)
+    os.symlink("/etc/passwd", site / "outside")  # the container's link: stored, never followed
+    os.link(site / "pkg" / "__init__.py", site / "pkg" / "again.py")
+    os.mkfifo(site / "pipe")
+
+
+def _layer(stage: Path, roots: list[str], before: dict | None = None) -> tuple[str, bytes]:
+    out = io.BytesIO()
+    diff_id = write_layer(stage, roots, before or {}, out)
+    return diff_id, out.getvalue()
+
+
+def test_the_same_files_give_the_same_layer_whatever_their_times_and_owner(tmp_path: Path) -> None:
+    _tree(tmp_path / "a")
+    _tree(tmp_path / "b")
+    os.utime(tmp_path / "b" / "opt" / "venv" / "site" / "pkg" / "__init__.py", (1, 1))
+    first, data = _layer(tmp_path / "a", ["opt/venv"])
+    second, _ = _layer(tmp_path / "b", ["opt/venv"])
+    assert first == second and first.startswith("sha256:")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names[:2] == ["opt", "opt/venv"] and len(names) == len(set(names))
+    assert all(m.mtime == FIXED_MTIME and m.uid == 0 and m.gid == 0 and not m.uname for m in members)
+    by_name = {m.name: m for m in members}
+    link = by_name["opt/venv/site/outside"]
+    assert link.issym() and link.linkname == "/etc/passwd"  # kept as a link: nothing of /etc read
+    assert "opt/venv/site/pipe" not in by_name  # a fifo is no part of a layer
+    assert by_name["opt/venv/site/pkg/again.py"].isreg()  # a hard link is a file of its own
+    assert by_name["opt/venv/site/pkg/tool"].mode == 0o755
+
+
+def test_a_snapshotted_folder_gives_only_its_changes_and_whiteouts(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    site = tmp_path / "opt" / "venv" / "site"
+    (site / "gone").mkdir()
+    (site / "gone" / "a.py").write_text("")
+    (site / "old.py").write_text("")
+    before = {"opt/venv": snapshot(tmp_path / "opt" / "venv")}
+    (site / "new").mkdir()
+    (site / "new" / "mod.py").write_text("y = 2\n")
+    (site / "pkg" / "__init__.py").write_text("x = 22\n")
+    (site / "old.py").unlink()
+    (site / "gone" / "a.py").unlink()
+    (site / "gone").rmdir()
+    _, data = _layer(tmp_path, ["opt/venv"], before)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = {m.name for m in tar.getmembers()}
+    assert {"opt/venv/site/new/mod.py", "opt/venv/site/pkg/__init__.py"} <= names
+    assert {"opt/venv/site/.wh.old.py", "opt/venv/site/.wh.gone"} <= names
+    assert "opt/venv/site/gone/.wh.a.py" not in names  # the folder's whiteout covers it
+    assert "opt/venv/site/pkg/tool" not in names and "opt/venv/site/outside" not in names  # unchanged
+
+
+def test_a_layer_over_its_bounds_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tree(tmp_path)
+    monkeypatch.setattr(layer_tar, "MAX_ENTRIES", 3)
+    with pytest.raises(ImageBuildError, match="over 3 files"):
+        _layer(tmp_path, ["opt/venv"])
+
+
+def test_a_root_that_is_a_link_is_left_out(tmp_path: Path) -> None:
+    (tmp_path / "opt").mkdir()
+    os.symlink("/etc", tmp_path / "opt" / "venv")
+    _, data = _layer(tmp_path, ["opt/venv"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.getmembers() == []

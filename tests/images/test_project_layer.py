@@ -1,0 +1,129 @@
+"""The project's layer made by a container and a load (real engine): the same inputs give the same layer,
+a changed lock a new image, and a failed or interrupted install leaves no container and no folder."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UsageError
+from harness.images.in_image.install_project import START
+from tests.conftest import ROOT, harness_cmd, harness_env
+
+
+def _project(root: Path, requirement: str, setup_py: str | None = None) -> Path:
+    shutil.copytree(ROOT / "containers", root / "containers")
+    (root / "requirements-test.txt").write_text(f"{requirement}\n")
+    install = "editable" if setup_py else "none"
+    (root / "pyproject.toml").write_text(
+        f'[tool.gpuci]\nrequirements = ["requirements-test.txt"]\ninstall = "{install}"\n'
+    )
+    if setup_py:
+        (root / "setup.py").write_text(setup_py)
+    return root
+
+
+def _layers(client, tag: str) -> list[str]:
+    return list(client.images.get(tag).attrs["RootFS"]["Layers"])
+
+
+def _leftovers(client, root: Path) -> tuple[list[str], list[str]]:
+    containers = [c.name for c in client.containers.list(all=True, filters={"label": "gpuci.purpose=project-layer"})]
+    build = root / ".gpuci" / "build"
+    return containers, sorted(p.name for p in build.iterdir()) if build.is_dir() else []
+
+
+def test_the_same_inputs_give_the_same_layer_and_a_changed_lock_a_new_image(docker_client, tmp_path: Path) -> None:
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    root = _project(tmp_path / "p", "markupsafe==3.0.3")
+    first = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    try:
+        layers = _layers(docker_client, first.tag)
+        labels = docker_client.images.get(first.tag).attrs["Config"]["Labels"]
+        assert labels["gpuci.content-hash"] == first.content_hash and "markupsafe==3.0.3" in labels["gpuci.resolved"]
+        ran = docker_client.containers.run(first.tag, ["python", "-c", "import markupsafe, pytest; print('ok')"],
+                                           remove=True, network_disabled=True)  # fmt: skip
+        assert ran.strip() == b"ok"
+    finally:
+        docker_client.images.remove(first.tag)
+    again = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    try:
+        assert again.built and _layers(docker_client, again.tag) == layers  # every layer, the project's too
+    finally:
+        docker_client.images.remove(again.tag)
+    (root / "gpuci.lock").unlink()
+    (root / "requirements-test.txt").write_text("markupsafe==3.0.2\n")
+    changed = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    try:
+        assert changed.tag != first.tag and _layers(docker_client, changed.tag)[:-1] == layers[:-1]
+        assert _layers(docker_client, changed.tag)[-1] != layers[-1]  # gpuci's layer shared, the project's new
+    finally:
+        docker_client.images.remove(changed.tag)
+    assert _leftovers(docker_client, root) == ([], [])
+
+
+FAILING = "import os\nif os.path.isdir('/opt/gpuci/venv'):\n    raise SystemExit('gpuci-test: the install fails')\n"
+FAILING += "from setuptools import setup\nsetup(name='fails', version='1', py_modules=[])\n"
+
+
+def test_a_failed_install_is_the_project_s_error_and_leaves_nothing(docker_client, tmp_path: Path) -> None:
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", FAILING)
+    with pytest.raises(UsageError, match="the project's build failed"):
+        ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    assert _leftovers(docker_client, root) == ([], [])
+
+
+SLOW = "import os, time\nif os.path.isdir('/opt/gpuci/venv'):\n    time.sleep(90)\n"
+SLOW += "from setuptools import setup\nsetup(name='slow', version='1', py_modules=[])\n"
+
+
+def test_ctrl_c_during_the_install_leaves_no_container_and_no_folder(docker_client, tmp_path: Path) -> None:
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", SLOW)
+    command = harness_cmd("image", "ensure", "--platform", "cpu", "--base-image", "local", "--root", str(root))
+    proc = subprocess.Popen(command, cwd=ROOT, env=harness_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 600
+    for line in proc.stdout:
+        seen.append(line)
+        if START in line or time.monotonic() > deadline:  # the project's setup.py runs now, for 90 s
+            break
+    assert any(START in line for line in seen), "".join(seen[-30:])
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0, rest[-2000:]
+    assert _leftovers(docker_client, root) == ([], []), rest[-2000:]
+
+
+def test_an_engine_on_another_host_gets_the_builder_s_steps(docker_client, tmp_path: Path, monkeypatch) -> None:
+    """A bind mount would name the engine's folders, not ours: the project's layer is a builder step there."""
+    from harness.images import engine
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    monkeypatch.setattr(engine, "is_local", lambda client: False)
+    root = _project(tmp_path / "p", "markupsafe==3.0.3")
+    (root / "containers" / "cpu" / "Dockerfile").write_text(
+        (root / "containers" / "cpu" / "Dockerfile").read_text() + "# built elsewhere\n"
+    )  # another recipe than the other tests': its own tag
+    built = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    try:
+        steps = [row["CreatedBy"] for row in docker_client.api.history(built.tag)]
+        assert any("install_wheels.py /opt/gpuci/project-deps" in step for step in steps)
+        ran = docker_client.containers.run(built.tag, ["python", "-c", "import markupsafe; print('ok')"],
+                                           remove=True, network_disabled=True)  # fmt: skip
+        assert ran.strip() == b"ok"
+    finally:
+        docker_client.images.remove(built.tag)
