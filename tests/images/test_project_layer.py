@@ -83,6 +83,33 @@ def test_a_failed_install_is_the_project_s_error_and_leaves_nothing(docker_clien
     assert _leftovers(docker_client, root) == ([], [])
 
 
+DEEP = """import os
+if os.path.isdir('/opt/gpuci/venv'):
+    fd = os.open('/tmp', os.O_RDONLY)  # the container's /tmp is a host folder of the build's
+    for _ in range(3000):
+        os.mkdir('d', dir_fd=fd)
+        child = os.open('d', os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    raise SystemExit('gpuci-test: a deep tree left, then the install fails')
+from setuptools import setup
+setup(name='deep', version='1', py_modules=[])
+"""
+
+
+def test_a_tree_the_install_nested_3000_deep_is_removed_and_its_error_kept(docker_client, tmp_path: Path) -> None:
+    """The project's setup.py left 3,000 nested folders in its /tmp, a host folder of the build: removing
+    the build folder with shutil.rmtree raised RecursionError, which replaced the project's own error with a
+    traceback and left the folder behind."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", DEEP)
+    with pytest.raises(UsageError, match="the project's build failed"):
+        ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    assert _leftovers(docker_client, root) == ([], [])
+
+
 SLOW = "import os, time\nif os.path.isdir('/opt/gpuci/venv'):\n    time.sleep(90)\n"
 SLOW += "from setuptools import setup\nsetup(name='slow', version='1', py_modules=[])\n"
 
