@@ -29,6 +29,7 @@ from harness.errors import ImageBuildError
 FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode is hash-checked, not timed)
 MAX_ENTRIES = 1_000_000
 MAX_BYTES = 64 * 2**30
+MAX_DEPTH = 256  # folders below a root: site-packages' deepest are some tens
 
 # What a snapshot keeps of an entry: its kind, mode, size and time, or its link's target. The folder was
 # written by gpuci (its own venv, extracted with the times its layer has); a file the container rewrote
@@ -58,13 +59,36 @@ def _open_regular(path: Path) -> BinaryIO:
 
 
 def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """(path relative to `top`, path, lstat) of everything under `top`, sorted, links never followed."""
-    for folder, dirs, files in os.walk(top, followlinks=False):
-        dirs.sort()
-        here = Path(folder)
-        for name in sorted([*dirs, *files]):
+    """(path relative to `top`, path, lstat) of everything under `top`, sorted, links never followed, in
+    os.walk's top-down order. Iterative and bounded: os.walk recursed once a level, and a tree the install
+    nested 3,000 deep raised RecursionError out of the build."""
+    pending = [(top, 0)]
+    while pending:
+        here, depth = pending.pop()
+        try:
+            with os.scandir(here) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError:
+            continue  # as os.walk: a folder that cannot be listed is left out
+        folders = []
+        for name in names:
             path = here / name
-            yield str(path.relative_to(top)), path, os.lstat(path)
+            try:
+                info = os.lstat(path)
+            except OSError as exc:
+                raise ImageBuildError(
+                    f"{path} cannot be read ({exc.strerror}): the install left a path the system cannot name. "
+                    "Nothing was built; check what the project's build writes."
+                ) from None
+            yield str(path.relative_to(top)), path, info
+            if stat.S_ISDIR(info.st_mode):
+                folders.append(path)
+        if folders and depth >= MAX_DEPTH:
+            raise ImageBuildError(
+                f"{here} nests deeper than {MAX_DEPTH} folders: no package does; the project's install wrote it. "
+                "Nothing was built; check what the project's build writes."
+            )
+        pending += [(folder, depth + 1) for folder in reversed(folders)]
 
 
 def snapshot(top: Path) -> dict[str, Entry]:

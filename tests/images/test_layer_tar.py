@@ -13,6 +13,7 @@ import pytest
 from harness.errors import ImageBuildError
 from harness.images import layer_tar
 from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
+from harness.untrusted import remove_tree
 
 
 def _tree(stage: Path) -> None:
@@ -87,3 +88,37 @@ def test_a_root_that_is_a_link_is_left_out(tmp_path: Path) -> None:
     _, data = _layer(tmp_path, ["opt/venv"])
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.getmembers() == []
+
+
+def test_a_tree_nested_past_the_bound_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The project's install left 3,000 nested folders in a folder the layer keeps: os.walk recursed once a
+    level and raised RecursionError out of the build (a traceback, not the project's error)."""
+    outputs = tmp_path / "opt" / "gpuci" / "outputs"
+    outputs.mkdir(parents=True)
+    fd = os.open(outputs, os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    try:
+        with pytest.raises(ImageBuildError, match="deeper than"):
+            _layer(tmp_path, ["opt/gpuci/outputs"])
+        with pytest.raises(ImageBuildError, match="deeper than"):
+            snapshot(outputs)
+    finally:
+        remove_tree(outputs)  # pytest's own clean-up of old temporary folders recurses: never leave it one
+
+
+def test_the_walk_keeps_the_order_os_walk_gave(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    (tmp_path / "opt" / "venv" / "site" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "opt" / "venv" / "site" / "a" / "z.py").write_text("")
+    (tmp_path / "opt" / "venv" / "site" / "a" / "b" / "c.py").write_text("")
+    top = tmp_path / "opt" / "venv"
+    expected = []
+    for folder, dirs, files in os.walk(top, followlinks=False):
+        dirs.sort()
+        expected += [str((Path(folder) / name).relative_to(top)) for name in sorted([*dirs, *files])]
+    assert [rel for rel, _, _ in layer_tar._walk(top)] == expected

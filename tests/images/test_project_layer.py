@@ -13,6 +13,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.images.in_image.install_project import START
+from harness.untrusted import remove_tree
 from tests.conftest import ROOT, harness_cmd, harness_env
 
 
@@ -105,9 +106,12 @@ def test_a_tree_the_install_nested_3000_deep_is_removed_and_its_error_kept(docke
     from harness.images.recipe import recipe_for
 
     root = _project(tmp_path / "p", "markupsafe==3.0.3", DEEP)
-    with pytest.raises(UsageError, match="the project's build failed"):
-        ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
-    assert _leftovers(docker_client, root) == ([], [])
+    try:
+        with pytest.raises(UsageError, match="the project's build failed"):
+            ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+        assert _leftovers(docker_client, root) == ([], [])
+    finally:
+        remove_tree(root)  # pytest's own clean-up of old temporary folders recurses: never leave it one
 
 
 SLOW = "import os, time\nif os.path.isdir('/opt/gpuci/venv'):\n    time.sleep(90)\n"
