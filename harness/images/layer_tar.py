@@ -30,6 +30,9 @@ FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode i
 MAX_ENTRIES = 1_000_000
 MAX_BYTES = 64 * 2**30
 MAX_DEPTH = 256  # folders below a root: site-packages' deepest are some tens
+# A file over this whose disk is under a 64th of its size is sparse (compression alone rarely goes so far):
+# the container paid nothing for the zeros the host would write.
+SPARSE_FROM = 64 * 2**20
 
 # What a snapshot keeps of an entry: its kind, mode, size and time, or its link's target. The folder was
 # written by gpuci (its own venv, extracted with the times its layer has); a file the container rewrote
@@ -165,6 +168,12 @@ class LayerWriter:
             self.count.add(name, 0)
             self.tar.addfile(_info(name, tarfile.SYMTYPE, 0o777, link=os.readlink(path)))
         elif stat.S_ISREG(info.st_mode):
+            if info.st_size > SPARSE_FROM and info.st_blocks * 512 * 64 < info.st_size:
+                raise ImageBuildError(
+                    f"{path} is a sparse file of {info.st_size // 2**20} MiB taking {info.st_blocks // 2048} MiB of "
+                    "disk: its layer would write every zero of it, twice. No package ships one; the project's "
+                    "install made it. Nothing was built."
+                )
             self.count.add(name, info.st_size)
             with _open_regular(path) as handle:
                 size = os.fstat(handle.fileno()).st_size

@@ -122,3 +122,17 @@ def test_the_walk_keeps_the_order_os_walk_gave(tmp_path: Path) -> None:
         dirs.sort()
         expected += [str((Path(folder) / name).relative_to(top)) for name in sorted([*dirs, *files])]
     assert [rel for rel, _, _ in layer_tar._walk(top)] == expected
+
+
+def test_a_sparse_file_is_refused_before_its_zeros_are_written(tmp_path: Path) -> None:
+    """A file of 8 GiB that takes no disk (`truncate -s 8G`, what the install may leave) made an 8 GiB layer:
+    the container pays nothing, the host writes the zeros twice (the tar, then the engine's copy), up to
+    MAX_BYTES (64 GiB). Refused here before a byte of it is written."""
+    outputs = tmp_path / "opt" / "gpuci" / "outputs"
+    outputs.mkdir(parents=True)
+    with open(outputs / "zeros.so", "wb") as out:
+        out.truncate(256 * 2**20)
+    written = io.BytesIO()
+    with pytest.raises(ImageBuildError, match="sparse"):
+        write_layer(tmp_path, ["opt/gpuci/outputs"], {}, written)
+    assert len(written.getvalue()) < 2**20
