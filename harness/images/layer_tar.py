@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from harness.errors import ImageBuildError
+from harness.errors import ImageBuildError, UsageError
 
 FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode is hash-checked, not timed)
 MAX_ENTRIES = 1_000_000
@@ -79,7 +79,7 @@ def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
             try:
                 info = os.lstat(path)
             except OSError as exc:
-                raise ImageBuildError(
+                raise UsageError(
                     f"{path} cannot be read ({exc.strerror}): the install left a path the system cannot name. "
                     "Nothing was built; check what the project's build writes."
                 ) from None
@@ -87,9 +87,9 @@ def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
             if stat.S_ISDIR(info.st_mode):
                 folders.append(path)
         if folders and depth >= MAX_DEPTH:
-            raise ImageBuildError(
-                f"{here} nests deeper than {MAX_DEPTH} folders: no package does; the project's install wrote it. "
-                "Nothing was built; check what the project's build writes."
+            raise UsageError(
+                f"{top} nests deeper than {MAX_DEPTH} folders (…{str(here)[-80:]}): no package does; the project's "
+                "install wrote it. Nothing was built; check what the project's build writes."
             )
         pending += [(folder, depth + 1) for folder in reversed(folders)]
 
@@ -114,7 +114,7 @@ class LayerCount:
         self.entries += 1
         self.bytes += size
         if self.entries > MAX_ENTRIES or self.bytes > MAX_BYTES:
-            raise ImageBuildError(
+            raise UsageError(
                 f"the project's layer is over {MAX_ENTRIES} files or {MAX_BYTES // 2**30} GiB: the install "
                 "wrote far more than packages take. Check the project's requirements (gpuci.lock) and its "
                 "build; nothing was built."
@@ -169,7 +169,7 @@ class LayerWriter:
             self.tar.addfile(_info(name, tarfile.SYMTYPE, 0o777, link=os.readlink(path)))
         elif stat.S_ISREG(info.st_mode):
             if info.st_size > SPARSE_FROM and info.st_blocks * 512 * 64 < info.st_size:
-                raise ImageBuildError(
+                raise UsageError(
                     f"{path} is a sparse file of {info.st_size // 2**20} MiB taking {info.st_blocks // 2048} MiB of "
                     "disk: its layer would write every zero of it, twice. No package ships one; the project's "
                     "install made it. Nothing was built."

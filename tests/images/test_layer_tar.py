@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ImageBuildError
+from harness.errors import UsageError
 from harness.images import layer_tar
 from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
 from harness.untrusted import remove_tree
@@ -78,7 +78,7 @@ def test_a_snapshotted_folder_gives_only_its_changes_and_whiteouts(tmp_path: Pat
 def test_a_layer_over_its_bounds_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path)
     monkeypatch.setattr(layer_tar, "MAX_ENTRIES", 3)
-    with pytest.raises(ImageBuildError, match="over 3 files"):
+    with pytest.raises(UsageError, match="over 3 files"):
         _layer(tmp_path, ["opt/venv"])
 
 
@@ -103,9 +103,9 @@ def test_a_tree_nested_past_the_bound_is_refused_in_one_line(tmp_path: Path) -> 
         fd = child
     os.close(fd)
     try:
-        with pytest.raises(ImageBuildError, match="deeper than"):
+        with pytest.raises(UsageError, match="deeper than"):
             _layer(tmp_path, ["opt/gpuci/outputs"])
-        with pytest.raises(ImageBuildError, match="deeper than"):
+        with pytest.raises(UsageError, match="deeper than"):
             snapshot(outputs)
     finally:
         remove_tree(outputs)  # pytest's own clean-up of old temporary folders recurses: never leave it one
@@ -133,6 +133,6 @@ def test_a_sparse_file_is_refused_before_its_zeros_are_written(tmp_path: Path) -
     with open(outputs / "zeros.so", "wb") as out:
         out.truncate(256 * 2**20)
     written = io.BytesIO()
-    with pytest.raises(ImageBuildError, match="sparse"):
+    with pytest.raises(UsageError, match="sparse"):
         write_layer(tmp_path, ["opt/gpuci/outputs"], {}, written)
     assert len(written.getvalue()) < 2**20
