@@ -27,6 +27,7 @@ from harness.images import engine
 from harness.images import in_use as in_use_guard
 from harness.images.build import CONTEXT_PREFIX
 from harness.owned import stale_owned_dirs
+from harness.untrusted import remove_tree
 
 BUILD_DIR = (".gpuci", "build")
 REPRO_DIR = (".gpuci", "repro")
@@ -159,7 +160,7 @@ def remove_garbage(root: Path, client: Any, garbage: list[Garbage]) -> list[str]
                 run_git(root, "worktree", "remove", "--force", item.id)
                 shutil.rmtree(item.id, ignore_errors=True)
             elif item.kind in ("build-folder", "secrets-folder"):
-                shutil.rmtree(item.id)
+                remove_tree(Path(item.id))  # what the project's layer container wrote: any depth
             elif item.kind == "lock-file":
                 remove_if_unheld(Path(item.id))
         except Exception as exc:  # reported, not raised: remove the rest
