@@ -137,11 +137,17 @@ def remove_image(client: Any, item: Garbage) -> str | None:
 
 
 def _size(path: Path) -> int:
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
+    """Bytes of the files under `path`, links not followed; iterative (os.walk recurses once a level, and a
+    build folder holds what the project's layer container wrote, nested as deep as it liked)."""
+    total, pending = 0, [str(path)]
+    while pending:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
     return total
 
 
