@@ -112,6 +112,18 @@ def commit_tree(root: Path, message: str = "first") -> None:
     git(root, "commit", "-qm", message)
 
 
+def nest_folders(top: Path, depth: int = 3000) -> None:
+    """`depth` folders nested in `top`, made through descriptors: a path that long is past what the
+    system names, as a hostile project's build can leave behind."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+
+
 def harness_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
 

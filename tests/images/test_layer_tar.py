@@ -14,6 +14,7 @@ from harness.errors import UsageError
 from harness.images import layer_tar
 from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
 from harness.untrusted import remove_tree
+from tests.conftest import nest_folders
 
 
 def _tree(stage: Path) -> None:
@@ -95,13 +96,7 @@ def test_a_tree_nested_past_the_bound_is_refused_in_one_line(tmp_path: Path) -> 
     level and raised RecursionError out of the build (a traceback, not the project's error)."""
     outputs = tmp_path / "opt" / "gpuci" / "outputs"
     outputs.mkdir(parents=True)
-    fd = os.open(outputs, os.O_RDONLY)
-    for _ in range(3000):
-        os.mkdir("d", dir_fd=fd)
-        child = os.open("d", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = child
-    os.close(fd)
+    nest_folders(outputs)
     try:
         with pytest.raises(UsageError, match="deeper than"):
             _layer(tmp_path, ["opt/gpuci/outputs"])

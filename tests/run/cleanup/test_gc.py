@@ -17,7 +17,7 @@ import pytest
 from harness.images import engine, in_use
 from harness.run.cleanup import gc, reaper
 from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
-from tests.conftest import SESSION_LABEL
+from tests.conftest import SESSION_LABEL, nest_folders
 from tests.images.test_engine import tiny_image
 
 pytestmark = pytest.mark.xdist_group("reap")
@@ -226,13 +226,7 @@ def test_a_stale_build_folder_nested_3000_deep_is_listed_and_removed(tmp_path: P
 
     folder = tmp_path / ".gpuci" / "build" / "context-999999-1000.00-abcdef"
     folder.mkdir(parents=True)
-    fd = os.open(folder, os.O_RDONLY)
-    for _ in range(3000):
-        os.mkdir("d", dir_fd=fd)
-        child = os.open("d", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = child
-    os.close(fd)
+    nest_folders(folder)
     try:
         assert [g.id for g in stale_build_folders(tmp_path)] == [str(folder)]
     finally:

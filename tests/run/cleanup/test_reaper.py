@@ -11,7 +11,7 @@ import pytest
 
 from harness.gpu.vram import sim
 from harness.run.cleanup.reaper import PROJECT_LABEL, project_id
-from tests.conftest import harness_cmd, harness_env
+from tests.conftest import harness_cmd, harness_env, nest_folders
 
 # `reap --yes` cleans every dead run on the host: tests that reap share one xdist worker, so one
 # never removes the containers another is still looking at (--dist loadgroup in pyproject.toml).
@@ -193,19 +193,12 @@ def test_reap_without_an_engine_says_it_could_not_look_and_exits_75(run_harness,
 def test_a_stale_build_folder_nested_3000_deep_is_reaped(tmp_path) -> None:
     """A killed build leaves its folder, which the project's layer container wrote (its /tmp): reap's
     shutil.rmtree raised RecursionError out of `gpuci reap` on 3,000 nested folders."""
-    import os
 
     from harness.run.cleanup.reaper import Leftover, clean
 
     folder = tmp_path / "context-1-2.00-abc"
     folder.mkdir()
-    fd = os.open(folder, os.O_RDONLY)
-    for _ in range(3000):
-        os.mkdir("d", dir_fd=fd)
-        child = os.open("d", os.O_RDONLY, dir_fd=fd)
-        os.close(fd)
-        fd = child
-    os.close(fd)
+    nest_folders(folder)
     try:
         assert clean([Leftover("build-folder", str(folder), None, "its build was killed")], None) == []
         assert not folder.exists()
