@@ -49,6 +49,7 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
     names = [n for n in list_names(outbox) if n == JUNIT_NAME or n.startswith(WANTED_PREFIXES)]
     found, skipped = read_names(outbox, names, MAX_FILE_BYTES)
     collected = Collected(skipped=skipped)
+    stacks: dict[str, str] = {}
     for name in sorted(found):
         if name.startswith(RESULTS_PREFIX):
             collected.results.extend(_results(found[name]))
@@ -58,7 +59,7 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
             collected.running += [text[:1000]] if text else []
             continue
         if name.startswith(STACKS_PREFIX):
-            collected.stacks += found[name].decode(errors="replace")[-MAX_STACKS:]
+            stacks[name.removeprefix(STACKS_PREFIX)] = found[name].decode(errors="replace")[-MAX_STACKS:]
             continue
         if name == JUNIT_NAME:
             collected.pytest_junit = _copy(mask(found[name]), directory / PYTEST_JUNIT_NAME, collected.skipped)
@@ -72,6 +73,11 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
             continue
         if isinstance(records, list):
             collected.records.extend(r for r in records if isinstance(r, dict))
+    # The plugin arms its dump once for the deadline: a worker between tests then dumps too, and
+    # only the stacks of a worker whose running file names a test are of a hung test.
+    for worker, text in stacks.items():
+        running = found.get(RUNNING_PREFIX + worker, b"")
+        collected.stacks += text if running.strip() else ""
     return collected
 
 
