@@ -35,12 +35,13 @@ def test_hangs():
 """
 
 
-def run_until_killed(tmp_path: Path, sleep_past_end: float | None) -> Path:
+def run_until_killed(tmp_path: Path, sleep_past_end: float | None, ini: str = "") -> Path:
     """pytest over SUITE, SIGKILLed a few seconds after the step's end (test_sleeps sleeping until
     `sleep_past_end` after it, if given); its outbox."""
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     (tmp_path / "test_suite.py").write_text(SUITE.replace("SECOND", "sleeps"))
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\n{ini}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GPUCI_", "PYTEST_"))}
     end = time.time() + TIMEOUT_S
     env.update(
@@ -79,3 +80,10 @@ def test_a_test_that_ends_after_the_dump_leaves_the_stacks_to_the_next_one(tmp_p
     stacks = (outbox / "stacks-main.txt").read_text()
     assert "in test_hangs" in stacks and "in test_sleeps" not in stacks
     assert stacks.startswith("== stacks of test_suite.py::test_hangs")
+
+
+def test_pytests_own_faulthandler_timeout_does_not_take_the_dump_away(tmp_path: Path) -> None:
+    """pytest arms faulthandler's one dump for each test (and cancels it): ours is armed after it."""
+    outbox = run_until_killed(tmp_path, sleep_past_end=None, ini="faulthandler_timeout = 100")
+    assert (outbox / "running-main.txt").read_text().strip() == "test_suite.py::test_hangs"
+    assert "in test_hangs" in (outbox / "stacks-main.txt").read_text()
