@@ -87,6 +87,7 @@ class ResultWriter:
         self.stacks: IO[str] | None = None
         self.deadline: float | None = None
         self.past_deadline = False
+        self.disarmed = False  # pytest cancels faulthandler's dump where a test fails (exception_interact)
         if timeout_s:
             self.stacks = open(outbox / f"{STACKS_PREFIX}{worker}.txt", "w")  # noqa: SIM115
             # From the stop's time on the host's clock where given, else from now (a later start).
@@ -98,6 +99,7 @@ class ResultWriter:
         """The stacks file emptied and a dump set for the deadline, or half a second from now past it."""
         assert self.stacks is not None and self.deadline is not None
         faulthandler.cancel_dump_traceback_later()
+        self.disarmed = False
         self.stacks.seek(0)
         self.stacks.truncate()  # only the stacks of a test that is still running count
         left = self.deadline - time.monotonic()
@@ -113,7 +115,15 @@ class ResultWriter:
         """Whether the dump set for the deadline may be gone: taken, near, or cancelled by another."""
         if self.deadline is None:
             return False
-        return self.per_test or self.past_deadline or time.monotonic() >= self.deadline - 0.5
+        return self.per_test or self.disarmed or self.past_deadline or time.monotonic() >= self.deadline - 0.5
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_exception_interact(self) -> None:
+        self.disarmed = True  # pytest's faulthandler plugin cancelled the dump: armed again at the next change
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_enter_pdb(self) -> None:
+        self.disarmed = True
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.running.name(nodeid)

@@ -30,6 +30,9 @@ def test_short():
 def test_SECOND():
     time.sleep(max(0.0, float(os.environ["SLEEP_UNTIL"]) - time.time()))
 
+def test_fails():
+    assert 0, "pytest cancels faulthandler's dump as it reports a failure"
+
 def test_hangs():
     time.sleep(600)
 """
@@ -59,7 +62,7 @@ def run_until_killed(tmp_path: Path, sleep_past_end: float | None, ini: str = ""
     # a start past it), whatever the host's load makes of pytest's start.
     results, started = outbox / "tests-main.jsonl", None
     while proc.poll() is None and time.time() < end + 60:
-        if started is None and results.exists() and results.read_text().count("\n") == 3:
+        if started is None and results.exists() and results.read_text().count("\n") == 4:
             started = time.time()
         if started is not None and time.time() > max(end, started) + 1.5:
             break
@@ -77,6 +80,7 @@ def test_a_killed_hang_is_named_with_its_stacks_and_the_tests_before_it_passed(t
     assert "in test_hangs" in stacks and "in test_sleeps" not in stacks
     results = (outbox / "tests-main.jsonl").read_text()
     assert results.count('"outcome": "passed"') == 3  # the running file named each test as it ran
+    assert results.count('"outcome": "failed"') == 1
 
 
 def test_a_test_that_ends_after_the_dump_leaves_the_stacks_to_the_next_one(tmp_path: Path) -> None:
