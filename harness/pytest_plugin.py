@@ -205,8 +205,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 class VramGuard:
     """The guard's autouse fixture, registered (`gpuci-vram-guard`) only where there are GPUs to
-    guard: an autouse fixture costs every test pytest's fixture machinery, about half of the
-    plugin's cost per test where there is nothing to guard (bench/plugin_overhead.py)."""
+    guard: an autouse fixture costs every test pytest's fixture machinery, most of the plugin's
+    cost per test where there is nothing to guard (bench/plugin_overhead.py: 154 µs of CPU per
+    test with it, 40 µs without)."""
 
     @pytest.fixture(autouse=True)
     def _gpuci_vram_guard(self, request: pytest.FixtureRequest) -> Iterator[None]:
