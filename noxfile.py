@@ -99,7 +99,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed figures against their baselines: bench/results/{cpu,registry,install,first-command,cold-image}.json,
-    plugin-overhead.json (gpuci's pytest plugin per test), and how far a reader travels from `run_command` to the container's start: run-trace.json (Docker)."""
+    plugin-overhead.json (gpuci's pytest plugin per test), and how far a reader travels from `run_command`
+    to the container's start: run-trace.json (Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
