@@ -64,7 +64,7 @@ def run_until_killed(tmp_path: Path, sleep_past_end: float | None, ini: str = ""
     while proc.poll() is None and time.time() < end + 60:
         if started is None and results.exists() and results.read_text().count("\n") == 4:
             started = time.time()
-        if started is not None and time.time() > max(end, started) + 1.5:
+        if started is not None and time.time() > max(end, started) + 4.0:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
