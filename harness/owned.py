@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from pathlib import Path
+
+from harness.untrusted import remove_tree
 
 
 def own_start_time() -> float:
@@ -65,6 +66,6 @@ def stale_owned_dirs(parent: Path, prefix: str) -> list[Path]:
 
 def remove_stale(parent: Path, prefix: str) -> list[Path]:
     removed = stale_owned_dirs(parent, prefix)
-    for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
+    for path in removed:  # an outbox's folders are the workload's: any depth (harness.untrusted.remove_tree)
+        remove_tree(path)
     return removed

@@ -35,7 +35,9 @@ _SHAPES = (
     r"bkua_([A-Za-z0-9]{30,})",  # Buildkite API tokens
     r"auths?\"\s*:\s*\"([A-Za-z0-9+/=]{8,})\"",  # Docker registry auth (DOCKER_AUTH_CONFIG, config.json)
     r"uthorization:\s*(?:[Bb]earer|[Bb]asic|[Tt]oken)\s+([A-Za-z0-9._~+/=-]{8,})",
-    r"PRIVATE KEY-----([\s\S]*?)-----END",
+    # The body stops at the next `-----` (a dash not starting five is a header's, `Proc-Type`): with
+    # `[\s\S]*?` each begin without an end searched to the end of the text, a JUnit file of them for days.
+    r"PRIVATE KEY-----((?:[^-]|-(?!----)){0,65536}?)-----END",
 )
 # The literal each shape starts with: a text without it is not searched by that shape at all.
 _MARKERS = ("://", "gh", "github_pat_", "glpat-", "xox", "AKIA", "ASIA", "hf_", "sk-", "npm_", "pypi-", "bkua_",

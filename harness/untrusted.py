@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,3 +193,49 @@ def private_dir(root: Path, *parts: str) -> Path:
                 "through a link. Remove it (it may come from the checkout) and run again."
             )
     return path
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder the workload could write, however deep, never following a link. shutil.rmtree
+    recurses once a level (RecursionError past about 1,000, out of any clean-up); here each sub-folder's
+    entries move up into the top folder, so at most two folders are open and nothing recurses."""
+    try:
+        top = os.open(path, _DIR_FLAGS)
+    except FileNotFoundError:
+        return
+    except OSError:  # a link or a file where the folder was: removed itself
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    prefix, moved = f".gpuci-rm-{secrets.token_hex(4)}-", 0
+    try:
+        progress = True
+        while progress:  # a pass that changes nothing (an entry gpuci may not remove) ends it
+            progress = False
+            with os.scandir(top) as entries:
+                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            for name, is_dir in names:
+                if not is_dir:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=top)
+                        progress = True
+                    continue
+                with contextlib.suppress(OSError):
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=top)
+                    try:
+                        with os.scandir(sub) as inner:
+                            children = [child.name for child in inner]
+                        for child in children:
+                            os.rename(child, f"{prefix}{moved}", src_dir_fd=sub, dst_dir_fd=top)
+                            moved, progress = moved + 1, True
+                    finally:
+                        os.close(sub)
+                    os.rmdir(name, dir_fd=top)
+                    progress = True
+    finally:
+        os.close(top)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)

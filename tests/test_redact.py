@@ -37,3 +37,22 @@ def test_passed_values_are_masked_by_value_and_plain_words_are_not() -> None:
 def test_a_variable_whose_value_is_a_credential_is_masked_everywhere() -> None:
     redactor = Redactor({"DATABASE": "postgres://u:pw-9910@db/x"})
     assert "pw-9910" not in redactor.text("connecting to postgres://u:pw-9910@db/x")
+
+
+KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B2C\n\n"
+    "MIIEowIBAAKCAQEAsecretbody0123+/=\n-----END RSA PRIVATE KEY-----\n"
+)
+
+
+def test_a_private_key_is_masked_and_its_search_never_runs_past_the_next_dashes() -> None:
+    """The key's body was `[\\s\\S]*?` up to `-----END`: each `PRIVATE KEY-----` with no end ran on to the end
+    of the text, so a JUnit file (up to 64 MiB, masked on the host) of 20,000 such lines took minutes, and
+    64 MiB of them days. The body now stops at the next `-----`, which bounds each search to its own block."""
+    redactor = Redactor({})
+    masked = redactor.text("before\n" + KEY + "after")
+    assert "secretbody" not in masked and "Proc-Type" not in masked and "before" in masked and "after" in masked
+    # A begin with no end is not a key up to some later block's end: the search stops at the next dashes.
+    stray = "-----BEGIN PRIVATE KEY-----\nnot a key\n-----BEGIN CERTIFICATE-----\npublic\n-----END CERTIFICATE-----"
+    assert redactor.text(stray) == stray
+    assert redactor.bytes(stray.encode()) == stray.encode()

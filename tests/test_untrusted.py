@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.untrusted import list_names, private_dir, read_names
+from harness.untrusted import list_names, private_dir, read_names, remove_tree
 
 
 def test_only_small_regular_files_are_read(tmp_path: Path) -> None:
@@ -95,3 +95,33 @@ def test_deep_nesting_is_a_value_error_never_a_recursion_error(tmp_path: Path) -
     assert parse_json("[" * 64 + "]" * 64)
     with pytest.raises(Refused, match="nests too deeply"):
         parse_toml("a = " + "[" * 100000 + "]" * 100000, tmp_path / "pyproject.toml")
+
+
+def _deep(top: Path, depth: int) -> Path:
+    """`top` with a chain of `depth` folders (made through descriptors: the path grows past PATH_MAX)."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        with open(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=child), "w") as out:
+            out.write("x")
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    return top
+
+
+def test_a_folder_the_workload_nested_3000_deep_is_removed(tmp_path: Path) -> None:
+    """A step made 3,000 nested folders in its outbox: shutil.rmtree raised RecursionError out of the run's
+    clean-up (a traceback, no report), the outbox stayed, and every later run of the checkout died the same
+    way removing it as stale."""
+    top = _deep(tmp_path / "outbox", 3000)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("host")
+    (top / "link").symlink_to(victim)
+    remove_tree(top)
+    assert not os.path.lexists(top)
+    assert (victim / "keep").read_text() == "host"  # a link is removed, never followed
+    remove_tree(top)  # gone already: nothing to do

@@ -53,7 +53,7 @@ KIND_WORDS = {
 def is_kind(kind: str, value: object) -> bool:
     """Whether `value`, as TOML (or a flag, or a variable read by `from_env`) gives it, is of `kind`."""
     if kind == "path":
-        return isinstance(value, str) and SAFE_PATH.match(value) is not None
+        return isinstance(value, str) and SAFE_PATH.match(value) is not None and _plain_path(value)
     if kind == "str":
         return isinstance(value, str) and value != ""
     if kind == "pythons":
@@ -100,6 +100,11 @@ def checked(kind: str, value: object, where: str, fix: str) -> Any:
             name, mode = next((k, v) for k, v in value.items() if v not in DEPENDENCY_MATCHES)
             raise UsageError(
                 f"{where} {str(name)[:200]!r} is {_shown(mode)}; each value must be {KIND_WORDS['match']}; {fix}."
+            )
+        if kind == "path" and isinstance(value, str) and SAFE_PATH.match(value):
+            raise UsageError(
+                f"{where} must be a plain absolute path, with no '.' or '..' part, no '//' and not '/' alone, not "
+                f"{_shown(value)} (the image's build makes it a folder on the host too); {fix}."
             )
         raise UsageError(f"{where} must be {KIND_WORDS[kind]}, not {_shown(value)}; {fix}.")
     return field_form(kind, value)
@@ -157,3 +162,10 @@ def _is_package(name: object) -> bool:
 def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _plain_path(path: str) -> bool:
+    """No '.' or '..' part, no empty one, not '/' alone: the project's layer joins the path onto a host
+    folder (harness.images.project_layer), where `/../../etc` climbed out of the build folder."""
+    parts = path.rstrip("/").split("/")[1:]
+    return bool(parts) and all(part not in ("", ".", "..") for part in parts)

@@ -75,6 +75,23 @@ def project_mounts(
     return mounts
 
 
+def still_as_resolved(mounts: tuple[BindMount, ...]) -> tuple[BindMount, ...]:
+    """The mounts, each checked to lead where it led when the request resolved it. A step's checkout is
+    writable, so a step can replace a folder on a later step's mount path with a link (the request is
+    resolved once, before the first step), and Docker follows links as it mounts: once that gave the
+    next step the host's `/` read-write. Checked as each container is planned."""
+    for mount in mounts:
+        now = os.path.realpath(mount.source)
+        if now != mount.source or not os.path.lexists(mount.source):
+            raise UsageError(
+                f"mount {mount.source} -> {mount.target}: {mount.source} no longer leads where it did when the run "
+                f"began (now {now if os.path.lexists(now) else 'nothing'}): a step before this one replaced a folder "
+                "on its way with a link, or removed it. Nothing was mounted; restore the folder, and mount one the "
+                "steps do not replace."
+            )
+    return mounts
+
+
 def _within_policy(entry: str, source: Path, writable: bool, checkout: Path, policy: HostPolicy) -> None:
     """A project's mount: the checkout (never its guarded folders writable), or a folder the policy grants."""
     if source == checkout or source.is_relative_to(checkout):

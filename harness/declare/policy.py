@@ -17,6 +17,7 @@ it (Buildkite's agents do the same with `no-command-eval` and secrets that belon
     memory = "64g"
     cpus = 16
     pids = 32768
+    grace = 60                                  # seconds between SIGTERM and SIGKILL a project may ask
     [queues]                                    # the host's queue per platform or device; "*" the rest
     cuda = "gpu"
     "*" = "default"
@@ -47,6 +48,9 @@ SYSTEM_POLICY = Path("/etc/gpuci/policy.toml")
 MAX_POLICY_BYTES = 1 << 20
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_PIDS = 32768
+# The janitor waits the grace before its SIGKILL once a supervisor is gone: a step that traps SIGTERM
+# outlives its supervisor by that long, so the project's grace is bounded by the host.
+DEFAULT_MAX_GRACE_S = 60.0
 # The checkout's folders the host itself trusts: never writable from a container.
 GUARDED = (".git", ".gpuci", ".nox")
 # Network modes any project may ask for: none is less than the default, never more.
@@ -81,6 +85,7 @@ class HostPolicy:
     max_memory: int | None = None  # bytes; None: this machine's memory
     max_cpus: float | None = None  # None: this machine's CPUs
     max_pids: int = DEFAULT_MAX_PIDS
+    max_grace_s: float = DEFAULT_MAX_GRACE_S
 
     def rule(self, key: str) -> str:
         return f"the host policy's {key} ({self.source})"
@@ -169,15 +174,17 @@ def _parse(data: dict[str, Any], where: str) -> HostPolicy:
             raise fail("mounts", "a list of host folders, each PATH or PATH:rw")
         mounts.append(MountGrant(Path(folder).expanduser().resolve(), writable=mode == "rw"))
     limits = data.get("limits", {})
-    if not isinstance(limits, dict) or set(limits) - {"memory", "cpus", "pids"}:
-        raise fail("limits", "a table of memory, cpus and pids")
+    if not isinstance(limits, dict) or set(limits) - {"memory", "cpus", "pids", "grace"}:
+        raise fail("limits", "a table of memory, cpus, pids and grace")
     try:
         memory = docker_size(str(limits["memory"])) if "memory" in limits else None
     except UsageError:
         raise fail("limits", 'a table whose memory is a size ("64g")') from None
-    for key in ("cpus", "pids"):
+    for key in ("cpus", "pids", "grace"):
         value = limits.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf")
+        ):
             raise fail("limits", f"a table whose {key} is a number greater than 0")
     queues = data.get("queues", {})
     if not isinstance(queues, dict) or not all(isinstance(v, str) and v for v in queues.values()):
@@ -209,4 +216,5 @@ def _parse(data: dict[str, Any], where: str) -> HostPolicy:
         max_memory=memory,
         max_cpus=None if limits.get("cpus") is None else float(limits["cpus"]),
         max_pids=int(limits.get("pids", DEFAULT_MAX_PIDS)),
+        max_grace_s=float(limits.get("grace", DEFAULT_MAX_GRACE_S)),
     )

@@ -76,7 +76,10 @@ SETTINGS: tuple[Setting, ...] = (
         "--external-script", ("pipeline", "lint"), metavar="GLOB",
     ),
     Setting("timeout", "number", "seconds before the step is stopped (default: its own)", None, "--timeout", RUN),
-    Setting("grace", "number", "seconds between SIGTERM and SIGKILL", 5.0, "--grace", (*RUN, "supervise")),
+    Setting(
+        "grace", "number", "seconds between SIGTERM and SIGKILL, at most the host policy's [limits] grace (60)", 5.0,
+        "--grace", (*RUN, "supervise"),
+    ),
     Setting(
         "vram_timeout", "number", "seconds to wait for VRAM release", 60.0, "--vram-timeout", (*RUN, "supervise"),
     ),

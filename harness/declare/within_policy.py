@@ -57,6 +57,11 @@ def check_config(config: Any, policy: HostPolicy) -> None:  # a ProjectConfig (c
                 )
     limits = {k: getattr(config, k) for k in ("memory", "cpus", "pids_limit", "network") if config.set_by_project(k)}
     check_limits(policy, lambda key: f"{at(key)}: [tool.gpuci] {key}", **limits)
+    if config.set_by_project("grace") and config.grace > policy.max_grace_s:
+        raise refuse(
+            at("grace"), f"[tool.gpuci] grace asks for {config.grace:g} s between SIGTERM and SIGKILL", policy,
+            "limits.grace", f"ask for at most {policy.max_grace_s:g} (a stop that waits longer holds the host).",
+        )  # fmt: skip
     if config.set_by_project("queues"):
         for name, queue in config.queues.items():
             check_queue(policy, f"{at('queues')}: [tool.gpuci.queues] {name}", queue)

@@ -42,7 +42,7 @@ from harness.images.recipe import ImageRecipe, project_bytes, project_requiremen
 from harness.images.system_layer import ensure_layer, plain_lines
 from harness.images.tag_record import TagRecord, agrees, remember
 from harness.owned import make_owned_dir, remove_stale
-from harness.untrusted import private_dir
+from harness.untrusted import private_dir, remove_tree
 
 # A build's context lives in the project's .gpuci/build, named by its process (harness/owned.py).
 CONTEXT_PREFIX = "context-"
@@ -153,7 +153,8 @@ def _build_missing(
         (ctx / "Dockerfile").write_bytes(recipe_text + steps.encode())
         build_in_context(client, ctx, tag, recipe, {}, Path(root))
     finally:
-        shutil.rmtree(ctx, ignore_errors=True)
+        # The project's layer container wrote folders of it (its /tmp, the stage): any depth (remove_tree).
+        remove_tree(ctx)
     return _built(client, tag, content_hash, started)
 
 

@@ -24,11 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from harness.errors import ImageBuildError
+from harness.errors import ImageBuildError, UsageError
 
 FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode is hash-checked, not timed)
 MAX_ENTRIES = 1_000_000
 MAX_BYTES = 64 * 2**30
+MAX_DEPTH = 256  # folders below a root: site-packages' deepest are some tens
+# A file over this whose disk is under a 64th of its size is sparse (compression alone rarely goes so far):
+# the container paid nothing for the zeros the host would write.
+SPARSE_FROM = 64 * 2**20
 
 # What a snapshot keeps of an entry: its kind, mode, size and time, or its link's target. The folder was
 # written by gpuci (its own venv, extracted with the times its layer has); a file the container rewrote
@@ -58,13 +62,36 @@ def _open_regular(path: Path) -> BinaryIO:
 
 
 def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """(path relative to `top`, path, lstat) of everything under `top`, sorted, links never followed."""
-    for folder, dirs, files in os.walk(top, followlinks=False):
-        dirs.sort()
-        here = Path(folder)
-        for name in sorted([*dirs, *files]):
+    """(path relative to `top`, path, lstat) of everything under `top`, sorted, links never followed, in
+    os.walk's top-down order. Iterative and bounded: os.walk recursed once a level, and a tree the install
+    nested 3,000 deep raised RecursionError out of the build."""
+    pending = [(top, 0)]
+    while pending:
+        here, depth = pending.pop()
+        try:
+            with os.scandir(here) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError:
+            continue  # as os.walk: a folder that cannot be listed is left out
+        folders = []
+        for name in names:
             path = here / name
-            yield str(path.relative_to(top)), path, os.lstat(path)
+            try:
+                info = os.lstat(path)
+            except OSError as exc:
+                raise UsageError(
+                    f"{path} cannot be read ({exc.strerror}): the install left a path the system cannot name. "
+                    "Nothing was built; check what the project's build writes."
+                ) from None
+            yield str(path.relative_to(top)), path, info
+            if stat.S_ISDIR(info.st_mode):
+                folders.append(path)
+        if folders and depth >= MAX_DEPTH:
+            raise UsageError(
+                f"{top} nests deeper than {MAX_DEPTH} folders (…{str(here)[-80:]}): no package does; the project's "
+                "install wrote it. Nothing was built; check what the project's build writes."
+            )
+        pending += [(folder, depth + 1) for folder in reversed(folders)]
 
 
 def snapshot(top: Path) -> dict[str, Entry]:
@@ -87,7 +114,7 @@ class LayerCount:
         self.entries += 1
         self.bytes += size
         if self.entries > MAX_ENTRIES or self.bytes > MAX_BYTES:
-            raise ImageBuildError(
+            raise UsageError(
                 f"the project's layer is over {MAX_ENTRIES} files or {MAX_BYTES // 2**30} GiB: the install "
                 "wrote far more than packages take. Check the project's requirements (gpuci.lock) and its "
                 "build; nothing was built."
@@ -141,6 +168,12 @@ class LayerWriter:
             self.count.add(name, 0)
             self.tar.addfile(_info(name, tarfile.SYMTYPE, 0o777, link=os.readlink(path)))
         elif stat.S_ISREG(info.st_mode):
+            if info.st_size > SPARSE_FROM and info.st_blocks * 512 * 64 < info.st_size:
+                raise UsageError(
+                    f"{path} is a sparse file of {info.st_size // 2**20} MiB taking {info.st_blocks // 2048} MiB of "
+                    "disk: its layer would write every zero of it, twice. No package ships one; the project's "
+                    "install made it. Nothing was built."
+                )
             self.count.add(name, info.st_size)
             with _open_regular(path) as handle:
                 size = os.fstat(handle.fileno()).st_size

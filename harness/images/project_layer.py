@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.console import printable, say
-from harness.errors import GpuciError, ImageBuildError
+from harness.errors import GpuciError, ImageBuildError, UsageError
 from harness.images import in_use
 from harness.images.build_errors import project_failure
 from harness.images.installer import cache_dir
@@ -112,6 +113,8 @@ def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
             before = {}
             if job.kept is not None:
                 _copy_out(client, job, name, stage / job.kept, scratch)
+            _real_folders(stage, job.roots)  # before any walk or mount: a link there would be followed by both
+            if job.kept is not None:
                 before[job.kept] = snapshot(stage / job.kept)
                 say(f"copied /{job.kept} out of {job.parent_id[7:19]} in {time.monotonic() - started:.1f} s")
             container = _create(client, job, name, _mounts(job, stage, scratch))
@@ -139,6 +142,24 @@ def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
         finally:
             with contextlib.suppress(Exception):
                 client.api.remove_container(name, force=True)
+
+
+def _real_folders(stage: Path, roots: list[str]) -> None:
+    """Each root, and every folder on its way from `stage`, a real folder. The parent image is the
+    project's recipe (its `python3` runs gpuci's own layer), and gpuci's venv comes out of that layer: a
+    venv made a link to a host folder was bind-mounted, Docker followed it, and the project's install
+    wrote into the host folder."""
+    for folder in roots:
+        path = stage
+        for part in folder.split("/"):
+            path = path / part
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                target = os.readlink(path) if os.path.islink(path) else "not a folder"
+                raise UsageError(
+                    f"the image's /{folder} is a link ({str(target)[:200]}) or not a folder: the recipe "
+                    "(containers/*/Dockerfile) replaced what gpuci's layer installs there; gpuci never mounts "
+                    "or follows it. Nothing was built: keep the recipe's steps off /opt/gpuci."
+                )
 
 
 def _mounts(job: LayerJob, stage: Path, scratch: Path) -> list[Any]:
@@ -169,6 +190,8 @@ def _remember(folder: Path, image_id: str) -> None:
     """gpuci's venv as its layer holds it, on the host: the next project's copy of it needs no container
     (reading a path out of a container's file system is slow on a loaded fuse-overlayfs engine)."""
     path = _remembered(image_id)
+    if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        return  # a link or a file where the venv should be: never kept (_real_folders refuses it)
     part = path.with_name(f".{path.name}.{os.getpid()}")
     with tarfile.open(part, "w") as tar:
         tar.add(folder, arcname=folder.name)  # links as links

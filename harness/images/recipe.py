@@ -163,6 +163,12 @@ def recipe_for(
             )
     if (Path(root) / REQUIREMENTS).is_file():  # pip fills the wheelhouse from it, and takes it as constraints
         check_pip_lines(Path(root) / REQUIREMENTS)
+    if ca_bundle is not None and config is not None and config.set_by_project("ca_bundle"):
+        # Checked again at each recipe: a step before this one may have made it a link to a host file.
+        from harness.declare.config import in_checkout
+
+        in_checkout(Path(root), str(ca_bundle.relative_to(root)) if ca_bundle.is_relative_to(root) else str(ca_bundle),
+                    "ca_bundle")  # fmt: skip
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"CA bundle {ca_bundle} does not exist; pass a PEM file with --ca-bundle.")
     base_image = base_image or os.environ.get("GPUCI_BASE_IMAGE") or ("local" if platform == "cpu" else None)

@@ -80,8 +80,10 @@ def summary_lines(results: list[TestResult], running: list[str], limit: int = 10
         lines.append(f"  {result.outcome}: {result.test}" + (f" — {message}" if message else ""))
     if len(failures) > limit:
         lines.append(f"  … and {len(failures) - limit} more failed (report.json's results)")
-    for test in running:
+    for test in running[:limit]:
         lines.append(f"  still running when the step was stopped: {test}")
+    if len(running) > limit:
+        lines.append(f"  … and {len(running) - limit} more still running (report.json's hang)")
     return lines
 
 

@@ -11,14 +11,13 @@ kept as `pytest-junit.xml`, its secrets masked; `junit.xml` is gpuci's own, from
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.in_container import RECORDS_NAME, RESULTS_PREFIX, RUNNING_PREFIX, STACKS_PREFIX
-from harness.untrusted import Skipped, list_names, parse_json, read_names
+from harness.untrusted import Skipped, list_names, parse_json, read_names, remove_tree
 
 OUTBOX_DIR = (".gpuci", "outbox")
 OUTBOX_PREFIX = "run-"
@@ -29,6 +28,12 @@ MAX_STACKS = 256 * 1024
 MAX_STACK = 8000  # one failed test's traceback, as the plugin wrote it
 # Generous for a large suite's records and JUnit file, small enough that a flood costs nothing.
 MAX_FILE_BYTES = 64 * 2**20
+# Bounds in all, not only file by file: the workload names as many files as it likes, and gpuci reads
+# them on the host with no memory limit (two 60 MiB files of results once held it at 4.4 GB).
+MAX_TOTAL_BYTES = 160 * 2**20
+MAX_RESULTS = MAX_RECORDS = 200_000  # tests of one step: far above a large suite's
+MAX_RUNNING = 256  # the plugin writes one `running-` file per xdist worker
+MAX_FILES = 1024  # about four a worker: the rest are named by their count, never opened
 
 
 @dataclass
@@ -47,16 +52,30 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
     """What the workload left for gpuci: its records and pytest's JUnit file, copied into `directory`
     through `mask` (the run's redactor: a test's output in it may hold a secret's value)."""
     names = [n for n in list_names(outbox) if n == JUNIT_NAME or n.startswith(WANTED_PREFIXES)]
-    found, skipped = read_names(outbox, names, MAX_FILE_BYTES)
+    if len(names) > MAX_FILES:  # one line for the rest: a list of a million skipped names is a flood too
+        rest = len(names) - MAX_FILES
+        names = sorted(names)[:MAX_FILES]
+        found, skipped = _read_bounded(outbox, names)
+        skipped.append(Skipped(f"{rest} more files", f"not read: gpuci reads at most {MAX_FILES} from an outbox"))
+    else:
+        found, skipped = _read_bounded(outbox, names)
     collected = Collected(skipped=skipped)
     stacks: dict[str, str] = {}
+    extra_running = 0
     for name in sorted(found):
         if name.startswith(RESULTS_PREFIX):
-            collected.results.extend(_results(found[name]))
+            results = _results(found[name], MAX_RESULTS - len(collected.results) + 1)
+            if len(collected.results) + len(results) > MAX_RESULTS:
+                results = results[: MAX_RESULTS - len(collected.results)]
+                collected.skipped.append(Skipped(name, f"partly read: more than {MAX_RESULTS} test results"))
+            collected.results.extend(results)
             continue
         if name.startswith(RUNNING_PREFIX):
             text = found[name].decode(errors="replace").strip()
-            collected.running += [text[:1000]] if text else []
+            if text and len(collected.running) >= MAX_RUNNING:
+                extra_running += 1
+            elif text:
+                collected.running.append(text[:1000])
             continue
         if name.startswith(STACKS_PREFIX):
             stacks[name.removeprefix(STACKS_PREFIX)] = found[name].decode(errors="replace")[-MAX_STACKS:]
@@ -72,7 +91,13 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
             collected.skipped.append(Skipped(name, f"not JSON gpuci reads ({str(exc)[:100]})"))
             continue
         if isinstance(records, list):
-            collected.records.extend(r for r in records if isinstance(r, dict))
+            kept = [r for r in records if isinstance(r, dict)][: MAX_RECORDS - len(collected.records) + 1]
+            if len(collected.records) + len(kept) > MAX_RECORDS:
+                kept = kept[: MAX_RECORDS - len(collected.records)]
+                collected.skipped.append(Skipped(name, f"partly read: more than {MAX_RECORDS} records"))
+            collected.records.extend(kept)
+    if extra_running:
+        collected.skipped.append(Skipped(f"{extra_running} {RUNNING_PREFIX}files", f"past the first {MAX_RUNNING}"))
     # The plugin arms its dump once for the deadline: a worker between tests then dumps too, and
     # only the stacks of a worker whose running file names a test are of a hung test.
     for worker, text in stacks.items():
@@ -92,10 +117,30 @@ def _copy(data: bytes, target: Path, skipped: list[Skipped]) -> Path | None:
     return target
 
 
-def _results(data: bytes) -> list[dict[str, Any]]:
-    """JSON lines of test outcomes; a malformed line (the workload's to write) is skipped."""
-    results = []
+def _read_bounded(outbox: Path, names: list[str]) -> tuple[dict[str, bytes], list[Skipped]]:
+    """The files one at a time, each within what is left of MAX_TOTAL_BYTES; JUnit last (the report's
+    results come first), the rest skipped and named."""
+    found: dict[str, bytes] = {}
+    skipped: list[Skipped] = []
+    left = MAX_TOTAL_BYTES
+    for name in sorted(names, key=lambda n: (n == JUNIT_NAME, n)):
+        one, refused = read_names(outbox, [name], min(MAX_FILE_BYTES, left))
+        if name in one:
+            found[name] = one[name]
+            left -= len(one[name])
+        elif refused and left < MAX_FILE_BYTES and refused[0].reason.startswith("larger than"):
+            skipped.append(Skipped(name, f"past the {MAX_TOTAL_BYTES // 2**20} MiB gpuci reads from an outbox in all"))
+        else:
+            skipped += refused
+    return found, skipped
+
+
+def _results(data: bytes, most: int) -> list[dict[str, Any]]:
+    """JSON lines of test outcomes, at most `most`; a malformed line (the workload's to write) is skipped."""
+    results: list[dict[str, Any]] = []
     for line in data.decode(errors="replace").splitlines():
+        if len(results) >= most:
+            break
         try:
             entry = parse_json(line)
         except ValueError:
@@ -114,5 +159,5 @@ def _results(data: bytes) -> list[dict[str, Any]]:
 
 
 def discard(outbox: Path) -> None:
-    """rmtree removes links themselves, never what they point at."""
-    shutil.rmtree(outbox, ignore_errors=True)
+    """Links are removed themselves, never what they point at; a tree of any depth goes (remove_tree)."""
+    remove_tree(outbox)

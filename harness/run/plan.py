@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.declare.mounts import BindMount
+from harness.declare.mounts import BindMount, still_as_resolved
 from harness.declare.stop_policy import StopPolicy
 from harness.gpu.for_run import RunDevices
 from harness.redact import is_secret, looks_like_credential
@@ -80,7 +80,7 @@ def plan(
         *state_mounts(options.root, config.workspace),
         BindMount(str(run.outbox.resolve()), REPORT_MOUNT),
         BindMount(str(HARNESS_PACKAGE), f"{HARNESS_LIB}/harness", read_only=True),
-        *options.binds,
+        *still_as_resolved(options.binds),  # as the request resolved them: no step made a link of one since
         *(BindMount(source, target) for source, target in devices.mounts),
     ]
     extra_env = {"GPUCI_AREA": area, "GPUCI_STEP": step.label, "GPUCI_VRAM_GUARD": "1" if watch else "0"}

@@ -96,3 +96,14 @@ def test_a_command_with_no_project_resolves_flags_variables_and_defaults_only(tm
     assert host_config({}, {}).grace == 5.0
     assert host_config({}, {"GPUCI_GRACE": "2"}).grace == 2.0
     assert host_config({"grace": 1.5}, {"GPUCI_GRACE": "2"}).grace == 1.5
+
+
+@pytest.mark.parametrize("workspace", ["/../../../../../../../../etc", "/w/../../tmp", "/w/./x", "//w", "/"])
+def test_a_workspace_that_climbs_out_is_refused(tmp_path: Path, workspace: str) -> None:
+    """The workspace is a path in containers, but the docker-loaded layer makes it a host folder too
+    (the build folder / workspace): `/../../…/tmp/hx/escape-target` had gpuci copy the checkout's files into
+    that host folder and mount it read-write into the project's install container (`/../…/etc` would
+    have put the checkout's `cron.d/…` in the host's /etc)."""
+    (tmp_path / "pyproject.toml").write_text(f'[tool.gpuci]\nworkspace = "{workspace}"\n')
+    with pytest.raises(UsageError, match=r"pyproject\.toml:2.*workspace.*no '\.' or '\.\.' part"):
+        load_config(tmp_path)

@@ -47,6 +47,9 @@ def no_host_policy(monkeypatch: pytest.MonkeyPatch) -> None:
         ("pids_limit = 4194304\n", 5, "limits.pids"),
         ('memory = "999999g"\n', 5, "limits.memory"),
         ("cpus = 100000\n", 5, "limits.cpus"),
+        # The janitor waits the grace between SIGTERM and SIGKILL once the supervisor is gone: a step that
+        # traps SIGTERM would outlive its supervisor by this long (a day here).
+        ("grace = 100000\n", 5, "limits.grace"),
         ('mounts = ["/var/lib:/x:ro:dangerous"]\n', 5, "dangerous"),
         ('workspace = "/w"\n[tool.gpuci.queues]\ncuda = "deploy-prod"\n', 6, "deploy-prod"),
     ],
@@ -67,17 +70,17 @@ def test_what_the_policy_grants_the_project_may_ask(tmp_path: Path, monkeypatch:
         tmp_path,
         monkeypatch,
         'env = ["HF_TOKEN"]\nnetworks = ["bridge"]\nqueues_allowed = ["gpu-h100"]\n'
-        '[limits]\nmemory = "32g"\ncpus = 8\npids = 4096\n'
+        '[limits]\nmemory = "32g"\ncpus = 8\npids = 4096\ngrace = 120\n'
         '[queues]\ncuda = "gpu"\n"*" = "cpu-pool"\n'
         '[registries."127.0.0.1:5000/ci"]\nusername_env = "REG_USER"\npassword_env = "REG_PASS"\n',
     )
     root = _project(
         tmp_path,
-        'secrets = ["HF_TOKEN"]\nnetwork = "bridge"\nmemory = "16g"\ncpus = 8\npids_limit = 4096\n'
+        'secrets = ["HF_TOKEN"]\nnetwork = "bridge"\nmemory = "16g"\ncpus = 8\npids_limit = 4096\ngrace = 90\n'
         'registry = "127.0.0.1:5000/ci"\n[tool.gpuci.queues]\nh100 = "gpu-h100"\n',
     )
     config = load_config(root)
-    assert config.secrets == ("HF_TOKEN",) and config.network == "bridge"
+    assert config.secrets == ("HF_TOKEN",) and config.network == "bridge" and config.grace == 90
     assert config.queue_for("h100", "cuda") == "gpu-h100"  # the project's ask, allowed
     assert config.queue_for(None, "cuda") == "gpu"  # the host's queue for the platform
     assert config.queue_for(None, "cpu") == "cpu-pool"  # the host's "*"

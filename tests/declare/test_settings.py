@@ -177,6 +177,7 @@ NOT_SETTINGS = {
     "SERVER_GRACE_S": {10.0},
     "LEFTOVER_GRACE_S": {1.0},
     "DEFAULT_MAX_PIDS": {32768},
+    "DEFAULT_MAX_GRACE_S": {60.0},  # the host policy's cap on a project's grace, not its default
     "IMAGE_TIMEOUT_MAX_S": {3600.0},
     "LEASE_TIMEOUT_MAX_S": {3600.0},
 }

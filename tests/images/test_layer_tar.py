@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ImageBuildError
+from harness.errors import UsageError
 from harness.images import layer_tar
 from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
+from harness.untrusted import remove_tree
 
 
 def _tree(stage: Path) -> None:
@@ -77,7 +78,7 @@ def test_a_snapshotted_folder_gives_only_its_changes_and_whiteouts(tmp_path: Pat
 def test_a_layer_over_its_bounds_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _tree(tmp_path)
     monkeypatch.setattr(layer_tar, "MAX_ENTRIES", 3)
-    with pytest.raises(ImageBuildError, match="over 3 files"):
+    with pytest.raises(UsageError, match="over 3 files"):
         _layer(tmp_path, ["opt/venv"])
 
 
@@ -87,3 +88,51 @@ def test_a_root_that_is_a_link_is_left_out(tmp_path: Path) -> None:
     _, data = _layer(tmp_path, ["opt/venv"])
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.getmembers() == []
+
+
+def test_a_tree_nested_past_the_bound_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The project's install left 3,000 nested folders in a folder the layer keeps: os.walk recursed once a
+    level and raised RecursionError out of the build (a traceback, not the project's error)."""
+    outputs = tmp_path / "opt" / "gpuci" / "outputs"
+    outputs.mkdir(parents=True)
+    fd = os.open(outputs, os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    try:
+        with pytest.raises(UsageError, match="deeper than"):
+            _layer(tmp_path, ["opt/gpuci/outputs"])
+        with pytest.raises(UsageError, match="deeper than"):
+            snapshot(outputs)
+    finally:
+        remove_tree(outputs)  # pytest's own clean-up of old temporary folders recurses: never leave it one
+
+
+def test_the_walk_keeps_the_order_os_walk_gave(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    (tmp_path / "opt" / "venv" / "site" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "opt" / "venv" / "site" / "a" / "z.py").write_text("")
+    (tmp_path / "opt" / "venv" / "site" / "a" / "b" / "c.py").write_text("")
+    top = tmp_path / "opt" / "venv"
+    expected = []
+    for folder, dirs, files in os.walk(top, followlinks=False):
+        dirs.sort()
+        expected += [str((Path(folder) / name).relative_to(top)) for name in sorted([*dirs, *files])]
+    assert [rel for rel, _, _ in layer_tar._walk(top)] == expected
+
+
+def test_a_sparse_file_is_refused_before_its_zeros_are_written(tmp_path: Path) -> None:
+    """A file of 8 GiB that takes no disk (`truncate -s 8G`, what the install may leave) made an 8 GiB layer:
+    the container pays nothing, the host writes the zeros twice (the tar, then the engine's copy), up to
+    MAX_BYTES (64 GiB). Refused here before a byte of it is written."""
+    outputs = tmp_path / "opt" / "gpuci" / "outputs"
+    outputs.mkdir(parents=True)
+    with open(outputs / "zeros.so", "wb") as out:
+        out.truncate(256 * 2**20)
+    written = io.BytesIO()
+    with pytest.raises(UsageError, match="sparse"):
+        write_layer(tmp_path, ["opt/gpuci/outputs"], {}, written)
+    assert len(written.getvalue()) < 2**20

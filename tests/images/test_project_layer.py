@@ -13,6 +13,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.images.in_image.install_project import START
+from harness.untrusted import remove_tree
 from tests.conftest import ROOT, harness_cmd, harness_env
 
 
@@ -80,6 +81,62 @@ def test_a_failed_install_is_the_project_s_error_and_leaves_nothing(docker_clien
     root = _project(tmp_path / "p", "markupsafe==3.0.3", FAILING)
     with pytest.raises(UsageError, match="the project's build failed"):
         ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    assert _leftovers(docker_client, root) == ([], [])
+
+
+DEEP = """import os
+if os.path.isdir('/opt/gpuci/venv'):
+    fd = os.open('/tmp', os.O_RDONLY)  # the container's /tmp is a host folder of the build's
+    for _ in range(3000):
+        os.mkdir('d', dir_fd=fd)
+        child = os.open('d', os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    raise SystemExit('gpuci-test: a deep tree left, then the install fails')
+from setuptools import setup
+setup(name='deep', version='1', py_modules=[])
+"""
+
+
+def test_a_tree_the_install_nested_3000_deep_is_removed_and_its_error_kept(docker_client, tmp_path: Path) -> None:
+    """The project's setup.py left 3,000 nested folders in its /tmp, a host folder of the build: removing
+    the build folder with shutil.rmtree raised RecursionError, which replaced the project's own error with a
+    traceback and left the folder behind."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", DEEP)
+    try:
+        with pytest.raises(UsageError, match="the project's build failed"):
+            ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+        assert _leftovers(docker_client, root) == ([], [])
+    finally:
+        remove_tree(root)  # pytest's own clean-up of old temporary folders recurses: never leave it one
+
+
+def test_gpucis_venv_made_a_link_by_the_recipe_is_never_mounted(docker_client, tmp_path: Path) -> None:
+    """The project's Dockerfile puts a `python3` first on the PATH; in gpuci's own layer container it made
+    /opt/gpuci/venv (a host folder of the stage) a link to a host folder. gpuci kept the venv as a link,
+    copied it out to the project's stage and bind-mounted it: Docker followed the link, and the project's
+    install wrote into that host folder as gpuci's user (a link to `/` is the host)."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    victim = tmp_path / "host-folder"
+    victim.mkdir()
+    root = _project(tmp_path / "p", "markupsafe==3.0.3")
+    dockerfile = root / "containers" / "cpu" / "Dockerfile"
+    wrapper = (
+        "RUN printf '#!/bin/sh\\nif [ -d /opt/gpuci/build ] && [ ! -e /opt/gpuci/venv ]; then "
+        f"ln -s {victim} /opt/gpuci/venv; exit 0; fi\\n"
+        'echo planted > /opt/gpuci/venv/PLANTED 2>/dev/null\\nexec /usr/bin/python3 "$@"\\n\' '
+        "> /usr/local/sbin/python3 && chmod 755 /usr/local/sbin/python3\n"
+    )
+    text = dockerfile.read_text()
+    dockerfile.write_text(text.replace("COPY gpuci/ /opt/gpuci/", wrapper + "COPY gpuci/ /opt/gpuci/", 1))
+    with pytest.raises(UsageError, match="link"):
+        ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    assert list(victim.iterdir()) == []
     assert _leftovers(docker_client, root) == ([], [])
 
 

@@ -56,3 +56,24 @@ def test_no_image_module_reads_the_network_from_the_environment() -> None:
     around = re.compile(r"(environ|getenv)\W[^\n]*NETWORK")
     for path in (ROOT / "harness" / "images").rglob("*.py"):
         assert not around.search(path.read_text()), f"{path} reads the network around the settings"
+
+
+def test_the_projects_ca_bundle_is_the_checkouts_at_every_recipe(tmp_path: Path, monkeypatch) -> None:
+    """The request checks [tool.gpuci] ca_bundle once, before the first step; each step's recipe read it
+    again through links. A step made ca.pem a link to a host file, and the next step's image held that
+    file's bytes as its extra CA bundle (/opt/gpuci/build/extra-ca.crt), where its tests read it."""
+    monkeypatch.delenv("GPUCI_POLICY", raising=False)
+    monkeypatch.delenv("GPUCI_CA_BUNDLE", raising=False)
+    root = project(tmp_path / "checkout", 'ca_bundle = "ca.pem"\n')
+    (root / "ca.pem").write_text("# no certificates\n")
+    config = load_config(root, environ={})
+    assert recipe_for(root, "cpu", ca_bundle=root / "ca.pem", config=config).ca_bundle == root / "ca.pem"
+    host_file = tmp_path / "host-secret"
+    host_file.write_text("the agent's token\n")
+    (root / "ca.pem").unlink()
+    (root / "ca.pem").symlink_to(host_file)  # what a step's container can do: the checkout is writable there
+    with pytest.raises(UsageError, match="ca_bundle"):
+        recipe_for(root, "cpu", ca_bundle=root / "ca.pem", config=config)
+    # The host's own bundle (a flag or GPUCI_CA_BUNDLE) is a host path, wherever it lies.
+    by_host = load_config(root, environ={"GPUCI_CA_BUNDLE": str(host_file)})
+    assert recipe_for(root, "cpu", ca_bundle=host_file, config=by_host).ca_bundle == host_file

@@ -124,3 +124,8 @@ def test_the_summary_and_a_junit_file_from_results(tmp_path: Path) -> None:
     cases = root.findall(".//testcase")
     assert [c.get("name") for c in cases] == ["t1", "t2", "t3", "t4"]
     assert cases[1].find("failure").text == 'x < y & "z"\nmore'  # type: ignore[union-attr]
+
+
+def test_the_summary_names_a_few_running_tests_not_every_one() -> None:
+    lines = summary_lines([], [f"a.py::t{n}" for n in range(500)])
+    assert len(lines) == 11 and lines[-1].startswith("  … and 490 more")

@@ -169,6 +169,28 @@ def test_a_relative_mount_source_is_in_the_checkout(make_project, run_harness, c
     assert "from-the-checkout" in done.stdout and "from-the-cwd" not in done.stdout
 
 
+def test_a_step_cannot_swap_a_later_steps_mount_for_a_link(make_project, run_harness, cpu_image, tmp_path) -> None:
+    """The request resolves the mounts once, before the first step: step one (the checkout is writable)
+    replaced the checked folder `data` with a link to `/`, and step two got the host's `/` mounted
+    read-write and wrote /tmp on the host as root. Here the link leads to a folder standing for the host."""
+    host = tmp_path / "host-folder"
+    host.mkdir()
+    (host / "secret.txt").write_text("host only")
+    root = make_project(
+        "platforms: [cpu]\nsteps:\n"
+        f'  - label: one\n    commands: ["rm -rf /workspace/data && ln -s {host} /workspace/data"]\n'
+        '  - label: two\n    commands: ["cat /data/secret.txt; touch /data/PLANTED"]\n',
+        name="attack",
+    )
+    (root / "data").mkdir()
+    (root / "pyproject.toml").write_text('[tool.gpuci]\nmounts = ["data:/data"]\n')
+    done = _run(run_harness, root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "host only" not in done.stdout + done.stderr
+    assert sorted(p.name for p in host.iterdir()) == ["secret.txt"]  # nothing written through the link
+    assert "data" in done.stderr and "link" in done.stderr
+
+
 PAT = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 PLAIN = "plain-but-passed-by-env-7731"
 DB_PASSWORD = "db-pa55word-9910"

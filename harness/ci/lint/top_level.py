@@ -111,10 +111,12 @@ def parse_pieces(chosen: list[tuple[int, str]]) -> ast.Module | None:
     body: list[ast.stmt] = []
     for start, piece in chosen:
         try:
-            parsed = ast.parse("\n" * start + piece)
+            parsed = ast.parse(piece)
         except (SyntaxError, ValueError, RecursionError):
             return None  # the whole may not parse either, or the scan split it wrongly
-        body.extend(parsed.body)
+        # Numbered as in the whole by a shift, not by blank lines before it: those made the parse of a
+        # module of many wanted one-line statements cost its length squared (minutes for one file).
+        body.extend(ast.increment_lineno(node, start) for node in parsed.body)
     return ast.Module(body=body, type_ignores=[])
 
 

@@ -27,6 +27,7 @@ from harness.images import engine
 from harness.images import in_use as in_use_guard
 from harness.images.build import CONTEXT_PREFIX
 from harness.owned import stale_owned_dirs
+from harness.untrusted import remove_tree
 
 BUILD_DIR = (".gpuci", "build")
 REPRO_DIR = (".gpuci", "repro")
@@ -136,11 +137,17 @@ def remove_image(client: Any, item: Garbage) -> str | None:
 
 
 def _size(path: Path) -> int:
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
+    """Bytes of the files under `path`, links not followed; iterative (os.walk recurses once a level, and a
+    build folder holds what the project's layer container wrote, nested as deep as it liked)."""
+    total, pending = 0, [str(path)]
+    while pending:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
     return total
 
 
@@ -159,7 +166,7 @@ def remove_garbage(root: Path, client: Any, garbage: list[Garbage]) -> list[str]
                 run_git(root, "worktree", "remove", "--force", item.id)
                 shutil.rmtree(item.id, ignore_errors=True)
             elif item.kind in ("build-folder", "secrets-folder"):
-                shutil.rmtree(item.id)
+                remove_tree(Path(item.id))  # what the project's layer container wrote: any depth
             elif item.kind == "lock-file":
                 remove_if_unheld(Path(item.id))
         except Exception as exc:  # reported, not raised: remove the rest

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import time
@@ -24,6 +23,7 @@ from harness.gpu.lease import lease_files
 from harness.gpu.locks import is_locked, remove_if_unheld
 from harness.gpu.vram.base import VramBackend
 from harness.images import engine
+from harness.untrusted import remove_tree
 
 SUPERVISOR_PID_ENV = "GPUCI_SUPERVISOR_PID"
 SUPERVISOR_START_ENV = "GPUCI_SUPERVISOR_START"
@@ -202,7 +202,7 @@ def clean(leftovers: list[Leftover], client: Any) -> list[str]:
         elif item.kind == "lease-file":
             remove_if_unheld(Path(item.id))  # held by now: a new lease, not stale any more
         elif item.kind in ("build-folder", "secrets-folder"):
-            shutil.rmtree(item.id, ignore_errors=True)
+            remove_tree(Path(item.id))  # a build folder holds what the project's layer container wrote: any depth
         elif item.kind == "dangling-image" and client is not None:
             from harness.run.cleanup.gc import Garbage, remove_image
 

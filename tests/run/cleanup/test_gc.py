@@ -214,3 +214,24 @@ def test_dangling_layers_wait_while_a_build_runs_on_this_host(docker_client, tmp
         assert engine.image_id(docker_client, image_id) is None
     finally:
         engine.remove_image(docker_client, image_id, force=True)
+
+
+def test_a_stale_build_folder_nested_3000_deep_is_listed_and_removed(tmp_path: Path) -> None:
+    """`gpuci reap` measured each stale build folder with os.walk, which recursed once a level: 3,000 nested
+    folders (the project's layer container writes the build folder's /tmp) raised RecursionError out of it."""
+    from harness.run.cleanup.gc import stale_build_folders
+    from harness.untrusted import remove_tree
+
+    folder = tmp_path / ".gpuci" / "build" / "context-999999-1000.00-abcdef"
+    folder.mkdir(parents=True)
+    fd = os.open(folder, os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    try:
+        assert [g.id for g in stale_build_folders(tmp_path)] == [str(folder)]
+    finally:
+        remove_tree(folder)  # pytest's own clean-up of old temporary folders recurses: never leave it one

@@ -188,3 +188,28 @@ def test_reap_without_an_engine_says_it_could_not_look_and_exits_75(run_harness,
     assert done.returncode == 75, done.stderr
     assert "could not look for containers" in done.stderr and "Traceback" not in done.stderr
     assert "nothing left behind outside containers" in done.stdout
+
+
+def test_a_stale_build_folder_nested_3000_deep_is_reaped(tmp_path) -> None:
+    """A killed build leaves its folder, which the project's layer container wrote (its /tmp): reap's
+    shutil.rmtree raised RecursionError out of `gpuci reap` on 3,000 nested folders."""
+    import os
+
+    from harness.run.cleanup.reaper import Leftover, clean
+
+    folder = tmp_path / "context-1-2.00-abc"
+    folder.mkdir()
+    fd = os.open(folder, os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    try:
+        assert clean([Leftover("build-folder", str(folder), None, "its build was killed")], None) == []
+        assert not folder.exists()
+    finally:
+        from harness.untrusted import remove_tree
+
+        remove_tree(folder)  # pytest's own clean-up of old temporary folders recurses: never leave it one
