@@ -99,7 +99,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Speed figures against their baselines: bench/results/{cpu,registry,install,first-command,cold-image}.json,
-    and how far a reader travels from `run_command` to the container's start: run-trace.json (Docker)."""
+    plugin-overhead.json (gpuci's pytest plugin per test), and how far a reader travels from `run_command`
+    to the container's start: run-trace.json (Docker)."""
     session.install("-e", ".")
     session.run("python", "bench/cpu_bench.py", *session.posargs)
     session.run("python", "bench/registry_bench.py")
@@ -107,6 +108,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/first_command_bench.py")  # nox -l and a warm run's overhead: first-command.json
     session.run("python", "bench/cold_image_bench.py")  # a cold image against a cold uv venv: cold-image.json
     session.run("python", "bench/run_trace.py")  # modules entered and come back to, up to the container: run-trace.json
+    session.install("pytest>=8,<10")  # the plugin's bench runs pytest itself
+    session.run("python", "bench/plugin_overhead.py")  # gpuci's pytest plugin per test: plugin-overhead.json
 
 
 @nox.session

@@ -38,28 +38,97 @@ def _outcome(report: pytest.TestReport) -> str | None:
     return None
 
 
-class ResultWriter:
-    """Registered by the plugin where a run's outbox is known."""
+class RunningFile:
+    """The test this worker is running, in `running-<worker>.txt`, kept current at one pwrite per
+    change: the file stays open and each name is written over the last, padded with spaces (the
+    reader strips them), so a test stopped by SIGKILL or the step's timeout is still named."""
 
-    def __init__(self, outbox: Path, worker: str, timeout_s: float | None, deadline: float | None = None) -> None:
+    MAX_BYTES = 4000  # the reader keeps 1000 characters of the name
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.written = 0
+
+    def name(self, nodeid: str) -> None:
+        data = nodeid.encode(errors="replace")[: self.MAX_BYTES]
+        os.pwrite(self.fd, data.ljust(self.written), 0)
+        self.written = len(data)
+
+    def clear(self) -> None:
+        if self.written:
+            os.pwrite(self.fd, b" " * self.written, 0)
+            self.written = 0
+
+    def close(self) -> None:
+        self.clear()
+        os.close(self.fd)
+
+
+class ResultWriter:
+    """Registered by the plugin where a run's outbox is known.
+
+    The stacks are dumped by faulthandler's watchdog (its own C thread: a hang that holds the GIL
+    cannot stop it), armed once for the deadline rather than per test: per test it costs a thread
+    started and joined. A dump taken while no test runs is left for the reader to drop
+    (harness.run.outbox keeps a worker's stacks only with the test its running file names). Only
+    past the deadline, where a dump may already have happened, is it re-armed per test, so that the
+    stacks are of the test still running.
+    """
+
+    def __init__(
+        self, outbox: Path, worker: str, timeout_s: float | None, deadline: float | None = None, per_test: bool = False
+    ) -> None:
         self.worker = worker
+        # pytest's faulthandler_timeout arms and cancels faulthandler's one dump around each test:
+        # ours is then armed per test after it, as it always was.
+        self.per_test = per_test
         self.results: IO[str] = open(outbox / f"{RESULTS_PREFIX}{worker}.jsonl", "a")  # noqa: SIM115
-        self.running = outbox / f"{RUNNING_PREFIX}{worker}.txt"
+        self.running = RunningFile(outbox / f"{RUNNING_PREFIX}{worker}.txt")
         self.stacks: IO[str] | None = None
         self.deadline: float | None = None
+        self.past_deadline = False
+        self.disarmed = False  # pytest cancels faulthandler's dump where a test fails (exception_interact)
         if timeout_s:
             self.stacks = open(outbox / f"{STACKS_PREFIX}{worker}.txt", "w")  # noqa: SIM115
             # From the stop's time on the host's clock where given, else from now (a later start).
             left = timeout_s if deadline is None else min(timeout_s, deadline - time.time())
             self.deadline = time.monotonic() + left - min(DUMP_MARGIN_S, timeout_s / 10)
+            self._arm(None)
+
+    def _arm(self, nodeid: str | None) -> None:
+        """The stacks file emptied and a dump set for the deadline, or half a second from now past it."""
+        assert self.stacks is not None and self.deadline is not None
+        faulthandler.cancel_dump_traceback_later()
+        self.disarmed = False
+        self.stacks.seek(0)
+        self.stacks.truncate()  # only the stacks of a test that is still running count
+        left = self.deadline - time.monotonic()
+        self.past_deadline = left < 0.5
+        if nodeid is None and (self.past_deadline or self.per_test):
+            return  # between tests: the next test's start arms it
+        name = nodeid or "the test in running-" + self.worker + ".txt"
+        self.stacks.write(f"== stacks of {name}, still running near the step's timeout ==\n")
+        self.stacks.flush()
+        faulthandler.dump_traceback_later(max(0.5, left), exit=False, file=self.stacks)
+
+    def _rearm_now(self) -> bool:
+        """Whether the dump set for the deadline may be gone: taken, near, or cancelled by another."""
+        if self.deadline is None:
+            return False
+        return self.per_test or self.disarmed or self.past_deadline or time.monotonic() >= self.deadline - 0.5
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_exception_interact(self) -> None:
+        self.disarmed = True  # pytest's faulthandler plugin cancelled the dump: armed again at the next change
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_enter_pdb(self) -> None:
+        self.disarmed = True
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
-        self.running.write_text(nodeid)
-        if self.stacks is not None and self.deadline is not None:
-            left = max(0.5, self.deadline - time.monotonic())
-            self.stacks.write(f"== stacks of {nodeid}, still running near the step's timeout ==\n")
-            self.stacks.flush()
-            faulthandler.dump_traceback_later(left, exit=False, file=self.stacks)
+        self.running.name(nodeid)
+        if self._rearm_now():
+            self._arm(nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         outcome = _outcome(report)
@@ -73,14 +142,14 @@ class ResultWriter:
         self.results.flush()
 
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        if self.stacks is not None:
-            faulthandler.cancel_dump_traceback_later()
-            self.stacks.seek(0)
-            self.stacks.truncate()  # only the stacks of a test that is still running count
-        self.running.write_text("")
+        self.running.clear()
+        # Near the deadline the dump may have been of this test: drop it, re-arm for the next one.
+        if self._rearm_now():
+            self._arm(None)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         faulthandler.cancel_dump_traceback_later()
+        self.running.close()
         self.results.close()
         if self.stacks is not None:
             self.stacks.close()
@@ -143,4 +212,12 @@ def writer_for(config: pytest.Config) -> ResultWriter | None:
         at = float(deadline) if deadline else None
     except ValueError:
         at = None
-    return ResultWriter(Path(outbox), worker, float(timeout) if timeout else None, at)
+    per_test = _faulthandler_timeout(config) > 0
+    return ResultWriter(Path(outbox), worker, float(timeout) if timeout else None, at, per_test)
+
+
+def _faulthandler_timeout(config: pytest.Config) -> float:
+    try:
+        return float(config.getini("faulthandler_timeout") or 0)
+    except (ValueError, TypeError):  # the project's setting, whatever it wrote; pytest says so itself
+        return 0.0

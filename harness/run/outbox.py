@@ -60,6 +60,7 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
     else:
         found, skipped = _read_bounded(outbox, names)
     collected = Collected(skipped=skipped)
+    stacks: dict[str, str] = {}
     extra_running = 0
     for name in sorted(found):
         if name.startswith(RESULTS_PREFIX):
@@ -77,7 +78,7 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
                 collected.running.append(text[:1000])
             continue
         if name.startswith(STACKS_PREFIX):
-            collected.stacks += found[name].decode(errors="replace")[-MAX_STACKS:]
+            stacks[name.removeprefix(STACKS_PREFIX)] = found[name].decode(errors="replace")[-MAX_STACKS:]
             continue
         if name == JUNIT_NAME:
             collected.pytest_junit = _copy(mask(found[name]), directory / PYTEST_JUNIT_NAME, collected.skipped)
@@ -97,6 +98,11 @@ def collect(outbox: Path, directory: Path, mask: Callable[[bytes], bytes]) -> Co
             collected.records.extend(kept)
     if extra_running:
         collected.skipped.append(Skipped(f"{extra_running} {RUNNING_PREFIX}files", f"past the first {MAX_RUNNING}"))
+    # The plugin arms its dump once for the deadline: a worker between tests then dumps too, and
+    # only the stacks of a worker whose running file names a test are of a hung test.
+    for worker, text in stacks.items():
+        running = found.get(RUNNING_PREFIX + worker, b"")
+        collected.stacks += text if running.strip() else ""
     return collected
 
 

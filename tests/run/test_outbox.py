@@ -63,6 +63,18 @@ def test_a_linked_oversized_or_odd_junit_is_skipped_and_nothing_is_copied(tmp_pa
         assert list(run.iterdir()) == []
 
 
+def test_only_the_stacks_of_a_worker_running_a_test_are_kept(tmp_path: Path) -> None:
+    """The plugin dumps once at the deadline: a worker between tests dumps its idle stacks too."""
+    outbox, run = folders(tmp_path)
+    (outbox / "running-gw0.txt").write_text(" " * 40)  # cleared: idle at the stop
+    (outbox / "stacks-gw0.txt").write_text('  File "xdist/remote.py", line 9 in idle\n')
+    (outbox / "running-gw1.txt").write_text("t.py::test_hangs" + " " * 20)
+    (outbox / "stacks-gw1.txt").write_text('  File "t.py", line 3 in test_hangs\n')
+    collected = collect(outbox, run, lambda data: data)
+    assert collected.running == ["t.py::test_hangs"]
+    assert "in test_hangs" in collected.stacks and "idle" not in collected.stacks
+
+
 def _same(data: bytes) -> bytes:
     return data
 
