@@ -139,5 +139,19 @@ def cache_dir(*parts: str) -> Path:
     base = os.environ.get("GPUCI_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gpuci"
     )
-    os.makedirs(base, mode=0o700, exist_ok=True)
-    return private_dir(Path(base), *parts)
+    from harness.errors import UsageError
+
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        path = private_dir(Path(base), *parts)
+    except OSError as error:  # a host set-up fault: a traceback would hide what to change
+        raise UsageError(
+            f"gpuci cannot use its cache folder {base} ({error.strerror or error}): set GPUCI_CACHE_DIR to a "
+            "folder this user can write, or make that one writable, and run again."
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"gpuci cannot write its cache folder {path}: set GPUCI_CACHE_DIR to a folder this user can "
+            "write, or make that one writable, and run again."
+        )
+    return path

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -42,3 +44,18 @@ def test_the_python_gpuci_runs_on_here_has_pip() -> None:
     from harness.images.installer import pip_command
 
     assert pip_command() == ["-m", "pip"]  # run by harness.host_python with gpuci's interpreter, isolated
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_usage_error_saying_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache path under a file (or one the user cannot write) was an OSError traceback out of any run."""
+    from harness.errors import UsageError
+    from harness.images.installer import cache_dir
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("GPUCI_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(UsageError, match="GPUCI_CACHE_DIR") as raised:
+        cache_dir("wheels")
+    assert str(blocker / "cache") in str(raised.value)
