@@ -3,6 +3,8 @@ labels, and a tree that changed between sizing and writing is refused with no im
 
 from __future__ import annotations
 
+import io
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -41,3 +43,27 @@ def test_a_streamed_layer_loads_onto_its_parent_and_a_changed_tree_makes_no_imag
         for tag in (good, bad):
             if docker_client.api.images(name=tag):
                 docker_client.images.remove(tag)
+
+
+def test_the_archive_names_a_layer_of_8_gib_and_more(tmp_path: Path) -> None:
+    """Hostile review 2026-12-05: the load's header for the layer was USTAR, whose size field ends below
+    8 GiB: a layer that large (a CUDA venv can be) raised ValueError out of the load, a traceback. The size
+    goes in a PAX record there, which the engine's Go reader takes."""
+    from harness.images.layer_load import Loaded, archive
+
+    outputs = tmp_path / "opt" / "x"
+    outputs.mkdir(parents=True)
+    for i in range(130):  # 8.1 GiB of layer, 130 MiB of disk: each file a 64th real, as the sparse bound asks
+        with open(outputs / f"part-{i}", "wb") as out:
+            out.write(b"x" * 2**20)
+            out.truncate(64 * 2**20)
+    layer = Layer(tmp_path, ["opt/x"], {})
+    assert layer.size > 8 * 2**30
+    stream = archive({"rootfs": {"diff_ids": []}}, layer, "gpuci-test:big", Loaded())
+    head = b""
+    while len(head) < 3 * 512:
+        head += next(stream)
+    stream.close()  # the layer's bytes are never read: only how the archive names it
+    with tarfile.open(fileobj=io.BytesIO(head + b"\0" * 1024), mode="r|") as tar:
+        first = tar.next()
+        assert first is not None and first.name == "new/layer.tar" and first.size == layer.size

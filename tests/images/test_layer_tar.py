@@ -159,3 +159,34 @@ def test_a_tree_that_changes_between_sizing_and_writing_is_refused(tmp_path: Pat
     with pytest.raises(ImageBuildError, match="changed while"):
         b"".join(layer.chunks())
     assert layer.diff_id == ""  # never named: the load's config is never sent
+
+
+def test_many_sparse_files_each_under_the_bound_are_refused_together(tmp_path: Path) -> None:
+    """Hostile review 2026-12-05: the sparse bound was a file's, over 64 MiB: a thousand files of exactly
+    64 MiB made by `truncate` (28 KiB of disk) sized a 62.5 GiB layer, which the engine writes twice (its
+    load's copy, then the layer) on a host with 74 GB free. The layer's files are judged together."""
+    outputs = tmp_path / "opt" / "gpuci" / "outputs"
+    outputs.mkdir(parents=True)
+    for i in range(3):
+        with open(outputs / f"zeros-{i}.so", "wb") as out:
+            out.truncate(layer_tar.SPARSE_FROM)
+    written = io.BytesIO()
+    with pytest.raises(UsageError, match="sparse"):
+        write_layer(tmp_path, ["opt/gpuci/outputs"], {}, written)
+    assert written.getvalue() == b""
+
+
+def test_a_file_that_grew_after_sizing_never_sends_a_byte_past_the_layer_s_size(tmp_path: Path) -> None:
+    """Hostile review 2026-12-05: the load's archive says the layer's size in its header, then the layer's
+    bytes: a file that grew between the two walks was sent whole before the size was checked, so what the
+    engine read after the layer's size (the project's bytes) stood where the archive's own members go: a
+    manifest and config of the project's naming any tag. (Docker 20.10 reads the whole body before it
+    loads, so the abort made nothing there; an engine that stops at the archive's end need not.)"""
+    _tree(tmp_path)
+    layer = layer_tar.Layer(tmp_path, ["opt/venv"], {})
+    (tmp_path / "opt" / "venv" / "site" / "pkg" / "tool").write_bytes(b"\0" * (3 << 20))
+    sent = 0
+    with pytest.raises(ImageBuildError, match="changed while"):
+        for piece in layer.chunks():
+            sent += len(piece)
+    assert 0 < layer.size and sent <= layer.size

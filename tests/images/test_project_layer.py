@@ -178,6 +178,36 @@ def test_gpucis_venv_made_a_link_by_the_recipe_is_never_mounted(docker_client, t
     assert _leftovers(docker_client, root) == ([], [])
 
 
+SPARSE = """import os
+if os.path.isdir('/opt/gpuci/venv'):
+    for i in range(4):  # 256 MiB of layer, no disk: each file at the sparse bound, none over it
+        with open(f'/opt/gpuci/outputs/zeros-{i}.so', 'wb') as out:
+            out.truncate(64 * 2**20)
+from setuptools import setup
+setup(name='sparse', version='1', py_modules=[])
+"""
+
+
+def test_many_sparse_files_the_install_leaves_are_refused_before_the_engine_writes_them(
+    docker_client, tmp_path: Path
+) -> None:
+    """Hostile review 2026-12-05: the sparse bound was a file's (over 64 MiB); a setup.py that left many files
+    of 64 MiB each, made by truncate, had the host stream their zeros into the engine's load (a thousand of
+    them: 62.5 GiB, twice, from 28 KiB of the container's disk)."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", SPARSE)
+    made = None
+    try:
+        with pytest.raises(UsageError, match="sparse"):
+            made = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+        assert _leftovers(docker_client, root) == ([], [])
+    finally:
+        if made is not None:  # the zeros the engine took: this test's own image, removed
+            docker_client.images.remove(made.tag)
+
+
 SLOW = "import os, time\nif os.path.isdir('/opt/gpuci/venv'):\n    time.sleep(90)\n"
 SLOW += "from setuptools import setup\nsetup(name='slow', version='1', py_modules=[])\n"
 
