@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,4 +191,54 @@ def test_a_file_that_grew_after_sizing_never_sends_a_byte_past_the_layer_s_size(
     with pytest.raises(ImageBuildError, match="changed while"):
         for piece in layer.chunks():
             sent += len(piece)
-    assert 0 < layer.size and sent <= layer.size
+    assert layer.size > 0 and sent <= layer.size
+
+
+def _as_another_user(work: Any) -> str:
+    """`work()`'s answer from a child process that is not root (root reads any file): a fork, then setuid."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        answer = "crashed"
+        try:
+            os.close(read)
+            if os.getuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            answer = work()
+        except BaseException as exc:  # the parent reports it
+            answer = f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(write, answer.encode()[:4000])
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+def test_a_file_gpucis_user_cannot_read_is_refused_before_the_load(tmp_path: Path) -> None:
+    """Hostile review 2026-12-05: the install (as gpuci's user) left a file of mode 000; the sizing walk never
+    opens a file, so the writing walk's PermissionError came out of the load's HTTP body as requests'
+    ConnectionError (an OSError with no errno): a traceback, the project's file not named."""
+    stage = Path(tempfile.mkdtemp(prefix="gpuci-test-unreadable-"))  # pytest's folders are root's own (0700)
+    try:
+        (stage / "opt" / "x").mkdir(parents=True)
+        (stage / "opt" / "x" / "secret.so").write_bytes(b"x" * 4096)
+        (stage / "opt" / "x" / "secret.so").chmod(0)
+        if os.getuid() == 0:
+            for path in (stage, stage / "opt", stage / "opt" / "x", stage / "opt" / "x" / "secret.so"):
+                os.chown(path, 65534, 65534)
+
+        def size_it() -> str:
+            try:
+                layer_tar.Layer(stage, ["opt/x"], {})
+            except UsageError as exc:
+                return f"refused: {exc}"
+            return "sized"
+
+        answer = _as_another_user(size_it)
+        assert answer.startswith("refused:") and "secret.so" in answer, answer
+    finally:
+        remove_tree(stage)
