@@ -75,7 +75,8 @@ def with_layer(config: dict[str, Any], diff_id: str) -> bytes:
 def _member(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, 0
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
+    # PAX: USTAR's size field ends below 8 GiB (ValueError out of the load); below that the bytes are USTAR's.
+    return info.tobuf(format=tarfile.PAX_FORMAT)
 
 
 def _small(name: str, data: bytes) -> Iterator[bytes]:
