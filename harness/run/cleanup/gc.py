@@ -35,7 +35,8 @@ REPRO_DIR = (".gpuci", "repro")
 
 @dataclass(frozen=True)
 class Garbage:
-    kind: str  # image | dangling-image | worktree | build-folder | secrets-folder | lock-file
+    kind: str  # image | recipe-image | dangling-image | layer-container | layer-archive | worktree | build-folder
+    # | secrets-folder | lock-file
     id: str
     bytes: int
     detail: str
@@ -54,6 +55,17 @@ def dangling_images(client: Any, labels: tuple[str, ...] = ()) -> list[Garbage]:
             if image.id not in in_use and image.created < cutoff:
                 found.append(Garbage("dangling-image", image.id, image.size, "interrupted build"))
     return list({g.id: g for g in found}.values())
+
+
+def dead_layer_containers(client: Any, labels: tuple[str, ...] = ()) -> list[Garbage]:
+    """The containers that install a layer, left by builds killed mid-layer (their creator is gone:
+    harness/images/layer_containers.py); host-wide, as the images they hold in use are."""
+    from harness.images import layer_containers
+
+    return [
+        Garbage("layer-container", c.id[:12], 0, f"/{c.name} ({c.state}): its build was killed")
+        for c in layer_containers.dead(client, labels)
+    ]
 
 
 def stale_build_folders(root: Path) -> list[Garbage]:
@@ -81,6 +93,7 @@ def find_garbage(
     if client is not None:
         found += _old_images(client, keep, now - older_than_s, labels)
         found += dangling_images(client, labels)
+        found += dead_layer_containers(client, labels)
     found += stale_build_folders(root)
     found += stale_secrets()
     repro = Path(root).joinpath(*REPRO_DIR)
@@ -162,6 +175,8 @@ def remove_garbage(root: Path, client: Any, garbage: list[Garbage]) -> list[str]
                 problem = remove_image(client, item)
                 if problem:
                     problems.append(problem)
+            elif item.kind == "layer-container":
+                engine.remove_container(client, item.id)  # gone meanwhile: done
             elif item.kind == "worktree":
                 run_git(root, "worktree", "remove", "--force", item.id)
                 shutil.rmtree(item.id, ignore_errors=True)
