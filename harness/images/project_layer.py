@@ -184,8 +184,13 @@ def _create(client: Any, job: LayerJob, name: str, mounts: list[Any]) -> Any:
         raise ImageBuildError(f"could not make the container that installs {job.tag}'s layer ({exc}).") from None
 
 
+# gpuci's venv as its layer image holds it, one archive an image, in the host's cache (gc removes an
+# archive whose image is gone: harness/run/cleanup/own_layers.py).
+ARCHIVES, ARCHIVE_SUFFIX = "layers", ".venv.tar"
+
+
 def _remembered(image_id: str) -> Path:
-    return cache_dir("layers") / f"{image_id.split(':')[-1]}.venv.tar"
+    return cache_dir(ARCHIVES) / f"{image_id.split(':')[-1]}{ARCHIVE_SUFFIX}"
 
 
 def _remember(folder: Path, image_id: str) -> None:

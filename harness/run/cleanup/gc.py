@@ -3,7 +3,9 @@
 Each recipe change leaves an image (tens of MB to GBs), every repro a worktree, every killed build
 its context folder, every build a lock file. `gc` lists them (a dry run by default) and with
 `--yes` removes them: gpuci's images beyond the newest `--keep` per platform and older than
-`--older-than` days, dangling images of interrupted builds, repro worktrees older than
+`--older-than` days, gpuci's own layer images no project image uses any more (and older than that) and
+the cached archives of their venv whose image is gone (harness/run/cleanup/own_layers.py), dangling
+images of interrupted builds, the containers of builds killed mid-layer, repro worktrees older than
 `--older-than`, build folders of processes that are gone, the secrets folders of runs whose
 supervisor died, and lock files nobody holds. Never an image a container, a build or a run on this
 host may be using (harness/images/in_use.py), and only images with every `--label` given. Every
@@ -27,6 +29,7 @@ from harness.images import engine
 from harness.images import in_use as in_use_guard
 from harness.images.build import CONTEXT_PREFIX
 from harness.owned import stale_owned_dirs
+from harness.run.cleanup import own_layers
 from harness.untrusted import remove_tree
 
 BUILD_DIR = (".gpuci", "build")
@@ -92,6 +95,10 @@ def find_garbage(
     found: list[Garbage] = []
     if client is not None:
         found += _old_images(client, keep, now - older_than_s, labels)
+        going = {g.image_id for g in found}
+        found += own_layers.recipe_images(client, now - older_than_s, labels, going)
+        if not labels:  # the cache's archives carry no labels: a gc scoped by label leaves them to others
+            found += own_layers.layer_archives(client, {g.image_id for g in found if g.kind == "recipe-image"})
         found += dangling_images(client, labels)
         found += dead_layer_containers(client, labels)
     found += stale_build_folders(root)
@@ -173,6 +180,10 @@ def remove_garbage(root: Path, client: Any, garbage: list[Garbage]) -> list[str]
         try:
             if item.kind in ("image", "dangling-image"):
                 problem = remove_image(client, item)
+                if problem:
+                    problems.append(problem)
+            elif item.kind in ("recipe-image", "layer-archive"):
+                problem = own_layers.remove(client, item)
                 if problem:
                     problems.append(problem)
             elif item.kind == "layer-container":

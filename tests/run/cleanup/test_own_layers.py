@@ -1,0 +1,118 @@
+"""gc of gpuci's own layer images and their cached venv archives (real engine): a recipe image goes once
+no project image stands on it, never while a build on this host runs or pins it; an archive once its
+image is gone."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness.images import engine, in_use
+from harness.images.layer_load import image_config, load
+from harness.run.cleanup import gc, own_layers
+from tests.images.test_engine import tiny_image
+
+pytestmark = pytest.mark.xdist_group("reap")
+
+
+def _loaded_over(client, parent: str, tag: str, labels: dict[str, str], folder: Path) -> str:
+    """An image of one new layer loaded over `parent`, as gpuci loads its layers (no parent the engine knows)."""
+    layer = folder / f"{uuid.uuid4().hex}.tar"
+    with tarfile.open(layer, "w") as tar:
+        body = uuid.uuid4().hex.encode()
+        info = tarfile.TarInfo("layer-marker")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    diff_id = f"sha256:{hashlib.sha256(layer.read_bytes()).hexdigest()}"
+    return load(client, image_config(client, parent, diff_id, labels, "test"), layer, tag)
+
+
+@pytest.fixture
+def recipe_chain(docker_client, tmp_path, monkeypatch):
+    """gpuci's layer as a build leaves it: the recipe's steps, gpuci's layer over them, a project image over that."""
+    monkeypatch.setenv("GPUCI_LOCK_DIR", str(tmp_path))  # this test's build lock and pins only
+    platform = f"ownlayers{uuid.uuid4().hex[:8]}"
+    mark = f"gpuci.test-own-layers={platform}"
+    steps = tiny_image(docker_client, mark, tag=f"gpuci/{platform}-recipe:a-steps")
+    recipe = _loaded_over(docker_client, steps, f"gpuci/{platform}-recipe:a", {}, tmp_path)
+    project = _loaded_over(
+        docker_client, recipe, f"gpuci/{platform}:p", {"gpuci.content-hash": "p", "gpuci.platform": platform}, tmp_path
+    )
+    yield {"steps": steps, "recipe": recipe, "project": project, "labels": (mark,), "platform": platform}
+    for image in (project, recipe, steps):
+        engine.remove_image(docker_client, image, force=True)
+
+
+def _found(client, chain, going=frozenset()) -> dict[str, str]:
+    later = time.time() + 60  # every image here is older than that
+    return {g.id: g.image_id for g in own_layers.recipe_images(client, later, chain["labels"], set(going))}
+
+
+def test_a_recipe_image_goes_once_no_project_image_stands_on_it(docker_client, recipe_chain, tmp_path) -> None:
+    chain, platform = recipe_chain, recipe_chain["platform"]
+    assert _found(docker_client, chain) == {}  # the project image stands on both
+    # gc removing the project image in the same pass: both go with it.
+    both = {f"gpuci/{platform}-recipe:a": chain["recipe"], f"gpuci/{platform}-recipe:a-steps": chain["steps"]}
+    assert _found(docker_client, chain, {chain["project"]}) == both
+    # Younger than --older-than: kept.
+    assert own_layers.recipe_images(docker_client, 0, chain["labels"], {chain["project"]}) == []
+    # The project image is still there when the removal comes (kept by the engine, say): checked again, kept.
+    found = own_layers.recipe_images(docker_client, time.time() + 60, chain["labels"], {chain["project"]})
+    assert gc.remove_garbage(tmp_path, docker_client, found) == []
+    assert engine.image_id(docker_client, chain["recipe"]) == chain["recipe"]
+    assert engine.image_id(docker_client, chain["steps"]) == chain["steps"]
+    engine.remove_image(docker_client, chain["project"])
+    found = own_layers.recipe_images(docker_client, time.time() + 60, chain["labels"], set())
+    assert {g.id for g in found} == set(both)
+    assert gc.remove_garbage(tmp_path, docker_client, found) == []
+    assert [engine.image_id(docker_client, chain[name]) for name in ("recipe", "steps")] == [None, None]
+
+
+def test_a_recipe_image_is_kept_while_a_build_runs_or_pins_it(docker_client, recipe_chain, tmp_path) -> None:
+    chain = recipe_chain
+    engine.remove_image(docker_client, chain["project"])
+    [recipe] = [g for g in own_layers.recipe_images(docker_client, time.time() + 60, chain["labels"], set())
+                if g.image_id == chain["recipe"]]  # fmt: skip
+    with in_use.building():  # a build between finding gpuci's layer and its project layer over it
+        assert gc.remove_garbage(tmp_path, docker_client, [recipe]) == []
+        assert engine.image_id(docker_client, chain["recipe"]) == chain["recipe"]
+    with in_use.pinned(chain["recipe"]):  # the project layer's container runs on it
+        assert gc.remove_garbage(tmp_path, docker_client, [recipe]) == []
+        assert engine.image_id(docker_client, chain["recipe"]) == chain["recipe"]
+    assert gc.remove_garbage(tmp_path, docker_client, [recipe]) == []
+    assert engine.image_id(docker_client, chain["recipe"]) is None
+
+
+def test_an_archive_goes_once_its_image_is_gone(docker_client, recipe_chain, tmp_path, monkeypatch) -> None:
+    from harness.images.installer import cache_dir
+
+    monkeypatch.setenv("GPUCI_CACHE_DIR", str(tmp_path / "cache"))  # this test's archives only
+    folder = cache_dir("layers")
+    hex_of = {name: chain_id.removeprefix("sha256:") for name, chain_id in recipe_chain.items() if name != "labels"}
+    kept = folder / f"{hex_of['recipe']}.venv.tar"
+    gone = folder / f"{hashlib.sha256(b'no such image').hexdigest()}.venv.tar"
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a writer that is gone
+    half = folder / f".{hex_of['steps']}.venv.tar.{ended.pid}"
+    writing = folder / f".{hex_of['steps']}.venv.tar.{os.getpid()}"  # a live writer's
+    for path in (kept, gone, half, writing):
+        path.write_bytes(b"x" * 1024)
+    found = own_layers.layer_archives(docker_client, set())
+    assert {Path(g.id) for g in found} == {gone, half}
+    with in_use.building():  # a build may be about to read one: kept
+        assert gc.remove_garbage(tmp_path, docker_client, found) == []
+        assert gone.exists() and half.exists()
+    assert gc.remove_garbage(tmp_path, docker_client, found) == []
+    assert not gone.exists() and not half.exists() and kept.exists() and writing.exists()
+    # Its image going in the same pass: listed, but removed only once the image is gone.
+    [going] = own_layers.layer_archives(docker_client, {recipe_chain["recipe"]})
+    assert Path(going.id) == kept and "goes too" in going.detail
+    assert gc.remove_garbage(tmp_path, docker_client, [going]) == [] and kept.exists()
