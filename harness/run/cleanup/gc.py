@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,11 @@ from harness.images import in_use as in_use_guard
 from harness.images.build import CONTEXT_PREFIX
 from harness.owned import stale_owned_dirs
 from harness.run.cleanup import own_layers
+from harness.run.cleanup.garbage import Garbage
 from harness.untrusted import remove_tree
 
 BUILD_DIR = (".gpuci", "build")
 REPRO_DIR = (".gpuci", "repro")
-
-
-@dataclass(frozen=True)
-class Garbage:
-    kind: str  # image | recipe-image | dangling-image | layer-container | layer-archive | worktree | build-folder
-    # | secrets-folder | lock-file
-    id: str
-    bytes: int
-    detail: str
-    image_id: str = ""  # an image's id where `id` is its tag
 
 
 def dangling_images(client: Any, labels: tuple[str, ...] = ()) -> list[Garbage]:

@@ -24,6 +24,7 @@ from typing import Any
 from harness.console import say
 from harness.images import engine
 from harness.images import in_use as in_use_guard
+from harness.run.cleanup.garbage import Garbage
 
 RECIPE_IMAGES = "gpuci/*-recipe"  # build.py's `gpuci/<platform>-recipe:<hash>` (and its `-steps`)
 _ARCHIVE = re.compile(r"([0-9a-f]{64})\.venv\.tar")
@@ -34,12 +35,10 @@ def _extends(layers: tuple[str, ...], base: tuple[str, ...]) -> bool:
     return len(layers) >= len(base) and layers[: len(base)] == base
 
 
-def recipe_images(client: Any, cutoff: float, labels: tuple[str, ...], going: set[str]) -> list[Any]:
+def recipe_images(client: Any, cutoff: float, labels: tuple[str, ...], going: set[str]) -> list[Garbage]:
     """Recipe images (with every label in `labels`) older than `cutoff` that no container uses and no image
     stands on but those gc removes in this pass (`going`: ids of project images found old); one Garbage a
     tag."""
-    from harness.run.cleanup.gc import Garbage
-
     in_use = engine.images_in_use(client)
     recipes = engine.list_images(client, labels, reference=RECIPE_IMAGES)
     # Every project image counts as a user, whatever the labels given: a scoped gc never breaks another's.
@@ -75,12 +74,11 @@ def users_now(client: Any, image_id: str) -> list[str]:
     return [o for o in sorted(others - {image_id}) if _extends(engine.layers(client, o) or (), own)]
 
 
-def layer_archives(client: Any, going: set[str]) -> list[Any]:
+def layer_archives(client: Any, going: set[str]) -> list[Garbage]:
     """Archives in the host's cache whose image is gone from the engine, or goes in this pass (`going`: image
     ids), and half-written ones whose writer is gone."""
     from harness.images.installer import cache_dir
     from harness.images.project_layer import ARCHIVES
-    from harness.run.cleanup.gc import Garbage
 
     found = []
     folder = cache_dir(ARCHIVES)
@@ -123,7 +121,7 @@ def _true() -> Iterator[bool]:
     yield True
 
 
-def remove(client: Any, item: Any) -> str | None:
+def remove(client: Any, item: Garbage) -> str | None:
     """Remove a recipe image (by its tag) or an archive, unless a build may be using it; a problem to
     report, or None (removed, gone already, or kept: said on stderr)."""
     with _no_build_uses(item.image_id) as free:
