@@ -275,7 +275,9 @@ def resolve_project(
         resolution = resolve(
             source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle, recipe.requirements
         )
-    say(f"resolved {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
+    # Said once a build: where the lock's pins are only fetched (a fresh wheelhouse), not as a resolution.
+    done = "fetched gpuci.lock's" if recipe.pins else "resolved"
+    say(f"{done} {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
     return list(resolution.pins), target.version
 
 

@@ -37,6 +37,8 @@ def test_the_resolution_is_locked_and_a_changed_one_is_a_new_image(run_harness, 
     first = run_harness("run", "--platform", "cpu", "--area", "six", "--root", str(root), timeout=900)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     assert f"wrote {LOCK_FILE}" in first.stderr and "six is 1.17.0" in first.stdout
+    # Resolved once: the build that follows uses the pins just resolved (it said so a second time).
+    assert first.stderr.count("resolved 1 package(s)") == 1 and "fetched gpuci.lock's" not in first.stderr
     lock = json.loads((root / LOCK_FILE).read_text())
     (entry,) = lock["entries"].values()
     assert "six==1.17.0" in entry["pins"] and entry["python"] == "3.11"
@@ -54,6 +56,8 @@ def test_the_resolution_is_locked_and_a_changed_one_is_a_new_image(run_harness, 
     older = run_harness("run", "--platform", "cpu", "--area", "six", "--root", str(root), timeout=900)
     assert older.returncode == 0, older.stderr[-3000:]
     assert "six is 1.16.0" in older.stdout
+    # A build from the lock's pins fetches them (not a resolution): said as such, once.
+    assert older.stderr.count("fetched gpuci.lock's 1 package(s)") == 1 and "resolved 1 package" not in older.stderr
     # A changed requirement file is new inputs: resolved again, the lock rewritten.
     (root / "requirements-test.txt").write_text("six>=1.17\n")
     assert recipe_for(root, "cpu").pins == ()
