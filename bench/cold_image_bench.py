@@ -112,12 +112,10 @@ def gpuci_cold(client: docker.DockerClient, repo: Path, scratch: Path) -> tuple[
 # The build's own lines that time a part of it: (name, regular expression with the seconds).
 TIMED = (
     ("gpucis_layer_install", r"installed gpuci's layer in ([0-9.]+) s"),
-    ("gpucis_layer_tar", r"wrote gpuci's layer .* in ([0-9.]+) s"),
-    ("gpucis_layer_load", r"loaded gpuci/\S+-recipe:\S+ in ([0-9.]+) s"),
+    ("gpucis_layer_write_and_load", r"wrote and loaded gpuci's layer .* in ([0-9.]+) s"),
     ("project_venv_copy", r"copied /opt/gpuci/venv out of \S+ in ([0-9.]+) s"),
     ("project_layer_install", r"installed the project's layer in ([0-9.]+) s"),
-    ("project_layer_tar", r"wrote the project's layer .* in ([0-9.]+) s"),
-    ("project_layer_load", r"loaded gpuci/[a-z]+:\S+ in ([0-9.]+) s"),
+    ("project_layer_write_and_load", r"wrote and loaded the project's layer .* in ([0-9.]+) s"),
 )
 
 
@@ -127,8 +125,8 @@ def profile(lines: list[tuple[float, str]], total: float) -> dict:
         "backend_question": ("asking the build backend", "the build backend asks"),
         "host_resolve_all": ("resolving ", "wrote gpuci.lock"),  # the backend question included
         "gpucis_wheels_and_context": ("wrote gpuci.lock", "building gpuci's layer"),
-        "gpucis_layer": ("building gpuci's layer", "loaded gpuci/cpu-recipe:"),
-        "project_layer": ("loaded gpuci/cpu-recipe:", "built gpuci/"),
+        "gpucis_layer": ("building gpuci's layer", "wrote and loaded gpuci's layer"),
+        "project_layer": ("wrote and loaded gpuci's layer", "built gpuci/"),
     }
     phases = {}
     for name, (first, last) in marks.items():

@@ -8,10 +8,10 @@ network, the probes' limits, the host's own user) gets host folders bind-mounted
 them: gpuci's venv (copied out of its layer first, so uv sees what is installed), the workspace with
 the checkout's copy, the build outputs' folder (and a backend's build folder); the wheels come
 read-only, and `/tmp` is a host folder too. Its writes bypass the overlay. The host then writes what
-changed as one deterministic tar (harness/images/layer_tar.py: the same inputs give the same layer id)
-and loads it with the labels in the image's config (harness/images/layer_load.py): no builder step at
-all above gpuci's layer. What the install writes anywhere else (caches, `/root`) is left out, as
-the image never needed it.
+changed as one deterministic tar (harness/images/layer_tar.py: the same inputs give the same layer id),
+streamed into `docker load` as it is written, with the labels in the image's config
+(harness/images/layer_load.py): no builder step at all above gpuci's layer, no copy of the tar on disk.
+What the install writes anywhere else (caches, `/root`) is left out, as the image never needed it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from harness.images import in_use, layer_containers
 from harness.images.build_errors import project_failure
 from harness.images.installer import cache_dir
 from harness.images.layer_load import image_config, load
-from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
+from harness.images.layer_tar import FIXED_MTIME, Layer, snapshot
 from harness.images.project_install import BUILD_DIRS, OUTPUTS_DIR, ProjectInstall
 from harness.images.resolve import PROBE_POSTURE
 from harness.images.system_layer import plain_lines
@@ -126,18 +126,12 @@ def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
                     (stage / path.strip("/")).rmdir()
             say(f"installed {what} in {time.monotonic() - started:.1f} s, in a container")
             written = time.monotonic()
-            layer = scratch.with_suffix(".tar")
-            try:
-                with open(layer, "wb") as out:
-                    diff_id = write_layer(stage, job.roots, before, out)
-                mb = layer.stat().st_size / 2**20
-                say(f"wrote {what} ({mb:.0f} MB, {diff_id[:19]}…) in {time.monotonic() - written:.1f} s")
-                loading = time.monotonic()
-                config = image_config(client, job.parent_id, diff_id, job.labels, f"gpuci: {what}")
-                image_id = load(client, config, layer, job.tag)  # the container keeps the parent in use till here
-            finally:
-                layer.unlink(missing_ok=True)
-            say(f"loaded {job.tag} in {time.monotonic() - loading:.1f} s")
+            layer = Layer(stage, job.roots, before)  # sized and checked: nothing reaches the engine before
+            config = image_config(client, job.parent_id, job.labels, f"gpuci: {what}")
+            image_id = load(client, config, layer, job.tag)  # the container keeps the parent in use till here
+            mb = layer.size / 2**20
+            say(f"wrote and loaded {what} ({mb:.0f} MB, {layer.diff_id[:19]}…) as {job.tag} in "
+                f"{time.monotonic() - written:.1f} s")  # fmt: skip
             if job.remembered is not None:
                 _remember(stage / job.remembered, image_id)
             return image_id
