@@ -59,7 +59,7 @@ def recipe_images(client: Any, cutoff: float, labels: tuple[str, ...], going: se
         if recipe.id in candidates:
             days = (time.time() - recipe.created) / 86400
             for tag in recipe.tags:
-                detail = f"gpuci's layer, {days:.0f} days old, no project image uses it"
+                detail = f"{days:.0f} days old, no project image stands on it"
                 found.append(Garbage("recipe-image", tag, recipe.size, detail, recipe.id))
     return found
 
