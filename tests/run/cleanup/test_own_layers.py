@@ -5,10 +5,8 @@ image is gone."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import subprocess
-import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 
 from harness.images import engine, in_use
 from harness.images.layer_load import image_config, load
+from harness.images.layer_tar import Layer
 from harness.run.cleanup import gc, own_layers
 from tests.images.test_engine import tiny_image
 
@@ -25,14 +24,10 @@ pytestmark = pytest.mark.xdist_group("reap")
 
 def _loaded_over(client, parent: str, tag: str, labels: dict[str, str], folder: Path) -> str:
     """An image of one new layer loaded over `parent`, as gpuci loads its layers (no parent the engine knows)."""
-    layer = folder / f"{uuid.uuid4().hex}.tar"
-    with tarfile.open(layer, "w") as tar:
-        body = uuid.uuid4().hex.encode()
-        info = tarfile.TarInfo("layer-marker")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
-    diff_id = f"sha256:{hashlib.sha256(layer.read_bytes()).hexdigest()}"
-    return load(client, image_config(client, parent, diff_id, labels, "test"), layer, tag)
+    stage = folder / uuid.uuid4().hex
+    (stage / "marker").mkdir(parents=True)
+    (stage / "marker" / "body").write_text(uuid.uuid4().hex)
+    return load(client, image_config(client, parent, labels, "test"), Layer(stage, ["marker"], {}), tag)
 
 
 @pytest.fixture
