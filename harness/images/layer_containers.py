@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from harness.images import engine
@@ -31,7 +32,7 @@ def labels() -> dict[str, str]:
     return mine
 
 
-def creator_gone(container_labels: dict[str, str] | Any) -> bool:
+def creator_gone(container_labels: Mapping[str, str]) -> bool:
     """Whether the container's creator, on this host, is gone for sure; False where it cannot be told."""
     if container_labels.get(HOST) != socket.gethostname():
         return False  # another host's build, on a shared engine: not ours to judge

@@ -41,9 +41,11 @@ def recipe_images(client: Any, cutoff: float, labels: tuple[str, ...], going: se
     tag."""
     in_use = engine.images_in_use(client)
     recipes = engine.list_images(client, labels, reference=RECIPE_IMAGES)
-    # Every project image counts as a user, whatever the labels given: a scoped gc never breaks another's.
-    projects = {i.id for i in engine.list_images(client, ("gpuci.content-hash",)) if i.id not in going}
-    layers = {i: engine.layers(client, i) for i in {*projects, *(r.id for r in recipes)}}
+    # Every project and recipe image counts as a user, whatever the labels given: a scoped gc never breaks
+    # another's.
+    users = {i.id for i in engine.list_images(client, ("gpuci.content-hash",)) if i.id not in going}
+    users |= {i.id for i in engine.list_images(client, reference=RECIPE_IMAGES)}
+    layers = {i: engine.layers(client, i) for i in {*users, *(r.id for r in recipes)}}
     candidates = {r.id for r in recipes if r.created < cutoff and r.id not in in_use and layers[r.id] is not None}
     changed = True
     while changed:  # a recipe image kept keeps what it stands on (its -steps image)
