@@ -111,3 +111,16 @@ def test_an_archive_goes_once_its_image_is_gone(docker_client, recipe_chain, tmp
     [going] = own_layers.layer_archives(docker_client, {recipe_chain["recipe"]})
     assert Path(going.id) == kept and "goes too" in going.detail
     assert gc.remove_garbage(tmp_path, docker_client, [going]) == [] and kept.exists()
+
+
+def test_gc_lists_and_removes_an_unused_recipe_image(run_harness, docker_client, recipe_chain, tmp_path) -> None:
+    chain, platform = recipe_chain, recipe_chain["platform"]
+    scope = ("--label", chain["labels"][0], "--older-than", "0", "--root", str(tmp_path))  # this test's images only
+    listed = run_harness("gc", *scope, "--keep", "1", GPUCI_LOCK_DIR=str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    assert "recipe-image" not in listed.stdout  # its project image is kept (--keep 1) and stands on it
+    done = run_harness("gc", *scope, "--keep", "0", "--yes", GPUCI_LOCK_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = [line.split()[0] for line in done.stdout.splitlines() if platform in line]
+    assert lines == ["image", "recipe-image", "recipe-image"]  # the project image first, then what it stood on
+    assert [engine.image_id(docker_client, chain[n]) for n in ("project", "recipe", "steps")] == [None, None, None]
