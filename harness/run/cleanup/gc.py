@@ -84,13 +84,15 @@ def find_garbage(
     now = time.time()
     found: list[Garbage] = []
     if client is not None:
+        # Killed builds' containers first: removed, they no longer hold their image in use.
+        found += dead_layer_containers(client, labels)
         found += _old_images(client, keep, now - older_than_s, labels)
-        going = {g.image_id for g in found}
-        found += own_layers.recipe_images(client, now - older_than_s, labels, going)
+        going = {g.image_id for g in found if g.kind == "image"}
+        freed = {g.id for g in found if g.kind == "layer-container"}
+        found += own_layers.recipe_images(client, now - older_than_s, labels, going, freed)
         if not labels:  # the cache's archives carry no labels: a gc scoped by label leaves them to others
             found += own_layers.layer_archives(client, {g.image_id for g in found if g.kind == "recipe-image"})
         found += dangling_images(client, labels)
-        found += dead_layer_containers(client, labels)
     found += stale_build_folders(root)
     found += stale_secrets()
     repro = Path(root).joinpath(*REPRO_DIR)

@@ -17,7 +17,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,13 @@ def _extends(layers: tuple[str, ...], base: tuple[str, ...]) -> bool:
     return len(layers) >= len(base) and layers[: len(base)] == base
 
 
-def recipe_images(client: Any, cutoff: float, labels: tuple[str, ...], going: set[str]) -> list[Garbage]:
+def recipe_images(
+    client: Any, cutoff: float, labels: tuple[str, ...], going: Collection[str], freed: Collection[str] = ()
+) -> list[Garbage]:
     """Recipe images (with every label in `labels`) older than `cutoff` that no container uses and no image
-    stands on but those gc removes in this pass (`going`: ids of project images found old); one Garbage a
-    tag."""
-    in_use = engine.images_in_use(client)
+    stands on but those gc removes in this pass (`going`: ids of project images found old; `freed`: short
+    ids of killed builds' containers, removed first); one Garbage a tag."""
+    in_use = {c.image_id for c in engine.list_containers(client) if c.image_id and c.id[:12] not in freed}
     recipes = engine.list_images(client, labels, reference=RECIPE_IMAGES)
     # Every project and recipe image counts as a user, whatever the labels given: a scoped gc never breaks
     # another's.
@@ -76,7 +78,7 @@ def users_now(client: Any, image_id: str) -> list[str]:
     return [o for o in sorted(others - {image_id}) if _extends(engine.layers(client, o) or (), own)]
 
 
-def layer_archives(client: Any, going: set[str]) -> list[Garbage]:
+def layer_archives(client: Any, going: Collection[str]) -> list[Garbage]:
     """Archives in the host's cache whose image is gone from the engine, or goes in this pass (`going`: image
     ids), and half-written ones whose writer is gone."""
     from harness.images.installer import cache_dir
