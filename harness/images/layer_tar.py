@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from harness.errors import ImageBuildError, UsageError
 
@@ -233,16 +233,17 @@ class Layer:
         self.size = offset + len(_end(offset))
 
     def chunks(self) -> Iterator[bytes]:
-        digest, offset = hashlib.sha256(), 0
+        """The tar's bytes in pieces of about a MiB (a piece a member made the load's upload one HTTP chunk
+        a small file, and slower than writing the tar to disk first)."""
+        digest, offset, pending = hashlib.sha256(), 0, bytearray()
         for info, path in _members(self.stage, self.roots, self.before):
-            for data in (_header(info), *(_content(path, info.size) if path is not None else ())):
-                digest.update(data)
-                offset += len(data)
-                yield data
-            pad = b"\0" * _padding(info.size)
-            digest.update(pad)
-            offset += len(pad)
-            yield pad
+            header = _header(info)
+            for data in (header, *(_content(path, info.size) if path is not None else ())):
+                pending += data
+                if len(pending) >= _PIECE:
+                    yield from _flush(pending, digest)
+            pending += b"\0" * _padding(info.size)
+            offset += len(header) + info.size + _padding(info.size)
             if offset > self.size:
                 break
         end = _end(offset)
@@ -251,9 +252,19 @@ class Layer:
                 f"{self.stage} changed while the project's layer was written ({offset + len(end)} bytes, not "
                 f"{self.size}): nothing was built."
             )
-        digest.update(end)
-        yield end
+        pending += end
+        yield from _flush(pending, digest)
         self.diff_id = f"sha256:{digest.hexdigest()}"
+
+
+_PIECE = 1 << 20
+
+
+def _flush(pending: bytearray, digest: Any) -> Iterator[bytes]:
+    data = bytes(pending)
+    pending.clear()
+    digest.update(data)
+    yield data
 
 
 def _content(path: Path, size: int) -> Iterator[bytes]:

@@ -46,6 +46,7 @@ OWN_BUILD = "build"  # where the recipe copies gpuci's wheels: mounted there, re
 VENV = "opt/gpuci/venv"
 DEPS = "/opt/gpuci/project-deps"
 INSTALL_WHEELS = "/opt/gpuci/install_wheels.py"
+COMPILE_LIST = "/tmp/gpuci-compile.txt"  # /tmp: a host folder of the build's, never in the layer
 MAX_OUTPUT = 4 * 2**20
 # A compiler or compileall needs more than the probes' 2 GiB; still bounded, still offline.
 POSTURE = {**PROBE_POSTURE, "mem_limit": "8g", "pids_limit": 4096}
@@ -80,7 +81,12 @@ def project_job(parent_id: str, tag: str, labels: dict[str, str], install: Proje
     """The project's layer over gpuci's: its pins' wheels (`deps`: requirements.txt, wheels/), then itself."""
     steps = [f"python3 {INSTALL_WHEELS} {DEPS}"] if deps is not None else []
     if install is not None:
+        if deps is not None:  # the pins' bytecode compiled beside the project's build, which often uses one core
+            steps = [f"python3 {INSTALL_WHEELS} {DEPS} --compile-later {COMPILE_LIST}",
+                     f"python3 {INSTALL_WHEELS} --compile {COMPILE_LIST} & compiling=$!"]  # fmt: skip
         steps.append(install.install_command())
+        if deps is not None:
+            steps.append("wait $compiling")
     steps.append(f"python3 {INSTALL_WHEELS} --forget-uv-times")  # the same files give the same layer
     command = ["sh", "-c", "set -e; " + "; ".join(steps)]
     read_only = {DEPS: deps} if deps is not None else {}
