@@ -128,15 +128,18 @@ def _true() -> Iterator[bool]:
 def remove(client: Any, item: Garbage) -> str | None:
     """Remove a recipe image (by its tag) or an archive, unless a build may be using it; a problem to
     report, or None (removed, gone already, or kept: said on stderr)."""
+    shown = Path(item.id).name[:30] if item.kind == "layer-archive" else item.id
     with _no_build_uses(item.image_id) as free:
         if not free:
-            say(f"kept {item.kind} {Path(item.id).name[:30]}: a build on this host is running")
+            say(f"kept {item.kind} {shown}: a build on this host is running")
             return None
         if item.kind == "layer-archive":
             if item.image_id and engine.image_id(client, item.image_id) is not None:
-                say(f"kept {item.kind} {Path(item.id).name[:30]}: its image is on the engine")
+                say(f"kept {item.kind} {shown}: its image is on the engine")
                 return None
             Path(item.id).unlink(missing_ok=True)
+            return None
+        if engine.image_id(client, item.id) != item.image_id:  # gone, or the tag names another image now
             return None
         users = users_now(client, item.image_id)
         if users:

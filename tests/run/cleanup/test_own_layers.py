@@ -86,6 +86,19 @@ def test_a_recipe_image_is_kept_while_a_build_runs_or_pins_it(docker_client, rec
     assert engine.image_id(docker_client, chain["recipe"]) is None
 
 
+def test_a_recipe_tag_that_names_another_image_by_now_is_left_alone(docker_client, recipe_chain, tmp_path) -> None:
+    chain = recipe_chain
+    engine.remove_image(docker_client, chain["project"])
+    [recipe] = [g for g in own_layers.recipe_images(docker_client, time.time() + 60, chain["labels"], set())
+                if g.image_id == chain["recipe"]]  # fmt: skip
+    other = tiny_image(docker_client, chain["labels"][0], tag=recipe.id)  # a rebuild, a `docker tag`: after the list
+    try:
+        assert gc.remove_garbage(tmp_path, docker_client, [recipe]) == []
+        assert engine.image_id(docker_client, recipe.id) == other
+    finally:
+        engine.remove_image(docker_client, other, force=True)
+
+
 def test_an_archive_goes_once_its_image_is_gone(docker_client, recipe_chain, tmp_path, monkeypatch) -> None:
     from harness.images.installer import cache_dir
 
