@@ -111,9 +111,17 @@ def install(folder: str, uv: str | None, compile_later: str | None = None) -> No
     before = {os.path.join(d, name) for d in site if os.path.isdir(d) for name in os.listdir(d)}
     if uv:
         say(f"installing with {subprocess.run([uv, '--version'], capture_output=True, text=True).stdout.strip()}")
+        # uv unpacks each wheel into its cache, then links the files into the venv. Its cache in the venv's
+        # own folder (a mount of its own in the layer's container): links, where a cache in /tmp (another
+        # mount) made uv copy every file (1-2 s more CPU for numpy, scipy, pandas). Gone after.
+        cache = os.path.join(VENV, ".gpuci-uv-cache")
         command = [uv, "pip", "install", "--quiet", "--python", f"{VENV}/bin/python", "--offline", "--no-index",
-                   "--no-cache", "--find-links", wheels, "-r", requirements]  # fmt: skip
-        subprocess.run(command, check=True, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+                   "--cache-dir", cache, "--link-mode", "hardlink", "--find-links", wheels,
+                   "-r", requirements]  # fmt: skip
+        try:
+            subprocess.run(command, check=True, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
     else:
         say("installing with pip")
         command = [f"{VENV}/bin/python", "-m", "pip", "install", "--quiet", "--no-index", "--no-cache-dir",
