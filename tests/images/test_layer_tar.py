@@ -242,3 +242,20 @@ def test_a_file_gpucis_user_cannot_read_is_refused_before_the_load(tmp_path: Pat
         assert answer.startswith("refused:") and "secret.so" in answer, answer
     finally:
         remove_tree(stage)
+
+
+def test_a_folder_of_more_entries_than_a_layer_holds_is_refused_while_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hostile review 2026-12-05: the walk listed a folder whole before the layer's count saw any of it, and
+    the snapshot of gpuci's venv (copied out of the recipe's image) counted nothing: a folder of 16 million
+    names of 255 characters (the host's free inodes) was some 5 GB of the host's memory."""
+    top = tmp_path / "opt" / "venv"
+    top.mkdir(parents=True)
+    for i in range(5):
+        (top / f"f{i}").write_text("x")
+    monkeypatch.setattr(layer_tar, "MAX_ENTRIES", 3)
+    with pytest.raises(UsageError, match="over 3"):
+        next(layer_tar._walk(top))
+    with pytest.raises(UsageError, match="over 3"):
+        snapshot(top)
