@@ -97,11 +97,16 @@ def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
     pending = [(top, 0)]
     while pending:
         here, depth = pending.pop()
+        names = []
         try:
             with os.scandir(here) as entries:
-                names = sorted(entry.name for entry in entries)
+                for entry in entries:  # counted as listed: a folder is bounded before it is held whole
+                    names.append(entry.name)
+                    if len(names) > MAX_ENTRIES:
+                        raise _too_many(top)
         except OSError:
             continue  # as os.walk: a folder that cannot be listed is left out
+        names.sort()
         folders = []
         for name in names:
             path = here / name
@@ -123,10 +128,19 @@ def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
         pending += [(folder, depth + 1) for folder in reversed(folders)]
 
 
+def _too_many(top: Path) -> UsageError:
+    return UsageError(
+        f"{str(top)[-200:]} holds over {MAX_ENTRIES} files and folders: no package's install writes so many; "
+        "the recipe's steps or the project's install did. Nothing was built; check what they write."
+    )
+
+
 def snapshot(top: Path) -> dict[str, Entry]:
-    """What `top` holds now, to compare with after the container ran."""
+    """What `top` holds now, to compare with after the container ran (as bounded as a layer)."""
     found = {}
-    for rel, path, info in _walk(top):
+    for count, (rel, path, info) in enumerate(_walk(top)):
+        if count >= MAX_ENTRIES:
+            raise _too_many(top)
         entry = _entry(path, info)
         if entry is not None:
             found[rel] = entry
