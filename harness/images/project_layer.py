@@ -36,7 +36,7 @@ from harness.images import in_use, layer_containers
 from harness.images.build_errors import project_failure
 from harness.images.installer import cache_dir
 from harness.images.layer_load import image_config, load
-from harness.images.layer_tar import FIXED_MTIME, Layer, snapshot
+from harness.images.layer_tar import FIXED_MTIME, MAX_ENTRIES, Layer, snapshot
 from harness.images.project_install import BUILD_DIRS, OUTPUTS_DIR, ProjectInstall
 from harness.images.resolve import PROBE_POSTURE
 from harness.images.system_layer import plain_lines
@@ -212,17 +212,37 @@ def _remember(folder: Path, image_id: str) -> None:
 
 
 def _extract(archive: Path, into: Path) -> None:
-    """An archive of gpuci's own layer into `into`, links kept as links: by `tar` (several times faster
-    than tarfile on a loaded machine), else tarfile, refusing names that leave the folder."""
+    """An archive of gpuci's venv into `into`, links kept as links: by `tar` (several times faster than
+    tarfile on a loaded machine), else tarfile. Its headers are read first: a copy out of an image holds what
+    the recipe's steps put there as root, and a device node or a name leaving the folder is never made."""
+    _check_members(archive)
     if shutil.which("tar"):
-        subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], check=True, capture_output=True)
+        done = subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], capture_output=True)
+        if done.returncode != 0:
+            why = printable(done.stderr.decode(errors="replace").strip()[-300:])
+            raise ImageBuildError(f"could not extract gpuci's venv from {archive} (tar: {why}).")
         return
     with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            if member.name.startswith("/") or ".." in member.name.split("/") or member.isdev():
-                raise ImageBuildError(f"{archive} holds {member.name!r}, which gpuci's layer never has.")
         # Checked above; "tar" keeps the venv's absolute link to its Python, which "data" (3.14's default) refuses.
         tar.extractall(into, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
+
+
+def _check_members(archive: Path) -> None:
+    with tarfile.open(archive) as tar:  # headers only: each member's bytes are skipped
+        for count, member in enumerate(tar):
+            if count >= MAX_ENTRIES:
+                raise UsageError(
+                    f"gpuci's venv in the image the project's layer goes on holds over {MAX_ENTRIES} files: the "
+                    "recipe's own steps (containers/*/Dockerfile) put them there. Nothing was built: keep the "
+                    "recipe's steps off /opt/gpuci."
+                )
+            if member.name.startswith("/") or ".." in member.name.split("/") or member.ischr() or member.isblk():
+                raise UsageError(
+                    f"gpuci's venv in the image the project's layer goes on holds {printable(member.name[:200])} "
+                    f"({'a device node' if member.ischr() or member.isblk() else 'a name outside it'}): the recipe's "
+                    "own steps (containers/*/Dockerfile) put it there; gpuci never makes it on this host. Nothing "
+                    "was built: keep the recipe's steps off /opt/gpuci."
+                )
 
 
 def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) -> None:
