@@ -110,6 +110,7 @@ def archive(config: dict[str, Any], layer: Layer, tag: str, loaded: Loaded) -> I
 def load(client: Any, config: dict[str, Any], layer: Layer, tag: str) -> str:
     """Write the layer into the engine and load the image under `tag`; its id."""
     import docker.errors
+    import requests
 
     loaded = Loaded()
     try:
@@ -119,6 +120,11 @@ def load(client: Any, config: dict[str, Any], layer: Layer, tag: str) -> str:
                 raise ImageBuildError(f"the engine refused the project's layer for {tag}: {str(error)[:300]}")
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"the engine refused the project's layer for {tag}: {exc.explanation or exc}") from None
+    except requests.exceptions.RequestException as exc:  # an OSError with no errno: a traceback otherwise
+        raise ImageBuildError(
+            f"the engine did not answer the load of {tag} in time or closed it ({str(exc)[:200]}); a layer of many "
+            "GiB can outlast the client's timeout, and the engine may still finish and tag it. Run again."
+        ) from None
     if not loaded.image_id:
         raise ImageBuildError(f"the engine ended the load of {tag} before it had the whole layer.")
     return loaded.image_id
