@@ -48,7 +48,7 @@ def test_a_streamed_layer_loads_onto_its_parent_and_a_changed_tree_makes_no_imag
 
 
 def test_the_archive_names_a_layer_of_8_gib_and_more(tmp_path: Path) -> None:
-    """Hostile review 2026-12-05: the load's header for the layer was USTAR, whose size field ends below
+    """Hostile review 2026-12-04 (second): the load's header for the layer was USTAR, whose size field ends below
     8 GiB: a layer that large (a CUDA venv can be) raised ValueError out of the load, a traceback. The size
     goes in a PAX record there, which the engine's Go reader takes."""
     from harness.images.layer_load import Loaded, archive
@@ -66,7 +66,7 @@ def test_the_archive_names_a_layer_of_8_gib_and_more(tmp_path: Path) -> None:
 
 
 def test_a_load_the_client_stops_waiting_for_is_one_paragraph(docker_client, tmp_path: Path) -> None:
-    """Hostile review 2026-12-05: a layer the engine takes longer to apply than the client's timeout (600 s:
+    """Hostile review 2026-12-04 (second): a layer the engine takes longer to apply than the client's timeout (600 s:
     some tens of GiB of real files, which the project's install may write on fuse-overlayfs) raised
     requests' ReadTimeout out of the load, an OSError with no errno: a traceback, exit 1. Here the client
     waits 0.05 s. The engine goes on and tags the image, which is gpuci's own layer: the next build uses it."""

@@ -164,7 +164,7 @@ def test_a_tree_that_changes_between_sizing_and_writing_is_refused(tmp_path: Pat
 
 
 def test_many_sparse_files_each_under_the_bound_are_refused_together(tmp_path: Path) -> None:
-    """Hostile review 2026-12-05: the sparse bound was a file's, over 64 MiB: a thousand files of exactly
+    """Hostile review 2026-12-04 (second): the sparse bound was a file's, over 64 MiB: a thousand files of exactly
     64 MiB made by `truncate` (28 KiB of disk) sized a 62.5 GiB layer, which the engine writes twice (its
     load's copy, then the layer) on a host with 74 GB free. The layer's files are judged together."""
     outputs = tmp_path / "opt" / "gpuci" / "outputs"
@@ -179,7 +179,7 @@ def test_many_sparse_files_each_under_the_bound_are_refused_together(tmp_path: P
 
 
 def test_a_file_that_grew_after_sizing_never_sends_a_byte_past_the_layer_s_size(tmp_path: Path) -> None:
-    """Hostile review 2026-12-05: the load's archive says the layer's size in its header, then the layer's
+    """Hostile review 2026-12-04 (second): the load's archive says the layer's size in its header, then the layer's
     bytes: a file that grew between the two walks was sent whole before the size was checked, so what the
     engine read after the layer's size (the project's bytes) stood where the archive's own members go: a
     manifest and config of the project's naming any tag. (Docker 20.10 reads the whole body before it
@@ -219,7 +219,7 @@ def _as_another_user(work: Any) -> str:
 
 
 def test_a_file_gpucis_user_cannot_read_is_refused_before_the_load(tmp_path: Path) -> None:
-    """Hostile review 2026-12-05: the install (as gpuci's user) left a file of mode 000; the sizing walk never
+    """Hostile review 2026-12-04 (second): the install (as gpuci's user) left a file of mode 000; the sizing walk never
     opens a file, so the writing walk's PermissionError came out of the load's HTTP body as requests'
     ConnectionError (an OSError with no errno): a traceback, the project's file not named."""
     stage = Path(tempfile.mkdtemp(prefix="gpuci-test-unreadable-"))  # pytest's folders are root's own (0700)
@@ -247,7 +247,7 @@ def test_a_file_gpucis_user_cannot_read_is_refused_before_the_load(tmp_path: Pat
 def test_a_folder_of_more_entries_than_a_layer_holds_is_refused_while_listed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Hostile review 2026-12-05: the walk listed a folder whole before the layer's count saw any of it, and
+    """Hostile review 2026-12-04 (second): the walk listed a folder whole before the layer's count saw any of it, and
     the snapshot of gpuci's venv (copied out of the recipe's image) counted nothing: a folder of 16 million
     names of 255 characters (the host's free inodes) was some 5 GB of the host's memory."""
     top = tmp_path / "opt" / "venv"

@@ -191,7 +191,7 @@ setup(name='sparse', version='1', py_modules=[])
 def test_many_sparse_files_the_install_leaves_are_refused_before_the_engine_writes_them(
     docker_client, tmp_path: Path
 ) -> None:
-    """Hostile review 2026-12-05: the sparse bound was a file's (over 64 MiB); a setup.py that left many files
+    """Hostile review 2026-12-04 (second): the sparse bound was a file's (over 64 MiB); a setup.py that left many files
     of 64 MiB each, made by truncate, had the host stream their zeros into the engine's load (a thousand of
     them: 62.5 GiB, twice, from 28 KiB of the container's disk)."""
     from harness.images.build import ensure
@@ -209,7 +209,7 @@ def test_many_sparse_files_the_install_leaves_are_refused_before_the_engine_writ
 
 
 def test_zeros_a_recipe_puts_in_gpucis_venv_are_never_copied_to_the_host(docker_client, tmp_path: Path) -> None:
-    """Hostile review 2026-12-05: a recipe with a step after gpuci's two (its layer is then the builder's) ran
+    """Hostile review 2026-12-04 (second): a recipe with a step after gpuci's two (its layer is then the builder's) ran
     `truncate -s 300M /opt/gpuci/venv/zeros`: the project's layer copied gpuci's venv out of that image
     onto the host, 300 MB of zeros written into the build folder and again into the user's cache, where
     the archive stays (60G: the host's disk, from a file that takes none)."""
@@ -238,7 +238,7 @@ def test_zeros_a_recipe_puts_in_gpucis_venv_are_never_copied_to_the_host(docker_
 
 
 def test_a_device_node_a_recipe_puts_in_gpucis_venv_is_never_made_on_the_host(docker_client, tmp_path: Path) -> None:
-    """Hostile review 2026-12-05: a recipe step after gpuci's two ran, as the builder's root, `mknod
+    """Hostile review 2026-12-04 (second): a recipe step after gpuci's two ran, as the builder's root, `mknod
     /opt/gpuci/venv/disk b 8 0; chmod 666`: the host's `tar -xf` of that venv (gpuci as root) made a
     world-writable node of the host's first disk in the build folder (a non-root gpuci's tar failed on it:
     exit 75, retried, for the recipe's doing)."""
