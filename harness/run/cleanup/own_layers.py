@@ -28,7 +28,7 @@ from harness.run.cleanup.garbage import Garbage
 
 RECIPE_IMAGES = "gpuci/*-recipe"  # build.py's `gpuci/<platform>-recipe:<hash>` (and its `-steps`)
 _ARCHIVE = re.compile(r"([0-9a-f]{64})\.venv\.tar")
-_PARTIAL = re.compile(r"\.[0-9a-f]{64}\.venv\.tar\.([0-9]+)")  # project_layer._remember's, before its rename
+_PARTIAL = re.compile(r"\.[0-9a-f]{64}\.venv\.tar\.([0-9]+)")  # venv_copy.remember's, before its rename
 
 
 def _extends(layers: tuple[str, ...], base: tuple[str, ...]) -> bool:
@@ -82,7 +82,7 @@ def layer_archives(client: Any, going: Collection[str]) -> list[Garbage]:
     """Archives in the host's cache whose image is gone from the engine, or goes in this pass (`going`: image
     ids), and half-written ones whose writer is gone."""
     from harness.images.installer import cache_dir
-    from harness.images.project_layer import ARCHIVES
+    from harness.images.venv_copy import ARCHIVES
 
     found = []
     folder = cache_dir(ARCHIVES)
