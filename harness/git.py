@@ -59,3 +59,20 @@ def checkout_files(root: Path) -> list[str] | None:
     if not names:
         return None  # a folder the enclosing repository ignores (an exported tree): walk it instead
     return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
+
+
+def ignored_files(root: Path, limit: int = 10_000) -> list[str]:
+    """Files in the checkout that git ignores (an ignored folder counts as one entry and is left out),
+    relative to `root`, at most `limit`; [] where `root` is not in a repository."""
+    try:
+        done = subprocess.run(
+            git_command(root, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"),
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode != 0:
+        return []
+    names = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [n for n in names[:limit] if n and not n.endswith("/")]
