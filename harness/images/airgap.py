@@ -191,15 +191,21 @@ def wheelhouse_dir(root: Path) -> Path:
 
 def _fill_with_uv(requirements: Path, wheelhouse: Path, ca_bundle: Path | None, root: Path | None) -> bool:
     """gpuci's pins (pure Python or abi3: Python 3.10, manylinux2014, any later base takes them) by uv,
-    offline first; False where the host has no uv (pip fills it)."""
+    offline first; False where the host has no uv (pip fills it). Pins resolved once on this host are
+    taken from the host cache with no resolution (pinned_wheels)."""
     from harness.images.fetch import fetch
     from harness.images.installer import usable_uv
+    from harness.images.pinned_wheels import recall, remember
     from harness.images.uv_resolve import Request, compile_wheels
 
     uv = usable_uv(wheelhouse, ca_bundle, root)
     if uv is None:
         return False
     machine = platform.machine()
+    known = recall(requirements, machine)
+    if known is not None:
+        fetch(known, wheelhouse, root, ca_bundle)  # every one is in the host cache: checked and linked
+        return True
     for offline in (True, False):
         request = Request(requirements, "3.10", machine, "2.17", wheelhouse, None, ca_bundle, no_deps=True)
         compiled = compile_wheels(uv, request, f"{machine}-manylinux_2_17", offline)
@@ -207,6 +213,8 @@ def _fill_with_uv(requirements: Path, wheelhouse: Path, ca_bundle: Path | None, 
             fetched = fetch(compiled.wheels, wheelhouse, root, ca_bundle)
             if fetched:
                 say(f"fetched {len(fetched)} wheel(s) for the image into {wheelhouse}")
+            if not offline:
+                remember(requirements, machine, compiled.wheels)
             return True
     raise ImageBuildError(
         f"could not fill the wheelhouse {wheelhouse} from {requirements}: {compiled.output[-800:]}. On a host with "

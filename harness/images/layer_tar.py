@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from harness.errors import ImageBuildError, UsageError
 
@@ -121,17 +121,6 @@ class LayerCount:
             )
 
 
-class _Hashing:
-    """A write-only file that hashes what goes through it (the layer's diff id)."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out, self.digest = out, hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self.out.write(data)
-
-
 def _info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.linkname = kind, mode, size, link
@@ -139,34 +128,38 @@ def _info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> t
     return info
 
 
-class LayerWriter:
-    """Entries appended in order into one tar; parent folders written once, before their contents."""
+# An entry of the layer: its header, and the file its bytes come from (None: no bytes).
+Member = tuple[tarfile.TarInfo, "Path | None"]
 
-    def __init__(self, tar: tarfile.TarFile) -> None:
-        self.tar, self.count, self.written = tar, LayerCount(), set()
 
-    def parents(self, name: str) -> None:
+class _Entries:
+    """The layer's entries in order, counted and bounded; parent folders once, before their contents."""
+
+    def __init__(self) -> None:
+        self.count, self.written = LayerCount(), set[str]()
+
+    def parents(self, name: str) -> Iterator[Member]:
         parts = name.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             folder = "/".join(parts[:i])
             if folder not in self.written:
-                self.add_dir(folder, 0o755)
+                yield from self.folder(folder, 0o755)
 
-    def add_dir(self, name: str, mode: int) -> None:
-        self.parents(name)
+    def folder(self, name: str, mode: int) -> Iterator[Member]:
+        yield from self.parents(name)
         self.written.add(name)
         self.count.add(name, 0)
-        self.tar.addfile(_info(name, tarfile.DIRTYPE, mode))
+        yield _info(name, tarfile.DIRTYPE, mode), None
 
-    def add(self, name: str, path: Path, info: os.stat_result) -> None:
+    def add(self, name: str, path: Path, info: os.stat_result) -> Iterator[Member]:
         if stat.S_ISDIR(info.st_mode):
             if name not in self.written:
-                self.add_dir(name, stat.S_IMODE(info.st_mode))
+                yield from self.folder(name, stat.S_IMODE(info.st_mode))
             return
-        self.parents(name)
+        yield from self.parents(name)
         if stat.S_ISLNK(info.st_mode):
             self.count.add(name, 0)
-            self.tar.addfile(_info(name, tarfile.SYMTYPE, 0o777, link=os.readlink(path)))
+            yield _info(name, tarfile.SYMTYPE, 0o777, link=os.readlink(path)), None
         elif stat.S_ISREG(info.st_mode):
             if info.st_size > SPARSE_FROM and info.st_blocks * 512 * 64 < info.st_size:
                 raise UsageError(
@@ -175,37 +168,120 @@ class LayerWriter:
                     "install made it. Nothing was built."
                 )
             self.count.add(name, info.st_size)
-            with _open_regular(path) as handle:
-                size = os.fstat(handle.fileno()).st_size
-                self.tar.addfile(_info(name, tarfile.REGTYPE, stat.S_IMODE(info.st_mode), size), handle)
+            yield _info(name, tarfile.REGTYPE, stat.S_IMODE(info.st_mode), info.st_size), path
 
-    def whiteout(self, name: str) -> None:
+    def whiteout(self, name: str) -> Iterator[Member]:
         folder, _, base = name.rpartition("/")
-        self.parents(name)
+        yield from self.parents(name)
         self.count.add(name, 0)
-        self.tar.addfile(_info(f"{folder}/.wh.{base}" if folder else f".wh.{base}", tarfile.REGTYPE, 0o644))
+        yield _info(f"{folder}/.wh.{base}" if folder else f".wh.{base}", tarfile.REGTYPE, 0o644), None
+
+
+def _members(stage: Path, roots: list[str], before: dict[str, dict[str, Entry]]) -> Iterator[Member]:
+    """The layer of `roots` (folders under `stage`, named as in the image: `opt/gpuci/venv`), entry by
+    entry; a root in `before` gives only its changes."""
+    entries = _Entries()
+    for root in sorted(roots):
+        top = stage / root
+        if not top.is_dir() or top.is_symlink():
+            continue
+        yield from entries.folder(root, 0o755)
+        old = before.get(root)
+        seen = set()
+        for rel, path, info in _walk(top):
+            seen.add(rel)
+            if old is not None and rel in old and old[rel] == _entry(path, info):
+                continue  # as gpuci's layer has it already
+            yield from entries.add(f"{root}/{rel}", path, info)
+        gone = {rel for rel in (old or {}) if rel not in seen}
+        for rel in sorted(gone):
+            if os.path.dirname(rel) not in gone:  # a folder's whiteout covers what was in it
+                yield from entries.whiteout(f"{root}/{rel}")
+
+
+def _header(info: tarfile.TarInfo) -> bytes:
+    # As tarfile's own `addfile` writes it (PAX, the file system's encoding): the same bytes as before.
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+def _padding(size: int, block: int = tarfile.BLOCKSIZE) -> int:
+    return -size % block
+
+
+def _end(offset: int) -> bytes:
+    """Two zero blocks, then zeros to a whole record: how tarfile closes a stream."""
+    end = offset + 2 * tarfile.BLOCKSIZE
+    return b"\0" * (2 * tarfile.BLOCKSIZE + _padding(end, tarfile.RECORDSIZE))
+
+
+@dataclass
+class Layer:
+    """The layer's tar, sized first (its entries walked and checked, no file read) so that it can be
+    streamed to the engine as it is written, with no copy on disk: `chunks()` walks again and yields its
+    bytes, then `diff_id` is known. A tree that changed between the two walks is refused."""
+
+    stage: Path
+    roots: list[str]
+    before: dict[str, dict[str, Entry]]
+    size: int = 0
+    diff_id: str = ""
+
+    def __post_init__(self) -> None:
+        offset = 0
+        for info, _ in _members(self.stage, self.roots, self.before):
+            offset += len(_header(info)) + info.size + _padding(info.size)
+        self.size = offset + len(_end(offset))
+
+    def chunks(self) -> Iterator[bytes]:
+        """The tar's bytes in pieces of about a MiB (a piece a member made the load's upload one HTTP chunk
+        a small file, and slower than writing the tar to disk first)."""
+        digest, offset, pending = hashlib.sha256(), 0, bytearray()
+        for info, path in _members(self.stage, self.roots, self.before):
+            header = _header(info)
+            for data in (header, *(_content(path, info.size) if path is not None else ())):
+                pending += data
+                if len(pending) >= _PIECE:
+                    yield from _flush(pending, digest)
+            pending += b"\0" * _padding(info.size)
+            offset += len(header) + info.size + _padding(info.size)
+            if offset > self.size:
+                break
+        end = _end(offset)
+        if offset + len(end) != self.size:
+            raise ImageBuildError(
+                f"{self.stage} changed while the project's layer was written ({offset + len(end)} bytes, not "
+                f"{self.size}): nothing was built."
+            )
+        pending += end
+        yield from _flush(pending, digest)
+        self.diff_id = f"sha256:{digest.hexdigest()}"
+
+
+_PIECE = 1 << 20
+
+
+def _flush(pending: bytearray, digest: Any) -> Iterator[bytes]:
+    data = bytes(pending)
+    pending.clear()
+    digest.update(data)
+    yield data
+
+
+def _content(path: Path, size: int) -> Iterator[bytes]:
+    """A file's first `size` bytes (the size its header says), opened without following a link."""
+    with _open_regular(path) as handle:
+        left = size
+        while left:
+            data = handle.read(min(left, 1 << 20))
+            if not data:
+                raise ImageBuildError(f"{path} shrank while the project's layer was written: nothing was built.")
+            left -= len(data)
+            yield data
 
 
 def write_layer(stage: Path, roots: list[str], before: dict[str, dict[str, Entry]], out: BinaryIO) -> str:
-    """The layer of `roots` (folders under `stage`, named as in the image: `opt/gpuci/venv`) into `out`;
-    a root in `before` gives only its changes. Returns the layer's diff id (`sha256:…` of the tar)."""
-    hashing = _Hashing(out)
-    with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-        writer = LayerWriter(tar)
-        for root in sorted(roots):
-            top = stage / root
-            if not top.is_dir() or top.is_symlink():
-                continue
-            writer.add_dir(root, 0o755)
-            old = before.get(root)
-            seen = set()
-            for rel, path, info in _walk(top):
-                seen.add(rel)
-                if old is not None and rel in old and old[rel] == _entry(path, info):
-                    continue  # as gpuci's layer has it already
-                writer.add(f"{root}/{rel}", path, info)
-            gone = {rel for rel in (old or {}) if rel not in seen}
-            for rel in sorted(gone):
-                if os.path.dirname(rel) not in gone:  # a folder's whiteout covers what was in it
-                    writer.whiteout(f"{root}/{rel}")
-    return f"sha256:{hashing.digest.hexdigest()}"
+    """The layer of `roots` into `out`; returns its diff id (`sha256:…` of the tar)."""
+    layer = Layer(stage, roots, before)
+    for data in layer.chunks():
+        out.write(data)
+    return layer.diff_id

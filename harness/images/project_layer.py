@@ -8,10 +8,10 @@ network, the probes' limits, the host's own user) gets host folders bind-mounted
 them: gpuci's venv (copied out of its layer first, so uv sees what is installed), the workspace with
 the checkout's copy, the build outputs' folder (and a backend's build folder); the wheels come
 read-only, and `/tmp` is a host folder too. Its writes bypass the overlay. The host then writes what
-changed as one deterministic tar (harness/images/layer_tar.py: the same inputs give the same layer id)
-and loads it with the labels in the image's config (harness/images/layer_load.py): no builder step at
-all above gpuci's layer. What the install writes anywhere else (caches, `/root`) is left out, as
-the image never needed it.
+changed as one deterministic tar (harness/images/layer_tar.py: the same inputs give the same layer id),
+streamed into `docker load` as it is written, with the labels in the image's config
+(harness/images/layer_load.py): no builder step at all above gpuci's layer, no copy of the tar on disk.
+What the install writes anywhere else (caches, `/root`) is left out, as the image never needed it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from harness.images import in_use
 from harness.images.build_errors import project_failure
 from harness.images.installer import cache_dir
 from harness.images.layer_load import image_config, load
-from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
+from harness.images.layer_tar import FIXED_MTIME, Layer, snapshot
 from harness.images.project_install import BUILD_DIRS, OUTPUTS_DIR, ProjectInstall
 from harness.images.resolve import PROBE_POSTURE
 from harness.images.system_layer import plain_lines
@@ -46,6 +46,7 @@ OWN_BUILD = "build"  # where the recipe copies gpuci's wheels: mounted there, re
 VENV = "opt/gpuci/venv"
 DEPS = "/opt/gpuci/project-deps"
 INSTALL_WHEELS = "/opt/gpuci/install_wheels.py"
+COMPILE_LIST = "/tmp/gpuci-compile.txt"  # /tmp: a host folder of the build's, never in the layer
 MAX_OUTPUT = 4 * 2**20
 # A compiler or compileall needs more than the probes' 2 GiB; still bounded, still offline.
 POSTURE = {**PROBE_POSTURE, "mem_limit": "8g", "pids_limit": 4096}
@@ -80,7 +81,12 @@ def project_job(parent_id: str, tag: str, labels: dict[str, str], install: Proje
     """The project's layer over gpuci's: its pins' wheels (`deps`: requirements.txt, wheels/), then itself."""
     steps = [f"python3 {INSTALL_WHEELS} {DEPS}"] if deps is not None else []
     if install is not None:
+        if deps is not None:  # the pins' bytecode compiled beside the project's build, which often uses one core
+            steps = [f"python3 {INSTALL_WHEELS} {DEPS} --compile-later {COMPILE_LIST}",
+                     f"python3 {INSTALL_WHEELS} --compile {COMPILE_LIST} & compiling=$!"]  # fmt: skip
         steps.append(install.install_command())
+        if deps is not None:
+            steps.append("wait $compiling")
     steps.append(f"python3 {INSTALL_WHEELS} --forget-uv-times")  # the same files give the same layer
     command = ["sh", "-c", "set -e; " + "; ".join(steps)]
     read_only = {DEPS: deps} if deps is not None else {}
@@ -124,18 +130,12 @@ def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
                     (stage / path.strip("/")).rmdir()
             say(f"installed {what} in {time.monotonic() - started:.1f} s, in a container")
             written = time.monotonic()
-            layer = scratch.with_suffix(".tar")
-            try:
-                with open(layer, "wb") as out:
-                    diff_id = write_layer(stage, job.roots, before, out)
-                mb = layer.stat().st_size / 2**20
-                say(f"wrote {what} ({mb:.0f} MB, {diff_id[:19]}…) in {time.monotonic() - written:.1f} s")
-                loading = time.monotonic()
-                config = image_config(client, job.parent_id, diff_id, job.labels, f"gpuci: {what}")
-                image_id = load(client, config, layer, job.tag)  # the container keeps the parent in use till here
-            finally:
-                layer.unlink(missing_ok=True)
-            say(f"loaded {job.tag} in {time.monotonic() - loading:.1f} s")
+            layer = Layer(stage, job.roots, before)  # sized and checked: nothing reaches the engine before
+            config = image_config(client, job.parent_id, job.labels, f"gpuci: {what}")
+            image_id = load(client, config, layer, job.tag)  # the container keeps the parent in use till here
+            mb = layer.size / 2**20
+            say(f"wrote and loaded {what} ({mb:.0f} MB, {layer.diff_id[:19]}…) as {job.tag} in "
+                f"{time.monotonic() - written:.1f} s")  # fmt: skip
             if job.remembered is not None:
                 _remember(stage / job.remembered, image_id)
             return image_id

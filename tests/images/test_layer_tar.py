@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UsageError
+from harness.errors import ImageBuildError, UsageError
 from harness.images import layer_tar
 from harness.images.layer_tar import FIXED_MTIME, snapshot, write_layer
 from harness.untrusted import remove_tree
@@ -131,3 +131,31 @@ def test_a_sparse_file_is_refused_before_its_zeros_are_written(tmp_path: Path) -
     with pytest.raises(UsageError, match="sparse"):
         write_layer(tmp_path, ["opt/gpuci/outputs"], {}, written)
     assert len(written.getvalue()) < 2**20
+
+
+def test_the_layer_is_sized_before_a_byte_is_written_and_matches_tarfiles_own(tmp_path: Path) -> None:
+    """The engine gets the layer as it is written (its tar header needs the size first): the sizing walk
+    must give exactly the bytes the writing walk yields, which are tarfile's own for the same members."""
+    _tree(tmp_path)
+    (tmp_path / "opt" / "venv" / "site" / ("long-" * 40 + "name.py")).write_text("z = 3\n" * 300)  # a PAX header
+    layer = layer_tar.Layer(tmp_path, ["opt/venv"], {})
+    data = b"".join(layer.chunks())
+    assert layer.size == len(data) and layer.diff_id == _layer(tmp_path, ["opt/venv"])[0]
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for info, path in layer_tar._members(tmp_path, ["opt/venv"], {}):
+            if path is None:
+                tar.addfile(info)
+            else:
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+    assert data == expected.getvalue()
+
+
+def test_a_tree_that_changes_between_sizing_and_writing_is_refused(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    layer = layer_tar.Layer(tmp_path, ["opt/venv"], {})
+    (tmp_path / "opt" / "venv" / "site" / "pkg" / "__init__.py").write_text("x = 1\n" * 1000)
+    with pytest.raises(ImageBuildError, match="changed while"):
+        b"".join(layer.chunks())
+    assert layer.diff_id == ""  # never named: the load's config is never sent

@@ -81,6 +81,33 @@ def test_the_same_inputs_give_the_same_layer_and_a_changed_lock_a_new_image(dock
     assert _leftovers(docker_client, root) == ([], [])
 
 
+PLAIN = "from setuptools import setup\nsetup(name='plain', version='1', py_modules=['plain'])\n"
+CHECK_PYC = """
+import importlib.util, pathlib, markupsafe, plain
+cached = pathlib.Path(importlib.util.cache_from_source(markupsafe.__file__))
+flags = int.from_bytes(cached.read_bytes()[4:8], 'little')  # PEP 552: bit 0 hash-based, bit 1 checked
+print(cached.is_file(), flags, plain.X)
+"""
+
+
+def test_the_pins_bytecode_compiled_beside_the_project_s_build_is_in_the_image(docker_client, tmp_path: Path) -> None:
+    """The pins' bytecode is compiled while the project's own build runs (one shell, a background job): the
+    image still has it, hash-checked, and the compile's end is waited for before the layer is written."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", PLAIN)
+    (root / "plain.py").write_text("X = 'plain'\n")
+    built = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+    try:
+        ran = docker_client.containers.run(built.tag, ["python", "-c", CHECK_PYC], remove=True, network_disabled=True,
+                                           volumes={str(root): {"bind": "/workspace", "mode": "ro"}})  # fmt: skip
+        assert ran.split() == [b"True", b"3", b"plain"]
+    finally:
+        docker_client.images.remove(built.tag)
+    assert _leftovers(docker_client, root) == ([], [])
+
+
 FAILING = "import os\nif os.path.isdir('/opt/gpuci/venv'):\n    raise SystemExit('gpuci-test: the install fails')\n"
 FAILING += "from setuptools import setup\nsetup(name='fails', version='1', py_modules=[])\n"
 
