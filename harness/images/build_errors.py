@@ -64,8 +64,9 @@ def _ignored_named(step: list[str], root: Path) -> str:
     """A sentence naming the git-ignored files of the checkout the build's output names: the image's
     copy holds git's files only (a clone's), so a generated source an sdist ships but .gitignore
     lists (Cython's `.cxx`) is not there, and the build tries to make it again."""
-    text = "\n".join(step)
-    named = [n for n in ignored_files(root) if re.search(rf"(?:^|[\s/'\"]){re.escape(n)}(?:$|[\s:'\"])", text, re.M)]
+    words = {w for line in step for w in re.split(r"[\s'\"`:,()\[\]]+", line) if w}
+    paths = {w.split("/", i)[-1] for w in words for i in range(w.count("/") + 1)}  # each tail: x/y.c, y.c
+    named = [n for n in ignored_files(root) if n in paths]
     if not named:
         return ""
     shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
