@@ -76,3 +76,17 @@ def ignored_files(root: Path, limit: int = 10_000) -> list[str]:
         return []
     names = done.stdout.decode("utf-8", "surrogateescape").split("\0")
     return [n for n in names[:limit] if n and not n.endswith("/")]
+
+
+def refused(root: Path | str, stderr: str) -> str | None:
+    """What to tell the user where git refused the checkout as another user's ("dubious ownership":
+    a CI agent's or `sudo`'s checkout); None for any other failure. gpuci never overrides it
+    (`safe.directory` would let git read that user's repository configuration)."""
+    if "dubious ownership" not in stderr:
+        return None
+    return (
+        f"git refuses {root}: it belongs to another user ('dubious ownership'), so this run's report has no "
+        "commit (`gpuci repro` cannot check it out) and an image built now copies every file of the folder, "
+        "git-ignored ones included. Run as the checkout's owner, or, if you trust it, "
+        f"`git config --global --add safe.directory {root}`."
+    )
