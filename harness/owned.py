@@ -31,6 +31,26 @@ def own_start_time() -> float:
         return float(psutil.Process().create_time())
 
 
+def start_ticks(pid: int | str) -> int | None:
+    """A process's start in clock ticks after boot (field 22 of /proc/PID/stat, after "(comm)"), or None
+    where there is no such process (or no /proc). With the boot id, it names one process for good: no
+    clock step moves it, as it moves a start given in seconds since the epoch."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux): a process of an earlier boot is gone, whatever its PID now names."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            return boot.read().strip() or None
+    except OSError:
+        return None
+
+
 def make_owned_dir(parent: Path, prefix: str) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     path = parent / f"{prefix}{os.getpid()}-{own_start_time():.2f}-{secrets.token_hex(3)}"

@@ -181,11 +181,11 @@ def _build_outside(
     project_digests = write_deps(deps, root, wheelhouse, pins, own) if deps is not None else ""
     labels["gpuci.wheels-sha256"] = hashlib.sha256((own_digests + project_digests).encode()).hexdigest()
     env = {k: v for k, v in recipe.build_args.items() if k != "BASE_IMAGE"}
-    own_id = _own_layer(client, recipe, root, own_ctx, (own_digests, ca))
-    job = project_job(
-        own_id, f"gpuci/{recipe.platform}:{labels[CONTENT_LABEL][:16]}", labels, recipe.install, deps, env
-    )
-    build_layer(client, job, ctx / PROJECT_LAYER, root)
+    # From finding gpuci's layer image to the project's layer over it: gc keeps off recipe images meanwhile.
+    with in_use.building():
+        own_id = _own_layer(client, recipe, root, own_ctx, (own_digests, ca))
+        tag = f"gpuci/{recipe.platform}:{labels[CONTENT_LABEL][:16]}"
+        build_layer(client, project_job(own_id, tag, labels, recipe.install, deps, env), ctx / PROJECT_LAYER, root)
 
 
 def _own_layer(
@@ -275,7 +275,9 @@ def resolve_project(
         resolution = resolve(
             source, tuple(root / s for s in sources), wheelhouse, target, recipe.ca_bundle, recipe.requirements
         )
-    say(f"resolved {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
+    # Said once a build: where the lock's pins are only fetched (a fresh wheelhouse), not as a resolution.
+    done = "fetched gpuci.lock's" if recipe.pins else "resolved"
+    say(f"{done} {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
     return list(resolution.pins), target.version
 
 

@@ -82,10 +82,15 @@ def _filters(labels: Iterable[str], **more: Any) -> dict[str, Any]:
 
 
 def list_images(
-    client: docker.DockerClient, labels: Iterable[str] = (), dangling: bool | None = None, all: bool = False
+    client: docker.DockerClient,
+    labels: Iterable[str] = (),
+    dangling: bool | None = None,
+    all: bool = False,
+    reference: str | None = None,
 ) -> list[ImageEntry]:
-    """Images carrying every label in `labels` ("key" or "key=value"); `all` adds intermediate layers."""
-    rows = client.api.images(all=all, filters=_filters(labels, dangling=dangling)) or []
+    """Images carrying every label in `labels` ("key" or "key=value"); `all` adds intermediate layers;
+    `reference`: only those with a name that matches it (a pattern: `gpuci/*-recipe`)."""
+    rows = client.api.images(all=all, filters=_filters(labels, dangling=dangling, reference=reference)) or []
     return [_image(row) for row in rows]
 
 
@@ -126,6 +131,18 @@ def container_exists(client: docker.DockerClient, container_id: str) -> bool:
 def images_in_use(client: docker.DockerClient) -> set[str]:
     """Ids of the images some container uses, in any state (a build step's container included)."""
     return {c.image_id for c in list_containers(client) if c.image_id}
+
+
+def layers(client: docker.DockerClient, ref: str) -> tuple[str, ...] | None:
+    """The diff ids of the image's layers, oldest first; None when it is gone."""
+    try:
+        return tuple(client.api.inspect_image(ref)["RootFS"]["Layers"])
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if any(text in str(exc) for text in VANISHED):
+            return None
+        raise
 
 
 def is_local(client: docker.DockerClient) -> bool:

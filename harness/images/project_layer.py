@@ -32,7 +32,7 @@ from typing import Any
 
 from harness.console import printable, say
 from harness.errors import GpuciError, ImageBuildError, UsageError
-from harness.images import in_use
+from harness.images import in_use, layer_containers
 from harness.images.build_errors import project_failure
 from harness.images.installer import cache_dir
 from harness.images.layer_load import image_config, load
@@ -112,6 +112,8 @@ def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
         (stage / folder).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="tmp-", dir=stage.parent))
     name = f"gpuci-layer-{uuid.uuid4().hex[:12]}"
+    for left in layer_containers.remove_dead(client):  # a killed build's: it held its parent image in use
+        say(f"removed the container {left} that a killed build left")
     what = "gpuci's layer" if job.install is None and job.kept is None else "the project's layer"
     with in_use.building(), in_use.pinned(job.parent_id):
         try:
@@ -177,14 +179,19 @@ def _create(client: Any, job: LayerJob, name: str, mounts: list[Any]) -> Any:
     try:
         return client.containers.create(
             job.parent_id, job.command, name=name, entrypoint=[], user=f"{os.getuid()}:{os.getgid()}",
-            environment=environment, mounts=mounts, labels={"gpuci.purpose": "project-layer"}, **POSTURE,
+            environment=environment, mounts=mounts, labels=layer_containers.labels(), **POSTURE,
         )  # fmt: skip
     except Exception as exc:
         raise ImageBuildError(f"could not make the container that installs {job.tag}'s layer ({exc}).") from None
 
 
+# gpuci's venv as its layer image holds it, one archive an image, in the host's cache (gc removes an
+# archive whose image is gone: harness/run/cleanup/own_layers.py).
+ARCHIVES, ARCHIVE_SUFFIX = "layers", ".venv.tar"
+
+
 def _remembered(image_id: str) -> Path:
-    return cache_dir("layers") / f"{image_id.split(':')[-1]}.venv.tar"
+    return cache_dir(ARCHIVES) / f"{image_id.split(':')[-1]}{ARCHIVE_SUFFIX}"
 
 
 def _remember(folder: Path, image_id: str) -> None:
@@ -222,7 +229,7 @@ def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) 
         _extract(_remembered(job.parent_id), into.parent)
         return
     try:
-        client.api.create_container(job.parent_id, ["true"], name=name, labels={"gpuci.purpose": "project-layer"})
+        client.api.create_container(job.parent_id, ["true"], name=name, labels=layer_containers.labels())
         stream, _ = client.api.get_archive(name, f"/{job.kept}")
         with open(archive, "wb") as out:
             for chunk in stream:

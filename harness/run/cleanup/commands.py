@@ -25,6 +25,10 @@ def reap_command(args: argparse.Namespace) -> int:
         leftovers += reaper.dead_run_containers(client, project=project, labels=labels)
         # Interrupted builds: their dangling layers (host-wide: images are shared by every project).
         leftovers += [reaper.Leftover(g.kind, g.id, None, g.detail) for g in gc.dangling_images(client, labels)]
+        # Builds killed mid-layer: their install containers (host-wide too, judged by their creator process).
+        leftovers += [
+            reaper.Leftover("container", g.id, None, g.detail) for g in gc.dead_layer_containers(client, labels)
+        ]
     except DockerUnavailable as exc:
         client = None
         print(f"gpuci: could not look for containers crashed runs left: {exc}", file=sys.stderr)

@@ -3,7 +3,9 @@
 Each recipe change leaves an image (tens of MB to GBs), every repro a worktree, every killed build
 its context folder, every build a lock file. `gc` lists them (a dry run by default) and with
 `--yes` removes them: gpuci's images beyond the newest `--keep` per platform and older than
-`--older-than` days, dangling images of interrupted builds, repro worktrees older than
+`--older-than` days, gpuci's own layer images no project image uses any more (and older than that) and
+the cached archives of their venv whose image is gone (harness/run/cleanup/own_layers.py), dangling
+images of interrupted builds, the containers of builds killed mid-layer, repro worktrees older than
 `--older-than`, build folders of processes that are gone, the secrets folders of runs whose
 supervisor died, and lock files nobody holds. Never an image a container, a build or a run on this
 host may be using (harness/images/in_use.py), and only images with every `--label` given. Every
@@ -17,7 +19,6 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,12 @@ from harness.images import engine
 from harness.images import in_use as in_use_guard
 from harness.images.build import CONTEXT_PREFIX
 from harness.owned import stale_owned_dirs
+from harness.run.cleanup import own_layers
+from harness.run.cleanup.garbage import Garbage
 from harness.untrusted import remove_tree
 
 BUILD_DIR = (".gpuci", "build")
 REPRO_DIR = (".gpuci", "repro")
-
-
-@dataclass(frozen=True)
-class Garbage:
-    kind: str  # image | dangling-image | worktree | build-folder | secrets-folder | lock-file
-    id: str
-    bytes: int
-    detail: str
-    image_id: str = ""  # an image's id where `id` is its tag
 
 
 def dangling_images(client: Any, labels: tuple[str, ...] = ()) -> list[Garbage]:
@@ -54,6 +48,17 @@ def dangling_images(client: Any, labels: tuple[str, ...] = ()) -> list[Garbage]:
             if image.id not in in_use and image.created < cutoff:
                 found.append(Garbage("dangling-image", image.id, image.size, "interrupted build"))
     return list({g.id: g for g in found}.values())
+
+
+def dead_layer_containers(client: Any, labels: tuple[str, ...] = ()) -> list[Garbage]:
+    """The containers that install a layer, left by builds killed mid-layer (their creator is gone:
+    harness/images/layer_containers.py); host-wide, as the images they hold in use are."""
+    from harness.images import layer_containers
+
+    return [
+        Garbage("layer-container", c.id[:12], 0, f"/{c.name} ({c.state}): its build was killed")
+        for c in layer_containers.dead(client, labels)
+    ]
 
 
 def stale_build_folders(root: Path) -> list[Garbage]:
@@ -79,7 +84,14 @@ def find_garbage(
     now = time.time()
     found: list[Garbage] = []
     if client is not None:
+        # Killed builds' containers first: removed, they no longer hold their image in use.
+        found += dead_layer_containers(client, labels)
         found += _old_images(client, keep, now - older_than_s, labels)
+        going = {g.image_id for g in found if g.kind == "image"}
+        freed = {g.id for g in found if g.kind == "layer-container"}
+        found += own_layers.recipe_images(client, now - older_than_s, labels, going, freed)
+        if not labels:  # the cache's archives carry no labels: a gc scoped by label leaves them to others
+            found += own_layers.layer_archives(client, {g.image_id for g in found if g.kind == "recipe-image"})
         found += dangling_images(client, labels)
     found += stale_build_folders(root)
     found += stale_secrets()
@@ -162,6 +174,12 @@ def remove_garbage(root: Path, client: Any, garbage: list[Garbage]) -> list[str]
                 problem = remove_image(client, item)
                 if problem:
                     problems.append(problem)
+            elif item.kind in ("recipe-image", "layer-archive"):
+                problem = own_layers.remove(client, item)
+                if problem:
+                    problems.append(problem)
+            elif item.kind == "layer-container":
+                engine.remove_container(client, item.id)  # gone meanwhile: done
             elif item.kind == "worktree":
                 run_git(root, "worktree", "remove", "--force", item.id)
                 shutil.rmtree(item.id, ignore_errors=True)
