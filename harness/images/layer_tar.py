@@ -13,10 +13,11 @@ compared with its `snapshot`: only what is new or changed goes into the layer, a
 becomes a whiteout (`.wh.NAME`, the layer format's deletion).
 
 A `timed` root keeps its files' own times: a build folder that rebuilds on import (meson-python's, and
-scikit-build-core's with `editable.rebuild`). ninja compares its outputs' times with the sources', which
-are the mounted checkout's: at 2000-01-01 every output was older than every source, and every run of
-PyWavelets recompiled all its extensions at its first import (21 s of a 72-s warm run). Its `.ninja_deps`
-holds each output's time to the nanosecond and calls a later one stale, so the times are kept exactly.
+scikit-build-core's with `editable.rebuild`), whose times the install settled past any checkout's
+(in_image/install_project.py). ninja compares its outputs' times with the sources', the mounted
+checkout's: at 2000-01-01 every output was older than every source, and every run of PyWavelets
+recompiled all its extensions at its first import (21 s of a 72-s warm run). Its `.ninja_deps` holds
+each output's time to the nanosecond and calls a later one stale, so the times are kept exactly.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from harness.errors import ImageBuildError, UsageError
 
 # How a `timed` root's times are written; part of the tag of an image with such a root (an image written
 # before kept 2000-01-01 there, and rebuilt everything at every run's first import).
-BUILD_DIR_TIMES = "ns"
+BUILD_DIR_TIMES = "settled-ns"
 FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode is hash-checked, not timed)
 MAX_ENTRIES = 1_000_000
 MAX_BYTES = 64 * 2**30
