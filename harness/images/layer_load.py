@@ -75,7 +75,8 @@ def with_layer(config: dict[str, Any], diff_id: str) -> bytes:
 def _member(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, 0
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
+    # PAX: USTAR's size field ends below 8 GiB (ValueError out of the load); below that the bytes are USTAR's.
+    return info.tobuf(format=tarfile.PAX_FORMAT)
 
 
 def _small(name: str, data: bytes) -> Iterator[bytes]:
@@ -109,6 +110,7 @@ def archive(config: dict[str, Any], layer: Layer, tag: str, loaded: Loaded) -> I
 def load(client: Any, config: dict[str, Any], layer: Layer, tag: str) -> str:
     """Write the layer into the engine and load the image under `tag`; its id."""
     import docker.errors
+    import requests
 
     loaded = Loaded()
     try:
@@ -118,6 +120,11 @@ def load(client: Any, config: dict[str, Any], layer: Layer, tag: str) -> str:
                 raise ImageBuildError(f"the engine refused the project's layer for {tag}: {str(error)[:300]}")
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"the engine refused the project's layer for {tag}: {exc.explanation or exc}") from None
+    except requests.exceptions.RequestException as exc:  # an OSError with no errno: a traceback otherwise
+        raise ImageBuildError(
+            f"the engine did not answer the load of {tag} in time or closed it ({str(exc)[:200]}); a layer of many "
+            "GiB can outlast the client's timeout, and the engine may still finish and tag it. Run again."
+        ) from None
     if not loaded.image_id:
         raise ImageBuildError(f"the engine ended the load of {tag} before it had the whole layer.")
     return loaded.image_id

@@ -41,7 +41,9 @@ MAX_ENTRIES = 1_000_000
 MAX_BYTES = 64 * 2**30
 MAX_DEPTH = 256  # folders below a root: site-packages' deepest are some tens
 # A file over this whose disk is under a 64th of its size is sparse (compression alone rarely goes so far):
-# the container paid nothing for the zeros the host would write.
+# the container paid nothing for the zeros the host would write. And the holes of all the layer's files
+# together (a file's bytes beyond its disk, where it has a hole) are at most this: a thousand files of
+# 64 MiB each, all holes, sized a 62.5 GiB layer from 28 KiB of disk.
 SPARSE_FROM = 64 * 2**20
 
 # What a snapshot keeps of an entry: its kind, mode, size and time, or its link's target. The folder was
@@ -61,10 +63,37 @@ def _entry(path: Path, info: os.stat_result) -> Entry | None:
     return None  # devices, fifos, sockets: never part of a layer
 
 
+def _unreadable(path: Path, why: str | None) -> UsageError:
+    return UsageError(
+        f"{str(path)[-200:]} cannot be read ({why}): the project's install left a file gpuci cannot read "
+        "(its mode, as the install set it). Nothing was built; check what the project's build writes."
+    )
+
+
+def _holes(path: Path, info: os.stat_result) -> int:
+    """The bytes of a file with fewer blocks than its size that are holes: none where it has no hole
+    (compressed), else its size beyond its disk. Opened without following a link, never read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _unreadable(path, exc.strerror) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.lseek(fd, 0, os.SEEK_HOLE) >= info.st_size:
+            return 0
+    except OSError:
+        pass  # no hole search on this file system: its size beyond its disk counts
+    finally:
+        os.close(fd)
+    return info.st_size - info.st_blocks * 512
+
+
 def _open_regular(path: Path) -> BinaryIO:
     """A regular file opened without following a link at its last component (its folders were walked
     without following any)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:  # an OSError out of the load's body is requests' ConnectionError: a traceback
+        raise _unreadable(path, exc.strerror) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise ImageBuildError(f"{path} changed kind while the project's layer was written: nothing was built.")
@@ -78,11 +107,16 @@ def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
     pending = [(top, 0)]
     while pending:
         here, depth = pending.pop()
+        names = []
         try:
             with os.scandir(here) as entries:
-                names = sorted(entry.name for entry in entries)
+                for entry in entries:  # counted as listed: a folder is bounded before it is held whole
+                    names.append(entry.name)
+                    if len(names) > MAX_ENTRIES:
+                        raise _too_many(top)
         except OSError:
             continue  # as os.walk: a folder that cannot be listed is left out
+        names.sort()
         folders = []
         for name in names:
             path = here / name
@@ -104,10 +138,19 @@ def _walk(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
         pending += [(folder, depth + 1) for folder in reversed(folders)]
 
 
+def _too_many(top: Path) -> UsageError:
+    return UsageError(
+        f"{str(top)[-200:]} holds over {MAX_ENTRIES} files and folders: no package's install writes so many; "
+        "the recipe's steps or the project's install did. Nothing was built; check what they write."
+    )
+
+
 def snapshot(top: Path) -> dict[str, Entry]:
-    """What `top` holds now, to compare with after the container ran."""
+    """What `top` holds now, to compare with after the container ran (as bounded as a layer)."""
     found = {}
-    for rel, path, info in _walk(top):
+    for count, (rel, path, info) in enumerate(_walk(top)):
+        if count >= MAX_ENTRIES:
+            raise _too_many(top)
         entry = _entry(path, info)
         if entry is not None:
             found[rel] = entry
@@ -119,6 +162,19 @@ class LayerCount:
     entries: int = 0
     bytes: int = 0
     names: set[str] = field(default_factory=set)
+    holes: int = 0  # bytes of the layer's files that take no disk: zeros the engine writes whole, twice
+
+    def file(self, path: Path, info: os.stat_result) -> None:
+        if info.st_blocks * 512 >= info.st_size:
+            return  # all on disk (a compressed file system's file has fewer blocks, but no hole)
+        self.holes += _holes(path, info)
+        if self.holes > SPARSE_FROM:
+            raise UsageError(
+                f"the project's layer holds over {SPARSE_FROM // 2**20} MiB of sparse files' holes (such as "
+                f"{str(path)[-200:]}, {info.st_size // 2**20} MiB on {info.st_blocks // 2048} MiB of disk): "
+                "zeros the engine would write whole, twice, that took no disk to make. No package ships them; "
+                "the project's install made them (truncate, a seek). Nothing was built."
+            )
 
     def add(self, name: str, size: int) -> None:
         self.entries += 1
@@ -176,6 +232,8 @@ class _Entries:
             self.count.add(name, 0)
             yield _info(name, tarfile.SYMTYPE, 0o777, link=os.readlink(path)), None
         elif stat.S_ISREG(info.st_mode):
+            if not os.access(path, os.R_OK):  # asked now: the writing walk's error would end the load's body
+                raise _unreadable(path, "permission denied")
             if info.st_size > SPARSE_FROM and info.st_blocks * 512 * 64 < info.st_size:
                 raise UsageError(
                     f"{path} is a sparse file of {info.st_size // 2**20} MiB taking {info.st_blocks // 2048} MiB of "
@@ -183,6 +241,7 @@ class _Entries:
                     "install made it. Nothing was built."
                 )
             self.count.add(name, info.st_size)
+            self.count.file(path, info)
             mtime_ns = info.st_mtime_ns if timed else None
             yield _info(name, tarfile.REGTYPE, stat.S_IMODE(info.st_mode), info.st_size, mtime_ns=mtime_ns), path
 
@@ -257,14 +316,17 @@ class Layer:
         digest, offset, pending = hashlib.sha256(), 0, bytearray()
         for info, path in _members(self.stage, self.roots, self.before, self.timed):
             header = _header(info)
+            if offset + len(header) + info.size + _padding(info.size) > self.size:
+                # Checked before any of its bytes go: the archive names the layer's size ahead of it, and
+                # what came past that size would be read as the load's own members (a manifest, any tag).
+                offset += len(header) + info.size + _padding(info.size)
+                break
             for data in (header, *(_content(path, info.size) if path is not None else ())):
                 pending += data
                 if len(pending) >= _PIECE:
                     yield from _flush(pending, digest)
             pending += b"\0" * _padding(info.size)
             offset += len(header) + info.size + _padding(info.size)
-            if offset > self.size:
-                break
         end = _end(offset)
         if offset + len(end) != self.size:
             raise ImageBuildError(

@@ -36,7 +36,7 @@ from harness.images import in_use, layer_containers
 from harness.images.build_errors import project_failure
 from harness.images.installer import cache_dir
 from harness.images.layer_load import image_config, load
-from harness.images.layer_tar import FIXED_MTIME, Layer, snapshot
+from harness.images.layer_tar import FIXED_MTIME, MAX_ENTRIES, Layer, snapshot
 from harness.images.project_install import BUILD_DIRS, OUTPUTS_DIR, ProjectInstall
 from harness.images.resolve import PROBE_POSTURE
 from harness.images.system_layer import plain_lines
@@ -48,6 +48,12 @@ DEPS = "/opt/gpuci/project-deps"
 INSTALL_WHEELS = "/opt/gpuci/install_wheels.py"
 COMPILE_LIST = "/tmp/gpuci-compile.txt"  # /tmp: a host folder of the build's, never in the layer
 MAX_OUTPUT = 4 * 2**20
+# gpuci's venv copied out of an image the recipe's own steps may have written into (a recipe with steps
+# after gpuci's two is the builder's whole): zeros cost the image nothing (`truncate -s 60G`) and the host
+# their every byte, in the build folder and again in its cache. Counted in blocks of the archive that are
+# all zeros; a venv of packages has few.
+ZERO_BLOCK = 64 * 2**10
+MAX_KEPT_ZEROS = 256 * 2**20
 # A compiler or compileall needs more than the probes' 2 GiB; still bounded, still offline.
 POSTURE = {**PROBE_POSTURE, "mem_limit": "8g", "pids_limit": 4096}
 
@@ -207,17 +213,37 @@ def _remember(folder: Path, image_id: str) -> None:
 
 
 def _extract(archive: Path, into: Path) -> None:
-    """An archive of gpuci's own layer into `into`, links kept as links: by `tar` (several times faster
-    than tarfile on a loaded machine), else tarfile, refusing names that leave the folder."""
+    """An archive of gpuci's venv into `into`, links kept as links: by `tar` (several times faster than
+    tarfile on a loaded machine), else tarfile. Its headers are read first: a copy out of an image holds what
+    the recipe's steps put there as root, and a device node or a name leaving the folder is never made."""
+    _check_members(archive)
     if shutil.which("tar"):
-        subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], check=True, capture_output=True)
+        done = subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], capture_output=True)
+        if done.returncode != 0:
+            why = printable(done.stderr.decode(errors="replace").strip()[-300:])
+            raise ImageBuildError(f"could not extract gpuci's venv from {archive} (tar: {why}).")
         return
     with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            if member.name.startswith("/") or ".." in member.name.split("/") or member.isdev():
-                raise ImageBuildError(f"{archive} holds {member.name!r}, which gpuci's layer never has.")
         # Checked above; "tar" keeps the venv's absolute link to its Python, which "data" (3.14's default) refuses.
         tar.extractall(into, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
+
+
+def _check_members(archive: Path) -> None:
+    with tarfile.open(archive) as tar:  # headers only: each member's bytes are skipped
+        for count, member in enumerate(tar):
+            if count >= MAX_ENTRIES:
+                raise UsageError(
+                    f"gpuci's venv in the image the project's layer goes on holds over {MAX_ENTRIES} files: the "
+                    "recipe's own steps (containers/*/Dockerfile) put them there. Nothing was built: keep the "
+                    "recipe's steps off /opt/gpuci."
+                )
+            if member.name.startswith("/") or ".." in member.name.split("/") or member.ischr() or member.isblk():
+                raise UsageError(
+                    f"gpuci's venv in the image the project's layer goes on holds {printable(member.name[:200])} "
+                    f"({'a device node' if member.ischr() or member.isblk() else 'a name outside it'}): the recipe's "
+                    "own steps (containers/*/Dockerfile) put it there; gpuci never makes it on this host. Nothing "
+                    "was built: keep the recipe's steps off /opt/gpuci."
+                )
 
 
 def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) -> None:
@@ -228,21 +254,55 @@ def _copy_out(client: Any, job: LayerJob, name: str, into: Path, scratch: Path) 
     if job.kept == VENV and _remembered(job.parent_id).is_file():  # gpuci's own archive, in the host's cache
         _extract(_remembered(job.parent_id), into.parent)
         return
+    response = None
     try:
         client.api.create_container(job.parent_id, ["true"], name=name, labels=layer_containers.labels())
-        stream, _ = client.api.get_archive(name, f"/{job.kept}")
+        # The SDK's get_archive, with its response in hand: the engine holds the container while the archive is
+        # unread, and a removal before the response is closed waited the client's whole timeout (600 s).
+        response = client.api._get(
+            client.api._url("/containers/{0}/archive", name), params={"path": f"/{job.kept}"}, stream=True
+        )
+        client.api._raise_for_status(response)
+        zeros = _ZeroBlocks(job.kept)
         with open(archive, "wb") as out:
-            for chunk in stream:
+            for chunk in response.iter_content(2**20, False):
+                zeros.count(chunk)  # before it is written
                 out.write(chunk)
         _extract(archive, into.parent)
         if job.kept == VENV:
             archive.replace(_remembered(job.parent_id))  # the next project's copy needs no container
+    except UsageError:
+        raise
     except Exception as exc:
         raise ImageBuildError(f"could not copy /{job.kept} out of gpuci's layer ({exc}).") from None
     finally:
+        if response is not None:
+            response.close()
         archive.unlink(missing_ok=True)
         with contextlib.suppress(Exception):
             client.api.remove_container(name, force=True)
+
+
+class _ZeroBlocks:
+    """The blocks of an archive, as it streams in, that are all zeros: over MAX_KEPT_ZEROS is exit 2."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder, self.zeros, self.tail = folder, 0, b""
+
+    def count(self, chunk: bytes) -> None:
+        data = self.tail + chunk
+        whole = len(data) - len(data) % ZERO_BLOCK
+        for start in range(0, whole, ZERO_BLOCK):
+            if data.count(0, start, start + ZERO_BLOCK) == ZERO_BLOCK:
+                self.zeros += ZERO_BLOCK
+        self.tail = data[whole:]
+        if self.zeros > MAX_KEPT_ZEROS:
+            raise UsageError(
+                f"/{self.folder} in the image the project's layer goes on holds over {MAX_KEPT_ZEROS // 2**20} MiB "
+                "of zeros (a file made by truncate, a seek): the recipe's own steps (containers/*/Dockerfile) put "
+                "them there, and copying that folder onto this host would write every one. No package ships "
+                "them; keep the recipe's steps off /opt/gpuci. Nothing was built."
+            )
 
 
 def _install(container: Any, job: LayerJob, root: Path) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +183,101 @@ def test_a_tree_that_changes_between_sizing_and_writing_is_refused(tmp_path: Pat
     with pytest.raises(ImageBuildError, match="changed while"):
         b"".join(layer.chunks())
     assert layer.diff_id == ""  # never named: the load's config is never sent
+
+
+def test_many_sparse_files_each_under_the_bound_are_refused_together(tmp_path: Path) -> None:
+    """Hostile review 2026-12-04 (second): the sparse bound was a file's, over 64 MiB: a thousand files of exactly
+    64 MiB made by `truncate` (28 KiB of disk) sized a 62.5 GiB layer, which the engine writes twice (its
+    load's copy, then the layer) on a host with 74 GB free. The layer's files are judged together."""
+    outputs = tmp_path / "opt" / "gpuci" / "outputs"
+    outputs.mkdir(parents=True)
+    for i in range(3):
+        with open(outputs / f"zeros-{i}.so", "wb") as out:
+            out.truncate(layer_tar.SPARSE_FROM)
+    written = io.BytesIO()
+    with pytest.raises(UsageError, match="sparse"):
+        write_layer(tmp_path, ["opt/gpuci/outputs"], {}, written)
+    assert written.getvalue() == b""
+
+
+def test_a_file_that_grew_after_sizing_never_sends_a_byte_past_the_layer_s_size(tmp_path: Path) -> None:
+    """Hostile review 2026-12-04 (second): the load's archive says the layer's size in its header, then the layer's
+    bytes: a file that grew between the two walks was sent whole before the size was checked, so what the
+    engine read after the layer's size (the project's bytes) stood where the archive's own members go: a
+    manifest and config of the project's naming any tag. (Docker 20.10 reads the whole body before it
+    loads, so the abort made nothing there; an engine that stops at the archive's end need not.)"""
+    _tree(tmp_path)
+    layer = layer_tar.Layer(tmp_path, ["opt/venv"], {})
+    (tmp_path / "opt" / "venv" / "site" / "pkg" / "tool").write_bytes(b"\0" * (3 << 20))
+    sent = 0
+    with pytest.raises(ImageBuildError, match="changed while"):
+        for piece in layer.chunks():
+            sent += len(piece)
+    assert layer.size > 0 and sent <= layer.size
+
+
+def _as_another_user(work: Any) -> str:
+    """`work()`'s answer from a child process that is not root (root reads any file): a fork, then setuid."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        answer = "crashed"
+        try:
+            os.close(read)
+            if os.getuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            answer = work()
+        except BaseException as exc:  # the parent reports it
+            answer = f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(write, answer.encode()[:4000])
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+def test_a_file_gpucis_user_cannot_read_is_refused_before_the_load(tmp_path: Path) -> None:
+    """Hostile review 2026-12-04 (second): the install (as gpuci's user) left a file of mode 000; the sizing walk never
+    opens a file, so the writing walk's PermissionError came out of the load's HTTP body as requests'
+    ConnectionError (an OSError with no errno): a traceback, the project's file not named."""
+    stage = Path(tempfile.mkdtemp(prefix="gpuci-test-unreadable-"))  # pytest's folders are root's own (0700)
+    try:
+        (stage / "opt" / "x").mkdir(parents=True)
+        (stage / "opt" / "x" / "secret.so").write_bytes(b"x" * 4096)
+        (stage / "opt" / "x" / "secret.so").chmod(0)
+        if os.getuid() == 0:
+            for path in (stage, stage / "opt", stage / "opt" / "x", stage / "opt" / "x" / "secret.so"):
+                os.chown(path, 65534, 65534)
+
+        def size_it() -> str:
+            try:
+                layer_tar.Layer(stage, ["opt/x"], {})
+            except UsageError as exc:
+                return f"refused: {exc}"
+            return "sized"
+
+        answer = _as_another_user(size_it)
+        assert answer.startswith("refused:") and "secret.so" in answer, answer
+    finally:
+        remove_tree(stage)
+
+
+def test_a_folder_of_more_entries_than_a_layer_holds_is_refused_while_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hostile review 2026-12-04 (second): the walk listed a folder whole before the layer's count saw any of it, and
+    the snapshot of gpuci's venv (copied out of the recipe's image) counted nothing: a folder of 16 million
+    names of 255 characters (the host's free inodes) was some 5 GB of the host's memory."""
+    top = tmp_path / "opt" / "venv"
+    top.mkdir(parents=True)
+    for i in range(5):
+        (top / f"f{i}").write_text("x")
+    monkeypatch.setattr(layer_tar, "MAX_ENTRIES", 3)
+    with pytest.raises(UsageError, match="over 3"):
+        next(layer_tar._walk(top))
+    with pytest.raises(UsageError, match="over 3"):
+        snapshot(top)

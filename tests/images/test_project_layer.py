@@ -178,6 +178,91 @@ def test_gpucis_venv_made_a_link_by_the_recipe_is_never_mounted(docker_client, t
     assert _leftovers(docker_client, root) == ([], [])
 
 
+SPARSE = """import os
+if os.path.isdir('/opt/gpuci/venv'):
+    for i in range(4):  # 256 MiB of layer, no disk: each file at the sparse bound, none over it
+        with open(f'/opt/gpuci/outputs/zeros-{i}.so', 'wb') as out:
+            out.truncate(64 * 2**20)
+from setuptools import setup
+setup(name='sparse', version='1', py_modules=[])
+"""
+
+
+def test_many_sparse_files_the_install_leaves_are_refused_before_the_engine_writes_them(
+    docker_client, tmp_path: Path
+) -> None:
+    """Hostile review 2026-12-04 (second): the sparse bound was a file's (over 64 MiB); a setup.py that left many files
+    of 64 MiB each, made by truncate, had the host stream their zeros into the engine's load (a thousand of
+    them: 62.5 GiB, twice, from 28 KiB of the container's disk)."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", SPARSE)
+    made = None
+    try:
+        with pytest.raises(UsageError, match="sparse"):
+            made = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+        assert _leftovers(docker_client, root) == ([], [])
+    finally:
+        if made is not None:  # the zeros the engine took: this test's own image, removed
+            docker_client.images.remove(made.tag)
+
+
+def test_zeros_a_recipe_puts_in_gpucis_venv_are_never_copied_to_the_host(docker_client, tmp_path: Path) -> None:
+    """Hostile review 2026-12-04 (second): a recipe with a step after gpuci's two (its layer is then the builder's) ran
+    `truncate -s 300M /opt/gpuci/venv/zeros`: the project's layer copied gpuci's venv out of that image
+    onto the host, 300 MB of zeros written into the build folder and again into the user's cache, where
+    the archive stays (60G: the host's disk, from a file that takes none)."""
+    from harness.images.build import ensure
+    from harness.images.installer import cache_dir
+    from harness.images.recipe import recipe_for
+
+    mark = f"gpuci-test-zeros-{uuid.uuid4().hex}"
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", "from setuptools import setup\nsetup(name='z', version='1')\n")
+    dockerfile = root / "containers" / "cpu" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + f"RUN truncate -s 300M /opt/gpuci/venv/zeros # {mark}\n")
+    cached = cache_dir("layers")
+    before = {p.name for p in cached.iterdir()}
+    made = None
+    try:
+        with pytest.raises(UsageError, match="zeros"):
+            made = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+        assert {p.name for p in cached.iterdir()} == before
+        assert _leftovers(docker_client, root) == ([], [])
+    finally:
+        if made is not None:
+            docker_client.images.remove(made.tag)
+        for image in docker_client.images.list(name="gpuci/cpu-recipe"):  # the recipe's image: this test's own
+            if any(mark in (row.get("CreatedBy") or "") for row in image.history()):
+                docker_client.images.remove(image.id, force=True)
+
+
+def test_a_device_node_a_recipe_puts_in_gpucis_venv_is_never_made_on_the_host(docker_client, tmp_path: Path) -> None:
+    """Hostile review 2026-12-04 (second): a recipe step after gpuci's two ran, as the builder's root, `mknod
+    /opt/gpuci/venv/disk b 8 0; chmod 666`: the host's `tar -xf` of that venv (gpuci as root) made a
+    world-writable node of the host's first disk in the build folder (a non-root gpuci's tar failed on it:
+    exit 75, retried, for the recipe's doing)."""
+    from harness.images.build import ensure
+    from harness.images.recipe import recipe_for
+
+    mark = f"gpuci-test-device-{uuid.uuid4().hex}"
+    root = _project(tmp_path / "p", "markupsafe==3.0.3", "from setuptools import setup\nsetup(name='d', version='1')\n")
+    dockerfile = root / "containers" / "cpu" / "Dockerfile"
+    step = f"RUN mknod /opt/gpuci/venv/disk b 8 0 && chmod 666 /opt/gpuci/venv/disk # {mark}\n"
+    dockerfile.write_text(dockerfile.read_text() + step)
+    made = None
+    try:
+        with pytest.raises(UsageError, match="device"):
+            made = ensure(docker_client, recipe_for(root, "cpu", base_image="local"), root)
+        assert _leftovers(docker_client, root) == ([], [])
+    finally:
+        if made is not None:
+            docker_client.images.remove(made.tag)
+        for image in docker_client.images.list(name="gpuci/cpu-recipe"):  # the recipe's image: this test's own
+            if any(mark in (row.get("CreatedBy") or "") for row in image.history()):
+                docker_client.images.remove(image.id, force=True)
+
+
 SLOW = "import os, time\nif os.path.isdir('/opt/gpuci/venv'):\n    time.sleep(90)\n"
 SLOW += "from setuptools import setup\nsetup(name='slow', version='1', py_modules=[])\n"
 
