@@ -59,3 +59,34 @@ def checkout_files(root: Path) -> list[str] | None:
     if not names:
         return None  # a folder the enclosing repository ignores (an exported tree): walk it instead
     return [n[len(prefix) :] if prefix and n.startswith(prefix) else n for n in names]
+
+
+def ignored_files(root: Path, limit: int = 10_000) -> list[str]:
+    """Files in the checkout that git ignores (an ignored folder counts as one entry and is left out),
+    relative to `root`, at most `limit`; [] where `root` is not in a repository."""
+    try:
+        done = subprocess.run(
+            git_command(root, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"),
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode != 0:
+        return []
+    names = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return [n for n in names[:limit] if n and not n.endswith("/")]
+
+
+def refused(root: Path | str, stderr: str) -> str | None:
+    """What to tell the user where git refused the checkout as another user's ("dubious ownership":
+    a CI agent's or `sudo`'s checkout); None for any other failure. gpuci never overrides it
+    (`safe.directory` would let git read that user's repository configuration)."""
+    if "dubious ownership" not in stderr:
+        return None
+    return (
+        f"git refuses {root}: it belongs to another user ('dubious ownership'), so this run's report has no "
+        "commit (`gpuci repro` cannot check it out) and an image built now copies every file of the folder, "
+        "git-ignored ones included. Run as the checkout's owner, or, if you trust it, "
+        f"`git config --global --add safe.directory {root}`."
+    )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from harness.git import run_git
 from harness.reports.report import RunReport
@@ -91,3 +94,23 @@ def test_a_checkout_without_its_own_git_gets_a_read_only_empty_one_in_containers
     mounts = {m.target: m for m in state_mounts(mono / "sub", "/workspace")}
     assert mounts["/workspace/.git"].read_only and (mono / "sub" / ".git").is_dir()
     assert git_state(mono / "sub")["commit"]  # git still finds the larger repository above it
+
+
+def test_a_checkout_git_refuses_as_another_user_s_is_said_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """git refuses a repository another user owns (a CI agent's checkout, a copy made by root for
+    another uid): the report has no commit, and the run says why and what to do instead of nothing."""
+    if os.geteuid() != 0:
+        pytest.skip("making a checkout another user's needs root")
+    root, _ = planted_repository(tmp_path)
+    for folder, _, files in os.walk(root):
+        for name in [folder, *(os.path.join(folder, f) for f in files)]:
+            os.lchown(name, 4321, 4321)
+    env = {k: v for k, v in os.environ.items() if k not in ("SUDO_UID", "SUDO_GID")}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "environ", env)
+        state = git_state(root)
+    assert state == {"commit": None, "dirty": None}
+    said = capsys.readouterr().err
+    assert "dubious ownership" in said and f"safe.directory {root}" in said and said.count("\n") == 1

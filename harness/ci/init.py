@@ -61,7 +61,8 @@ workspace = "/workspace"
 # PEP 735 dependency groups its tests need, installed with their dependencies.
 # {declared}
 # extras = [{example}]
-# dependency_groups = ["test"]
+# {groups_declared}
+# dependency_groups = [{group_example}]
 # Images by digest: publish once per commit, pull everywhere else.
 # registry = "registry.example.com:5000/ci"
 """
@@ -135,18 +136,33 @@ def plan(root: Path) -> list[Change]:
 
 
 def _tool_gpuci(root: Path) -> str:
-    """The `[tool.gpuci]` table, its commented `extras` line naming the project's own extras."""
-    from harness.declare.project_deps import declared_extras
+    """The `[tool.gpuci]` table, its commented `extras` and `dependency_groups` lines naming the project's
+    own (findpython's test group is `tests`, Bottleneck's `test`: the example is the one declared)."""
+    from harness.declare.project_deps import declared_extras, declared_groups
     from harness.errors import UsageError
 
     try:
         names = sorted(declared_extras(root))
     except UsageError:
         names = []  # a file init cannot read: the run that uses it says why
-    testing = [n for n in names if n.lower() in ("test", "tests", "testing")]
+    try:
+        groups = sorted(declared_groups(root))
+    except UsageError:
+        groups = []
     declared = f"Extras declared here: {', '.join(names)}." if names else "No extras are declared here."
-    example = ", ".join(f'"{n}"' for n in (testing or names[:1] or ["test"]))
-    return TOOL_GPUCI.format(declared=declared, example=example)
+    groups_declared = (
+        f"Dependency groups declared here: {', '.join(groups)}."
+        if groups
+        else "No dependency groups are declared here."
+    )
+    return TOOL_GPUCI.format(
+        declared=declared, example=_example(names), groups_declared=groups_declared, group_example=_example(groups)
+    )
+
+
+def _example(names: list[str]) -> str:
+    testing = [n for n in names if n.lower() in ("test", "tests", "testing")]
+    return ", ".join(f'"{n}"' for n in (testing or names[:1] or ["test"]))
 
 
 def next_step(root: Path, changes: list[Change]) -> str:

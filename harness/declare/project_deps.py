@@ -56,6 +56,12 @@ def declared_extras(root: Path, pyproject: dict[str, Any] | None = None) -> dict
     return extras
 
 
+def declared_groups(root: Path) -> list[str]:
+    """The names of the project's PEP 735 `[dependency-groups]` (`gpuci init` reads them)."""
+    table = _pyproject(root).get("dependency-groups") or {}
+    return [str(name) for name in table] if isinstance(table, dict) else []
+
+
 def _pyproject(root: Path) -> dict[str, Any]:
     path = root / "pyproject.toml"
     if not path.exists() and not path.is_symlink():

@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from harness.console import printable, say
+from harness.console import say
 from harness.errors import ImageBuildError, InfrastructureError
 from harness.gpu.locks import host_lock
 from harness.images import engine, in_use
@@ -39,7 +39,7 @@ from harness.images.context import (
 from harness.images.lock import write_pins
 from harness.images.project_install import INSTALL_SCRIPT, OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
-from harness.images.system_layer import ensure_layer, plain_lines
+from harness.images.system_layer import build_line, ensure_layer, plain_lines
 from harness.images.tag_record import TagRecord, agrees, remember
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir, remove_tree
@@ -279,20 +279,6 @@ def resolve_project(
     done = "fetched gpuci.lock's" if recipe.pins else "resolved"
     say(f"{done} {len(resolution.pins)} package(s) for Python {target.version}: {', '.join(resolution.pins)[:300]}")
     return list(resolution.pins), target.version
-
-
-# The engine wraps what a RUN step writes to stderr in red: its own framing, not the step's text.
-_ENGINE_RED, _ENGINE_RESET = "\x1b[91m", "\x1b[0m"
-
-
-def build_line(text: str) -> str:
-    """One chunk of the engine's build output as gpuci prints it: the engine's own colour framing taken
-    off, its lines kept as lines, and every other control character shown inert (the step's output is
-    the project's)."""
-    text = text.rstrip()
-    if text.startswith(_ENGINE_RED) and text.endswith(_ENGINE_RESET):
-        text = text[len(_ENGINE_RED) : -len(_ENGINE_RESET)].rstrip()
-    return printable(text, keep_lines=True)
 
 
 def build_in_context(

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.git import ignored_files
 from harness.images.in_image.install_project import FAILED, START
 from harness.images.project_install import LEGACY_BACKEND, MESON_BUILD_DIR, ProjectInstall
 
@@ -22,9 +23,19 @@ MESON = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):\d+: ERROR: (?P<what>.+)$"
 CMAKE = re.compile(r"^CMake Error at (?P<file>[^\s:]+):(?P<line>\d+)")
 RUST = re.compile(r"^error(?:\[E\d+\])?: (?P<what>.+)$")
 RUST_AT = re.compile(r"^\s*--> (?P<file>[^\s:]+):(?P<line>\d+)")
+# `python -m cython` (a CMake or ninja rule) with no such module says it on a line of its own.
+NO_MODULE = re.compile(r"(?:^|: )No module named '?[\w.]+'?$")
 EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(?P<kind>[A-Z]\w*(?:Error|Exception)): (?P<what>.+)$")
-# pip's own lines around a backend's failure: not the error itself.
-PIP_WORDS = ("subprocess-exited-with-error", "metadata-generation-failed", "× ", "╰─>", "note: ", "hint: ")
+# pip's and uv's own lines around a backend's failure: not the error itself.
+PIP_WORDS = (
+    "subprocess-exited-with-error",
+    "metadata-generation-failed",
+    "× ",
+    "╰─>",
+    "note: ",
+    "hint: ",
+    "Failed to build `",
+)
 DISK = ("No space left on device", "Disk quota exceeded")
 
 
@@ -45,6 +56,24 @@ def project_failure(lines: list[str], root: Path, install: ProjectInstall | None
         f"{where}: the project's build failed in its image: {first[:400]}. Fix the build (the build's output "
         "is above); gpuci built it as `pip install --no-build-isolation -e .` does, offline, with the packages "
         "the lock holds and the image's system packages ([tool.gpuci] system_packages adds more)."
+        + _ignored_named(step, Path(root))
+    )
+
+
+def _ignored_named(step: list[str], root: Path) -> str:
+    """A sentence naming the git-ignored files of the checkout the build's output names: the image's
+    copy holds git's files only (a clone's), so a generated source an sdist ships but .gitignore
+    lists (Cython's `.cxx`) is not there, and the build tries to make it again."""
+    words = {w for line in step for w in re.split(r"[\s'\"`:,()\[\]]+", line) if w}
+    paths = {w.split("/", i)[-1] for w in words for i in range(w.count("/") + 1)}  # each tail: x/y.c, y.c
+    named = [n for n in ignored_files(root) if n in paths]
+    if not named:
+        return ""
+    shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+    return (
+        f" The build names {shown}, in the checkout but ignored by git: the image's copy of the checkout holds "
+        "git's files only (tracked, and untracked ones not ignored), as a clone would; commit it (`git add -f`) "
+        "or let the build make it."
     )
 
 
@@ -66,6 +95,9 @@ def _first_error(step: list[str], root: Path, install: ProjectInstall) -> tuple[
                 f"{_host_path(at.group('file'), root, install)}:{at.group('line')}" if at else _metadata(root, install)
             )
             return where, line
+    missing = next((line for line in text if NO_MODULE.search(line)), None)
+    if missing is not None:
+        return _metadata(root, install), missing
     exceptions = [line for line in text if EXCEPTION.match(line)]
     if exceptions:
         return _metadata(root, install), exceptions[-1]

@@ -3,14 +3,21 @@
 The project's layer is installed by a throw-away container into host folders bind-mounted at the
 paths they have in the image (harness/images/project_layer.py); this module turns those folders
 into the layer's tar. Identical files give an identical tar (and so the same layer id): names
-sorted, every time fixed, owner root, no host user or group names, modes kept only as permission
-bits. The container ran the project's code, so what it left is read as input: links are stored as
-links and never followed, devices, fifos and sockets are left out, every file is opened without
-following a link, and the number of entries and bytes is bounded.
+sorted, every time fixed (but in a `timed` root, below), owner root, no host user or group names,
+modes kept only as permission bits. The container ran the project's code, so what it left is read
+as input: links are stored as links and never followed, devices, fifos and sockets are left out,
+every file is opened without following a link, and the number of entries and bytes is bounded.
 
 A folder that held files before the container ran (gpuci's venv, copied out of its layer) is
 compared with its `snapshot`: only what is new or changed goes into the layer, and what is gone
 becomes a whiteout (`.wh.NAME`, the layer format's deletion).
+
+A `timed` root keeps its files' own times: a build folder that rebuilds on import (meson-python's, and
+scikit-build-core's with `editable.rebuild`), whose times the install settled past any checkout's
+(in_image/install_project.py). ninja compares its outputs' times with the sources', the mounted
+checkout's: at 2000-01-01 every output was older than every source, and every run of PyWavelets
+recompiled all its extensions at its first import (21 s of a 72-s warm run). Its `.ninja_deps` holds
+each output's time to the nanosecond and calls a later one stale, so the times are kept exactly.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from typing import Any, BinaryIO
 
 from harness.errors import ImageBuildError, UsageError
 
+# How a `timed` root's times are written; part of the tag of an image with such a root (an image written
+# before kept 2000-01-01 there, and rebuilt everything at every run's first import).
+BUILD_DIR_TIMES = "settled-ns"
 FIXED_MTIME = 946684800  # 2000-01-01: no build's clock in the layer (bytecode is hash-checked, not timed)
 MAX_ENTRIES = 1_000_000
 MAX_BYTES = 64 * 2**30
@@ -177,10 +187,15 @@ class LayerCount:
             )
 
 
-def _info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
+def _info(
+    name: str, kind: bytes, mode: int, size: int = 0, link: str = "", mtime_ns: int | None = None
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.linkname = kind, mode, size, link
     info.mtime, info.uid, info.gid, info.uname, info.gname = FIXED_MTIME, 0, 0, "", ""
+    if mtime_ns is not None:  # to the nanosecond, as PAX can say it: ninja checks its outputs' times exactly
+        info.mtime = mtime_ns // 10**9
+        info.pax_headers = {"mtime": f"{mtime_ns // 10**9}.{mtime_ns % 10**9:09d}"}
     return info
 
 
@@ -207,7 +222,7 @@ class _Entries:
         self.count.add(name, 0)
         yield _info(name, tarfile.DIRTYPE, mode), None
 
-    def add(self, name: str, path: Path, info: os.stat_result) -> Iterator[Member]:
+    def add(self, name: str, path: Path, info: os.stat_result, timed: bool = False) -> Iterator[Member]:
         if stat.S_ISDIR(info.st_mode):
             if name not in self.written:
                 yield from self.folder(name, stat.S_IMODE(info.st_mode))
@@ -227,7 +242,8 @@ class _Entries:
                 )
             self.count.add(name, info.st_size)
             self.count.file(path, info)
-            yield _info(name, tarfile.REGTYPE, stat.S_IMODE(info.st_mode), info.st_size), path
+            mtime_ns = info.st_mtime_ns if timed else None
+            yield _info(name, tarfile.REGTYPE, stat.S_IMODE(info.st_mode), info.st_size, mtime_ns=mtime_ns), path
 
     def whiteout(self, name: str) -> Iterator[Member]:
         folder, _, base = name.rpartition("/")
@@ -236,9 +252,11 @@ class _Entries:
         yield _info(f"{folder}/.wh.{base}" if folder else f".wh.{base}", tarfile.REGTYPE, 0o644), None
 
 
-def _members(stage: Path, roots: list[str], before: dict[str, dict[str, Entry]]) -> Iterator[Member]:
+def _members(
+    stage: Path, roots: list[str], before: dict[str, dict[str, Entry]], timed: tuple[str, ...] = ()
+) -> Iterator[Member]:
     """The layer of `roots` (folders under `stage`, named as in the image: `opt/gpuci/venv`), entry by
-    entry; a root in `before` gives only its changes."""
+    entry; a root in `before` gives only its changes; a root in `timed` keeps its files' times."""
     entries = _Entries()
     for root in sorted(roots):
         top = stage / root
@@ -251,7 +269,7 @@ def _members(stage: Path, roots: list[str], before: dict[str, dict[str, Entry]])
             seen.add(rel)
             if old is not None and rel in old and old[rel] == _entry(path, info):
                 continue  # as gpuci's layer has it already
-            yield from entries.add(f"{root}/{rel}", path, info)
+            yield from entries.add(f"{root}/{rel}", path, info, timed=root in timed)
         gone = {rel for rel in (old or {}) if rel not in seen}
         for rel in sorted(gone):
             if os.path.dirname(rel) not in gone:  # a folder's whiteout covers what was in it
@@ -282,12 +300,13 @@ class Layer:
     stage: Path
     roots: list[str]
     before: dict[str, dict[str, Entry]]
+    timed: tuple[str, ...] = ()  # roots whose files keep their own times (a build folder ninja checks)
     size: int = 0
     diff_id: str = ""
 
     def __post_init__(self) -> None:
         offset = 0
-        for info, _ in _members(self.stage, self.roots, self.before):
+        for info, _ in _members(self.stage, self.roots, self.before, self.timed):
             offset += len(_header(info)) + info.size + _padding(info.size)
         self.size = offset + len(_end(offset))
 
@@ -295,7 +314,7 @@ class Layer:
         """The tar's bytes in pieces of about a MiB (a piece a member made the load's upload one HTTP chunk
         a small file, and slower than writing the tar to disk first)."""
         digest, offset, pending = hashlib.sha256(), 0, bytearray()
-        for info, path in _members(self.stage, self.roots, self.before):
+        for info, path in _members(self.stage, self.roots, self.before, self.timed):
             header = _header(info)
             if offset + len(header) + info.size + _padding(info.size) > self.size:
                 # Checked before any of its bytes go: the archive names the layer's size ahead of it, and
@@ -341,9 +360,11 @@ def _content(path: Path, size: int) -> Iterator[bytes]:
             yield data
 
 
-def write_layer(stage: Path, roots: list[str], before: dict[str, dict[str, Entry]], out: BinaryIO) -> str:
+def write_layer(
+    stage: Path, roots: list[str], before: dict[str, dict[str, Entry]], out: BinaryIO, timed: tuple[str, ...] = ()
+) -> str:
     """The layer of `roots` into `out`; returns its diff id (`sha256:…` of the tar)."""
-    layer = Layer(stage, roots, before)
+    layer = Layer(stage, roots, before, timed)
     for data in layer.chunks():
         out.write(data)
     return layer.diff_id

@@ -84,6 +84,7 @@ class ProjectInstall:
         build_dir = BUILD_DIRS.get(self.backend)
         uv_settings = f"--config-setting=build-dir={build_dir} " if build_dir else ""
         pip_settings = f"--config-settings=build-dir={build_dir} " if build_dir else ""
+        ninja = f"--ninja-dir {build_dir} " if build_dir else ""  # its times settled (install_project.py)
         after = f"    if [ -d {build_dir} ]; then chmod -R a+rwX {build_dir}; fi; \\\n" if build_dir else ""
         # cargo's build folder outside the workspace (not moved into the outputs), gone once installed.
         rust = self.needs is not None and self.needs.rust
@@ -92,7 +93,7 @@ class ProjectInstall:
         return (
             f'PY=/opt/gpuci/venv/bin/python; [ -x "$PY" ] || PY=python3; UV=/opt/gpuci/bin/uv; {cargo}\\\n'
             f"    if [ ! -f {self.workspace}/PKG-INFO ]; then export SETUPTOOLS_SCM_PRETEND_VERSION={version}; fi; \\\n"
-            f'    INSTALL="$PY /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} --"; \\\n'
+            f'    INSTALL="$PY /opt/gpuci/{INSTALL_SCRIPT} {self.workspace} {OUTPUTS_DIR} {ninja}--"; \\\n'
             '    if [ -x "$UV" ]; then \\\n'
             '        $INSTALL "$UV" pip install --python "$PY" \\\n'
             "            --offline --no-index --no-cache --no-deps --no-build-isolation --quiet "

@@ -129,7 +129,8 @@ def build_layer(client: Any, job: LayerJob, stage: Path, root: Path) -> str:
                     (stage / path.strip("/")).rmdir()
             say(f"installed {what} in {time.monotonic() - started:.1f} s, in a container")
             written = time.monotonic()
-            layer = Layer(stage, job.roots, before)  # sized and checked: nothing reaches the engine before
+            timed = tuple(root for root in job.roots if f"/{root}" in BUILD_DIRS.values())  # ninja's, checked
+            layer = Layer(stage, job.roots, before, timed)  # sized and checked: nothing reaches the engine before
             config = image_config(client, job.parent_id, job.labels, f"gpuci: {what}")
             image_id = load(client, config, layer, job.tag)  # the container keeps the parent in use till here
             mb = layer.size / 2**20

@@ -21,9 +21,10 @@ from harness.declare.pythons import builds_on_local_base, suite_for
 from harness.errors import UsageError
 from harness.images.airgap import SUITE, BaseRecipe
 from harness.images.context import SCRIPTS
+from harness.images.layer_tar import BUILD_DIR_TIMES
 from harness.images.lock import inputs_hash, lock_key, locked_pins
 from harness.images.pip_lines import entry_refusal, refusal
-from harness.images.project_install import INSTALL_SCRIPT_SOURCE, ProjectInstall, project_install
+from harness.images.project_install import BUILD_DIRS, INSTALL_SCRIPT_SOURCE, ProjectInstall, project_install
 from harness.images.system_layer import SystemLayer
 from harness.images.toolchain import system_packages
 
@@ -80,6 +81,8 @@ class ImageRecipe:
             # gpuci's own install step (the lines it appends, its in-image script with the build-outputs
             # finder): a gpuci that installs differently builds a new image, never reuses the old one.
             digest.update(self.install.dockerfile_lines().encode() + INSTALL_SCRIPT_SOURCE.read_bytes())
+            if self.install.backend in BUILD_DIRS:  # its build folder's layer keeps the build's times (layer_tar)
+                digest.update(f"build-dir-times\0{BUILD_DIR_TIMES}\0".encode())
         for pin in self.pins:  # the resolution: a new release of an unpinned requirement is a new image
             digest.update(f"pin\0{pin}\0".encode())
         if self.system_layer is not None:

@@ -93,12 +93,26 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
                 text = chunk.get("stream", "") + chunk.get("error", "")
                 output = (output + text)[-MAX_OUTPUT:]
                 if text.strip():
-                    sys.stderr.write(f"  {printable(text.rstrip())}\n")  # the recipe is the project's
+                    sys.stderr.write(f"  {build_line(text)}\n")  # the recipe is the project's
                 if "error" in chunk:
                     _fail(layer, plain_lines(output), pyproject)
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"building the system layer {layer.tag} failed: {exc.explanation or exc}") from None
     return layer.tag
+
+
+# The engine wraps what a RUN step writes to stderr in red: its own framing, not the step's text.
+_ENGINE_RED, _ENGINE_RESET = "\x1b[91m", "\x1b[0m"
+
+
+def build_line(text: str) -> str:
+    """One chunk of the engine's build output as gpuci prints it: the engine's own colour framing taken
+    off, its lines kept as lines, and every other control character shown inert (the step's output is
+    the project's)."""
+    text = text.rstrip()
+    if text.startswith(_ENGINE_RED) and text.endswith(_ENGINE_RESET):
+        text = text[len(_ENGINE_RED) : -len(_ENGINE_RESET)].rstrip()
+    return printable(text, keep_lines=True)
 
 
 def plain_lines(output: str) -> list[str]:

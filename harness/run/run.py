@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.ci_provider import CIJob, job
+from harness.console import say
 from harness.declare.platforms import Platform
 from harness.declare.stop_policy import StopPolicy
-from harness.git import run_git
+from harness.git import refused, run_git
 from harness.owned import make_owned_dir, remove_stale
 from harness.redact import Redactor
 from harness.reports.report import RUNS_DIR, RunReport
@@ -124,6 +125,9 @@ def git_state(root: Path) -> dict[str, Any]:
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None}
     if out.returncode != 0:
+        why = refused(root, out.stderr)
+        if why:
+            say(f"warning: {why}")
         return {"commit": None, "dirty": None}
     lines = out.stdout.splitlines()
     commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)

@@ -224,11 +224,16 @@ def test_init_says_the_next_step_that_fits_and_names_the_project_s_extras(run_ha
     assert "`nox -l` lists your sessions (cpu_unit); run one with `nox -s cpu_unit`" in done.stderr
     table = (declared / "pyproject.toml").read_text()
     assert "# Extras declared here: gmpy, tests." in table and '# extras = ["tests"]' in table
+    assert "# No dependency groups are declared here." in table and '# dependency_groups = ["test"]' in table
 
     bare = tmp_path / "bare"
     bare.mkdir()
-    (bare / "pyproject.toml").write_text('[project]\nname = "bare"\nversion = "1"\n')
+    # findpython's groups: its test group is `tests`, and that is the example
+    groups = '[dependency-groups]\ntests = ["pytest"]\nlint = ["ruff"]\n'
+    (bare / "pyproject.toml").write_text(f'[project]\nname = "bare"\nversion = "1"\n\n{groups}')
     done = run_harness("init", "--root", str(bare))
     assert done.returncode == 0, done.stderr
     assert "next: `nox -s cpu_example` runs `pytest -q` at the root" in done.stderr
-    assert "# No extras are declared here." in (bare / "pyproject.toml").read_text()
+    table = (bare / "pyproject.toml").read_text()
+    assert "# No extras are declared here." in table
+    assert "# Dependency groups declared here: lint, tests." in table and '# dependency_groups = ["tests"]' in table

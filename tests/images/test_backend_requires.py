@@ -108,6 +108,28 @@ def test_a_backend_that_fails_when_asked_is_the_project_s_to_fix(docker_client, 
     assert f"{root}/setup.py" in str(err.value) and "No module named 'no_such_module_here'" in str(err.value)
 
 
+def test_only_a_legacy_setup_py_imports_from_its_folder(docker_client, tmp_path: Path) -> None:
+    """pip runs setuptools.build_meta's hooks with the project's folder off the path (only the legacy
+    backend puts it on): Bottleneck's setup.py imports the versioneer its build requires, not the older
+    versioneer.py beside it. Asking the backend sees the same modules as pip's build."""
+    base = bootstrap_base(docker_client)
+    target = ask_image(docker_client, base)
+    setup = "import here_only\nfrom setuptools import setup\nsetup(name='x', version=here_only.V, py_modules=[])\n"
+    answers = {}
+    for name in ("st_setup_py", "st_pyproject"):
+        root = _project(tmp_path / name, name)
+        (root / "setup.py").write_text(setup)
+        (root / "here_only.py").write_text("V = '0.1'\n")
+        install = project_install(root, "editable", "/workspace", read_pyproject(root))
+        assert install is not None
+        try:
+            answers[name] = backend_requires(docker_client, base, root, install, target, ResolveWith(WHEELHOUSE))
+        except UsageError as err:
+            answers[name] = str(err)
+    assert isinstance(answers["st_setup_py"], tuple), answers  # legacy: its folder first on the path
+    assert "No module named 'here_only'" in str(answers["st_pyproject"]), answers  # as pip's build says
+
+
 def test_the_backend_s_answer_is_input_checked_before_the_resolver_sees_it(tmp_path: Path) -> None:
     from harness.errors import ImageBuildError
     from harness.images.backend_requires import _answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,28 @@ def test_a_backend_exception_names_the_metadata_file(tmp_path: Path) -> None:
     assert "ModuleNotFoundError: No module named 'numpy'" in str(error)
     cmake = [START, "  CMake Error at /workspace/CMakeLists.txt:7 (add_library):", f"{FAILED} (exit 1)"]
     assert str(project_failure(cmake, tmp_path, SETUPTOOLS)).startswith(f"{tmp_path}/CMakeLists.txt:7: ")
+
+
+def test_a_source_git_ignores_is_named_with_the_missing_module(tmp_path: Path) -> None:
+    """Levenshtein's sdist ships its Cython output (`levenshtein_cpp.cxx`) and its .gitignore lists
+    `*.cxx`: the image's copy of a `git init`-ed sdist lacks it, CMake's rule runs Cython, which the
+    build does not require. The message says both, not uv's "Failed to build"."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("*.cxx\nbuild/\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "fast.cxx").write_text("// made by Cython\n")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "x.o").write_text("")
+    lines = [START, "  error: Failed to build `fast @ file:///workspace`", "  [1/4] Generating fast.cxx",
+             "  FAILED: [code=1] src/fast.cxx /opt/gpuci/skbuild-build/src/fast.cxx",
+             "  cd /opt/gpuci/skbuild-build/src && python -m cython --cplus /workspace/src/fast.pyx",
+             "  /opt/gpuci/venv/bin/python: No module named cython", f"{FAILED} (exit 1)"]  # fmt: skip
+    error = str(project_failure(lines, tmp_path, SETUPTOOLS))
+    assert error.startswith(f"{tmp_path}/pyproject.toml: the project's build failed in its image: ")
+    assert "No module named cython" in error and "Failed to build" not in error
+    assert "The build names src/fast.cxx, in the checkout but ignored by git" in error and "x.o" not in error
+    (tmp_path / "src" / "fast.cxx").unlink()  # not in the checkout: nothing to say about it
+    assert "ignored by git" not in str(project_failure(lines, tmp_path, SETUPTOOLS))
 
 
 def test_failures_outside_the_project_s_step_or_of_the_disk_stay_infrastructure(tmp_path: Path) -> None:

@@ -56,6 +56,28 @@ def test_the_same_files_give_the_same_layer_whatever_their_times_and_owner(tmp_p
     assert by_name["opt/venv/site/pkg/tool"].mode == 0o755
 
 
+def test_a_timed_root_keeps_its_files_times_in_order(tmp_path: Path) -> None:
+    """meson-python's build folder: ninja rebuilds an output older than its source (the mounted checkout's
+    files, with their own times), and one whose time differs from its `.ninja_deps` record by 100 ns (a
+    float's rounding), so there the build's times stay exactly, to the nanosecond."""
+    build = tmp_path / "opt" / "gpuci" / "meson-build"
+    build.mkdir(parents=True)
+    (build / "_ext.c").write_text("/* made by Cython */\n")
+    (build / "_ext.so").write_bytes(b"\x7fELF")
+    os.utime(build / "_ext.c", ns=(1_796_414_798_432_929_434, 1_796_414_798_432_929_434))
+    os.utime(build / "_ext.so", ns=(1_796_414_798_432_929_435, 1_796_414_798_432_929_435))  # a nanosecond later
+    _tree(tmp_path)
+    out = io.BytesIO()
+    write_layer(tmp_path, ["opt/gpuci/meson-build", "opt/venv"], {}, out, timed=("opt/gpuci/meson-build",))
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        by_name = {m.name: m for m in tar.getmembers()}
+    source, output = by_name["opt/gpuci/meson-build/_ext.c"], by_name["opt/gpuci/meson-build/_ext.so"]
+    assert source.pax_headers["mtime"] == "1796414798.432929434"
+    assert output.pax_headers["mtime"] == "1796414798.432929435" and int(output.mtime) == 1796414798
+    assert by_name["opt/venv/site/pkg/__init__.py"].mtime == FIXED_MTIME  # every other root as before
+    assert by_name["opt/gpuci/meson-build"].mtime == FIXED_MTIME  # folders: ninja never asks their time
+
+
 def test_a_snapshotted_folder_gives_only_its_changes_and_whiteouts(tmp_path: Path) -> None:
     _tree(tmp_path)
     site = tmp_path / "opt" / "venv" / "site"

@@ -77,3 +77,21 @@ def test_the_projects_ca_bundle_is_the_checkouts_at_every_recipe(tmp_path: Path,
     # The host's own bundle (a flag or GPUCI_CA_BUNDLE) is a host path, wherever it lies.
     by_host = load_config(root, environ={"GPUCI_CA_BUNDLE": str(host_file)})
     assert recipe_for(root, "cpu", ca_bundle=host_file, config=by_host).ca_bundle == host_file
+
+
+def test_a_build_folder_s_layer_times_are_in_the_tag_of_projects_that_have_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image written before its meson-python build folder kept the build's times rebuilt every extension
+    at every run's first import: a project with such a folder gets a new tag once, no other project does."""
+    import harness.images.recipe as recipe_module
+
+    meson = copy_recipes(tmp_path / "meson")
+    (meson / "pyproject.toml").write_text(
+        "[build-system]\nrequires = ['meson-python']\nbuild-backend = 'mesonpy'\n\n"
+        "[project]\nname = 'm'\nversion = '1'\n"
+    )
+    plain = project(tmp_path / "plain", "")
+    before = {root: recipe_for(root, "cpu").tag for root in (meson, plain)}
+    monkeypatch.setattr(recipe_module, "BUILD_DIR_TIMES", "an older way")
+    assert recipe_for(meson, "cpu").tag != before[meson] and recipe_for(plain, "cpu").tag == before[plain]

@@ -36,12 +36,17 @@ def test_apt_s_words_say_whose_fault_it_is(tmp_path: Path) -> None:
     assert err.value.exit_code == ExitCode.INFRASTRUCTURE  # type: ignore[attr-defined]
 
 
-def test_a_package_apt_does_not_know_is_exit_2_naming_the_setting(docker_client, tmp_path: Path) -> None:
+def test_a_package_apt_does_not_know_is_exit_2_naming_the_setting(
+    docker_client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = bootstrap_base(docker_client)
     layer = SystemLayer(base, ("gpuci-no-such-package-x",), "a test")
     with pytest.raises(UsageError) as err:
         ensure_layer(docker_client, layer, tmp_path / "pyproject.toml")
     assert f"{tmp_path}/pyproject.toml" in str(err.value) and "'gpuci-no-such-package-x'" in str(err.value)
+    # apt's stderr, as the console shows it: its lines, without the engine's red framing printed as text
+    shown = capsys.readouterr().err
+    assert "\n  E: Unable to locate package gpuci-no-such-package-x\n" in shown and "x1b[91m" not in shown
     with pytest.raises(Exception, match="No such image"):
         docker_client.images.get(layer.tag)
 

@@ -40,6 +40,8 @@ def _backend(project: str):  # type: ignore[no-untyped-def]
         with open(path, "rb") as file:
             system = tomllib.load(file).get("build-system") or {}
     name = system.get("build-backend") or LEGACY_BACKEND
+    if name == LEGACY_BACKEND:  # as a PEP 517 frontend runs a legacy setup.py: from its folder, importable
+        sys.path.insert(0, project)
     for folder in reversed(system.get("backend-path") or []):  # in-tree backends (PEP 517)
         sys.path.insert(0, os.path.join(project, folder))
     module_name, _, attribute = name.partition(":")
@@ -53,7 +55,8 @@ def main(project: str, lib: str | None = None) -> int:
     os.chdir(project)
     if lib:
         sys.path.insert(0, lib)
-    sys.path.insert(0, project)  # as a PEP 517 frontend runs a legacy setup.py: from its folder
+    # Not on the path for other backends (pip's build runs its hook from elsewhere): Bottleneck's setup.py
+    # imports versioneer, the one its build requires (0.29, reads pyproject.toml), never its own older copy.
     result: dict[str, object]
     try:
         backend = _backend(project)

@@ -1,7 +1,7 @@
 """Run inside the image's build (never on the host): the project's install, with its build outputs kept
 where the checkout mounted over the workspace cannot hide them.
 
-    python install_project.py WORKSPACE OUTPUTS [--site SITE_PACKAGES] -- INSTALL COMMAND…
+    python install_project.py WORKSPACE OUTPUTS [--site SITE_PACKAGES] [--ninja-dir BUILD_DIR] -- INSTALL COMMAND…
 
 An editable install of a project with extensions (setuptools `build_ext` in editable mode, a
 setuptools-scm `version_file`) writes files into the workspace copy in the image; at run time the
@@ -11,6 +11,13 @@ same relative place under OUTPUTS (the build folder), and a finder is put first 
 (a `.pth` in the interpreter's site-packages): wherever Python looks in a folder of the workspace, it
 looks in that folder's twin under OUTPUTS first. The code imported is still the mounted checkout's;
 the compiled modules are the image's.
+
+A build folder that rebuilds on import (`--ninja-dir`: meson-python's, scikit-build-core's with
+`editable.rebuild`) is settled once installed: ninja compares its outputs' times with the sources', the
+mounted checkout's at run time (a clone's are as new as the clone), and with those its logs recorded,
+and rebuilt everything at every run's first import. The image is tagged by those sources' content, so
+its outputs are current for any checkout it runs: every file there, and every time `.ninja_log` and
+`.ninja_deps` hold, is set to one time later than any checkout's, and ninja finds nothing to do.
 
 Standard library only, Python 3.8 and later: it runs on whatever Python the base image has.
 """
@@ -108,16 +115,76 @@ def _remove_empty_parents(workspace: str, rel: str) -> None:
         folder = os.path.dirname(folder)
 
 
+SETTLED_NS = 4102444800 * 10**9  # 2100-01-01, in ninja's nanoseconds
+_DEPS_HEADER = b"# ninjadeps\n"
+
+
+def settle_ninja(build_dir: str) -> int:
+    """Every file under `build_dir`, and the times ninja's logs recorded, at SETTLED_NS; returns how many
+    files. Logs of a format not known here are left as they are (ninja then rebuilds, as before)."""
+    count = 0
+    for folder, _, files in os.walk(build_dir):
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            if name == ".ninja_log":
+                _settle_log(path)
+            elif name == ".ninja_deps":
+                _settle_deps(path)
+            os.utime(path, ns=(SETTLED_NS, SETTLED_NS))
+            count += 1
+    return count
+
+
+def _settle_log(path: str) -> None:
+    """`# ninja log v5` to v7: START END MTIME OUTPUT HASH, tab-separated; MTIME is the third."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as log:
+        lines = log.read().split("\n")
+    if not lines or not lines[0].startswith("# ninja log v"):
+        return
+    for i, line in enumerate(lines[1:], 1):
+        fields = line.split("\t")
+        if len(fields) >= 5:
+            fields[2] = str(SETTLED_NS)
+            lines[i] = "\t".join(fields)
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as log:
+        log.write("\n".join(lines))
+
+
+def _settle_deps(path: str) -> None:
+    """Version 4: records of a 32-bit size (top bit set: a deps record, else a path); a deps record is the
+    output's id (32 bits), its time (64 bits, little-endian: low word first), then its inputs' ids."""
+    with open(path, "rb") as deps:
+        data = bytearray(deps.read())
+    if not data.startswith(_DEPS_HEADER) or int.from_bytes(data[12:16], "little") != 4:
+        return
+    at = 16
+    while at + 4 <= len(data):
+        head = int.from_bytes(data[at : at + 4], "little")
+        size, body = head & 0x7FFFFFFF, at + 4
+        if body + size > len(data):
+            break
+        if head >> 31 and size >= 12:
+            data[body + 4 : body + 12] = SETTLED_NS.to_bytes(8, "little")
+        at = body + size
+    with open(path, "wb") as deps:
+        deps.write(bytes(data))
+
+
 def main(argv: list[str]) -> int:
     workspace, outputs = os.path.abspath(argv[0]), os.path.abspath(argv[1])
     options, command = argv[2 : argv.index("--")], argv[argv.index("--") + 1 :]
     site = options[options.index("--site") + 1] if "--site" in options else sysconfig.get_paths()["purelib"]
+    ninja_dir = options[options.index("--ninja-dir") + 1] if "--ninja-dir" in options else None
     before = files_under(workspace)
     print(START, flush=True)
     done = subprocess.run(command)
     if done.returncode != 0:
         print(f"{FAILED} (exit {done.returncode})", flush=True)
         return done.returncode
+    if ninja_dir and os.path.isdir(ninja_dir):
+        print(f"gpuci: {settle_ninja(ninja_dir)} file(s) of {ninja_dir} settled: ninja rebuilds nothing at import")
     created = sorted(files_under(workspace) - before)
     if not created:
         return 0
