@@ -248,3 +248,11 @@ def test_recipe_files_linked_out_of_the_checkout_are_refused(tmp_path) -> None:
     (tmp_path / "containers" / "requirements.txt").symlink_to(secret)
     with pytest.raises(UsageError, match="link out of the checkout"):
         recipe_for(tmp_path, "cpu")
+
+
+def test_a_clean_lint_names_the_allow_file_only_where_it_accepted_something() -> None:
+    from harness.ci.lint import as_text
+    from harness.ci.lint.findings import ALLOW_FILE
+
+    assert as_text([], 0) == "gpuci lint: clean\n"  # the file may not exist: never named for nothing
+    assert as_text([], 2) == f"gpuci lint: clean (2 finding(s) accepted by {ALLOW_FILE})\n"
