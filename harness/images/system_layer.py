@@ -16,6 +16,7 @@ import hashlib
 import io
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
         except docker.errors.ImageNotFound:
             pass
         say(f"building the system layer {layer.tag} on {layer.base}: {' '.join(layer.packages)} ({layer.why})")
-        output = ""
+        started, output = time.monotonic(), ""
         try:
             with granted_credentials(client, granted_hosts(pyproject.parent)):  # its base may be the project's
                 stream = client.api.build(
@@ -98,6 +99,7 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
                     _fail(layer, plain_lines(output), pyproject)
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"building the system layer {layer.tag} failed: {exc.explanation or exc}") from None
+        say(f"built the system layer {layer.tag} in {time.monotonic() - started:.1f} s")
     return layer.tag
 
 

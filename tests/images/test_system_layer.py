@@ -47,6 +47,7 @@ def test_a_package_apt_does_not_know_is_exit_2_naming_the_setting(
     # apt's stderr, as the console shows it: its lines, without the engine's red framing printed as text
     shown = capsys.readouterr().err
     assert "\n  E: Unable to locate package gpuci-no-such-package-x\n" in shown and "x1b[91m" not in shown
+    assert "building the system layer" in shown and "built the system layer" not in shown  # its time: built only
     with pytest.raises(Exception, match="No such image"):
         docker_client.images.get(layer.tag)
 
