@@ -29,7 +29,7 @@ from harness.images import in_use as in_use_guard
 from harness.images.build import CONTEXT_PREFIX
 from harness.owned import stale_owned_dirs
 from harness.run.cleanup import own_layers
-from harness.run.cleanup.garbage import Garbage
+from harness.run.cleanup.garbage import Garbage, remove_image_or_report
 from harness.untrusted import remove_tree
 
 BUILD_DIR = (".gpuci", "build")
@@ -139,13 +139,7 @@ def remove_image(client: Any, item: Garbage) -> str | None:
         if not free:
             say(f"kept {item.kind} {item.id[:19]}: a build or run on this host is using it")
             return None
-        try:
-            engine.remove_image(client, item.id)
-        except engine.ImageInUse:
-            say(f"kept {item.kind} {item.id[:19]}: a container or a newer image uses it now")
-        except Exception as exc:  # reported, not raised: remove the rest
-            return f"{item.kind} {item.id[:19]}: {exc}"
-    return None
+        return remove_image_or_report(client, item, item.id[:19])
 
 
 def _size(path: Path) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 from harness.console import say
 from harness.images import engine
 from harness.images import in_use as in_use_guard
-from harness.run.cleanup.garbage import Garbage
+from harness.run.cleanup.garbage import Garbage, remove_image_or_report
 
 RECIPE_IMAGES = "gpuci/*-recipe"  # build.py's `gpuci/<platform>-recipe:<hash>` (and its `-steps`)
 _ARCHIVE = re.compile(r"([0-9a-f]{64})\.venv\.tar")
@@ -145,10 +145,5 @@ def remove(client: Any, item: Garbage) -> str | None:
         if users:
             say(f"kept {item.kind} {item.id}: the image {users[0][:19]} stands on it")
             return None
-        try:
-            engine.remove_image(client, item.id)
-        except engine.ImageInUse:
-            say(f"kept {item.kind} {item.id}: a container or a newer image uses it now")
-        except Exception as exc:  # reported, not raised: remove the rest
-            return f"{item.kind} {item.id}: {exc}"
+        return remove_image_or_report(client, item, item.id)
     return None
