@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -39,7 +38,7 @@ from harness.images.context import (
 from harness.images.lock import write_pins
 from harness.images.project_install import INSTALL_SCRIPT, OUTPUTS_DIR, copy_checkout
 from harness.images.recipe import ImageRecipe, project_bytes, project_requirements_text
-from harness.images.system_layer import build_line, ensure_layer, plain_lines
+from harness.images.system_layer import BuildLines, ensure_layer, plain_lines, show
 from harness.images.tag_record import TagRecord, agrees, remember
 from harness.owned import make_owned_dir, remove_stale
 from harness.untrusted import private_dir, remove_tree
@@ -365,9 +364,10 @@ def _build(
                 pull=False,
                 network_mode=recipe.network or None,  # the command's setting (every recipe step is offline)
             )
-        output = ""
+        output, shown = "", BuildLines()
         for chunk in stream:
             if "error" in chunk:
+                show(shown.end())
                 # The project's own build failing is exit 2 (where the checkout is known to name its files).
                 mine = project_failure(plain_lines(output), root, recipe.install) if root else None
                 if mine is not None:
@@ -377,8 +377,7 @@ def _build(
                 )
             text = chunk.get("stream", "")
             output = (output + text)[-MAX_OUTPUT:]
-            if text.strip():
-                sys.stderr.write(f"  {build_line(text)}\n")  # the recipe is the project's
-                sys.stderr.flush()
+            show(shown.feed(text))
+        show(shown.end())
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"building {tag} failed: {exc.explanation or exc}") from None

@@ -90,13 +90,15 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
                     pull=False,
                     network_mode=layer.network or None,
                 )
+            shown = BuildLines()
             for chunk in stream:
                 text = chunk.get("stream", "") + chunk.get("error", "")
                 output = (output + text)[-MAX_OUTPUT:]
-                if text.strip():
-                    sys.stderr.write(f"  {build_line(text)}\n")  # the recipe is the project's
+                show(shown.feed(text))
                 if "error" in chunk:
+                    show(shown.end())
                     _fail(layer, plain_lines(output), pyproject)
+            show(shown.end())
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"building the system layer {layer.tag} failed: {exc.explanation or exc}") from None
         say(f"built the system layer {layer.tag} in {time.monotonic() - started:.1f} s")
@@ -107,14 +109,36 @@ def ensure_layer(client: docker.DockerClient, layer: SystemLayer, pyproject: Pat
 _ENGINE_RED, _ENGINE_RESET = "\x1b[91m", "\x1b[0m"
 
 
-def build_line(text: str) -> str:
-    """One chunk of the engine's build output as gpuci prints it: the engine's own colour framing taken
-    off, its lines kept as lines, and every other control character shown inert (the step's output is
-    the project's)."""
-    text = text.rstrip()
-    if text.startswith(_ENGINE_RED) and text.endswith(_ENGINE_RESET):
-        text = text[len(_ENGINE_RED) : -len(_ENGINE_RESET)].rstrip()
-    return printable(text, keep_lines=True)
+class BuildLines:
+    """The engine's build output as gpuci prints it: whole lines, the engine's colour framing taken off each
+    message, a line the engine sent in two messages (a write it read in two parts, under load) joined
+    again, and every other control character shown inert (the step's output is the project's)."""
+
+    def __init__(self) -> None:
+        self.partial = ""
+
+    def feed(self, message: str) -> list[str]:
+        if message.startswith(_ENGINE_RED) and message.endswith(_ENGINE_RESET):
+            message = message[len(_ENGINE_RED) : -len(_ENGINE_RESET)]
+        *lines, self.partial = (self.partial + message).split("\n")
+        if len(self.partial) > MAX_LINE:  # a line with no end is printed in parts, never held unbounded
+            lines.append(self.partial)
+            self.partial = ""
+        return [printable(line.rstrip()) for line in lines if line.strip()]
+
+    def end(self) -> list[str]:
+        rest, self.partial = self.partial, ""
+        return [printable(rest.rstrip())] if rest.strip() else []
+
+
+def show(lines: list[str]) -> None:
+    """Build output lines on stderr, indented under gpuci's own."""
+    for line in lines:
+        sys.stderr.write(f"  {line}\n")  # the recipe is the project's
+    sys.stderr.flush()
+
+
+MAX_LINE = 64 * 2**10
 
 
 def plain_lines(output: str) -> list[str]:

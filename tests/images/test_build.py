@@ -163,10 +163,16 @@ def test_a_build_whose_base_is_gone_for_good_says_so_and_exits_75(docker_client,
 
 
 def test_build_output_is_shown_as_lines_without_the_engine_s_colour_framing() -> None:
-    from harness.images.build import build_line
+    from harness.images.system_layer import BuildLines
 
+    lines = BuildLines()
     # What the engine streams for a RUN step's stderr (uv's lines in a gpuci recipe), and a step's own escape.
-    assert build_line("\x1b[91mResolved 18 packages in 96ms\n\x1b[0m") == "Resolved 18 packages in 96ms"
-    assert build_line("\x1b[91mone\ntwo\n\x1b[0m") == "one\n  two"
-    assert build_line("Step 3/9 : RUN make\n") == "Step 3/9 : RUN make"
-    assert build_line("evil \x1b]0;title\x07 here\n") == "evil \\x1b]0;title\\x07 here"  # inert, as before
+    assert lines.feed("\x1b[91mResolved 18 packages in 96ms\n\x1b[0m") == ["Resolved 18 packages in 96ms"]
+    assert lines.feed("\x1b[91mone\ntwo\n\x1b[0m") == ["one", "two"]
+    assert lines.feed("Step 3/9 : RUN make\n") == ["Step 3/9 : RUN make"]
+    assert lines.feed("evil \x1b]0;title\x07 here\n") == ["evil \\x1b]0;title\\x07 here"]  # inert, as before
+    # A write the engine read in two parts (under load) comes as two framed messages: one line again.
+    assert lines.feed("\x1b[91mE: Unable to locate pack\x1b[0m") == []
+    joined = lines.feed("\x1b[91mage gpuci-no-such-package-x\n\x1b[0m")
+    assert joined == ["E: Unable to locate package gpuci-no-such-package-x"]
+    assert lines.feed("no end") == [] and lines.end() == ["no end"] and lines.end() == []
