@@ -18,18 +18,16 @@ from pathlib import Path
 
 from harness.images.installer import cache_dir
 from harness.images.uv_resolve import Wheel
+from harness.untrusted import Refused, read_capped
 
 MAX_BYTES = 1 << 20  # a pins file of gpuci's is a few hundred bytes; a bigger one is not remembered
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _key(requirements: Path, machine: str) -> str | None:
-    try:
-        with open(requirements, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_BYTES:
+    try:  # the project's copy of the pins: a regular file, bounded, never a FIFO or a device
+        data = read_capped(requirements, MAX_BYTES)
+    except (OSError, Refused):
         return None
     index = "\n".join([os.environ.get("PIP_INDEX_URL", ""), os.environ.get("PIP_EXTRA_INDEX_URL", "")])
     return hashlib.sha256(b"\0".join([data, machine.encode(), index.encode()])).hexdigest()

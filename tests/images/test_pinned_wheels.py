@@ -3,6 +3,7 @@ no resolution, and only while every wheel named is in the cache and the pins fil
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,10 @@ def test_remembered_wheels_are_recalled_only_with_the_same_pins_and_every_wheel_
     assert pinned_wheels.recall(pins, "aarch64") is None
     pins.write_text("six==1.16.0\n")  # a project's edited pins are another key
     assert pinned_wheels.recall(pins, "x86_64") is None
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)  # the project's pins file made a FIFO: never opened for reading (it would block)
+    assert pinned_wheels.recall(fifo, "x86_64") is None
+    pinned_wheels.remember(fifo, "x86_64", (wheel,))
 
 
 def test_a_second_wheelhouse_is_filled_from_the_cache_without_asking_the_index(
